@@ -1,0 +1,20 @@
+//! Identifiers, log records and the deterministic random number generator shared by every
+//! shardkv crate.
+//!
+//! This crate is the bottom of the dependency graph: it has no I/O and no logic beyond
+//! arithmetic on newtypes. Every id and index is a newtype so that a `Term` can never be
+//! passed where a `LogIndex` is expected.
+//!
+//! Contract:
+//! - `LogIndex(0)` and `Term(0)` mean "nothing": the log's first real entry has index 1 and a
+//!   node that never voted has term 0.
+//! - [`Rng`] is a pure function of its seed: the same seed yields the same stream on every
+//!   platform, which is what makes simulations replayable.
+
+mod ids;
+mod log;
+mod rng;
+
+pub use ids::{ClientId, ConfigNum, Gid, LogIndex, NodeId, ShardId, Term};
+pub use log::{Entry, EntryKind, HardState, SnapshotMeta};
+pub use rng::Rng;

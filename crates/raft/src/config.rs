@@ -1,0 +1,100 @@
+//! Tunables of one Raft node, each with a named bound.
+
+use shardkv_types::NodeId;
+
+/// The configuration of one Raft node. Every queue and batch the core keeps is bounded by a
+/// field here.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id; must be one of `voters`.
+    pub id: NodeId,
+    /// Every voting member of the group, this node included.
+    pub voters: Vec<NodeId>,
+    /// The minimum election timeout in ticks. Each node draws its timeout uniformly from
+    /// `[election_ticks, 2 * election_ticks)` after every reset.
+    pub election_ticks: u32,
+    /// Ticks between leader heartbeats. Must be well below `election_ticks`.
+    pub heartbeat_ticks: u32,
+    /// Run a pre-vote round before incrementing the term (Raft thesis §9.6): a node that was
+    /// partitioned away cannot disrupt a healthy leader when it returns.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum within `election_ticks`; and a
+    /// node that heard from a leader within `election_ticks` ignores vote requests.
+    pub check_quorum: bool,
+    /// The most entries in one AppendEntries message.
+    pub append_entries_max: usize,
+    /// The most entry bytes in one AppendEntries message (at least one entry is always sent).
+    pub append_bytes_max: usize,
+    /// The most AppendEntries messages in flight to one follower in the replicate state.
+    pub inflight_appends_max: usize,
+    /// The most snapshot bytes in one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes_max: usize,
+    /// The most committed-entry bytes handed to the application in one Ready (at least one
+    /// entry is always handed out).
+    pub apply_bytes_max: usize,
+    /// The most log entries a leader holds beyond its commit index; proposals past it fail
+    /// with `ProposeError::Busy`.
+    pub uncommitted_entries_max: usize,
+    /// The most ReadIndex requests pending at the leader.
+    pub pending_reads_max: usize,
+    /// The largest command a proposal may carry.
+    pub proposal_bytes_max: usize,
+}
+
+impl Config {
+    /// Defaults for a node with a 10 ms tick: heartbeats every 100 ms, elections after
+    /// 500–1000 ms of silence.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            election_ticks: 50,
+            heartbeat_ticks: 10,
+            pre_vote: true,
+            check_quorum: true,
+            append_entries_max: 256,
+            append_bytes_max: 1 << 20,
+            inflight_appends_max: 256,
+            snapshot_chunk_bytes_max: 256 << 10,
+            apply_bytes_max: 4 << 20,
+            uncommitted_entries_max: 10_000,
+            pending_reads_max: 10_000,
+            proposal_bytes_max: 8 << 20,
+        }
+    }
+
+    /// Checks the invariants between fields.
+    ///
+    /// # Panics
+    /// If the configuration is inconsistent; that is a programmer error.
+    pub fn validate(&self) {
+        assert!(
+            self.voters.contains(&self.id),
+            "{} is not among the voters {:?}",
+            self.id,
+            self.voters
+        );
+        assert!(self.id.0 != 0, "node id 0 is reserved");
+        assert!(
+            self.heartbeat_ticks >= 1,
+            "heartbeat_ticks must be at least 1"
+        );
+        assert!(
+            self.election_ticks > self.heartbeat_ticks,
+            "election_ticks ({}) must exceed heartbeat_ticks ({})",
+            self.election_ticks,
+            self.heartbeat_ticks
+        );
+        assert!(self.append_entries_max >= 1 && self.inflight_appends_max >= 1);
+        assert!(self.snapshot_chunk_bytes_max >= 1);
+        let mut sorted = self.voters.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            self.voters.len(),
+            "duplicate voters in {:?}",
+            self.voters
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Message dispatch by term and role, and leader election with PreVote and CheckQuorum.
+
+use crate::{Body, Message, RawNode, Role};
+use shardkv_types::{NodeId, Term};
+
+impl RawNode {
+    /// Processes one message from a peer.
+    pub fn step(&mut self, m: Message) {
+        assert_eq!(m.to, self.cfg.id, "message for another node");
+        if !self.cfg.voters.contains(&m.from) || m.from == self.cfg.id {
+            return; // not a member of this group: ignore rather than trust it
+        }
+        if m.term > self.term {
+            if !self.step_higher_term(&m) {
+                return;
+            }
+        } else if m.term < self.term {
+            self.step_lower_term(&m);
+            return;
+        }
+        match &m.body {
+            Body::RequestVote { .. } => self.handle_vote_request(&m),
+            _ => match self.role {
+                Role::Leader => self.step_leader(m),
+                Role::Candidate | Role::PreCandidate => self.step_candidate(m),
+                Role::Follower => self.step_follower(m),
+            },
+        }
+    }
+
+    /// A message from a newer term. Returns false if it must be ignored.
+    fn step_higher_term(&mut self, m: &Message) -> bool {
+        match &m.body {
+            Body::RequestVote {
+                force, pre_vote, ..
+            } => {
+                // CheckQuorum's lease: a node that heard from a live leader within the
+                // minimum election timeout does not help depose it.
+                let in_lease = self.cfg.check_quorum
+                    && self.leader.is_some()
+                    && (self.role == Role::Leader
+                        || self.election_elapsed < self.cfg.election_ticks);
+                if in_lease && !force {
+                    return false;
+                }
+                if !pre_vote {
+                    self.become_follower(m.term, None);
+                }
+            }
+            // A granted pre-vote carries the term the candidate will use; it is no news.
+            Body::RequestVoteResponse {
+                pre_vote: true,
+                granted: true,
+            } => {}
+            Body::AppendEntries { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+                self.become_follower(m.term, Some(m.from));
+            }
+            _ => self.become_follower(m.term, None),
+        }
+        true
+    }
+
+    /// A message from an older term: tell a stale leader or pre-candidate about the newer
+    /// term, ignore the rest.
+    fn step_lower_term(&mut self, m: &Message) {
+        match &m.body {
+            // Without this, a leader cut off by a partition whose peers moved on would never
+            // learn the new term when CheckQuorum or PreVote keeps the others from bumping it.
+            Body::AppendEntries { .. } | Body::Heartbeat { .. }
+                if self.cfg.check_quorum || self.cfg.pre_vote =>
+            {
+                self.send(
+                    m.from,
+                    self.term,
+                    Body::AppendEntriesResponse {
+                        success: false,
+                        index: Default::default(),
+                        hint: None,
+                    },
+                );
+            }
+            Body::RequestVote { pre_vote: true, .. } => {
+                self.send(
+                    m.from,
+                    self.term,
+                    Body::RequestVoteResponse {
+                        pre_vote: true,
+                        granted: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_vote_request(&mut self, m: &Message) {
+        let Body::RequestVote {
+            pre_vote,
+            last_log_index,
+            last_log_term,
+            ..
+        } = m.body
+        else {
+            unreachable!()
+        };
+        // A real vote goes to at most one candidate per term; a pre-vote is granted to any
+        // candidate for a newer term whose log is up to date.
+        let can_vote = self.vote == Some(m.from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && m.term > self.term);
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        let term = if granted { m.term } else { self.term };
+        self.send(
+            m.from,
+            term,
+            Body::RequestVoteResponse { pre_vote, granted },
+        );
+        if granted && !pre_vote {
+            self.vote = Some(m.from);
+            self.election_elapsed = 0;
+        }
+    }
+
+    fn step_follower(&mut self, m: Message) {
+        match m.body {
+            Body::AppendEntries { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_leader_message(m);
+            }
+            Body::TimeoutNow => {
+                // Leadership transfer: campaign at once, skipping the pre-vote.
+                self.campaign(false, true);
+            }
+            _ => {} // stale responses to a role this node no longer has
+        }
+    }
+
+    fn step_candidate(&mut self, m: Message) {
+        match m.body {
+            Body::AppendEntries { .. } | Body::Heartbeat { .. } | Body::InstallSnapshot { .. } => {
+                // Someone won this term.
+                self.become_follower(m.term, Some(m.from));
+                self.handle_leader_message(m);
+            }
+            Body::RequestVoteResponse { pre_vote, granted } => {
+                let phase_matches = pre_vote == (self.role == Role::PreCandidate);
+                let term_matches = if pre_vote {
+                    m.term == self.term.next() || !granted
+                } else {
+                    m.term == self.term
+                };
+                if phase_matches && term_matches {
+                    self.votes.insert(m.from, granted);
+                    self.tally_votes();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tally_votes(&mut self) {
+        let granted = self.votes.values().filter(|&&g| g).count();
+        let rejected = self.votes.len() - granted;
+        if granted >= self.quorum() {
+            if self.role == Role::PreCandidate {
+                self.campaign(false, false);
+            } else {
+                self.become_leader();
+            }
+        } else if rejected >= self.quorum() {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// Starts an election: a pre-vote round if `pre_vote`, else a real one. `force` marks a
+    /// leadership transfer, which voters honour even inside a leader's lease.
+    pub(crate) fn campaign(&mut self, pre_vote: bool, force: bool) {
+        let term: Term = if pre_vote {
+            self.become_pre_candidate();
+            self.term.next()
+        } else {
+            self.become_candidate();
+            self.term
+        };
+        self.votes.insert(self.cfg.id, true);
+        if self.quorum() == 1 {
+            self.tally_votes();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let peers: Vec<NodeId> = self.peers();
+        for p in peers {
+            self.send(
+                p,
+                term,
+                Body::RequestVote {
+                    pre_vote,
+                    force,
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+}

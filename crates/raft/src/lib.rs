@@ -1,0 +1,82 @@
+//! A synchronous, deterministic Raft core.
+//!
+//! [`RawNode`] is the Raft algorithm and nothing else: no I/O, no clock, no threads, no OS
+//! randomness. Its inputs are [`RawNode::tick`] (one unit of logical time),
+//! [`RawNode::step`] (a message from a peer), [`RawNode::propose`] (a command) and
+//! [`RawNode::read_index`] (a linearizable read point). Its output is a [`Ready`] batch:
+//! what to persist, what to send, what to apply. The same inputs always produce the same
+//! outputs, so a simulator can run whole clusters under one seed.
+//!
+//! # The persistence contract
+//!
+//! For every [`Ready`] the application, in this order:
+//! 1. persists the snapshot, the entries and the hard state, durably (fsync);
+//! 2. sends the messages (a vote or an append acknowledgement must never leave before the
+//!    state it promises is on disk);
+//! 3. installs the snapshot into its state machine and applies the committed entries, in
+//!    order, each exactly once;
+//! 4. serves the read states whose index it has applied;
+//! 5. calls [`RawNode::advance`].
+//!
+//! Snapshots the application takes itself are persisted by the application and then
+//! handed to [`RawNode::compact`], which drops the covered log prefix.
+//!
+//! # What it implements
+//!
+//! Leader election with randomized timeouts, PreVote and CheckQuorum (both on by default);
+//! log replication that sends as soon as a command is proposed (all commands proposed
+//! between two `ready` calls share one message per follower), pipelined within a bounded
+//! window; fast conflict backup (conflict term and its first index); the paper's commit rule
+//! and a no-op entry at the start of every term; InstallSnapshot in bounded chunks; ReadIndex
+//! reads confirmed by one heartbeat round; leadership transfer. Membership change is not
+//! implemented: the voter set is fixed by [`Config::voters`].
+//!
+//! # Limits
+//!
+//! Every queue and batch has a bound in [`Config`]: entries and bytes per append, appends in
+//! flight per follower, snapshot chunk size, committed bytes per Ready, uncommitted entries,
+//! pending reads, proposal size.
+//!
+//! # Example
+//!
+//! ```
+//! use shardkv_raft::{Config, RawNode, Restored};
+//! use shardkv_types::NodeId;
+//!
+//! // A single-node group elects itself and commits a proposal.
+//! let mut node = RawNode::new(Config::new(NodeId(1), vec![NodeId(1)]), Restored::default(), 7);
+//! while !node.is_leader() {
+//!     node.tick();
+//!     let rd = node.ready();
+//!     node.advance(rd);
+//! }
+//! let index = node.propose(b"hello".to_vec()).unwrap();
+//! let mut applied = Vec::new();
+//! for _ in 0..3 {
+//!     let rd = node.ready();
+//!     // persist rd.entries / rd.hard_state here, send rd.messages, then apply:
+//!     applied.extend(rd.committed_entries.iter().map(|e| e.index));
+//!     node.advance(rd);
+//! }
+//! assert!(applied.contains(&index));
+//! ```
+
+mod config;
+mod election;
+mod error;
+mod log;
+mod message;
+mod node;
+mod progress;
+mod read_index;
+mod ready;
+mod replication;
+mod snapshot;
+
+pub use config::Config;
+pub use error::ProposeError;
+pub use log::RaftLog;
+pub use message::{Body, ConflictHint, Message};
+pub use node::{RawNode, Restored, Status};
+pub use progress::{Progress, ProgressState};
+pub use ready::{ReadState, Ready, Role, Snapshot, SoftState};

@@ -1,0 +1,246 @@
+//! Log replication: AppendEntries and heartbeats on both sides, with pipelining, fast
+//! conflict backup and commit propagation.
+
+use crate::progress::ProgressState;
+use crate::{Body, ConflictHint, Message, RawNode, ReadState};
+use shardkv_types::{LogIndex, NodeId};
+
+/// How many heartbeat intervals the oldest in-flight append may go unanswered before the
+/// leader assumes it was lost and probes again.
+const INFLIGHT_STALE_HEARTBEATS: u64 = 3;
+
+impl RawNode {
+    /// Follower: a message from the current leader.
+    pub(crate) fn handle_leader_message(&mut self, m: Message) {
+        match m.body {
+            Body::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.handle_append(
+                m.from,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            ),
+            Body::Heartbeat { commit, read_seq } => {
+                self.log.commit_to(commit);
+                self.send(m.from, self.term, Body::HeartbeatResponse { read_seq });
+            }
+            Body::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.handle_snapshot_chunk(m.from, meta, offset, data, done),
+            _ => unreachable!("not a leader message: {}", m.kind()),
+        }
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: shardkv_types::Term,
+        entries: Vec<shardkv_types::Entry>,
+        leader_commit: LogIndex,
+    ) {
+        let body = match self
+            .log
+            .maybe_append(prev_log_index, prev_log_term, entries)
+        {
+            Some(last_new) => {
+                // Raft Figure 2: commit up to the leader's commit, but only within what is
+                // known to match the leader's log.
+                self.log.commit_to(leader_commit.min(last_new));
+                Body::AppendEntriesResponse {
+                    success: true,
+                    index: last_new,
+                    hint: None,
+                }
+            }
+            None => {
+                let hint = if prev_log_index > self.log.last_index() {
+                    ConflictHint {
+                        conflict_term: None,
+                        conflict_index: self.log.last_index().next(),
+                    }
+                } else {
+                    ConflictHint {
+                        conflict_term: self.log.term(prev_log_index),
+                        conflict_index: self.log.first_index_of_term_at(prev_log_index),
+                    }
+                };
+                Body::AppendEntriesResponse {
+                    success: false,
+                    index: prev_log_index,
+                    hint: Some(hint),
+                }
+            }
+        };
+        self.send(from, self.term, body);
+    }
+
+    /// Leader: answers from followers.
+    pub(crate) fn step_leader(&mut self, m: Message) {
+        let Some(pr) = self.progress.get_mut(&m.from) else {
+            return;
+        };
+        pr.last_active_tick = self.ticks;
+        match m.body {
+            Body::AppendEntriesResponse {
+                success: true,
+                index,
+                ..
+            } => self.handle_append_success(m.from, index),
+            Body::AppendEntriesResponse {
+                success: false,
+                index,
+                hint: Some(hint),
+            } => self.handle_append_reject(m.from, index, hint),
+            Body::HeartbeatResponse { read_seq } => {
+                self.handle_heartbeat_response(m.from, read_seq)
+            }
+            Body::InstallSnapshotResponse {
+                meta,
+                next_offset,
+                installed,
+            } => self.handle_snapshot_response(m.from, meta, next_offset, installed),
+            _ => {}
+        }
+    }
+
+    fn handle_append_success(&mut self, from: NodeId, index: LogIndex) {
+        let pr = self.progress.get_mut(&from).expect("peer");
+        if !pr.maybe_update(index) {
+            return;
+        }
+        match pr.state {
+            ProgressState::Probe => pr.become_replicate(),
+            ProgressState::Snapshot => {
+                if pr
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|t| pr.match_index >= t.meta.index)
+                {
+                    pr.become_probe();
+                }
+            }
+            ProgressState::Replicate => {}
+        }
+        self.maybe_commit();
+        self.maybe_finish_transfer(from);
+    }
+
+    fn handle_append_reject(&mut self, from: NodeId, rejected: LogIndex, hint: ConflictHint) {
+        // Fast backup: skip every entry of the conflicting term at once.
+        let hint_next = match hint.conflict_term {
+            Some(t) => match self.log.last_index_of_term(t).filter(|&i| i <= rejected) {
+                Some(i) => i.next(),
+                None => hint.conflict_index,
+            },
+            None => hint.conflict_index,
+        };
+        let pr = self.progress.get_mut(&from).expect("peer");
+        if pr.state == ProgressState::Snapshot {
+            return;
+        }
+        if pr.maybe_decr_to(rejected, hint_next) && pr.state == ProgressState::Replicate {
+            pr.become_probe();
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, read_seq: u64) {
+        let last = self.log.last_index();
+        let stale_ticks = INFLIGHT_STALE_HEARTBEATS * u64::from(self.cfg.heartbeat_ticks);
+        let pr = self.progress.get_mut(&from).expect("peer");
+        match pr.state {
+            ProgressState::Probe => pr.probe_sent = false,
+            ProgressState::Replicate if pr.match_index < last => {
+                // An append may have been lost; if the oldest one in flight is long overdue,
+                // fall back to probing from the last known match.
+                if pr
+                    .inflight
+                    .front()
+                    .is_some_and(|&(_, sent)| self.ticks - sent >= stale_ticks)
+                {
+                    pr.become_probe();
+                }
+            }
+            _ => {}
+        }
+        let released = self.reads.ack(from, read_seq, self.quorum());
+        self.read_states
+            .extend(released.into_iter().map(|(ctx, i)| ReadState {
+                ctx,
+                index: Some(i),
+            }));
+    }
+
+    /// Leader: sends `to` the entries it lacks if its progress allows one more message.
+    pub(crate) fn maybe_send_append(&mut self, to: NodeId) {
+        let last = self.log.last_index();
+        let inflight_max = self.cfg.inflight_appends_max;
+        let pr = self.progress.get(&to).expect("peer");
+        if pr.is_paused(inflight_max) {
+            return;
+        }
+        let probing = pr.state == ProgressState::Probe && pr.match_index < last;
+        if pr.next_index > last && !probing {
+            return;
+        }
+        if pr.next_index <= self.log.snapshot_meta().index {
+            self.start_snapshot_transfer(to);
+            return;
+        }
+        let next = pr.next_index;
+        let prev_log_index = next.prev();
+        let prev_log_term = self
+            .log
+            .term(prev_log_index)
+            .expect("prev is at or after the snapshot");
+        let entries = if next <= last {
+            self.log
+                .slice(next, self.cfg.append_entries_max, self.cfg.append_bytes_max)
+        } else {
+            Vec::new()
+        };
+        let sent_last = entries.last().map_or(prev_log_index, |e| e.index);
+        let count = entries.len();
+        let leader_commit = self.log.committed();
+        let ticks = self.ticks;
+        let pr = self.progress.get_mut(&to).expect("peer");
+        pr.sent_append(sent_last, count, ticks);
+        self.send(
+            to,
+            self.term,
+            Body::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            },
+        );
+    }
+
+    /// Leader: one heartbeat to every follower, confirming read round `read_seq` (0 if
+    /// none), and a resend of any snapshot chunk left unanswered.
+    pub(crate) fn bcast_heartbeat(&mut self, read_seq: u64) {
+        for p in self.peers() {
+            let pr = &self.progress[&p];
+            let commit = pr.match_index.min(self.log.committed());
+            self.send(p, self.term, Body::Heartbeat { commit, read_seq });
+            self.maybe_resend_snapshot_chunk(p);
+        }
+    }
+
+    fn maybe_finish_transfer(&mut self, from: NodeId) {
+        if let Some((to, _)) = self.transferee {
+            if to == from && self.progress[&from].match_index == self.log.last_index() {
+                self.send(to, self.term, Body::TimeoutNow);
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Raft's safety properties (Figure 3 of the paper), checked as the simulation runs.
+//!
+//! - Election safety: at most one leader per term.
+//! - Log matching: two logs holding an entry with the same index and term hold the same
+//!   command there and the same term before it (checked inductively on every persisted
+//!   entry: same (index, term) => same digest and same previous term).
+//! - Leader completeness: a new leader's log holds every entry committed before.
+//! - State machine safety: no two nodes apply different commands at one index.
+//! - Commit index monotonic per incarnation; applied <= committed.
+
+use crate::state_machine::digest;
+use shardkv_raft::{RaftLog, Status};
+use shardkv_types::{Entry, EntryKind, LogIndex, NodeId, Term};
+use std::collections::BTreeMap;
+
+/// Accumulates what every node did and reports the first violation.
+#[derive(Debug, Default)]
+pub struct Checker {
+    leaders: BTreeMap<Term, NodeId>,
+    /// (index, term) -> (digest, previous term) of every entry any node persisted.
+    entries: BTreeMap<(LogIndex, Term), (u64, Term)>,
+    /// index -> (term, digest) of every applied entry.
+    applied: BTreeMap<LogIndex, (Term, u64)>,
+    /// Per node: the last commit index seen in this incarnation.
+    commits: BTreeMap<NodeId, LogIndex>,
+}
+
+fn entry_digest(e: &Entry) -> u64 {
+    match e.kind {
+        EntryKind::Normal => digest(&e.data),
+        EntryKind::Noop => 0,
+    }
+}
+
+impl Checker {
+    pub fn on_leader(&mut self, id: NodeId, term: Term, log: &RaftLog) -> Result<(), String> {
+        if let Some(prev) = self.leaders.insert(term, id) {
+            if prev != id {
+                return Err(format!("election safety: {prev} and {id} both lead {term}"));
+            }
+        }
+        // Leader completeness over every applied (hence committed) index this log should hold.
+        let from = log.snapshot_meta().index;
+        for (&i, &(t, d)) in self.applied.range(from.next()..) {
+            match log.entry(i) {
+                Some(e) if e.term == t && entry_digest(e) == d => {}
+                Some(e) => {
+                    return Err(format!(
+                        "leader completeness: new leader {id} of {term} has {}@{i}, committed was {t}@{i}",
+                        e.term
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "leader completeness: new leader {id} of {term} lacks committed index {i}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A node persisted `e`, whose predecessor in its log has term `prev_term`.
+    pub fn on_persist(&mut self, id: NodeId, e: &Entry, prev_term: Term) -> Result<(), String> {
+        let d = entry_digest(e);
+        match self.entries.insert((e.index, e.term), (d, prev_term)) {
+            Some((d0, p0)) if d0 != d || p0 != prev_term => Err(format!(
+                "log matching: {id} persisted {}@{} with digest {d:x} after term {prev_term}, \
+                 another node has digest {d0:x} after term {p0}",
+                e.term, e.index
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn on_apply(&mut self, id: NodeId, e: &Entry) -> Result<(), String> {
+        let d = entry_digest(e);
+        match self.applied.insert(e.index, (e.term, d)) {
+            Some((t0, d0)) if t0 != e.term || d0 != d => Err(format!(
+                "state machine safety: {id} applied {}@{} ({d:x}), another node applied {t0}@{} ({d0:x})",
+                e.term, e.index, e.index
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks commit monotonicity and applied <= committed after a node processed an event.
+    pub fn on_status(&mut self, s: &Status) -> Result<(), String> {
+        if s.applied > s.commit {
+            return Err(format!(
+                "{}: applied {} > committed {}",
+                s.id, s.applied, s.commit
+            ));
+        }
+        let prev = self.commits.insert(s.id, s.commit).unwrap_or_default();
+        if s.commit < prev {
+            return Err(format!(
+                "{}: commit index went back from {prev} to {}",
+                s.id, s.commit
+            ));
+        }
+        Ok(())
+    }
+
+    /// A node restarted: its in-memory commit index may restart lower.
+    pub fn on_restart(&mut self, id: NodeId) {
+        self.commits.remove(&id);
+    }
+
+    /// The highest applied index any node reached.
+    pub fn max_applied(&self) -> LogIndex {
+        self.applied.keys().next_back().copied().unwrap_or_default()
+    }
+
+    /// The (term, digest) applied at `index`, if any node applied it.
+    pub fn applied_at(&self, index: LogIndex) -> Option<(Term, u64)> {
+        self.applied.get(&index).copied()
+    }
+
+    /// The indexes at which a command with digest `d` was applied.
+    pub fn indexes_of(&self, d: u64) -> Vec<LogIndex> {
+        self.applied
+            .iter()
+            .filter(|(_, (_, x))| *x == d)
+            .map(|(i, _)| *i)
+            .collect()
+    }
+}

@@ -38,12 +38,25 @@ impl ClusterConfig {
             replay: format!("SHARDKV_SEED={seed} cargo test -p shardkv-sim"),
         }
     }
+
+    /// The configuration of a named scenario test: seed from `SHARDKV_SEED` or
+    /// `default_seed`, and a replay command that reruns exactly this test.
+    pub fn scenario(nodes: usize, test_file: &str, name: &str, default_seed: u64) -> ClusterConfig {
+        let seed = crate::seed_or(default_seed);
+        let mut cfg = ClusterConfig::new(nodes, seed);
+        cfg.replay = format!(
+            "SHARDKV_SEED={seed} cargo test -p shardkv-sim --test {test_file} -- {name} --exact"
+        );
+        cfg
+    }
 }
 
 /// Message and byte counts, as the lab testers count them: every request sent counts, even
 /// if it is later lost; reply bytes count when delivered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
+    /// Messages sent, by kind (see `Message::kind`).
+    pub by_kind: BTreeMap<&'static str, u64>,
     pub requests: u64,
     pub request_bytes: u64,
     pub replies: u64,
@@ -266,6 +279,7 @@ impl Cluster {
     fn send(&mut self, m: Message) {
         let bytes = postcard::to_allocvec(&m).expect("encoding to memory cannot fail");
         let request = m.is_request();
+        *self.stats.by_kind.entry(m.kind()).or_default() += 1;
         if request {
             self.stats.requests += 1;
             self.stats.request_bytes += bytes.len() as u64;

@@ -218,3 +218,41 @@ impl Cluster {
         v.to_le_bytes().to_vec()
     }
 }
+
+impl Cluster {
+    /// Asks `id` for a ReadIndex read point and waits up to `ms` for the answer:
+    /// `Some(Some(index))` confirmed, `Some(None)` refused or dropped, `None` no answer yet.
+    pub fn read_index(&mut self, id: NodeId, ctx: u64, ms: u64) -> Option<Option<LogIndex>> {
+        let accepted = self
+            .nodes
+            .get_mut(&id)?
+            .raft
+            .as_mut()?
+            .read_index(ctx)
+            .is_ok();
+        if !accepted {
+            return Some(None);
+        }
+        self.process(id);
+        let answered = |c: &Cluster| {
+            c.nodes[&id]
+                .reads
+                .iter()
+                .find(|r| r.ctx == ctx)
+                .map(|r| r.index)
+        };
+        self.run_until(ms, |c| answered(c).is_some());
+        answered(self)
+    }
+
+    /// Hands leadership from the current leader `from` to `to`.
+    pub fn transfer_leader(&mut self, from: NodeId, to: NodeId) -> bool {
+        let ok = self
+            .nodes
+            .get_mut(&from)
+            .and_then(|n| n.raft.as_mut())
+            .is_some_and(|r| r.transfer_leader(to).is_ok());
+        self.process(from);
+        ok
+    }
+}

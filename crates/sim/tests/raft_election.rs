@@ -1,7 +1,7 @@
 //! Raft scenarios: leader election, PreVote and CheckQuorum. Each test runs in virtual
 //! time under a fixed seed (override with SHARDKV_SEED) and names the behaviour it checks.
 
-use shardkv_sim::{Cluster, ClusterConfig, seed_or};
+use shardkv_sim::{Cluster, ClusterConfig};
 use shardkv_types::{NodeId, Term};
 
 fn cluster(n: usize, name: &str, default_seed: u64) -> Cluster {
@@ -160,7 +160,7 @@ fn same_seed_same_trace() {
             c.start(l, &Cluster::cmd(i));
             c.run_for(37);
         }
-        (c.trace, c.stats, c.now)
+        (c.trace, c.stats.clone(), c.now)
     };
     assert_eq!(run(), run());
 }

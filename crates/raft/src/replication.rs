@@ -156,19 +156,17 @@ impl RawNode {
         let last = self.log.last_index();
         let stale_ticks = INFLIGHT_STALE_HEARTBEATS * u64::from(self.cfg.heartbeat_ticks);
         let pr = self.progress.get_mut(&from).expect("peer");
+        let ticks = self.ticks;
+        // An append may have been lost: if the oldest one in flight is long overdue, fall
+        // back to probing from the last known match.
+        let overdue = |pr: &crate::Progress| {
+            pr.inflight
+                .front()
+                .is_some_and(|&(_, sent)| ticks - sent >= stale_ticks)
+        };
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
-            ProgressState::Replicate if pr.match_index < last => {
-                // An append may have been lost; if the oldest one in flight is long overdue,
-                // fall back to probing from the last known match.
-                if pr
-                    .inflight
-                    .front()
-                    .is_some_and(|&(_, sent)| self.ticks - sent >= stale_ticks)
-                {
-                    pr.become_probe();
-                }
-            }
+            ProgressState::Replicate if pr.match_index < last && overdue(pr) => pr.become_probe(),
             _ => {}
         }
         let released = self.reads.ack(from, read_seq, self.quorum());
@@ -237,10 +235,11 @@ impl RawNode {
     }
 
     fn maybe_finish_transfer(&mut self, from: NodeId) {
-        if let Some((to, _)) = self.transferee {
-            if to == from && self.progress[&from].match_index == self.log.last_index() {
-                self.send(to, self.term, Body::TimeoutNow);
-            }
+        if let Some((to, _)) = self.transferee
+            && to == from
+            && self.progress[&from].match_index == self.log.last_index()
+        {
+            self.send(to, self.term, Body::TimeoutNow);
         }
     }
 }

@@ -34,10 +34,10 @@ fn entry_digest(e: &Entry) -> u64 {
 
 impl Checker {
     pub fn on_leader(&mut self, id: NodeId, term: Term, log: &RaftLog) -> Result<(), String> {
-        if let Some(prev) = self.leaders.insert(term, id) {
-            if prev != id {
-                return Err(format!("election safety: {prev} and {id} both lead {term}"));
-            }
+        if let Some(prev) = self.leaders.insert(term, id)
+            && prev != id
+        {
+            return Err(format!("election safety: {prev} and {id} both lead {term}"));
         }
         // Leader completeness over every applied (hence committed) index this log should hold.
         let from = log.snapshot_meta().index;

@@ -188,14 +188,13 @@ impl Cluster {
             if pause < 1000 {
                 pause *= 2;
             }
-            if let Some(t) = start_term {
-                if self
-                    .nodes
+            let term_moved = |t: Term| {
+                self.nodes
                     .values()
                     .any(|x| x.raft.as_ref().is_some_and(|r| r.term() > t))
-                {
-                    return None;
-                }
+            };
+            if start_term.is_some_and(term_moved) {
+                return None;
             }
         }
         self.fail(&format!(

@@ -1,1 +1,229 @@
-pub fn placeholder() {}
+//! The randomized Raft fuzz target. Each seed picks the cluster size (3, 5 or 7), the fault
+//! mix, the snapshot policy and the proposal rate, then runs:
+//!
+//! 1. a safety phase: faults (crashes, restarts, isolations, random partitions, one-way
+//!    cuts, loss, delay, reordering, duplication) while clients propose continuously;
+//! 2. a liveness phase: faults stop, everything restarts and reconnects, and every client's
+//!    outstanding command must commit and every node must apply the same log.
+//!
+//! The invariant checker runs throughout; any violation panics with the seed and the
+//! command that replays it.
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::net::NetConfig;
+use crate::state_machine::digest;
+use shardkv_types::{LogIndex, NodeId, Rng};
+
+/// What one seed did, for the summary line.
+#[derive(Clone, Debug, Default)]
+pub struct FuzzReport {
+    pub seed: u64,
+    pub nodes: usize,
+    pub faults: u64,
+    pub commands_committed: u64,
+    pub elections: usize,
+    pub last_index: LogIndex,
+    pub virtual_ms: u64,
+    pub messages: u64,
+}
+
+/// A client that keeps proposing its current command until it sees it applied.
+#[derive(Debug)]
+struct Client {
+    /// The current command; 0 once the client stopped (liveness phase).
+    value: u64,
+    /// Indexes at which the current command was accepted by some leader.
+    attempts: Vec<LogIndex>,
+    retry_at: u64,
+}
+
+/// The command that replays `seed`.
+pub fn replay_command(seed: u64) -> String {
+    format!("cargo run -p shardkv-sim --release --bin fuzz -- --seed {seed}")
+}
+
+/// Liveness budget after faults stop, in virtual milliseconds.
+const LIVENESS_MS_MAX: u64 = 20_000;
+
+/// Runs one seed; panics (with the replay command) on any violation.
+pub fn run_seed(seed: u64) -> FuzzReport {
+    let mut pick = Rng::new(seed ^ 0x5eed_f00d);
+    let nodes = [3, 5, 7][pick.index(3)];
+    let mut cfg = ClusterConfig::new(nodes, seed);
+    cfg.replay = replay_command(seed);
+    cfg.net = NetConfig {
+        request_loss_permille: [0, 0, 50, 100, 200][pick.index(5)],
+        reply_loss_permille: [0, 0, 50, 100, 200][pick.index(5)],
+        delay_min_us: 0,
+        delay_max_us: [1_000, 5_000, 26_000, 60_000][pick.index(4)],
+        long_reordering: pick.chance(200),
+        duplicate_permille: [0, 0, 10, 50][pick.index(4)],
+    };
+    cfg.snapshot_every = [None, Some(5), Some(10), Some(50)][pick.index(4)];
+    cfg.raft = [
+        |r: &mut shardkv_raft::Config| {
+            r.snapshot_chunk_bytes_max = 256;
+            r.inflight_appends_max = 8;
+            r.append_entries_max = 16;
+        },
+        |r: &mut shardkv_raft::Config| r.snapshot_chunk_bytes_max = 4096,
+        |_: &mut shardkv_raft::Config| {},
+    ][pick.index(3)];
+    let fault_every_ms = pick.range(100, 1_500);
+    let propose_every_ms = pick.range(2, 100);
+    let clients = pick.range(1, 6) as usize;
+    let safety_ms = pick.range(5_000, 15_000);
+
+    let mut c = Cluster::new(cfg);
+    let mut report = FuzzReport {
+        seed,
+        nodes,
+        ..Default::default()
+    };
+    let mut next_value = 1u64;
+    let mut cl: Vec<Client> = (0..clients)
+        .map(|_| {
+            next_value += 1;
+            Client {
+                value: next_value,
+                attempts: Vec::new(),
+                retry_at: 0,
+            }
+        })
+        .collect();
+
+    // Safety phase.
+    let end = c.now + safety_ms * 1000;
+    let mut next_fault = c.now + fault_every_ms * 1000;
+    while c.now < end {
+        drive_clients(&mut c, &mut cl, &mut next_value, &mut report);
+        if c.now >= next_fault {
+            inject_fault(&mut c, &mut pick);
+            report.faults += 1;
+            next_fault = c.now + pick.range(fault_every_ms / 2, fault_every_ms * 3 / 2 + 1) * 1000;
+        }
+        c.run_for(propose_every_ms);
+    }
+
+    // Liveness phase: faults stop.
+    c.net.config.request_loss_permille = 0;
+    c.net.config.reply_loss_permille = 0;
+    c.net.config.long_reordering = false;
+    c.net.config.duplicate_permille = 0;
+    for id in c.ids() {
+        if !c.is_up(id) {
+            c.restart(id);
+        }
+    }
+    c.connect_all();
+    let deadline = c.now + LIVENESS_MS_MAX * 1000;
+    let pending: Vec<u64> = cl.iter().map(|x| x.value).collect();
+    let stop = u64::MAX;
+    loop {
+        drive_clients(&mut c, &mut cl, &mut next_value, &mut report);
+        // No new commands in this phase: a client whose command committed stops.
+        for x in cl.iter_mut().filter(|x| !pending.contains(&x.value)) {
+            x.value = stop;
+        }
+        let all_done = cl.iter().all(|x| x.value == stop);
+        if all_done && converged(&c) {
+            break;
+        }
+        if c.now >= deadline {
+            let status: Vec<String> = c
+                .nodes
+                .values()
+                .filter_map(|n| n.raft.as_ref().map(|r| format!("{:?}", r.status())))
+                .collect();
+            c.fail(&format!(
+                "liveness: after {LIVENESS_MS_MAX} ms without faults, pending commands {:?} or logs not converged\n  {}",
+                cl.iter().filter(|x| pending.contains(&x.value)).map(|x| x.value).collect::<Vec<_>>(),
+                status.join("\n  ")
+            ));
+        }
+        c.run_for(10);
+    }
+    report.elections = c.elections.len();
+    report.last_index = c.checker.max_applied();
+    report.virtual_ms = c.now / 1000;
+    report.messages = c.stats.requests + c.stats.replies;
+    report
+}
+
+/// True when every node applied the same, highest index.
+fn converged(c: &Cluster) -> bool {
+    let max = c.checker.max_applied();
+    c.nodes.values().all(|n| n.sm.applied == max)
+}
+
+fn drive_clients(
+    c: &mut Cluster,
+    cl: &mut [Client],
+    next_value: &mut u64,
+    report: &mut FuzzReport,
+) {
+    for client in cl.iter_mut().filter(|x| x.value != u64::MAX) {
+        let want = digest(&Cluster::cmd(client.value));
+        if client
+            .attempts
+            .iter()
+            .any(|&i| c.n_committed(i).1 == Some(want))
+        {
+            report.commands_committed += 1;
+            *next_value += 1;
+            client.value = *next_value;
+            client.attempts.clear();
+            client.retry_at = 0;
+        }
+        if c.now < client.retry_at {
+            continue;
+        }
+        // Propose to whichever node accepts (a leader), starting from a random one.
+        let ids = c.ids();
+        let first = c.rng.index(ids.len());
+        for k in 0..ids.len() {
+            let id: NodeId = ids[(first + k) % ids.len()];
+            if let Some((i, _)) = c.start(id, &Cluster::cmd(client.value)) {
+                client.attempts.push(i);
+                break;
+            }
+        }
+        client.retry_at = c.now + 300_000;
+    }
+}
+
+fn inject_fault(c: &mut Cluster, pick: &mut Rng) {
+    let ids = c.ids();
+    let id = ids[pick.index(ids.len())];
+    match pick.index(8) {
+        0 => c.crash(id),
+        1 => c.restart(id),
+        2 => c.disconnect(id),
+        3 => c.connect(id),
+        4 => {
+            let (a, b): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|_| pick.chance(500));
+            c.partition(&[&a, &b]);
+        }
+        5 => {
+            let other = ids[pick.index(ids.len())];
+            if other != id {
+                c.cut_one_way(id, other);
+            }
+        }
+        6 => {
+            c.connect_all();
+            for i in ids {
+                if !c.is_up(i) {
+                    c.restart(i);
+                }
+            }
+        }
+        _ => {
+            // Keep a majority alive now and then so the run makes progress.
+            let down: Vec<NodeId> = ids.into_iter().filter(|&i| !c.is_up(i)).collect();
+            if let Some(&d) = down.first() {
+                c.restart(d);
+            }
+        }
+    }
+}

@@ -96,11 +96,9 @@ impl SimNode {
                     .map_err(|err| format!("{}: {err}", self.id))?;
             }
             self.reads.extend(rd.read_states.iter().copied());
-            if let Some(ss) = rd.soft_state {
-                if ss.role == Role::Leader {
-                    became_leader = true;
-                    checker.on_leader(self.id, raft.term(), raft.log())?;
-                }
+            if rd.soft_state.is_some_and(|ss| ss.role == Role::Leader) {
+                became_leader = true;
+                checker.on_leader(self.id, raft.term(), raft.log())?;
             }
             raft.advance(rd);
             checker.on_status(&raft.status())?;

@@ -5,12 +5,12 @@ use shardkv_sim::{Cluster, ClusterConfig};
 use shardkv_types::{NodeId, Term};
 
 fn cluster(n: usize, name: &str, default_seed: u64) -> Cluster {
-    let seed = seed_or(default_seed);
-    let mut cfg = ClusterConfig::new(n, seed);
-    cfg.replay = format!(
-        "SHARDKV_SEED={seed} cargo test -p shardkv-sim --test raft_election -- {name} --exact"
-    );
-    Cluster::new(cfg)
+    Cluster::new(ClusterConfig::scenario(
+        n,
+        "raft_election",
+        name,
+        default_seed,
+    ))
 }
 
 /// Goal: one leader within 5 s, agreed term ≥ 1, and no term change over 2 s of quiet.

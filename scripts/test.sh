@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every shardkv test: unit, doc, simulator scenarios, the fuzz seed range, storage
+# crash tests, real-process tests. Installs what the tests need first.
+# Usage: scripts/test.sh [extra cargo-nextest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc

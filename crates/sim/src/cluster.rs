@@ -3,7 +3,7 @@
 
 use crate::checker::Checker;
 use crate::net::{Fate, NetConfig, Network};
-use crate::node::SimNode;
+use crate::node::{Fault, SimNode};
 use crate::queue::{EventQueue, Micros};
 use crate::state_machine::digest;
 use shardkv_raft::{Config, Message};
@@ -98,6 +98,8 @@ pub struct Cluster {
     /// (time, node, term) of every election won.
     pub elections: Vec<(Micros, NodeId, shardkv_types::Term)>,
     queue: EventQueue<Event>,
+    /// Nodes whose disk will fail after a few more writes.
+    disk_faults_armed: BTreeSet<NodeId>,
     /// A running digest of everything that happened: equal seeds give equal traces.
     pub trace: u64,
 }
@@ -126,11 +128,14 @@ impl Cluster {
             connected: BTreeSet::new(),
             elections: Vec::new(),
             queue: EventQueue::default(),
+            disk_faults_armed: BTreeSet::new(),
             trace: 0,
             cfg,
         };
         for id in c.ids() {
-            c.nodes.insert(id, SimNode::new(id, c.cfg.snapshot_every));
+            let disk_seed = c.rng.next_u64();
+            c.nodes
+                .insert(id, SimNode::new(id, c.cfg.snapshot_every, disk_seed));
             c.connected.insert(id);
             c.start_node(id);
         }
@@ -169,6 +174,22 @@ impl Cluster {
     /// Stops a node: it loses everything it did not persist.
     pub fn crash(&mut self, id: NodeId) {
         self.nodes.get_mut(&id).expect("node").crash();
+        self.disk_faults_armed.remove(&id);
+    }
+
+    /// Makes `id`'s disk fail after `ops` more write operations, so that the node crashes in
+    /// the middle of persisting (a torn or partial write, and nothing after it).
+    pub fn crash_mid_write(&mut self, id: NodeId, ops: u64) {
+        self.nodes[&id].store.disk.halt_after_ops(ops);
+        self.disk_faults_armed.insert(id);
+    }
+
+    /// Disarms every pending `crash_mid_write` (the liveness phase of a fuzz run): an armed
+    /// node is restarted, which also clears its disk fault.
+    pub fn disarm_disk_faults(&mut self) {
+        for id in std::mem::take(&mut self.disk_faults_armed) {
+            self.restart(id);
+        }
     }
 
     /// Restarts a node from its persisted state (crashing it first if it is up).
@@ -265,7 +286,13 @@ impl Cluster {
         let node = self.nodes.get_mut(&id).expect("node");
         let (msgs, became_leader) = match node.process(&mut self.checker) {
             Ok(x) => x,
-            Err(e) => self.fail(&e),
+            Err(Fault::Violation(e)) => self.fail(&e),
+            Err(Fault::Disk(_)) => {
+                // The disk stopped mid-write: the node dies there, before sending anything
+                // that depended on the unfinished write.
+                self.crash(id);
+                return;
+            }
         };
         if became_leader {
             let term = node.raft.as_ref().map(|r| r.term()).unwrap_or_default();

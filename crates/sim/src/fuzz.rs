@@ -1,8 +1,9 @@
 //! The randomized Raft fuzz target. Each seed picks the cluster size (3, 5 or 7), the fault
 //! mix, the snapshot policy and the proposal rate, then runs:
 //!
-//! 1. a safety phase: faults (crashes, restarts, isolations, random partitions, one-way
-//!    cuts, loss, delay, reordering, duplication) while clients propose continuously;
+//! 1. a safety phase: faults (crashes, crashes in the middle of a disk write, restarts,
+//!    isolations, random partitions, one-way cuts, loss, delay, reordering, duplication)
+//!    while clients propose continuously;
 //! 2. a liveness phase: faults stop, everything restarts and reconnects, and every client's
 //!    outstanding command must commit and every node must apply the same log.
 //!
@@ -110,6 +111,7 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     c.net.config.reply_loss_permille = 0;
     c.net.config.long_reordering = false;
     c.net.config.duplicate_permille = 0;
+    c.disarm_disk_faults();
     for id in c.ids() {
         if !c.is_up(id) {
             c.restart(id);
@@ -195,8 +197,9 @@ fn drive_clients(
 fn inject_fault(c: &mut Cluster, pick: &mut Rng) {
     let ids = c.ids();
     let id = ids[pick.index(ids.len())];
-    match pick.index(8) {
+    match pick.index(9) {
         0 => c.crash(id),
+        8 => c.crash_mid_write(id, pick.range(0, 8)),
         1 => c.restart(id),
         2 => c.disconnect(id),
         3 => c.connect(id),

@@ -2,10 +2,33 @@
 //! Ready cycle done exactly as the persistence contract says.
 
 use crate::checker::Checker;
-use crate::memstore::MemStore;
+use crate::disk_store::DiskStore;
 use crate::state_machine::TestStateMachine;
 use shardkv_raft::{Config, Message, RawNode, ReadState, Role};
 use shardkv_types::{LogIndex, NodeId, SnapshotMeta};
+
+/// Why processing stopped: a safety violation fails the run; a disk fault crashes the node.
+#[derive(Debug)]
+pub enum Fault {
+    Violation(String),
+    Disk(String),
+}
+
+impl From<String> for Fault {
+    fn from(s: String) -> Fault {
+        Fault::Violation(s)
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(s: &str) -> Fault {
+        Fault::Violation(s.to_string())
+    }
+}
+
+fn disk(e: shardkv_storage::StorageError) -> Fault {
+    Fault::Disk(e.to_string())
+}
 
 /// A node's live half (lost on crash) and durable half (kept).
 #[derive(Debug)]
@@ -14,7 +37,7 @@ pub struct SimNode {
     /// `None` while crashed.
     pub raft: Option<RawNode>,
     pub sm: TestStateMachine,
-    pub store: MemStore,
+    pub store: DiskStore,
     /// Bumped on every restart; events addressed to an older incarnation are dropped.
     pub incarnation: u64,
     /// Take a snapshot every this many applied entries.
@@ -24,12 +47,12 @@ pub struct SimNode {
 }
 
 impl SimNode {
-    pub fn new(id: NodeId, snapshot_every: Option<u64>) -> SimNode {
+    pub fn new(id: NodeId, snapshot_every: Option<u64>, disk_seed: u64) -> SimNode {
         SimNode {
             id,
             raft: None,
             sm: TestStateMachine::default(),
-            store: MemStore::default(),
+            store: DiskStore::new(id, disk_seed),
             incarnation: 0,
             snapshot_every,
             reads: Vec::new(),
@@ -43,7 +66,10 @@ impl SimNode {
     /// Starts (or restarts) the node from its durable state, the state machine first
     /// restored from the snapshot so that later entries follow it.
     pub fn start(&mut self, cfg: Config, seed: u64) -> Result<(), String> {
-        let restored = self.store.recover();
+        let restored = self
+            .store
+            .open(self.id)
+            .map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
         self.sm = match &restored.snapshot {
             Some(s) => TestStateMachine::restore(&s.data, s.meta.index)?,
             None => TestStateMachine::default(),
@@ -56,11 +82,12 @@ impl SimNode {
 
     pub fn crash(&mut self) {
         self.raft = None;
+        self.store.crash();
     }
 
     /// Drains every Ready: persist, collect messages, apply, advance. Returns the messages
     /// to send and whether the node became leader.
-    pub fn process(&mut self, checker: &mut Checker) -> Result<(Vec<Message>, bool), String> {
+    pub fn process(&mut self, checker: &mut Checker) -> Result<(Vec<Message>, bool), Fault> {
         let mut out = Vec::new();
         let mut became_leader = false;
         let Some(raft) = self.raft.as_mut() else {
@@ -69,9 +96,6 @@ impl SimNode {
         while raft.has_ready() {
             let rd = raft.ready();
             // 1. persist
-            if let Some(s) = &rd.snapshot {
-                self.store.save_snapshot(s.meta, s.data.clone());
-            }
             for e in &rd.entries {
                 let prev_term = raft
                     .log()
@@ -79,9 +103,10 @@ impl SimNode {
                     .ok_or_else(|| format!("{}: no term before {}", self.id, e.index))?;
                 checker.on_persist(self.id, e, prev_term)?;
             }
-            self.store.append(&rd.entries);
-            if let Some(hs) = rd.hard_state {
-                self.store.set_hard_state(hs);
+            if rd.must_persist() {
+                self.store
+                    .persist(rd.snapshot.as_ref(), &rd.entries, rd.hard_state)
+                    .map_err(disk)?;
             }
             // 2. send
             out.extend(rd.messages.iter().cloned());
@@ -108,13 +133,11 @@ impl SimNode {
                 if applied.0 >= raft.log().snapshot_meta().index.0 + every {
                     let term = raft.log().term(applied).ok_or("applied index not in log")?;
                     let data = self.sm.snapshot();
-                    self.store.save_snapshot(
-                        SnapshotMeta {
-                            index: applied,
-                            term,
-                        },
-                        data.clone().into(),
-                    );
+                    let meta = SnapshotMeta {
+                        index: applied,
+                        term,
+                    };
+                    self.store.save_snapshot(meta, &data).map_err(disk)?;
                     raft.compact(applied, data);
                 }
             }

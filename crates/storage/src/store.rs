@@ -1,0 +1,511 @@
+//! `RaftStore`: the WAL, hard state and snapshot files of one Raft node in one directory.
+
+use crate::disk::Disk;
+use crate::error::StorageError;
+use crate::record::{self, RecordType};
+use crate::recovery::{self, EntryMeta, Recovered, SegmentState};
+use crate::snapshot;
+use shardkv_types::{Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+/// Default size at which the active WAL segment is sealed and a new one started.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+
+/// Snapshot files kept: the newest, and the one before it as a fallback should the newest
+/// turn out corrupt (the log after the older one is kept too, so the fallback is complete).
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// Tunables of a [`RaftStore`].
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// A segment is sealed once the next write would take it past this size (a single batch
+    /// larger than this still goes into one segment).
+    pub segment_bytes_max: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// The persistent state of one Raft node: see the crate docs for the contract.
+pub struct RaftStore<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    opts: StoreOptions,
+    /// The hard state last written to the WAL (durable after the next `sync`).
+    hard_state: HardState,
+    /// The newest durable snapshot; index 0 means none.
+    snapshot: SnapshotMeta,
+    /// Snapshot files on disk, ascending. Invariant: the last is `snapshot` when non-empty.
+    snapshots: Vec<SnapshotMeta>,
+    /// Entries `snapshot.index + 1 ..= last_index()`, where each record lives.
+    log: VecDeque<EntryMeta>,
+    /// Sum of `log[..].len`.
+    log_bytes: u64,
+    /// Ascending by sequence number; the last one is the active (appended) segment.
+    /// Invariant: non-empty once open returns; only the active one may have unsynced data.
+    segments: Vec<SegmentState>,
+    /// The active segment has writes not yet fdatasync'ed.
+    dirty: bool,
+    /// Set by any failure after which durability can no longer be promised.
+    poisoned: Option<String>,
+}
+
+impl<D: Disk> RaftStore<D> {
+    /// Opens (creating if empty) the data dir of node `id`; refuses a dir that belongs to
+    /// another node id. Returns the recovered state for Raft.
+    pub fn open(
+        disk: D,
+        dir: &Path,
+        id: NodeId,
+    ) -> Result<(RaftStore<D>, Recovered), StorageError> {
+        RaftStore::open_with(disk, dir, id, StoreOptions::default())
+    }
+
+    /// [`RaftStore::open`] with explicit options.
+    pub fn open_with(
+        mut disk: D,
+        dir: &Path,
+        id: NodeId,
+        opts: StoreOptions,
+    ) -> Result<(RaftStore<D>, Recovered), StorageError> {
+        assert!(
+            opts.segment_bytes_max > 0,
+            "segment_bytes_max must be positive"
+        );
+        let opened = recovery::recover(&mut disk, dir, id)?;
+        let snapshot = opened.snapshots.last().copied().unwrap_or_default();
+        let log: VecDeque<EntryMeta> = opened.metas.into();
+        let mut store = RaftStore {
+            disk,
+            dir: dir.to_path_buf(),
+            opts,
+            hard_state: opened.recovered.hard_state,
+            snapshot,
+            snapshots: opened.snapshots,
+            log_bytes: log.iter().map(|m| m.len).sum(),
+            log,
+            segments: opened.segments,
+            dirty: false,
+            poisoned: None,
+        };
+        if store.segments.is_empty() {
+            store.start_segment(1)?;
+            store.sync()?;
+        } else {
+            // What was recovered may be unsynced writes of a process that died (they sit
+            // in the page cache); Raft will treat it as persisted, so make it so.
+            for path in store
+                .segments
+                .iter()
+                .map(|s| s.path.clone())
+                .collect::<Vec<_>>()
+            {
+                store.sync_file(&path)?;
+            }
+            store.sync_dir()?;
+        }
+        if opened.reset_needed {
+            // The snapshot replaced the log but its reset record never became durable.
+            store.write_reset(snapshot)?;
+            store.sync()?;
+        }
+        Ok((store, opened.recovered))
+    }
+
+    /// Appends entries; if `entries[0].index <= last_index()`, the conflicting suffix from
+    /// `entries[0].index` is replaced (logically: the new records supersede the old ones on
+    /// replay, nothing is rewritten). Not durable until [`RaftStore::sync`].
+    ///
+    /// On `NoSpace` nothing was written and the log is unchanged.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let Some(head) = entries.first() else {
+            return Ok(());
+        };
+        let (first, last) = (self.first_index(), self.last_index());
+        let contiguous = entries.windows(2).all(|w| w[1].index == w[0].index.next());
+        if head.index < first || head.index > last.next() || !contiguous {
+            return Err(StorageError::BadAppend {
+                index: head.index,
+                first,
+                last,
+            });
+        }
+        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.size_bytes() + 16).sum());
+        let mut spans = Vec::with_capacity(entries.len());
+        for e in entries {
+            let at = buf.len() as u64;
+            record::encode_value(RecordType::Entry, e, &mut buf)?;
+            spans.push((e.term, at, buf.len() as u64 - at));
+        }
+        self.maybe_rotate(buf.len() as u64)?;
+        let base = self.write_active(&buf)?;
+        // The log changes only once the write succeeded.
+        let keep = (head.index.0 - first.0) as usize;
+        while self.log.len() > keep {
+            let gone = self.log.pop_back().expect("len > keep >= 0");
+            self.log_bytes -= gone.len;
+        }
+        let cut = head.index.prev();
+        for s in &mut self.segments {
+            s.live_max = s.live_max.min(cut);
+        }
+        let active = self
+            .segments
+            .last_mut()
+            .expect("invariant: an active segment");
+        active.live_max = entries[entries.len() - 1].index;
+        for (term, at, len) in spans {
+            self.log.push_back(EntryMeta {
+                term,
+                seq: active.seq,
+                offset: base + at,
+                len,
+            });
+            self.log_bytes += len;
+        }
+        debug_assert_eq!(self.last_index(), entries[entries.len() - 1].index);
+        Ok(())
+    }
+
+    /// Records the hard state; not durable until [`RaftStore::sync`].
+    pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
+        self.check_writable()?;
+        if hs == self.hard_state {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        record::encode_value(RecordType::HardState, &hs, &mut buf)?;
+        self.maybe_rotate(buf.len() as u64)?;
+        self.write_active(&buf)?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    /// Group commit: makes everything appended or set since the last sync durable with one
+    /// fdatasync. An fsync error is [`StorageError::SyncFailed`] and poisons the store:
+    /// the caller must stop the process (never retry and go on).
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_writable()?;
+        if self.dirty {
+            let path = self.active().path.clone();
+            self.sync_file(&path)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Durably stores a snapshot (temp file, fsync, rename, fsync dir; the previous snapshot
+    /// is kept), then drops the log prefix `<= meta.index`. If the log does not hold
+    /// `meta.index` with `meta.term` (a leader's snapshot replacing a divergent or short
+    /// log), every entry is discarded and the log continues at `meta.index + 1`.
+    ///
+    /// Also makes everything appended before it durable when it writes a reset record.
+    pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        self.check_writable()?;
+        if meta.index <= self.snapshot.index {
+            return Err(StorageError::StaleSnapshot {
+                index: meta.index,
+                current: self.snapshot.index,
+            });
+        }
+        let matches = self.term(meta.index) == Some(meta.term);
+        let path = match snapshot::write(&mut self.disk, &self.dir, meta, data) {
+            Ok(path) => path,
+            Err(f) => return Err(self.after_failure(f.error, f.renamed)),
+        };
+        if !matches {
+            // Without the reset record a later replay would mix old and new entries.
+            if let Err(e) = self.write_reset(meta).and_then(|()| self.sync()) {
+                let unclean = e.is_fatal() || self.undo_snapshot_file(&path).is_err();
+                return Err(self.after_failure(e, unclean));
+            }
+        }
+        if matches {
+            let covered = meta.index.0 - self.snapshot.index.0;
+            for gone in self.log.drain(..covered as usize) {
+                self.log_bytes -= gone.len;
+            }
+        } else {
+            self.log.clear();
+            self.log_bytes = 0;
+            for s in &mut self.segments {
+                s.live_max = LogIndex(0);
+            }
+        }
+        self.snapshot = meta;
+        self.snapshots.push(meta);
+        self.compact()
+    }
+
+    /// Logical size of the persisted Raft state: the encoded hard state plus the records of
+    /// the live entries after the snapshot.
+    pub fn raft_state_bytes(&self) -> u64 {
+        let mut buf = Vec::new();
+        let hs = record::encode_value(RecordType::HardState, &self.hard_state, &mut buf);
+        debug_assert!(hs.is_ok());
+        buf.len() as u64 + self.log_bytes
+    }
+
+    /// Physical bytes of the WAL segment files.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Reads the live entries `lo..hi` (`hi` exclusive) back from the WAL. Works while the
+    /// disk is full.
+    pub fn entries(&mut self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>, StorageError> {
+        let (first, last) = (self.first_index(), self.last_index());
+        if lo < first || hi > last.next() || lo > hi {
+            return Err(StorageError::NotInLog {
+                lo,
+                hi,
+                first,
+                last,
+            });
+        }
+        let mut out = Vec::with_capacity((hi.0 - lo.0) as usize);
+        for i in lo.0..hi.0 {
+            let m = self.log[(i - first.0) as usize];
+            let path = self.dir.join(recovery::segment_file_name(m.seq));
+            let bytes = self
+                .disk
+                .read_at(&path, m.offset, m.len as usize)
+                .map_err(|e| StorageError::io("read", &path, e))?;
+            let scan = record::scan(&bytes, &path, false)?;
+            let entry: Option<Entry> = match scan.records.as_slice() {
+                [r] if r.kind == RecordType::Entry => {
+                    Some(record::decode_value(r.payload, &path, m.offset)?)
+                }
+                _ => None,
+            };
+            match entry {
+                Some(e) if e.index == LogIndex(i) => out.push(e),
+                _ => {
+                    return Err(StorageError::Corrupt {
+                        file: path,
+                        offset: m.offset,
+                        reason: format!("expected the record of entry i{i}"),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads and verifies the current snapshot file.
+    pub fn load_snapshot(&mut self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+        if self.snapshot.index == LogIndex(0) {
+            return Ok(None);
+        }
+        let data = snapshot::load(&mut self.disk, &self.dir, self.snapshot)?;
+        Ok(Some((self.snapshot, data)))
+    }
+
+    /// The hard state last set (durable once synced).
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// The newest snapshot (index 0 when there is none).
+    pub fn snapshot_meta(&self) -> SnapshotMeta {
+        self.snapshot
+    }
+
+    /// The index of the first live entry (snapshot index + 1).
+    pub fn first_index(&self) -> LogIndex {
+        self.snapshot.index.next()
+    }
+
+    /// The index of the last entry, or the snapshot index when the log is empty.
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.snapshot.index.0 + self.log.len() as u64)
+    }
+
+    /// The term of entry `index`, or of the snapshot if `index` is its index.
+    pub fn term(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
+        }
+        if index < self.first_index() || index > self.last_index() {
+            return None;
+        }
+        Some(self.log[(index.0 - self.first_index().0) as usize].term)
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// The number of WAL segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The disk this store writes to.
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// Closes the store and hands back its disk.
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+
+    fn active(&self) -> &SegmentState {
+        self.segments.last().expect("invariant: an active segment")
+    }
+
+    fn check_writable(&self) -> Result<(), StorageError> {
+        match &self.poisoned {
+            Some(cause) => Err(StorageError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failure. Only a `NoSpace` that left the disk as it was (`unclean` false)
+    /// keeps the store writable; anything else poisons it (fail-stop).
+    fn after_failure(&mut self, e: StorageError, unclean: bool) -> StorageError {
+        if unclean || e.is_fatal() || !matches!(e, StorageError::NoSpace { .. }) {
+            self.poisoned.get_or_insert_with(|| e.to_string());
+        }
+        e
+    }
+
+    fn sync_file(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.disk.sync(path).map_err(|source| {
+            let e = StorageError::SyncFailed {
+                path: path.to_path_buf(),
+                source,
+            };
+            self.after_failure(e, true)
+        })
+    }
+
+    fn sync_dir(&mut self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        self.disk.sync_dir(&dir).map_err(|source| {
+            let e = StorageError::SyncFailed { path: dir, source };
+            self.after_failure(e, true)
+        })
+    }
+
+    /// Appends `buf` to the active segment and returns the offset it starts at. On failure
+    /// the segment is cut back to its old length, so no partial record stays behind.
+    fn write_active(&mut self, buf: &[u8]) -> Result<u64, StorageError> {
+        let (path, base) = (self.active().path.clone(), self.active().len);
+        if let Err(e) = self.disk.append(&path, buf) {
+            let e = StorageError::io("append to", &path, e);
+            let restored = self.disk.truncate(&path, base).is_ok();
+            return Err(self.after_failure(e, !restored));
+        }
+        self.dirty = true;
+        let active = self
+            .segments
+            .last_mut()
+            .expect("invariant: an active segment");
+        active.len += buf.len() as u64;
+        Ok(base)
+    }
+
+    fn write_reset(&mut self, meta: SnapshotMeta) -> Result<(), StorageError> {
+        let mut buf = Vec::new();
+        record::encode_value(RecordType::SnapshotReset, &meta, &mut buf)?;
+        self.maybe_rotate(buf.len() as u64)?;
+        self.write_active(&buf).map(drop)
+    }
+
+    /// Seals the active segment and starts the next one if `incoming` bytes would take it
+    /// past the limit.
+    fn maybe_rotate(&mut self, incoming: u64) -> Result<(), StorageError> {
+        let active = self.active();
+        if active.len == 0 || active.len + incoming <= self.opts.segment_bytes_max {
+            return Ok(());
+        }
+        // Recovery tolerates a torn tail only in the newest segment, so the sealed one must
+        // be complete on disk before the next one receives anything.
+        let (seq, path) = (active.seq, active.path.clone());
+        self.sync_file(&path)?;
+        self.dirty = false;
+        self.start_segment(seq + 1)
+    }
+
+    /// Creates segment `seq` and makes its directory entry durable.
+    fn start_segment(&mut self, seq: u64) -> Result<(), StorageError> {
+        let path = self.dir.join(recovery::segment_file_name(seq));
+        if let Err(e) = self.disk.create(&path) {
+            let e = StorageError::io("create", &path, e);
+            return Err(self.after_failure(e, false));
+        }
+        self.sync_dir()?;
+        self.segments.push(SegmentState {
+            seq,
+            path,
+            len: 0,
+            live_max: LogIndex(0),
+        });
+        Ok(())
+    }
+
+    /// Rolls back a snapshot file whose install could not be recorded in the WAL.
+    fn undo_snapshot_file(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.disk
+            .remove(path)
+            .map_err(|e| StorageError::io("remove", path, e))?;
+        self.sync_dir()
+    }
+
+    /// Deletes snapshots beyond [`SNAPSHOTS_KEPT`] and the WAL segments whose entries the
+    /// oldest kept snapshot covers. A failed removal is retried at the next snapshot.
+    fn compact(&mut self) -> Result<(), StorageError> {
+        let mut removed = false;
+        while self.snapshots.len() > SNAPSHOTS_KEPT {
+            let path = self.dir.join(snapshot::file_name(self.snapshots[0]));
+            if self.disk.remove(&path).is_err() {
+                break;
+            }
+            self.snapshots.remove(0);
+            removed = true;
+        }
+        let floor = if self.snapshots.len() >= SNAPSHOTS_KEPT {
+            self.snapshots[0].index
+        } else {
+            LogIndex(0)
+        };
+        if self.segments.len() > 1 && self.segments[0].live_max <= floor {
+            // The segments about to go may hold the only copy of the hard state: write it
+            // again to the active segment and make it durable first.
+            let mut buf = Vec::new();
+            record::encode_value(RecordType::HardState, &self.hard_state, &mut buf)?;
+            match self.write_active(&buf) {
+                Ok(_) => self.sync()?,
+                // The snapshot itself is saved; the segments go at the next snapshot.
+                Err(StorageError::NoSpace { .. }) => return self.sync_dir_if(removed),
+                Err(e) => return Err(e),
+            }
+        }
+        // A segment goes only with every older one, so the live segments stay consecutive.
+        while self.segments.len() > 1 && self.segments[0].live_max <= floor {
+            let path = self.segments[0].path.clone();
+            if self.disk.remove(&path).is_err() {
+                break;
+            }
+            self.segments.remove(0);
+            removed = true;
+        }
+        self.sync_dir_if(removed)
+    }
+
+    fn sync_dir_if(&mut self, changed: bool) -> Result<(), StorageError> {
+        if changed { self.sync_dir() } else { Ok(()) }
+    }
+}

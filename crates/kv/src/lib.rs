@@ -7,7 +7,8 @@
 //! [`validate`], before they are proposed.
 
 use serde::{Deserialize, Serialize};
-use shardkv_rsm::StateMachine;
+use shardkv_rsm::{Replica, ReqId, RsmError, StateMachine};
+use shardkv_types::ClientId;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -106,6 +107,56 @@ pub fn validate(cmd: &KvCommand) -> Result<(), KvError> {
             check("value", new.len(), VALUE_BYTES_MAX)
         }
     }
+}
+
+/// A client request as it travels to a server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvRequest {
+    /// A linearizable read (ReadIndex).
+    Get { key: Vec<u8> },
+    /// A write, numbered per client for exactly-once application.
+    Write {
+        client: ClientId,
+        seq: u64,
+        cmd: KvCommand,
+    },
+}
+
+/// A server's answer.
+pub type KvResponse = Result<KvOutput, RsmError>;
+
+/// A replica of the KV store.
+pub type KvReplica = Replica<KvStore>;
+
+/// Hands a client request to a replica after checking its limits; the answer comes back
+/// through `take_replies` under `req`. Oversized requests are answered at once with
+/// `TooLarge` and never proposed.
+pub fn submit(
+    replica: &mut KvReplica,
+    req: ReqId,
+    request: KvRequest,
+) -> Option<(ReqId, KvResponse)> {
+    match request {
+        KvRequest::Get { key } => {
+            if key.len() > KEY_BYTES_MAX {
+                return Some((
+                    req,
+                    Err(RsmError::TooLarge {
+                        bytes: key.len(),
+                        max: KEY_BYTES_MAX,
+                    }),
+                ));
+            }
+            replica.read(req, KvQuery::Get { key });
+        }
+        KvRequest::Write { client, seq, cmd } => {
+            if let Err(KvError::TooLarge { bytes, max, .. }) = validate(&cmd) {
+                return Some((req, Err(RsmError::TooLarge { bytes, max })));
+            }
+            replica.propose(req, client, seq, cmd);
+        }
+    }
+    None
 }
 
 /// The store: an ordered map from key to value.

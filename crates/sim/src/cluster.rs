@@ -1,6 +1,8 @@
-//! A simulated Raft group: nodes, network, clock and checker under one seed, driven by a
-//! discrete-event loop. Scenario helpers (the test DSL) live in `dsl.rs`.
+//! A simulated Raft group: nodes running an [`App`], simulated clients, the network, the
+//! clock and the checker under one seed, driven by a discrete-event loop. Scenario helpers
+//! (the test DSL) live in `dsl.rs` (any app), `raft_dsl.rs` (bare Raft) and `kv.rs`.
 
+use crate::app::{App, RaftApp};
 use crate::checker::Checker;
 use crate::net::{Fate, NetConfig, Network};
 use crate::node::{Fault, SimNode};
@@ -16,8 +18,10 @@ pub struct ClusterConfig {
     pub nodes: usize,
     pub seed: u64,
     pub net: NetConfig,
-    /// Each node snapshots every this many applied entries.
+    /// Bare Raft ([`RaftApp`]): each node snapshots every this many applied entries.
     pub snapshot_every: Option<u64>,
+    /// Services: snapshot when the persisted Raft state exceeds this many bytes.
+    pub max_raft_state: Option<u64>,
     /// Virtual time per Raft tick.
     pub tick_us: Micros,
     /// Adjusts each node's Raft configuration.
@@ -33,6 +37,7 @@ impl ClusterConfig {
             seed,
             net: NetConfig::reliable(),
             snapshot_every: None,
+            max_raft_state: None,
             tick_us: 10_000,
             raft: |_| {},
             replay: format!("SHARDKV_SEED={seed} cargo test -p shardkv-sim"),
@@ -69,28 +74,30 @@ impl NetStats {
     }
 }
 
+/// An event in the simulation's queue.
 #[derive(Debug)]
 enum Event {
-    Tick {
-        node: NodeId,
-        incarnation: u64,
-    },
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        incarnation: u64,
-        bytes: Vec<u8>,
-        request: bool,
-    },
+    Tick { node: NodeId, incarnation: u64 },
+    Raft { from: NodeId, to: NodeId, incarnation: u64, bytes: Vec<u8>, request: bool },
+    ClientRequest { client: u64, client_req: u64, to: NodeId, incarnation: u64, bytes: Vec<u8> },
+    ClientResponse { client: u64, client_req: u64, from: NodeId, bytes: Vec<u8> },
+    ClientTimer { client: u64, token: u64 },
 }
 
-/// A simulated Raft group.
-pub struct Cluster {
+/// Something that happened to a simulated client, for its driver to handle.
+#[derive(Debug)]
+pub enum ClientEvent<R> {
+    Response { client: u64, client_req: u64, from: NodeId, response: R },
+    Timer { client: u64, token: u64 },
+}
+
+/// A simulated group of nodes running `A`.
+pub struct Sim<A: App> {
     pub cfg: ClusterConfig,
     pub now: Micros,
     pub rng: Rng,
     pub net: Network,
-    pub nodes: BTreeMap<NodeId, SimNode>,
+    pub nodes: BTreeMap<NodeId, SimNode<A>>,
     pub checker: Checker,
     pub stats: NetStats,
     /// Nodes the lab would call "connected" (not isolated by `disconnect`).
@@ -98,27 +105,29 @@ pub struct Cluster {
     /// (time, node, term) of every election won.
     pub elections: Vec<(Micros, NodeId, shardkv_types::Term)>,
     queue: EventQueue<Event>,
+    /// Client events waiting for the client driver.
+    client_inbox: Vec<ClientEvent<A::Response>>,
+    /// Client-to-node links that are cut (both directions).
+    client_cut: BTreeSet<(u64, NodeId)>,
     /// Nodes whose disk will fail after a few more writes.
     disk_faults_armed: BTreeSet<NodeId>,
     /// A running digest of everything that happened: equal seeds give equal traces.
     pub trace: u64,
 }
 
-impl std::fmt::Debug for Cluster {
+/// A simulated bare-Raft group (the Raft scenarios and the fuzz target).
+pub type Cluster = Sim<RaftApp>;
+
+impl<A: App> std::fmt::Debug for Sim<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Cluster(seed {}, t={}ms)",
-            self.cfg.seed,
-            self.now / 1000
-        )
+        write!(f, "Sim(seed {}, t={}ms)", self.cfg.seed, self.now / 1000)
     }
 }
 
-impl Cluster {
+impl<A: App> Sim<A> {
     /// Builds and starts every node.
-    pub fn new(cfg: ClusterConfig) -> Cluster {
-        let mut c = Cluster {
+    pub fn new(cfg: ClusterConfig) -> Sim<A> {
+        let mut c = Sim {
             now: 0,
             rng: Rng::new(cfg.seed),
             net: Network::new(cfg.net.clone()),
@@ -128,14 +137,15 @@ impl Cluster {
             connected: BTreeSet::new(),
             elections: Vec::new(),
             queue: EventQueue::default(),
+            client_inbox: Vec::new(),
+            client_cut: BTreeSet::new(),
             disk_faults_armed: BTreeSet::new(),
             trace: 0,
             cfg,
         };
         for id in c.ids() {
             let disk_seed = c.rng.next_u64();
-            c.nodes
-                .insert(id, SimNode::new(id, c.cfg.snapshot_every, disk_seed));
+            c.nodes.insert(id, SimNode::new(id, disk_seed));
             c.connected.insert(id);
             c.start_node(id);
         }
@@ -156,19 +166,13 @@ impl Cluster {
         let rc = self.raft_config(id);
         let seed = self.rng.next_u64();
         let node = self.nodes.get_mut(&id).expect("node");
-        if let Err(e) = node.start(rc, seed) {
+        if let Err(e) = node.start(rc, seed, &self.cfg) {
             self.fail(&e);
         }
         let incarnation = self.nodes[&id].incarnation;
         // A random phase so that nodes do not tick in lockstep.
         let phase = self.rng.range(1, self.cfg.tick_us + 1);
-        self.queue.push(
-            self.now + phase,
-            Event::Tick {
-                node: id,
-                incarnation,
-            },
-        );
+        self.queue.push(self.now + phase, Event::Tick { node: id, incarnation });
     }
 
     /// Stops a node: it loses everything it did not persist.
@@ -209,7 +213,8 @@ impl Cluster {
         );
     }
 
-    /// Runs the simulation for `ms` of virtual time.
+    /// Runs the simulation for `ms` of virtual time. Client events pile up in the inbox
+    /// (see `run_clients_until` for driving clients).
     pub fn run_for(&mut self, ms: u64) {
         let end = self.now + ms * 1000;
         while let Some((t, ev)) = self.queue.pop_until(end) {
@@ -221,7 +226,7 @@ impl Cluster {
 
     /// Runs until `done` holds (checked after every event) or `ms` pass. Returns whether
     /// `done` held.
-    pub fn run_until(&mut self, ms: u64, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+    pub fn run_until(&mut self, ms: u64, mut done: impl FnMut(&Self) -> bool) -> bool {
         let end = self.now + ms * 1000;
         if done(self) {
             return true;
@@ -237,6 +242,24 @@ impl Cluster {
         false
     }
 
+    /// Runs until a client event is waiting or virtual time `until` is reached; returns the
+    /// waiting client events (empty at `until`).
+    pub fn next_client_events(&mut self, until: Micros) -> Vec<ClientEvent<A::Response>> {
+        while self.client_inbox.is_empty() {
+            match self.queue.pop_until(until) {
+                Some((t, ev)) => {
+                    self.now = t;
+                    self.handle(ev);
+                }
+                None => {
+                    self.now = self.now.max(until);
+                    break;
+                }
+            }
+        }
+        std::mem::take(&mut self.client_inbox)
+    }
+
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Tick { node, incarnation } => {
@@ -244,23 +267,13 @@ impl Cluster {
                 if n.incarnation != incarnation {
                     return;
                 }
-                let Some(raft) = n.raft.as_mut() else { return };
-                raft.tick();
-                self.queue.push(
-                    self.now + self.cfg.tick_us,
-                    Event::Tick { node, incarnation },
-                );
+                let Some(app) = n.live() else { return };
+                app.tick();
+                self.queue.push(self.now + self.cfg.tick_us, Event::Tick { node, incarnation });
                 self.process(node);
             }
-            Event::Deliver {
-                from,
-                to,
-                incarnation,
-                bytes,
-                request,
-            } => {
-                let n = self.nodes.get_mut(&to).expect("node");
-                if n.incarnation != incarnation || !n.is_up() || !self.net.connected(from, to) {
+            Event::Raft { from, to, incarnation, bytes, request } => {
+                if !self.deliverable(to, incarnation) || !self.net.connected(from, to) {
                     return;
                 }
                 if !request {
@@ -271,20 +284,44 @@ impl Cluster {
                     Ok(m) => m,
                     Err(e) => self.fail(&format!("undecodable message from {from}: {e}")),
                 };
-                self.nodes
-                    .get_mut(&to)
-                    .and_then(|n| n.raft.as_mut())
-                    .expect("up")
-                    .step(msg);
+                self.nodes.get_mut(&to).and_then(|n| n.live()).expect("up").step(msg);
                 self.process(to);
             }
+            Event::ClientRequest { client, client_req, to, incarnation, bytes } => {
+                if !self.deliverable(to, incarnation) || self.client_cut.contains(&(client, to)) {
+                    return;
+                }
+                self.trace = mix(self.trace, self.now ^ digest(&bytes));
+                let r: A::Request = match postcard::from_bytes(&bytes) {
+                    Ok(r) => r,
+                    Err(e) => self.fail(&format!("undecodable request from client {client}: {e}")),
+                };
+                self.nodes.get_mut(&to).expect("node").request(client, client_req, r);
+                self.process(to);
+            }
+            Event::ClientResponse { client, client_req, from, bytes } => {
+                if self.client_cut.contains(&(client, from)) {
+                    return;
+                }
+                self.trace = mix(self.trace, self.now ^ digest(&bytes));
+                match postcard::from_bytes(&bytes) {
+                    Ok(response) => self.client_inbox.push(ClientEvent::Response { client, client_req, from, response }),
+                    Err(e) => self.fail(&format!("undecodable response from {from}: {e}")),
+                }
+            }
+            Event::ClientTimer { client, token } => self.client_inbox.push(ClientEvent::Timer { client, token }),
         }
+    }
+
+    fn deliverable(&self, to: NodeId, incarnation: u64) -> bool {
+        let n = &self.nodes[&to];
+        n.incarnation == incarnation && n.is_up()
     }
 
     /// Lets node `id` drain its Ready batches and puts its messages on the network.
     pub(crate) fn process(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node");
-        let (msgs, became_leader) = match node.process(&mut self.checker) {
+        let out = match node.process(&mut self.checker) {
             Ok(x) => x,
             Err(Fault::Violation(e)) => self.fail(&e),
             Err(Fault::Disk(_)) => {
@@ -294,12 +331,23 @@ impl Cluster {
                 return;
             }
         };
-        if became_leader {
-            let term = node.raft.as_ref().map(|r| r.term()).unwrap_or_default();
+        if out.became_leader {
+            let term = node.app.as_ref().map(|a| a.raft().term()).unwrap_or_default();
             self.elections.push((self.now, id, term));
         }
-        for m in msgs {
+        for m in out.messages {
             self.send(m);
+        }
+        for (client, client_req, resp) in out.responses {
+            let bytes = postcard::to_allocvec(&resp).expect("encoding to memory cannot fail");
+            if self.client_cut.contains(&(client, id)) {
+                continue;
+            }
+            let Fate::Deliver(delays) = self.net.decide(&mut self.rng, false) else { continue };
+            for d in delays {
+                let ev = Event::ClientResponse { client, client_req, from: id, bytes: bytes.clone() };
+                self.queue.push(self.now + d, ev);
+            }
         }
     }
 
@@ -316,19 +364,41 @@ impl Cluster {
         if !self.net.connected(m.from, m.to) {
             return;
         }
-        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, request) else {
-            return;
-        };
+        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, request) else { return };
         let incarnation = self.nodes[&m.to].incarnation;
         for d in delays {
-            let ev = Event::Deliver {
-                from: m.from,
-                to: m.to,
-                incarnation,
-                bytes: bytes.clone(),
-                request,
-            };
+            let ev = Event::Raft { from: m.from, to: m.to, incarnation, bytes: bytes.clone(), request };
             self.queue.push(self.now + d, ev);
+        }
+    }
+
+    /// Client `client` sends request `client_req` to node `to` over the simulated network.
+    pub fn client_send(&mut self, client: u64, client_req: u64, to: NodeId, r: &A::Request) {
+        let bytes = postcard::to_allocvec(r).expect("encoding to memory cannot fail");
+        if self.client_cut.contains(&(client, to)) {
+            return;
+        }
+        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, true) else { return };
+        let incarnation = self.nodes[&to].incarnation;
+        for d in delays {
+            let ev = Event::ClientRequest { client, client_req, to, incarnation, bytes: bytes.clone() };
+            self.queue.push(self.now + d, ev);
+        }
+    }
+
+    /// Wakes client `client` with `token` after `ms`.
+    pub fn client_timer(&mut self, client: u64, token: u64, ms: u64) {
+        self.queue.push(self.now + ms * 1000, Event::ClientTimer { client, token });
+    }
+
+    /// Lets `client` reach only `servers` (both directions); the others are cut.
+    pub fn client_reach(&mut self, client: u64, servers: &[NodeId]) {
+        for id in self.ids() {
+            if servers.contains(&id) {
+                self.client_cut.remove(&(client, id));
+            } else {
+                self.client_cut.insert((client, id));
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! Nothing but tests and the fuzz binary depends on this crate.
 
+mod app;
 mod checker;
 mod cluster;
 mod disk_store;
@@ -21,10 +22,12 @@ pub mod fuzz;
 mod net;
 mod node;
 mod queue;
+mod raft_dsl;
 mod state_machine;
 
 pub use checker::Checker;
-pub use cluster::{Cluster, ClusterConfig, NetStats};
+pub use app::{App, RaftApp};
+pub use cluster::{ClientEvent, Cluster, ClusterConfig, NetStats, Sim};
 pub use disk_store::DiskStore;
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};

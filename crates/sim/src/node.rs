@@ -1,11 +1,13 @@
-//! One simulated Raft node: the core, its store, and the test state machine, with the
-//! Ready cycle done exactly as the persistence contract says.
+//! One simulated node: an app over the Raft core, its disk, and the Ready cycle done exactly
+//! as the persistence contract says, with the checker watching.
 
+use crate::app::App;
 use crate::checker::Checker;
+use crate::cluster::ClusterConfig;
 use crate::disk_store::DiskStore;
-use crate::state_machine::TestStateMachine;
-use shardkv_raft::{Config, Message, RawNode, ReadState, Role};
-use shardkv_types::{LogIndex, NodeId, SnapshotMeta};
+use shardkv_raft::{Config, Message, Role};
+use shardkv_types::NodeId;
+use std::collections::BTreeMap;
 
 /// Why processing stopped: a safety violation fails the run; a disk fault crashes the node.
 #[derive(Debug)]
@@ -20,133 +22,119 @@ impl From<String> for Fault {
     }
 }
 
-impl From<&str> for Fault {
-    fn from(s: &str) -> Fault {
-        Fault::Violation(s.to_string())
-    }
-}
-
 fn disk(e: shardkv_storage::StorageError) -> Fault {
     Fault::Disk(e.to_string())
 }
 
-/// A node's live half (lost on crash) and durable half (kept).
+/// What one round of processing produced.
 #[derive(Debug)]
-pub struct SimNode {
+pub struct Output<R> {
+    pub messages: Vec<Message>,
+    pub became_leader: bool,
+    /// (client, client's request id, response).
+    pub responses: Vec<(u64, u64, R)>,
+}
+
+/// A node: the app (kept after a crash for inspection, like a dead process's memory, but
+/// sent no events) and the durable half.
+#[derive(Debug)]
+pub struct SimNode<A> {
     pub id: NodeId,
-    /// `None` while crashed.
-    pub raft: Option<RawNode>,
-    pub sm: TestStateMachine,
+    pub app: Option<A>,
+    up: bool,
     pub store: DiskStore,
     /// Bumped on every restart; events addressed to an older incarnation are dropped.
     pub incarnation: u64,
-    /// Take a snapshot every this many applied entries.
-    pub snapshot_every: Option<u64>,
-    /// Read states answered to this incarnation, in order.
-    pub reads: Vec<ReadState>,
+    /// Client requests in progress at this incarnation: node request id -> (client, client's id).
+    requests: BTreeMap<u64, (u64, u64)>,
+    next_request: u64,
 }
 
-impl SimNode {
-    pub fn new(id: NodeId, snapshot_every: Option<u64>, disk_seed: u64) -> SimNode {
+impl<A: App> SimNode<A> {
+    pub fn new(id: NodeId, disk_seed: u64) -> SimNode<A> {
         SimNode {
             id,
-            raft: None,
-            sm: TestStateMachine::default(),
+            app: None,
+            up: false,
             store: DiskStore::new(id, disk_seed),
             incarnation: 0,
-            snapshot_every,
-            reads: Vec::new(),
+            requests: BTreeMap::new(),
+            next_request: 1,
         }
     }
 
     pub fn is_up(&self) -> bool {
-        self.raft.is_some()
+        self.up
     }
 
-    /// Starts (or restarts) the node from its durable state, the state machine first
-    /// restored from the snapshot so that later entries follow it.
-    pub fn start(&mut self, cfg: Config, seed: u64) -> Result<(), String> {
-        let restored = self
-            .store
-            .open(self.id)
-            .map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
-        self.sm = match &restored.snapshot {
-            Some(s) => TestStateMachine::restore(&s.data, s.meta.index)?,
-            None => TestStateMachine::default(),
-        };
-        self.raft = Some(RawNode::new(cfg, restored, seed));
+    /// The live app, if the node is up.
+    pub fn live(&mut self) -> Option<&mut A> {
+        if self.up { self.app.as_mut() } else { None }
+    }
+
+    /// Starts (or restarts) the node from its durable state.
+    pub fn start(&mut self, cfg: Config, seed: u64, sim: &ClusterConfig) -> Result<(), String> {
+        let restored = self.store.open(self.id).map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
+        self.app = Some(A::start(cfg, restored, seed, sim)?);
+        self.up = true;
         self.incarnation += 1;
-        self.reads.clear();
+        self.requests.clear();
         Ok(())
     }
 
     pub fn crash(&mut self) {
-        self.raft = None;
+        self.up = false;
         self.store.crash();
     }
 
-    /// Drains every Ready: persist, collect messages, apply, advance. Returns the messages
-    /// to send and whether the node became leader.
-    pub fn process(&mut self, checker: &mut Checker) -> Result<(Vec<Message>, bool), Fault> {
-        let mut out = Vec::new();
-        let mut became_leader = false;
-        let Some(raft) = self.raft.as_mut() else {
-            return Ok((out, false));
-        };
-        while raft.has_ready() {
-            let rd = raft.ready();
+    /// Hands a client's request to the app.
+    pub fn request(&mut self, client: u64, client_req: u64, r: A::Request) {
+        let Some(app) = self.app.as_mut().filter(|_| self.up) else { return };
+        let id = self.next_request;
+        self.next_request += 1;
+        self.requests.insert(id, (client, client_req));
+        app.request(id, r);
+    }
+
+    /// Drains every Ready: persist, collect messages, apply, persist any snapshot; then
+    /// collects the responses to clients.
+    pub fn process(&mut self, checker: &mut Checker) -> Result<Output<A::Response>, Fault> {
+        let mut out = Output { messages: Vec::new(), became_leader: false, responses: Vec::new() };
+        let Some(app) = self.app.as_mut().filter(|_| self.up) else { return Ok(out) };
+        while let Some(mut rd) = app.ready() {
             // 1. persist
             for e in &rd.entries {
-                let prev_term = raft
+                let prev_term = app
+                    .raft()
                     .log()
                     .term(e.index.prev())
                     .ok_or_else(|| format!("{}: no term before {}", self.id, e.index))?;
                 checker.on_persist(self.id, e, prev_term)?;
             }
             if rd.must_persist() {
-                self.store
-                    .persist(rd.snapshot.as_ref(), &rd.entries, rd.hard_state)
-                    .map_err(disk)?;
+                self.store.persist(rd.snapshot.as_ref(), &rd.entries, rd.hard_state).map_err(disk)?;
             }
             // 2. send
-            out.extend(rd.messages.iter().cloned());
+            out.messages.append(&mut rd.messages);
             // 3. apply
-            if let Some(s) = &rd.snapshot {
-                self.sm = TestStateMachine::restore(&s.data, s.meta.index)?;
-            }
             for e in &rd.committed_entries {
                 checker.on_apply(self.id, e)?;
-                self.sm
-                    .apply(e)
-                    .map_err(|err| format!("{}: {err}", self.id))?;
             }
-            self.reads.extend(rd.read_states.iter().copied());
             if rd.soft_state.is_some_and(|ss| ss.role == Role::Leader) {
-                became_leader = true;
-                checker.on_leader(self.id, raft.term(), raft.log())?;
+                out.became_leader = true;
+                checker.on_leader(self.id, app.raft().term(), app.raft().log())?;
             }
-            raft.advance(rd);
-            checker.on_status(&raft.status())?;
-            // The application's snapshot policy.
-            if let Some(every) = self.snapshot_every {
-                let applied = self.sm.applied;
-                if applied.0 >= raft.log().snapshot_meta().index.0 + every {
-                    let term = raft.log().term(applied).ok_or("applied index not in log")?;
-                    let data = self.sm.snapshot();
-                    let meta = SnapshotMeta {
-                        index: applied,
-                        term,
-                    };
-                    self.store.save_snapshot(meta, &data).map_err(disk)?;
-                    raft.compact(applied, data);
-                }
+            let snapshot = app.advance(rd, self.store.raft_state_bytes() as u64)?;
+            if let Some(s) = snapshot {
+                self.store.save_snapshot(s.meta, &s.data).map_err(disk)?;
+            }
+            checker.on_status(&app.raft().status())?;
+        }
+        for (id, resp) in app.take_responses() {
+            if let Some((client, client_req)) = self.requests.remove(&id) {
+                out.responses.push((client, client_req, resp));
             }
         }
-        Ok((out, became_leader))
-    }
-
-    /// The digest this node applied at `index`, if any.
-    pub fn applied_at(&self, index: LogIndex) -> Option<u64> {
-        self.sm.values.get(&index).copied()
+        Ok(out)
     }
 }

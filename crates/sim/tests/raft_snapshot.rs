@@ -192,22 +192,19 @@ fn restart_delivers_snapshot_before_later_entries() {
         c.one(&Cluster::cmd(v), 3, true);
     }
     let id = NodeId(2);
-    let snap = c.nodes[&id]
-        .raft
-        .as_ref()
-        .unwrap()
+    let snap = c.app(id).raft
         .log()
         .snapshot_meta()
         .index;
     assert!(snap >= LogIndex(20), "expected a snapshot, have {snap}");
     c.restart(id);
     assert_eq!(
-        c.nodes[&id].sm.applied, snap,
+        c.app(id).sm.applied, snap,
         "state machine starts at the snapshot"
     );
     let i = c.one(&Cluster::cmd(99), 3, true);
     assert_eq!(
-        c.nodes[&id].sm.applied, i,
+        c.app(id).sm.applied, i,
         "then applies every later entry in order"
     );
 }
@@ -263,8 +260,8 @@ fn read_after_leader_change_sees_prior_writes() {
         .flatten()
         .expect("read confirmed");
     assert!(index >= last, "read index {index} misses write at {last}");
-    c.run_until(1_000, |c| c.nodes[&l2].sm.applied >= index);
-    assert!(c.nodes[&l2].applied_at(last).is_some());
+    c.run_until(1_000, |c| c.app(l2).sm.applied >= index);
+    assert!(c.app(l2).applied_at(last).is_some());
 }
 
 /// Goal: leadership transfer hands over within an election timeout and loses nothing.

@@ -1,0 +1,108 @@
+//! What runs on a simulated node above the Raft core. The simulator persists each Ready
+//! through the real storage code and hands the rest to the app: the bare-Raft test harness
+//! ([`RaftApp`]) or a real replicated service (`KvReplica`, in `service.rs`).
+
+use crate::cluster::ClusterConfig;
+use crate::state_machine::TestStateMachine;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shardkv_raft::{Config, Message, RawNode, ReadState, Ready, Restored, Snapshot};
+use shardkv_types::{LogIndex, SnapshotMeta};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// A node's application: owns the Raft core, applies what it commits, answers clients.
+pub trait App: Sized {
+    /// What clients send.
+    type Request: Serialize + DeserializeOwned + Debug;
+    /// What the app answers.
+    type Response: Serialize + DeserializeOwned + Debug + Clone;
+
+    /// Starts from what storage recovered (restoring any snapshot first).
+    fn start(cfg: Config, restored: Restored, seed: u64, sim: &ClusterConfig) -> Result<Self, String>;
+    fn raft(&self) -> &RawNode;
+    fn tick(&mut self);
+    fn step(&mut self, m: Message);
+    fn ready(&mut self) -> Option<Ready>;
+    /// Applies a Ready whose durable parts were persisted and whose messages were taken and
+    /// sent. Returns a snapshot the simulator must persist, if the app took one.
+    fn advance(&mut self, rd: Ready, raft_state_bytes: u64) -> Result<Option<Snapshot>, String>;
+    /// A client request; answered later through `take_responses` under `req`.
+    fn request(&mut self, req: u64, r: Self::Request);
+    fn take_responses(&mut self) -> Vec<(u64, Self::Response)>;
+}
+
+/// The bare Raft core with the test state machine: commands are opaque bytes proposed
+/// directly, applied entries are checked to arrive contiguously, and a snapshot is taken
+/// every `ClusterConfig::snapshot_every` entries.
+#[derive(Debug)]
+pub struct RaftApp {
+    pub raft: RawNode,
+    pub sm: TestStateMachine,
+    snapshot_every: Option<u64>,
+    /// Read states answered to this incarnation, in order.
+    pub reads: Vec<ReadState>,
+}
+
+impl App for RaftApp {
+    type Request = ();
+    type Response = ();
+
+    fn start(cfg: Config, restored: Restored, seed: u64, sim: &ClusterConfig) -> Result<Self, String> {
+        let sm = match &restored.snapshot {
+            Some(s) => TestStateMachine::restore(&s.data, s.meta.index)?,
+            None => TestStateMachine::default(),
+        };
+        Ok(RaftApp { raft: RawNode::new(cfg, restored, seed), sm, snapshot_every: sim.snapshot_every, reads: Vec::new() })
+    }
+
+    fn raft(&self) -> &RawNode {
+        &self.raft
+    }
+
+    fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    fn step(&mut self, m: Message) {
+        self.raft.step(m);
+    }
+
+    fn ready(&mut self) -> Option<Ready> {
+        self.raft.has_ready().then(|| self.raft.ready())
+    }
+
+    fn advance(&mut self, rd: Ready, _raft_state_bytes: u64) -> Result<Option<Snapshot>, String> {
+        let id = self.raft.id();
+        if let Some(s) = &rd.snapshot {
+            self.sm = TestStateMachine::restore(&s.data, s.meta.index)?;
+        }
+        for e in &rd.committed_entries {
+            self.sm.apply(e).map_err(|err| format!("{id}: {err}"))?;
+        }
+        self.reads.extend(rd.read_states.iter().copied());
+        self.raft.advance(rd);
+        let Some(every) = self.snapshot_every else { return Ok(None) };
+        let applied = self.sm.applied;
+        if applied.0 < self.raft.log().snapshot_meta().index.0 + every {
+            return Ok(None);
+        }
+        let term = self.raft.log().term(applied).ok_or("applied index not in log")?;
+        let data = self.sm.snapshot();
+        self.raft.compact(applied, data.clone());
+        Ok(Some(Snapshot { meta: SnapshotMeta { index: applied, term }, data: Arc::new(data) }))
+    }
+
+    fn request(&mut self, _req: u64, _r: ()) {}
+
+    fn take_responses(&mut self) -> Vec<(u64, ())> {
+        Vec::new()
+    }
+}
+
+impl RaftApp {
+    /// The digest this node applied at `index`, if any.
+    pub fn applied_at(&self, index: LogIndex) -> Option<u64> {
+        self.sm.values.get(&index).copied()
+    }
+}

@@ -19,7 +19,12 @@ pub trait App: Sized {
     type Response: Serialize + DeserializeOwned + Debug + Clone;
 
     /// Starts from what storage recovered (restoring any snapshot first).
-    fn start(cfg: Config, restored: Restored, seed: u64, sim: &ClusterConfig) -> Result<Self, String>;
+    fn start(
+        cfg: Config,
+        restored: Restored,
+        seed: u64,
+        sim: &ClusterConfig,
+    ) -> Result<Self, String>;
     fn raft(&self) -> &RawNode;
     fn tick(&mut self);
     fn step(&mut self, m: Message);
@@ -48,12 +53,22 @@ impl App for RaftApp {
     type Request = ();
     type Response = ();
 
-    fn start(cfg: Config, restored: Restored, seed: u64, sim: &ClusterConfig) -> Result<Self, String> {
+    fn start(
+        cfg: Config,
+        restored: Restored,
+        seed: u64,
+        sim: &ClusterConfig,
+    ) -> Result<Self, String> {
         let sm = match &restored.snapshot {
             Some(s) => TestStateMachine::restore(&s.data, s.meta.index)?,
             None => TestStateMachine::default(),
         };
-        Ok(RaftApp { raft: RawNode::new(cfg, restored, seed), sm, snapshot_every: sim.snapshot_every, reads: Vec::new() })
+        Ok(RaftApp {
+            raft: RawNode::new(cfg, restored, seed),
+            sm,
+            snapshot_every: sim.snapshot_every,
+            reads: Vec::new(),
+        })
     }
 
     fn raft(&self) -> &RawNode {
@@ -82,15 +97,27 @@ impl App for RaftApp {
         }
         self.reads.extend(rd.read_states.iter().copied());
         self.raft.advance(rd);
-        let Some(every) = self.snapshot_every else { return Ok(None) };
+        let Some(every) = self.snapshot_every else {
+            return Ok(None);
+        };
         let applied = self.sm.applied;
         if applied.0 < self.raft.log().snapshot_meta().index.0 + every {
             return Ok(None);
         }
-        let term = self.raft.log().term(applied).ok_or("applied index not in log")?;
+        let term = self
+            .raft
+            .log()
+            .term(applied)
+            .ok_or("applied index not in log")?;
         let data = self.sm.snapshot();
         self.raft.compact(applied, data.clone());
-        Ok(Some(Snapshot { meta: SnapshotMeta { index: applied, term }, data: Arc::new(data) }))
+        Ok(Some(Snapshot {
+            meta: SnapshotMeta {
+                index: applied,
+                term,
+            },
+            data: Arc::new(data),
+        }))
     }
 
     fn request(&mut self, _req: u64, _r: ()) {}

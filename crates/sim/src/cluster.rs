@@ -77,18 +77,49 @@ impl NetStats {
 /// An event in the simulation's queue.
 #[derive(Debug)]
 enum Event {
-    Tick { node: NodeId, incarnation: u64 },
-    Raft { from: NodeId, to: NodeId, incarnation: u64, bytes: Vec<u8>, request: bool },
-    ClientRequest { client: u64, client_req: u64, to: NodeId, incarnation: u64, bytes: Vec<u8> },
-    ClientResponse { client: u64, client_req: u64, from: NodeId, bytes: Vec<u8> },
-    ClientTimer { client: u64, token: u64 },
+    Tick {
+        node: NodeId,
+        incarnation: u64,
+    },
+    Raft {
+        from: NodeId,
+        to: NodeId,
+        incarnation: u64,
+        bytes: Vec<u8>,
+        request: bool,
+    },
+    ClientRequest {
+        client: u64,
+        client_req: u64,
+        to: NodeId,
+        incarnation: u64,
+        bytes: Vec<u8>,
+    },
+    ClientResponse {
+        client: u64,
+        client_req: u64,
+        from: NodeId,
+        bytes: Vec<u8>,
+    },
+    ClientTimer {
+        client: u64,
+        token: u64,
+    },
 }
 
 /// Something that happened to a simulated client, for its driver to handle.
 #[derive(Debug)]
 pub enum ClientEvent<R> {
-    Response { client: u64, client_req: u64, from: NodeId, response: R },
-    Timer { client: u64, token: u64 },
+    Response {
+        client: u64,
+        client_req: u64,
+        from: NodeId,
+        response: R,
+    },
+    Timer {
+        client: u64,
+        token: u64,
+    },
 }
 
 /// A simulated group of nodes running `A`.
@@ -172,7 +203,13 @@ impl<A: App> Sim<A> {
         let incarnation = self.nodes[&id].incarnation;
         // A random phase so that nodes do not tick in lockstep.
         let phase = self.rng.range(1, self.cfg.tick_us + 1);
-        self.queue.push(self.now + phase, Event::Tick { node: id, incarnation });
+        self.queue.push(
+            self.now + phase,
+            Event::Tick {
+                node: id,
+                incarnation,
+            },
+        );
     }
 
     /// Stops a node: it loses everything it did not persist.
@@ -269,10 +306,19 @@ impl<A: App> Sim<A> {
                 }
                 let Some(app) = n.live() else { return };
                 app.tick();
-                self.queue.push(self.now + self.cfg.tick_us, Event::Tick { node, incarnation });
+                self.queue.push(
+                    self.now + self.cfg.tick_us,
+                    Event::Tick { node, incarnation },
+                );
                 self.process(node);
             }
-            Event::Raft { from, to, incarnation, bytes, request } => {
+            Event::Raft {
+                from,
+                to,
+                incarnation,
+                bytes,
+                request,
+            } => {
                 if !self.deliverable(to, incarnation) || !self.net.connected(from, to) {
                     return;
                 }
@@ -284,10 +330,20 @@ impl<A: App> Sim<A> {
                     Ok(m) => m,
                     Err(e) => self.fail(&format!("undecodable message from {from}: {e}")),
                 };
-                self.nodes.get_mut(&to).and_then(|n| n.live()).expect("up").step(msg);
+                self.nodes
+                    .get_mut(&to)
+                    .and_then(|n| n.live())
+                    .expect("up")
+                    .step(msg);
                 self.process(to);
             }
-            Event::ClientRequest { client, client_req, to, incarnation, bytes } => {
+            Event::ClientRequest {
+                client,
+                client_req,
+                to,
+                incarnation,
+                bytes,
+            } => {
                 if !self.deliverable(to, incarnation) || self.client_cut.contains(&(client, to)) {
                     return;
                 }
@@ -296,20 +352,35 @@ impl<A: App> Sim<A> {
                     Ok(r) => r,
                     Err(e) => self.fail(&format!("undecodable request from client {client}: {e}")),
                 };
-                self.nodes.get_mut(&to).expect("node").request(client, client_req, r);
+                self.nodes
+                    .get_mut(&to)
+                    .expect("node")
+                    .request(client, client_req, r);
                 self.process(to);
             }
-            Event::ClientResponse { client, client_req, from, bytes } => {
+            Event::ClientResponse {
+                client,
+                client_req,
+                from,
+                bytes,
+            } => {
                 if self.client_cut.contains(&(client, from)) {
                     return;
                 }
                 self.trace = mix(self.trace, self.now ^ digest(&bytes));
                 match postcard::from_bytes(&bytes) {
-                    Ok(response) => self.client_inbox.push(ClientEvent::Response { client, client_req, from, response }),
+                    Ok(response) => self.client_inbox.push(ClientEvent::Response {
+                        client,
+                        client_req,
+                        from,
+                        response,
+                    }),
                     Err(e) => self.fail(&format!("undecodable response from {from}: {e}")),
                 }
             }
-            Event::ClientTimer { client, token } => self.client_inbox.push(ClientEvent::Timer { client, token }),
+            Event::ClientTimer { client, token } => {
+                self.client_inbox.push(ClientEvent::Timer { client, token })
+            }
         }
     }
 
@@ -332,7 +403,11 @@ impl<A: App> Sim<A> {
             }
         };
         if out.became_leader {
-            let term = node.app.as_ref().map(|a| a.raft().term()).unwrap_or_default();
+            let term = node
+                .app
+                .as_ref()
+                .map(|a| a.raft().term())
+                .unwrap_or_default();
             self.elections.push((self.now, id, term));
         }
         for m in out.messages {
@@ -343,9 +418,16 @@ impl<A: App> Sim<A> {
             if self.client_cut.contains(&(client, id)) {
                 continue;
             }
-            let Fate::Deliver(delays) = self.net.decide(&mut self.rng, false) else { continue };
+            let Fate::Deliver(delays) = self.net.decide(&mut self.rng, false) else {
+                continue;
+            };
             for d in delays {
-                let ev = Event::ClientResponse { client, client_req, from: id, bytes: bytes.clone() };
+                let ev = Event::ClientResponse {
+                    client,
+                    client_req,
+                    from: id,
+                    bytes: bytes.clone(),
+                };
                 self.queue.push(self.now + d, ev);
             }
         }
@@ -364,10 +446,18 @@ impl<A: App> Sim<A> {
         if !self.net.connected(m.from, m.to) {
             return;
         }
-        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, request) else { return };
+        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, request) else {
+            return;
+        };
         let incarnation = self.nodes[&m.to].incarnation;
         for d in delays {
-            let ev = Event::Raft { from: m.from, to: m.to, incarnation, bytes: bytes.clone(), request };
+            let ev = Event::Raft {
+                from: m.from,
+                to: m.to,
+                incarnation,
+                bytes: bytes.clone(),
+                request,
+            };
             self.queue.push(self.now + d, ev);
         }
     }
@@ -378,17 +468,26 @@ impl<A: App> Sim<A> {
         if self.client_cut.contains(&(client, to)) {
             return;
         }
-        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, true) else { return };
+        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, true) else {
+            return;
+        };
         let incarnation = self.nodes[&to].incarnation;
         for d in delays {
-            let ev = Event::ClientRequest { client, client_req, to, incarnation, bytes: bytes.clone() };
+            let ev = Event::ClientRequest {
+                client,
+                client_req,
+                to,
+                incarnation,
+                bytes: bytes.clone(),
+            };
             self.queue.push(self.now + d, ev);
         }
     }
 
     /// Wakes client `client` with `token` after `ms`.
     pub fn client_timer(&mut self, client: u64, token: u64, ms: u64) {
-        self.queue.push(self.now + ms * 1000, Event::ClientTimer { client, token });
+        self.queue
+            .push(self.now + ms * 1000, Event::ClientTimer { client, token });
     }
 
     /// Lets `client` reach only `servers` (both directions); the others are cut.

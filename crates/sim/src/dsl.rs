@@ -116,5 +116,4 @@ impl<A: App> Sim<A> {
             .max()
             .unwrap_or(0)
     }
-
 }

@@ -135,7 +135,12 @@ pub fn run_seed(seed: u64) -> FuzzReport {
             let status: Vec<String> = c
                 .nodes
                 .values()
-                .filter_map(|n| n.app.as_ref().filter(|_| n.is_up()).map(|a| format!("{:?}", a.raft.status())))
+                .filter_map(|n| {
+                    n.app
+                        .as_ref()
+                        .filter(|_| n.is_up())
+                        .map(|a| format!("{:?}", a.raft.status()))
+                })
                 .collect();
             c.fail(&format!(
                 "liveness: after {LIVENESS_MS_MAX} ms without faults, pending commands {:?} or logs not converged\n  {}",
@@ -155,7 +160,9 @@ pub fn run_seed(seed: u64) -> FuzzReport {
 /// True when every node applied the same, highest index.
 fn converged(c: &Cluster) -> bool {
     let max = c.checker.max_applied();
-    c.nodes.values().all(|n| n.app.as_ref().is_some_and(|a| a.sm.applied == max))
+    c.nodes
+        .values()
+        .all(|n| n.app.as_ref().is_some_and(|a| a.sm.applied == max))
 }
 
 fn drive_clients(

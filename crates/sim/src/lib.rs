@@ -25,8 +25,8 @@ mod queue;
 mod raft_dsl;
 mod state_machine;
 
-pub use checker::Checker;
 pub use app::{App, RaftApp};
+pub use checker::Checker;
 pub use cluster::{ClientEvent, Cluster, ClusterConfig, NetStats, Sim};
 pub use disk_store::DiskStore;
 pub use net::{Fate, NetConfig, Network};

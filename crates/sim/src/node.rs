@@ -74,7 +74,10 @@ impl<A: App> SimNode<A> {
 
     /// Starts (or restarts) the node from its durable state.
     pub fn start(&mut self, cfg: Config, seed: u64, sim: &ClusterConfig) -> Result<(), String> {
-        let restored = self.store.open(self.id).map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
+        let restored = self
+            .store
+            .open(self.id)
+            .map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
         self.app = Some(A::start(cfg, restored, seed, sim)?);
         self.up = true;
         self.incarnation += 1;
@@ -89,7 +92,9 @@ impl<A: App> SimNode<A> {
 
     /// Hands a client's request to the app.
     pub fn request(&mut self, client: u64, client_req: u64, r: A::Request) {
-        let Some(app) = self.app.as_mut().filter(|_| self.up) else { return };
+        let Some(app) = self.app.as_mut().filter(|_| self.up) else {
+            return;
+        };
         let id = self.next_request;
         self.next_request += 1;
         self.requests.insert(id, (client, client_req));
@@ -99,8 +104,14 @@ impl<A: App> SimNode<A> {
     /// Drains every Ready: persist, collect messages, apply, persist any snapshot; then
     /// collects the responses to clients.
     pub fn process(&mut self, checker: &mut Checker) -> Result<Output<A::Response>, Fault> {
-        let mut out = Output { messages: Vec::new(), became_leader: false, responses: Vec::new() };
-        let Some(app) = self.app.as_mut().filter(|_| self.up) else { return Ok(out) };
+        let mut out = Output {
+            messages: Vec::new(),
+            became_leader: false,
+            responses: Vec::new(),
+        };
+        let Some(app) = self.app.as_mut().filter(|_| self.up) else {
+            return Ok(out);
+        };
         while let Some(mut rd) = app.ready() {
             // 1. persist
             for e in &rd.entries {
@@ -112,7 +123,9 @@ impl<A: App> SimNode<A> {
                 checker.on_persist(self.id, e, prev_term)?;
             }
             if rd.must_persist() {
-                self.store.persist(rd.snapshot.as_ref(), &rd.entries, rd.hard_state).map_err(disk)?;
+                self.store
+                    .persist(rd.snapshot.as_ref(), &rd.entries, rd.hard_state)
+                    .map_err(disk)?;
             }
             // 2. send
             out.messages.append(&mut rd.messages);

@@ -118,7 +118,13 @@ impl Cluster {
     /// Asks `id` for a ReadIndex read point and waits up to `ms` for the answer:
     /// `Some(Some(index))` confirmed, `Some(None)` refused or dropped, `None` no answer yet.
     pub fn read_index(&mut self, id: NodeId, ctx: u64, ms: u64) -> Option<Option<LogIndex>> {
-        let accepted = self.nodes.get_mut(&id)?.live()?.raft.read_index(ctx).is_ok();
+        let accepted = self
+            .nodes
+            .get_mut(&id)?
+            .live()?
+            .raft
+            .read_index(ctx)
+            .is_ok();
         if !accepted {
             return Some(None);
         }

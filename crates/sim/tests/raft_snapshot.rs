@@ -192,19 +192,18 @@ fn restart_delivers_snapshot_before_later_entries() {
         c.one(&Cluster::cmd(v), 3, true);
     }
     let id = NodeId(2);
-    let snap = c.app(id).raft
-        .log()
-        .snapshot_meta()
-        .index;
+    let snap = c.app(id).raft.log().snapshot_meta().index;
     assert!(snap >= LogIndex(20), "expected a snapshot, have {snap}");
     c.restart(id);
     assert_eq!(
-        c.app(id).sm.applied, snap,
+        c.app(id).sm.applied,
+        snap,
         "state machine starts at the snapshot"
     );
     let i = c.one(&Cluster::cmd(99), 3, true);
     assert_eq!(
-        c.app(id).sm.applied, i,
+        c.app(id).sm.applied,
+        i,
         "then applies every later entry in order"
     );
 }

@@ -89,6 +89,12 @@ impl ClerkCore {
         self.current.as_ref()
     }
 
+    /// Gives up on the operation in flight (the caller reports it as "unknown": it may
+    /// still apply). The next operation gets a new sequence number.
+    pub fn abandon(&mut self) {
+        self.current = None;
+    }
+
     /// The server did not answer in time (or the connection failed): try the next one.
     pub fn on_timeout(&mut self) -> NodeId {
         self.leader = (self.leader + 1) % self.servers.len();

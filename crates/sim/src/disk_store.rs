@@ -14,6 +14,8 @@ pub struct DiskStore {
     store: Option<RaftStore<SimDisk>>,
     /// Logical size of the persisted Raft state, remembered across crashes for reporting.
     raft_state_bytes: u64,
+    /// Size of the newest persisted snapshot (0 if none).
+    snapshot_bytes: usize,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -35,6 +37,7 @@ impl DiskStore {
             dir: PathBuf::from(format!("/{id}")),
             store: None,
             raft_state_bytes: 0,
+            snapshot_bytes: 0,
         }
     }
 
@@ -42,6 +45,7 @@ impl DiskStore {
     pub fn open(&mut self, id: NodeId) -> Result<Restored, StorageError> {
         let (store, rec) = RaftStore::open(self.disk.clone(), &self.dir, id)?;
         self.raft_state_bytes = store.raft_state_bytes();
+        self.snapshot_bytes = rec.snapshot.as_ref().map_or(0, |(_, d)| d.len());
         self.store = Some(store);
         Ok(Restored {
             hard_state: rec.hard_state,
@@ -82,6 +86,9 @@ impl DiskStore {
             store.set_hard_state(hs)?;
         }
         store.sync()?;
+        if let Some(s) = snapshot {
+            self.snapshot_bytes = s.data.len();
+        }
         self.raft_state_bytes = self.store().raft_state_bytes();
         Ok(())
     }
@@ -89,8 +96,14 @@ impl DiskStore {
     /// Durably stores a snapshot the application took.
     pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         self.store().save_snapshot(meta, data)?;
+        self.snapshot_bytes = data.len();
         self.raft_state_bytes = self.store().raft_state_bytes();
         Ok(())
+    }
+
+    /// Bytes of the newest persisted snapshot; 0 if there is none.
+    pub fn snapshot_bytes(&self) -> usize {
+        self.snapshot_bytes
     }
 
     /// Hard state + live log bytes, as of the last persist.

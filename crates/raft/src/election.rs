@@ -5,10 +5,14 @@ use shardkv_types::{NodeId, Term};
 
 impl RawNode {
     /// Processes one message from a peer.
+    ///
+    /// # Panics
+    /// If called between `ready` and `advance` (the log handed out for persistence could
+    /// change underneath the application).
     pub fn step(&mut self, m: Message) {
-        assert_eq!(m.to, self.cfg.id, "message for another node");
-        if !self.cfg.voters.contains(&m.from) || m.from == self.cfg.id {
-            return; // not a member of this group: ignore rather than trust it
+        assert!(!self.ready_outstanding, "step between ready and advance");
+        if m.to != self.cfg.id || !self.cfg.voters.contains(&m.from) || m.from == self.cfg.id {
+            return; // misrouted, or not a member of this group: ignore rather than trust it
         }
         if m.term > self.term {
             if !self.step_higher_term(&m) {
@@ -34,13 +38,14 @@ impl RawNode {
             Body::RequestVote {
                 force, pre_vote, ..
             } => {
-                // CheckQuorum's lease: a node that heard from a live leader within the
-                // minimum election timeout does not help depose it.
-                let in_lease = self.cfg.check_quorum
-                    && self.leader.is_some()
+                // The lease (CheckQuorum, and PreVote per thesis §9.6): a node that heard
+                // from a live leader within the minimum election timeout does not help
+                // depose it.
+                let heard_leader = self.leader.is_some()
                     && (self.role == Role::Leader
                         || self.election_elapsed < self.cfg.election_ticks);
-                if in_lease && !force {
+                let lease_applies = self.cfg.check_quorum || (*pre_vote && self.cfg.pre_vote);
+                if heard_leader && lease_applies && !force {
                     return false;
                 }
                 if !pre_vote {
@@ -61,14 +66,10 @@ impl RawNode {
     }
 
     /// A message from an older term: tell a stale leader or pre-candidate about the newer
-    /// term, ignore the rest.
+    /// term (Raft Figure 2: reply false with the current term), ignore the rest.
     fn step_lower_term(&mut self, m: &Message) {
         match &m.body {
-            // Without this, a leader cut off by a partition whose peers moved on would never
-            // learn the new term when CheckQuorum or PreVote keeps the others from bumping it.
-            Body::AppendEntries { .. } | Body::Heartbeat { .. }
-                if self.cfg.check_quorum || self.cfg.pre_vote =>
-            {
+            Body::AppendEntries { .. } | Body::Heartbeat { .. } => {
                 self.send(
                     m.from,
                     self.term,

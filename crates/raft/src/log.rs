@@ -156,21 +156,22 @@ impl RaftLog {
             return None;
         }
         let last_new = LogIndex(prev_index.0 + entries.len() as u64);
-        for e in entries {
-            match self.term(e.index) {
-                Some(t) if t == e.term => continue,
-                Some(_) => {
-                    assert!(
-                        e.index > self.committed,
-                        "conflict at committed index {}",
-                        e.index
-                    );
-                    self.truncate_from(e.index);
-                    self.entries.push(e);
-                }
-                None => self.entries.push(e),
-            }
+        // The first entry we do not already hold with the same term.
+        let Some(first_new) = entries
+            .iter()
+            .position(|e| self.term(e.index) != Some(e.term))
+        else {
+            return Some(last_new);
+        };
+        let at = entries[first_new].index;
+        if at <= self.committed {
+            // Only a faulty leader asks to overwrite a committed entry: refuse.
+            return None;
         }
+        if at <= self.last_index() {
+            self.truncate_from(at);
+        }
+        self.entries.extend(entries.into_iter().skip(first_new));
         Some(last_new)
     }
 

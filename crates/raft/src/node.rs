@@ -71,7 +71,7 @@ pub struct RawNode {
     pub(crate) read_states: Vec<ReadState>,
     prev_hard_state: HardState,
     prev_soft_state: SoftState,
-    ready_outstanding: bool,
+    pub(crate) ready_outstanding: bool,
 }
 
 impl RawNode {
@@ -292,6 +292,10 @@ impl RawNode {
     /// Starts handing leadership to `to`: the leader stops taking proposals, brings `to` up to
     /// date and tells it to campaign at once. Gives up after an election timeout.
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), ProposeError> {
+        assert!(
+            !self.ready_outstanding,
+            "transfer_leader between ready and advance"
+        );
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
@@ -464,7 +468,11 @@ impl RawNode {
         if let Some(hs) = rd.hard_state {
             self.prev_hard_state = hs;
         }
-        if let Some(last) = rd.entries.last() {
+        // Only if the last entry handed out is still in the log: nothing may step in between,
+        // but a stale mark would acknowledge an entry that was never persisted.
+        if let Some(last) = rd.entries.last()
+            && self.log.term(last.index) == Some(last.term)
+        {
             self.log.stable_to(last.index);
         }
         if let Some(last) = rd.committed_entries.last() {

@@ -41,8 +41,10 @@ pub struct ReadState {
 /// with `RawNode::advance`.
 ///
 /// The application must, in this order:
-/// 1. persist `snapshot` (if any), then `entries` (the first of them replaces any persisted
-///    entry at the same or a higher index), then `hard_state` (if any), durably;
+/// 1. persist `snapshot` (if any; it replaces the whole persisted log unless that log holds
+///    the snapshot's last entry with the same term, in which case only the covered prefix
+///    goes), then `entries` (the first of them replaces any persisted entry at the same or a
+///    higher index), then `hard_state` (if any), durably;
 /// 2. send `messages` (they may depend on what step 1 persisted);
 /// 3. install `snapshot` into the state machine, then apply `committed_entries` in order;
 /// 4. answer `read_states` once the state machine has applied each one's index;

@@ -5,6 +5,24 @@ use crate::progress::ProgressState;
 use crate::{Body, ConflictHint, Message, RawNode, ReadState};
 use shardkv_types::{LogIndex, NodeId};
 
+/// True if `entries` could come from an honest leader of `term`: contiguous after `prev`,
+/// terms non-decreasing from `prev_term` and not above `term`. Anything else is dropped.
+fn well_formed(
+    term: shardkv_types::Term,
+    prev: LogIndex,
+    prev_term: shardkv_types::Term,
+    entries: &[shardkv_types::Entry],
+) -> bool {
+    let mut last_term = prev_term;
+    for (i, e) in entries.iter().enumerate() {
+        if e.index.0 != prev.0 + 1 + i as u64 || e.term < last_term || e.term > term {
+            return false;
+        }
+        last_term = e.term;
+    }
+    prev_term <= term
+}
+
 /// How many heartbeat intervals the oldest in-flight append may go unanswered before the
 /// leader assumes it was lost and probes again.
 const INFLIGHT_STALE_HEARTBEATS: u64 = 3;
@@ -18,13 +36,17 @@ impl RawNode {
                 prev_log_term,
                 entries,
                 leader_commit,
-            } => self.handle_append(
-                m.from,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            ),
+            } => {
+                if well_formed(m.term, prev_log_index, prev_log_term, &entries) {
+                    self.handle_append(
+                        m.from,
+                        prev_log_index,
+                        prev_log_term,
+                        entries,
+                        leader_commit,
+                    );
+                }
+            }
             Body::Heartbeat { commit, read_seq } => {
                 self.log.commit_to(commit);
                 self.send(m.from, self.term, Body::HeartbeatResponse { read_seq });
@@ -166,9 +188,15 @@ impl RawNode {
         };
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
-            ProgressState::Replicate if pr.match_index < last && overdue(pr) => pr.become_probe(),
+            ProgressState::Replicate if pr.match_index < last && overdue(pr) => {
+                pr.become_probe();
+                pr.next_index = pr.match_index.next();
+            }
             _ => {}
         }
+        // A lost TimeoutNow is sent again: proposals are refused during a transfer, so no
+        // append acknowledgement would trigger it.
+        self.maybe_finish_transfer(from);
         let released = self.reads.ack(from, read_seq, self.quorum());
         self.read_states
             .extend(released.into_iter().map(|(ctx, i)| ReadState {

@@ -103,9 +103,17 @@ impl RawNode {
         done: bool,
     ) {
         if meta.index <= self.log.committed() || self.log.matches(meta.index, meta.term) {
-            // We already hold everything the snapshot covers (Raft §7: keep the log).
+            // We already hold everything the snapshot covers (Raft §7: keep the log). A
+            // transfer of a newer snapshot in progress is kept.
             self.log.commit_to(meta.index);
-            self.incoming_snapshot = None;
+            let covered = self.log.committed();
+            if self
+                .incoming_snapshot
+                .as_ref()
+                .is_some_and(|(m, _)| m.index <= covered)
+            {
+                self.incoming_snapshot = None;
+            }
             self.send(
                 from,
                 self.term,
@@ -117,7 +125,12 @@ impl RawNode {
             );
             return;
         }
-        if offset == 0 {
+        // A first chunk starts a transfer, unless it is a duplicate of the one in progress.
+        let same_in_progress = self
+            .incoming_snapshot
+            .as_ref()
+            .is_some_and(|(m, buf)| *m == meta && !buf.is_empty());
+        if offset == 0 && !same_in_progress {
             self.incoming_snapshot = Some((meta, Vec::new()));
         }
         let expected = match &self.incoming_snapshot {

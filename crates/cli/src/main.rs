@@ -6,7 +6,12 @@
 //!
 //! Exit status: 0 on success, 1 on failure (the error is printed to stderr), 2 on bad usage.
 
+mod conn;
+mod kv_cmd;
 mod mr;
+mod server_cmd;
+mod status;
+mod up;
 
 use std::process::ExitCode;
 
@@ -27,6 +32,22 @@ struct Cli {
 enum Command {
     /// MapReduce: run a coordinator, a worker, or the sequential reference.
     Mr(mr::MrArgs),
+    /// Start a local replica group (3 `shardkv server` processes on loopback).
+    Up(up::UpArgs),
+    /// Run one member of a replica group.
+    Server(server_cmd::ServerArgs),
+    /// Read a key (exit 1 if absent).
+    Get(kv_cmd::GetArgs),
+    /// Set a key (the value is read from stdin when omitted).
+    Put(kv_cmd::WriteArgs),
+    /// Append to a key's value, creating it if absent (value from stdin when omitted).
+    Append(kv_cmd::WriteArgs),
+    /// Delete a key.
+    Del(kv_cmd::DelArgs),
+    /// Compare-and-swap: set KEY to NEW iff its value is OLD (exit 1 if it did not swap).
+    Cas(kv_cmd::CasArgs),
+    /// Show each member's role, term, commit and applied index.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +55,14 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Mr(args) => mr::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Server(args) => server_cmd::run(args),
+        Command::Get(args) => kv_cmd::get(args),
+        Command::Put(args) => kv_cmd::write(kv_cmd::WriteKind::Put, args),
+        Command::Append(args) => kv_cmd::write(kv_cmd::WriteKind::Append, args),
+        Command::Del(args) => kv_cmd::del(args),
+        Command::Cas(args) => kv_cmd::cas(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => code,

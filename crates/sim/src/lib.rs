@@ -20,6 +20,7 @@ mod disk_store;
 mod dsl;
 pub mod fuzz;
 mod kv;
+pub mod kv_fuzz;
 mod kv_node;
 mod net;
 mod node;

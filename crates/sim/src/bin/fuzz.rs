@@ -3,9 +3,11 @@
 //! ```text
 //! cargo run -p shardkv-sim --release --bin fuzz -- --seeds 0..10000
 //! cargo run -p shardkv-sim --release --bin fuzz -- --seed 1234      # replay one seed
+//! cargo run -p shardkv-sim --release --bin fuzz -- --kv --seeds 0..1000   # the KV service
 //! ```
 
 use shardkv_sim::fuzz::run_seed;
+use shardkv_sim::kv_fuzz::run_kv_seed;
 use std::time::Instant;
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -14,7 +16,11 @@ fn parse_range(s: &str) -> Option<(u64, u64)> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let kv = args.first().is_some_and(|a| a == "--kv");
+    if kv {
+        args.remove(0);
+    }
     let (lo, hi) = match args.as_slice() {
         [flag, v] if flag == "--seed" => match v.parse::<u64>() {
             Ok(s) => (s, s + 1),
@@ -27,9 +33,13 @@ fn main() {
     let started = Instant::now();
     let verbose = hi - lo <= 20;
     for seed in lo..hi {
-        let r = run_seed(seed);
+        let line = if kv {
+            format!("{:?}", run_kv_seed(seed))
+        } else {
+            format!("{:?}", run_seed(seed))
+        };
         if verbose {
-            println!("{r:?}");
+            println!("{line}");
         }
     }
     println!(
@@ -39,6 +49,6 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: fuzz [--seed N | --seeds A..B]   (default --seeds 0..200)");
+    eprintln!("usage: fuzz [--kv] [--seed N | --seeds A..B]   (default --seeds 0..200)");
     std::process::exit(2);
 }

@@ -1,0 +1,165 @@
+//! `shardkv get | put | append | del | cas`: one operation against a running group.
+//!
+//! Values are bytes: given on the command line, or read from stdin (all of it, exactly)
+//! when omitted. Exit status 0 on success; 1 on any failure (error on stderr, saying whether
+//! the operation may have applied), including `get` of a missing key and a `cas` that did not
+//! swap (both still print their result).
+
+use crate::conn::{ConnArgs, WriteOut, bytes_json, runtime};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use shardkv_client::{Client, Error};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    pub key: String,
+    /// The value; read from stdin when omitted.
+    pub value: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DelArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CasArgs {
+    /// Expect the key to be absent (then give only KEY NEW).
+    #[arg(long)]
+    pub absent: bool,
+    /// KEY OLD NEW, or KEY NEW with --absent.
+    #[arg(num_args = 2..=3, required = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// Which write.
+#[derive(Clone, Copy, Debug)]
+pub enum WriteKind {
+    Put,
+    Append,
+}
+
+fn connect(conn: &ConnArgs) -> Result<Client> {
+    conn.client()
+}
+
+fn fail(e: Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+pub fn get(args: GetArgs) -> Result<ExitCode> {
+    let mut client = connect(&args.conn)?;
+    let value = runtime()?
+        .block_on(client.get(args.key.as_bytes()))
+        .map_err(fail)?;
+    if args.conn.write_out == WriteOut::Json {
+        let mut out = serde_json::json!({ "key": args.key, "found": value.is_some() });
+        if let Some(v) = &value {
+            out["value"] = bytes_json(v);
+        }
+        println!("{out}");
+    }
+    let Some(v) = value else {
+        eprintln!("key not found: {}", args.key);
+        return Ok(ExitCode::FAILURE);
+    };
+    if args.conn.write_out == WriteOut::Text {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&v)?;
+        stdout.write_all(b"\n")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn write(kind: WriteKind, args: WriteArgs) -> Result<ExitCode> {
+    let value = match args.value {
+        Some(v) => v.into_bytes(),
+        None => read_stdin()?,
+    };
+    let mut client = connect(&args.conn)?;
+    let rt = runtime()?;
+    let key = args.key.into_bytes();
+    match kind {
+        WriteKind::Put => rt.block_on(client.put(key, value)),
+        WriteKind::Append => rt.block_on(client.append(key, value)),
+    }
+    .map_err(fail)?;
+    print_ok(args.conn.write_out);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn del(args: DelArgs) -> Result<ExitCode> {
+    let mut client = connect(&args.conn)?;
+    runtime()?
+        .block_on(client.delete(args.key.into_bytes()))
+        .map_err(fail)?;
+    print_ok(args.conn.write_out);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cas(args: CasArgs) -> Result<ExitCode> {
+    let (key, expected, new) = match (args.absent, args.args.as_slice()) {
+        (false, [k, old, new]) => (k, Some(old.as_bytes().to_vec()), new),
+        (true, [k, new]) => (k, None, new),
+        (false, _) => bail!("cas takes KEY OLD NEW (or --absent KEY NEW)"),
+        (true, _) => bail!("cas --absent takes KEY NEW"),
+    };
+    let mut client = connect(&args.conn)?;
+    let r = runtime()?
+        .block_on(client.cas(key.as_bytes(), expected, new.as_bytes()))
+        .map_err(fail)?;
+    match args.conn.write_out {
+        WriteOut::Json => {
+            let current = r.current.as_deref().map(bytes_json);
+            println!(
+                "{}",
+                serde_json::json!({ "swapped": r.swapped, "current": current })
+            );
+        }
+        WriteOut::Text if r.swapped => println!("OK"),
+        WriteOut::Text => {}
+    }
+    if !r.swapped {
+        let found = match &r.current {
+            Some(v) => format!("the current value is {:?}", String::from_utf8_lossy(v)),
+            None => "the key is absent".to_string(),
+        };
+        eprintln!("cas: not swapped: {found}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_ok(w: WriteOut) {
+    match w {
+        WriteOut::Text => println!("OK"),
+        WriteOut::Json => println!("{}", serde_json::json!({ "ok": true })),
+    }
+}
+
+/// Reads the whole of stdin: the value when it is not on the command line.
+fn read_stdin() -> Result<Vec<u8>> {
+    let limit = shardkv_kv::VALUE_BYTES_MAX as u64 + 1;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit)
+        .read_to_end(&mut buf)
+        .context("reading the value from stdin")?;
+    Ok(buf)
+}

@@ -1,0 +1,80 @@
+//! `shardkv server`: runs one member of a replica group until SIGTERM or Ctrl-C.
+//!
+//! Configuration comes from flags, `SHARDKV_*` environment variables and an optional TOML
+//! file (`--config`); flags win over the environment, which wins over the file. See
+//! `shardkv_server::config` for the file format.
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use shardkv_server::ConfigLayer;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub struct ServerArgs {
+    /// A TOML file with any of the settings below (kebab-case keys).
+    #[arg(long, env = "SHARDKV_CONFIG")]
+    config: Option<PathBuf>,
+    /// This member's node id (1 or more).
+    #[arg(long, env = "SHARDKV_ID")]
+    id: Option<u64>,
+    /// Address of the gRPC port (clients and peers); default: this node's --peers entry.
+    #[arg(long, env = "SHARDKV_LISTEN")]
+    listen: Option<String>,
+    /// Every member of the group, this one included: 1=HOST:PORT,2=HOST:PORT,...
+    #[arg(long, env = "SHARDKV_PEERS")]
+    peers: Option<String>,
+    /// This member's data directory (a directory of another node id is refused).
+    #[arg(long, env = "SHARDKV_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Snapshot when the persisted Raft state exceeds this (e.g. 64MiB); `off` never does.
+    #[arg(long, env = "SHARDKV_MAX_RAFT_STATE")]
+    max_raft_state: Option<String>,
+    /// Server-side deadline of a client request (e.g. 2s); past it the client is told
+    /// "timeout: may have applied".
+    #[arg(long, env = "SHARDKV_REQUEST_TIMEOUT")]
+    request_timeout: Option<String>,
+    /// Refuse writes while the data directory's filesystem has less free space (e.g. 32MiB).
+    #[arg(long, env = "SHARDKV_DISK_RESERVE")]
+    disk_reserve: Option<String>,
+}
+
+pub fn run(args: ServerArgs) -> Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_toml_file(path).map_err(|e| anyhow!(e))?,
+        None => ConfigLayer::default(),
+    };
+    let flags = ConfigLayer {
+        id: args.id,
+        listen: args.listen,
+        peers: args.peers,
+        data_dir: args.data_dir,
+        max_raft_state: args.max_raft_state,
+        request_timeout: args.request_timeout,
+        disk_reserve: args.disk_reserve,
+    };
+    let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(shardkv_server::run(cfg, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+        }
+    }
+}

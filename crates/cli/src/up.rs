@@ -1,0 +1,223 @@
+//! `shardkv up`: a local replica group on loopback, one `shardkv server` child process per
+//! member (this same executable), data and logs under one directory. Prints the endpoints
+//! and how to use them, then waits; SIGTERM or Ctrl-C stops every member gracefully (SIGKILL
+//! after a grace period). Running it again on the same directory restarts the group with
+//! its data.
+
+use crate::conn::{BASE_PORT_DEFAULT, ENDPOINTS_DEFAULT, runtime};
+use crate::server_cmd::shutdown_signal;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use shardkv_client::{Role, fetch_status};
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the members get to elect a leader before `up` gives up.
+const LEADER_WAIT: Duration = Duration::from_secs(20);
+/// How long members get to exit after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Directory for the members' data (n1/, n2/, ...) and logs (n1.log, ...).
+    #[arg(long, env = "SHARDKV_UP_DATA_DIR", default_value = "shardkv-data")]
+    data_dir: PathBuf,
+    /// Member i listens on 127.0.0.1:(base-port + i - 1).
+    #[arg(long, default_value_t = BASE_PORT_DEFAULT)]
+    base_port: u16,
+    /// Number of members.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
+    replicas: u64,
+    /// Passed to each member (e.g. 64MiB, or off).
+    #[arg(long)]
+    max_raft_state: Option<String>,
+}
+
+/// One child process.
+struct Member {
+    id: u64,
+    addr: String,
+    log: PathBuf,
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
+impl Member {
+    /// Notes (and reports once) that the member exited.
+    fn check(&mut self) -> bool {
+        if self.exited.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            eprintln!(
+                "member n{} exited ({status}); see {}",
+                self.id,
+                self.log.display()
+            );
+            self.exited = Some(status);
+        }
+        self.exited.is_none()
+    }
+}
+
+pub fn run(args: UpArgs) -> Result<ExitCode> {
+    fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = fs::canonicalize(&args.data_dir)?;
+    let addrs: Vec<String> = (0..args.replicas)
+        .map(|i| format!("127.0.0.1:{}", u64::from(args.base_port) + i))
+        .collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    let mut members = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let spawned = spawn(&args, &data_dir, i as u64 + 1, addr, &peers.join(","));
+        match spawned {
+            Ok(m) => members.push(m),
+            Err(e) => {
+                stop(&mut members);
+                return Err(e);
+            }
+        }
+    }
+    let rt = runtime()?;
+    let outcome = rt.block_on(supervise(&mut members, &data_dir, &addrs));
+    stop(&mut members);
+    outcome
+}
+
+fn spawn(
+    args: &UpArgs,
+    data_dir: &std::path::Path,
+    id: u64,
+    addr: &str,
+    peers: &str,
+) -> Result<Member> {
+    let log = data_dir.join(format!("n{id}.log"));
+    let out = File::options().create(true).append(true).open(&log)?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("server")
+        .args(["--id", &id.to_string(), "--peers", peers])
+        .arg("--data-dir")
+        .arg(data_dir.join(format!("n{id}")))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    if let Some(m) = &args.max_raft_state {
+        cmd.args(["--max-raft-state", m]);
+    }
+    // SAFETY: the closure only makes the prctl syscall, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Members die with `up` even if it is killed without a chance to stop them.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().context("cannot start a member process")?;
+    Ok(Member {
+        id,
+        addr: addr.to_string(),
+        log,
+        child,
+        exited: None,
+    })
+}
+
+/// Waits for a leader, prints how to use the group, then waits for a signal.
+async fn supervise(
+    members: &mut [Member],
+    data_dir: &std::path::Path,
+    addrs: &[String],
+) -> Result<ExitCode> {
+    let leader = wait_for_leader(members).await?;
+    let endpoints = addrs.join(",");
+    println!(
+        "shardkv: {} members up; data and logs in {}",
+        members.len(),
+        data_dir.display()
+    );
+    for m in members.iter() {
+        let mark = if Some(m.id) == leader {
+            "  (leader)"
+        } else {
+            ""
+        };
+        println!("  n{}  {}{mark}", m.id, m.addr);
+    }
+    let env = if endpoints == ENDPOINTS_DEFAULT {
+        String::new()
+    } else {
+        format!("export SHARDKV_ENDPOINTS={endpoints}; ")
+    };
+    println!("try:  {env}shardkv put greeting hello && shardkv get greeting && shardkv status");
+    println!("stop: Ctrl-C (running `shardkv up` again on the same --data-dir keeps the data)");
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(POLL) => {}
+        }
+        let alive = members
+            .iter_mut()
+            .fold(0, |n, m| n + usize::from(m.check()));
+        if alive == 0 {
+            bail!("every member exited");
+        }
+    }
+}
+
+async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    while Instant::now() < deadline {
+        for m in members.iter_mut() {
+            if !m.check() {
+                bail!(
+                    "member n{} exited during startup; see {}",
+                    m.id,
+                    m.log.display()
+                );
+            }
+            if let Ok(s) = fetch_status(&m.addr, Duration::from_millis(500)).await
+                && s.role == Role::Leader
+            {
+                return Ok(Some(s.id.0));
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    bail!("no leader was elected within {LEADER_WAIT:?}; see the logs in each member's log file")
+}
+
+/// SIGTERM to every live member, then SIGKILL to those still running after the grace.
+fn stop(members: &mut [Member]) {
+    for m in members.iter_mut().filter(|m| m.exited.is_none()) {
+        let pid = rustix::process::Pid::from_child(&m.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline
+        && members
+            .iter_mut()
+            .any(|m| m.child.try_wait().ok().flatten().is_none())
+    {
+        std::thread::sleep(POLL);
+    }
+    for m in members.iter_mut() {
+        if m.child.try_wait().ok().flatten().is_none() {
+            eprintln!(
+                "member n{} did not stop in {STOP_GRACE:?}; killing it",
+                m.id
+            );
+            let _ = m.child.kill();
+            let _ = m.child.wait();
+        }
+    }
+}

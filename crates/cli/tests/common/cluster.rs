@@ -1,0 +1,332 @@
+//! A replica group of real `shardkv server` processes on loopback for tests: free ports, a
+//! temporary data directory, and per-member start / kill (SIGKILL) / terminate (SIGTERM) /
+//! stop (SIGSTOP) / cont (SIGCONT) / restart, plus status and leader lookup through the
+//! client library. Every child is killed when the `Cluster` is dropped, also on panic (then
+//! the tail of each member's log is printed and the directory is kept for inspection).
+//!
+//! Waits are bounded in time and say what they waited for; nothing here depends on timing
+//! to be correct.
+
+use shardkv_client::{Client, ClientOptions, NodeStatus, Role, fetch_status};
+use std::fs::{self, File};
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shardkv");
+pub const POLL: Duration = Duration::from_millis(50);
+/// A generous bound for a group to elect a leader (elections take 0.5-1 s).
+pub const LEADER_WAIT: Duration = Duration::from_secs(20);
+/// The longest a CLI command may run.
+pub const CLI_LIMIT: Duration = Duration::from_secs(30);
+
+/// One member process.
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A group of `n` members, ids 1..=n.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub members: Vec<Member>,
+    peers: String,
+    extra_args: Vec<String>,
+    rt: tokio::runtime::Runtime,
+    tmp: Option<tempfile::TempDir>,
+}
+
+/// `n` distinct free loopback ports (bound together, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+impl Cluster {
+    /// Starts `n` members with the test defaults (no disk reserve, 2 s request deadline)
+    /// plus `extra_args` for every member.
+    pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("shardkv-test-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let ports = free_ports(n);
+        let members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| Member {
+                id: i as u64 + 1,
+                addr: format!("127.0.0.1:{port}"),
+                data_dir: dir.join(format!("n{}", i + 1)),
+                log: dir.join(format!("n{}.log", i + 1)),
+                child: None,
+            })
+            .collect();
+        let peers = members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec!["--disk-reserve".to_string(), "0".to_string()];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut c = Cluster {
+            dir,
+            members,
+            peers,
+            extra_args: args,
+            rt,
+            tmp: Some(tmp),
+        };
+        for id in 1..=n as u64 {
+            c.spawn(id);
+        }
+        c
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        &self.members[(id - 1) as usize]
+    }
+
+    fn member_mut(&mut self, id: u64) -> &mut Member {
+        &mut self.members[(id - 1) as usize]
+    }
+
+    /// `HOST:PORT,...` of every member, in id order.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let peers = self.peers.clone();
+        let extra = self.extra_args.clone();
+        let m = self.member_mut(id);
+        assert!(m.child.is_none(), "n{id} is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("open log");
+        let child = Command::new(BIN)
+            .args(["server", "--id", &id.to_string(), "--peers", &peers])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(&extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn shardkv server");
+        m.child = Some(child);
+    }
+
+    /// Starts member `id` again on its data directory.
+    pub fn restart(&mut self, id: u64) {
+        self.spawn(id);
+    }
+
+    pub fn is_running(&mut self, id: u64) -> bool {
+        let m = self.member_mut(id);
+        match &mut m.child {
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    fn signal(&mut self, id: u64, sig: rustix::process::Signal) {
+        let m = self.member_mut(id);
+        let child = m.child.as_ref().expect("member is running");
+        let pid = rustix::process::Pid::from_child(child);
+        rustix::process::kill_process(pid, sig).expect("send signal");
+    }
+
+    /// SIGKILL: the process dies at once, keeping only what it fsynced.
+    pub fn kill(&mut self, id: u64) {
+        let m = self.member_mut(id);
+        if let Some(mut c) = m.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, id: u64) -> bool {
+        self.signal(id, rustix::process::Signal::TERM);
+        let m = self.member_mut(id);
+        let mut child = m.child.take().expect("member is running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open).
+    pub fn stop(&mut self, id: u64) {
+        self.signal(id, rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT: a stopped process resumes.
+    pub fn cont(&mut self, id: u64) {
+        self.signal(id, rustix::process::Signal::CONT);
+    }
+
+    /// Runs a future on the cluster's runtime (for library calls).
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Runs a future in the background on the cluster's runtime (concurrent clients).
+    pub fn spawn_task<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
+    /// A library client for the group with default options.
+    pub fn client(&self) -> Client {
+        Client::connect(&[self.endpoints()]).expect("valid endpoints")
+    }
+
+    pub fn client_with(&self, opts: ClientOptions) -> Client {
+        Client::connect_with(&[self.endpoints()], opts).expect("valid endpoints")
+    }
+
+    /// Member `id`'s status, `None` if it does not answer within a second.
+    pub fn status(&self, id: u64) -> Option<NodeStatus> {
+        let addr = self.member(id).addr.clone();
+        self.block_on(fetch_status(&addr, Duration::from_secs(1)))
+            .ok()
+    }
+
+    /// Waits for a leader that every answering member agrees on (same term) and returns it.
+    pub fn leader(&self) -> u64 {
+        let mut found = 0;
+        wait_until("a leader", LEADER_WAIT, || {
+            let all: Vec<NodeStatus> = (1..=self.members.len() as u64)
+                .filter_map(|id| self.status(id))
+                .collect();
+            let leaders: Vec<&NodeStatus> = all.iter().filter(|s| s.role == Role::Leader).collect();
+            let top = all.iter().map(|s| s.term).max();
+            match leaders.as_slice() {
+                [l] if Some(l.term) == top => {
+                    found = l.id.0;
+                    true
+                }
+                _ => false,
+            }
+        });
+        found
+    }
+
+    /// Waits until member `id` has applied at least `index`.
+    pub fn wait_applied(&self, id: u64, index: u64) {
+        wait_until(&format!("n{id} to apply {index}"), LEADER_WAIT, || {
+            self.status(id).is_some_and(|s| s.applied.0 >= index)
+        });
+    }
+
+    /// Runs the CLI against this group with `args` and `stdin`, bounded by [`CLI_LIMIT`].
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_cli(args, &[("SHARDKV_ENDPOINTS", &self.endpoints())], stdin)
+    }
+}
+
+/// Runs `shardkv ARGS` with extra environment, killing it past [`CLI_LIMIT`].
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn shardkv");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(bytes).expect("write stdin");
+    }
+    let deadline = Instant::now() + CLI_LIMIT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("shardkv {args:?} ran past {CLI_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The last `n` lines of a file, for failure reports.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for m in &self.members {
+                eprintln!(
+                    "---- n{} log (last 30 lines) ----\n{}",
+                    m.id,
+                    tail(&m.log, 30)
+                );
+            }
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("---- data kept in {} ----", tmp.keep().display());
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Helpers shared by the real-process KV tests (each test binary uses a different subset).
+#![allow(dead_code)]
+
+pub mod cluster;

@@ -1,0 +1,177 @@
+//! `Endpoints`: the servers of one group as the async client reaches them: addresses,
+//! connections (opened on first use, reopened after a failure) and the map from the node
+//! ids servers report to the client's endpoint slots.
+
+use crate::Error;
+use shardkv_net::pb::kv_client::KvClient;
+use shardkv_net::{KV_FRAME_BYTES_MAX, NodeStatus, convert, pb};
+use shardkv_types::NodeId;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// The endpoints of one group. Slot `i` (0-based) is `NodeId(i + 1)` for the clerk core.
+#[derive(Debug)]
+pub struct Endpoints {
+    addrs: Vec<String>,
+    channels: Vec<Mutex<Option<Channel>>>,
+    /// Real node id (as servers report it) → slot.
+    slots: Mutex<BTreeMap<NodeId, usize>>,
+    connect_timeout: Duration,
+}
+
+impl Endpoints {
+    /// Parses endpoints: `HOST:PORT` items (the i-th is assumed to be node i+1 until a
+    /// server says otherwise) or `ID=HOST:PORT` items, one string each or comma-separated.
+    pub fn parse(items: &[String], connect_timeout: Duration) -> Result<Endpoints, Error> {
+        let mut addrs = Vec::new();
+        let mut slots = BTreeMap::new();
+        for item in items.iter().flat_map(|s| s.split(',')).map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let addr = match item.split_once('=') {
+                Some((id, addr)) => {
+                    let id: u64 = id.trim().parse().map_err(|_| invalid(item))?;
+                    slots.insert(NodeId(id), addrs.len());
+                    addr.trim()
+                }
+                None => {
+                    slots.insert(NodeId(addrs.len() as u64 + 1), addrs.len());
+                    item
+                }
+            };
+            if !addr.contains(':') {
+                return Err(invalid(item));
+            }
+            addrs.push(addr.to_string());
+        }
+        if addrs.is_empty() {
+            return Err(Error::Unavailable {
+                reason: "no endpoints given".into(),
+            });
+        }
+        Ok(Endpoints {
+            channels: addrs.iter().map(|_| Mutex::new(None)).collect(),
+            addrs,
+            slots: Mutex::new(slots),
+            connect_timeout,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    pub fn addr(&self, slot: usize) -> &str {
+        &self.addrs[slot]
+    }
+
+    /// Remembers that the server at `slot` is node `id`.
+    pub fn learn(&self, slot: usize, id: NodeId) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.get(&id) != Some(&slot) {
+            slots.retain(|_, s| *s != slot);
+            slots.insert(id, slot);
+        }
+    }
+
+    /// The slot of node `id`, if known.
+    pub fn slot_of(&self, id: NodeId) -> Option<usize> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(&id).copied()
+    }
+
+    /// A client for `slot`, connecting first if needed. `Err` means nothing was sent.
+    pub async fn client(&self, slot: usize) -> Result<KvClient<Channel>, String> {
+        let cached = self.channels[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let channel = match cached {
+            Some(c) => c,
+            None => {
+                let c = connect(&self.addrs[slot], self.connect_timeout).await?;
+                *self.channels[slot]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                c
+            }
+        };
+        Ok(KvClient::new(channel)
+            .max_decoding_message_size(KV_FRAME_BYTES_MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
+    /// Drops the connection of `slot` after a failure, so the next use reconnects.
+    pub fn reset(&self, slot: usize) {
+        *self.channels[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+fn invalid(item: &str) -> Error {
+    Error::Unavailable {
+        reason: format!("bad endpoint {item:?} (expected HOST:PORT or ID=HOST:PORT)"),
+    }
+}
+
+async fn connect(addr: &str, timeout: Duration) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad endpoint {addr}: {e}"))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true);
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+/// Asks the server at `addr` (`HOST:PORT`) for its status, within `timeout`.
+pub async fn fetch_status(addr: &str, timeout: Duration) -> Result<NodeStatus, Error> {
+    let ask = async {
+        let channel = connect(addr, timeout).await?;
+        let mut client = KvClient::new(channel);
+        client
+            .status(pb::StatusRequest {})
+            .await
+            .map(|r| convert::status_from_wire(r.into_inner()))
+            .map_err(|s| format!("{addr}: {}", s.message()))
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(reason)) => Err(Error::Unavailable { reason }),
+        Err(_) => Err(Error::Unavailable {
+            reason: format!("{addr} did not answer within {timeout:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_and_without_ids() {
+        let t = Duration::from_secs(1);
+        let e = Endpoints::parse(&["127.0.0.1:1,127.0.0.1:2".into()], t).expect("valid");
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.slot_of(NodeId(2)), Some(1));
+        let e =
+            Endpoints::parse(&["3=127.0.0.1:1".into(), "1=127.0.0.1:2".into()], t).expect("valid");
+        assert_eq!(e.slot_of(NodeId(3)), Some(0));
+        assert_eq!(e.slot_of(NodeId(1)), Some(1));
+        e.learn(0, NodeId(7));
+        assert_eq!(e.slot_of(NodeId(7)), Some(0));
+        assert_eq!(e.slot_of(NodeId(3)), None, "a slot has one id");
+        assert!(Endpoints::parse(&[], t).is_err());
+        assert!(Endpoints::parse(&["x=127.0.0.1:1".into()], t).is_err());
+        assert!(Endpoints::parse(&["nohost".into()], t).is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! `PeerTransport`: outbound Raft traffic. One bounded queue and one sender task per peer;
+//! the task keeps a client stream open to the peer's Raft service and pushes batches on it,
+//! reopening it with exponential backoff when it breaks.
+
+use crate::convert::encode_message;
+use crate::pb::{self, raft_client::RaftClient};
+use crate::{
+    PEER_QUEUE_MESSAGES_MAX, RAFT_BATCH_BYTES_MAX, RAFT_BATCH_MESSAGES_MAX, RAFT_FRAME_BYTES_MAX,
+};
+use shardkv_raft::Message;
+use shardkv_types::NodeId;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// Batches handed to one open stream but not yet written to the connection.
+const STREAM_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Tunables of the peer transport.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Messages queued per peer; when full, new messages are dropped.
+    pub queue_messages_max: usize,
+    pub connect_timeout: Duration,
+    /// First wait after a failed connection; doubled on each failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            queue_messages_max: PEER_QUEUE_MESSAGES_MAX,
+            connect_timeout: Duration::from_millis(500),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Sends Raft messages to the other members of a group. `send` never blocks.
+///
+/// Dropping the transport ends every sender task once its queue is empty.
+pub struct PeerTransport {
+    me: NodeId,
+    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    /// Messages dropped because a queue was full or the peer unknown.
+    dropped: Arc<AtomicU64>,
+}
+
+impl PeerTransport {
+    /// Starts one sender task per peer on `runtime`. `peers` maps each other member to its
+    /// `host:port`; an entry for `me` is ignored.
+    pub fn start(
+        me: NodeId,
+        peers: &BTreeMap<NodeId, String>,
+        opts: TransportOptions,
+        runtime: &tokio::runtime::Handle,
+    ) -> PeerTransport {
+        assert!(
+            opts.queue_messages_max >= 1,
+            "a peer queue holds at least one message"
+        );
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut queues = BTreeMap::new();
+        for (&peer, addr) in peers.iter().filter(|(p, _)| **p != me) {
+            let (tx, rx) = mpsc::channel(opts.queue_messages_max);
+            let sender = PeerSender {
+                me,
+                peer,
+                addr: addr.clone(),
+                opts: opts.clone(),
+                dropped: dropped.clone(),
+            };
+            runtime.spawn(sender.run(rx));
+            queues.insert(peer, tx);
+        }
+        PeerTransport {
+            me,
+            queues,
+            dropped,
+        }
+    }
+
+    /// Queues `m` for `m.to`; drops it if that queue is full or the peer is unknown.
+    pub fn send(&self, m: Message) {
+        debug_assert_eq!(m.from, self.me, "messages leave from this node");
+        let Some(queue) = self.queues.get(&m.to) else {
+            tracing::warn!(node = %self.me, to = %m.to, "dropping a message to an unknown peer");
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match queue.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Messages dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// How a stream to a peer ended.
+enum StreamEnd {
+    /// The transport was dropped: stop.
+    Closed,
+    /// The connection or stream failed: reconnect.
+    Broken,
+}
+
+/// The task that feeds one peer.
+struct PeerSender {
+    me: NodeId,
+    peer: NodeId,
+    addr: String,
+    opts: TransportOptions,
+    dropped: Arc<AtomicU64>,
+}
+
+impl PeerSender {
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut backoff = self.opts.backoff_min;
+        loop {
+            match self.connect().await {
+                Ok(channel) => {
+                    tracing::debug!(node = %self.me, peer = %self.peer, "peer stream open");
+                    backoff = self.opts.backoff_min;
+                    if let StreamEnd::Closed = self.pump(channel, &mut rx).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(node = %self.me, peer = %self.peer, addr = %self.addr,
+                        error = %e, "cannot reach peer");
+                    backoff = (backoff * 2).min(self.opts.backoff_max);
+                }
+            }
+            // What queued up while the peer was unreachable is stale; Raft resends.
+            let stale = drain(&mut rx);
+            self.dropped.fetch_add(stale, Ordering::Relaxed);
+            if rx.is_closed() && rx.is_empty() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
+        Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect_timeout(self.opts.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+    }
+
+    /// Pushes batches on one stream until it breaks or the queue closes.
+    async fn pump(&self, channel: Channel, rx: &mut mpsc::Receiver<Message>) -> StreamEnd {
+        let (tx, batches) = mpsc::channel::<pb::RaftBatch>(STREAM_BATCHES_IN_FLIGHT);
+        let mut client = RaftClient::new(channel).max_encoding_message_size(RAFT_FRAME_BYTES_MAX);
+        let call = async move { client.send(ReceiverStream::new(batches)).await };
+        tokio::pin!(call);
+        loop {
+            let first = tokio::select! {
+                end = &mut call => return self.broken(end.err()),
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return StreamEnd::Closed,
+                },
+            };
+            let batch = self.batch(first, rx);
+            tokio::select! {
+                sent = tx.send(batch) => if sent.is_err() { return StreamEnd::Broken },
+                end = &mut call => return self.broken(end.err()),
+            }
+        }
+    }
+
+    fn broken(&self, status: Option<tonic::Status>) -> StreamEnd {
+        tracing::debug!(node = %self.me, peer = %self.peer, ?status, "peer stream broke");
+        StreamEnd::Broken
+    }
+
+    /// `first` and whatever else is queued, within the batch bounds.
+    fn batch(&self, first: Message, rx: &mut mpsc::Receiver<Message>) -> pb::RaftBatch {
+        let mut messages = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            let frame = encode_message(&m);
+            if frame.len() + 64 > RAFT_FRAME_BYTES_MAX {
+                tracing::warn!(node = %self.me, peer = %self.peer, kind = m.kind(),
+                    bytes = frame.len(), "dropping a raft message larger than a frame");
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                bytes += frame.len();
+                messages.push(frame);
+            }
+            if messages.len() < RAFT_BATCH_MESSAGES_MAX && bytes < RAFT_BATCH_BYTES_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        pb::RaftBatch {
+            from: self.me.0,
+            messages,
+        }
+    }
+}
+
+/// Empties `rx` without waiting; returns how many messages it held.
+fn drain(rx: &mut mpsc::Receiver<Message>) -> u64 {
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,220 @@
+//! Server configuration from three sources: flags, environment variables (`SHARDKV_*`) and an
+//! optional TOML file. Each source is a [`ConfigLayer`] of optional values; layers are
+//! merged with the higher-priority one winning field by field (flags > environment > file
+//! > defaults) and then [`ConfigLayer::resolve`]d into a checked [`ServerConfig`].
+//!
+//! The CLI turns flags and environment into a layer (clap reads both); this module reads the
+//! file. A file looks like:
+//!
+//! ```toml
+//! id = 1
+//! listen = "127.0.0.1:7001"
+//! peers = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+//! data-dir = "/var/lib/shardkv/n1"
+//! max-raft-state = "64MiB"     # or "off"
+//! request-timeout = "2s"
+//! disk-reserve = "32MiB"
+//! ```
+
+use crate::units::{parse_bytes, parse_duration};
+use serde::Deserialize;
+use shardkv_types::NodeId;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Snapshot when the persisted Raft state exceeds this, unless configured otherwise.
+pub const MAX_RAFT_STATE_DEFAULT: u64 = 64 << 20;
+/// How long a client request may wait for its outcome inside the server.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
+/// Writes are refused while the data directory's filesystem has less free space than this.
+pub const DISK_RESERVE_DEFAULT: u64 = 32 << 20;
+
+/// A checked configuration of one server.
+///
+/// Invariants: `peers` contains `id`; every id is non-zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub id: NodeId,
+    /// Where the gRPC port (clients and peers) listens.
+    pub listen: SocketAddr,
+    /// Every member of the group, this one included, with its address.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// This member's own directory; a directory of another node id is refused.
+    pub data_dir: PathBuf,
+    /// Snapshot when the persisted Raft state exceeds this many bytes; never when `None`.
+    pub max_raft_state: Option<u64>,
+    pub request_timeout: Duration,
+    /// Free bytes the data directory's filesystem keeps; below it writes get `NoSpace`.
+    pub disk_reserve_bytes: u64,
+}
+
+/// One source of configuration: every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub id: Option<u64>,
+    pub listen: Option<String>,
+    pub peers: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// A byte size, or `off` to never snapshot.
+    pub max_raft_state: Option<String>,
+    pub request_timeout: Option<String>,
+    pub disk_reserve: Option<String>,
+}
+
+impl ConfigLayer {
+    /// Reads a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<ConfigLayer, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()))
+    }
+
+    /// `self` with every field it lacks taken from `lower`.
+    pub fn over(self, lower: ConfigLayer) -> ConfigLayer {
+        ConfigLayer {
+            id: self.id.or(lower.id),
+            listen: self.listen.or(lower.listen),
+            peers: self.peers.or(lower.peers),
+            data_dir: self.data_dir.or(lower.data_dir),
+            max_raft_state: self.max_raft_state.or(lower.max_raft_state),
+            request_timeout: self.request_timeout.or(lower.request_timeout),
+            disk_reserve: self.disk_reserve.or(lower.disk_reserve),
+        }
+    }
+
+    /// Checks the layer and fills defaults.
+    pub fn resolve(self) -> Result<ServerConfig, String> {
+        let id = match self.id {
+            Some(0) => return Err("node id 0 is reserved; use 1 or more".into()),
+            Some(id) => NodeId(id),
+            None => return Err("missing the node id (--id or SHARDKV_ID)".into()),
+        };
+        let peers =
+            parse_peers(self.peers.as_deref().ok_or(
+                "missing the group's members (--peers 1=HOST:PORT,2=... or SHARDKV_PEERS)",
+            )?)?;
+        let own = *peers
+            .get(&id)
+            .ok_or_else(|| format!("--peers does not list this node ({id})"))?;
+        let listen = match self.listen {
+            Some(s) => s
+                .parse()
+                .map_err(|e| format!("bad listen address {s:?}: {e}"))?,
+            None => own,
+        };
+        let data_dir = self
+            .data_dir
+            .ok_or("missing the data directory (--data-dir or SHARDKV_DATA_DIR)")?;
+        let max_raft_state = match self.max_raft_state.as_deref().map(str::trim) {
+            None => Some(MAX_RAFT_STATE_DEFAULT),
+            Some("off" | "none") => None,
+            Some(s) => Some(parse_bytes(s)?),
+        };
+        let request_timeout = match self.request_timeout {
+            None => REQUEST_TIMEOUT_DEFAULT,
+            Some(s) => parse_duration(&s)?,
+        };
+        if request_timeout.is_zero() {
+            return Err("request timeout must be positive".into());
+        }
+        let disk_reserve_bytes = match self.disk_reserve {
+            None => DISK_RESERVE_DEFAULT,
+            Some(s) => parse_bytes(&s)?,
+        };
+        Ok(ServerConfig {
+            id,
+            listen,
+            peers,
+            data_dir,
+            max_raft_state,
+            request_timeout,
+            disk_reserve_bytes,
+        })
+    }
+}
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|e| format!("bad peer id in {item:?}: {e}"))?;
+        if id == 0 {
+            return Err(format!("peer {item:?}: node id 0 is reserved"));
+        }
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|e| format!("bad peer address in {item:?}: {e}"))?;
+        if peers.insert(NodeId(id), addr).is_some() {
+            return Err(format!("peer {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("--peers lists no members".into());
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> ConfigLayer {
+        ConfigLayer {
+            id: Some(2),
+            peers: Some("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=127.0.0.1:7003".into()),
+            data_dir: Some("/tmp/n2".into()),
+            ..ConfigLayer::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_no_layer_sets() {
+        let c = layer().resolve().expect("valid");
+        assert_eq!(c.id, NodeId(2));
+        assert_eq!(c.listen, "127.0.0.1:7002".parse().expect("addr"));
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.max_raft_state, Some(MAX_RAFT_STATE_DEFAULT));
+        assert_eq!(c.request_timeout, REQUEST_TIMEOUT_DEFAULT);
+    }
+
+    #[test]
+    fn higher_layers_win_field_by_field() {
+        let file: ConfigLayer = toml::from_str(
+            "id = 3\nmax-raft-state = \"1MiB\"\nrequest-timeout = \"500ms\"\ndisk-reserve = \"0\"",
+        )
+        .expect("toml");
+        let flags = ConfigLayer {
+            max_raft_state: Some("off".into()),
+            ..layer()
+        };
+        let c = flags.over(file).resolve().expect("valid");
+        assert_eq!(c.id, NodeId(2), "the flag's id wins over the file's");
+        assert_eq!(c.max_raft_state, None);
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+        assert_eq!(c.disk_reserve_bytes, 0);
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_a_reason() {
+        let no_self = ConfigLayer {
+            id: Some(9),
+            ..layer()
+        };
+        assert!(no_self.resolve().unwrap_err().contains("does not list"));
+        assert!(parse_peers("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
+        assert!(parse_peers("x=127.0.0.1:1").is_err());
+        assert!(parse_peers("1:127.0.0.1:1").is_err());
+        let unknown: Result<ConfigLayer, _> = toml::from_str("colour = \"blue\"");
+        assert!(unknown.is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! The production shell of a shardkv replica group member.
+//!
+//! It wires the deterministic core (`shardkv-rsm` + `shardkv-kv`) to the real world:
+//! storage on the filesystem with fdatasync (`shardkv-storage`), gRPC for clients and peers
+//! (`shardkv-net`), and the wall clock. What it is not: it holds no protocol logic; every
+//! decision about requests and Raft is the core's.
+//!
+//! # Shape
+//! - One OS thread (the *node thread*, [`driver`]) owns the replica and the store. It turns
+//!   10 ms of wall-clock time into one Raft tick and takes items from a bounded inbox
+//!   ([`handler::INBOX_ITEMS_MAX`]): peer messages, client requests (each with a oneshot for
+//!   its answer), status queries. After each batch it runs the Ready loop: persist snapshot,
+//!   entries and hard state with ONE fdatasync (group commit: every request that arrived
+//!   since the last batch shares it), send the messages, advance, persist the snapshot the
+//!   rsm took, answer clients.
+//! - gRPC handlers ([`handler::NodeHandler`]) only enqueue and wait, with a server-side
+//!   deadline (`request_timeout`, default 2 s) after which the client is told `Timeout`:
+//!   the request may have applied and the client retries with the same sequence number.
+//! - The peer transport keeps one stream per peer with a bounded queue (drop when full).
+//!
+//! # Failure policy
+//! - fsync (or any other non-`NoSpace`) storage error: logged, the node thread stops and
+//!   [`run`] returns `Err`; the process exits non-zero. Never retried.
+//! - Disk full: writes are answered `NoSpace`, reads keep working (see [`node`]).
+//! - Bad input from the network never panics: frames are size-checked by tonic, undecodable
+//!   Raft messages are dropped with a log line, oversized requests get `TooLarge`.
+//!
+//! # Configuration
+//! [`ConfigLayer`] (flags, `SHARDKV_*` environment, TOML file; flags win) resolved into a
+//! [`ServerConfig`]; sizes and durations in human units (`64MiB`, `100ms`).
+
+pub mod config;
+pub mod driver;
+pub mod handler;
+pub mod node;
+mod server;
+pub mod units;
+
+pub use config::{ConfigLayer, ServerConfig};
+pub use server::run;

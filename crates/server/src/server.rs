@@ -1,0 +1,147 @@
+//! `run`: one member from configuration to shutdown. Opens storage, starts the node thread,
+//! the peer transport and the gRPC port, and stops them in order on the shutdown signal.
+
+use crate::config::ServerConfig;
+use crate::driver::{self, DriverOptions};
+use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
+use crate::node::Node;
+use anyhow::{Context, Result, anyhow};
+use shardkv_kv::KvReplica;
+use shardkv_net::{PeerTransport, TransportOptions};
+use shardkv_raft::{Config, Restored, Snapshot};
+use shardkv_rsm::ReplicaOptions;
+use shardkv_storage::{FsDisk, RaftStore};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::Instrument;
+
+/// How long in-flight RPCs get to finish after the node stopped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs one member until `shutdown` resolves (graceful: `Ok`) or a fatal error (`Err`; the
+/// caller exits non-zero). Must run inside a multi-threaded tokio runtime.
+pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let span = tracing::info_span!("node", id = cfg.id.0);
+    serve(cfg, shutdown, span.clone()).instrument(span).await
+}
+
+async fn serve(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+    span: tracing::Span,
+) -> Result<()> {
+    let (store, restored) = open_storage(&cfg)?;
+    let voters = cfg.peers.keys().copied().collect();
+    let opts = ReplicaOptions {
+        max_raft_state: cfg.max_raft_state,
+        ..ReplicaOptions::default()
+    };
+    let replica = KvReplica::new(Config::new(cfg.id, voters), restored, random_seed(), opts)
+        .map_err(|e| anyhow!("cannot restore the state machine: {e}"))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let peers: BTreeMap<_, _> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| (*id, a.to_string()))
+        .collect();
+    let transport = PeerTransport::start(
+        cfg.id,
+        &peers,
+        TransportOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let (inbox_tx, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_ITEMS_MAX);
+    let (done_tx, done_rx) = oneshot::channel();
+    let node = Node::new(replica, store, transport);
+    let dopts = DriverOptions {
+        data_dir: cfg.data_dir.clone(),
+        disk_reserve_bytes: cfg.disk_reserve_bytes,
+    };
+    let node_span = span.clone();
+    std::thread::Builder::new()
+        .name(format!("node-{}", cfg.id.0))
+        .spawn(move || {
+            let _enter = node_span.enter();
+            let _ = done_tx.send(driver::run(node, inbox_rx, dopts));
+        })
+        .context("cannot start the node thread")?;
+    let handler = Arc::new(NodeHandler {
+        id: cfg.id,
+        inbox: inbox_tx.clone(),
+        request_timeout: cfg.request_timeout,
+    });
+    let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    let serve = shardkv_net::router(&mut builder, handler).serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stop_rpc_rx.await;
+        },
+    );
+    let mut serve = tokio::spawn(serve);
+    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "serving");
+    tokio::pin!(shutdown);
+    let mut done_rx = done_rx;
+    let outcome = tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutting down");
+            let _ = inbox_tx.send(Inbound::Stop);
+            node_outcome((&mut done_rx).await)
+        }
+        done = &mut done_rx => node_outcome(done),
+        served = &mut serve => Err(anyhow!("the gRPC server stopped: {served:?}")),
+    };
+    let _ = stop_rpc_tx.send(());
+    // Peer streams never end on their own; give RPCs a moment, then drop the server.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, serve).await;
+    outcome
+}
+
+fn node_outcome(
+    done: Result<Result<(), crate::node::Fatal>, oneshot::error::RecvError>,
+) -> Result<()> {
+    match done {
+        Ok(r) => r.map_err(anyhow::Error::from),
+        Err(_) => Err(anyhow!("the node thread died")),
+    }
+}
+
+/// Opens the data directory (refusing another node's) and converts what it recovered.
+fn open_storage(cfg: &ServerConfig) -> Result<(RaftStore<FsDisk>, Restored)> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+    let (store, rec) = RaftStore::open(FsDisk::new(), &cfg.data_dir, cfg.id)
+        .with_context(|| format!("cannot open storage in {}", cfg.data_dir.display()))?;
+    for w in &rec.warnings {
+        tracing::warn!(warning = %w, "storage recovery");
+    }
+    tracing::info!(
+        term = rec.hard_state.term.0,
+        commit = rec.hard_state.commit.0,
+        entries = rec.entries.len(),
+        snapshot = ?rec.snapshot.as_ref().map(|(m, _)| m.index.0),
+        "storage recovered"
+    );
+    let restored = Restored {
+        hard_state: rec.hard_state,
+        snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
+            meta,
+            data: Arc::new(data),
+        }),
+        entries: rec.entries,
+    };
+    Ok((store, restored))
+}
+
+/// A seed for election timeouts: the shell's randomness (the core never draws its own).
+fn random_seed() -> u64 {
+    RandomState::new().hash_one(std::process::id())
+}

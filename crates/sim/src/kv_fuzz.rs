@@ -1,0 +1,124 @@
+//! The randomized KV service fuzz target: each seed picks the group size (3, 5 or 7), the
+//! number of clerks and their workload, the network faults, the snapshot policy and the fault
+//! rate, then runs the real service (rsm + kv + clerks) through:
+//!
+//! 1. a safety phase: clerks run while nodes crash (also in the middle of a disk write),
+//!    restart, get isolated or partitioned;
+//! 2. a liveness phase: faults stop, everything restarts and reconnects, and every clerk's
+//!    operation in flight must complete;
+//!
+//! then checks the whole history for linearizability. The Raft invariant checker runs
+//! throughout. Any violation panics with the seed and the replay command.
+
+use crate::cluster::ClusterConfig;
+use crate::kv::{KvCluster, Workload};
+use crate::net::NetConfig;
+use shardkv_types::{NodeId, Rng};
+
+/// What one seed did.
+#[derive(Clone, Debug, Default)]
+pub struct KvFuzzReport {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clerks: usize,
+    pub faults: u64,
+    pub operations: usize,
+    /// False if the checker ran out of budget (never a failure by itself).
+    pub decided: bool,
+    pub virtual_ms: u64,
+}
+
+/// The command that replays `seed`.
+pub fn replay_command(seed: u64) -> String {
+    format!("cargo run -p shardkv-sim --release --bin fuzz -- --kv --seed {seed}")
+}
+
+/// How long clerks may take to finish after faults stop, in virtual milliseconds.
+const LIVENESS_MS_MAX: u64 = 30_000;
+
+/// Runs one seed; panics (with the replay command) on any violation.
+pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
+    let mut pick = Rng::new(seed ^ 0x00c0_ffee);
+    let nodes = [3, 5, 7][pick.index(3)];
+    let mut cfg = ClusterConfig::new(nodes, seed);
+    cfg.replay = replay_command(seed);
+    cfg.net = NetConfig {
+        request_loss_permille: [0, 0, 50, 100][pick.index(4)],
+        reply_loss_permille: [0, 0, 50, 100][pick.index(4)],
+        delay_min_us: 0,
+        delay_max_us: [1_000, 10_000, 26_000][pick.index(3)],
+        long_reordering: pick.chance(100),
+        duplicate_permille: [0, 0, 20][pick.index(3)],
+    };
+    cfg.max_raft_state = [None, Some(1_000), Some(5_000)][pick.index(3)];
+    let clerks = pick.range(1, 9) as usize;
+    let random_keys = pick.chance(500);
+    let fault_every_ms = pick.range(300, 2_000);
+    let safety_ms = pick.range(3_000, 10_000);
+
+    let mut k = KvCluster::new(cfg);
+    for _ in 0..clerks {
+        k.add_clerk(if random_keys {
+            Workload::RandomKeys {
+                keys: pick.range(1, 6),
+            }
+        } else {
+            Workload::OwnKey
+        });
+    }
+    let mut report = KvFuzzReport {
+        seed,
+        nodes,
+        clerks,
+        ..Default::default()
+    };
+    k.start_clients();
+    let end = k.sim.now + safety_ms * 1000;
+    while k.sim.now < end {
+        let ms = pick.range(fault_every_ms / 2, fault_every_ms * 3 / 2 + 1);
+        k.run_for(ms);
+        inject_fault(&mut k, &mut pick);
+        report.faults += 1;
+    }
+    k.stop_clients();
+    k.sim.net.config = NetConfig::reliable();
+    k.sim.disarm_disk_faults();
+    for id in k.sim.ids() {
+        if !k.sim.is_up(id) {
+            k.sim.restart(id);
+        }
+    }
+    k.sim.connect_all();
+    if !k.run_until_idle(LIVENESS_MS_MAX) {
+        k.sim.fail(&format!(
+            "liveness: clerks still busy {LIVENESS_MS_MAX} ms after faults stopped"
+        ));
+    }
+    report.decided = k.check_linearizable();
+    report.operations = k.history.len();
+    report.virtual_ms = k.sim.now / 1000;
+    report
+}
+
+fn inject_fault(k: &mut KvCluster, pick: &mut Rng) {
+    let ids = k.sim.ids();
+    let id = ids[pick.index(ids.len())];
+    match pick.index(7) {
+        0 => k.sim.crash(id),
+        1 => k.sim.restart(id),
+        2 => k.sim.disconnect(id),
+        3 => {
+            let (a, b): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|_| pick.chance(500));
+            k.sim.partition(&[&a, &b]);
+        }
+        4 => k.sim.crash_mid_write(id, pick.range(0, 8)),
+        _ => {
+            k.sim.connect_all();
+            for i in ids {
+                if !k.sim.is_up(i) {
+                    k.sim.restart(i);
+                }
+            }
+        }
+    }
+}

@@ -27,7 +27,8 @@ pub enum Workload {
     /// `"x <client> <j> y"` and half Gets, each Get checked to equal exactly what this
     /// client appended so far.
     OwnKey,
-    /// Keys `0..keys` at random: 50% Append, 5% Put, 45% Get (checked only by lincheck).
+    /// Keys `0..keys` at random: 40% Append, 5% Put, 5% Delete, 10% CAS (expecting the value
+    /// this clerk last saw for the key), 40% Get; checked by lincheck only.
     RandomKeys { keys: u64 },
     /// These operations in order, then idle.
     Script(VecDeque<KvOp>),
@@ -59,6 +60,8 @@ pub struct SimClerk {
     started: bool,
     /// Outputs of completed operations, in order (for scripted checks).
     pub results: Vec<(KvOp, KvOutput)>,
+    /// RandomKeys: the value this clerk last observed per key (what its CAS expects).
+    last_seen: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     rng: Rng,
 }
 
@@ -125,19 +128,22 @@ impl SimClerk {
             }
             Workload::RandomKeys { keys } => {
                 let key = self.rng.range(0, *keys).to_string().into_bytes();
-                let roll = self.rng.range(0, 1000);
-                if roll < 500 {
-                    // Unique values make the history easy to check.
-                    let value = append_value(self.index, self.op_no);
-                    Some(KvOp::Write(KvCommand::Append { key, value }))
-                } else if roll < 550 {
-                    Some(KvOp::Write(KvCommand::Put {
-                        key,
-                        value: append_value(self.index, self.op_no),
-                    }))
-                } else {
-                    Some(KvOp::Get { key })
-                }
+                // Unique values make the history easy to check.
+                let value = append_value(self.index, self.op_no);
+                Some(match self.rng.range(0, 100) {
+                    0..40 => KvOp::Write(KvCommand::Append { key, value }),
+                    40..45 => KvOp::Write(KvCommand::Put { key, value }),
+                    45..50 => KvOp::Write(KvCommand::Delete { key }),
+                    50..60 => {
+                        let expected = self.last_seen.get(&key).cloned().flatten();
+                        KvOp::Write(KvCommand::Cas {
+                            key,
+                            expected,
+                            new: value,
+                        })
+                    }
+                    _ => KvOp::Get { key },
+                })
             }
         }
     }
@@ -170,6 +176,7 @@ impl KvCluster {
             model: Vec::new(),
             started: false,
             results: Vec::new(),
+            last_seen: std::collections::BTreeMap::new(),
             rng,
         });
         index as usize
@@ -358,6 +365,20 @@ impl KvCluster {
                 }
                 _ => {}
             }
+        }
+        match (&f.op, &out) {
+            (KvOp::Get { key }, KvOutput::Value(v)) => {
+                clerk.last_seen.insert(key.clone(), v.clone());
+            }
+            (KvOp::Write(KvCommand::Cas { key, new, .. }), KvOutput::Cas { swapped, current }) => {
+                let now = if *swapped {
+                    Some(new.clone())
+                } else {
+                    current.clone()
+                };
+                clerk.last_seen.insert(key.clone(), now);
+            }
+            _ => {}
         }
         let Some(output) = to_lin_output(&f.op, &out) else {
             let msg = format!("server answered {:?} with {out:?}", f.op);

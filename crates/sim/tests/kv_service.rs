@@ -126,6 +126,24 @@ fn generic(name: &str, seed: u64, g: Generic) {
             ),
         }
     }
+    if g.random_keys {
+        let swapped = k
+            .clerks
+            .iter()
+            .flat_map(|c| &c.results)
+            .filter(|(_, o)| matches!(o, KvOutput::Cas { swapped: true, .. }))
+            .count();
+        let deletes = k
+            .clerks
+            .iter()
+            .flat_map(|c| &c.results)
+            .filter(|(op, _)| matches!(op, KvOp::Write(KvCommand::Delete { .. })))
+            .count();
+        assert!(
+            swapped > 0 && deletes > 0,
+            "the workload must exercise CAS ({swapped} swapped) and Delete ({deletes})"
+        );
+    }
     let decided = k.check_linearizable();
     let ops = k.history.len();
     println!(

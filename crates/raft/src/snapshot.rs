@@ -93,6 +93,15 @@ impl RawNode {
         self.send_snapshot_chunk(from);
     }
 
+    fn answer_chunk(&mut self, to: NodeId, meta: SnapshotMeta, next_offset: u64, installed: bool) {
+        let body = Body::InstallSnapshotResponse {
+            meta,
+            next_offset,
+            installed,
+        };
+        self.send(to, self.term, body);
+    }
+
     /// Follower: one chunk of the leader's snapshot.
     pub(crate) fn handle_snapshot_chunk(
         &mut self,
@@ -114,15 +123,7 @@ impl RawNode {
             {
                 self.incoming_snapshot = None;
             }
-            self.send(
-                from,
-                self.term,
-                Body::InstallSnapshotResponse {
-                    meta,
-                    next_offset: 0,
-                    installed: true,
-                },
-            );
+            self.answer_chunk(from, meta, 0, true);
             return;
         }
         // A first chunk starts a transfer, unless it is a duplicate of the one in progress.
@@ -138,30 +139,14 @@ impl RawNode {
             _ => 0,
         };
         if offset != expected {
-            self.send(
-                from,
-                self.term,
-                Body::InstallSnapshotResponse {
-                    meta,
-                    next_offset: expected,
-                    installed: false,
-                },
-            );
+            self.answer_chunk(from, meta, expected, false);
             return;
         }
         let (_, buf) = self.incoming_snapshot.as_mut().expect("checked above");
         buf.extend_from_slice(&data);
         let next_offset = buf.len() as u64;
         if !done {
-            self.send(
-                from,
-                self.term,
-                Body::InstallSnapshotResponse {
-                    meta,
-                    next_offset,
-                    installed: false,
-                },
-            );
+            self.answer_chunk(from, meta, next_offset, false);
             return;
         }
         let (_, data) = self.incoming_snapshot.take().expect("checked above");
@@ -172,14 +157,6 @@ impl RawNode {
         };
         self.snapshot = Some(snap.clone());
         self.pending_snapshot = Some(snap);
-        self.send(
-            from,
-            self.term,
-            Body::InstallSnapshotResponse {
-                meta,
-                next_offset,
-                installed: true,
-            },
-        );
+        self.answer_chunk(from, meta, next_offset, true);
     }
 }

@@ -21,6 +21,9 @@ pub enum Next {
     Retry(NodeId),
     /// The operation surely failed (it did not apply) with this error.
     Failed(RsmError),
+    /// The operation ended without a known outcome (it may have applied): a later request
+    /// of this session was already seen.
+    Unknown(RsmError),
 }
 
 /// One client session: a random id chosen at creation, a sequence number per write, and the
@@ -62,12 +65,11 @@ impl ClerkCore {
         &self.servers
     }
 
-    /// Starts an operation: returns the request and the server to send it to first.
-    ///
-    /// # Panics
-    /// If an operation is already in flight.
+    /// Starts an operation: returns the request and the server to send it to first. An
+    /// operation still in flight (its caller gave up, e.g. a cancelled future) is abandoned:
+    /// its outcome stays unknown, and the new one gets a new sequence number.
     pub fn begin(&mut self, op: KvOp) -> (KvRequest, NodeId) {
-        assert!(self.current.is_none(), "one operation at a time per clerk");
+        self.abandon();
         let req = match op {
             KvOp::Get { key } => KvRequest::Get { key },
             KvOp::Write(cmd) => {
@@ -111,7 +113,7 @@ impl ClerkCore {
                 self.current = None;
                 Next::Done(out)
             }
-            Err(RsmError::NotLeader { leader }) => {
+            Err(RsmError::NotLeader { leader } | RsmError::LostLeadership { leader }) => {
                 let hinted = leader.and_then(|l| self.servers.iter().position(|&s| s == l));
                 // Follow a hint unless it points back at the server that just refused.
                 self.leader = match hinted {
@@ -128,9 +130,13 @@ impl ClerkCore {
                 }
                 Next::Retry(self.servers[self.leader])
             }
-            Err(e @ (RsmError::TooLarge { .. } | RsmError::Stale)) => {
+            Err(e @ RsmError::TooLarge { .. }) => {
                 self.current = None;
                 Next::Failed(e)
+            }
+            Err(e @ RsmError::Stale) => {
+                self.current = None;
+                Next::Unknown(e)
             }
         }
     }
@@ -175,6 +181,35 @@ mod tests {
         let (req2, to) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
         assert_eq!(to, next, "the server that answered is remembered as leader");
         assert!(matches!(req2, KvRequest::Write { seq: 2, .. }));
+    }
+
+    #[test]
+    fn a_new_operation_abandons_one_left_in_flight() {
+        let mut c = clerk();
+        let (first, _) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
+        // The caller dropped the first operation's future: no panic, and a new seq.
+        let (second, _) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
+        assert!(matches!(
+            (first, second),
+            (
+                KvRequest::Write { seq: 1, .. },
+                KvRequest::Write { seq: 2, .. }
+            )
+        ));
+    }
+
+    #[test]
+    fn stale_and_lost_leadership_are_not_definite_failures() {
+        let mut c = clerk();
+        let (_, to) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
+        assert!(matches!(
+            c.on_response(to, Err(RsmError::LostLeadership { leader: None })),
+            Next::Retry(_)
+        ));
+        assert_eq!(
+            c.on_response(to, Err(RsmError::Stale)),
+            Next::Unknown(RsmError::Stale)
+        );
     }
 
     #[test]

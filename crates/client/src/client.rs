@@ -209,7 +209,7 @@ impl Client {
             };
             match next {
                 Next::Done(out) => return Ok(out),
-                Next::Failed(e) => return Err(self.failed(e, &p)),
+                Next::Failed(e) | Next::Unknown(e) => return Err(self.failed(e, &p)),
                 Next::Retry(s) => server = s,
             }
             self.backoff(&p).await;
@@ -233,6 +233,16 @@ impl Client {
                 p.last = Error::WrongLeader { leader };
                 let hint = leader.and_then(|l| self.endpoints.slot_of(l));
                 RsmError::NotLeader {
+                    leader: hint.map(|s| NodeId(s as u64 + 1)),
+                }
+            }
+            Err(ReplyError::LostLeadership { leader }) => {
+                // Proposed, then leadership moved: the write may still apply.
+                p.maybe_applied |= is_write;
+                p.fruitless = if leader.is_some() { 0 } else { p.fruitless + 1 };
+                p.last = Error::WrongLeader { leader };
+                let hint = leader.and_then(|l| self.endpoints.slot_of(l));
+                RsmError::LostLeadership {
                     leader: hint.map(|s| NodeId(s as u64 + 1)),
                 }
             }

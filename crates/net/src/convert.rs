@@ -121,6 +121,10 @@ fn error_to_wire(e: &ReplyError) -> pb::Error {
             out.leader = leader.map_or(0, |l| l.0);
             C::NotLeader
         }
+        ReplyError::LostLeadership { leader } => {
+            out.leader = leader.map_or(0, |l| l.0);
+            C::LostLeadership
+        }
         ReplyError::Busy => C::Busy,
         ReplyError::TooLarge { bytes, max } => {
             (out.bytes, out.max) = (*bytes, *max);
@@ -140,6 +144,9 @@ fn error_from_wire(e: pb::Error) -> Result<ReplyError, String> {
     let code = C::try_from(e.code).map_err(|_| format!("unknown error code {}", e.code))?;
     Ok(match code {
         C::NotLeader => ReplyError::NotLeader {
+            leader: (e.leader != 0).then_some(NodeId(e.leader)),
+        },
+        C::LostLeadership => ReplyError::LostLeadership {
             leader: (e.leader != 0).then_some(NodeId(e.leader)),
         },
         C::Busy => ReplyError::Busy,

@@ -9,6 +9,9 @@ use std::fmt;
 pub enum ReplyError {
     /// Not the leader; retry at `leader` if known. Surely not applied here.
     NotLeader { leader: Option<NodeId> },
+    /// The write was proposed but the server lost leadership before learning its outcome:
+    /// it may still apply. Retry with the same sequence number.
+    LostLeadership { leader: Option<NodeId> },
     /// Too many requests in flight; retry later. Surely not applied.
     Busy,
     /// A size limit was exceeded. Surely not applied.
@@ -28,7 +31,10 @@ impl ReplyError {
     /// True when the request surely did not apply (a retry with the same sequence number is
     /// still safe either way).
     pub fn surely_not_applied(&self) -> bool {
-        !matches!(self, ReplyError::Timeout | ReplyError::Stale)
+        !matches!(
+            self,
+            ReplyError::Timeout | ReplyError::Stale | ReplyError::LostLeadership { .. }
+        )
     }
 }
 
@@ -36,6 +42,7 @@ impl From<RsmError> for ReplyError {
     fn from(e: RsmError) -> Self {
         match e {
             RsmError::NotLeader { leader } => ReplyError::NotLeader { leader },
+            RsmError::LostLeadership { leader } => ReplyError::LostLeadership { leader },
             RsmError::Busy => ReplyError::Busy,
             RsmError::TooLarge { bytes, max } => ReplyError::TooLarge {
                 bytes: bytes as u64,
@@ -51,6 +58,10 @@ impl fmt::Display for ReplyError {
         match self {
             ReplyError::NotLeader { leader: Some(l) } => write!(f, "not the leader; try {l}"),
             ReplyError::NotLeader { leader: None } => write!(f, "not the leader; leader unknown"),
+            ReplyError::LostLeadership { .. } => write!(
+                f,
+                "leadership lost after the write was proposed; it may still apply"
+            ),
             ReplyError::Busy => write!(f, "server busy; retry later"),
             ReplyError::TooLarge { bytes, max } => {
                 write!(

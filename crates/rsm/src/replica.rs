@@ -147,10 +147,11 @@ impl<SM: StateMachine> Replica<SM> {
             Ok(index) => {
                 let term = self.raft.term();
                 if let Some(old) = self.writes.insert(index, PendingWrite { req, term }) {
-                    // An older proposal at this index was overwritten by a new leader's log.
+                    // An older proposal at this index was overwritten by a new leader's log;
+                    // the same request may still apply through another attempt.
                     self.replies.push((
                         old.req,
-                        Err(RsmError::NotLeader {
+                        Err(RsmError::LostLeadership {
                             leader: self.raft.leader(),
                         }),
                     ));
@@ -199,7 +200,7 @@ impl<SM: StateMachine> Replica<SM> {
                 let w = self.writes.remove(&i).expect("present");
                 self.replies.push((
                     w.req,
-                    Err(RsmError::NotLeader {
+                    Err(RsmError::LostLeadership {
                         leader: self.raft.leader(),
                     }),
                 ));
@@ -247,7 +248,9 @@ impl<SM: StateMachine> Replica<SM> {
         if let Some(w) = self.writes.remove(&e.index) {
             let reply = match output {
                 Some(out) if w.term == e.term => out,
-                _ => Err(RsmError::NotLeader {
+                // Another entry took this index; the write may still apply elsewhere (an
+                // earlier attempt of the same request).
+                _ => Err(RsmError::LostLeadership {
                     leader: self.raft.leader(),
                 }),
             };
@@ -284,12 +287,17 @@ impl<SM: StateMachine> Replica<SM> {
         let writes = std::mem::take(&mut self.writes);
         let reads = std::mem::take(&mut self.reads_unconfirmed);
         let confirmed = std::mem::take(&mut self.reads_confirmed);
-        let reqs = writes
+        // A proposed write may still commit under the next leader: its outcome is unknown.
+        for w in writes.into_values() {
+            self.replies
+                .push((w.req, Err(RsmError::LostLeadership { leader })));
+        }
+        // A read never changes state: it surely did not happen.
+        let reads = reads
             .into_values()
-            .map(|w| w.req)
-            .chain(reads.into_values().map(|r| r.req))
+            .map(|r| r.req)
             .chain(confirmed.into_iter().map(|(_, r)| r.req));
-        for req in reqs {
+        for req in reads {
             self.replies
                 .push((req, Err(RsmError::NotLeader { leader })));
         }

@@ -298,6 +298,11 @@ impl KvCluster {
                         self.clerks[c].inflight = None;
                         self.kick(c);
                     }
+                    Next::Unknown(_) => {
+                        // May have applied: a write enters the history as unknown.
+                        self.give_up(c);
+                        self.kick(c);
+                    }
                 }
             }
             ClientEvent::Timer { client, token } => {
@@ -400,18 +405,25 @@ impl KvCluster {
     /// Gives up on every operation in flight: writes enter the history as "unknown" (they
     /// may still apply), reads are dropped (they constrain nothing).
     pub fn abandon_inflight(&mut self) {
-        for clerk in self.clerks.iter_mut() {
-            if let Some(f) = clerk.inflight.take() {
-                clerk.core.abandon();
-                if matches!(f.op, KvOp::Write(_)) {
-                    self.history.push(lin::Operation {
-                        client: clerk.addr,
-                        op: to_lin_op(&f.op),
-                        call_ns: f.call_ns,
-                        result: lin::OpResult::Unknown,
-                    });
-                }
-            }
+        for c in 0..self.clerks.len() {
+            self.give_up(c);
+        }
+    }
+
+    /// Gives up on clerk `c`'s operation in flight, if any, recording a write as unknown.
+    fn give_up(&mut self, c: usize) {
+        let clerk = &mut self.clerks[c];
+        let Some(f) = clerk.inflight.take() else {
+            return;
+        };
+        clerk.core.abandon();
+        if matches!(f.op, KvOp::Write(_)) {
+            self.history.push(lin::Operation {
+                client: clerk.addr,
+                op: to_lin_op(&f.op),
+                call_ns: f.call_ns,
+                result: lin::OpResult::Unknown,
+            });
         }
     }
 

@@ -18,8 +18,10 @@
 //! 4. serves the read states whose index it has applied;
 //! 5. calls [`RawNode::advance`].
 //!
-//! Snapshots the application takes itself are persisted by the application and then
-//! handed to [`RawNode::compact`], which drops the covered log prefix.
+//! Snapshots the application takes itself are handed to [`RawNode::compact`], which drops
+//! the covered prefix of the in-memory log only; the application persists the snapshot
+//! (before or after: storage drops the durable log prefix only once the snapshot itself is
+//! durable, so a crash in between recovers from the full log).
 //!
 //! # What it implements
 //!

@@ -6,6 +6,8 @@
 //!
 //! Exit status: 0 on success, 1 on failure (the error is printed to stderr), 2 on bad usage.
 
+mod bench;
+mod check_history;
 mod conn;
 mod kv_cmd;
 mod mr;
@@ -48,6 +50,10 @@ enum Command {
     Cas(kv_cmd::CasArgs),
     /// Show each member's role, term, commit and applied index.
     Status(status::StatusArgs),
+    /// Closed-loop load: ops/s and latency percentiles, optionally a history file.
+    Bench(bench::BenchArgs),
+    /// Check a history file (from `bench --history`) for linearizability.
+    CheckHistory(check_history::CheckHistoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
         Command::Del(args) => kv_cmd::del(args),
         Command::Cas(args) => kv_cmd::cas(args),
         Command::Status(args) => status::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::CheckHistory(args) => check_history::run(args),
     };
     match result {
         Ok(code) => code,

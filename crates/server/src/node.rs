@@ -3,6 +3,12 @@
 //! Ready loop — persist with one fdatasync, send, advance, persist the rsm's snapshot — and
 //! answers clients.
 //!
+//! Latency: a leader sends its appends before its own fdatasync when the Ready changes
+//! neither term nor vote (`may_send_before_persisting`), and a Ready that only moves the
+//! commit index is written without a sync (`persist`). Both keep the Raft contract: no
+//! message leaves that depends on state not yet durable, and the leader's entries count
+//! towards a quorum only after they are synced.
+//!
 //! Failure policy: a storage error other than `NoSpace` is fatal (`drive` returns it and the
 //! process exits non-zero; after a failed fsync nothing can be promised). `NoSpace` while
 //! persisting a Ready stalls the node: the Ready is kept and retried on every drive, peer
@@ -15,7 +21,7 @@ use crate::handler::{Inbound, KvReply};
 use shardkv_kv::{KvReplica, KvRequest, submit};
 use shardkv_net::{NodeStatus, PeerTransport, ReplyError};
 use shardkv_raft::{Ready, Role};
-use shardkv_rsm::ReqId;
+use shardkv_rsm::{ReqId, Seen};
 use shardkv_storage::{FsDisk, RaftStore, StorageError};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeMap;
@@ -59,13 +65,17 @@ pub struct Node {
     disk_low: bool,
     /// Role and term last logged.
     seen: (Role, Term, Option<NodeId>),
+    /// Term and vote as of the last fdatasync. Invariant: what the store holds durably.
+    synced_vote: (Term, Option<NodeId>),
 }
 
 impl Node {
     pub fn new(replica: KvReplica, store: RaftStore<FsDisk>, transport: PeerTransport) -> Node {
         let raft = replica.raft();
         let seen = (raft.role(), raft.term(), raft.leader());
+        let hs = store.hard_state();
         Node {
+            synced_vote: (hs.term, hs.vote),
             id: raft.id(),
             replica,
             store,
@@ -105,6 +115,14 @@ impl Node {
 
     fn request(&mut self, req: KvRequest, reply: oneshot::Sender<KvReply>) {
         let is_write = matches!(req, KvRequest::Write { .. });
+        // A retry of a write that already applied gets its stored reply even when new writes
+        // are refused: answering NoSpace ("surely not applied") would be wrong for it.
+        if let KvRequest::Write { client, seq, .. } = &req
+            && let Seen::Duplicate(out) = self.replica.sessions().check(*client, *seq)
+        {
+            let _ = reply.send(Ok(out.clone()));
+            return;
+        }
         let refusal = if is_write && (self.disk_low || self.stalled.is_some()) {
             Some(ReplyError::NoSpace)
         } else if self.stalled.is_some() {
@@ -208,9 +226,14 @@ impl Node {
             self.persist_and_finish(st)?;
         }
         while self.stalled.is_none() {
-            let Some(rd) = self.replica.ready() else {
+            let Some(mut rd) = self.replica.ready() else {
                 break;
             };
+            if self.may_send_before_persisting(&rd) {
+                for m in std::mem::take(&mut rd.messages) {
+                    self.transport.send(m);
+                }
+            }
             let st = Stalled {
                 rd,
                 snapshot_saved: false,
@@ -221,6 +244,19 @@ impl Node {
         self.deliver_replies();
         self.log_role_change();
         Ok(())
+    }
+
+    /// True when `rd`'s messages may go out before its entries are durable here: a leader
+    /// writes its own log in parallel with replicating it (Raft thesis §10.2.1), which takes
+    /// the leader's fdatasync off the commit latency. Safe because the leader's appends do
+    /// not depend on its own disk: the core counts the leader's entries towards a quorum
+    /// only once `advance` marks them stable, which happens after the sync. Never when the
+    /// Ready changes the term or vote, or installs a snapshot: messages may depend on those.
+    fn may_send_before_persisting(&self, rd: &Ready) -> bool {
+        let vote_changed = rd
+            .hard_state
+            .is_some_and(|hs| (hs.term, hs.vote) != self.synced_vote);
+        self.replica.raft().is_leader() && rd.snapshot.is_none() && !vote_changed
     }
 
     fn persist_and_finish(&mut self, mut st: Stalled) -> Result<(), Fatal> {
@@ -259,7 +295,14 @@ impl Node {
         Ok(())
     }
 
-    /// Persists what `st.rd` asks for, skipping the parts already durable, with one sync.
+    /// Persists what `st.rd` asks for, skipping the parts already durable, with at most one
+    /// sync.
+    ///
+    /// A Ready that changes only the commit index is written but not synced: the commit
+    /// index is volatile state in Raft (a restarted member relearns it from the leader, and
+    /// recovery clamps it to the log), so it rides along with the next sync, as in etcd.
+    /// This takes one fdatasync per write off the leader's critical path. Entries, a
+    /// snapshot, and a new term or vote are always synced before the Ready's messages go.
     fn persist(&mut self, st: &mut Stalled) -> Result<(), StorageError> {
         if !st.rd.must_persist() {
             return Ok(());
@@ -275,7 +318,17 @@ impl Node {
         if let Some(hs) = st.rd.hard_state {
             self.store.set_hard_state(hs)?;
         }
-        self.store.sync()
+        let vote_changed = st
+            .rd
+            .hard_state
+            .is_some_and(|hs| (hs.term, hs.vote) != self.synced_vote);
+        if st.rd.snapshot.is_none() && st.rd.entries.is_empty() && !vote_changed {
+            return Ok(());
+        }
+        self.store.sync()?;
+        let hs = self.store.hard_state();
+        self.synced_vote = (hs.term, hs.vote);
+        Ok(())
     }
 
     fn fatal(&self, what: &str, e: StorageError) -> Fatal {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 /// How long in-flight RPCs get to finish after the node stopped.
@@ -80,12 +80,13 @@ async fn serve(
     });
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
-    let serve = shardkv_net::router(&mut builder, handler).serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async {
+    // Without TCP_NODELAY on accepted connections, a reply written in more than one
+    // segment waits on the client's delayed ACK (Nagle): milliseconds per request.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve =
+        shardkv_net::router(&mut builder, handler).serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rpc_rx.await;
-        },
-    );
+        });
     let mut serve = tokio::spawn(serve);
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "serving");
     tokio::pin!(shutdown);

@@ -1,0 +1,485 @@
+//! The KV service as real processes under crashes and freezes, judged by its history:
+//! concurrent clients record every operation (ok / failed / unknown) while the test kills
+//! and restarts the leader, kills and restarts every member, and freezes the leader; then
+//! every acknowledged append is checked to be present exactly once and in order, and the
+//! whole history must pass the linearizability checker. Also: `shardkv bench --history`
+//! followed by `shardkv check-history`, and check-history's exit codes.
+
+mod common;
+
+use common::cluster::{Cluster, LEADER_WAIT, POLL, run_cli};
+use shardkv_client::{Client, ClientOptions, KvOp, Outcome};
+use shardkv_kv::{KvCommand, KvOutput};
+use shardkv_lincheck::{Budget, Op, OpResult, Operation, Output, Verdict, check};
+use shardkv_types::Rng;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Clients running concurrently.
+const CLIENTS: usize = 5;
+/// Keys every client reads and writes (each client also appends to a key of its own).
+const SHARED_KEYS: u64 = 3;
+/// The most operations one client issues (the loop also stops when the faults are over).
+const OPS_PER_CLIENT_MAX: usize = 4000;
+/// Leader kills (each followed by a restart of the killed member).
+const LEADER_KILLS: usize = 5;
+/// Kills of every member at once (each followed by restarting all).
+const FULL_RESTARTS: usize = 2;
+/// Acknowledged operations awaited between faults, so each fault hits a working group.
+const PROGRESS_OPS: u64 = 30;
+/// How long the clients get to finish after being told to stop.
+const CLIENT_STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// What every client and the test share.
+struct Shared {
+    /// The history clock's origin.
+    origin: Instant,
+    stop: AtomicBool,
+    /// Operations acknowledged so far, over all clients.
+    acked: AtomicU64,
+}
+
+impl Shared {
+    fn ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).expect("test runs < 500 years")
+    }
+}
+
+/// One client's record: its history and, per token appended to its own key, the outcome.
+struct Recorded {
+    own_key: String,
+    appends: Vec<(String, Outcome)>,
+    history: Vec<Operation>,
+    failed: usize,
+}
+
+/// Runs `op` and records it: `Some(output)` if it completed.
+async fn record(
+    client: &mut Client,
+    shared: &Shared,
+    rec: &mut Recorded,
+    op: Op,
+) -> (Outcome, Option<Output>) {
+    let kv_op = match op.clone() {
+        Op::Get { key } => KvOp::Get { key },
+        Op::Put { key, value } => KvOp::Write(KvCommand::Put { key, value }),
+        Op::Append { key, value } => KvOp::Write(KvCommand::Append { key, value }),
+        Op::Delete { key } => KvOp::Write(KvCommand::Delete { key }),
+        Op::Cas { key, expected, new } => KvOp::Write(KvCommand::Cas { key, expected, new }),
+    };
+    let call_ns = shared.ns();
+    let result = client.execute(kv_op).await;
+    let return_ns = shared.ns();
+    let (outcome, output) = match result {
+        Ok(out) => {
+            let output = match (&op, out) {
+                (Op::Get { .. }, KvOutput::Value(v)) => Output::Get(v),
+                (Op::Put { .. }, KvOutput::Done) => Output::Put,
+                (Op::Append { .. }, KvOutput::Done) => Output::Append,
+                (Op::Delete { .. }, KvOutput::Done) => Output::Delete,
+                (Op::Cas { .. }, KvOutput::Cas { swapped, .. }) => Output::Cas { swapped },
+                (op, out) => panic!("{op:?} answered with {out:?}"),
+            };
+            shared.acked.fetch_add(1, Ordering::Relaxed);
+            (Outcome::Ok, Some(output))
+        }
+        Err(e) => (e.outcome(), None),
+    };
+    let result = match (&outcome, &output) {
+        (Outcome::Ok, Some(o)) => Some(OpResult::Ok {
+            output: o.clone(),
+            return_ns,
+        }),
+        (Outcome::Unknown, _) => Some(OpResult::Unknown),
+        _ => None,
+    };
+    match result {
+        Some(result) => rec.history.push(Operation {
+            client: client.id().0,
+            op,
+            call_ns,
+            result,
+        }),
+        // Surely not applied: not part of the history.
+        None => rec.failed += 1,
+    }
+    (outcome, output)
+}
+
+/// One client's loop: appends to its own key, and puts / gets / appends / deletes / cas on
+/// the shared keys, until told to stop.
+async fn run_client(mut client: Client, w: usize, shared: Arc<Shared>) -> Recorded {
+    let mut rng = Rng::new(w as u64 + 1);
+    let mut rec = Recorded {
+        own_key: format!("own{w}"),
+        appends: Vec::new(),
+        history: Vec::new(),
+        failed: 0,
+    };
+    let mut last_read: Vec<Option<Vec<u8>>> = vec![None; SHARED_KEYS as usize];
+    for i in 0..OPS_PER_CLIENT_MAX {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let k = rng.range(0, SHARED_KEYS) as usize;
+        let key = format!("s{k}").into_bytes();
+        let unique = format!("{w}.{i};").into_bytes();
+        let op = match rng.range(0, 100) {
+            0..30 => {
+                let token = format!("<{w}.{i}>");
+                let op = Op::Append {
+                    key: rec.own_key.clone().into_bytes(),
+                    value: token.clone().into_bytes(),
+                };
+                let (outcome, _) = record(&mut client, &shared, &mut rec, op).await;
+                rec.appends.push((token, outcome));
+                continue;
+            }
+            // Reading its own key often keeps the checker's search short: an append of
+            // unknown outcome can only be placed between the reads that do not and do show it.
+            30..40 => Op::Get {
+                key: rec.own_key.clone().into_bytes(),
+            },
+            40..55 => Op::Get { key },
+            55..70 => Op::Put { key, value: unique },
+            70..80 => Op::Append { key, value: unique },
+            80..85 => Op::Delete { key },
+            _ => Op::Cas {
+                key,
+                expected: last_read[k].clone(),
+                new: unique,
+            },
+        };
+        if let (_, Some(Output::Get(v))) = record(&mut client, &shared, &mut rec, op).await {
+            last_read[k] = v;
+        }
+    }
+    rec
+}
+
+/// Waits (bounded) until `n` more operations were acknowledged.
+fn await_progress(shared: &Shared, n: u64, what: &str) {
+    let target = shared.acked.load(Ordering::Relaxed) + n;
+    let deadline = Instant::now() + LEADER_WAIT;
+    while shared.acked.load(Ordering::Relaxed) < target {
+        assert!(
+            Instant::now() < deadline,
+            "no progress within {LEADER_WAIT:?} {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Checks a client's own key: each acknowledged token exactly once, no failed token,
+/// unknown ones at most once, all in the order they were appended.
+fn check_own_key(rec: &Recorded, value: &str) {
+    let mut at = 0;
+    for (token, outcome) in &rec.appends {
+        let found = value.matches(token.as_str()).count();
+        match outcome {
+            Outcome::Ok => assert_eq!(
+                found, 1,
+                "{token} acknowledged; {} holds {value}",
+                rec.own_key
+            ),
+            Outcome::Failed => assert_eq!(found, 0, "{token} failed yet applied: {value}"),
+            Outcome::Unknown => assert!(found <= 1, "{token} applied twice: {value}"),
+        }
+        if let Some(pos) = value.find(token.as_str()) {
+            assert!(pos >= at, "{token} out of order in {value}");
+            at = pos;
+        }
+    }
+}
+
+/// Fault counts, for the report.
+#[derive(Debug, Default)]
+struct Faults {
+    leader_kills: usize,
+    full_restarts: usize,
+    leader_freezes: usize,
+}
+
+/// The faults, in order: leader kills, full restarts, a leader frozen past an election.
+fn inject_faults(c: &mut Cluster, shared: &Shared) -> Faults {
+    let mut faults = Faults::default();
+    await_progress(shared, PROGRESS_OPS, "before the first fault");
+    for _ in 0..LEADER_KILLS {
+        let leader = c.leader();
+        c.kill(leader);
+        let next = c.leader();
+        assert_ne!(next, leader, "a killed leader is replaced");
+        await_progress(shared, PROGRESS_OPS, "under a new leader");
+        c.restart(leader);
+        faults.leader_kills += 1;
+    }
+    for _ in 0..FULL_RESTARTS {
+        c.leader();
+        for id in 1..=3 {
+            c.kill(id);
+        }
+        for id in 1..=3 {
+            c.restart(id);
+        }
+        c.leader();
+        await_progress(shared, PROGRESS_OPS, "after restarting every member");
+        faults.full_restarts += 1;
+    }
+    let frozen = c.leader();
+    c.stop(frozen);
+    // The others elect a new leader only after an election timeout without heartbeats.
+    let next = c.leader();
+    assert_ne!(next, frozen, "a frozen leader is replaced");
+    await_progress(shared, PROGRESS_OPS, "while the old leader is frozen");
+    c.cont(frozen);
+    faults.leader_freezes += 1;
+    await_progress(shared, PROGRESS_OPS, "after the frozen leader resumed");
+    faults
+}
+
+/// Goal: under repeated crashes of the leader, of every member, and a frozen leader, no
+/// acknowledged write is lost or duplicated and the history is linearizable. Method: 3
+/// server processes (small max-raft-state, so restarts go through snapshots), 5 clients
+/// recording a history of puts / appends / gets / deletes / cas on 3 shared keys plus one
+/// append-only key each (two of them with short timeouts, so some operations end failed or
+/// unknown); faults injected with progress awaited between them; then every
+/// client key is read back and the whole history, final reads included, is checked.
+#[test]
+fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable() {
+    let mut c = Cluster::start(3, &["--max-raft-state", "32KiB"]);
+    c.leader();
+    let shared = Arc::new(Shared {
+        origin: Instant::now(),
+        stop: AtomicBool::new(false),
+        acked: AtomicU64::new(0),
+    });
+    let opts = ClientOptions {
+        op_timeout: Duration::from_secs(10),
+        ..ClientOptions::default()
+    };
+    // Two impatient clients give up during outages, so the history also holds operations
+    // that failed and operations whose outcome is unknown.
+    let impatient = ClientOptions {
+        attempt_timeout: Duration::from_millis(100),
+        op_timeout: Duration::from_millis(250),
+        ..ClientOptions::default()
+    };
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|w| {
+            let o = if w < 2 { &impatient } else { &opts };
+            let client = c.client_with(o.clone());
+            c.spawn_task(run_client(client, w, shared.clone()))
+        })
+        .collect();
+    let faults = inject_faults(&mut c, &shared);
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut recorded: Vec<Recorded> = handles
+        .into_iter()
+        .map(|h| {
+            c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
+                .expect("clients stop within their operation timeout")
+                .expect("client task")
+        })
+        .collect();
+
+    // Read every key back, recording the reads into the history too.
+    let mut reader = c.client_with(opts);
+    let mut finals = Recorded {
+        own_key: String::new(),
+        appends: Vec::new(),
+        history: Vec::new(),
+        failed: 0,
+    };
+    for rec in &recorded {
+        let op = Op::Get {
+            key: rec.own_key.clone().into_bytes(),
+        };
+        let (_, out) = c.block_on(record(&mut reader, &shared, &mut finals, op));
+        let Some(Output::Get(value)) = out else {
+            panic!("reading {} back failed", rec.own_key);
+        };
+        let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
+        check_own_key(rec, &value);
+    }
+    for k in 0..SHARED_KEYS {
+        let op = Op::Get {
+            key: format!("s{k}").into_bytes(),
+        };
+        let (outcome, _) = c.block_on(record(&mut reader, &shared, &mut finals, op));
+        assert_eq!(outcome, Outcome::Ok, "reading s{k} back");
+    }
+    recorded.push(finals);
+
+    let history: Vec<Operation> = recorded
+        .iter()
+        .flat_map(|r| r.history.iter().cloned())
+        .collect();
+    let unknown = history
+        .iter()
+        .filter(|o| o.result == OpResult::Unknown)
+        .count();
+    let failed: usize = recorded.iter().map(|r| r.failed).sum();
+    let acked_appends: usize = recorded
+        .iter()
+        .map(|r| r.appends.iter().filter(|(_, o)| *o == Outcome::Ok).count())
+        .sum();
+    println!(
+        "faults: {} leader kills, {} full restarts, {} leader freeze(s); operations: {} \
+         ({} ok, {unknown} unknown, {failed} failed), {acked_appends} acknowledged own-key appends",
+        faults.leader_kills,
+        faults.full_restarts,
+        faults.leader_freezes,
+        history.len() + failed,
+        history.len() - unknown,
+    );
+    write_history(&c, &history);
+    match check(&history, Budget::default()) {
+        Verdict::Linearizable => {}
+        Verdict::NotLinearizable { key, explanation } => panic!(
+            "history not linearizable on key {}:\n{explanation}",
+            String::from_utf8_lossy(&key)
+        ),
+        Verdict::Unknown { key } => panic!(
+            "the checker ran out of budget on key {} (undecided is not a pass)",
+            String::from_utf8_lossy(&key)
+        ),
+    }
+}
+
+/// Keeps the history next to the members' data (kept when the test fails).
+fn write_history(c: &Cluster, history: &[Operation]) {
+    let path = c.dir.join("history.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("history file"));
+    for op in history {
+        shardkv_lincheck::write_op_jsonl(&mut out, op).expect("write history");
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Goal: a bench history is complete and checkable. Method: a short `shardkv bench
+/// --history` (mixed reads and writes on a few keys) against 3 members, then
+/// `shardkv check-history` on the file must say linearizable (exit 0).
+#[test]
+fn bench_history_of_a_three_member_group_passes_check_history() {
+    let c = Cluster::start(3, &[]);
+    c.leader();
+    let path = c.dir.join("bench.jsonl");
+    let path_arg = path.to_str().expect("UTF-8 temp path");
+    let bench = c.cli(
+        &[
+            "bench",
+            "--clients",
+            "8",
+            "--keys",
+            "5",
+            "--read-ratio",
+            "0.5",
+            "--value-size",
+            "32",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "2s",
+            "--history",
+            path_arg,
+            "-w",
+            "json",
+        ],
+        None,
+    );
+    assert!(bench.status.success(), "bench failed: {}", stderr(&bench));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&bench).trim()).expect("bench -w json prints JSON");
+    let ops = |kind: &str| report[kind]["ops"].as_u64().expect("ops count");
+    assert!(ops("writes") > 0 && ops("reads") > 0, "{report}");
+    let written = report["history"]["operations"]
+        .as_u64()
+        .expect("history count");
+    assert!(
+        written >= ops("total"),
+        "the history holds every operation, warmup included: {report}"
+    );
+    let check = run_cli(&["check-history", path_arg], &[], None);
+    assert!(
+        check.status.success(),
+        "check-history: {}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert!(stdout(&check).contains("verdict: linearizable"));
+}
+
+/// Goal: check-history's exit codes say what it found. Method: hand-written files: a
+/// linearizable history (0), a stale read (1, with an explanation), a malformed line (2),
+/// and a history the search cannot decide in one step (2, "undecided").
+#[test]
+fn check_history_exits_0_linearizable_1_not_2_unreadable_or_undecided() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, lines: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).expect("write history");
+        path.to_str().expect("UTF-8 path").to_string()
+    };
+    let put =
+        r#"{"client":1,"op":"put","key":"x","value":"1","start_ns":0,"end_ns":10,"status":"ok"}"#;
+    let good = write(
+        "good.jsonl",
+        &[
+            put,
+            r#"{"client":2,"op":"get","key":"x","output":"1","start_ns":20,"end_ns":30,"status":"ok"}"#,
+        ],
+    );
+    let stale = write(
+        "stale.jsonl",
+        &[
+            put,
+            r#"{"client":2,"op":"get","key":"x","output":null,"start_ns":20,"end_ns":30,"status":"ok"}"#,
+        ],
+    );
+    let garbage = write("garbage.jsonl", &[put, "{not json"]);
+    let busy: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                r#"{{"client":{i},"op":"append","key":"y","value":"{i}","start_ns":0,"end_ns":100,"status":"ok"}}"#
+            )
+        })
+        .chain([
+            r#"{"client":9,"op":"get","key":"y","output":"543210","start_ns":200,"end_ns":300,"status":"ok"}"#
+                .to_string(),
+        ])
+        .collect();
+    let busy_refs: Vec<&str> = busy.iter().map(String::as_str).collect();
+    let busy = write("busy.jsonl", &busy_refs);
+
+    let run = |args: &[&str]| run_cli(args, &[], None);
+    let o = run(&["check-history", &good]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("verdict: linearizable"));
+
+    let o = run(&["check-history", &stale]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not linearizable"), "{}", stderr(&o));
+
+    let o = run(&["check-history", &garbage]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unreadable input"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+
+    let missing = dir.path().join("missing.jsonl");
+    let o = run(&["check-history", missing.to_str().expect("UTF-8")]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = run(&["check-history", "--steps-max-per-key", "1", &busy]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("undecided"), "{}", stderr(&o));
+    let o = run(&["check-history", &busy]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

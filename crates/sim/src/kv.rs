@@ -57,6 +57,9 @@ pub struct SimClerk {
     /// OwnKey: completed appends, and the value this client's key must hold.
     pub appends: u64,
     model: Vec<u8>,
+    /// False once this clerk gave up on a write: the key's value is then unknown and only
+    /// lincheck can judge the history.
+    model_exact: bool,
     started: bool,
     /// Outputs of completed operations, in order (for scripted checks).
     pub results: Vec<(KvOp, KvOutput)>,
@@ -70,6 +73,9 @@ pub struct KvCluster {
     pub sim: KvSim,
     pub clerks: Vec<SimClerk>,
     pub history: Vec<lin::Operation>,
+    /// If set, a clerk gives up on an operation this long after starting it, as a real
+    /// client with a deadline does: a write then enters the history as unknown.
+    pub op_deadline_ms: Option<u64>,
 }
 
 fn own_key(index: u64) -> Vec<u8> {
@@ -155,6 +161,7 @@ impl KvCluster {
             sim: Sim::new(cfg),
             clerks: Vec::new(),
             history: Vec::new(),
+            op_deadline_ms: None,
         }
     }
 
@@ -174,6 +181,7 @@ impl KvCluster {
             refusals: 0,
             appends: 0,
             model: Vec::new(),
+            model_exact: true,
             started: false,
             results: Vec::new(),
             last_seen: std::collections::BTreeMap::new(),
@@ -315,7 +323,16 @@ impl KvCluster {
                 if current != Some(token) {
                     return;
                 }
-                let to = clerk.core.on_timeout();
+                let started_ns = clerk.inflight.as_ref().map_or(0, |f| f.call_ns);
+                let expired = self
+                    .op_deadline_ms
+                    .is_some_and(|d| self.sim.now * 1000 >= started_ns + d * 1_000_000);
+                if expired {
+                    self.give_up(c);
+                    self.kick(c);
+                    return;
+                }
+                let to = self.clerks[c].core.on_timeout();
                 self.resend(c, to);
             }
         }
@@ -358,7 +375,7 @@ impl KvCluster {
                     clerk.appends += 1;
                 }
                 (KvOp::Get { .. }, KvOutput::Value(v))
-                    if v.as_deref() != Some(&clerk.model[..]) =>
+                    if clerk.model_exact && v.as_deref() != Some(&clerk.model[..]) =>
                 {
                     let msg = format!(
                         "get wrong value, key {}: wanted {:?}, got {:?}",
@@ -370,6 +387,19 @@ impl KvCluster {
                 }
                 _ => {}
             }
+        }
+        if let (
+            KvOp::Write(KvCommand::Cas { expected, .. }),
+            KvOutput::Cas {
+                swapped: true,
+                current,
+            },
+        ) = (&f.op, &out)
+            && current != expected
+        {
+            let msg =
+                format!("a CAS that swapped reports current {current:?}, expected {expected:?}");
+            self.sim.fail(&msg);
         }
         match (&f.op, &out) {
             (KvOp::Get { key }, KvOutput::Value(v)) => {
@@ -418,6 +448,7 @@ impl KvCluster {
         };
         clerk.core.abandon();
         if matches!(f.op, KvOp::Write(_)) {
+            clerk.model_exact = false;
             self.history.push(lin::Operation {
                 client: clerk.addr,
                 op: to_lin_op(&f.op),

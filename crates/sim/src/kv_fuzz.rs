@@ -7,7 +7,8 @@
 //! 2. a liveness phase: faults stop, everything restarts and reconnects, and every clerk's
 //!    operation in flight must complete;
 //!
-//! then checks the whole history for linearizability. The Raft invariant checker runs
+//! then checks the whole history for linearizability. In half the seeds clerks give up on
+//! operations after a deadline, so the history holds writes of unknown outcome. The Raft invariant checker runs
 //! throughout. Any violation panics with the seed and the replay command.
 
 use crate::cluster::ClusterConfig;
@@ -23,6 +24,8 @@ pub struct KvFuzzReport {
     pub clerks: usize,
     pub faults: u64,
     pub operations: usize,
+    /// Writes whose clerk gave up: their outcome is unknown to the checker.
+    pub unknown: usize,
     /// False if the checker ran out of budget (never a failure by itself).
     pub decided: bool,
     pub virtual_ms: u64,
@@ -57,6 +60,8 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     let safety_ms = pick.range(3_000, 10_000);
 
     let mut k = KvCluster::new(cfg);
+    // Half the seeds have clerks that give up after a deadline, leaving unknown writes.
+    k.op_deadline_ms = pick.chance(500).then(|| pick.range(300, 3_000));
     for _ in 0..clerks {
         k.add_clerk(if random_keys {
             Workload::RandomKeys {
@@ -96,6 +101,11 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     }
     report.decided = k.check_linearizable();
     report.operations = k.history.len();
+    report.unknown = k
+        .history
+        .iter()
+        .filter(|o| o.result == shardkv_lincheck::OpResult::Unknown)
+        .count();
     report.virtual_ms = k.sim.now / 1000;
     report
 }

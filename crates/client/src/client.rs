@@ -75,7 +75,18 @@ struct Progress {
     maybe_applied: bool,
     /// Attempts in a row that found no leader; drives the backoff.
     fruitless: u32,
+    /// The last server this operation could not reach: a hint naming it (a dead leader the
+    /// others still believe in) is no progress, so it does not reset the backoff.
+    unreachable: Option<NodeId>,
     last: Error,
+}
+
+impl Progress {
+    /// Counts a NotLeader-style answer: progress only if it names a reachable leader.
+    fn hinted(&mut self, leader: Option<NodeId>) {
+        let useful = leader.is_some() && leader != self.unreachable;
+        self.fruitless = if useful { 0 } else { self.fruitless + 1 };
+    }
 }
 
 impl Client {
@@ -174,6 +185,7 @@ impl Client {
             started: Instant::now(),
             maybe_applied: false,
             fruitless: 0,
+            unreachable: None,
             last: Error::Unavailable {
                 reason: "no attempt made".into(),
             },
@@ -194,11 +206,13 @@ impl Client {
                 },
                 Attempt::NotSent(reason) => {
                     p.fruitless += 1;
+                    p.unreachable = Some(server);
                     p.last = Error::Unavailable { reason };
                     Next::Retry(self.clerk.on_timeout())
                 }
                 Attempt::Lost(reason) => {
                     p.maybe_applied |= is_write;
+                    p.unreachable = Some(server);
                     p.last = Error::Unavailable { reason };
                     Next::Retry(self.clerk.on_timeout())
                 }
@@ -229,22 +243,18 @@ impl Client {
         let rsm = match reply {
             Ok(out) => return Ok(self.clerk.on_response(server, Ok(out))),
             Err(ReplyError::NotLeader { leader }) => {
-                p.fruitless = if leader.is_some() { 0 } else { p.fruitless + 1 };
                 p.last = Error::WrongLeader { leader };
-                let hint = leader.and_then(|l| self.endpoints.slot_of(l));
-                RsmError::NotLeader {
-                    leader: hint.map(|s| NodeId(s as u64 + 1)),
-                }
+                let hint = self.clerk_id_of(leader);
+                p.hinted(hint);
+                RsmError::NotLeader { leader: hint }
             }
             Err(ReplyError::LostLeadership { leader }) => {
                 // Proposed, then leadership moved: the write may still apply.
                 p.maybe_applied |= is_write;
-                p.fruitless = if leader.is_some() { 0 } else { p.fruitless + 1 };
                 p.last = Error::WrongLeader { leader };
-                let hint = leader.and_then(|l| self.endpoints.slot_of(l));
-                RsmError::LostLeadership {
-                    leader: hint.map(|s| NodeId(s as u64 + 1)),
-                }
+                let hint = self.clerk_id_of(leader);
+                p.hinted(hint);
+                RsmError::LostLeadership { leader: hint }
             }
             Err(ReplyError::Busy) => {
                 p.fruitless += 1;
@@ -267,6 +277,12 @@ impl Client {
             }
         };
         Ok(self.clerk.on_response(server, Err(rsm)))
+    }
+
+    /// The clerk's id (endpoint slot + 1) of the member a server named as leader.
+    fn clerk_id_of(&self, leader: Option<NodeId>) -> Option<NodeId> {
+        let slot = leader.and_then(|l| self.endpoints.slot_of(l))?;
+        Some(NodeId(slot as u64 + 1))
     }
 
     /// The error for a definite failure.

@@ -52,17 +52,7 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Polls `condition` until it holds; panics naming `what` after `limit`.
-pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(POLL);
-    }
-}
+pub use super::wait::wait_until;
 
 impl Cluster {
     /// Starts `n` members with the test defaults (no disk reserve, 2 s request deadline)

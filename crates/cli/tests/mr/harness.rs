@@ -60,17 +60,7 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `condition` until it holds; panics with `what` after `limit`.
-pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
+pub use crate::wait::wait_until;
 
 /// One test's job: a directory (kept on failure for its logs) with 8 generated inputs.
 pub struct Job {

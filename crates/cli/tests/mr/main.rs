@@ -11,3 +11,5 @@ mod harness;
 mod jobs;
 mod parallelism;
 mod streaming;
+#[path = "../common/wait.rs"]
+mod wait;

@@ -26,7 +26,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use report::{ErrorCounts, Report, RunShape, error_kind};
 use shardkv_client::{Client, ClientOptions, Error, KvOp, Outcome};
-use shardkv_kv::{KvCommand, KvOutput};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery};
 use shardkv_lincheck::{HistoryRecord, OpKind, RecordOutput, Status};
 use shardkv_types::Rng;
 use std::hash::{BuildHasher, RandomState};
@@ -259,9 +259,9 @@ async fn run_session(mut client: Client, plan: Arc<Plan>, mut rng: Rng) -> Sessi
         let key = format!("{}{:08}", plan.prefix, rng.range(0, plan.keys));
         let is_read = unit_f64(&mut rng) < plan.read_ratio;
         let op = if is_read {
-            KvOp::Get {
+            KvOp::Read(KvQuery::Get {
                 key: key.clone().into_bytes(),
-            }
+            })
         } else {
             counter += 1;
             KvOp::Write(KvCommand::Put {

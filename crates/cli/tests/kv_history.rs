@@ -62,7 +62,7 @@ async fn record(
     op: Op,
 ) -> (Outcome, Option<Output>) {
     let kv_op = match op.clone() {
-        Op::Get { key } => KvOp::Get { key },
+        Op::Get { key } => KvOp::Read(shardkv_kv::KvQuery::Get { key }),
         Op::Put { key, value } => KvOp::Write(KvCommand::Put { key, value }),
         Op::Append { key, value } => KvOp::Write(KvCommand::Append { key, value }),
         Op::Delete { key } => KvOp::Write(KvCommand::Delete { key }),

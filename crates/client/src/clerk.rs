@@ -1,94 +1,194 @@
-//! The clerk core: which server to ask, and what to do with its answer. Deterministic and
-//! transport-free, so the simulator's clients and the async library share it.
+//! The clerk core: which server to ask, when, and what an answer means. Deterministic and
+//! transport-free, written once and driven by every client: the async library, the CLI, the
+//! simulator's clerks, the controller clerk.
+//!
+//! The core is generic over the request type (`Request<C, Q>` of any state machine) and asks
+//! a [`Router`] which group serves a request: one fixed group for the KV service and the
+//! controller, the group the cached config names for the sharded store. It keeps a leader
+//! cursor per group, one sequence-number stream per client id (valid across groups), and the
+//! retry policy: follow leader hints, move on after timeouts, back off (in ticks) when no
+//! leader is known, and end an operation as "may have applied" whenever some attempt might
+//! have reached a leader.
 
-use shardkv_kv::{KvCommand, KvOutput, KvRequest, KvResponse};
-use shardkv_rsm::RsmError;
-use shardkv_types::{ClientId, NodeId, Rng};
+use crate::router::Router;
+use shardkv_rsm::{Error, Request, StateMachine};
+use shardkv_types::{ClientId, Gid, NodeId, Rng, Seq};
+use std::collections::BTreeMap;
 
-/// A KV operation as the user asks for it.
+/// An operation as the user asks for it: a read or a write of the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KvOp {
-    Get { key: Vec<u8> },
-    Write(KvCommand),
+pub enum Op<C, Q> {
+    Read(Q),
+    Write(C),
 }
 
-/// What the caller does next with an operation in flight.
+/// The retry policy, counted in ticks of the shell's clock (10 ms in production and in the
+/// simulator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How long one attempt waits for an answer before the next server is tried.
+    pub attempt_ticks: u64,
+    /// The longest pause between attempts while no leader is known.
+    pub backoff_ticks_max: u64,
+    /// The most attempts of one operation.
+    pub attempts_max: u32,
+    /// How long one operation may take over all its attempts; `None`: no limit.
+    pub op_ticks_max: Option<u64>,
+}
+
+impl RetryPolicy {
+    /// The pause before the next attempt after `fruitless` attempts in a row found no
+    /// leader: 1, 2, 4, … ticks, capped at `backoff_ticks_max`.
+    pub fn backoff_ticks(&self, fruitless: u32) -> u64 {
+        if fruitless == 0 {
+            return 0;
+        }
+        (1u64 << (fruitless - 1).min(20)).min(self.backoff_ticks_max)
+    }
+}
+
+/// What the shell does next with the operation in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Next {
+pub enum Next<O> {
+    /// Wait `delay_ticks`, then send [`ClerkCore::current`] (the same request, the same
+    /// sequence number) to server `to` of group `gid`, and wait up to `attempt_ticks` for
+    /// the answer.
+    Send {
+        gid: Gid,
+        to: NodeId,
+        delay_ticks: u64,
+    },
+    /// The router knows no group for the request (no config yet, or the cached one was
+    /// found stale): fetch a newer config, hand it to the router, then call
+    /// [`ClerkCore::resume`].
+    Refresh,
     /// The operation finished with this output.
-    Done(KvOutput),
-    /// Send the same request (same sequence number) to this server.
-    Retry(NodeId),
-    /// The operation surely failed (it did not apply) with this error.
-    Failed(RsmError),
-    /// The operation ended without a known outcome (it may have applied): a later request
-    /// of this session was already seen.
-    Unknown(RsmError),
+    Done(O),
+    /// The operation ended without an output; [`Error::outcome`] says whether it may have
+    /// applied.
+    Failed(Error),
 }
 
-/// One client session: a random id chosen at creation, a sequence number per write, and the
-/// last server that acted as leader.
+/// The operation in flight.
+struct InFlight<C, Q> {
+    req: Request<C, Q>,
+    started_tick: u64,
+    attempts: u32,
+    /// Some attempt may have reached a leader that applied it.
+    maybe_applied: bool,
+    /// Attempts in a row that found no leader; drives the backoff.
+    fruitless: u32,
+    /// Where the last attempt went.
+    to: Option<(Gid, NodeId)>,
+    /// The last server this operation could not reach: a hint naming it (a dead leader the
+    /// others still believe in) is no progress, so it does not reset the backoff.
+    unreachable: Option<NodeId>,
+    /// The last refusal or failure, reported if the operation gives up.
+    last: Error,
+}
+
+/// One client session: a random id chosen at creation, a sequence number per write, a
+/// leader cursor per group, and at most one operation in flight.
 ///
 /// Invariant: every attempt of one write carries the same sequence number, so the servers'
-/// session tables apply it at most once however many times it is retried.
-#[derive(Clone, Debug)]
-pub struct ClerkCore {
+/// session tables apply it at most once however many times (and to whichever group) it is
+/// sent; sequence numbers only grow.
+///
+/// `SM` is the state machine the servers replicate (only its request and output types are
+/// used); `R` picks the group of each request.
+pub struct ClerkCore<SM: StateMachine, R> {
     pub id: ClientId,
-    servers: Vec<NodeId>,
-    leader: usize,
-    next_seq: u64,
-    /// The operation in flight: its request, as sent on every attempt.
-    current: Option<KvRequest>,
+    router: R,
+    policy: RetryPolicy,
+    next_seq: Seq,
+    /// The server last seen acting as leader, per group.
+    leaders: BTreeMap<Gid, NodeId>,
+    current: Option<InFlight<SM::Command, SM::Query>>,
     rng: Rng,
 }
 
-impl ClerkCore {
-    /// A clerk for the group `servers`; `rng` picks the client id and the first server.
-    ///
-    /// # Panics
-    /// If `servers` is empty.
-    pub fn new(servers: Vec<NodeId>, mut rng: Rng) -> ClerkCore {
-        assert!(!servers.is_empty(), "a clerk needs at least one server");
+type Out<SM> = Next<<SM as StateMachine>::Output>;
+
+impl<SM: StateMachine, R: std::fmt::Debug> std::fmt::Debug for ClerkCore<SM, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClerkCore")
+            .field("id", &self.id)
+            .field("router", &self.router)
+            .field("next_seq", &self.next_seq)
+            .field("leaders", &self.leaders)
+            .field("in_flight", &self.current.is_some())
+            .finish()
+    }
+}
+
+impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
+    /// A clerk routing with `router`; `rng` picks the client id and the first servers.
+    pub fn new(router: R, policy: RetryPolicy, mut rng: Rng) -> Self {
         let id = ClientId(rng.next_u64() >> 2);
-        let leader = rng.index(servers.len());
         ClerkCore {
             id,
-            servers,
-            leader,
-            next_seq: 1,
+            router,
+            policy,
+            next_seq: Seq(1),
+            leaders: BTreeMap::new(),
             current: None,
             rng,
         }
     }
 
-    pub fn servers(&self) -> &[NodeId] {
-        &self.servers
+    pub fn router(&self) -> &R {
+        &self.router
     }
 
-    /// Starts an operation: returns the request and the server to send it to first. An
-    /// operation still in flight (its caller gave up, e.g. a cancelled future) is abandoned:
-    /// its outcome stays unknown, and the new one gets a new sequence number.
-    pub fn begin(&mut self, op: KvOp) -> (KvRequest, NodeId) {
+    /// The router, to hand it a newer config.
+    pub fn router_mut(&mut self) -> &mut R {
+        &mut self.router
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The server believed to lead `gid`, if any.
+    pub fn leader_of(&self, gid: Gid) -> Option<NodeId> {
+        self.leaders.get(&gid).copied()
+    }
+
+    /// Starts an operation at tick `now`. An operation still in flight (its caller gave
+    /// up, e.g. a cancelled future) is abandoned: its outcome stays unknown, and the new one
+    /// gets a new sequence number.
+    pub fn begin(&mut self, op: Op<SM::Command, SM::Query>, now: u64) -> Out<SM> {
         self.abandon();
         let req = match op {
-            KvOp::Get { key } => KvRequest::Get { key },
-            KvOp::Write(cmd) => {
+            Op::Read(q) => Request::Read(q),
+            Op::Write(cmd) => {
                 let seq = self.next_seq;
-                self.next_seq += 1;
-                KvRequest::Write {
+                self.next_seq = seq.next();
+                Request::Write {
                     client: self.id,
                     seq,
                     cmd,
                 }
             }
         };
-        self.current = Some(req.clone());
-        (req, self.servers[self.leader])
+        self.current = Some(InFlight {
+            req,
+            started_tick: now,
+            attempts: 0,
+            maybe_applied: false,
+            fruitless: 0,
+            to: None,
+            unreachable: None,
+            last: Error::Unavailable {
+                reason: "no attempt made".into(),
+            },
+        });
+        self.next_attempt(now)
     }
 
-    /// The request in flight, to resend on a retry.
-    pub fn current(&self) -> Option<&KvRequest> {
-        self.current.as_ref()
+    /// The request in flight, to send on every attempt.
+    pub fn current(&self) -> Option<&Request<SM::Command, SM::Query>> {
+        self.current.as_ref().map(|f| &f.req)
     }
 
     /// Gives up on the operation in flight (the caller reports it as "unknown": it may
@@ -97,127 +197,177 @@ impl ClerkCore {
         self.current = None;
     }
 
-    /// The server did not answer in time (or the connection failed): try the next one.
-    pub fn on_timeout(&mut self) -> NodeId {
-        self.leader = (self.leader + 1) % self.servers.len();
-        self.servers[self.leader]
+    /// Continues after [`Next::Refresh`], once the router has a newer config.
+    pub fn resume(&mut self, now: u64) -> Out<SM> {
+        self.next_attempt(now)
     }
 
-    /// A server answered.
-    pub fn on_response(&mut self, from: NodeId, resp: KvResponse) -> Next {
-        match resp {
+    /// The attempt was sent but no answer came within `attempt_ticks` (or the connection
+    /// broke mid-request): it may have reached a leader. Try the next server.
+    pub fn on_timeout(&mut self, now: u64, reason: String) -> Out<SM> {
+        let Some(f) = self.current.as_mut() else {
+            return Next::Failed(Error::Unavailable { reason });
+        };
+        f.maybe_applied |= f.req.is_write();
+        f.unreachable = f.to.map(|(_, to)| to);
+        f.last = Error::Unavailable { reason };
+        self.move_on();
+        self.next_attempt(now)
+    }
+
+    /// The attempt could not be sent (no connection): surely not applied there. Try the
+    /// next server, backing off.
+    pub fn on_unreachable(&mut self, now: u64, reason: String) -> Out<SM> {
+        let Some(f) = self.current.as_mut() else {
+            return Next::Failed(Error::Unavailable { reason });
+        };
+        f.fruitless += 1;
+        f.unreachable = f.to.map(|(_, to)| to);
+        f.last = Error::Unavailable { reason };
+        self.move_on();
+        self.next_attempt(now)
+    }
+
+    /// Server `from` answered the attempt in flight.
+    pub fn on_response(
+        &mut self,
+        now: u64,
+        from: NodeId,
+        resp: Result<SM::Output, Error>,
+    ) -> Out<SM> {
+        let Some(f) = self.current.as_mut() else {
+            return Next::Failed(Error::Unavailable {
+                reason: "no operation in flight".into(),
+            });
+        };
+        let gid = f.to.map_or(Gid(0), |(g, _)| g);
+        let e = match resp {
             Ok(out) => {
-                if let Some(i) = self.servers.iter().position(|&s| s == from) {
-                    self.leader = i;
-                }
+                self.leaders.insert(gid, from);
                 self.current = None;
-                Next::Done(out)
+                return Next::Done(out);
             }
-            Err(RsmError::NotLeader { leader } | RsmError::LostLeadership { leader }) => {
-                let hinted = leader.and_then(|l| self.servers.iter().position(|&s| s == l));
-                // Follow a hint unless it points back at the server that just refused.
-                self.leader = match hinted {
-                    Some(i) if self.servers[i] != from => i,
-                    _ => (self.leader + 1) % self.servers.len(),
-                };
-                Next::Retry(self.servers[self.leader])
+            Err(e) => e,
+        };
+        let is_write = f.req.is_write();
+        match &e {
+            Error::NotLeader { leader } | Error::LostLeadership { leader } => {
+                f.maybe_applied |= is_write && matches!(e, Error::LostLeadership { .. });
+                let useful = leader.is_some_and(|l| l != from && Some(l) != f.unreachable);
+                f.fruitless = if useful { 0 } else { f.fruitless + 1 };
+                match leader {
+                    Some(l) if useful => {
+                        self.leaders.insert(gid, *l);
+                    }
+                    _ => self.move_on(),
+                }
             }
-            Err(RsmError::Busy) => {
-                // Back off to a random server; a busy leader is still the leader, so stay
-                // there half the time.
+            Error::WrongGroup { .. } => {
+                // The cached config is out of date; the request did not apply there.
+                self.router.stale();
+            }
+            Error::Busy => {
+                f.fruitless += 1;
+                // A busy leader is still the leader: stay half the time.
                 if self.rng.chance(500) {
-                    self.leader = self.rng.index(self.servers.len());
+                    self.move_on();
                 }
-                Next::Retry(self.servers[self.leader])
             }
-            Err(e @ RsmError::TooLarge { .. }) => {
-                self.current = None;
-                Next::Failed(e)
+            Error::Timeout { .. } | Error::Unavailable { .. } => {
+                f.maybe_applied |= is_write && matches!(e, Error::Timeout { .. });
+                f.fruitless += 1;
+                self.move_on();
             }
-            Err(e @ RsmError::Stale) => {
-                self.current = None;
-                Next::Unknown(e)
+            // A full disk does not clear in milliseconds; a bad request never gets better;
+            // a stale answer means a later request of this session was already seen.
+            Error::NoSpace | Error::TooLarge { .. } | Error::Invalid { .. } | Error::Stale => {
+                return self.give_up(now, e);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn clerk() -> ClerkCore {
-        ClerkCore::new(vec![NodeId(1), NodeId(2), NodeId(3)], Rng::new(5))
+        if let Some(f) = self.current.as_mut() {
+            f.last = e;
+        }
+        self.next_attempt(now)
     }
 
-    #[test]
-    fn retries_keep_the_sequence_number_and_follow_leader_hints() {
-        let mut c = clerk();
-        let (req, first) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
-        let KvRequest::Write { seq, .. } = req else {
-            panic!()
+    /// Picks where the next attempt goes, or ends the operation.
+    fn next_attempt(&mut self, now: u64) -> Out<SM> {
+        let Some(f) = self.current.as_ref() else {
+            return Next::Failed(Error::Unavailable {
+                reason: "no operation in flight".into(),
+            });
         };
-        assert_eq!(seq, 1);
-        let hint = if first == NodeId(3) {
-            NodeId(1)
-        } else {
-            NodeId(3)
+        let out_of_time = self
+            .policy
+            .op_ticks_max
+            .is_some_and(|max| now.saturating_sub(f.started_tick) >= max);
+        if out_of_time || f.attempts >= self.policy.attempts_max {
+            let last = f.last.clone();
+            return self.give_up(now, last);
+        }
+        let Some(route) = self.router.route(&f.req) else {
+            return Next::Refresh;
         };
-        assert_eq!(
-            c.on_response(first, Err(RsmError::NotLeader { leader: Some(hint) })),
-            Next::Retry(hint)
+        assert!(
+            !route.servers.is_empty(),
+            "a route names at least one server"
         );
-        assert_eq!(
-            c.current(),
-            Some(&req),
-            "the retry resends the same request"
-        );
-        let next = c.on_timeout();
-        assert_ne!(next, hint);
-        assert_eq!(
-            c.on_response(next, Ok(KvOutput::Done)),
-            Next::Done(KvOutput::Done)
-        );
-        let (req2, to) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
-        assert_eq!(to, next, "the server that answered is remembered as leader");
-        assert!(matches!(req2, KvRequest::Write { seq: 2, .. }));
+        let to = match self.leaders.get(&route.gid) {
+            Some(l) if route.servers.contains(l) => *l,
+            _ => {
+                let first = route.servers[self.rng.index(route.servers.len())];
+                self.leaders.insert(route.gid, first);
+                first
+            }
+        };
+        let delay_ticks = self.policy.backoff_ticks(f.fruitless);
+        let f = self.current.as_mut().expect("in flight");
+        f.attempts += 1;
+        f.to = Some((route.gid, to));
+        Next::Send {
+            gid: route.gid,
+            to,
+            delay_ticks,
+        }
     }
 
-    #[test]
-    fn a_new_operation_abandons_one_left_in_flight() {
-        let mut c = clerk();
-        let (first, _) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
-        // The caller dropped the first operation's future: no panic, and a new seq.
-        let (second, _) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
-        assert!(matches!(
-            (first, second),
-            (
-                KvRequest::Write { seq: 1, .. },
-                KvRequest::Write { seq: 2, .. }
-            )
-        ));
+    /// Moves the leader cursor of the last attempt's group to the next server.
+    fn move_on(&mut self) {
+        let Some((gid, to)) = self.current.as_ref().and_then(|f| f.to) else {
+            return;
+        };
+        let Some(route) = self
+            .current
+            .as_ref()
+            .and_then(|f| self.router.route(&f.req))
+        else {
+            return;
+        };
+        if route.gid != gid || route.servers.is_empty() {
+            return;
+        }
+        let next = match route.servers.iter().position(|&s| s == to) {
+            Some(i) => route.servers[(i + 1) % route.servers.len()],
+            None => route.servers[0],
+        };
+        self.leaders.insert(gid, next);
     }
 
-    #[test]
-    fn stale_and_lost_leadership_are_not_definite_failures() {
-        let mut c = clerk();
-        let (_, to) = c.begin(KvOp::Write(KvCommand::Delete { key: b"k".to_vec() }));
-        assert!(matches!(
-            c.on_response(to, Err(RsmError::LostLeadership { leader: None })),
-            Next::Retry(_)
-        ));
-        assert_eq!(
-            c.on_response(to, Err(RsmError::Stale)),
-            Next::Unknown(RsmError::Stale)
-        );
-    }
-
-    #[test]
-    fn definite_failures_end_the_operation() {
-        let mut c = clerk();
-        let (_, to) = c.begin(KvOp::Get { key: b"k".to_vec() });
-        let e = RsmError::TooLarge { bytes: 10, max: 5 };
-        assert_eq!(c.on_response(to, Err(e.clone())), Next::Failed(e));
-        assert!(c.current().is_none());
+    /// Ends the operation with `last`, or with `Timeout` if an earlier attempt may have
+    /// applied (a definite failure must never be reported for a write that might apply).
+    fn give_up(&mut self, now: u64, last: Error) -> Out<SM> {
+        let Some(f) = self.current.take() else {
+            return Next::Failed(last);
+        };
+        if f.maybe_applied && !last.may_have_applied() {
+            let ticks = now.saturating_sub(f.started_tick);
+            return Next::Failed(Error::Timeout {
+                detail: format!(
+                    "gave up after {} attempts and {ticks} ticks ({last})",
+                    f.attempts
+                ),
+            });
+        }
+        Next::Failed(last)
     }
 }

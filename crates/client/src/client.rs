@@ -3,12 +3,11 @@
 //! attempt of a write carrying the same sequence number.
 
 use crate::endpoints::Endpoints;
-use crate::{ClerkCore, Error, KvOp, Next};
-use shardkv_kv::{KvCommand, KvOutput, KvRequest};
+use crate::{CLERK_TICK_MS, Error, KvClerk, KvOp, Next, Op, RetryPolicy, SingleGroup};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest};
 use shardkv_net::convert::{self, WireRequest};
-use shardkv_net::{ReplyError, pb};
-use shardkv_rsm::RsmError;
-use shardkv_types::{ClientId, NodeId, Rng};
+use shardkv_net::pb;
+use shardkv_types::{ClientId, Gid, NodeId, Rng};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,44 +48,39 @@ pub struct CasResult {
     pub current: Option<Vec<u8>>,
 }
 
+impl ClientOptions {
+    /// The clerk core's policy for these options, in clerk ticks.
+    fn policy(&self) -> RetryPolicy {
+        let ticks = |d: Duration| (d.as_millis() as u64).div_ceil(CLERK_TICK_MS);
+        RetryPolicy {
+            attempt_ticks: ticks(self.attempt_timeout),
+            backoff_ticks_max: ticks(self.backoff_max),
+            attempts_max: self.attempts_max,
+            op_ticks_max: Some(ticks(self.op_timeout)),
+        }
+    }
+}
+
 /// One client session of a replica group: a random client id, one operation at a time.
 /// For concurrency make more sessions with [`Client::session`]; they share connections.
 pub struct Client {
     endpoints: Arc<Endpoints>,
     opts: ClientOptions,
-    clerk: ClerkCore,
+    clerk: KvClerk,
+    /// The clerk's clock: ticks count from here.
+    epoch: Instant,
 }
 
 /// What one attempt came to.
 enum Attempt {
     /// A server answered.
-    Reply(Result<KvOutput, ReplyError>),
+    Reply(Result<KvOutput, Error>),
     /// Nothing was sent (no connection could be made).
     NotSent(String),
     /// The request may have reached a server, but no answer came.
     Lost(String),
     /// The server refused the frame (over its size limit). Surely not applied.
     Refused(Error),
-}
-
-/// Where an operation stands between attempts.
-struct Progress {
-    started: Instant,
-    maybe_applied: bool,
-    /// Attempts in a row that found no leader; drives the backoff.
-    fruitless: u32,
-    /// The last server this operation could not reach: a hint naming it (a dead leader the
-    /// others still believe in) is no progress, so it does not reset the backoff.
-    unreachable: Option<NodeId>,
-    last: Error,
-}
-
-impl Progress {
-    /// Counts a NotLeader-style answer: progress only if it names a reachable leader.
-    fn hinted(&mut self, leader: Option<NodeId>) {
-        let useful = leader.is_some() && leader != self.unreachable;
-        self.fruitless = if useful { 0 } else { self.fruitless + 1 };
-    }
 }
 
 impl Client {
@@ -105,10 +99,12 @@ impl Client {
     fn on(endpoints: Arc<Endpoints>, opts: ClientOptions) -> Client {
         let servers = (1..=endpoints.len() as u64).map(NodeId).collect();
         let seed = RandomState::new().hash_one(Instant::now());
+        let router = SingleGroup::new(Gid(1), servers);
         Client {
-            clerk: ClerkCore::new(servers, Rng::new(seed)),
+            clerk: KvClerk::new(router, opts.policy(), Rng::new(seed)),
             endpoints,
             opts,
+            epoch: Instant::now(),
         }
     }
 
@@ -123,7 +119,10 @@ impl Client {
     }
 
     pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, Error> {
-        match self.execute(KvOp::Get { key: key.into() }).await? {
+        match self
+            .execute(Op::Read(KvQuery::Get { key: key.into() }))
+            .await?
+        {
             KvOutput::Value(v) => Ok(v),
             other => Err(unexpected(&other)),
         }
@@ -163,14 +162,14 @@ impl Client {
             expected,
             new: new.into(),
         };
-        match self.execute(KvOp::Write(cmd)).await? {
+        match self.execute(Op::Write(cmd)).await? {
             KvOutput::Cas { swapped, current } => Ok(CasResult { swapped, current }),
             other => Err(unexpected(&other)),
         }
     }
 
     async fn write(&mut self, cmd: KvCommand) -> Result<(), Error> {
-        match self.execute(KvOp::Write(cmd)).await? {
+        match self.execute(Op::Write(cmd)).await? {
             KvOutput::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -179,150 +178,77 @@ impl Client {
     /// Runs one operation to its end: an output, or an error whose
     /// [`Error::outcome`] says whether it may have applied.
     pub async fn execute(&mut self, op: KvOp) -> Result<KvOutput, Error> {
-        let is_write = matches!(op, KvOp::Write(_));
-        let (req, mut server) = self.clerk.begin(op);
-        let mut p = Progress {
-            started: Instant::now(),
-            maybe_applied: false,
-            fruitless: 0,
-            unreachable: None,
-            last: Error::Unavailable {
-                reason: "no attempt made".into(),
-            },
-        };
-        for _ in 0..self.opts.attempts_max {
-            let Some(left) = self.opts.op_timeout.checked_sub(p.started.elapsed()) else {
-                break;
+        let started = Instant::now();
+        let mut next = self.clerk.begin(op, self.now_ticks());
+        loop {
+            let (to, delay_ticks) = match next {
+                Next::Done(out) => return Ok(out),
+                Next::Failed(e) => return Err(e),
+                // A single group always has a route.
+                Next::Refresh => {
+                    self.clerk.abandon();
+                    return Err(Error::Unavailable {
+                        reason: "no group serves this request".into(),
+                    });
+                }
+                Next::Send {
+                    to, delay_ticks, ..
+                } => (to, delay_ticks),
             };
-            let slot = (server.0 - 1) as usize;
+            if delay_ticks > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ticks * CLERK_TICK_MS)).await;
+            }
+            let Some(left) = self.opts.op_timeout.checked_sub(started.elapsed()) else {
+                next = self
+                    .clerk
+                    .on_timeout(self.now_ticks(), "out of time".into());
+                continue;
+            };
+            let req = self
+                .clerk
+                .current()
+                .cloned()
+                .expect("an operation in flight");
+            let slot = (to.0 - 1) as usize;
             let attempt = self.attempt(slot, &req, left.min(self.opts.attempt_timeout));
-            let next = match attempt.await {
-                Attempt::Reply(reply) => match self.on_reply(server, reply, is_write, &mut p) {
-                    Ok(next) => next,
-                    Err(e) => {
-                        self.clerk.abandon();
-                        return Err(self.give_up_with(e, &p));
-                    }
-                },
-                Attempt::NotSent(reason) => {
-                    p.fruitless += 1;
-                    p.unreachable = Some(server);
-                    p.last = Error::Unavailable { reason };
-                    Next::Retry(self.clerk.on_timeout())
+            let attempt = attempt.await;
+            let now = self.now_ticks();
+            next = match attempt {
+                Attempt::Reply(reply) => {
+                    let reply = reply.map_err(|e| self.clerk_hint(e));
+                    self.clerk.on_response(now, to, reply)
                 }
-                Attempt::Lost(reason) => {
-                    p.maybe_applied |= is_write;
-                    p.unreachable = Some(server);
-                    p.last = Error::Unavailable { reason };
-                    Next::Retry(self.clerk.on_timeout())
-                }
+                Attempt::NotSent(reason) => self.clerk.on_unreachable(now, reason),
+                Attempt::Lost(reason) => self.clerk.on_timeout(now, reason),
                 Attempt::Refused(e) => {
                     self.clerk.abandon();
                     return Err(e);
                 }
             };
-            match next {
-                Next::Done(out) => return Ok(out),
-                Next::Failed(e) | Next::Unknown(e) => return Err(self.failed(e, &p)),
-                Next::Retry(s) => server = s,
-            }
-            self.backoff(&p).await;
         }
-        self.clerk.abandon();
-        Err(self.give_up(p))
     }
 
-    /// Feeds a server's answer to the clerk; `Err` ends the operation at once.
-    fn on_reply(
-        &mut self,
-        server: NodeId,
-        reply: Result<KvOutput, ReplyError>,
-        is_write: bool,
-        p: &mut Progress,
-    ) -> Result<Next, Error> {
-        let rsm = match reply {
-            Ok(out) => return Ok(self.clerk.on_response(server, Ok(out))),
-            Err(ReplyError::NotLeader { leader }) => {
-                p.last = Error::WrongLeader { leader };
-                let hint = self.clerk_id_of(leader);
-                p.hinted(hint);
-                RsmError::NotLeader { leader: hint }
-            }
-            Err(ReplyError::LostLeadership { leader }) => {
-                // Proposed, then leadership moved: the write may still apply.
-                p.maybe_applied |= is_write;
-                p.last = Error::WrongLeader { leader };
-                let hint = self.clerk_id_of(leader);
-                p.hinted(hint);
-                RsmError::LostLeadership { leader: hint }
-            }
-            Err(ReplyError::Busy) => {
-                p.fruitless += 1;
-                RsmError::Busy
-            }
-            Err(ReplyError::TooLarge { bytes, max }) => RsmError::TooLarge {
-                bytes: bytes as usize,
-                max: max as usize,
-            },
-            Err(ReplyError::Stale) => RsmError::Stale,
-            // A full disk does not clear in milliseconds: report it rather than retry.
-            Err(ReplyError::NoSpace) => return Err(Error::NoSpace),
-            Err(e @ (ReplyError::Timeout | ReplyError::Unavailable { .. })) => {
-                p.maybe_applied |= is_write && e == ReplyError::Timeout;
-                p.fruitless += 1;
-                p.last = Error::Unavailable {
-                    reason: e.to_string(),
-                };
-                return Ok(Next::Retry(self.clerk.on_timeout()));
-            }
+    /// Ticks of the clerk's clock since this session started.
+    fn now_ticks(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 / CLERK_TICK_MS
+    }
+
+    /// Rewrites a leader hint (a server's node id) into the clerk's id for that member
+    /// (endpoint slot + 1); an unknown member becomes no hint.
+    fn clerk_hint(&self, e: Error) -> Error {
+        let map = |leader: Option<NodeId>| {
+            let slot = leader.and_then(|l| self.endpoints.slot_of(l))?;
+            Some(NodeId(slot as u64 + 1))
         };
-        Ok(self.clerk.on_response(server, Err(rsm)))
-    }
-
-    /// The clerk's id (endpoint slot + 1) of the member a server named as leader.
-    fn clerk_id_of(&self, leader: Option<NodeId>) -> Option<NodeId> {
-        let slot = leader.and_then(|l| self.endpoints.slot_of(l))?;
-        Some(NodeId(slot as u64 + 1))
-    }
-
-    /// The error for a definite failure.
-    fn failed(&self, e: RsmError, p: &Progress) -> Error {
         match e {
-            RsmError::TooLarge { bytes, max } => Error::TooLarge {
-                bytes: bytes as u64,
-                max: max as u64,
+            Error::NotLeader { leader } => Error::NotLeader {
+                leader: map(leader),
             },
-            // Stale: a later request of this session was seen, so this one's fate is unknown.
-            other => Error::Timeout {
-                elapsed: p.started.elapsed(),
-                last: other.to_string(),
+            Error::LostLeadership { leader } => Error::LostLeadership {
+                leader: map(leader),
             },
+            other => other,
         }
-    }
-
-    /// The error when attempts or time ran out.
-    fn give_up(&self, p: Progress) -> Error {
-        self.give_up_with(p.last.clone(), &p)
-    }
-
-    /// `last`, unless an earlier attempt may have applied: then `Timeout`.
-    fn give_up_with(&self, last: Error, p: &Progress) -> Error {
-        if p.maybe_applied {
-            return Error::Timeout {
-                elapsed: p.started.elapsed(),
-                last: last.to_string(),
-            };
-        }
-        last
-    }
-
-    async fn backoff(&self, p: &Progress) {
-        if p.fruitless == 0 {
-            return;
-        }
-        let ms = 5u64.saturating_mul(1 << p.fruitless.min(10));
-        let pause = Duration::from_millis(ms).min(self.opts.backoff_max);
-        tokio::time::sleep(pause).await;
     }
 
     /// Sends `req` to `slot` once and waits up to `timeout`.

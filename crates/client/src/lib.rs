@@ -1,18 +1,22 @@
 //! Clients of shardkv.
 //!
-//! [`ClerkCore`] is the transport-free clerk logic every client shares: a random client id
-//! chosen at creation, a sequence number per write that every retry reuses (so the servers'
-//! session tables apply it at most once), a remembered leader, leader hints followed on
-//! `NotLeader`, the next server tried on a timeout. The simulator drives it with virtual time;
-//! the async library ([`Client`]) drives it over gRPC.
+//! [`ClerkCore`] is the transport-free clerk logic every client shares, generic over the
+//! request type: a random client id chosen at creation, one sequence-number stream per client
+//! (valid across groups) that every retry of a write reuses (so the servers' session tables
+//! apply it at most once), a leader cursor per group, leader hints followed on `NotLeader`,
+//! the next server tried on a timeout, a backoff counted in ticks while no leader is known,
+//! and "may have applied" kept across attempts. A [`Router`] picks the group for each
+//! request ([`SingleGroup`] for one replica group). The simulator drives the core with
+//! virtual time; the async library ([`Client`]) drives it over gRPC.
 //!
 //! # The async library
 //! [`Client::connect`] takes the group's endpoints; `get`, `put`, `append`, `delete` and
 //! `cas` run one operation each, bounded by [`ClientOptions`] (per-attempt timeout, total
-//! time, attempt count). An operation ends with its output or an [`Error`] whose
-//! [`Error::outcome`] is [`Outcome::Failed`] (surely not applied) or [`Outcome::Unknown`]
-//! (may have applied: only [`Error::Timeout`]). A history recorder maps `Ok` to
-//! [`Outcome::Ok`] and each error through `outcome()`.
+//! time, attempt count). An operation ends with its output or an [`Error`] (one error type
+//! from the servers' state machines to here) whose [`Error::outcome`] is [`Outcome::Failed`]
+//! (surely not applied) or [`Outcome::Unknown`] (may have applied: `Timeout`, `Stale`,
+//! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
+//! `outcome()`.
 //!
 //! ```no_run
 //! # #[cfg(feature = "grpc")]
@@ -28,15 +32,25 @@ mod clerk;
 mod client;
 #[cfg(feature = "grpc")]
 mod endpoints;
-#[cfg(feature = "grpc")]
-mod error;
+mod router;
 
-pub use clerk::{ClerkCore, KvOp, Next};
+pub use clerk::{ClerkCore, Next, Op, RetryPolicy};
 #[cfg(feature = "grpc")]
 pub use client::{CasResult, Client, ClientOptions};
 #[cfg(feature = "grpc")]
 pub use endpoints::{Endpoints, fetch_status};
-#[cfg(feature = "grpc")]
-pub use error::{Error, Outcome};
+pub use router::{Route, Router, SingleGroup};
 #[cfg(feature = "grpc")]
 pub use shardkv_net::{NodeStatus, Role, role_name};
+pub use shardkv_rsm::{Error, Outcome};
+
+use shardkv_kv::{KvCommand, KvQuery, KvStore};
+
+/// A KV operation as the user asks for it.
+pub type KvOp = Op<KvCommand, KvQuery>;
+
+/// The clerk core of one KV replica group.
+pub type KvClerk = ClerkCore<KvStore, SingleGroup>;
+
+/// The clerk policy's tick: both shells count the clerk's timeouts and backoff in these.
+pub const CLERK_TICK_MS: u64 = 10;

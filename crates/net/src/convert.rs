@@ -2,10 +2,11 @@
 //! malformed reply is an `Err` naming what was wrong.
 
 use crate::pb::{self, kv_reply::Result as PbResult};
-use crate::{NodeStatus, ReplyError, status};
-use shardkv_kv::{KvCommand, KvOutput, KvRequest};
+use crate::{NodeStatus, status};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest};
 use shardkv_raft::Message;
-use shardkv_types::{ClientId, LogIndex, NodeId, Term};
+use shardkv_rsm::{Error, Request};
+use shardkv_types::{ClientId, Gid, LogIndex, NodeId, Seq, Term};
 
 /// A client request in wire form: which RPC to call, with its message.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,9 +21,9 @@ pub enum WireRequest {
 /// The wire form of a request.
 pub fn request_to_wire(req: KvRequest) -> WireRequest {
     match req {
-        KvRequest::Get { key } => WireRequest::Get(pb::GetRequest { key }),
-        KvRequest::Write { client, seq, cmd } => {
-            let client = client.0;
+        Request::Read(KvQuery::Get { key }) => WireRequest::Get(pb::GetRequest { key }),
+        Request::Write { client, seq, cmd } => {
+            let (client, seq) = (client.0, seq.0);
             match cmd {
                 KvCommand::Put { key, value } => WireRequest::Put(pb::PutRequest {
                     client,
@@ -52,13 +53,13 @@ pub fn request_to_wire(req: KvRequest) -> WireRequest {
 }
 
 pub fn get_from_wire(r: pb::GetRequest) -> KvRequest {
-    KvRequest::Get { key: r.key }
+    Request::Read(KvQuery::Get { key: r.key })
 }
 
 fn write(client: u64, seq: u64, cmd: KvCommand) -> KvRequest {
-    KvRequest::Write {
+    Request::Write {
         client: ClientId(client),
-        seq,
+        seq: Seq(seq),
         cmd,
     }
 }
@@ -93,7 +94,7 @@ pub fn cas_from_wire(r: pb::CasRequest) -> KvRequest {
 }
 
 /// The wire form of a server's answer.
-pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, ReplyError>) -> pb::KvReply {
+pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvReply {
     let result = match reply {
         Ok(KvOutput::Value(value)) => PbResult::Value(pb::Value { value }),
         Ok(KvOutput::Done) => PbResult::Done(pb::Done {}),
@@ -106,10 +107,11 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, ReplyError>) -> pb:
     }
 }
 
-fn error_to_wire(e: &ReplyError) -> pb::Error {
+fn error_to_wire(e: &Error) -> pb::Error {
     use pb::ErrorCode as C;
     let message = match e {
-        ReplyError::Unavailable { reason } => reason.clone(),
+        Error::Unavailable { reason } | Error::Invalid { reason } => reason.clone(),
+        Error::Timeout { detail } => detail.clone(),
         _ => e.to_string(),
     };
     let mut out = pb::Error {
@@ -117,53 +119,57 @@ fn error_to_wire(e: &ReplyError) -> pb::Error {
         ..Default::default()
     };
     let code = match e {
-        ReplyError::NotLeader { leader } => {
+        Error::NotLeader { leader } => {
             out.leader = leader.map_or(0, |l| l.0);
             C::NotLeader
         }
-        ReplyError::LostLeadership { leader } => {
+        Error::LostLeadership { leader } => {
             out.leader = leader.map_or(0, |l| l.0);
             C::LostLeadership
         }
-        ReplyError::Busy => C::Busy,
-        ReplyError::TooLarge { bytes, max } => {
+        Error::WrongGroup { gid } => {
+            out.group = gid.0;
+            C::WrongGroup
+        }
+        Error::Busy => C::Busy,
+        Error::TooLarge { bytes, max } => {
             (out.bytes, out.max) = (*bytes, *max);
             C::TooLarge
         }
-        ReplyError::Stale => C::Stale,
-        ReplyError::Timeout => C::Timeout,
-        ReplyError::NoSpace => C::NoSpace,
-        ReplyError::Unavailable { .. } => C::Unavailable,
+        Error::Invalid { .. } => C::Invalid,
+        Error::Stale => C::Stale,
+        Error::Timeout { .. } => C::Timeout,
+        Error::NoSpace => C::NoSpace,
+        Error::Unavailable { .. } => C::Unavailable,
     };
     out.code = code as i32;
     out
 }
 
-fn error_from_wire(e: pb::Error) -> Result<ReplyError, String> {
+fn error_from_wire(e: pb::Error) -> Result<Error, String> {
     use pb::ErrorCode as C;
     let code = C::try_from(e.code).map_err(|_| format!("unknown error code {}", e.code))?;
+    let leader = (e.leader != 0).then_some(NodeId(e.leader));
     Ok(match code {
-        C::NotLeader => ReplyError::NotLeader {
-            leader: (e.leader != 0).then_some(NodeId(e.leader)),
-        },
-        C::LostLeadership => ReplyError::LostLeadership {
-            leader: (e.leader != 0).then_some(NodeId(e.leader)),
-        },
-        C::Busy => ReplyError::Busy,
-        C::TooLarge => ReplyError::TooLarge {
+        C::NotLeader => Error::NotLeader { leader },
+        C::LostLeadership => Error::LostLeadership { leader },
+        C::WrongGroup => Error::WrongGroup { gid: Gid(e.group) },
+        C::Busy => Error::Busy,
+        C::TooLarge => Error::TooLarge {
             bytes: e.bytes,
             max: e.max,
         },
-        C::Stale => ReplyError::Stale,
-        C::Timeout => ReplyError::Timeout,
-        C::NoSpace => ReplyError::NoSpace,
-        C::Unavailable => ReplyError::Unavailable { reason: e.message },
+        C::Invalid => Error::Invalid { reason: e.message },
+        C::Stale => Error::Stale,
+        C::Timeout => Error::Timeout { detail: e.message },
+        C::NoSpace => Error::NoSpace,
+        C::Unavailable => Error::Unavailable { reason: e.message },
         C::Unspecified => return Err("error without a code".to_string()),
     })
 }
 
 /// A server's answer from the wire: who answered, and what. `Err` for a malformed reply.
-pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, ReplyError>), String> {
+pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error>), String> {
     let server = NodeId(r.server);
     let reply = match r.result.ok_or("reply without a result")? {
         PbResult::Value(v) => Ok(KvOutput::Value(v.value)),
@@ -231,14 +237,25 @@ mod tests {
                 swapped: false,
                 current: Some(b"x".to_vec()),
             }),
-            Err(ReplyError::NotLeader {
+            Err(Error::NotLeader {
                 leader: Some(NodeId(2)),
             }),
-            Err(ReplyError::NotLeader { leader: None }),
-            Err(ReplyError::TooLarge { bytes: 9, max: 5 }),
-            Err(ReplyError::Timeout),
-            Err(ReplyError::NoSpace),
-            Err(ReplyError::Unavailable {
+            Err(Error::NotLeader { leader: None }),
+            Err(Error::LostLeadership {
+                leader: Some(NodeId(1)),
+            }),
+            Err(Error::WrongGroup { gid: Gid(4) }),
+            Err(Error::Busy),
+            Err(Error::TooLarge { bytes: 9, max: 5 }),
+            Err(Error::Invalid {
+                reason: "bad".into(),
+            }),
+            Err(Error::Stale),
+            Err(Error::Timeout {
+                detail: "server deadline passed".into(),
+            }),
+            Err(Error::NoSpace),
+            Err(Error::Unavailable {
                 reason: "shutting down".into(),
             }),
         ];
@@ -274,7 +291,7 @@ mod tests {
     fn writes_keep_client_and_sequence_number() {
         let req = KvRequest::Write {
             client: ClientId(7),
-            seq: 9,
+            seq: Seq(9),
             cmd: KvCommand::Cas {
                 key: b"k".to_vec(),
                 expected: None,

@@ -19,11 +19,10 @@
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
 //!   loss). A broken stream is reopened with exponential backoff.
-//! - A reply's [`ReplyError`] says whether the request surely did not apply
-//!   ([`ReplyError::surely_not_applied`]); only `Timeout` and `Stale` leave it open.
+//! - A reply's error is `shardkv_rsm::Error`, the one error type from the replica to the
+//!   client; [`convert`] maps it to the wire's `Error` message and back without loss.
 
 pub mod convert;
-mod error;
 pub mod services;
 mod status;
 mod transport;
@@ -34,7 +33,6 @@ pub mod pb {
     tonic::include_proto!("shardkv.v1");
 }
 
-pub use error::ReplyError;
 pub use services::{Handler, router};
 pub use shardkv_raft::Role;
 pub use status::{NodeStatus, role_name};

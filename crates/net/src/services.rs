@@ -6,9 +6,10 @@ use crate::convert::{self, decode_message};
 use crate::pb::kv_server::{Kv, KvServer};
 use crate::pb::raft_server::{Raft, RaftServer};
 use crate::pb::{self};
-use crate::{KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX, ReplyError};
+use crate::{KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX};
 use shardkv_kv::{KvOutput, KvRequest};
 use shardkv_raft::Message;
+use shardkv_rsm::Error;
 use shardkv_types::NodeId;
 use std::future::Future;
 use std::sync::Arc;
@@ -20,11 +21,11 @@ pub trait Handler: Send + Sync + 'static {
     fn node_id(&self) -> NodeId;
 
     /// Serves one client request. The handler applies its own deadline: the future always
-    /// resolves, with `ReplyError::Timeout` if the outcome is not known in time.
-    fn request(&self, req: KvRequest) -> impl Future<Output = Result<KvOutput, ReplyError>> + Send;
+    /// resolves, with `Error::Timeout` if the outcome is not known in time.
+    fn request(&self, req: KvRequest) -> impl Future<Output = Result<KvOutput, Error>> + Send;
 
     /// This member's status.
-    fn status(&self) -> impl Future<Output = Result<NodeStatus, ReplyError>> + Send;
+    fn status(&self) -> impl Future<Output = Result<NodeStatus, Error>> + Send;
 
     /// Raft messages that arrived from peer `from`, decoded. Must not block: a handler that
     /// cannot take them now drops them (Raft tolerates loss).

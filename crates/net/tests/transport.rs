@@ -3,8 +3,9 @@
 //! listens. Outcomes are checked with generous bounded waits, never with timing.
 
 use shardkv_kv::{KvOutput, KvRequest};
-use shardkv_net::{Handler, NodeStatus, PeerTransport, ReplyError, TransportOptions, router};
+use shardkv_net::{Handler, NodeStatus, PeerTransport, TransportOptions, router};
 use shardkv_raft::{Body, Message};
+use shardkv_rsm::Error;
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,14 +25,14 @@ impl Handler for Recorder {
         NodeId(2)
     }
 
-    async fn request(&self, _: KvRequest) -> Result<KvOutput, ReplyError> {
-        Err(ReplyError::Unavailable {
+    async fn request(&self, _: KvRequest) -> Result<KvOutput, Error> {
+        Err(Error::Unavailable {
             reason: "test".into(),
         })
     }
 
-    async fn status(&self) -> Result<NodeStatus, ReplyError> {
-        Err(ReplyError::Unavailable {
+    async fn status(&self) -> Result<NodeStatus, Error> {
+        Err(Error::Unavailable {
             reason: "test".into(),
         })
     }

@@ -1,27 +1,43 @@
 //! The generic replicated state machine layer: one implementation of "Raft + sessions +
 //! reads + snapshots" shared by the KV store, the shard controller and the sharded store.
 //!
-//! A [`StateMachine`] implements `apply` and `query` and is serializable; [`Replica`] does
-//! everything else:
+//! A [`StateMachine`] implements `apply`, `apply_internal`, `query` and `validate` and is
+//! serializable; [`Replica`] does everything else:
+//! - a client [`Request`] is validated, then read or proposed ([`Replica::submit`]);
 //! - writes become log entries carrying (client id, sequence number, command); applying one
 //!   consults the session table, so a retried request is applied at most once and answered
 //!   with the stored reply (exactly-once across leader changes, restarts and snapshots, since
-//!   the table is part of every snapshot);
+//!   the table is part of every snapshot). A refusal (`apply` returning `Err`, such as
+//!   `WrongGroup`) is answered but not recorded, so the request can still apply elsewhere;
+//! - the group proposes its own commands ([`Replica::propose_internal`]: config steps, shard
+//!   installs, deletions) without a session; the state machine may read and merge the
+//!   session table while applying ([`Applying`]), so sessions can move with shards;
 //! - reads are linearizable through ReadIndex: no log entry per read; the read is served once
 //!   the state machine applied the confirmed index;
 //! - a snapshot (state machine + sessions) is taken when the persisted Raft state exceeds
-//!   `max_raft_state` bytes, never when it is unset;
+//!   `raft_state_bytes_max` bytes, never when it is unset;
 //! - the persistence contract of the Raft core is kept: the shell persists each Ready and
 //!   sends its messages before calling [`Replica::advance`], which applies.
 //!
+//! There is one error type, [`Error`], from here through the wire to the client.
+//!
+//! Asserted on the apply path: entries apply contiguously, a read is served only at or after
+//! its confirmed index, an installed or taken snapshot only moves forward.
+//!
 //! Like the Raft core it is deterministic and does no I/O.
 
+mod error;
 mod machine;
 mod replica;
-mod reply;
+mod request;
 mod session;
+pub mod testing;
 
-pub use machine::StateMachine;
-pub use replica::{Envelope, Replica, ReplicaOptions};
-pub use reply::{Reply, ReqId, RsmError};
+pub use error::{Error, Outcome, Reply};
+pub use machine::{Applying, StateMachine};
+pub use replica::{Replica, ReplicaOptions};
+pub use request::{NoInternal, Proposal, Request};
 pub use session::{Seen, Session, Sessions};
+
+/// An identifier the shell gives each request so it can route the reply back.
+pub type ReqId = u64;

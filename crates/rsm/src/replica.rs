@@ -2,21 +2,15 @@
 //! state machine and the session table, and turns client requests into log entries or
 //! ReadIndex reads and committed entries into replies.
 
+use crate::machine::Applying;
+use crate::request::{Proposal, Request};
 use crate::session::{Seen, Sessions};
-use crate::{Reply, ReqId, RsmError, StateMachine};
+use crate::{Error, Reply, ReqId, StateMachine};
 use serde::{Deserialize, Serialize};
 use shardkv_raft::{Config, Message, ProposeError, RawNode, Ready, Restored, Role, Snapshot};
-use shardkv_types::{ClientId, Entry, EntryKind, LogIndex, SnapshotMeta, Term};
+use shardkv_types::{ClientId, Entry, EntryKind, LogIndex, Seq, SnapshotMeta, Term};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The log entry payload of a client write.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Envelope<C> {
-    pub client: ClientId,
-    pub seq: u64,
-    pub cmd: C,
-}
 
 /// Everything a snapshot holds: the state machine and the sessions, at one applied index.
 #[derive(Serialize, Deserialize)]
@@ -41,7 +35,7 @@ struct PendingRead<Q> {
 #[derive(Clone, Copy, Debug)]
 pub struct ReplicaOptions {
     /// Snapshot when the persisted Raft state exceeds this many bytes; never when `None`.
-    pub max_raft_state: Option<u64>,
+    pub raft_state_bytes_max: Option<u64>,
     /// The largest encoded command accepted.
     pub command_bytes_max: usize,
 }
@@ -49,22 +43,27 @@ pub struct ReplicaOptions {
 impl Default for ReplicaOptions {
     fn default() -> Self {
         ReplicaOptions {
-            max_raft_state: None,
+            raft_state_bytes_max: None,
             command_bytes_max: 4 << 20,
         }
     }
 }
 
-/// One replica. Drive it like a `RawNode`: `tick`, `step`, `propose`, `read`; then loop
-/// `ready` → persist + send → `advance`; then hand `take_replies` to clients.
+/// One replica. Drive it like a `RawNode`: `tick`, `step`, `submit` (or `propose`, `read`,
+/// `propose_internal`); then loop `ready` → persist + send → `advance`; then hand
+/// `take_replies` to clients.
 ///
 /// Invariants: every request gets exactly one reply; a write is answered with an output
-/// only if the entry it was proposed as committed and was applied here.
+/// only if the entry it was proposed as committed and was applied here; entries are
+/// applied contiguously (`applied` only grows by one, or jumps to a newer snapshot); a read
+/// is served only once `applied` reached its confirmed index.
 pub struct Replica<SM: StateMachine> {
     raft: RawNode,
     sm: SM,
     sessions: Sessions<SM::Output>,
     opts: ReplicaOptions,
+    /// The index of the last entry applied to `sm` (or covered by its snapshot).
+    applied: LogIndex,
     /// Writes proposed here, by log index.
     writes: BTreeMap<LogIndex, PendingWrite>,
     /// Reads waiting for Raft to confirm a read index, by ReadIndex context.
@@ -76,23 +75,34 @@ pub struct Replica<SM: StateMachine> {
 }
 
 impl<SM: StateMachine> Replica<SM> {
-    /// Starts a replica from what storage recovered; the state machine is restored from the
-    /// snapshot first.
+    /// Starts a replica from what storage recovered. `initial` is the state before the first
+    /// entry (the same on every member); a recovered snapshot replaces it.
     pub fn new(
         cfg: Config,
         restored: Restored,
         seed: u64,
         opts: ReplicaOptions,
+        initial: SM,
     ) -> Result<Self, String> {
-        let (sm, sessions) = match &restored.snapshot {
-            Some(s) => decode_snapshot::<SM>(&s.data)?,
-            None => (SM::default(), Sessions::default()),
+        let (sm, sessions, applied) = match &restored.snapshot {
+            Some(s) => {
+                let (sm, sessions) = decode_snapshot::<SM>(&s.data)?;
+                (sm, sessions, s.meta.index)
+            }
+            None => (initial, Sessions::default(), LogIndex(0)),
         };
+        let raft = RawNode::new(cfg, restored, seed);
+        assert_eq!(
+            raft.log().applied(),
+            applied,
+            "the Raft core resumes applying right after the snapshot"
+        );
         Ok(Replica {
-            raft: RawNode::new(cfg, restored, seed),
+            raft,
             sm,
             sessions,
             opts,
+            applied,
             writes: BTreeMap::new(),
             reads_unconfirmed: BTreeMap::new(),
             reads_confirmed: Vec::new(),
@@ -113,6 +123,11 @@ impl<SM: StateMachine> Replica<SM> {
         &self.sessions
     }
 
+    /// The index of the last entry applied to the state machine.
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
     pub fn tick(&mut self) {
         self.raft.tick();
     }
@@ -126,39 +141,58 @@ impl<SM: StateMachine> Replica<SM> {
         let _ = self.raft.transfer_leader(to);
     }
 
-    /// Submits a write. A retry (same client, same seq) of an applied write is answered from
-    /// the session table without touching the log.
-    pub fn propose(&mut self, req: ReqId, client: ClientId, seq: u64, cmd: SM::Command) {
-        match self.sessions.check(client, seq) {
-            Seen::Duplicate(out) => return self.replies.push((req, Ok(out.clone()))),
-            Seen::Stale => return self.replies.push((req, Err(RsmError::Stale))),
-            Seen::New => {}
-        }
-        let data = postcard::to_allocvec(&Envelope { client, seq, cmd })
-            .expect("encoding to memory cannot fail");
-        if data.len() > self.opts.command_bytes_max {
-            let e = RsmError::TooLarge {
-                bytes: data.len(),
-                max: self.opts.command_bytes_max,
-            };
+    /// Takes a client request: checks its limits ([`StateMachine::validate`]), then reads
+    /// or proposes it. The answer comes back through `take_replies` under `req`.
+    pub fn submit(&mut self, req: ReqId, request: Request<SM::Command, SM::Query>) {
+        if let Err(e) = SM::validate(&request) {
             return self.replies.push((req, Err(e)));
         }
-        match self.raft.propose(data) {
-            Ok(index) => {
-                let term = self.raft.term();
-                if let Some(old) = self.writes.insert(index, PendingWrite { req, term }) {
-                    // An older proposal at this index was overwritten by a new leader's log;
-                    // the same request may still apply through another attempt.
-                    self.replies.push((
-                        old.req,
-                        Err(RsmError::LostLeadership {
-                            leader: self.raft.leader(),
-                        }),
-                    ));
-                }
-            }
-            Err(e) => self.replies.push((req, Err(from_propose_error(e)))),
+        match request {
+            Request::Read(q) => self.read(req, q),
+            Request::Write { client, seq, cmd } => self.propose(req, client, seq, cmd),
         }
+    }
+
+    /// Submits a write. A retry (same client, same seq) of an applied write is answered from
+    /// the session table without touching the log.
+    pub fn propose(&mut self, req: ReqId, client: ClientId, seq: Seq, cmd: SM::Command) {
+        match self.sessions.check(client, seq) {
+            Seen::Duplicate(out) => return self.replies.push((req, Ok(out.clone()))),
+            Seen::Stale => return self.replies.push((req, Err(Error::Stale))),
+            Seen::New => {}
+        }
+        let index = match self.propose_entry(&Proposal::Client { client, seq, cmd }) {
+            Ok(index) => index,
+            Err(e) => return self.replies.push((req, Err(e))),
+        };
+        let term = self.raft.term();
+        if let Some(old) = self.writes.insert(index, PendingWrite { req, term }) {
+            // An older proposal at this index was overwritten by a new leader's log; the
+            // same request may still apply through another attempt.
+            let leader = self.raft.leader();
+            self.replies
+                .push((old.req, Err(Error::LostLeadership { leader })));
+        }
+    }
+
+    /// Proposes a command of the group itself (no session, no client waiting). Returns the
+    /// index it was proposed at; whether it commits there is seen by applying it.
+    pub fn propose_internal(&mut self, cmd: SM::Internal) -> Result<LogIndex, Error> {
+        self.propose_entry(&Proposal::Internal(cmd))
+    }
+
+    fn propose_entry(
+        &mut self,
+        p: &Proposal<SM::Command, SM::Internal>,
+    ) -> Result<LogIndex, Error> {
+        let data = postcard::to_allocvec(p).expect("encoding to memory cannot fail");
+        if data.len() > self.opts.command_bytes_max {
+            return Err(Error::TooLarge {
+                bytes: data.len() as u64,
+                max: self.opts.command_bytes_max as u64,
+            });
+        }
+        self.raft.propose(data).map_err(from_propose_error)
     }
 
     /// Submits a linearizable read (ReadIndex: no log entry).
@@ -188,23 +222,7 @@ impl<SM: StateMachine> Replica<SM> {
         raft_state_bytes: u64,
     ) -> Result<Option<Snapshot>, String> {
         if let Some(s) = &rd.snapshot {
-            (self.sm, self.sessions) = decode_snapshot::<SM>(&s.data)?;
-            // Writes this node proposed at covered indexes were decided elsewhere; their
-            // clients retry and the sessions answer.
-            let covered: Vec<LogIndex> = self
-                .writes
-                .range(..=s.meta.index)
-                .map(|(i, _)| *i)
-                .collect();
-            for i in covered {
-                let w = self.writes.remove(&i).expect("present");
-                self.replies.push((
-                    w.req,
-                    Err(RsmError::LostLeadership {
-                        leader: self.raft.leader(),
-                    }),
-                ));
-            }
+            self.restore(s)?;
         }
         for e in &rd.committed_entries {
             self.apply_entry(e);
@@ -213,17 +231,20 @@ impl<SM: StateMachine> Replica<SM> {
             if let Some(r) = self.reads_unconfirmed.remove(&rs.ctx) {
                 match rs.index {
                     Some(i) => self.reads_confirmed.push((i, r)),
-                    None => self.replies.push((
-                        r.req,
-                        Err(RsmError::NotLeader {
-                            leader: self.raft.leader(),
-                        }),
-                    )),
+                    None => {
+                        let leader = self.raft.leader();
+                        self.replies.push((r.req, Err(Error::NotLeader { leader })))
+                    }
                 }
             }
         }
         let lost_leadership = rd.soft_state.is_some_and(|s| s.role != Role::Leader);
         self.raft.advance(rd);
+        assert_eq!(
+            self.raft.log().applied(),
+            self.applied,
+            "the replica applied exactly what the Raft core handed it"
+        );
         if lost_leadership {
             self.fail_pending();
         }
@@ -236,21 +257,66 @@ impl<SM: StateMachine> Replica<SM> {
         std::mem::take(&mut self.replies)
     }
 
+    /// Replaces the state with an installed snapshot.
+    fn restore(&mut self, s: &Snapshot) -> Result<(), String> {
+        assert!(
+            s.meta.index > self.applied,
+            "an installed snapshot moves forward: snapshot at {}, applied {}",
+            s.meta.index,
+            self.applied
+        );
+        (self.sm, self.sessions) = decode_snapshot::<SM>(&s.data)?;
+        self.applied = s.meta.index;
+        // Writes this node proposed at covered indexes were decided elsewhere; their
+        // clients retry and the sessions answer.
+        let covered: Vec<LogIndex> = self
+            .writes
+            .range(..=s.meta.index)
+            .map(|(i, _)| *i)
+            .collect();
+        let leader = self.raft.leader();
+        for i in covered {
+            let w = self.writes.remove(&i).expect("present");
+            self.replies
+                .push((w.req, Err(Error::LostLeadership { leader })));
+        }
+        Ok(())
+    }
+
     fn apply_entry(&mut self, e: &Entry) {
+        assert_eq!(
+            e.index,
+            self.applied.next(),
+            "entries are applied contiguously"
+        );
+        self.applied = e.index;
         let output = match e.kind {
             EntryKind::Noop => None,
-            EntryKind::Normal => match postcard::from_bytes::<Envelope<SM::Command>>(&e.data) {
-                Ok(env) => Some(self.apply_envelope(env)),
-                // Every replica skips an undecodable entry the same way, so they stay equal.
-                Err(_) => None,
-            },
+            EntryKind::Normal => {
+                match postcard::from_bytes::<Proposal<SM::Command, SM::Internal>>(&e.data) {
+                    Ok(Proposal::Client { client, seq, cmd }) => {
+                        Some(self.apply_client(e.index, client, seq, &cmd))
+                    }
+                    Ok(Proposal::Internal(cmd)) => {
+                        let mut ctx = Applying {
+                            index: e.index,
+                            sessions: &mut self.sessions,
+                        };
+                        self.sm.apply_internal(&cmd, &mut ctx);
+                        None
+                    }
+                    // Every replica skips an undecodable entry the same way, so they stay
+                    // equal.
+                    Err(_) => None,
+                }
+            }
         };
         if let Some(w) = self.writes.remove(&e.index) {
             let reply = match output {
                 Some(out) if w.term == e.term => out,
                 // Another entry took this index; the write may still apply elsewhere (an
                 // earlier attempt of the same request).
-                _ => Err(RsmError::LostLeadership {
+                _ => Err(Error::LostLeadership {
                     leader: self.raft.leader(),
                 }),
             };
@@ -258,27 +324,42 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    fn apply_envelope(&mut self, env: Envelope<SM::Command>) -> Reply<SM::Output> {
-        match self.sessions.check(env.client, env.seq) {
+    fn apply_client(
+        &mut self,
+        index: LogIndex,
+        client: ClientId,
+        seq: Seq,
+        cmd: &SM::Command,
+    ) -> Reply<SM::Output> {
+        match self.sessions.check(client, seq) {
             Seen::Duplicate(out) => Ok(out.clone()),
-            Seen::Stale => Err(RsmError::Stale),
+            Seen::Stale => Err(Error::Stale),
             Seen::New => {
-                let out = self.sm.apply(&env.cmd);
-                self.sessions.record(env.client, env.seq, out.clone());
+                let mut ctx = Applying {
+                    index,
+                    sessions: &mut self.sessions,
+                };
+                let out = self.sm.apply(cmd, &mut ctx)?;
+                // A refusal (`Err` above) is not recorded: the request may apply elsewhere.
+                self.sessions.record(client, seq, out.clone());
                 Ok(out)
             }
         }
     }
 
     fn serve_reads(&mut self) {
-        let applied = self.raft.log().applied();
+        let applied = self.applied;
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_confirmed)
             .into_iter()
             .partition(|(i, _)| *i <= applied);
         self.reads_confirmed = waiting;
-        for (_, r) in ready {
-            let out = self.sm.query(&r.query);
-            self.replies.push((r.req, Ok(out)));
+        for (index, r) in ready {
+            assert!(
+                index <= self.applied,
+                "a read is served at or after its index"
+            );
+            let out = self.sm.query(&r.query, &self.sessions);
+            self.replies.push((r.req, out));
         }
     }
 
@@ -290,7 +371,7 @@ impl<SM: StateMachine> Replica<SM> {
         // A proposed write may still commit under the next leader: its outcome is unknown.
         for w in writes.into_values() {
             self.replies
-                .push((w.req, Err(RsmError::LostLeadership { leader })));
+                .push((w.req, Err(Error::LostLeadership { leader })));
         }
         // A read never changes state: it surely did not happen.
         let reads = reads
@@ -298,15 +379,15 @@ impl<SM: StateMachine> Replica<SM> {
             .map(|r| r.req)
             .chain(confirmed.into_iter().map(|(_, r)| r.req));
         for req in reads {
-            self.replies
-                .push((req, Err(RsmError::NotLeader { leader })));
+            self.replies.push((req, Err(Error::NotLeader { leader })));
         }
     }
 
     fn maybe_snapshot(&mut self, raft_state_bytes: u64) -> Option<Snapshot> {
-        let max = self.opts.max_raft_state?;
-        let applied = self.raft.log().applied();
-        if raft_state_bytes <= max || applied <= self.raft.log().snapshot_meta().index {
+        let max = self.opts.raft_state_bytes_max?;
+        let applied = self.applied;
+        let snapshot_index = self.raft.log().snapshot_meta().index;
+        if raft_state_bytes <= max || applied <= snapshot_index {
             return None;
         }
         let term = self
@@ -320,6 +401,10 @@ impl<SM: StateMachine> Replica<SM> {
         })
         .expect("encoding to memory cannot fail");
         self.raft.compact(applied, data.clone());
+        assert!(
+            self.raft.log().snapshot_meta().index > snapshot_index,
+            "the snapshot index only moves forward"
+        );
         Some(Snapshot {
             meta: SnapshotMeta {
                 index: applied,
@@ -336,11 +421,14 @@ fn decode_snapshot<SM: StateMachine>(data: &[u8]) -> Result<(SM, Sessions<SM::Ou
     Ok((body.sm, body.sessions))
 }
 
-fn from_propose_error(e: ProposeError) -> RsmError {
+fn from_propose_error(e: ProposeError) -> Error {
     match e {
-        ProposeError::NotLeader { leader } => RsmError::NotLeader { leader },
-        ProposeError::TransferInProgress => RsmError::NotLeader { leader: None },
-        ProposeError::Busy => RsmError::Busy,
-        ProposeError::TooLarge { bytes, max } => RsmError::TooLarge { bytes, max },
+        ProposeError::NotLeader { leader } => Error::NotLeader { leader },
+        ProposeError::TransferInProgress => Error::NotLeader { leader: None },
+        ProposeError::Busy => Error::Busy,
+        ProposeError::TooLarge { bytes, max } => Error::TooLarge {
+            bytes: bytes as u64,
+            max: max as u64,
+        },
     }
 }

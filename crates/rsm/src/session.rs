@@ -2,13 +2,13 @@
 //! keeps, per client, the highest sequence number applied and its reply.
 
 use serde::{Deserialize, Serialize};
-use shardkv_types::ClientId;
+use shardkv_types::{ClientId, Seq};
 use std::collections::BTreeMap;
 
 /// The last applied request of one client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session<O> {
-    pub seq: u64,
+    pub seq: Seq,
     pub output: O,
 }
 
@@ -39,7 +39,7 @@ impl<O> Default for Sessions<O> {
 }
 
 impl<O: Clone> Sessions<O> {
-    pub fn check(&self, client: ClientId, seq: u64) -> Seen<'_, O> {
+    pub fn check(&self, client: ClientId, seq: Seq) -> Seen<'_, O> {
         match self.by_client.get(&client) {
             None => Seen::New,
             Some(s) if seq > s.seq => Seen::New,
@@ -52,7 +52,7 @@ impl<O: Clone> Sessions<O> {
     ///
     /// # Panics
     /// If `seq` is not newer than the stored one (the caller must `check` first).
-    pub fn record(&mut self, client: ClientId, seq: u64, output: O) {
+    pub fn record(&mut self, client: ClientId, seq: Seq, output: O) {
         let prev = self.by_client.insert(client, Session { seq, output });
         assert!(
             prev.is_none_or(|p| p.seq < seq),
@@ -67,6 +67,16 @@ impl<O: Clone> Sessions<O> {
                 self.by_client.insert(*c, s.clone());
             }
         }
+    }
+
+    /// The session of `client`, if it has one.
+    pub fn get(&self, client: ClientId) -> Option<&Session<O>> {
+        self.by_client.get(&client)
+    }
+
+    /// Every session, in client order.
+    pub fn iter(&self) -> impl Iterator<Item = (ClientId, &Session<O>)> {
+        self.by_client.iter().map(|(c, s)| (*c, s))
     }
 
     pub fn len(&self) -> usize {
@@ -86,17 +96,17 @@ mod tests {
     fn retry_gets_stored_reply_and_older_requests_are_stale() {
         let mut s = Sessions::default();
         let c = ClientId(9);
-        assert_eq!(s.check(c, 1), Seen::New);
-        s.record(c, 1, "a");
-        assert_eq!(s.check(c, 1), Seen::Duplicate(&"a"));
-        s.record(c, 2, "b");
-        assert_eq!(s.check(c, 1), Seen::Stale);
-        assert_eq!(s.check(c, 3), Seen::New);
+        assert_eq!(s.check(c, Seq(1)), Seen::New);
+        s.record(c, Seq(1), "a");
+        assert_eq!(s.check(c, Seq(1)), Seen::Duplicate(&"a"));
+        s.record(c, Seq(2), "b");
+        assert_eq!(s.check(c, Seq(1)), Seen::Stale);
+        assert_eq!(s.check(c, Seq(3)), Seen::New);
         let mut other = Sessions::default();
-        other.record(c, 5, "z");
-        other.record(ClientId(1), 1, "y");
+        other.record(c, Seq(5), "z");
+        other.record(ClientId(1), Seq(1), "y");
         s.merge(&other);
-        assert_eq!(s.check(c, 5), Seen::Duplicate(&"z"));
+        assert_eq!(s.check(c, Seq(5)), Seen::Duplicate(&"z"));
         assert_eq!(s.len(), 2);
     }
 }

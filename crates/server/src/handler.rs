@@ -2,8 +2,9 @@
 //! inbox and waits (with the server's deadline) for the answer the node thread sends back.
 
 use shardkv_kv::{KvOutput, KvRequest};
-use shardkv_net::{Handler, NodeStatus, ReplyError};
+use shardkv_net::{Handler, NodeStatus};
 use shardkv_raft::Message;
+use shardkv_rsm::Error;
 use shardkv_types::NodeId;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
@@ -16,7 +17,7 @@ pub const INBOX_ITEMS_MAX: usize = 16 * 1024;
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The answer to a client request.
-pub type KvReply = Result<KvOutput, ReplyError>;
+pub type KvReply = Result<KvOutput, Error>;
 
 /// What the node thread takes from its inbox.
 #[derive(Debug)]
@@ -52,9 +53,9 @@ impl Handler for NodeHandler {
         let (tx, rx) = oneshot::channel();
         match self.inbox.try_send(Inbound::Request { req, reply: tx }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(ReplyError::Busy),
+            Err(TrySendError::Full(_)) => return Err(Error::Busy),
             Err(TrySendError::Disconnected(_)) => {
-                return Err(ReplyError::Unavailable {
+                return Err(Error::Unavailable {
                     reason: "shutting down".into(),
                 });
             }
@@ -63,13 +64,18 @@ impl Handler for NodeHandler {
             Ok(Ok(reply)) => reply,
             // The node took the request and then stopped, or the deadline passed: the request
             // may have been proposed, so its outcome is unknown.
-            Ok(Err(_)) | Err(_) => Err(ReplyError::Timeout),
+            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
+                detail: format!(
+                    "the server's deadline of {:?} passed before the outcome was known",
+                    self.request_timeout
+                ),
+            }),
         }
     }
 
-    async fn status(&self) -> Result<NodeStatus, ReplyError> {
+    async fn status(&self) -> Result<NodeStatus, Error> {
         let (tx, rx) = oneshot::channel();
-        let unavailable = |reason: &str| ReplyError::Unavailable {
+        let unavailable = |reason: &str| Error::Unavailable {
             reason: reason.into(),
         };
         self.inbox

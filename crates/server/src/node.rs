@@ -18,10 +18,10 @@
 //! reads keep working.
 
 use crate::handler::{Inbound, KvReply};
-use shardkv_kv::{KvReplica, KvRequest, submit};
-use shardkv_net::{NodeStatus, PeerTransport, ReplyError};
+use shardkv_kv::{KvReplica, KvRequest};
+use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::{Ready, Role};
-use shardkv_rsm::{ReqId, Seen};
+use shardkv_rsm::{Error, ReqId, Request, Seen};
 use shardkv_storage::{FsDisk, RaftStore, StorageError};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeMap;
@@ -114,23 +114,23 @@ impl Node {
     }
 
     fn request(&mut self, req: KvRequest, reply: oneshot::Sender<KvReply>) {
-        let is_write = matches!(req, KvRequest::Write { .. });
+        let is_write = req.is_write();
         // A retry of a write that already applied gets its stored reply even when new writes
         // are refused: answering NoSpace ("surely not applied") would be wrong for it.
-        if let KvRequest::Write { client, seq, .. } = &req
+        if let Request::Write { client, seq, .. } = &req
             && let Seen::Duplicate(out) = self.replica.sessions().check(*client, *seq)
         {
             let _ = reply.send(Ok(out.clone()));
             return;
         }
         let refusal = if is_write && (self.disk_low || self.stalled.is_some()) {
-            Some(ReplyError::NoSpace)
+            Some(Error::NoSpace)
         } else if self.stalled.is_some() {
-            Some(ReplyError::Unavailable {
+            Some(Error::Unavailable {
                 reason: "this member's disk is full; ask another member".into(),
             })
         } else if self.pending.len() >= PENDING_REQUESTS_MAX {
-            Some(ReplyError::Busy)
+            Some(Error::Busy)
         } else {
             None
         };
@@ -140,14 +140,8 @@ impl Node {
         }
         let id = self.next_req;
         self.next_req += 1;
-        match submit(&mut self.replica, id, req) {
-            Some((_, answer)) => {
-                let _ = reply.send(answer.map_err(ReplyError::from));
-            }
-            None => {
-                self.pending.insert(id, reply);
-            }
-        }
+        self.pending.insert(id, reply);
+        self.replica.submit(id, req);
     }
 
     pub fn is_leader(&self) -> bool {
@@ -339,7 +333,7 @@ impl Node {
     fn deliver_replies(&mut self) {
         for (id, reply) in self.replica.take_replies() {
             if let Some(tx) = self.pending.remove(&id) {
-                let _ = tx.send(reply.map_err(ReplyError::from));
+                let _ = tx.send(reply);
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::driver::{self, DriverOptions};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
 use crate::node::Node;
 use anyhow::{Context, Result, anyhow};
-use shardkv_kv::KvReplica;
+use shardkv_kv::{KvReplica, KvStore};
 use shardkv_net::{PeerTransport, TransportOptions};
 use shardkv_raft::{Config, Restored, Snapshot};
 use shardkv_rsm::ReplicaOptions;
@@ -39,10 +39,11 @@ async fn serve(
     let (store, restored) = open_storage(&cfg)?;
     let voters = cfg.peers.keys().copied().collect();
     let opts = ReplicaOptions {
-        max_raft_state: cfg.max_raft_state,
+        raft_state_bytes_max: cfg.max_raft_state,
         ..ReplicaOptions::default()
     };
-    let replica = KvReplica::new(Config::new(cfg.id, voters), restored, random_seed(), opts)
+    let rc = Config::new(cfg.id, voters);
+    let replica = KvReplica::new(rc, restored, random_seed(), opts, KvStore::default())
         .map_err(|e| anyhow!("cannot restore the state machine: {e}"))?;
     let listener = TcpListener::bind(cfg.listen)
         .await

@@ -5,20 +5,24 @@
 
 use crate::cluster::{ClientEvent, ClusterConfig, Sim};
 use crate::kv_node::KvNode;
-use shardkv_client::{ClerkCore, KvOp, Next};
-use shardkv_kv::{KvCommand, KvOutput, KvRequest};
+use shardkv_client::{CLERK_TICK_MS, KvClerk, KvOp, Next, Op, RetryPolicy, SingleGroup};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse};
 use shardkv_lincheck as lin;
-use shardkv_types::{NodeId, Rng};
+use shardkv_types::{Gid, NodeId, Rng};
 use std::collections::VecDeque;
 
 /// A simulated KV group.
 pub type KvSim = Sim<KvNode>;
 
-/// How long a clerk waits for an answer before trying the next server.
-const ATTEMPT_TIMEOUT_MS: u64 = 250;
-/// After this many refusals in a row without progress, a clerk pauses before retrying.
-const PAUSE_AFTER_REFUSALS: u32 = 3;
-const PAUSE_MS: u64 = 20;
+/// The simulated clerks' policy: the production policy with a shorter attempt timeout
+/// (there is no server-side deadline here: a request to a crashed or cut-off server simply
+/// vanishes) and no attempt limit (a clerk gives up only at its deadline, if it has one).
+pub const SIM_CLERK_POLICY: RetryPolicy = RetryPolicy {
+    attempt_ticks: 25,
+    backoff_ticks_max: 20,
+    attempts_max: u32::MAX,
+    op_ticks_max: None,
+};
 
 /// What a clerk does when it is running.
 #[derive(Clone, Debug)]
@@ -34,11 +38,22 @@ pub enum Workload {
     Script(VecDeque<KvOp>),
 }
 
+/// What a clerk's operation in flight waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    /// The backoff before sending to `to`.
+    Pause { to: NodeId },
+    /// An answer from `to`.
+    Answer { to: NodeId },
+}
+
 #[derive(Debug)]
 struct InFlight {
     op: KvOp,
     call_ns: u64,
-    attempt: u64,
+    /// Bumped on every wait, so a timer set for an earlier one is ignored.
+    wait_no: u64,
+    waiting: Waiting,
 }
 
 /// One simulated client.
@@ -48,12 +63,11 @@ pub struct SimClerk {
     pub addr: u64,
     /// The lab's client index, used in appended values.
     pub index: u64,
-    core: ClerkCore,
+    core: KvClerk,
     workload: Workload,
     running: bool,
     op_no: u64,
     inflight: Option<InFlight>,
-    refusals: u32,
     /// OwnKey: completed appends, and the value this client's key must hold.
     pub appends: u64,
     model: Vec<u8>,
@@ -74,7 +88,8 @@ pub struct KvCluster {
     pub clerks: Vec<SimClerk>,
     pub history: Vec<lin::Operation>,
     /// If set, a clerk gives up on an operation this long after starting it, as a real
-    /// client with a deadline does: a write then enters the history as unknown.
+    /// client with a deadline does: a write that may have applied then enters the history
+    /// as unknown. Set before adding clerks.
     pub op_deadline_ms: Option<u64>,
 }
 
@@ -89,21 +104,21 @@ pub fn append_value(client: u64, j: u64) -> Vec<u8> {
 
 fn to_lin_op(op: &KvOp) -> lin::Op {
     match op.clone() {
-        KvOp::Get { key } => lin::Op::Get { key },
-        KvOp::Write(KvCommand::Put { key, value }) => lin::Op::Put { key, value },
-        KvOp::Write(KvCommand::Append { key, value }) => lin::Op::Append { key, value },
-        KvOp::Write(KvCommand::Delete { key }) => lin::Op::Delete { key },
-        KvOp::Write(KvCommand::Cas { key, expected, new }) => lin::Op::Cas { key, expected, new },
+        Op::Read(KvQuery::Get { key }) => lin::Op::Get { key },
+        Op::Write(KvCommand::Put { key, value }) => lin::Op::Put { key, value },
+        Op::Write(KvCommand::Append { key, value }) => lin::Op::Append { key, value },
+        Op::Write(KvCommand::Delete { key }) => lin::Op::Delete { key },
+        Op::Write(KvCommand::Cas { key, expected, new }) => lin::Op::Cas { key, expected, new },
     }
 }
 
 fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
     Some(match (op, out) {
-        (KvOp::Get { .. }, KvOutput::Value(v)) => lin::Output::Get(v.clone()),
-        (KvOp::Write(KvCommand::Put { .. }), KvOutput::Done) => lin::Output::Put,
-        (KvOp::Write(KvCommand::Append { .. }), KvOutput::Done) => lin::Output::Append,
-        (KvOp::Write(KvCommand::Delete { .. }), KvOutput::Done) => lin::Output::Delete,
-        (KvOp::Write(KvCommand::Cas { .. }), KvOutput::Cas { swapped, .. }) => {
+        (Op::Read(_), KvOutput::Value(v)) => lin::Output::Get(v.clone()),
+        (Op::Write(KvCommand::Put { .. }), KvOutput::Done) => lin::Output::Put,
+        (Op::Write(KvCommand::Append { .. }), KvOutput::Done) => lin::Output::Append,
+        (Op::Write(KvCommand::Delete { .. }), KvOutput::Done) => lin::Output::Delete,
+        (Op::Write(KvCommand::Cas { .. }), KvOutput::Cas { swapped, .. }) => {
             lin::Output::Cas { swapped: *swapped }
         }
         _ => return None,
@@ -118,18 +133,18 @@ impl SimClerk {
                 let key = own_key(self.index);
                 if !self.started {
                     self.started = true;
-                    return Some(KvOp::Write(KvCommand::Put {
+                    return Some(Op::Write(KvCommand::Put {
                         key,
                         value: Vec::new(),
                     }));
                 }
                 if self.rng.chance(500) {
-                    Some(KvOp::Write(KvCommand::Append {
+                    Some(Op::Write(KvCommand::Append {
                         key,
                         value: append_value(self.index, self.appends),
                     }))
                 } else {
-                    Some(KvOp::Get { key })
+                    Some(Op::Read(KvQuery::Get { key }))
                 }
             }
             Workload::RandomKeys { keys } => {
@@ -137,18 +152,18 @@ impl SimClerk {
                 // Unique values make the history easy to check.
                 let value = append_value(self.index, self.op_no);
                 Some(match self.rng.range(0, 100) {
-                    0..40 => KvOp::Write(KvCommand::Append { key, value }),
-                    40..45 => KvOp::Write(KvCommand::Put { key, value }),
-                    45..50 => KvOp::Write(KvCommand::Delete { key }),
+                    0..40 => Op::Write(KvCommand::Append { key, value }),
+                    40..45 => Op::Write(KvCommand::Put { key, value }),
+                    45..50 => Op::Write(KvCommand::Delete { key }),
                     50..60 => {
                         let expected = self.last_seen.get(&key).cloned().flatten();
-                        KvOp::Write(KvCommand::Cas {
+                        Op::Write(KvCommand::Cas {
                             key,
                             expected,
                             new: value,
                         })
                     }
-                    _ => KvOp::Get { key },
+                    _ => Op::Read(KvQuery::Get { key }),
                 })
             }
         }
@@ -169,7 +184,12 @@ impl KvCluster {
     pub fn add_clerk(&mut self, workload: Workload) -> usize {
         let index = self.clerks.len() as u64;
         let mut rng = self.sim.rng.fork();
-        let core = ClerkCore::new(self.sim.ids(), rng.fork());
+        let policy = RetryPolicy {
+            op_ticks_max: self.op_deadline_ms.map(|ms| ms.div_ceil(CLERK_TICK_MS)),
+            ..SIM_CLERK_POLICY
+        };
+        let router = SingleGroup::new(Gid(1), self.sim.ids());
+        let core = KvClerk::new(router, policy, rng.fork());
         self.clerks.push(SimClerk {
             addr: 1000 + index,
             index,
@@ -178,7 +198,6 @@ impl KvCluster {
             running: false,
             op_no: 0,
             inflight: None,
-            refusals: 0,
             appends: 0,
             model: Vec::new(),
             model_exact: true,
@@ -249,28 +268,79 @@ impl KvCluster {
 
     /// Starts `op` on clerk `c` without waiting.
     pub fn begin(&mut self, c: usize, op: KvOp) {
+        let now = self.ticks();
         let clerk = &mut self.clerks[c];
-        let (req, to) = clerk.core.begin(op.clone());
         clerk.op_no += 1;
-        clerk.refusals = 0;
         clerk.inflight = Some(InFlight {
-            op,
+            op: op.clone(),
             call_ns: self.sim.now * 1000,
-            attempt: 0,
+            wait_no: 0,
+            waiting: Waiting::Pause { to: NodeId(0) },
         });
-        self.send(c, to, req);
+        let next = clerk.core.begin(op, now);
+        self.follow(c, next);
     }
 
-    fn send(&mut self, c: usize, to: NodeId, req: KvRequest) {
+    /// The clerks' clock, in clerk ticks of virtual time.
+    fn ticks(&self) -> u64 {
+        self.sim.now / (CLERK_TICK_MS * 1000)
+    }
+
+    /// Does what the clerk core says next.
+    fn follow(&mut self, c: usize, next: Next<KvOutput>) {
+        match next {
+            Next::Done(out) => self.complete(c, out),
+            Next::Send {
+                to, delay_ticks, ..
+            } if delay_ticks > 0 => self.wait(c, Waiting::Pause { to }, delay_ticks),
+            Next::Send { to, .. } => self.send(c, to),
+            Next::Failed(e) if e.may_have_applied() => {
+                // May have applied: a write enters the history as unknown.
+                self.give_up(c);
+                self.kick(c);
+            }
+            Next::Failed(_) => {
+                // Surely not applied: not part of the history. (The own-key model assumed
+                // the first Put, so a failed write leaves it to lincheck.)
+                let clerk = &mut self.clerks[c];
+                if clerk
+                    .inflight
+                    .take()
+                    .is_some_and(|f| matches!(f.op, Op::Write(_)))
+                {
+                    clerk.model_exact = false;
+                }
+                self.kick(c);
+            }
+            Next::Refresh => self
+                .sim
+                .fail("a single-group clerk has no config to refresh"),
+        }
+    }
+
+    /// Sets a timer for clerk `c`'s next step.
+    fn wait(&mut self, c: usize, waiting: Waiting, ticks: u64) {
         let clerk = &mut self.clerks[c];
-        let Some(f) = clerk.inflight.as_mut() else {
-            return;
-        };
-        f.attempt += 1;
-        let token = clerk.op_no << 20 | f.attempt;
+        let f = clerk.inflight.as_mut().expect("in flight");
+        f.wait_no += 1;
+        f.waiting = waiting;
+        let token = clerk.op_no << 20 | f.wait_no;
+        let addr = clerk.addr;
+        self.sim.client_timer(addr, token, ticks * CLERK_TICK_MS);
+    }
+
+    /// Sends the request in flight to `to` and waits for the answer.
+    fn send(&mut self, c: usize, to: NodeId) {
+        let clerk = &self.clerks[c];
+        let req = clerk
+            .core
+            .current()
+            .cloned()
+            .expect("an operation in flight");
         let (addr, op_no) = (clerk.addr, clerk.op_no);
         self.sim.client_send(addr, op_no, to, &req);
-        self.sim.client_timer(addr, token, ATTEMPT_TIMEOUT_MS);
+        let ticks = clerk.core.policy().attempt_ticks;
+        self.wait(c, Waiting::Answer { to }, ticks);
     }
 
     fn kick(&mut self, c: usize) {
@@ -286,7 +356,8 @@ impl KvCluster {
         (addr - 1000) as usize
     }
 
-    fn on_event(&mut self, ev: ClientEvent<shardkv_kv::KvResponse>) {
+    fn on_event(&mut self, ev: ClientEvent<KvResponse>) {
+        let now = self.ticks();
         match ev {
             ClientEvent::Response {
                 client,
@@ -296,85 +367,44 @@ impl KvCluster {
             } => {
                 let c = self.clerk_by_addr(client);
                 if self.clerks[c].op_no != client_req || self.clerks[c].inflight.is_none() {
-                    return; // an answer to an earlier operation or attempt
+                    return; // an answer to an earlier operation
                 }
-                match self.clerks[c].core.on_response(from, response) {
-                    Next::Done(out) => self.complete(c, out),
-                    Next::Retry(to) => self.retry(c, to),
-                    Next::Failed(_) => {
-                        // Surely not applied: not part of the history.
-                        self.clerks[c].inflight = None;
-                        self.kick(c);
-                    }
-                    Next::Unknown(_) => {
-                        // May have applied: a write enters the history as unknown.
-                        self.give_up(c);
-                        self.kick(c);
-                    }
-                }
+                // Any attempt's answer is an answer to the same request.
+                let next = self.clerks[c].core.on_response(now, from, response);
+                self.follow(c, next);
             }
             ClientEvent::Timer { client, token } => {
                 let c = self.clerk_by_addr(client);
                 let clerk = &mut self.clerks[c];
-                let current = clerk
-                    .inflight
-                    .as_ref()
-                    .map(|f| clerk.op_no << 20 | f.attempt);
-                if current != Some(token) {
+                let Some(f) = clerk.inflight.as_ref() else {
+                    return;
+                };
+                if token != clerk.op_no << 20 | f.wait_no {
                     return;
                 }
-                let started_ns = clerk.inflight.as_ref().map_or(0, |f| f.call_ns);
-                let expired = self
-                    .op_deadline_ms
-                    .is_some_and(|d| self.sim.now * 1000 >= started_ns + d * 1_000_000);
-                if expired {
-                    self.give_up(c);
-                    self.kick(c);
-                    return;
+                match f.waiting {
+                    Waiting::Pause { to } => self.send(c, to),
+                    Waiting::Answer { to } => {
+                        let reason = format!("{to} did not answer in time");
+                        let next = clerk.core.on_timeout(now, reason);
+                        self.follow(c, next);
+                    }
                 }
-                let to = self.clerks[c].core.on_timeout();
-                self.resend(c, to);
             }
         }
-    }
-
-    fn retry(&mut self, c: usize, to: NodeId) {
-        let clerk = &mut self.clerks[c];
-        clerk.refusals += 1;
-        if clerk.refusals >= PAUSE_AFTER_REFUSALS {
-            // No server knows a leader: wait a little (an election is likely under way).
-            clerk.refusals = 0;
-            let f = clerk.inflight.as_mut().expect("in flight");
-            f.attempt += 1;
-            let token = clerk.op_no << 20 | f.attempt;
-            let addr = clerk.addr;
-            self.sim.client_timer(addr, token, PAUSE_MS);
-            return;
-        }
-        self.resend(c, to);
-    }
-
-    fn resend(&mut self, c: usize, to: NodeId) {
-        let req = self.clerks[c]
-            .core
-            .current()
-            .cloned()
-            .expect("an operation in flight");
-        self.send(c, to, req);
     }
 
     fn complete(&mut self, c: usize, out: KvOutput) {
         let now_ns = self.sim.now * 1000;
         let clerk = &mut self.clerks[c];
         let f = clerk.inflight.take().expect("in flight");
-        clerk.refusals = 0;
         if let Workload::OwnKey = clerk.workload {
             match (&f.op, &out) {
-                (KvOp::Write(KvCommand::Append { value, .. }), _) => {
+                (Op::Write(KvCommand::Append { value, .. }), _) => {
                     clerk.model.extend_from_slice(value);
                     clerk.appends += 1;
                 }
-                (KvOp::Get { .. }, KvOutput::Value(v))
+                (Op::Read(_), KvOutput::Value(v))
                     if clerk.model_exact && v.as_deref() != Some(&clerk.model[..]) =>
                 {
                     let msg = format!(
@@ -389,7 +419,7 @@ impl KvCluster {
             }
         }
         if let (
-            KvOp::Write(KvCommand::Cas { expected, .. }),
+            Op::Write(KvCommand::Cas { expected, .. }),
             KvOutput::Cas {
                 swapped: true,
                 current,
@@ -402,10 +432,10 @@ impl KvCluster {
             self.sim.fail(&msg);
         }
         match (&f.op, &out) {
-            (KvOp::Get { key }, KvOutput::Value(v)) => {
+            (Op::Read(KvQuery::Get { key }), KvOutput::Value(v)) => {
                 clerk.last_seen.insert(key.clone(), v.clone());
             }
-            (KvOp::Write(KvCommand::Cas { key, new, .. }), KvOutput::Cas { swapped, current }) => {
+            (Op::Write(KvCommand::Cas { key, new, .. }), KvOutput::Cas { swapped, current }) => {
                 let now = if *swapped {
                     Some(new.clone())
                 } else {
@@ -447,7 +477,7 @@ impl KvCluster {
             return;
         };
         clerk.core.abandon();
-        if matches!(f.op, KvOp::Write(_)) {
+        if matches!(f.op, Op::Write(_)) {
             clerk.model_exact = false;
             self.history.push(lin::Operation {
                 client: clerk.addr,

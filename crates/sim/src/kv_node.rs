@@ -1,16 +1,15 @@
 //! The KV service as a simulated node's app: the real `KvReplica` (rsm + kv), fed client
-//! requests through `shardkv_kv::submit` exactly as the production server does.
+//! requests through `Replica::submit` exactly as the production server does.
 
 use crate::app::App;
 use crate::cluster::ClusterConfig;
-use shardkv_kv::{KvReplica, KvRequest, KvResponse};
+use shardkv_kv::{KvReplica, KvRequest, KvResponse, KvStore};
 use shardkv_raft::{Config, Message, RawNode, Ready, Restored, Snapshot};
 use shardkv_rsm::ReplicaOptions;
 
-/// A KV replica plus the answers given without consulting it (requests over a size limit).
+/// A KV replica.
 pub struct KvNode {
     pub replica: KvReplica,
-    immediate: Vec<(u64, KvResponse)>,
 }
 
 impl std::fmt::Debug for KvNode {
@@ -30,12 +29,11 @@ impl App for KvNode {
         sim: &ClusterConfig,
     ) -> Result<Self, String> {
         let opts = ReplicaOptions {
-            max_raft_state: sim.max_raft_state,
+            raft_state_bytes_max: sim.max_raft_state,
             ..ReplicaOptions::default()
         };
         Ok(KvNode {
-            replica: KvReplica::new(cfg, restored, seed, opts)?,
-            immediate: Vec::new(),
+            replica: KvReplica::new(cfg, restored, seed, opts, KvStore::default())?,
         })
     }
 
@@ -60,14 +58,10 @@ impl App for KvNode {
     }
 
     fn request(&mut self, req: u64, r: KvRequest) {
-        if let Some(answer) = shardkv_kv::submit(&mut self.replica, req, r) {
-            self.immediate.push(answer);
-        }
+        self.replica.submit(req, r);
     }
 
     fn take_responses(&mut self) -> Vec<(u64, KvResponse)> {
-        let mut out = std::mem::take(&mut self.immediate);
-        out.extend(self.replica.take_replies());
-        out
+        self.replica.take_replies()
     }
 }

@@ -26,7 +26,7 @@ fn append(k: &str, v: &[u8]) -> KvOp {
 }
 
 fn get(k: &str) -> KvOp {
-    KvOp::Get { key: k.into() }
+    KvOp::Read(shardkv_kv::KvQuery::Get { key: k.into() })
 }
 
 fn value(out: Option<KvOutput>) -> Vec<u8> {

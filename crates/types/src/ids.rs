@@ -61,6 +61,12 @@ newtype_u64!(
     ClientId,
     "cl"
 );
+newtype_u64!(
+    /// A client's request number: one stream per client id, valid across every group, so a
+    /// session table can tell a retry (same number) from a new request (a higher one).
+    Seq,
+    "#"
+);
 
 impl LogIndex {
     /// The index right after this one.
@@ -71,6 +77,13 @@ impl LogIndex {
     /// The index right before this one, saturating at 0.
     pub fn prev(self) -> LogIndex {
         LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+impl Seq {
+    /// The number after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
     }
 }
 

@@ -15,6 +15,6 @@ mod ids;
 mod log;
 mod rng;
 
-pub use ids::{ClientId, ConfigNum, Gid, LogIndex, NodeId, ShardId, Term};
+pub use ids::{ClientId, ConfigNum, Gid, LogIndex, NodeId, Seq, ShardId, Term};
 pub use log::{Entry, EntryKind, HardState, SnapshotMeta};
 pub use rng::Rng;

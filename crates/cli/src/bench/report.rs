@@ -25,15 +25,10 @@ impl ErrorCounts {
     }
 }
 
-/// A stable name for an error kind; `timeout` is the only one that may have applied.
+/// A stable name for an error kind; `timeout`, `stale` and `lost_leadership` may have
+/// applied.
 pub fn error_kind(e: &Error) -> &'static str {
-    match e {
-        Error::WrongLeader { .. } => "wrong_leader",
-        Error::Timeout { .. } => "timeout",
-        Error::TooLarge { .. } => "too_large",
-        Error::NoSpace => "no_space",
-        Error::Unavailable { .. } => "unavailable",
-    }
+    e.kind()
 }
 
 /// The parameters of a run, echoed in the report.
@@ -145,7 +140,7 @@ impl Report {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             println!(
-                "errors: {} (timeout: may have applied; others: not applied)",
+                "errors: {} (timeout, stale, lost_leadership: may have applied; others: not applied)",
                 list.join(", ")
             );
         }

@@ -1,0 +1,277 @@
+//! The clerk core's policy, event by event: exact `Next` decisions for leader hints,
+//! timeouts, backoff (in ticks), "may have applied", deadlines, and routing across groups
+//! with one sequence-number stream.
+
+use shardkv_client::{
+    ClerkCore, Error, KvClerk, Next, Op, RetryPolicy, Route, Router, SingleGroup,
+};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvStore};
+use shardkv_rsm::Request;
+use shardkv_types::{Gid, NodeId, Rng, Seq};
+
+const POLICY: RetryPolicy = RetryPolicy {
+    attempt_ticks: 25,
+    backoff_ticks_max: 20,
+    attempts_max: 1000,
+    op_ticks_max: None,
+};
+
+fn clerk(policy: RetryPolicy) -> KvClerk {
+    let router = SingleGroup::new(Gid(1), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    KvClerk::new(router, policy, Rng::new(5))
+}
+
+fn del() -> Op<KvCommand, KvQuery> {
+    Op::Write(KvCommand::Delete { key: b"k".to_vec() })
+}
+
+fn sent(next: &Next<KvOutput>) -> (NodeId, u64) {
+    match next {
+        Next::Send {
+            to, delay_ticks, ..
+        } => (*to, *delay_ticks),
+        other => panic!("expected a send, got {other:?}"),
+    }
+}
+
+fn seq_of<C, Q>(req: Option<&Request<C, Q>>) -> Seq {
+    match req {
+        Some(Request::Write { seq, .. }) => *seq,
+        _ => panic!("expected a write in flight"),
+    }
+}
+
+#[test]
+fn retries_keep_the_sequence_number_and_follow_leader_hints() {
+    let mut c = clerk(POLICY);
+    let (first, delay) = sent(&c.begin(del(), 0));
+    assert_eq!(delay, 0);
+    let seq = seq_of(c.current());
+    assert_eq!(seq, Seq(1));
+    let hint = if first == NodeId(3) {
+        NodeId(1)
+    } else {
+        NodeId(3)
+    };
+    let next = c.on_response(1, first, Err(Error::NotLeader { leader: Some(hint) }));
+    assert_eq!(sent(&next), (hint, 0), "a useful hint is followed at once");
+    assert_eq!(
+        seq_of(c.current()),
+        seq,
+        "the retry resends the same request"
+    );
+    let (after_timeout, _) = sent(&c.on_timeout(30, "no answer".into()));
+    assert_ne!(after_timeout, hint, "a timeout moves on to the next server");
+    let done = c.on_response(31, after_timeout, Ok(KvOutput::Done));
+    assert_eq!(done, Next::Done(KvOutput::Done));
+    assert_eq!(
+        c.leader_of(Gid(1)),
+        Some(after_timeout),
+        "the answering server is leader"
+    );
+    let (to, _) = sent(&c.begin(del(), 40));
+    assert_eq!(to, after_timeout);
+    assert_eq!(seq_of(c.current()), Seq(2));
+}
+
+#[test]
+fn a_new_operation_abandons_one_left_in_flight() {
+    let mut c = clerk(POLICY);
+    c.begin(del(), 0);
+    assert_eq!(seq_of(c.current()), Seq(1));
+    // The caller dropped the first operation: no panic, and a new sequence number.
+    c.begin(del(), 0);
+    assert_eq!(seq_of(c.current()), Seq(2));
+}
+
+#[test]
+fn backoff_grows_in_ticks_while_no_leader_is_known_and_resets_on_a_hint() {
+    let mut c = clerk(POLICY);
+    let (mut to, _) = sent(&c.begin(del(), 0));
+    let mut delays = Vec::new();
+    for t in 1..=7 {
+        let (next, delay) = sent(&c.on_response(t, to, Err(Error::NotLeader { leader: None })));
+        delays.push(delay);
+        to = next;
+    }
+    assert_eq!(delays, vec![1, 2, 4, 8, 16, 20, 20]);
+    let hint = NodeId(to.0 % 3 + 1);
+    let next = c.on_response(8, to, Err(Error::NotLeader { leader: Some(hint) }));
+    assert_eq!(sent(&next), (hint, 0));
+}
+
+#[test]
+fn a_hint_naming_an_unreachable_server_is_no_progress() {
+    let mut c = clerk(POLICY);
+    let (dead, _) = sent(&c.begin(del(), 0));
+    let (other, _) = sent(&c.on_unreachable(1, "connection refused".into()));
+    assert_ne!(other, dead);
+    // The others still believe in the dead leader: following the hint is allowed, but the
+    // backoff keeps growing instead of resetting.
+    let next = c.on_response(2, other, Err(Error::NotLeader { leader: Some(dead) }));
+    let (_, delay) = sent(&next);
+    assert_eq!(delay, 2, "two fruitless attempts in a row");
+}
+
+#[test]
+fn lost_leadership_then_a_definite_refusal_is_reported_as_may_have_applied() {
+    let mut c = clerk(POLICY);
+    let (to, _) = sent(&c.begin(del(), 0));
+    let next = c.on_response(1, to, Err(Error::LostLeadership { leader: None }));
+    let (to, _) = sent(&next);
+    let end = c.on_response(2, to, Err(Error::NoSpace));
+    let Next::Failed(e) = end else {
+        panic!("ends, got {end:?}")
+    };
+    assert!(
+        e.may_have_applied(),
+        "an earlier attempt may have applied: {e}"
+    );
+    assert!(c.current().is_none());
+}
+
+#[test]
+fn definite_failures_end_the_operation() {
+    let mut c = clerk(POLICY);
+    let (to, _) = sent(&c.begin(Op::Read(KvQuery::Get { key: b"k".to_vec() }), 0));
+    let e = Error::TooLarge { bytes: 10, max: 5 };
+    assert_eq!(c.on_response(1, to, Err(e.clone())), Next::Failed(e));
+    assert!(c.current().is_none());
+    let (to, _) = sent(&c.begin(del(), 2));
+    assert_eq!(
+        c.on_response(3, to, Err(Error::Stale)),
+        Next::Failed(Error::Stale),
+        "stale: a later request was seen, so the outcome is unknown"
+    );
+}
+
+#[test]
+fn the_deadline_ends_a_write_as_unknown_only_if_an_attempt_may_have_reached_a_leader() {
+    let policy = RetryPolicy {
+        op_ticks_max: Some(100),
+        ..POLICY
+    };
+    // Every server refuses: at the deadline the write surely did not apply.
+    let mut c = clerk(policy);
+    let (mut to, _) = sent(&c.begin(del(), 0));
+    let mut now = 0;
+    let end = loop {
+        now += 10;
+        match c.on_response(now, to, Err(Error::NotLeader { leader: None })) {
+            Next::Send { to: t, .. } => to = t,
+            other => break other,
+        }
+    };
+    assert_eq!(end, Next::Failed(Error::NotLeader { leader: None }));
+    assert!(now >= 100);
+    // An attempt went unanswered: at the deadline the write may have applied.
+    let (_, _) = sent(&c.begin(del(), 0));
+    let next = c.on_timeout(50, "no answer".into());
+    let (to, _) = sent(&next);
+    let end = c.on_response(120, to, Err(Error::NotLeader { leader: None }));
+    let Next::Failed(e) = end else {
+        panic!("ends, got {end:?}")
+    };
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+}
+
+/// Routes keys starting with 'a' to group 1 and the others to group 2, until told the
+/// config is stale; then knows nothing until `moved` hands it the new config, which routes
+/// everything to group 2.
+#[derive(Clone, Debug, Default)]
+struct TwoGroups {
+    stale: bool,
+    moved: bool,
+}
+
+impl Router<KvCommand, KvQuery> for TwoGroups {
+    fn route(&self, req: &Request<KvCommand, KvQuery>) -> Option<Route> {
+        if self.stale {
+            return None;
+        }
+        let key = match req {
+            Request::Read(q) => q.key(),
+            Request::Write { cmd, .. } => cmd.key(),
+        };
+        let gid = if key.starts_with(b"a") && !self.moved {
+            Gid(1)
+        } else {
+            Gid(2)
+        };
+        let servers = (1..=3).map(|i| NodeId(gid.0 * 10 + i)).collect();
+        Some(Route { gid, servers })
+    }
+
+    fn stale(&mut self) {
+        self.stale = true;
+    }
+}
+
+#[test]
+fn wrong_group_refreshes_the_route_and_keeps_one_sequence_stream_across_groups() {
+    let mut c: ClerkCore<KvStore, TwoGroups> =
+        ClerkCore::new(TwoGroups::default(), POLICY, Rng::new(1));
+    let put = |k: &str| {
+        Op::Write(KvCommand::Put {
+            key: k.into(),
+            value: b"v".to_vec(),
+        })
+    };
+    let next = c.begin(put("a1"), 0);
+    let Next::Send { gid, to, .. } = next else {
+        panic!("{next:?}")
+    };
+    assert_eq!(gid, Gid(1));
+    assert_eq!(
+        c.on_response(1, to, Ok(KvOutput::Done)),
+        Next::Done(KvOutput::Done)
+    );
+    let next = c.begin(put("b1"), 2);
+    let Next::Send { gid, to, .. } = next else {
+        panic!("{next:?}")
+    };
+    assert_eq!(
+        (gid, seq_of(c.current())),
+        (Gid(2), Seq(2)),
+        "one stream across groups"
+    );
+    assert_eq!(
+        c.on_response(3, to, Ok(KvOutput::Done)),
+        Next::Done(KvOutput::Done)
+    );
+    // The shard of "a…" moved to group 2; group 1 refuses.
+    let Next::Send { to, .. } = c.begin(put("a2"), 4) else {
+        panic!()
+    };
+    assert_eq!(
+        c.on_response(5, to, Err(Error::WrongGroup { gid: Gid(1) })),
+        Next::Refresh
+    );
+    c.router_mut().stale = false;
+    c.router_mut().moved = true;
+    let next = c.resume(6);
+    let Next::Send {
+        gid, delay_ticks, ..
+    } = next
+    else {
+        panic!("{next:?}")
+    };
+    assert_eq!((gid, delay_ticks), (Gid(2), 0));
+    assert_eq!(
+        seq_of(c.current()),
+        Seq(3),
+        "the retry keeps its sequence number"
+    );
+    assert_eq!(
+        c.leader_of(Gid(2)),
+        Some(to_of(&next)),
+        "leader cursor per group"
+    );
+}
+
+fn to_of(next: &Next<KvOutput>) -> NodeId {
+    match next {
+        Next::Send { to, .. } => *to,
+        _ => panic!(),
+    }
+}

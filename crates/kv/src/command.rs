@@ -1,0 +1,151 @@
+//! The KV protocol: commands, queries, outputs, and their size limits.
+
+use serde::{Deserialize, Serialize};
+use shardkv_rsm::{Error, Request};
+
+/// The largest key accepted, in bytes.
+pub const KEY_BYTES_MAX: usize = 64 << 10;
+/// The largest value accepted, in bytes.
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+
+/// A write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvCommand {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Append {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    Cas {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    },
+}
+
+impl KvCommand {
+    /// The key the command writes.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            KvCommand::Put { key, .. }
+            | KvCommand::Append { key, .. }
+            | KvCommand::Delete { key }
+            | KvCommand::Cas { key, .. } => key,
+        }
+    }
+}
+
+/// A read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvQuery {
+    Get { key: Vec<u8> },
+}
+
+impl KvQuery {
+    /// The key the query reads.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            KvQuery::Get { key } => key,
+        }
+    }
+}
+
+/// The answer to any operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOutput {
+    /// Get: the value, `None` if absent.
+    Value(Option<Vec<u8>>),
+    /// Put, Append, Delete.
+    Done,
+    /// CAS: whether it swapped, and the value it found.
+    Cas {
+        swapped: bool,
+        current: Option<Vec<u8>>,
+    },
+}
+
+/// A client request as it travels to a server.
+pub type KvRequest = Request<KvCommand, KvQuery>;
+
+/// A server's answer.
+pub type KvResponse = Result<KvOutput, Error>;
+
+fn check(bytes: usize, max: usize) -> Result<(), Error> {
+    if bytes > max {
+        Err(Error::TooLarge {
+            bytes: bytes as u64,
+            max: max as u64,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a request's sizes against the limits.
+pub fn validate(req: &KvRequest) -> Result<(), Error> {
+    match req {
+        Request::Read(KvQuery::Get { key }) => check(key.len(), KEY_BYTES_MAX),
+        Request::Write { cmd, .. } => match cmd {
+            KvCommand::Put { key, value } | KvCommand::Append { key, value } => {
+                check(key.len(), KEY_BYTES_MAX)?;
+                check(value.len(), VALUE_BYTES_MAX)
+            }
+            KvCommand::Delete { key } => check(key.len(), KEY_BYTES_MAX),
+            KvCommand::Cas { key, expected, new } => {
+                check(key.len(), KEY_BYTES_MAX)?;
+                check(expected.as_ref().map_or(0, Vec::len), VALUE_BYTES_MAX)?;
+                check(new.len(), VALUE_BYTES_MAX)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardkv_types::{ClientId, Seq};
+
+    fn write(cmd: KvCommand) -> KvRequest {
+        Request::Write {
+            client: ClientId(1),
+            seq: Seq(1),
+            cmd,
+        }
+    }
+
+    #[test]
+    fn oversized_requests_are_refused() {
+        let big = vec![0u8; VALUE_BYTES_MAX + 1];
+        let err = validate(&write(KvCommand::Put {
+            key: b"a".to_vec(),
+            value: big,
+        }))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Error::TooLarge {
+                bytes: VALUE_BYTES_MAX as u64 + 1,
+                max: VALUE_BYTES_MAX as u64
+            }
+        );
+        let long_key = vec![0; KEY_BYTES_MAX + 1];
+        assert!(
+            validate(&write(KvCommand::Delete {
+                key: long_key.clone()
+            }))
+            .is_err()
+        );
+        assert!(validate(&Request::Read(KvQuery::Get { key: long_key })).is_err());
+        let ok = write(KvCommand::Put {
+            key: b"a".to_vec(),
+            value: b"b".to_vec(),
+        });
+        assert!(validate(&ok).is_ok());
+    }
+}

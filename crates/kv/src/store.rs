@@ -1,0 +1,161 @@
+//! `KvStore`: an ordered map from key to value, and its sequential semantics.
+
+use crate::{KvCommand, KvOutput, KvQuery, KvRequest};
+use serde::{Deserialize, Serialize};
+use shardkv_rsm::{Applying, Error, NoInternal, Sessions, StateMachine};
+use std::collections::BTreeMap;
+
+/// The store: an ordered map from key to value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStore {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl KvStore {
+    pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        self.map.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Applies a write: the sequential semantics of every command.
+    pub fn execute(&mut self, cmd: &KvCommand) -> KvOutput {
+        match cmd {
+            KvCommand::Put { key, value } => {
+                self.map.insert(key.clone(), value.clone());
+                KvOutput::Done
+            }
+            KvCommand::Append { key, value } => {
+                self.map
+                    .entry(key.clone())
+                    .or_default()
+                    .extend_from_slice(value);
+                KvOutput::Done
+            }
+            KvCommand::Delete { key } => {
+                self.map.remove(key);
+                KvOutput::Done
+            }
+            KvCommand::Cas { key, expected, new } => {
+                let current = self.map.get(key).cloned();
+                let swapped = current == *expected;
+                if swapped {
+                    self.map.insert(key.clone(), new.clone());
+                }
+                KvOutput::Cas { swapped, current }
+            }
+        }
+    }
+
+    /// Answers a read.
+    pub fn read(&self, q: &KvQuery) -> KvOutput {
+        match q {
+            KvQuery::Get { key } => KvOutput::Value(self.map.get(key).cloned()),
+        }
+    }
+}
+
+impl StateMachine for KvStore {
+    type Command = KvCommand;
+    type Query = KvQuery;
+    type Output = KvOutput;
+    type Internal = NoInternal;
+
+    fn validate(req: &KvRequest) -> Result<(), Error> {
+        crate::validate(req)
+    }
+
+    fn apply(
+        &mut self,
+        cmd: &KvCommand,
+        _: &mut Applying<'_, KvOutput>,
+    ) -> Result<KvOutput, Error> {
+        Ok(self.execute(cmd))
+    }
+
+    fn apply_internal(&mut self, cmd: &NoInternal, _: &mut Applying<'_, KvOutput>) {
+        match *cmd {}
+    }
+
+    fn query(&self, q: &KvQuery, _: &Sessions<KvOutput>) -> Result<KvOutput, Error> {
+        Ok(self.read(q))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn operations_follow_their_sequential_semantics() {
+        let mut s = KvStore::default();
+        let get = |s: &KvStore, key: &str| s.read(&KvQuery::Get { key: k(key) });
+        assert_eq!(get(&s, "a"), KvOutput::Value(None));
+        s.execute(&KvCommand::Append {
+            key: k("a"),
+            value: k("x"),
+        });
+        s.execute(&KvCommand::Append {
+            key: k("a"),
+            value: k("y"),
+        });
+        assert_eq!(get(&s, "a"), KvOutput::Value(Some(k("xy"))));
+        let cas = s.execute(&KvCommand::Cas {
+            key: k("a"),
+            expected: Some(k("nope")),
+            new: k("z"),
+        });
+        let found = Some(k("xy"));
+        assert_eq!(
+            cas,
+            KvOutput::Cas {
+                swapped: false,
+                current: found.clone()
+            }
+        );
+        let cas = s.execute(&KvCommand::Cas {
+            key: k("a"),
+            expected: found.clone(),
+            new: k("z"),
+        });
+        assert_eq!(
+            cas,
+            KvOutput::Cas {
+                swapped: true,
+                current: found
+            }
+        );
+        s.execute(&KvCommand::Delete { key: k("a") });
+        let cas = s.execute(&KvCommand::Cas {
+            key: k("a"),
+            expected: None,
+            new: k("new"),
+        });
+        assert_eq!(
+            cas,
+            KvOutput::Cas {
+                swapped: true,
+                current: None
+            }
+        );
+        s.execute(&KvCommand::Put {
+            key: k("e"),
+            value: vec![],
+        });
+        assert_eq!(
+            get(&s, "e"),
+            KvOutput::Value(Some(vec![])),
+            "empty value is not absent"
+        );
+    }
+}

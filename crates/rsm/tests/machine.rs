@@ -1,0 +1,166 @@
+//! What rsm offers every state machine, checked on its test machine (`Counters`) in a
+//! 3-replica in-memory group: internal commands apply on every replica without a session;
+//! a refusal is answered but not recorded, so the same request can apply later; sessions
+//! that arrive with a slot are merged, so a retry of a request applied by the old owner is
+//! answered, not re-applied; limits are checked before proposing.
+
+mod common;
+
+use common::{elect_first, settle};
+use shardkv_rsm::testing::{CounterCommand, CounterInternal, CounterQuery, Counters, SLOT_MAX};
+use shardkv_rsm::{Error, Replica, Request, Sessions};
+use shardkv_types::{ClientId, Gid, Seq};
+
+fn add(client: u64, seq: u64, slot: u32, n: u64) -> Request<CounterCommand, CounterQuery> {
+    Request::Write {
+        client: ClientId(client),
+        seq: Seq(seq),
+        cmd: CounterCommand::Add { slot, n },
+    }
+}
+
+/// Submits `r` at the leader (replica 1), lets the group settle, returns the answer.
+fn call(
+    g: &mut [Replica<Counters>],
+    req: u64,
+    r: Request<CounterCommand, CounterQuery>,
+) -> Result<u64, Error> {
+    g[0].submit(req, r);
+    settle(g);
+    let replies = g[0].take_replies();
+    assert_eq!(replies.len(), 1, "one answer per request: {replies:?}");
+    assert_eq!(replies[0].0, req);
+    replies[0].1.clone()
+}
+
+fn group() -> Vec<Replica<Counters>> {
+    let mut g = common::group(3, Counters::owning(Gid(7), &[1].into()));
+    elect_first(&mut g);
+    g
+}
+
+#[test]
+fn internal_commands_apply_on_every_replica_without_a_session() {
+    let mut g = group();
+    let cmd = CounterInternal::Acquire {
+        slot: 2,
+        value: 40,
+        sessions: Sessions::default(),
+    };
+    let index = g[0].propose_internal(cmd.clone()).expect("leader proposes");
+    settle(&mut g);
+    for r in &g {
+        assert!(r.applied() >= index);
+        assert_eq!(r.state_machine().values.get(&2), Some(&40));
+        assert_eq!(r.state_machine().internal_applied, vec![cmd.clone()]);
+        assert!(
+            r.sessions().is_empty(),
+            "no session for an internal command"
+        );
+    }
+    assert!(
+        g[0].take_replies().is_empty(),
+        "nobody waits on an internal command"
+    );
+    assert!(matches!(
+        g[1].propose_internal(CounterInternal::Release { slot: 2 }),
+        Err(Error::NotLeader { .. })
+    ));
+}
+
+#[test]
+fn a_refusal_is_answered_but_not_recorded_so_the_request_can_apply_later() {
+    let mut g = group();
+    assert_eq!(
+        call(&mut g, 1, add(9, 1, 3, 5)),
+        Err(Error::WrongGroup { gid: Gid(7) })
+    );
+    for r in &g {
+        assert!(
+            r.sessions().get(ClientId(9)).is_none(),
+            "refusal not recorded"
+        );
+    }
+    // The slot arrives; the same request (same client, same seq) now applies.
+    g[0].propose_internal(CounterInternal::Acquire {
+        slot: 3,
+        value: 100,
+        sessions: Sessions::default(),
+    })
+    .expect("leader");
+    settle(&mut g);
+    assert_eq!(call(&mut g, 2, add(9, 1, 3, 5)), Ok(105));
+    assert_eq!(
+        call(&mut g, 3, add(9, 1, 3, 5)),
+        Ok(105),
+        "a retry is answered"
+    );
+    assert_eq!(
+        call(&mut g, 4, Request::Read(CounterQuery::Get { slot: 3 })),
+        Ok(105),
+        "and not applied twice"
+    );
+    assert_eq!(
+        call(&mut g, 5, Request::Read(CounterQuery::Get { slot: 4 })),
+        Err(Error::WrongGroup { gid: Gid(7) }),
+        "reads are refused the same way"
+    );
+}
+
+#[test]
+fn sessions_arriving_with_a_slot_are_merged_by_highest_sequence_number() {
+    let mut g = group();
+    // The old owner applied client 9's request 4 (answer 12) before the slot moved.
+    let mut old_owner = Sessions::default();
+    old_owner.record(ClientId(9), Seq(4), 12);
+    old_owner.record(ClientId(5), Seq(1), 1);
+    // Here client 9 is at request 2 (older), client 6 only exists here.
+    assert_eq!(call(&mut g, 1, add(9, 2, 1, 1)), Ok(1));
+    assert_eq!(call(&mut g, 2, add(6, 8, 1, 1)), Ok(2));
+    g[0].propose_internal(CounterInternal::Acquire {
+        slot: 3,
+        value: 12,
+        sessions: old_owner,
+    })
+    .expect("leader");
+    settle(&mut g);
+    for r in &g {
+        let s = r.sessions();
+        assert_eq!(
+            s.get(ClientId(9)).map(|s| s.seq),
+            Some(Seq(4)),
+            "higher wins"
+        );
+        assert_eq!(s.get(ClientId(6)).map(|s| s.seq), Some(Seq(8)), "kept");
+        assert_eq!(s.get(ClientId(5)).map(|s| s.seq), Some(Seq(1)), "added");
+    }
+    // Client 9 retries request 4 here (its answer was lost at the old owner): answered
+    // from the merged session, not applied again.
+    assert_eq!(call(&mut g, 3, add(9, 4, 3, 1000)), Ok(12));
+    assert_eq!(
+        call(&mut g, 4, Request::Read(CounterQuery::Get { slot: 3 })),
+        Ok(12)
+    );
+    assert_eq!(call(&mut g, 5, add(9, 3, 3, 1)), Err(Error::Stale));
+    // Installing the same slot again (a duplicate install) changes nothing.
+    g[0].propose_internal(CounterInternal::Acquire {
+        slot: 3,
+        value: 0,
+        sessions: Sessions::default(),
+    })
+    .expect("leader");
+    settle(&mut g);
+    assert_eq!(
+        call(&mut g, 6, Request::Read(CounterQuery::Get { slot: 3 })),
+        Ok(12)
+    );
+}
+
+#[test]
+fn limits_are_checked_before_proposing() {
+    let mut g = group();
+    let last = g[0].raft().log().last_index();
+    let err = call(&mut g, 1, add(1, 1, SLOT_MAX + 1, 1)).unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    assert_eq!(g[0].raft().log().last_index(), last, "nothing proposed");
+}

@@ -14,10 +14,7 @@ fn servers(names: &[&str]) -> Vec<String> {
 }
 
 fn join(ctrl: &mut ShardCtrl, groups: &[(u64, &[&str])]) -> ConfigNum {
-    let groups = groups
-        .iter()
-        .map(|(g, s)| (Gid(*g), servers(s)))
-        .collect();
+    let groups = groups.iter().map(|(g, s)| (Gid(*g), servers(s))).collect();
     match ctrl.apply(&CtrlCommand::Join { groups }) {
         Ok(CtrlReply::Applied { num }) => num,
         other => panic!("join refused: {other:?}"),
@@ -56,7 +53,10 @@ fn check(ctrl: &ShardCtrl, gids: &[u64]) -> Config {
     }
     let counts = c.shard_counts();
     if let (Some(min), Some(max)) = (counts.values().min(), counts.values().max()) {
-        assert!(max <= &(min + 1), "max {max} too much larger than min {min}");
+        assert!(
+            max <= &(min + 1),
+            "max {max} too much larger than min {min}"
+        );
     }
     c
 }
@@ -127,12 +127,19 @@ fn move_assigns_exactly_and_increases_num() {
             gid,
         });
         let num = ConfigNum(before.0 + 1);
-        assert_eq!(out, Ok(CtrlReply::Applied { num }), "Move should increase num");
+        assert_eq!(
+            out,
+            Ok(CtrlReply::Applied { num }),
+            "Move should increase num"
+        );
     }
     let c = query(&ctrl, None);
     for (shard, gid) in c.shards.iter().enumerate() {
         let want = if shard < 5 { Gid(503) } else { Gid(504) };
-        assert_eq!(*gid, want, "expected shard {shard} on {want} actually {gid}");
+        assert_eq!(
+            *gid, want,
+            "expected shard {shard} on {want} actually {gid}"
+        );
     }
     assert!(!c.is_balanced(), "move does not rebalance");
     // A join rebalances the moved shards: 5/11 becomes 6/5/5 with the fewest moves.
@@ -257,13 +264,21 @@ fn errors_change_nothing() {
             CtrlError::JoinEmpty,
             "no groups",
         ),
-        (join_cmd(&[(1, servers(&["z"]))]), CtrlError::AlreadyMember(Gid(1)), "g1"),
+        (
+            join_cmd(&[(1, servers(&["z"]))]),
+            CtrlError::AlreadyMember(Gid(1)),
+            "g1",
+        ),
         (
             join_cmd(&[(3, servers(&["c"])), (2, servers(&["z"]))]),
             CtrlError::AlreadyMember(Gid(2)),
             "g2",
         ),
-        (join_cmd(&[(0, servers(&["z"]))]), CtrlError::ReservedGid, "g0"),
+        (
+            join_cmd(&[(0, servers(&["z"]))]),
+            CtrlError::ReservedGid,
+            "g0",
+        ),
         (join_cmd(&[(7, vec![])]), CtrlError::NoServers(Gid(7)), "g7"),
         (
             CtrlCommand::Leave { gids: vec![] },
@@ -327,7 +342,10 @@ fn errors_change_nothing() {
         let before = postcard::to_allocvec(&ctrl).expect("encodes");
         let out = ctrl.apply(&cmd);
         assert_eq!(out, Err(want.clone()), "{cmd:?}");
-        assert!(want.to_string().contains(named), "{want} should name {named}");
+        assert!(
+            want.to_string().contains(named),
+            "{want} should name {named}"
+        );
         let after = postcard::to_allocvec(&ctrl).expect("encodes");
         assert_eq!(before, after, "{cmd:?} changed the state");
     }
@@ -360,13 +378,19 @@ fn snapshot_with_broken_history_is_refused() {
         postcard::from_bytes::<ShardCtrl>(&bytes)
     };
     assert!(decode(vec![]).is_err(), "no configs");
-    assert!(decode(vec![Config::initial(10)]).is_err(), "bad shard count");
+    assert!(
+        decode(vec![Config::initial(10)]).is_err(),
+        "bad shard count"
+    );
     let mut skipped = Config::initial(4);
     skipped.num = ConfigNum(2);
     assert!(decode(vec![Config::initial(4), skipped]).is_err(), "gap");
     let mut orphan = Config::initial(4);
     orphan.num = ConfigNum(1);
     orphan.shards[0] = Gid(3);
-    assert!(decode(vec![Config::initial(4), orphan]).is_err(), "absent group");
+    assert!(
+        decode(vec![Config::initial(4), orphan]).is_err(),
+        "absent group"
+    );
     assert!(decode(vec![Config::initial(4)]).is_ok());
 }

@@ -79,10 +79,17 @@ fn minimum_moves(before: &[Gid], members: &BTreeSet<Gid>) -> usize {
 fn check_step(seed: u64, cmd: &CtrlCommand, before: &Config, ctrl: &ShardCtrl, accepted: bool) {
     let after = ctrl.latest();
     if !accepted {
-        assert_eq!(after, before, "seed {seed}: refused {cmd:?} changed the config");
+        assert_eq!(
+            after, before,
+            "seed {seed}: refused {cmd:?} changed the config"
+        );
         return;
     }
-    assert_eq!(after.num, ConfigNum(before.num.0 + 1), "seed {seed}: numbering");
+    assert_eq!(
+        after.num,
+        ConfigNum(before.num.0 + 1),
+        "seed {seed}: numbering"
+    );
     assert_eq!(after.check(), Ok(()), "seed {seed}: {cmd:?}");
     if let CtrlCommand::Move { shard, gid } = cmd {
         for (i, (old, new)) in before.shards.iter().zip(&after.shards).enumerate() {
@@ -116,7 +123,11 @@ fn run_seed(seed: u64) {
         let before = a.latest().clone();
         let cmd = random_command(&mut rng, &before);
         let out = a.apply(&cmd);
-        assert_eq!(b.apply(&cmd), out, "seed {seed}: replicas answered differently");
+        assert_eq!(
+            b.apply(&cmd),
+            out,
+            "seed {seed}: replicas answered differently"
+        );
         if let Ok(reply) = &out {
             assert_eq!(
                 reply,

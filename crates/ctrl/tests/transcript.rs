@@ -150,15 +150,12 @@ fn transcripts() {
                 .zip(actual.lines())
                 .position(|(a, b)| a != b)
                 .unwrap_or(text.lines().count().min(actual.lines().count()));
-            let context: Vec<&str> = actual
-                .lines()
-                .skip(first.saturating_sub(3))
-                .take(12)
-                .collect();
+            let line = |t: &str| t.lines().nth(first).unwrap_or("<end of file>").to_string();
             eprintln!(
-                "{name}:{}: output differs; actual around it:\n{}",
+                "{name}:{}: expected {:?}, actual {:?}",
                 first + 1,
-                context.join("\n")
+                line(&text),
+                line(&actual)
             );
             failed.push(name);
         }

@@ -24,17 +24,16 @@
 //!
 //! ```
 //! use shardkv_ctrl::{CtrlCommand, CtrlQuery, CtrlReply, ShardCtrl};
-//! use shardkv_rsm::StateMachine;
-//! use shardkv_types::{ConfigNum, Gid};
+//! //! use shardkv_types::{ConfigNum, Gid};
 //!
 //! let mut ctrl = ShardCtrl::new(4).expect("4 is a valid shard count");
 //! let groups = [(Gid(1), vec!["a:1".to_string()]), (Gid(2), vec!["b:1".to_string()])];
-//! let out = ctrl.apply(&CtrlCommand::Join { groups: groups.into() });
+//! let out = ctrl.execute(&CtrlCommand::Join { groups: groups.into() });
 //! assert_eq!(out, Ok(CtrlReply::Applied { num: ConfigNum(1) }));
 //! let latest = ctrl.latest();
 //! assert_eq!(latest.shards_of(Gid(1)).len(), 2);
-//! assert!(ctrl.apply(&CtrlCommand::Leave { gids: vec![Gid(9)] }).is_err());
-//! let Ok(CtrlReply::Config(c0)) = ctrl.query(&CtrlQuery { num: Some(ConfigNum(0)) }) else {
+//! assert!(ctrl.execute(&CtrlCommand::Leave { gids: vec![Gid(9)] }).is_err());
+//! let Ok(CtrlReply::Config(c0)) = ctrl.read(&CtrlQuery { num: Some(ConfigNum(0)) }) else {
 //!     panic!("a query answers with a config");
 //! };
 //! assert!(c0.groups.is_empty());

@@ -4,7 +4,7 @@ use crate::command::{CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
 use crate::config::{Config, GID_NONE};
 use crate::rebalance::rebalance;
 use serde::{Deserialize, Serialize};
-use shardkv_rsm::StateMachine;
+use shardkv_rsm::{Applying, Error, NoInternal, Sessions, StateMachine};
 use shardkv_types::{ConfigNum, Gid, SHARDS_DEFAULT, ShardCountError, ShardId, check_shard_count};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,8 +179,30 @@ impl StateMachine for ShardCtrl {
     type Command = CtrlCommand;
     type Query = CtrlQuery;
     type Output = CtrlOutput;
+    type Internal = NoInternal;
 
-    fn apply(&mut self, cmd: &CtrlCommand) -> CtrlOutput {
+    /// Refused operations are outputs (recorded in the session, the same on every replica),
+    /// never `Err`: a controller serves every request.
+    fn apply(
+        &mut self,
+        cmd: &CtrlCommand,
+        _: &mut Applying<'_, CtrlOutput>,
+    ) -> Result<CtrlOutput, Error> {
+        Ok(self.execute(cmd))
+    }
+
+    fn apply_internal(&mut self, cmd: &NoInternal, _: &mut Applying<'_, CtrlOutput>) {
+        match *cmd {}
+    }
+
+    fn query(&self, q: &CtrlQuery, _: &Sessions<CtrlOutput>) -> Result<CtrlOutput, Error> {
+        Ok(self.read(q))
+    }
+}
+
+impl ShardCtrl {
+    /// Applies a command: one new config if accepted, none if refused.
+    pub fn execute(&mut self, cmd: &CtrlCommand) -> CtrlOutput {
         let before = self.configs.len();
         let result = match cmd {
             CtrlCommand::Join { groups } => self.join(groups),
@@ -192,7 +214,8 @@ impl StateMachine for ShardCtrl {
         result.map(|num| CtrlReply::Applied { num })
     }
 
-    fn query(&self, q: &CtrlQuery) -> CtrlOutput {
+    /// Answers a query.
+    pub fn read(&self, q: &CtrlQuery) -> CtrlOutput {
         Ok(CtrlReply::Config(self.config(q.num).clone()))
     }
 }

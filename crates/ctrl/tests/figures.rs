@@ -4,7 +4,6 @@
 //! also checked loosely, so the test fails if they drift far.
 
 use shardkv_ctrl::{CtrlCommand, ShardCtrl};
-use shardkv_rsm::StateMachine;
 use shardkv_types::Gid;
 use std::collections::BTreeMap;
 
@@ -18,7 +17,7 @@ fn servers(gid: u64) -> Vec<String> {
 fn joined(groups: u64) -> ShardCtrl {
     let mut ctrl = ShardCtrl::new(64).expect("valid shard count");
     let groups: BTreeMap<Gid, Vec<String>> = (1..=groups).map(|g| (Gid(g), servers(g))).collect();
-    assert!(ctrl.apply(&CtrlCommand::Join { groups }).is_ok());
+    assert!(ctrl.execute(&CtrlCommand::Join { groups }).is_ok());
     ctrl
 }
 
@@ -45,7 +44,7 @@ fn movement_per_join_and_leave_for_64_shards() {
     let mut report = Vec::new();
     let mut step = |ctrl: &mut ShardCtrl, cmd: CtrlCommand, label: String| {
         let before = ctrl.latest().clone();
-        assert!(ctrl.apply(&cmd).is_ok(), "{label}");
+        assert!(ctrl.execute(&cmd).is_ok(), "{label}");
         let moved = ctrl.latest().moved_from(&before);
         report.push(format!("  {label:<16} moved {moved:>2}"));
         moved

@@ -1,9 +1,8 @@
 //! The MIT 6.5840 shard controller checks (lab §6), at the state-machine level: commands go
-//! through `StateMachine::apply`, configs come back through `StateMachine::query`. The lab
+//! through `ShardCtrl::execute`, configs come back through `ShardCtrl::read`. The lab
 //! uses 10 shards; shard counts here are powers of two, so 16.
 
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlQuery, CtrlReply, GID_NONE, ShardCtrl};
-use shardkv_rsm::StateMachine;
 use shardkv_types::{ConfigNum, Gid, ShardId};
 use std::collections::BTreeMap;
 
@@ -15,7 +14,7 @@ fn servers(names: &[&str]) -> Vec<String> {
 
 fn join(ctrl: &mut ShardCtrl, groups: &[(u64, &[&str])]) -> ConfigNum {
     let groups = groups.iter().map(|(g, s)| (Gid(*g), servers(s))).collect();
-    match ctrl.apply(&CtrlCommand::Join { groups }) {
+    match ctrl.execute(&CtrlCommand::Join { groups }) {
         Ok(CtrlReply::Applied { num }) => num,
         other => panic!("join refused: {other:?}"),
     }
@@ -23,14 +22,14 @@ fn join(ctrl: &mut ShardCtrl, groups: &[(u64, &[&str])]) -> ConfigNum {
 
 fn leave(ctrl: &mut ShardCtrl, gids: &[u64]) -> ConfigNum {
     let gids = gids.iter().map(|&g| Gid(g)).collect();
-    match ctrl.apply(&CtrlCommand::Leave { gids }) {
+    match ctrl.execute(&CtrlCommand::Leave { gids }) {
         Ok(CtrlReply::Applied { num }) => num,
         other => panic!("leave refused: {other:?}"),
     }
 }
 
 fn query(ctrl: &ShardCtrl, num: Option<u64>) -> Config {
-    match ctrl.query(&CtrlQuery {
+    match ctrl.read(&CtrlQuery {
         num: num.map(ConfigNum),
     }) {
         Ok(CtrlReply::Config(c)) => c,
@@ -122,7 +121,7 @@ fn move_assigns_exactly_and_increases_num() {
     for shard in 0..SHARDS as u64 {
         let gid = if shard < 5 { Gid(503) } else { Gid(504) };
         let before = ctrl.latest().num;
-        let out = ctrl.apply(&CtrlCommand::Move {
+        let out = ctrl.execute(&CtrlCommand::Move {
             shard: ShardId(shard),
             gid,
         });
@@ -340,7 +339,7 @@ fn errors_change_nothing() {
     ];
     for (cmd, want, named) in cases {
         let before = postcard::to_allocvec(&ctrl).expect("encodes");
-        let out = ctrl.apply(&cmd);
+        let out = ctrl.execute(&cmd);
         assert_eq!(out, Err(want.clone()), "{cmd:?}");
         assert!(
             want.to_string().contains(named),

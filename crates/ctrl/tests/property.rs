@@ -7,7 +7,6 @@
 //! property` replays just that one.
 
 use shardkv_ctrl::{Config, CtrlCommand, CtrlReply, GID_NONE, ShardCtrl, moves_min};
-use shardkv_rsm::StateMachine;
 use shardkv_types::{ConfigNum, Gid, Rng, ShardId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,9 +121,9 @@ fn run_seed(seed: u64) {
         }
         let before = a.latest().clone();
         let cmd = random_command(&mut rng, &before);
-        let out = a.apply(&cmd);
+        let out = a.execute(&cmd);
         assert_eq!(
-            b.apply(&cmd),
+            b.execute(&cmd),
             out,
             "seed {seed}: replicas answered differently"
         );
@@ -179,7 +178,7 @@ fn random_commands_cover_accepts_and_refusals() {
                 CtrlCommand::Leave { .. } => "leave",
                 CtrlCommand::Move { .. } => "move",
             };
-            let ok = ctrl.apply(&cmd).is_ok();
+            let ok = ctrl.execute(&cmd).is_ok();
             *outcomes.entry((kind, ok)).or_insert(0) += 1;
         }
     }

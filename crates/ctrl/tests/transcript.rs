@@ -11,7 +11,6 @@
 //! - `query [<num>]`: prints that config (default: the latest).
 
 use shardkv_ctrl::{CtrlCommand, CtrlQuery, CtrlReply, ShardCtrl};
-use shardkv_rsm::StateMachine;
 use shardkv_types::{ConfigNum, Gid, ShardId};
 use std::path::Path;
 
@@ -63,7 +62,7 @@ fn run(ctrl: &mut ShardCtrl, line: &str, at: &str) -> String {
         }
         "query" => {
             let num = args.first().map(|n| ConfigNum(number(n, at)));
-            return match ctrl.query(&CtrlQuery { num }) {
+            return match ctrl.read(&CtrlQuery { num }) {
                 Ok(CtrlReply::Config(c)) => c.to_string(),
                 other => panic!("{at}: query answered {other:?}"),
             };
@@ -84,7 +83,7 @@ fn run(ctrl: &mut ShardCtrl, line: &str, at: &str) -> String {
         other => panic!("{at}: unknown command {other:?}"),
     };
     let before = ctrl.latest().clone();
-    match ctrl.apply(&cmd) {
+    match ctrl.execute(&cmd) {
         Ok(_) => {
             let after = ctrl.latest();
             format!("moved {}\n{after}", after.moved_from(&before))

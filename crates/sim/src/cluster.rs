@@ -22,6 +22,8 @@ pub struct ClusterConfig {
     pub snapshot_every: Option<u64>,
     /// Services: snapshot when the persisted Raft state exceeds this many bytes.
     pub max_raft_state: Option<u64>,
+    /// The cluster's shard count (a power of two, at most 16384), fixed at creation.
+    pub shards: u32,
     /// Virtual time per Raft tick.
     pub tick_us: Micros,
     /// Adjusts each node's Raft configuration.
@@ -38,6 +40,7 @@ impl ClusterConfig {
             net: NetConfig::reliable(),
             snapshot_every: None,
             max_raft_state: None,
+            shards: shardkv_types::SHARDS_DEFAULT,
             tick_us: 10_000,
             raft: |_| {},
             replay: format!("SHARDKV_SEED={seed} cargo test -p shardkv-sim"),

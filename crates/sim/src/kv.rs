@@ -4,7 +4,7 @@
 //! linearizability with `shardkv-lincheck`.
 
 use crate::cluster::{ClientEvent, ClusterConfig, Sim};
-use crate::kv_node::KvNode;
+use crate::service_node::KvNode;
 use shardkv_client::{CLERK_TICK_MS, KvClerk, KvOp, Next, Op, RetryPolicy, SingleGroup};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse};
 use shardkv_lincheck as lin;

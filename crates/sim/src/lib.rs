@@ -21,11 +21,11 @@ mod dsl;
 pub mod fuzz;
 mod kv;
 pub mod kv_fuzz;
-mod kv_node;
 mod net;
 mod node;
 mod queue;
 mod raft_dsl;
+mod service_node;
 mod state_machine;
 
 pub use app::{App, RaftApp};
@@ -33,10 +33,10 @@ pub use checker::Checker;
 pub use cluster::{ClientEvent, Cluster, ClusterConfig, NetStats, Sim};
 pub use disk_store::DiskStore;
 pub use kv::{KvCluster, KvSim, SimClerk, Workload, append_value};
-pub use kv_node::KvNode;
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};
 pub use queue::{EventQueue, Micros};
+pub use service_node::{CtrlNode, KvNode, ServiceNode, SimMachine};
 pub use state_machine::{TestStateMachine, digest};
 
 /// The seed a scenario runs with: `SHARDKV_SEED` if set, else `default`.

@@ -44,7 +44,8 @@ pub use error::ReplyError;
 pub use services::{
     DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter, RaftService, router,
 };
-pub use shardkv_raft::Role;
+/// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
+pub use shardkv_raft::{Body, Message, Role};
 use shardkv_types::Gid;
 pub use status::{NodeStatus, role_name};
 pub use transport::{PeerTransport, TransportOptions};

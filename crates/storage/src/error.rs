@@ -142,12 +142,15 @@ impl fmt::Display for StorageError {
             ),
             StorageError::IdentityMismatch { dir, stored, given } => write!(
                 f,
-                "data directory {} was created for another membership ({}); refusing to \
-                 start. Stored: {stored}. Given: {given}. Start this member with the \
-                 original settings (the stored --peers list, cluster token and group id), \
-                 or give it a fresh data directory",
+                "data directory {} belongs to another membership ({}); refusing to start. \
+                 Restart this member with its stored settings (--id {} --peers {} \
+                 --cluster-token {:?} --group-id {}), or give it a fresh data directory",
                 dir.display(),
-                stored.differences(given).join("; ")
+                stored.differences(given).join("; "),
+                stored.node_id.0,
+                stored.peer_list(),
+                stored.cluster_token,
+                stored.group_id.0
             ),
             StorageError::Gap {
                 dir,

@@ -95,6 +95,11 @@ impl Identity {
         out
     }
 
+    /// The voters in `--peers` syntax: `1=ADDR,2=ADDR`.
+    pub fn peer_list(&self) -> String {
+        peer_list(&self.voters)
+    }
+
     fn encode(&self) -> Result<Vec<u8>, StorageError> {
         let payload = postcard::to_allocvec(self).map_err(|e| StorageError::Io {
             op: "encode identity",

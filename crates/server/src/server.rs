@@ -37,8 +37,11 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
     span: tracing::Span,
 ) -> Result<()> {
-    check_identity(&cfg)?;
+    let (identity, checked) = check_identity(&cfg)?;
     let (store, restored) = open_storage(&cfg)?;
+    // Logged only once storage is open: nothing is logged before the data directory is
+    // complete (a member whose stderr is gone dies at its first log line).
+    log_identity(&identity, checked);
     let voters = cfg.peers.keys().copied().collect();
     let opts = ReplicaOptions {
         max_raft_state: cfg.max_raft_state,
@@ -137,7 +140,7 @@ fn log_drops(drops: &RaftDrops) {
 
 /// Checks (or, on first start, writes) the data directory's identity file: the cluster,
 /// group, node and voter set it was created for. A different one refuses to start.
-fn check_identity(cfg: &ServerConfig) -> Result<()> {
+fn check_identity(cfg: &ServerConfig) -> Result<(Identity, IdentityCheck)> {
     let given = Identity {
         cluster_id: cfg.cluster_id,
         cluster_token: cfg.cluster_token.clone(),
@@ -151,6 +154,10 @@ fn check_identity(cfg: &ServerConfig) -> Result<()> {
     };
     let checked = shardkv_storage::check_identity(&mut FsDisk::new(), &cfg.data_dir, &given)
         .map_err(|e| anyhow!("{e}"))?;
+    Ok((given, checked))
+}
+
+fn log_identity(given: &Identity, checked: IdentityCheck) {
     match checked {
         IdentityCheck::Created => tracing::info!(identity = %given, "new data directory"),
         IdentityCheck::Matched => {}
@@ -164,7 +171,6 @@ fn check_identity(cfg: &ServerConfig) -> Result<()> {
              created with, stop now and restart with the original one"
         ),
     }
-    Ok(())
 }
 
 fn node_outcome(

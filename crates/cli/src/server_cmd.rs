@@ -25,7 +25,9 @@ pub struct ServerArgs {
     /// Every member of the group, this one included: 1=HOST:PORT,2=HOST:PORT,...
     #[arg(long, env = "SHARDKV_PEERS")]
     peers: Option<String>,
-    /// This member's data directory (a directory of another node id is refused).
+    /// This member's data directory. Its first start records the cluster, group, node and
+    /// --peers ids there; a later start with another node id, cluster token, group id or set
+    /// of peer ids is refused.
     #[arg(long, env = "SHARDKV_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Snapshot when the persisted Raft state exceeds this (e.g. 64MiB); `off` never does.
@@ -38,6 +40,15 @@ pub struct ServerArgs {
     /// Refuse writes while the data directory's filesystem has less free space (e.g. 32MiB).
     #[arg(long, env = "SHARDKV_DISK_RESERVE")]
     disk_reserve: Option<String>,
+    /// Names the cluster; every member gives the same one (default "shardkv"). Raft traffic
+    /// stamped with another cluster's token is dropped, and a data directory created with
+    /// another token is refused.
+    #[arg(long, env = "SHARDKV_CLUSTER_TOKEN")]
+    cluster_token: Option<String>,
+    /// The replica group this member belongs to (default 1). Raft traffic for another group
+    /// is dropped, and a data directory of another group is refused.
+    #[arg(long, env = "SHARDKV_GROUP_ID")]
+    group_id: Option<u64>,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -53,6 +64,8 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         max_raft_state: args.max_raft_state,
         request_timeout: args.request_timeout,
         disk_reserve: args.disk_reserve,
+        cluster_token: args.cluster_token,
+        group_id: args.group_id,
     };
     let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,11 @@
 //! and how to use them, then waits; SIGTERM or Ctrl-C stops every member gracefully (SIGKILL
 //! after a grace period). Running it again on the same directory restarts the group with
 //! its data.
+//!
+//! Identity: every member gets the same `--cluster-token`: the one given, or the one kept in
+//! `<data-dir>/cluster-token`, or (first run) a new random one written there. Each member
+//! records its peer list in its data directory, so `up --replicas 5` on a directory made
+//! with 3 members is refused by the members (use the original count or a new directory).
 
 use crate::conn::{BASE_PORT_DEFAULT, ENDPOINTS_DEFAULT, runtime};
 use crate::server_cmd::shutdown_signal;
@@ -10,8 +15,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use shardkv_client::{Role, fetch_status};
 use std::fs::{self, File};
+use std::hash::{BuildHasher, RandomState};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,6 +42,45 @@ pub struct UpArgs {
     /// Passed to each member (e.g. 64MiB, or off).
     #[arg(long)]
     max_raft_state: Option<String>,
+    /// The cluster token every member gets (default: the one kept in the data directory,
+    /// or a new random one on the first run).
+    #[arg(long, env = "SHARDKV_CLUSTER_TOKEN")]
+    cluster_token: Option<String>,
+}
+
+/// The file in `up`'s data directory that keeps the cluster token between runs.
+const CLUSTER_TOKEN_FILE: &str = "cluster-token";
+
+/// The token for this run: see the module docs. Refuses a given token that differs from
+/// the kept one (the members would refuse it anyway, one by one, less clearly).
+fn cluster_token(data_dir: &Path, given: Option<&str>) -> Result<String> {
+    let path = data_dir.join(CLUSTER_TOKEN_FILE);
+    let kept = match fs::read_to_string(&path) {
+        Ok(s) => Some(s.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    match (kept, given) {
+        (Some(kept), Some(given)) if kept != given => bail!(
+            "{} was created with cluster token {kept:?}, not {given:?}; run without \
+             --cluster-token (or with the kept one), or use another --data-dir",
+            data_dir.display()
+        ),
+        (Some(kept), _) => Ok(kept),
+        (None, given) => {
+            let token = match given {
+                Some(t) => t.to_string(),
+                None => format!("up-{:016x}", RandomState::new().hash_one(Instant::now())),
+            };
+            let tmp = data_dir.join(format!("{CLUSTER_TOKEN_FILE}.tmp"));
+            let mut f = File::create(&tmp)?;
+            f.write_all(format!("{token}\n").as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(data_dir)?.sync_all()?;
+            Ok(token)
+        }
+    }
 }
 
 /// One child process.
@@ -67,6 +113,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = fs::canonicalize(&args.data_dir)?;
+    let token = cluster_token(&data_dir, args.cluster_token.as_deref())?;
     let addrs: Vec<String> = (0..args.replicas)
         .map(|i| format!("127.0.0.1:{}", u64::from(args.base_port) + i))
         .collect();
@@ -77,7 +124,14 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         .collect();
     let mut members = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let spawned = spawn(&args, &data_dir, i as u64 + 1, addr, &peers.join(","));
+        let spawned = spawn(
+            &args,
+            &data_dir,
+            &token,
+            i as u64 + 1,
+            addr,
+            &peers.join(","),
+        );
         match spawned {
             Ok(m) => members.push(m),
             Err(e) => {
@@ -94,7 +148,8 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
 
 fn spawn(
     args: &UpArgs,
-    data_dir: &std::path::Path,
+    data_dir: &Path,
+    token: &str,
     id: u64,
     addr: &str,
     peers: &str,
@@ -104,6 +159,7 @@ fn spawn(
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("server")
         .args(["--id", &id.to_string(), "--peers", peers])
+        .args(["--cluster-token", token])
         .arg("--data-dir")
         .arg(data_dir.join(format!("n{id}")))
         .stdin(Stdio::null())
@@ -131,11 +187,7 @@ fn spawn(
 }
 
 /// Waits for a leader, prints how to use the group, then waits for a signal.
-async fn supervise(
-    members: &mut [Member],
-    data_dir: &std::path::Path,
-    addrs: &[String],
-) -> Result<ExitCode> {
+async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) -> Result<ExitCode> {
     let leader = wait_for_leader(members).await?;
     let endpoints = addrs.join(",");
     println!(
@@ -180,8 +232,9 @@ async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
         for m in members.iter_mut() {
             if !m.check() {
                 bail!(
-                    "member n{} exited during startup; see {}",
+                    "member n{} exited during startup{}; see {}",
                     m.id,
+                    last_error(&m.log).map_or(String::new(), |e| format!(": {e}")),
                     m.log.display()
                 );
             }
@@ -194,6 +247,15 @@ async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
         tokio::time::sleep(POLL).await;
     }
     bail!("no leader was elected within {LEADER_WAIT:?}; see the logs in each member's log file")
+}
+
+/// The last `error: ...` line of a member's log (what made it exit), if any.
+fn last_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map(str::to_string)
 }
 
 /// SIGTERM to every live member, then SIGKILL to those still running after the grace.

@@ -230,9 +230,12 @@ fn malformed_and_oversized_requests_get_errors_and_the_servers_keep_serving() {
         let mut peer = shardkv_net::pb::raft_client::RaftClient::connect(addr)
             .await
             .expect("connect");
+        // With this cluster's identity, so the frames reach the decoder.
         let garbage = shardkv_net::pb::RaftBatch {
             from: 2,
             messages: vec![vec![0xde, 0xad], vec![], vec![7; 100]],
+            cluster_id: shardkv_net::cluster_id_from_token(shardkv_net::CLUSTER_TOKEN_DEFAULT),
+            group_id: 1,
         };
         let sent = peer.send(tokio_stream_once(garbage)).await;
         assert!(

@@ -4,7 +4,8 @@
 //! - **Kv**, for clients: Get, Put, Append, Delete, Cas (writes carry the client's session id
 //!   and sequence number) and Status;
 //! - **Raft**, for peers: a client-streaming `Send` on which a member pushes batches of Raft
-//!   messages, each a postcard-encoded [`shardkv_raft::Message`] in a `bytes` field.
+//!   messages, each a postcard-encoded [`shardkv_raft::Message`] in a `bytes` field. Every
+//!   batch names its cluster id and group id ([`PeerIdentity`]).
 //!
 //! What this crate is: the schema (generated at build time with `protox` + `tonic-prost-build`,
 //! no system `protoc`), conversions between wire and core types ([`convert`]), the server
@@ -13,6 +14,11 @@
 //! about requests; that is `shardkv-server`'s job.
 //!
 //! Contract:
+//! - Identity: the receiver checks a batch's cluster id against its own, then asks its
+//!   [`RaftRouter`] whether it hosts the batch's group, both before decoding anything. A
+//!   batch that fails either check is dropped whole and counted ([`RaftDrops`]), with at
+//!   most one warning per reason per [`services::DROP_LOG_INTERVAL`] naming the expected
+//!   and received ids; it is never stepped.
 //! - Every incoming frame is size-checked by tonic before it is decoded: at most
 //!   [`KV_FRAME_BYTES_MAX`] on the Kv service and [`RAFT_FRAME_BYTES_MAX`] on the Raft
 //!   service. A Raft message that does not decode is dropped with a log line, never a panic.
@@ -33,8 +39,12 @@ pub mod pb {
     tonic::include_proto!("shardkv.v1");
 }
 
-pub use services::{Handler, router};
-pub use shardkv_raft::Role;
+pub use services::{
+    DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter, RaftService, router,
+};
+/// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
+pub use shardkv_raft::{Body, Message, Role};
+use shardkv_types::Gid;
 pub use status::{NodeStatus, role_name};
 pub use transport::{PeerTransport, TransportOptions};
 
@@ -56,3 +66,47 @@ pub const RAFT_BATCH_BYTES_MAX: usize = 4 << 20;
 
 /// The most messages in one batch.
 pub const RAFT_BATCH_MESSAGES_MAX: usize = 1024;
+
+/// The cluster token of a server that is not given one.
+pub const CLUSTER_TOKEN_DEFAULT: &str = "shardkv";
+
+/// Which cluster and group a stream of Raft traffic belongs to: the sender stamps it on
+/// every batch, the receiver drops batches whose identity it does not share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// Never 0 (0 is what a sender from before identities sends).
+    pub cluster_id: u64,
+    pub group_id: Gid,
+}
+
+/// The cluster id of a cluster token (like etcd's `--initial-cluster-token`): 64-bit FNV-1a
+/// of its UTF-8 bytes, stable across builds and platforms, never 0.
+pub fn cluster_id_from_token(token: &str) -> u64 {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = token.bytes().fold(FNV_OFFSET, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    });
+    hash.max(1)
+}
+
+/// `0x…`, the way cluster ids are shown to operators.
+pub fn cluster_hex(id: u64) -> String {
+    format!("{id:#018x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_are_stable_and_distinct() {
+        // Goal: the derivation never changes (ids are persisted) and separates tokens.
+        assert_eq!(cluster_id_from_token(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(cluster_id_from_token("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(
+            cluster_id_from_token(CLUSTER_TOKEN_DEFAULT),
+            cluster_id_from_token("shardkv2")
+        );
+    }
+}

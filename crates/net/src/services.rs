@@ -6,13 +6,16 @@ use crate::convert::{self, decode_message};
 use crate::pb::kv_server::{Kv, KvServer};
 use crate::pb::raft_server::{Raft, RaftServer};
 use crate::pb::{self};
-use crate::{KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX};
+use crate::{KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX, cluster_hex};
 use shardkv_kv::{KvOutput, KvRequest};
 use shardkv_raft::Message;
 use shardkv_rsm::Error;
-use shardkv_types::NodeId;
+use shardkv_types::{Gid, NodeId};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status, Streaming};
 
 /// What a server does with what arrives on its port.
@@ -32,17 +35,55 @@ pub trait Handler: Send + Sync + 'static {
     fn raft_messages(&self, from: NodeId, msgs: Vec<Message>);
 }
 
-/// A tonic router serving both services for `handler`, with the frame limits set.
-pub fn router<H: Handler>(
+/// Where the Raft traffic of a port goes, by group id: the seam between the peer service
+/// and whatever hosts replicas. A single-group server uses [`OneGroup`]; a host of several
+/// groups implements it over its map of replicas.
+pub trait RaftRouter: Send + Sync + 'static {
+    /// This host's node id: every message it accepts must be addressed to it.
+    fn node_id(&self) -> NodeId;
+
+    /// Whether this host runs a replica of `group`. Asked before a batch is decoded; a
+    /// batch for a group it does not host is dropped and counted, never decoded or stepped.
+    fn hosts(&self, group: Gid) -> bool;
+
+    /// Messages from peer `from` for `group` (one `hosts` accepted), decoded and checked to
+    /// be addressed from `from` to this node. Must not block (drop when full).
+    fn deliver(&self, group: Gid, from: NodeId, msgs: Vec<Message>);
+}
+
+/// A [`RaftRouter`] for a server that runs one replica of one group: accepts only that
+/// group's traffic and hands it to the [`Handler`].
+pub struct OneGroup<H> {
+    pub group: Gid,
+    pub handler: Arc<H>,
+}
+
+impl<H: Handler> RaftRouter for OneGroup<H> {
+    fn node_id(&self) -> NodeId {
+        self.handler.node_id()
+    }
+
+    fn hosts(&self, group: Gid) -> bool {
+        group == self.group
+    }
+
+    fn deliver(&self, group: Gid, from: NodeId, msgs: Vec<Message>) {
+        debug_assert_eq!(group, self.group, "deliver only what hosts() accepted");
+        self.handler.raft_messages(from, msgs);
+    }
+}
+
+/// A tonic router serving the Kv service for `handler` and the Raft peer service `raft`,
+/// with the frame limits set.
+pub fn router<H: Handler, R: RaftRouter>(
     builder: &mut tonic::transport::Server,
     handler: Arc<H>,
+    raft: RaftService<R>,
 ) -> tonic::transport::server::Router {
-    let kv = KvServer::new(KvService {
-        handler: handler.clone(),
-    })
-    .max_decoding_message_size(KV_FRAME_BYTES_MAX)
-    .max_encoding_message_size(KV_FRAME_BYTES_MAX);
-    let raft = RaftServer::new(RaftService { handler })
+    let kv = KvServer::new(KvService { handler })
+        .max_decoding_message_size(KV_FRAME_BYTES_MAX)
+        .max_encoding_message_size(KV_FRAME_BYTES_MAX);
+    let raft = RaftServer::new(raft)
         .max_decoding_message_size(RAFT_FRAME_BYTES_MAX)
         .max_encoding_message_size(RAFT_FRAME_BYTES_MAX);
     builder.add_service(kv).add_service(raft)
@@ -96,32 +137,103 @@ impl<H: Handler> Kv for KvService<H> {
     }
 }
 
-/// The Raft peer service.
-pub struct RaftService<H> {
-    handler: Arc<H>,
+/// The Raft peer service: checks each batch's cluster id against its own and asks its
+/// [`RaftRouter`] whether it hosts the batch's group, both before decoding; then decodes,
+/// drops misaddressed or undecodable messages, and delivers the rest. Every drop is
+/// counted in [`RaftDrops`] and logged at most once per [`DROP_LOG_INTERVAL`] per reason.
+pub struct RaftService<R> {
+    cluster_id: u64,
+    routes: Arc<R>,
+    drops: Arc<RaftDrops>,
+}
+
+impl<R: RaftRouter> RaftService<R> {
+    /// A peer service for cluster `cluster_id` over `routes`.
+    pub fn new(cluster_id: u64, routes: Arc<R>) -> RaftService<R> {
+        RaftService {
+            cluster_id,
+            routes,
+            drops: Arc::new(RaftDrops::default()),
+        }
+    }
+
+    /// The drop counters, to read while the service runs.
+    pub fn drops(&self) -> Arc<RaftDrops> {
+        self.drops.clone()
+    }
+
+    /// Checks, decodes and delivers one batch.
+    fn receive(&self, batch: pb::RaftBatch) {
+        let me = self.routes.node_id();
+        let from = NodeId(batch.from);
+        let group = Gid(batch.group_id);
+        if batch.cluster_id != self.cluster_id {
+            self.drops.count(DropReason::WrongCluster, 1, || {
+                format!(
+                    "expected cluster {}, received cluster {} from node {} (group {}); \
+                     a member of another cluster (or one with another --cluster-token) \
+                     is sending to this address",
+                    cluster_hex(self.cluster_id),
+                    cluster_hex(batch.cluster_id),
+                    from.0,
+                    group.0
+                )
+            });
+            return;
+        }
+        if !self.routes.hosts(group) {
+            self.drops.count(DropReason::WrongGroup, 1, || {
+                format!(
+                    "received group {} from node {}, which this node does not host; \
+                     check the sender's --group-id and --peers",
+                    group.0, from.0
+                )
+            });
+            return;
+        }
+        let msgs = self.decode_batch(me, from, &batch.messages);
+        if !msgs.is_empty() {
+            self.routes.deliver(group, from, msgs);
+        }
+    }
+
+    /// Decodes a batch, dropping every message that does not decode or is not from `from`
+    /// to `me`.
+    fn decode_batch(&self, me: NodeId, from: NodeId, frames: &[Vec<u8>]) -> Vec<Message> {
+        let mut msgs = Vec::with_capacity(frames.len());
+        for bytes in frames {
+            match decode_message(bytes) {
+                Ok(m) if m.to == me && m.from == from => msgs.push(m),
+                Ok(m) => self.drops.count(DropReason::Misaddressed, 1, || {
+                    format!(
+                        "a message from {} to {} in a batch from {from} (this node is {me})",
+                        m.from, m.to
+                    )
+                }),
+                Err(e) => self.drops.count(DropReason::Undecodable, 1, || {
+                    format!("{} bytes from {from}: {e}", bytes.len())
+                }),
+            }
+        }
+        msgs
+    }
 }
 
 #[tonic::async_trait]
-impl<H: Handler> Raft for RaftService<H> {
+impl<R: RaftRouter> Raft for RaftService<R> {
     async fn send(
         &self,
         r: Request<Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
         let remote = r.remote_addr();
         let mut stream = r.into_inner();
-        let me = self.handler.node_id();
         loop {
             match stream.message().await {
-                Ok(Some(batch)) => {
-                    let from = NodeId(batch.from);
-                    let msgs = decode_batch(me, from, &batch.messages);
-                    if !msgs.is_empty() {
-                        self.handler.raft_messages(from, msgs);
-                    }
-                }
+                Ok(Some(batch)) => self.receive(batch),
                 Ok(None) => break,
                 Err(status) => {
-                    tracing::debug!(node = %me, ?remote, %status, "raft stream ended");
+                    tracing::debug!(node = %self.routes.node_id(), ?remote, %status,
+                        "raft stream ended");
                     break;
                 }
             }
@@ -130,24 +242,96 @@ impl<H: Handler> Raft for RaftService<H> {
     }
 }
 
-/// Decodes a batch, dropping (with a log line) every message that does not decode or is not
-/// from `from` to `me`.
-fn decode_batch(me: NodeId, from: NodeId, frames: &[Vec<u8>]) -> Vec<Message> {
-    let mut msgs = Vec::with_capacity(frames.len());
-    for bytes in frames {
-        match decode_message(bytes) {
-            Ok(m) if m.to == me && m.from == from => msgs.push(m),
-            Ok(m) => tracing::warn!(
-                node = %me, batch_from = %from, from = %m.from, to = %m.to,
-                "dropping a misaddressed raft message"
-            ),
-            Err(e) => tracing::warn!(
-                node = %me, %from, bytes = bytes.len(), error = %e,
-                "dropping an undecodable raft message"
-            ),
+/// How often at most one warning per drop reason is logged; drops in between are counted
+/// and summed into the next warning.
+pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the peer service dropped something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    /// A batch whose cluster id is not this node's.
+    WrongCluster,
+    /// A batch for a group this node does not host.
+    WrongGroup,
+    /// A message not from the batch's sender or not to this node.
+    Misaddressed,
+    /// A message that does not decode.
+    Undecodable,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 4] = [
+        DropReason::WrongCluster,
+        DropReason::WrongGroup,
+        DropReason::Misaddressed,
+        DropReason::Undecodable,
+    ];
+
+    fn what(self) -> &'static str {
+        match self {
+            DropReason::WrongCluster => "dropping raft batches for another cluster",
+            DropReason::WrongGroup => "dropping raft batches for a group not hosted here",
+            DropReason::Misaddressed => "dropping misaddressed raft messages",
+            DropReason::Undecodable => "dropping undecodable raft messages",
         }
     }
-    msgs
+}
+
+/// What the peer service dropped, per reason. Batches for the identity checks (they are
+/// dropped whole, before decoding), messages for the per-message checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RaftDropCounts {
+    pub wrong_cluster_batches: u64,
+    pub wrong_group_batches: u64,
+    pub misaddressed_messages: u64,
+    pub undecodable_messages: u64,
+}
+
+/// The drop counters of a [`RaftService`] and its log rate limiter.
+#[derive(Debug, Default)]
+pub struct RaftDrops {
+    /// Indexed like [`DropReason::ALL`].
+    counts: [AtomicU64; 4],
+    /// Per reason: when the last warning was logged and the count it reported.
+    /// Invariant: `reported <= counts[reason]`.
+    logged: Mutex<BTreeMap<DropReason, (Instant, u64)>>,
+}
+
+impl RaftDrops {
+    /// The counts so far.
+    pub fn counts(&self) -> RaftDropCounts {
+        let get = |r: DropReason| self.counts[r as usize].load(Ordering::Relaxed);
+        RaftDropCounts {
+            wrong_cluster_batches: get(DropReason::WrongCluster),
+            wrong_group_batches: get(DropReason::WrongGroup),
+            misaddressed_messages: get(DropReason::Misaddressed),
+            undecodable_messages: get(DropReason::Undecodable),
+        }
+    }
+
+    /// Counts `n` drops for `reason` and logs one warning (built by `detail`, naming the
+    /// expected and received ids) if none was logged for this reason in the last
+    /// [`DROP_LOG_INTERVAL`].
+    fn count(&self, reason: DropReason, n: u64, detail: impl FnOnce() -> String) {
+        debug_assert_eq!(DropReason::ALL[reason as usize], reason);
+        let total = self.counts[reason as usize].fetch_add(n, Ordering::Relaxed) + n;
+        let now = Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let due = logged
+            .get(&reason)
+            .is_none_or(|(at, _)| now.duration_since(*at) >= DROP_LOG_INTERVAL);
+        if !due {
+            return;
+        }
+        let since = total - logged.get(&reason).map_or(0, |(_, reported)| *reported);
+        logged.insert(reason, (now, total));
+        drop(logged);
+        let detail = detail();
+        tracing::warn!(
+            reason = ?reason, dropped_since_last_report = since, dropped_total = total,
+            "{}: {detail}", reason.what()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -156,24 +340,116 @@ mod tests {
     use shardkv_raft::Body;
     use shardkv_types::Term;
 
-    #[test]
-    fn undecodable_and_misaddressed_messages_are_dropped() {
-        let good = Message {
+    /// Records the Raft messages it is handed.
+    #[derive(Default)]
+    struct Sink {
+        got: Mutex<Vec<Message>>,
+    }
+
+    impl Handler for Sink {
+        fn node_id(&self) -> NodeId {
+            NodeId(1)
+        }
+
+        async fn request(&self, _: KvRequest) -> Result<KvOutput, Error> {
+            Err(Error::Busy)
+        }
+
+        async fn status(&self) -> Result<NodeStatus, Error> {
+            Err(Error::Busy)
+        }
+
+        fn raft_messages(&self, _: NodeId, msgs: Vec<Message>) {
+            self.got.lock().expect("lock").extend(msgs);
+        }
+    }
+
+    fn service(sink: &Arc<Sink>) -> RaftService<OneGroup<Sink>> {
+        let routes = OneGroup {
+            group: Gid(1),
+            handler: sink.clone(),
+        };
+        RaftService::new(0xc1, Arc::new(routes))
+    }
+
+    fn good() -> Message {
+        Message {
             from: NodeId(2),
             to: NodeId(1),
             term: Term(3),
             body: Body::TimeoutNow,
-        };
+        }
+    }
+
+    fn batch(cluster_id: u64, group_id: u64) -> pb::RaftBatch {
+        pb::RaftBatch {
+            from: 2,
+            messages: vec![convert::encode_message(&good())],
+            cluster_id,
+            group_id,
+        }
+    }
+
+    #[test]
+    fn undecodable_and_misaddressed_messages_are_dropped_and_counted() {
+        // Goal: per-message checks drop what is not from the sender to this node.
         let wrong_to = Message {
             to: NodeId(3),
-            ..good.clone()
+            ..good()
         };
         let frames = vec![
-            convert::encode_message(&good),
+            convert::encode_message(&good()),
             vec![0xde, 0xad, 0xbe, 0xef],
             convert::encode_message(&wrong_to),
             Vec::new(),
         ];
-        assert_eq!(decode_batch(NodeId(1), NodeId(2), &frames), vec![good]);
+        let sink = Arc::new(Sink::default());
+        let s = service(&sink);
+        assert_eq!(s.decode_batch(NodeId(1), NodeId(2), &frames), vec![good()]);
+        let counts = s.drops().counts();
+        assert_eq!(counts.misaddressed_messages, 1);
+        assert_eq!(counts.undecodable_messages, 2);
+    }
+
+    #[test]
+    fn batches_for_another_cluster_or_group_are_counted_and_never_delivered() {
+        // Goal: identity checks run before anything is delivered. Method: a batch of each
+        // kind through `receive`, then look at what the handler got and at the counters.
+        let sink = Arc::new(Sink::default());
+        let s = service(&sink);
+        s.receive(batch(0xc2, 1));
+        s.receive(batch(0, 1));
+        s.receive(batch(0xc1, 2));
+        assert!(sink.got.lock().expect("lock").is_empty());
+        s.receive(batch(0xc1, 1));
+        assert_eq!(*sink.got.lock().expect("lock"), vec![good()]);
+        assert_eq!(
+            s.drops().counts(),
+            RaftDropCounts {
+                wrong_cluster_batches: 2,
+                wrong_group_batches: 1,
+                ..RaftDropCounts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn drops_are_logged_once_per_interval_per_reason() {
+        // Goal: a flood of bad batches makes one warning, not one per batch. Method: count
+        // many drops at once and read what the limiter reported.
+        let drops = RaftDrops::default();
+        let mut built = 0;
+        for _ in 0..100 {
+            drops.count(DropReason::WrongGroup, 1, || {
+                built += 1;
+                String::new()
+            });
+        }
+        drops.count(DropReason::WrongCluster, 1, String::new);
+        assert_eq!(built, 1, "one warning for 100 drops");
+        let logged = drops.logged.lock().expect("lock");
+        assert_eq!(logged.get(&DropReason::WrongGroup).map(|l| l.1), Some(1));
+        assert_eq!(logged.get(&DropReason::WrongCluster).map(|l| l.1), Some(1));
+        assert_eq!(drops.counts().wrong_group_batches, 100);
     }
 }

@@ -5,7 +5,8 @@
 use crate::convert::encode_message;
 use crate::pb::{self, raft_client::RaftClient};
 use crate::{
-    PEER_QUEUE_MESSAGES_MAX, RAFT_BATCH_BYTES_MAX, RAFT_BATCH_MESSAGES_MAX, RAFT_FRAME_BYTES_MAX,
+    PEER_QUEUE_MESSAGES_MAX, PeerIdentity, RAFT_BATCH_BYTES_MAX, RAFT_BATCH_MESSAGES_MAX,
+    RAFT_FRAME_BYTES_MAX,
 };
 use shardkv_raft::Message;
 use shardkv_types::NodeId;
@@ -47,6 +48,7 @@ impl Default for TransportOptions {
 /// Dropping the transport ends every sender task once its queue is empty.
 pub struct PeerTransport {
     me: NodeId,
+    identity: PeerIdentity,
     queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
     /// Messages dropped because a queue was full or the peer unknown.
     dropped: Arc<AtomicU64>,
@@ -54,9 +56,10 @@ pub struct PeerTransport {
 
 impl PeerTransport {
     /// Starts one sender task per peer on `runtime`. `peers` maps each other member to its
-    /// `host:port`; an entry for `me` is ignored.
+    /// `host:port`; an entry for `me` is ignored. Every batch carries `identity`.
     pub fn start(
         me: NodeId,
+        identity: PeerIdentity,
         peers: &BTreeMap<NodeId, String>,
         opts: TransportOptions,
         runtime: &tokio::runtime::Handle,
@@ -65,12 +68,14 @@ impl PeerTransport {
             opts.queue_messages_max >= 1,
             "a peer queue holds at least one message"
         );
+        assert_ne!(identity.cluster_id, 0, "cluster id 0 is reserved");
         let dropped = Arc::new(AtomicU64::new(0));
         let mut queues = BTreeMap::new();
         for (&peer, addr) in peers.iter().filter(|(p, _)| **p != me) {
             let (tx, rx) = mpsc::channel(opts.queue_messages_max);
             let sender = PeerSender {
                 me,
+                identity,
                 peer,
                 addr: addr.clone(),
                 opts: opts.clone(),
@@ -81,6 +86,7 @@ impl PeerTransport {
         }
         PeerTransport {
             me,
+            identity,
             queues,
             dropped,
         }
@@ -102,6 +108,11 @@ impl PeerTransport {
         }
     }
 
+    /// The cluster and group this transport's batches name.
+    pub fn identity(&self) -> PeerIdentity {
+        self.identity
+    }
+
     /// Messages dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -119,6 +130,7 @@ enum StreamEnd {
 /// The task that feeds one peer.
 struct PeerSender {
     me: NodeId,
+    identity: PeerIdentity,
     peer: NodeId,
     addr: String,
     opts: TransportOptions,
@@ -212,6 +224,8 @@ impl PeerSender {
         pb::RaftBatch {
             from: self.me.0,
             messages,
+            cluster_id: self.identity.cluster_id,
+            group_id: self.identity.group_id.0,
         }
     }
 }

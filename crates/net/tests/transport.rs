@@ -1,12 +1,15 @@
 //! The peer transport against a real Raft service on loopback: messages sent arrive in
-//! order, and a peer that comes up late (or comes back after going away) is reached once it
-//! listens. Outcomes are checked with generous bounded waits, never with timing.
+//! order, a peer that comes up late (or comes back after going away) is reached once it
+//! listens, and traffic of another cluster or group is dropped and counted. Outcomes are checked with generous bounded waits, never with timing.
 
 use shardkv_kv::{KvOutput, KvRequest};
-use shardkv_net::{Handler, NodeStatus, PeerTransport, TransportOptions, router};
+use shardkv_net::{
+    Handler, NodeStatus, OneGroup, PeerIdentity, PeerTransport, RaftDrops, RaftService,
+    TransportOptions, router,
+};
 use shardkv_raft::{Body, Message};
 use shardkv_rsm::Error;
-use shardkv_types::{NodeId, Term};
+use shardkv_types::{Gid, NodeId, Term};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -67,7 +70,14 @@ fn msg(term: u64) -> Message {
 struct Peer {
     rt: tokio::runtime::Runtime,
     rec: Arc<Recorder>,
+    drops: Arc<RaftDrops>,
 }
+
+/// The identity of the test group.
+const IDENT: PeerIdentity = PeerIdentity {
+    cluster_id: 0xc1,
+    group_id: Gid(1),
+};
 
 impl Peer {
     fn start(addr: SocketAddr) -> Peer {
@@ -79,13 +89,21 @@ impl Peer {
         let rec = Arc::new(Recorder::default());
         let listener = rt.block_on(TcpListener::bind(addr)).expect("bind");
         let h = rec.clone();
+        let raft = RaftService::new(
+            IDENT.cluster_id,
+            Arc::new(OneGroup {
+                group: IDENT.group_id,
+                handler: rec.clone(),
+            }),
+        );
+        let drops = raft.drops();
         rt.spawn(async move {
             let mut b = tonic::transport::Server::builder();
-            let _ = router(&mut b, h)
+            let _ = router(&mut b, h, raft)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
-        Peer { rt, rec }
+        Peer { rt, rec, drops }
     }
 
     fn stop(self) {
@@ -108,13 +126,27 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A transport from node 1 to node 2 at `addr`, on its own runtime.
 fn transport_to(addr: SocketAddr) -> (tokio::runtime::Runtime, PeerTransport) {
+    transport_as(addr, IDENT)
+}
+
+/// A transport from node 1 of `identity` to node 2 at `addr`.
+fn transport_as(
+    addr: SocketAddr,
+    identity: PeerIdentity,
+) -> (tokio::runtime::Runtime, PeerTransport) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let peers = BTreeMap::from([(NodeId(2), addr.to_string())]);
-    let t = PeerTransport::start(NodeId(1), &peers, TransportOptions::default(), rt.handle());
+    let t = PeerTransport::start(
+        NodeId(1),
+        identity,
+        &peers,
+        TransportOptions::default(),
+        rt.handle(),
+    );
     (rt, t)
 }
 
@@ -152,4 +184,44 @@ fn a_peer_that_comes_up_late_or_comes_back_is_reached() {
         });
         peer.stop();
     }
+}
+
+/// Goal: a peer of another cluster or another group is never heard, only counted. Method:
+/// transports stamped with another cluster id and another group id send to a listening
+/// service until their batches are counted as dropped; then the right identity gets through.
+#[test]
+fn traffic_of_another_cluster_or_group_is_dropped_and_counted() {
+    let addr = free_addr();
+    let peer = Peer::start(addr);
+    let other_cluster = PeerIdentity {
+        cluster_id: 0xc2,
+        ..IDENT
+    };
+    let other_group = PeerIdentity {
+        group_id: Gid(2),
+        ..IDENT
+    };
+    for (identity, what) in [(other_cluster, "cluster"), (other_group, "group")] {
+        let (_rt, t) = transport_as(addr, identity);
+        let mut term = 0;
+        wait_for(&format!("a batch of another {what} to be dropped"), || {
+            term += 1;
+            t.send(msg(term));
+            let c = peer.drops.counts();
+            match what {
+                "cluster" => c.wrong_cluster_batches > 0,
+                _ => c.wrong_group_batches > 0,
+            }
+        });
+    }
+    assert!(
+        peer.rec.terms().is_empty(),
+        "nothing of another identity is delivered"
+    );
+    let (_rt, t) = transport_to(addr);
+    wait_for("a batch of the right identity", || {
+        t.send(msg(1));
+        !peer.rec.terms().is_empty()
+    });
+    peer.stop();
 }

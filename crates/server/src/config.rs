@@ -14,11 +14,14 @@
 //! max-raft-state = "64MiB"     # or "off"
 //! request-timeout = "2s"
 //! disk-reserve = "32MiB"
+//! cluster-token = "shardkv"    # every member of a cluster gives the same token
+//! group-id = 1
 //! ```
 
 use crate::units::{parse_bytes, parse_duration};
 use serde::Deserialize;
-use shardkv_types::NodeId;
+use shardkv_net::{CLUSTER_TOKEN_DEFAULT, PeerIdentity, cluster_id_from_token};
+use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,10 +33,15 @@ pub const MAX_RAFT_STATE_DEFAULT: u64 = 64 << 20;
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 /// Writes are refused while the data directory's filesystem has less free space than this.
 pub const DISK_RESERVE_DEFAULT: u64 = 32 << 20;
+/// The group a server belongs to unless configured otherwise (today's single KV group).
+pub const GROUP_ID_DEFAULT: Gid = Gid(1);
+/// The longest cluster token accepted, in bytes.
+pub const CLUSTER_TOKEN_BYTES_MAX: usize = 256;
 
 /// A checked configuration of one server.
 ///
-/// Invariants: `peers` contains `id`; every id is non-zero.
+/// Invariants: `peers` contains `id`; every id is non-zero; `cluster_id` is derived from
+/// `cluster_token`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     pub id: NodeId,
@@ -48,6 +56,23 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Free bytes the data directory's filesystem keeps; below it writes get `NoSpace`.
     pub disk_reserve_bytes: u64,
+    /// Names the cluster; the same on every member (like etcd's `--initial-cluster-token`).
+    pub cluster_token: String,
+    /// `cluster_id_from_token(cluster_token)`: stamped on every Raft batch and stored in the
+    /// data directory.
+    pub cluster_id: u64,
+    /// The replica group this member belongs to.
+    pub group_id: Gid,
+}
+
+impl ServerConfig {
+    /// The identity stamped on this member's Raft traffic.
+    pub fn peer_identity(&self) -> PeerIdentity {
+        PeerIdentity {
+            cluster_id: self.cluster_id,
+            group_id: self.group_id,
+        }
+    }
 }
 
 /// One source of configuration: every field optional.
@@ -62,6 +87,8 @@ pub struct ConfigLayer {
     pub max_raft_state: Option<String>,
     pub request_timeout: Option<String>,
     pub disk_reserve: Option<String>,
+    pub cluster_token: Option<String>,
+    pub group_id: Option<u64>,
 }
 
 impl ConfigLayer {
@@ -82,6 +109,8 @@ impl ConfigLayer {
             max_raft_state: self.max_raft_state.or(lower.max_raft_state),
             request_timeout: self.request_timeout.or(lower.request_timeout),
             disk_reserve: self.disk_reserve.or(lower.disk_reserve),
+            cluster_token: self.cluster_token.or(lower.cluster_token),
+            group_id: self.group_id.or(lower.group_id),
         }
     }
 
@@ -124,6 +153,19 @@ impl ConfigLayer {
             None => DISK_RESERVE_DEFAULT,
             Some(s) => parse_bytes(&s)?,
         };
+        let cluster_token = self
+            .cluster_token
+            .unwrap_or_else(|| CLUSTER_TOKEN_DEFAULT.to_string());
+        if cluster_token.is_empty() || cluster_token.len() > CLUSTER_TOKEN_BYTES_MAX {
+            return Err(format!(
+                "the cluster token must be 1 to {CLUSTER_TOKEN_BYTES_MAX} bytes long"
+            ));
+        }
+        let group_id = match self.group_id {
+            Some(0) => return Err("group id 0 is reserved; use 1 or more".into()),
+            Some(g) => Gid(g),
+            None => GROUP_ID_DEFAULT,
+        };
         Ok(ServerConfig {
             id,
             listen,
@@ -132,6 +174,9 @@ impl ConfigLayer {
             max_raft_state,
             request_timeout,
             disk_reserve_bytes,
+            cluster_id: cluster_id_from_token(&cluster_token),
+            cluster_token,
+            group_id,
         })
     }
 }
@@ -185,6 +230,35 @@ mod tests {
         assert_eq!(c.peers.len(), 3);
         assert_eq!(c.max_raft_state, Some(MAX_RAFT_STATE_DEFAULT));
         assert_eq!(c.request_timeout, REQUEST_TIMEOUT_DEFAULT);
+        assert_eq!(c.cluster_token, CLUSTER_TOKEN_DEFAULT);
+        assert_eq!(c.cluster_id, cluster_id_from_token(CLUSTER_TOKEN_DEFAULT));
+        assert_eq!(c.group_id, GROUP_ID_DEFAULT);
+    }
+
+    #[test]
+    fn cluster_token_and_group_id_come_from_any_layer() {
+        // Goal: identity settings layer like every other setting.
+        let file: ConfigLayer =
+            toml::from_str("cluster-token = \"prod-eu\"\ngroup-id = 7").expect("toml");
+        let c = layer().over(file.clone()).resolve().expect("valid");
+        assert_eq!(c.cluster_token, "prod-eu");
+        assert_eq!(c.cluster_id, cluster_id_from_token("prod-eu"));
+        assert_eq!(c.peer_identity().group_id, Gid(7));
+        let flags = ConfigLayer {
+            group_id: Some(3),
+            ..layer()
+        };
+        assert_eq!(flags.over(file).resolve().expect("valid").group_id, Gid(3));
+        let zero = ConfigLayer {
+            group_id: Some(0),
+            ..layer()
+        };
+        assert!(zero.resolve().unwrap_err().contains("reserved"));
+        let empty = ConfigLayer {
+            cluster_token: Some(String::new()),
+            ..layer()
+        };
+        assert!(empty.resolve().unwrap_err().contains("cluster token"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `run`: one member from configuration to shutdown. Opens storage, starts the node thread,
+//! `run`: one member from configuration to shutdown. Checks the data directory's identity
+//! (cluster, group, voters), opens storage, starts the node thread,
 //! the peer transport and the gRPC port, and stops them in order on the shutdown signal.
 
 use crate::config::ServerConfig;
@@ -7,10 +8,10 @@ use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
 use crate::node::Node;
 use anyhow::{Context, Result, anyhow};
 use shardkv_kv::{KvReplica, KvStore};
-use shardkv_net::{PeerTransport, TransportOptions};
+use shardkv_net::{OneGroup, PeerTransport, RaftDrops, RaftService, TransportOptions};
 use shardkv_raft::{Config, Restored, Snapshot};
 use shardkv_rsm::ReplicaOptions;
-use shardkv_storage::{FsDisk, RaftStore};
+use shardkv_storage::{FsDisk, Identity, IdentityCheck, RaftStore};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -36,7 +37,11 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
     span: tracing::Span,
 ) -> Result<()> {
+    let (identity, checked) = check_identity(&cfg)?;
     let (store, restored) = open_storage(&cfg)?;
+    // Logged only once storage is open: nothing is logged before the data directory is
+    // complete (a member whose stderr is gone dies at its first log line).
+    log_identity(&identity, checked);
     let voters = cfg.peers.keys().copied().collect();
     let opts = ReplicaOptions {
         raft_state_bytes_max: cfg.max_raft_state,
@@ -55,6 +60,7 @@ async fn serve(
         .collect();
     let transport = PeerTransport::start(
         cfg.id,
+        cfg.peer_identity(),
         &peers,
         TransportOptions::default(),
         &tokio::runtime::Handle::current(),
@@ -80,16 +86,27 @@ async fn serve(
         request_timeout: cfg.request_timeout,
     });
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
+    let raft = RaftService::new(
+        cfg.cluster_id,
+        Arc::new(OneGroup {
+            group: cfg.group_id,
+            handler: handler.clone(),
+        }),
+    );
+    let drops = raft.drops();
     let mut builder = tonic::transport::Server::builder();
     // Without TCP_NODELAY on accepted connections, a reply written in more than one
     // segment waits on the client's delayed ACK (Nagle): milliseconds per request.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve =
-        shardkv_net::router(&mut builder, handler).serve_with_incoming_shutdown(incoming, async {
+    let serve = shardkv_net::router(&mut builder, handler, raft).serve_with_incoming_shutdown(
+        incoming,
+        async {
             let _ = stop_rpc_rx.await;
-        });
+        },
+    );
     let mut serve = tokio::spawn(serve);
-    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), "serving");
+    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(),
+        cluster = %shardkv_net::cluster_hex(cfg.cluster_id), group = cfg.group_id.0, "serving");
     tokio::pin!(shutdown);
     let mut done_rx = done_rx;
     let outcome = tokio::select! {
@@ -104,7 +121,57 @@ async fn serve(
     let _ = stop_rpc_tx.send(());
     // Peer streams never end on their own; give RPCs a moment, then drop the server.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, serve).await;
+    log_drops(&drops);
     outcome
+}
+
+/// One line with what the peer service dropped over the process's life, if anything.
+fn log_drops(drops: &RaftDrops) {
+    let c = drops.counts();
+    if c != Default::default() {
+        tracing::warn!(
+            wrong_cluster_batches = c.wrong_cluster_batches,
+            wrong_group_batches = c.wrong_group_batches,
+            misaddressed_messages = c.misaddressed_messages,
+            undecodable_messages = c.undecodable_messages,
+            "raft traffic dropped by the peer service"
+        );
+    }
+}
+
+/// Checks (or, on first start, writes) the data directory's identity file: the cluster,
+/// group, node and voter set it was created for. A different one refuses to start.
+fn check_identity(cfg: &ServerConfig) -> Result<(Identity, IdentityCheck)> {
+    let given = Identity {
+        cluster_id: cfg.cluster_id,
+        cluster_token: cfg.cluster_token.clone(),
+        group_id: cfg.group_id,
+        node_id: cfg.id,
+        voters: cfg
+            .peers
+            .iter()
+            .map(|(id, a)| (*id, a.to_string()))
+            .collect(),
+    };
+    let checked = shardkv_storage::check_identity(&mut FsDisk::new(), &cfg.data_dir, &given)
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok((given, checked))
+}
+
+fn log_identity(given: &Identity, checked: IdentityCheck) {
+    match checked {
+        IdentityCheck::Created => tracing::info!(identity = %given, "new data directory"),
+        IdentityCheck::Matched => {}
+        IdentityCheck::AddressesUpdated { stored } => {
+            tracing::info!(?stored, given = ?given.voters, "member addresses changed; recorded")
+        }
+        IdentityCheck::Adopted => tracing::warn!(
+            identity = %given,
+            "data directory from before identity files: adopted the given cluster, group and \
+             peer list as its identity; if the peer list is not the one this group was \
+             created with, stop now and restart with the original one"
+        ),
+    }
 }
 
 fn node_outcome(

@@ -1,5 +1,6 @@
 //! The one error type of the crate. Every variant says what an operator should do.
 
+use crate::identity::Identity;
 use shardkv_types::{LogIndex, NodeId};
 use std::fmt;
 use std::io;
@@ -10,7 +11,8 @@ use std::path::PathBuf;
 /// Policy (see the crate docs): [`StorageError::NoSpace`] is an operating condition (the
 /// write was rolled back and may be retried once space is freed); [`StorageError::SyncFailed`]
 /// and [`StorageError::Poisoned`] mean the process must stop; [`StorageError::Corrupt`],
-/// [`StorageError::Gap`] and [`StorageError::WrongNode`] refuse to start and need an operator.
+/// [`StorageError::Gap`], [`StorageError::WrongNode`] and
+/// [`StorageError::IdentityMismatch`] refuse to start and need an operator.
 #[derive(Debug)]
 pub enum StorageError {
     /// The disk is full. The failed write left nothing behind; reads keep working and writes
@@ -32,6 +34,13 @@ pub enum StorageError {
         dir: PathBuf,
         expected: NodeId,
         found: String,
+    },
+    /// The identity file says this directory belongs to another cluster, group or voter set
+    /// than the one this start gives (see [`crate::check_identity`]).
+    IdentityMismatch {
+        dir: PathBuf,
+        stored: Box<Identity>,
+        given: Box<Identity>,
     },
     /// The log does not continue the snapshot: entries between them are missing.
     Gap {
@@ -130,6 +139,18 @@ impl fmt::Display for StorageError {
                 f,
                 "data directory {} belongs to {found}, not to node {expected}; refusing to use it",
                 dir.display()
+            ),
+            StorageError::IdentityMismatch { dir, stored, given } => write!(
+                f,
+                "data directory {} belongs to another membership ({}); refusing to start. \
+                 Restart this member with its stored settings (--id {} --peers {} \
+                 --cluster-token {:?} --group-id {}), or give it a fresh data directory",
+                dir.display(),
+                stored.differences(given).join("; "),
+                stored.node_id.0,
+                stored.peer_list(),
+                stored.cluster_token,
+                stored.group_id.0
             ),
             StorageError::Gap {
                 dir,

@@ -7,6 +7,9 @@
 //! valid persisted state is; it is used only by the shells (server, simulator).
 //!
 //! # Directory layout
+//! - `identity`: cluster id, group id, node id and the group's voter set, written on first
+//!   start and checked on every later one by [`check_identity`] (see [`identity`] for the
+//!   format and rules); a directory of another cluster, group or voter set is refused.
 //! - `node-id`: one record naming the node; a directory of another node is refused.
 //! - `wal-<seq>.log`: WAL segments, consecutive sequence numbers, the last one active.
 //!   Before sealed segments are deleted the hard state is written again to the active one.
@@ -68,6 +71,7 @@
 
 mod disk;
 mod error;
+pub mod identity;
 mod record;
 mod recovery;
 mod sim_disk;
@@ -76,6 +80,7 @@ mod store;
 
 pub use disk::{Disk, FsDisk};
 pub use error::StorageError;
+pub use identity::{Identity, IdentityCheck, check_identity, write_identity};
 pub use record::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use recovery::Recovered;
 pub use sim_disk::SimDisk;

@@ -18,6 +18,11 @@ pub fn segment_file_name(seq: u64) -> String {
     format!("wal-{seq:020}.log")
 }
 
+/// True if `name` is a WAL segment's file name.
+pub fn is_segment_file_name(name: &str) -> bool {
+    parse_segment_name(name).is_some()
+}
+
 fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
     if digits.len() != 20 {

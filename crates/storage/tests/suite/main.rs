@@ -3,6 +3,7 @@
 //! - `crash_points`: a crash after each disk step of append, truncate, rotation, snapshot
 //!   write and snapshot install, on `SimDisk`;
 //! - `random`: seeded random operations and crashes checked against a model;
+//! - `identity`: the identity file on both disks, and its crash-safe replacement;
 //! - `faults`: fsync failure and full disk on `SimDisk`, corruption;
 //! - `real_fs`: SIGKILL of a child process in a loop, and ENOSPC on a small tmpfs.
 
@@ -10,5 +11,6 @@ mod common;
 mod conformance;
 mod crash_points;
 mod faults;
+mod identity;
 mod random;
 mod real_fs;

@@ -1,0 +1,406 @@
+//! The identity file: which cluster, group and node a data directory belongs to, and the
+//! group's voter set, written when the directory is first used and checked on every later
+//! start, so a member never joins a group it was not created for.
+//!
+//! Why: Raft's safety rests on every member agreeing on the voter set. A member restarted
+//! with a different peer list (`up --replicas 5` on a 3-member directory, a typo in
+//! `--peers`) would count quorums over the wrong set and could elect a second leader; a
+//! directory reused for another cluster or group would mix two logs. Both are refused here,
+//! before anything is read from the log.
+//!
+//! # Layout
+//! One file, `identity`, little-endian:
+//! `magic "SKVIDENT" | version u32 (= 1) | payload_len u32 | payload | crc32c u32`, the crc
+//! covering every byte before it; the payload is the postcard encoding of [`Identity`].
+//! Written as temp file (`identity.tmp`), fdatasync, rename, directory fsync, so a crash
+//! leaves either the old file or the new one; a leftover temp file is removed on open.
+//!
+//! # Rules ([`check_identity`])
+//! - no identity file and no Raft data (no `node-id`, WAL or snapshot file): a new member;
+//!   the file is written ([`IdentityCheck::Created`]);
+//! - no identity file but Raft data (a directory from before identity files): the given
+//!   identity is adopted and written ([`IdentityCheck::Adopted`]; the caller warns, since
+//!   nothing can tell whether the given peer list is the one the data was created with);
+//! - an identity file: cluster id, group id and the voter *ids* must equal the given ones,
+//!   else [`StorageError::IdentityMismatch`]; another node id is [`StorageError::WrongNode`].
+//!   Voter addresses are informative (a member may move): when only they differ the file is
+//!   rewritten ([`IdentityCheck::AddressesUpdated`]);
+//! - a damaged file (bad magic, crc, length, version, or payload) is
+//!   [`StorageError::Corrupt`]: refused, never rewritten, since the data beside it may
+//!   still be good and the operator must decide.
+
+use crate::disk::Disk;
+use crate::error::StorageError;
+use crate::{recovery, snapshot};
+use serde::{Deserialize, Serialize};
+use shardkv_types::{Gid, NodeId};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// The file name of the identity file in a data directory.
+pub const IDENTITY_FILE: &str = "identity";
+/// The format version this code writes and reads.
+pub const IDENTITY_VERSION: u32 = 1;
+/// The largest identity file accepted; bounds what a damaged file can make us allocate.
+pub const IDENTITY_FILE_BYTES_MAX: u64 = 64 << 10;
+
+const MAGIC: &[u8; 8] = b"SKVIDENT";
+/// magic (8) + version (4) + payload length (4).
+const HEADER_BYTES: usize = 16;
+const CRC_BYTES: usize = 4;
+
+/// Who a data directory belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Derived from the cluster token; compared.
+    pub cluster_id: u64,
+    /// The token `cluster_id` was derived from, kept for error messages only.
+    pub cluster_token: String,
+    pub group_id: Gid,
+    pub node_id: NodeId,
+    /// The group's voters and their addresses as last started. Invariant: contains
+    /// `node_id`. Only the ids are compared.
+    pub voters: BTreeMap<NodeId, String>,
+}
+
+impl Identity {
+    /// What differs between this (stored) identity and `given`, one phrase each, ids only
+    /// for the voters. Empty when they match. The node id is not compared (see `WrongNode`).
+    pub fn differences(&self, given: &Identity) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.cluster_id != given.cluster_id {
+            out.push(format!(
+                "cluster: stored {} (token {:?}), given {} (token {:?})",
+                cluster_hex(self.cluster_id),
+                self.cluster_token,
+                cluster_hex(given.cluster_id),
+                given.cluster_token
+            ));
+        }
+        if self.group_id != given.group_id {
+            out.push(format!(
+                "group: stored {}, given {}",
+                self.group_id.0, given.group_id.0
+            ));
+        }
+        if !self.voters.keys().eq(given.voters.keys()) {
+            out.push(format!(
+                "voters: stored {}, given {}",
+                peer_list(&self.voters),
+                peer_list(&given.voters)
+            ));
+        }
+        out
+    }
+
+    /// The voters in `--peers` syntax: `1=ADDR,2=ADDR`.
+    pub fn peer_list(&self) -> String {
+        peer_list(&self.voters)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, StorageError> {
+        let payload = postcard::to_allocvec(self).map_err(|e| StorageError::Io {
+            op: "encode identity",
+            path: Default::default(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let mut buf = Vec::with_capacity(HEADER_BYTES + payload.len() + CRC_BYTES);
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&IDENTITY_VERSION.to_le_bytes());
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        let crc = crc32c::crc32c(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        assert!(
+            buf.len() as u64 <= IDENTITY_FILE_BYTES_MAX,
+            "identity of {} bytes exceeds the file limit",
+            buf.len()
+        );
+        Ok(buf)
+    }
+
+    fn decode(bytes: &[u8], path: &Path) -> Result<Identity, StorageError> {
+        let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
+            file: path.to_path_buf(),
+            offset: offset as u64,
+            reason: format!(
+                "{reason} (the identity file is damaged: restore it from a backup, or move \
+                 this data directory aside and start the member fresh)"
+            ),
+        };
+        if bytes.len() < HEADER_BYTES + CRC_BYTES || &bytes[..8] != MAGIC {
+            return Err(corrupt(
+                0,
+                "not an identity file (bad magic or too short)".into(),
+            ));
+        }
+        let body_len = bytes.len() - CRC_BYTES;
+        let crc = u32::from_le_bytes(bytes[body_len..].try_into().expect("4 bytes"));
+        if crc32c::crc32c(&bytes[..body_len]) != crc {
+            return Err(corrupt(body_len, "identity checksum mismatch".into()));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != IDENTITY_VERSION {
+            return Err(corrupt(
+                8,
+                format!("identity format version {version}; this build reads {IDENTITY_VERSION}"),
+            ));
+        }
+        let payload_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+        if payload_len as usize != body_len - HEADER_BYTES {
+            return Err(corrupt(
+                12,
+                format!(
+                    "payload length {payload_len} does not match the file ({} bytes)",
+                    body_len - HEADER_BYTES
+                ),
+            ));
+        }
+        let id: Identity = postcard::from_bytes(&bytes[HEADER_BYTES..body_len]).map_err(|e| {
+            corrupt(
+                HEADER_BYTES,
+                format!("payload with a valid checksum does not decode: {e}"),
+            )
+        })?;
+        if !id.voters.contains_key(&id.node_id) {
+            return Err(corrupt(
+                HEADER_BYTES,
+                format!("node {} is not among its voters", id.node_id),
+            ));
+        }
+        Ok(id)
+    }
+}
+
+/// `0x…`, the way cluster ids are shown to operators.
+pub fn cluster_hex(id: u64) -> String {
+    format!("{id:#018x}")
+}
+
+/// `1=ADDR,2=ADDR`, the `--peers` syntax.
+fn peer_list(voters: &BTreeMap<NodeId, String>) -> String {
+    voters
+        .iter()
+        .map(|(id, addr)| format!("{}={addr}", id.0))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cluster {} (token {:?}), group {}, node {}, voters {}",
+            cluster_hex(self.cluster_id),
+            self.cluster_token,
+            self.group_id.0,
+            self.node_id.0,
+            peer_list(&self.voters)
+        )
+    }
+}
+
+/// What [`check_identity`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityCheck {
+    /// A new data directory: the identity file was written.
+    Created,
+    /// The stored identity equals the given one.
+    Matched,
+    /// Same voters, other addresses: the file now holds the given addresses.
+    AddressesUpdated { stored: BTreeMap<NodeId, String> },
+    /// Raft data without an identity file (written before identity files existed): the
+    /// given identity was adopted and written. The caller should warn.
+    Adopted,
+}
+
+/// Checks the identity stored in `dir` against `given`, writing it where the rules (see the
+/// module docs) say so. Creates `dir` if it is missing. Call before opening the store.
+///
+/// # Panics
+/// If `given` does not list its own node among the voters (a caller bug).
+pub fn check_identity<D: Disk>(
+    disk: &mut D,
+    dir: &Path,
+    given: &Identity,
+) -> Result<IdentityCheck, StorageError> {
+    assert!(
+        given.voters.contains_key(&given.node_id),
+        "the given identity lists its node among the voters"
+    );
+    let names = list_or_create(disk, dir)?;
+    let tmp_name = format!("{IDENTITY_FILE}{}", snapshot::TMP_SUFFIX);
+    if names.contains(&tmp_name) {
+        // A write the crash interrupted before its rename: the old file (if any) stands.
+        let tmp = dir.join(&tmp_name);
+        disk.remove(&tmp)
+            .map_err(|e| StorageError::io("remove", &tmp, e))?;
+        sync_dir(disk, dir)?;
+    }
+    let Some(stored) = read_identity(disk, dir, &names)? else {
+        let has_data = names.iter().any(|n| {
+            n == recovery::NODE_ID_FILE
+                || recovery::is_segment_file_name(n)
+                || snapshot::parse_file_name(n).is_some()
+        });
+        write_identity(disk, dir, given)?;
+        return Ok(if has_data {
+            IdentityCheck::Adopted
+        } else {
+            IdentityCheck::Created
+        });
+    };
+    if stored.node_id != given.node_id {
+        return Err(StorageError::WrongNode {
+            dir: dir.to_path_buf(),
+            expected: given.node_id,
+            found: format!("node {} (per its {IDENTITY_FILE} file)", stored.node_id),
+        });
+    }
+    if !stored.differences(given).is_empty() {
+        return Err(StorageError::IdentityMismatch {
+            dir: dir.to_path_buf(),
+            stored: Box::new(stored),
+            given: Box::new(given.clone()),
+        });
+    }
+    if stored.voters != given.voters {
+        write_identity(disk, dir, given)?;
+        return Ok(IdentityCheck::AddressesUpdated {
+            stored: stored.voters,
+        });
+    }
+    debug_assert_eq!(&stored, given);
+    Ok(IdentityCheck::Matched)
+}
+
+/// Reads the identity file of `dir` (whose file names are `names`), `None` if there is none.
+fn read_identity<D: Disk>(
+    disk: &mut D,
+    dir: &Path,
+    names: &[String],
+) -> Result<Option<Identity>, StorageError> {
+    if !names.iter().any(|n| n == IDENTITY_FILE) {
+        return Ok(None);
+    }
+    let path = dir.join(IDENTITY_FILE);
+    let len = disk
+        .file_len(&path)
+        .map_err(|e| StorageError::io("stat", &path, e))?;
+    if len > IDENTITY_FILE_BYTES_MAX {
+        return Err(StorageError::Corrupt {
+            file: path,
+            offset: 0,
+            reason: format!("{len} bytes is larger than any identity file"),
+        });
+    }
+    let bytes = disk
+        .read(&path)
+        .map_err(|e| StorageError::io("read", &path, e))?;
+    Identity::decode(&bytes, &path).map(Some)
+}
+
+/// Durably replaces the identity file of `dir` with `id`: temp file, fdatasync, rename,
+/// directory fsync. A crash at any point leaves the old file or the new one.
+pub fn write_identity<D: Disk>(
+    disk: &mut D,
+    dir: &Path,
+    id: &Identity,
+) -> Result<(), StorageError> {
+    let buf = id.encode()?;
+    let path = dir.join(IDENTITY_FILE);
+    let tmp = dir.join(format!("{IDENTITY_FILE}{}", snapshot::TMP_SUFFIX));
+    match disk.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("remove", &tmp, e)),
+    }
+    disk.create(&tmp)
+        .map_err(|e| StorageError::io("create", &tmp, e))?;
+    disk.append(&tmp, &buf)
+        .map_err(|e| StorageError::io("write", &tmp, e))?;
+    disk.sync(&tmp).map_err(|source| StorageError::SyncFailed {
+        path: tmp.clone(),
+        source,
+    })?;
+    disk.rename(&tmp, &path)
+        .map_err(|e| StorageError::io("rename", &tmp, e))?;
+    sync_dir(disk, dir)
+}
+
+fn list_or_create<D: Disk>(disk: &mut D, dir: &Path) -> Result<Vec<String>, StorageError> {
+    match disk.list_dir(dir) {
+        Ok(names) => Ok(names),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            disk.create_dir_all(dir)
+                .map_err(|e| StorageError::io("create directory", dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(disk, parent)?;
+            }
+            Ok(Vec::new())
+        }
+        Err(e) => Err(StorageError::io("list directory", dir, e)),
+    }
+}
+
+fn sync_dir<D: Disk>(disk: &mut D, dir: &Path) -> Result<(), StorageError> {
+    disk.sync_dir(dir)
+        .map_err(|source| StorageError::SyncFailed {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ident() -> Identity {
+        Identity {
+            cluster_id: 7,
+            cluster_token: "t".into(),
+            group_id: Gid(1),
+            node_id: NodeId(2),
+            voters: (1..=3).map(|i| (NodeId(i), format!("h:{i}"))).collect(),
+        }
+    }
+
+    #[test]
+    fn every_cut_and_every_flipped_bit_of_the_file_is_refused_as_corrupt() {
+        // Goal: a damaged identity file is never read as some other identity. Method:
+        // decode every prefix and every single-bit flip of a valid file.
+        let bytes = ident().encode().expect("encode");
+        assert_eq!(
+            Identity::decode(&bytes, Path::new("f")).expect("valid"),
+            ident()
+        );
+        for cut in 0..bytes.len() {
+            let r = Identity::decode(&bytes[..cut], Path::new("f"));
+            assert!(matches!(r, Err(StorageError::Corrupt { .. })), "cut {cut}");
+        }
+        for at in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[at / 8] ^= 1 << (at % 8);
+            let r = Identity::decode(&b, Path::new("f"));
+            assert!(matches!(r, Err(StorageError::Corrupt { .. })), "bit {at}");
+        }
+    }
+
+    #[test]
+    fn differences_name_each_field_and_ignore_addresses() {
+        // Goal: the refusal names what differs, with stored and given values.
+        let stored = ident();
+        let mut given = ident();
+        given.voters.insert(NodeId(2), "moved:9".into());
+        assert!(stored.differences(&given).is_empty());
+        given.voters.insert(NodeId(4), "h:4".into());
+        given.group_id = Gid(5);
+        let d = stored.differences(&given);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("stored 1, given 5"), "{d:?}");
+        assert!(d[1].contains("stored 1=h:1,2=h:2,3=h:3"), "{d:?}");
+        assert!(d[1].contains("given 1=h:1,2=moved:9,3=h:3,4=h:4"), "{d:?}");
+    }
+}

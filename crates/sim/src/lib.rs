@@ -15,6 +15,7 @@
 
 mod app;
 mod checker;
+mod clerk;
 mod cluster;
 mod disk_store;
 mod dsl;
@@ -30,9 +31,10 @@ mod state_machine;
 
 pub use app::{App, RaftApp};
 pub use checker::Checker;
+pub use clerk::{Ended, EndedOf, SIM_CLERK_POLICY, SimClerk};
 pub use cluster::{ClientEvent, Cluster, ClusterConfig, NetStats, Sim};
 pub use disk_store::DiskStore;
-pub use kv::{KvCluster, KvSim, SimClerk, Workload, append_value};
+pub use kv::{KvClient, KvCluster, KvSim, Workload, append_value};
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};
 pub use queue::{EventQueue, Micros};

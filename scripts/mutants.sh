@@ -101,7 +101,7 @@ run_fuzzer() {
     if echo "$out" | grep -q "passed"; then found="not found in $n"; else found="ERROR (see $work/$name-$fuzzer.stderr)"; fi
   else
     # The first lines of the failure, for the log.
-    grep -m1 -v '^\s*$' "$work/$name-$fuzzer.stderr" | cut -c1-160 | sed "s/^/  $name\/$fuzzer: /" >&2 || true
+    grep -m1 -A1 panicked "$work/$name-$fuzzer.stderr" | tail -1 | cut -c1-160 | sed "s/^/  $name\/$fuzzer: /" >&2 || true
   fi
   printf -v row "%-34s %-6s %-26s %7.1f s" "$name" "$fuzzer" "$found" "$secs"
   rows+=("$row")

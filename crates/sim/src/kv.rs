@@ -338,7 +338,7 @@ impl KvCluster {
         self.history.push(lin::Operation {
             client: clerk.addr,
             op: to_lin_op(&op),
-            call_ns: call_ns,
+            call_ns,
             result: lin::OpResult::Ok {
                 output,
                 return_ns: now_ns,

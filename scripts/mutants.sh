@@ -12,7 +12,8 @@
 #   --only NAME     run only the mutant scripts/mutants/NAME.patch (repeatable)
 #   --seeds N       Raft fuzz seed budget per mutant (default 10000)
 #   --kv-seeds N    KV fuzz seed budget per mutant (default 1000; a KV seed costs ~40 Raft seeds)
-#   --fuzzers LIST  run these fuzzers (comma-separated: raft,kv) for every mutant instead of
+#   --ctrl-seeds N  controller fuzz seed budget per mutant (default 10000)
+#   --fuzzers LIST  run these fuzzers (comma-separated: raft,kv,ctrl) for every mutant instead of
 #                   the ones each mutant file names
 #   --baseline      also run the unmodified code on the same seeds (must find nothing)
 #   --rev REV       test the fuzzers of git revision REV instead of the working tree
@@ -31,6 +32,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${MUTANTS_DIR:-/tmp/shardkv-mutants}"
 raft_seeds=10000
 kv_seeds=1000
+ctrl_seeds=10000
 first=1000000
 baseline=0
 rev=""
@@ -42,11 +44,12 @@ while [[ $# -gt 0 ]]; do
     --only) only+=("$2"); shift 2 ;;
     --seeds) raft_seeds="$2"; shift 2 ;;
     --kv-seeds) kv_seeds="$2"; shift 2 ;;
+    --ctrl-seeds) ctrl_seeds="$2"; shift 2 ;;
     --fuzzers) fuzzers_override="${2//,/ }"; shift 2 ;;
     --baseline) baseline=1; shift ;;
     --rev) rev="$2"; shift 2 ;;
     --first) first="$2"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "mutants.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,7 +93,11 @@ build() {
 rows=()
 run_fuzzer() {
   local name="$1" fuzzer="$2" n flag out start secs found
-  if [[ "$fuzzer" == kv ]]; then n="$kv_seeds"; flag="--kv"; else n="$raft_seeds"; flag=""; fi
+  case "$fuzzer" in
+    kv) n="$kv_seeds"; flag="--kv" ;;
+    ctrl) n="$ctrl_seeds"; flag="--ctrl" ;;
+    *) n="$raft_seeds"; flag="" ;;
+  esac
   start=$(date +%s.%N)
   set +e
   out=$("$CARGO_TARGET_DIR/release/fuzz" $flag --seeds "$first..$((first + n))" 2>"$work/$name-$fuzzer.stderr")
@@ -119,7 +126,7 @@ if [[ "$baseline" == 1 ]]; then
   reset_tree
   echo "== baseline (unmodified): building" >&2
   build || { cat "$work/build.log" >&2; echo "mutants.sh: baseline does not build" >&2; exit 1; }
-  for f in raft kv; do run_fuzzer baseline "$f"; done
+  for f in raft kv ctrl; do run_fuzzer baseline "$f"; done
 fi
 
 for patch in "${mutants[@]}"; do
@@ -152,6 +159,6 @@ done
 reset_tree
 
 echo
-echo "seeds from $first; raft budget $raft_seeds, kv budget $kv_seeds; $(uptime | sed 's/.*load/load/')"
+echo "seeds from $first; raft budget $raft_seeds, kv budget $kv_seeds, ctrl budget $ctrl_seeds; $(uptime | sed 's/.*load/load/')"
 printf "%-34s %-6s %-26s %9s\n" mutant fuzzer "seeds until found" "wall"
 for r in "${rows[@]}"; do echo "$r"; done

@@ -149,6 +149,11 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         &self.policy
     }
 
+    /// Changes the policy for the next operations (the one in flight keeps its start tick).
+    pub fn set_policy(&mut self, policy: RetryPolicy) {
+        self.policy = policy;
+    }
+
     /// The server believed to lead `gid`, if any.
     pub fn leader_of(&self, gid: Gid) -> Option<NodeId> {
         self.leaders.get(&gid).copied()

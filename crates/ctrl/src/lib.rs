@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use shardkv_ctrl::{CtrlCommand, CtrlQuery, CtrlReply, ShardCtrl};
-//! //! use shardkv_types::{ConfigNum, Gid};
+//! use shardkv_types::{ConfigNum, Gid};
 //!
 //! let mut ctrl = ShardCtrl::new(4).expect("4 is a valid shard count");
 //! let groups = [(Gid(1), vec!["a:1".to_string()]), (Gid(2), vec!["b:1".to_string()])];

@@ -85,6 +85,11 @@ impl<SM: StateMachine> SimClerk<SM> {
         }
     }
 
+    /// Changes the clerk's retry policy (e.g. drops its deadline).
+    pub fn set_policy(&mut self, policy: RetryPolicy) {
+        self.core.set_policy(policy);
+    }
+
     pub fn is_idle(&self) -> bool {
         self.inflight.is_none()
     }

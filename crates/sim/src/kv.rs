@@ -15,6 +15,12 @@ use std::collections::VecDeque;
 /// A simulated KV group.
 pub type KvSim = Sim<KvNode>;
 
+/// After this many writes of unknown outcome a clerk stops giving up (drops its deadline):
+/// each unknown write stays concurrent with everything after it, and a few dozen on one key
+/// put the history beyond what a linearizability checker can decide, and an undecided
+/// history is never a pass.
+pub const UNKNOWN_WRITES_PER_CLERK_MAX: u32 = 3;
+
 /// What a clerk does when it is running.
 #[derive(Clone, Debug)]
 pub enum Workload {
@@ -41,6 +47,10 @@ pub struct KvClient {
     running: bool,
     /// RandomKeys: values made so far (each value is unique).
     values_made: u64,
+    /// Writes this clerk gave up on (their outcome is unknown).
+    unknown_writes: u32,
+    /// Operations its workload started.
+    ops_begun: u64,
     /// OwnKey: completed appends, and the value this client's key must hold.
     pub appends: u64,
     model: Vec<u8>,
@@ -64,6 +74,9 @@ pub struct KvCluster {
     /// client with a deadline does: a write that may have applied then enters the history
     /// as unknown. Set before adding clerks.
     pub op_deadline_ms: Option<u64>,
+    /// If set, a running clerk starts at most this many operations (its workload's), which
+    /// bounds the history a linearizability check must decide.
+    pub ops_per_clerk_max: Option<u64>,
 }
 
 fn own_key(index: u64) -> Vec<u8> {
@@ -151,6 +164,7 @@ impl KvCluster {
             clerks: Vec::new(),
             history: Vec::new(),
             op_deadline_ms: None,
+            ops_per_clerk_max: None,
         }
     }
 
@@ -171,6 +185,8 @@ impl KvCluster {
             workload,
             running: false,
             values_made: 0,
+            unknown_writes: 0,
+            ops_begun: 0,
             appends: 0,
             model: Vec::new(),
             model_exact: true,
@@ -267,7 +283,14 @@ impl KvCluster {
         if !self.clerks[c].running || !self.clerks[c].clerk.is_idle() {
             return;
         }
+        if self
+            .ops_per_clerk_max
+            .is_some_and(|max| self.clerks[c].ops_begun >= max)
+        {
+            return;
+        }
         if let Some(op) = self.clerks[c].next_op() {
+            self.clerks[c].ops_begun += 1;
             self.begin(c, op);
         }
     }
@@ -367,6 +390,10 @@ impl KvCluster {
     fn record_unknown(&mut self, c: usize, op: KvOp, call_ns: u64) {
         let clerk = &mut self.clerks[c];
         if matches!(op, Op::Write(_)) {
+            clerk.unknown_writes += 1;
+            if clerk.unknown_writes >= UNKNOWN_WRITES_PER_CLERK_MAX {
+                clerk.clerk.set_policy(SIM_CLERK_POLICY);
+            }
             clerk.model_exact = false;
             self.history.push(lin::Operation {
                 client: clerk.addr,
@@ -378,11 +405,36 @@ impl KvCluster {
     }
 
     /// Checks the whole recorded history; fails the run (with the seed) if it is not
-    /// linearizable. Returns whether the checker decided (a budget overrun is not a failure).
-    pub fn check_linearizable(&self) -> bool {
-        match lin::check(&self.history, lin::Budget::default()) {
-            lin::Verdict::Linearizable => true,
-            lin::Verdict::Unknown { .. } => false,
+    /// linearizable, and also if the checker could not decide within its budget: an
+    /// undecided history is never a pass.
+    pub fn check_linearizable(&self) {
+        let budget = match std::env::var("SHARDKV_LIN_STEPS") {
+            Ok(v) => lin::Budget::steps_per_key(v.parse().expect("SHARDKV_LIN_STEPS=N")),
+            Err(_) => lin::Budget::default(),
+        };
+        match lin::check(&self.history, budget) {
+            lin::Verdict::Linearizable => {}
+            lin::Verdict::Unknown { key } => {
+                if let Ok(path) = std::env::var("SHARDKV_DUMP_HISTORY") {
+                    let mut f = std::fs::File::create(path).expect("dump file");
+                    for o in self.history.iter().filter(|o| o.op.key() == key) {
+                        lin::write_op_jsonl(&mut f, o).expect("dump");
+                    }
+                }
+                let on_key: Vec<_> = self.history.iter().filter(|o| o.op.key() == key).collect();
+                let unknown = on_key
+                    .iter()
+                    .filter(|o| o.result == lin::OpResult::Unknown)
+                    .count();
+                let msg = format!(
+                    "linearizability undecided on key {:?} ({} operations, {unknown} of unknown \
+                     outcome; checker budget); an undecided history is never a pass: the \
+                     workload must keep histories checkable",
+                    String::from_utf8_lossy(&key),
+                    on_key.len()
+                );
+                self.sim.fail(&msg)
+            }
             lin::Verdict::NotLinearizable { key, explanation } => {
                 let msg = format!(
                     "history is not linearizable on key {:?}:\n{explanation}",

@@ -144,12 +144,9 @@ fn generic(name: &str, seed: u64, g: Generic) {
             "the workload must exercise CAS ({swapped} swapped) and Delete ({deletes})"
         );
     }
-    let decided = k.check_linearizable();
+    k.check_linearizable();
     let ops = k.history.len();
-    println!(
-        "{name}: {ops} operations, linearizable: {}",
-        if decided { "yes" } else { "undecided (budget)" }
-    );
+    println!("{name}: {ops} operations, linearizable");
     assert!(ops > 10 * g.clients, "too few operations completed: {ops}");
 }
 

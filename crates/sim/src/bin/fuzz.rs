@@ -4,16 +4,26 @@
 //! cargo run -p shardkv-sim --release --bin fuzz -- --seeds 0..10000
 //! cargo run -p shardkv-sim --release --bin fuzz -- --seed 1234      # replay one seed
 //! cargo run -p shardkv-sim --release --bin fuzz -- --kv --seeds 0..1000   # the KV service
+//! cargo run -p shardkv-sim --release --bin fuzz -- --ctrl --seeds 0..1000 # the controller
 //! ```
 //!
 //! The run stops at the first failing seed and exits with status 1 after printing
 //! `fuzz: FAILED seed N after K seeds` (the panic message above it has the replay command);
 //! `scripts/mutants.sh` reads that line.
 
+use shardkv_sim::ctrl_fuzz::run_ctrl_seed;
 use shardkv_sim::fuzz::run_seed;
 use shardkv_sim::kv_fuzz::run_kv_seed;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
+
+/// Which fuzz target runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Raft,
+    Kv,
+    Ctrl,
+}
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
     let (a, b) = s.split_once("..")?;
@@ -22,8 +32,12 @@ fn parse_range(s: &str) -> Option<(u64, u64)> {
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let kv = args.first().is_some_and(|a| a == "--kv");
-    if kv {
+    let target = match args.first().map(String::as_str) {
+        Some("--kv") => Target::Kv,
+        Some("--ctrl") => Target::Ctrl,
+        _ => Target::Raft,
+    };
+    if target != Target::Raft {
         args.remove(0);
     }
     let (lo, hi) = match args.as_slice() {
@@ -40,12 +54,10 @@ fn main() {
     for seed in lo..hi {
         // Any panic is a failure of this seed: a checker violation (which names the seed)
         // or an assertion in the code under test (which does not).
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            if kv {
-                format!("{:?}", run_kv_seed(seed))
-            } else {
-                format!("{:?}", run_seed(seed))
-            }
+        let run = catch_unwind(AssertUnwindSafe(|| match target {
+            Target::Raft => format!("{:?}", run_seed(seed)),
+            Target::Kv => format!("{:?}", run_kv_seed(seed)),
+            Target::Ctrl => format!("{:?}", run_ctrl_seed(seed)),
         }));
         match run {
             Ok(line) if verbose => println!("{line}"),
@@ -67,6 +79,6 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: fuzz [--kv] [--seed N | --seeds A..B]   (default --seeds 0..200)");
+    eprintln!("usage: fuzz [--kv | --ctrl] [--seed N | --seeds A..B]   (default --seeds 0..200)");
     std::process::exit(2);
 }

@@ -1,7 +1,7 @@
 //! What runs above Raft on a host: the app the Ready loop drives.
 
 use shardkv_raft::{Message, RawNode, Ready, Snapshot};
-use shardkv_rsm::{Error, Replica, ReqId, Reply, Request, Seen, StateMachine};
+use shardkv_rsm::{Error, Replica, Reply, ReqId, Request, Seen, StateMachine};
 
 /// An application that owns a Raft core: the generic `Replica<SM>` in production and the
 /// simulator's services, or the simulator's bare Raft harness.

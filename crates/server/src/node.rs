@@ -196,7 +196,10 @@ impl Node {
     pub fn drive(&mut self) -> Result<(), Fatal> {
         let transport = &self.transport;
         let mut send = |m| transport.send(m);
-        if let Err(e) = self.host.drive(&mut self.replica, &mut send, &mut LogObserver) {
+        if let Err(e) = self
+            .host
+            .drive(&mut self.replica, &mut send, &mut LogObserver)
+        {
             tracing::error!(term = %self.term(), error = %e, "fatal error in the ready loop");
             return Err(e);
         }

@@ -304,11 +304,12 @@ impl<A: App> Sim<A> {
         match ev {
             Event::Tick { node, incarnation } => {
                 let n = self.nodes.get_mut(&node).expect("node");
-                if n.incarnation != incarnation {
+                if n.incarnation != incarnation || !n.is_up() {
                     return;
                 }
-                let Some(app) = n.live() else { return };
-                app.tick();
+                // The host drops the tick while the node is stalled; processing then
+                // retries the stalled Ready (the disk may have space again).
+                n.tick();
                 self.queue.push(
                     self.now + self.cfg.tick_us,
                     Event::Tick { node, incarnation },
@@ -333,11 +334,7 @@ impl<A: App> Sim<A> {
                     Ok(m) => m,
                     Err(e) => self.fail(&format!("undecodable message from {from}: {e}")),
                 };
-                self.nodes
-                    .get_mut(&to)
-                    .and_then(|n| n.live())
-                    .expect("up")
-                    .step(msg);
+                self.nodes.get_mut(&to).expect("node").step(msg);
                 self.process(to);
             }
             Event::ClientRequest {
@@ -392,19 +389,24 @@ impl<A: App> Sim<A> {
         n.incarnation == incarnation && n.is_up()
     }
 
-    /// Lets node `id` drain its Ready batches and puts its messages on the network.
+    /// Lets node `id` run its Ready loop and puts its messages on the network.
     pub(crate) fn process(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node");
-        let out = match node.process(&mut self.checker) {
-            Ok(x) => x,
-            Err(Fault::Violation(e)) => self.fail(&e),
-            Err(Fault::Disk(_)) => {
-                // The disk stopped mid-write: the node dies there, before sending anything
-                // that depended on the unfinished write.
+        let out = node.process(&mut self.checker);
+        match out.fault {
+            None => {}
+            Some(Fault::Violation(e)) => self.fail(&e),
+            Some(Fault::Disk(_)) => {
+                // The disk stopped mid-write: the node dies there. What the host sent before
+                // (a leader's early-sent appends, the messages of Readys fully persisted
+                // before) already left; nothing after the failed write does.
+                for m in out.messages {
+                    self.send(m);
+                }
                 self.crash(id);
                 return;
             }
-        };
+        }
         if out.became_leader {
             let term = node
                 .app

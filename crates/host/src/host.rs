@@ -70,6 +70,9 @@ pub struct HostCounters {
     pub early_sends: u64,
     /// Persist attempts that hit `NoSpace`.
     pub no_space: u64,
+    /// Fatal storage errors while persisting a Ready whose messages had already left (the
+    /// crash point between "sent" and "synced"; the simulator counts it).
+    pub fatal_after_early_send: u64,
 }
 
 /// A Ready being persisted, with what of it is already written. Kept across drives while
@@ -255,12 +258,13 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
                     .on_persist(self.id, e, prev_term)
                     .map_err(Fatal::Observer)?;
             }
-            if self.may_send_before_persisting(app, &rd) {
+            let early = self.may_send_before_persisting(app, &rd)
+                && !rd.messages.is_empty()
+                && rd.must_persist();
+            if early {
                 // Early send: the leader's appends leave now; its own entries count towards
                 // a quorum only after `advance`, which follows the sync below.
-                if !rd.messages.is_empty() && rd.must_persist() {
-                    self.counters.early_sends += 1;
-                }
+                self.counters.early_sends += 1;
                 for m in std::mem::take(&mut rd.messages) {
                     transport.send(m);
                 }
@@ -270,7 +274,11 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
                 snapshot_saved: false,
                 entries_saved: false,
             };
-            self.persist_and_finish(app, p, false, transport, observer)?;
+            let finished = self.persist_and_finish(app, p, false, transport, observer);
+            if early && matches!(finished, Err(Fatal::Storage { .. })) {
+                self.counters.fatal_after_early_send += 1;
+            }
+            finished?;
         }
         Ok(())
     }

@@ -147,6 +147,9 @@ pub struct Sim<A: App> {
     disk_faults_armed: BTreeSet<NodeId>,
     /// A running digest of everything that happened: equal seeds give equal traces.
     pub trace: u64,
+    /// Nodes that crashed between sending a Ready's messages and syncing its entries (a
+    /// leader's early send, then a disk fault in the write that followed).
+    pub crashes_after_early_send: u64,
 }
 
 /// A simulated bare-Raft group (the Raft scenarios and the fuzz target).
@@ -175,6 +178,7 @@ impl<A: App> Sim<A> {
             client_cut: BTreeSet::new(),
             disk_faults_armed: BTreeSet::new(),
             trace: 0,
+            crashes_after_early_send: 0,
             cfg,
         };
         for id in c.ids() {
@@ -402,6 +406,9 @@ impl<A: App> Sim<A> {
                 // before) already left; nothing after the failed write does.
                 for m in out.messages {
                     self.send(m);
+                }
+                if out.crashed_after_early_send {
+                    self.crashes_after_early_send += 1;
                 }
                 self.crash(id);
                 return;

@@ -35,6 +35,9 @@ pub struct Output<R> {
     pub responses: Vec<(u64, u64, R)>,
     /// Set when processing stopped early; `messages` are still the ones sent before it.
     pub fault: Option<Fault>,
+    /// The disk failed while persisting a Ready whose messages had already left: the node
+    /// dies between "sent" and "synced".
+    pub crashed_after_early_send: bool,
 }
 
 /// The simulator's observer: the checker, and whether the node became leader.
@@ -195,6 +198,7 @@ impl<A: App> SimNode<A> {
             became_leader: false,
             responses: Vec::new(),
             fault: None,
+            crashed_after_early_send: false,
         };
         let (Some(host), Some(app)) = (self.host.as_mut(), self.app.as_mut()) else {
             return out;
@@ -204,7 +208,10 @@ impl<A: App> SimNode<A> {
             became_leader: false,
             events: &mut self.events,
         };
+        let fatal_after_early_send = host.counters().fatal_after_early_send;
         let driven = host.drive(app, &mut out.messages, &mut observer);
+        out.crashed_after_early_send =
+            host.counters().fatal_after_early_send > fatal_after_early_send;
         out.became_leader = observer.became_leader;
         let snapshot_bytes = Some(host.snapshot_bytes()).filter(|&b| b > 0);
         self.store

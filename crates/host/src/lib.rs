@@ -59,6 +59,23 @@ mod app;
 mod host;
 mod observer;
 
+use shardkv_raft::{Restored, Snapshot};
+use shardkv_storage::Recovered;
+use std::sync::Arc;
+
 pub use app::HostedApp;
 pub use host::{Fatal, Host, HostCounters, HostOptions, REQUESTS_PENDING_MAX_DEFAULT};
 pub use observer::{HostEvent, NoopObserver, Observer, Transport};
+
+/// What a Raft core restarts from, given what the store recovered (recovery's warnings are
+/// the shell's to log first).
+pub fn restored(rec: Recovered) -> Restored {
+    Restored {
+        hard_state: rec.hard_state,
+        snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
+            meta,
+            data: Arc::new(data),
+        }),
+        entries: rec.entries,
+    }
+}

@@ -8,7 +8,7 @@
 
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvReplica, KvRequest, KvResponse, KvStore};
-use shardkv_raft::{Body, Config, Message, RawNode, Restored, Snapshot};
+use shardkv_raft::{Body, Config, Message, RawNode};
 use shardkv_rsm::{Error, ReplicaOptions, ReqId, Request};
 use shardkv_storage::{Disk, RaftStore, SimDisk};
 use shardkv_types::{ClientId, Entry, LogIndex, NodeId, Seq, Term};
@@ -161,14 +161,7 @@ impl Group {
             };
             let dir = PathBuf::from(format!("/{id}"));
             let (store, rec) = RaftStore::open(counting, &dir, id).expect("open");
-            let restored = Restored {
-                hard_state: rec.hard_state,
-                snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
-                    meta,
-                    data: Arc::new(data),
-                }),
-                entries: rec.entries,
-            };
+            let restored = shardkv_host::restored(rec);
             let cfg = Config::new(id, ids.clone());
             let opts = ReplicaOptions::default();
             let app = KvReplica::new(cfg, restored, seed + id.0, opts, KvStore::default())

@@ -2,11 +2,10 @@
 //! and can tear the last one, opened with the real WAL and snapshot code
 //! (`shardkv-storage`). While the node is up its `RaftStore` belongs to the node's host.
 
-use shardkv_raft::{Restored, Snapshot};
+use shardkv_raft::Restored;
 use shardkv_storage::{RaftStore, SimDisk, StorageError};
 use shardkv_types::NodeId;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The disk of one simulated node, and sizes remembered across crashes for reporting.
 pub struct DiskStore {
@@ -45,15 +44,7 @@ impl DiskStore {
         let (store, rec) = RaftStore::open(self.disk.clone(), &self.dir, id)?;
         self.raft_state_bytes = store.raft_state_bytes();
         self.snapshot_bytes = rec.snapshot.as_ref().map_or(0, |(_, d)| d.len());
-        let restored = Restored {
-            hard_state: rec.hard_state,
-            snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
-                meta,
-                data: Arc::new(data),
-            }),
-            entries: rec.entries,
-        };
-        Ok((store, restored))
+        Ok((store, shardkv_host::restored(rec)))
     }
 
     /// Power loss: the disk keeps only what was synced (perhaps with a torn last write).

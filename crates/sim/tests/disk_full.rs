@@ -98,16 +98,31 @@ fn free_disk(k: &KvCluster, id: NodeId) {
     k.sim.nodes[&id].store.disk.set_capacity_bytes(None);
 }
 
+/// A 3-member group named after the test, one scripted clerk, and `key` written once;
+/// returns the group, the clerk and the leader.
+fn group_with_one_write(name: &str, seed: u64, key: &str) -> (KvCluster, usize, NodeId) {
+    let mut k = KvCluster::new(ClusterConfig::scenario(3, "disk_full", name, seed));
+    let c = k.add_clerk(Workload::Script(Default::default()));
+    until_done(&mut k, c, put(key, "0"));
+    let leader = k.sim.leader().expect("a leader");
+    (k, c, leader)
+}
+
+/// Runs until `id` is not stalled and applied as much as `other` (at most `ms`).
+fn catch_up(k: &mut KvCluster, id: NodeId, other: NodeId, ms: u64) -> bool {
+    k.sim.run_until(ms, |s| {
+        let a = |n| s.nodes[&n].app.as_ref().map(|a| a.applied());
+        !s.nodes[&id].is_stalled() && a(id) == a(other)
+    })
+}
+
 /// Goal: a follower whose disk fills stalls — answers writes NoSpace and reads Unavailable,
 /// applies nothing, does not crash — while the leader and the other follower keep
 /// committing; once space frees it resumes and catches up.
 #[test]
 fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
     let name = "disk_full_follower_stalls_then_catches_up_when_space_frees";
-    let mut k = KvCluster::new(ClusterConfig::scenario(3, "disk_full", name, 21));
-    let c = k.add_clerk(Workload::Script(Default::default()));
-    until_done(&mut k, c, put("k", "0"));
-    let leader = k.sim.leader().expect("a leader");
+    let (mut k, c, leader) = group_with_one_write(name, 21, "k");
     let f = k
         .sim
         .ids()
@@ -147,11 +162,10 @@ fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
     assert_eq!(stalls(&k, f), (1, 0), "the stall is reported once");
 
     free_disk(&k, f);
-    let caught_up = k.sim.run_until(3_000, |s| {
-        let a = |id| s.nodes[&id].app.as_ref().map(|a| a.applied());
-        a(f) == a(leader)
-    });
-    assert!(caught_up, "{f} caught up after space freed");
+    assert!(
+        catch_up(&mut k, f, leader, 3_000),
+        "{f} caught up after space freed"
+    );
     assert_eq!(stalls(&k, f), (1, 1), "resumed once");
     assert_eq!(value_at(&k, f, "k"), Some(b"10".to_vec()));
     let r = probe(&mut k, f, 3, get("k"));
@@ -168,10 +182,7 @@ fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
 #[test]
 fn disk_full_leader_stalls_while_the_group_elects_another_and_keeps_serving() {
     let name = "disk_full_leader_stalls_while_the_group_elects_another_and_keeps_serving";
-    let mut k = KvCluster::new(ClusterConfig::scenario(3, "disk_full", name, 33));
-    let c = k.add_clerk(Workload::Script(Default::default()));
-    until_done(&mut k, c, put("a", "0"));
-    let old = k.sim.leader().expect("a leader");
+    let (mut k, c, old) = group_with_one_write(name, 33, "a");
     fill_disk(&k, old);
     // The next write reaches the old leader, which sends its append, then stalls.
     k.begin(c, put("a", "1"));
@@ -189,11 +200,10 @@ fn disk_full_leader_stalls_while_the_group_elects_another_and_keeps_serving() {
     assert_eq!(stalls(&k, old).0, 1);
 
     free_disk(&k, old);
-    let rejoined = k.sim.run_until(5_000, |s| {
-        let a = |id| s.nodes[&id].app.as_ref().map(|a| a.applied());
-        !s.nodes[&old].is_stalled() && a(old) == a(new)
-    });
-    assert!(rejoined, "the old leader rejoined and caught up");
+    assert!(
+        catch_up(&mut k, old, new, 5_000),
+        "the old leader rejoined and caught up"
+    );
     assert_eq!(k.sim.state(old).map(|s| s.1), Some(false), "as a follower");
     assert_eq!(value_at(&k, old, "a"), Some(b"10".to_vec()));
     assert!(k.check_linearizable());

@@ -4,6 +4,7 @@
 
 use crate::app::{App, RaftApp};
 use crate::checker::Checker;
+use crate::faults::{FaultSchedule, RaftTweak};
 use crate::net::{Fate, NetConfig, Network};
 use crate::node::{Fault, SimNode};
 use crate::queue::{EventQueue, Micros};
@@ -28,6 +29,8 @@ pub struct ClusterConfig {
     pub tick_us: Micros,
     /// Adjusts each node's Raft configuration.
     pub raft: fn(&mut Config),
+    /// Applied after `raft`: the fuzzers' per-seed (swarm) overrides.
+    pub tweak: RaftTweak,
     /// Printed on failure: the command that replays this run.
     pub replay: String,
 }
@@ -43,6 +46,7 @@ impl ClusterConfig {
             shards: shardkv_types::SHARDS_DEFAULT,
             tick_us: 10_000,
             raft: |_| {},
+            tweak: RaftTweak::default(),
             replay: format!("SHARDKV_SEED={seed} cargo test -p shardkv-sim"),
         }
     }
@@ -150,6 +154,12 @@ pub struct Sim<A: App> {
     /// Nodes that crashed between sending a Ready's messages and syncing its entries (a
     /// leader's early send, then a disk fault in the write that followed).
     pub crashes_after_early_send: u64,
+    /// Per node: how fast its clock runs, in permille of real (virtual) time; 1000 if absent.
+    /// A node at 800 ticks every `tick_us * 1000 / 800`.
+    pub clock_permille: BTreeMap<NodeId, u32>,
+    /// The fuzzers' fault schedule, told about every node after it processed an event (so it
+    /// can crash a node right after it granted a vote or won an election).
+    pub faults: Option<FaultSchedule>,
 }
 
 /// A simulated bare-Raft group (the Raft scenarios and the fuzz target).
@@ -179,6 +189,8 @@ impl<A: App> Sim<A> {
             disk_faults_armed: BTreeSet::new(),
             trace: 0,
             crashes_after_early_send: 0,
+            clock_permille: BTreeMap::new(),
+            faults: None,
             cfg,
         };
         for id in c.ids() {
@@ -197,6 +209,7 @@ impl<A: App> Sim<A> {
     fn raft_config(&self, id: NodeId) -> Config {
         let mut rc = Config::new(id, self.ids());
         (self.cfg.raft)(&mut rc);
+        self.cfg.tweak.apply(&mut rc);
         rc
     }
 
@@ -314,10 +327,12 @@ impl<A: App> Sim<A> {
                 // The host drops the tick while the node is stalled; processing then
                 // retries the stalled Ready (the disk may have space again).
                 n.tick();
-                self.queue.push(
-                    self.now + self.cfg.tick_us,
-                    Event::Tick { node, incarnation },
-                );
+                let tick_us = match self.clock_permille.get(&node) {
+                    Some(&p) => self.cfg.tick_us * 1000 / Micros::from(p.max(1)),
+                    None => self.cfg.tick_us,
+                };
+                self.queue
+                    .push(self.now + tick_us, Event::Tick { node, incarnation });
                 self.process(node);
             }
             Event::Raft {
@@ -442,6 +457,10 @@ impl<A: App> Sim<A> {
                 };
                 self.queue.push(self.now + d, ev);
             }
+        }
+        if let Some(mut f) = self.faults.take() {
+            f.after_process(self, id);
+            self.faults = Some(f);
         }
     }
 

@@ -1,27 +1,38 @@
 //! The randomized Raft fuzz target. Each seed picks the cluster size (3, 5 or 7), the fault
-//! mix, the snapshot policy and the proposal rate, then runs:
+//! mix, the snapshot policy, the proposal rate and its swarm toggles (see `faults.rs`), then
+//! runs:
 //!
 //! 1. a safety phase: faults (crashes, crashes in the middle of a disk write, restarts,
-//!    isolations, random partitions, one-way cuts, loss, delay, reordering, duplication)
-//!    while clients propose continuously;
+//!    isolations, random partitions, one-way cuts, loss, delay, reordering, duplication, and
+//!    the seed's swarm patterns) while clients propose continuously and a reader asks every
+//!    leader for ReadIndex reads;
 //! 2. a liveness phase: faults stop, everything restarts and reconnects, and every client's
 //!    outstanding command must commit and every node must apply the same log.
 //!
-//! The invariant checker runs throughout; any violation panics with the seed and the
-//! command that replays it.
+//! The invariant checker runs throughout, and every ReadIndex answer is checked to cover
+//! every entry committed (anywhere) before the read was asked; any violation panics with the
+//! seed, the swarm toggles and the command that replays it.
 
 use crate::cluster::{Cluster, ClusterConfig};
+use crate::faults::{FaultSchedule, Swarm};
 use crate::net::NetConfig;
 use crate::state_machine::digest;
 use shardkv_types::{LogIndex, NodeId, Rng};
+use std::collections::BTreeMap;
 
 /// What one seed did, for the summary line.
 #[derive(Clone, Debug, Default)]
 pub struct FuzzReport {
     pub seed: u64,
     pub nodes: usize,
+    /// The swarm toggles this seed enabled.
+    pub swarm: String,
     pub faults: u64,
+    /// Faults the swarm patterns injected in reaction to an election, vote or commit.
+    pub reactions: u64,
     pub commands_committed: u64,
+    /// ReadIndex reads answered with an index (each checked).
+    pub reads: u64,
     pub elections: usize,
     pub last_index: LogIndex,
     pub virtual_ms: u64,
@@ -50,8 +61,10 @@ const LIVENESS_MS_MAX: u64 = 20_000;
 pub fn run_seed(seed: u64) -> FuzzReport {
     let mut pick = Rng::new(seed ^ 0x5eed_f00d);
     let nodes = [3, 5, 7][pick.index(3)];
+    let swarm = Swarm::pick(&mut pick);
     let mut cfg = ClusterConfig::new(nodes, seed);
-    cfg.replay = replay_command(seed);
+    cfg.replay = format!("{}   (swarm: {})", replay_command(seed), swarm.describe());
+    cfg.tweak = swarm.tweak();
     cfg.net = NetConfig {
         request_loss_permille: [0, 0, 50, 100, 200][pick.index(5)],
         reply_loss_permille: [0, 0, 50, 100, 200][pick.index(5)],
@@ -75,10 +88,14 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     let clients = pick.range(1, 6) as usize;
     let safety_ms = pick.range(5_000, 15_000);
 
+    let schedule = FaultSchedule::new(pick.next_u64(), swarm);
     let mut c = Cluster::new(cfg);
+    schedule.install(&mut c);
+    let mut reader = Reader::default();
     let mut report = FuzzReport {
         seed,
         nodes,
+        swarm: swarm.describe(),
         ..Default::default()
     };
     let mut next_value = 1u64;
@@ -98,9 +115,9 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     let mut next_fault = c.now + fault_every_ms * 1000;
     while c.now < end {
         drive_clients(&mut c, &mut cl, &mut next_value, &mut report);
+        reader.drive(&mut c);
         if c.now >= next_fault {
-            inject_fault(&mut c, &mut pick);
-            report.faults += 1;
+            FaultSchedule::inject(&mut c);
             next_fault = c.now + pick.range(fault_every_ms / 2, fault_every_ms * 3 / 2 + 1) * 1000;
         }
         c.run_for(propose_every_ms);
@@ -111,18 +128,13 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     c.net.config.reply_loss_permille = 0;
     c.net.config.long_reordering = false;
     c.net.config.duplicate_permille = 0;
-    c.disarm_disk_faults();
-    for id in c.ids() {
-        if !c.is_up(id) {
-            c.restart(id);
-        }
-    }
-    c.connect_all();
+    (report.faults, report.reactions) = FaultSchedule::stop(&mut c);
     let deadline = c.now + LIVENESS_MS_MAX * 1000;
     let pending: Vec<u64> = cl.iter().map(|x| x.value).collect();
     let stop = u64::MAX;
     loop {
         drive_clients(&mut c, &mut cl, &mut next_value, &mut report);
+        reader.drive(&mut c);
         // No new commands in this phase: a client whose command committed stops.
         for x in cl.iter_mut().filter(|x| !pending.contains(&x.value)) {
             x.value = stop;
@@ -150,6 +162,7 @@ pub fn run_seed(seed: u64) -> FuzzReport {
         }
         c.run_for(10);
     }
+    report.reads = reader.answered;
     report.elections = c.elections.len();
     report.last_index = c.checker.max_applied();
     report.virtual_ms = c.now / 1000;
@@ -201,39 +214,78 @@ fn drive_clients(
     }
 }
 
-fn inject_fault(c: &mut Cluster, pick: &mut Rng) {
-    let ids = c.ids();
-    let id = ids[pick.index(ids.len())];
-    match pick.index(9) {
-        0 => c.crash(id),
-        8 => c.crash_mid_write(id, pick.range(0, 8)),
-        1 => c.restart(id),
-        2 => c.disconnect(id),
-        3 => c.connect(id),
-        4 => {
-            let (a, b): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|_| pick.chance(500));
-            c.partition(&[&a, &b]);
+/// Asks every node that believes it leads for a ReadIndex read at every step, and checks
+/// each answer: a read asked after an entry committed anywhere must get an index at or past
+/// it (else a deposed leader served a stale read).
+#[derive(Debug, Default)]
+struct Reader {
+    next_ctx: u64,
+    /// ctx -> the highest commit index any node had when the read was asked.
+    asked: BTreeMap<u64, LogIndex>,
+    /// Per node: (incarnation, read states of that incarnation already checked).
+    consumed: BTreeMap<NodeId, (u64, usize)>,
+    /// The highest commit index seen on any node so far.
+    committed_floor: LogIndex,
+    answered: u64,
+}
+
+/// At most this many reads wait for an answer; older ones are forgotten (their leader lost
+/// leadership and their answer may never come).
+const READS_PENDING_MAX: usize = 1_000;
+
+impl Reader {
+    fn drive(&mut self, c: &mut Cluster) {
+        for id in c.ids() {
+            self.check_answers(c, id);
         }
-        5 => {
-            let other = ids[pick.index(ids.len())];
-            if other != id {
-                c.cut_one_way(id, other);
+        let floor = c
+            .nodes
+            .values()
+            .filter_map(|n| n.app.as_ref())
+            .map(|a| a.raft.log().committed())
+            .max()
+            .unwrap_or_default();
+        self.committed_floor = self.committed_floor.max(floor);
+        for id in c.ids() {
+            let up = c.is_up(id);
+            let Some(app) = c.nodes.get_mut(&id).and_then(|n| n.app.as_mut()) else {
+                continue;
+            };
+            if !up || !app.raft.is_leader() {
+                continue;
+            }
+            self.next_ctx += 1;
+            if app.raft.read_index(self.next_ctx).is_ok() {
+                self.asked.insert(self.next_ctx, self.committed_floor);
+                c.process(id);
             }
         }
-        6 => {
-            c.connect_all();
-            for i in ids {
-                if !c.is_up(i) {
-                    c.restart(i);
-                }
+        while self.asked.len() > READS_PENDING_MAX {
+            self.asked.pop_first();
+        }
+    }
+
+    fn check_answers(&mut self, c: &Cluster, id: NodeId) {
+        let n = &c.nodes[&id];
+        let Some(app) = n.app.as_ref() else { return };
+        let (inc, done) = self.consumed.entry(id).or_insert((n.incarnation, 0));
+        if *inc != n.incarnation {
+            (*inc, *done) = (n.incarnation, 0);
+        }
+        for rs in &app.reads[*done..] {
+            let floor = self.asked.remove(&rs.ctx);
+            let (Some(index), Some(floor)) = (rs.index, floor) else {
+                continue;
+            };
+            self.answered += 1;
+            if index < floor {
+                c.fail(&format!(
+                    "stale read: {id} answered read {} at index {index}, but index {floor} \
+                     was committed before the read was asked",
+                    rs.ctx
+                ));
             }
         }
-        _ => {
-            // Keep a majority alive now and then so the run makes progress.
-            let down: Vec<NodeId> = ids.into_iter().filter(|&i| !c.is_up(i)).collect();
-            if let Some(&d) = down.first() {
-                c.restart(d);
-            }
-        }
+        *done = app.reads.len();
     }
 }

@@ -3,26 +3,17 @@
 //! operation with its virtual call and return times, and check the history for
 //! linearizability with `shardkv-lincheck`.
 
+use crate::clerk::{Ended, SIM_CLERK_POLICY, SimClerk};
 use crate::cluster::{ClientEvent, ClusterConfig, Sim};
 use crate::service_node::KvNode;
-use shardkv_client::{CLERK_TICK_MS, KvClerk, KvOp, Next, Op, RetryPolicy, SingleGroup};
-use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse};
+use shardkv_client::{CLERK_TICK_MS, KvOp, Op, RetryPolicy};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse, KvStore};
 use shardkv_lincheck as lin;
-use shardkv_types::{Gid, NodeId, Rng};
+use shardkv_types::Rng;
 use std::collections::VecDeque;
 
 /// A simulated KV group.
 pub type KvSim = Sim<KvNode>;
-
-/// The simulated clerks' policy: the production policy with a shorter attempt timeout
-/// (there is no server-side deadline here: a request to a crashed or cut-off server simply
-/// vanishes) and no attempt limit (a clerk gives up only at its deadline, if it has one).
-pub const SIM_CLERK_POLICY: RetryPolicy = RetryPolicy {
-    attempt_ticks: 25,
-    backoff_ticks_max: 20,
-    attempts_max: u32::MAX,
-    op_ticks_max: None,
-};
 
 /// What a clerk does when it is running.
 #[derive(Clone, Debug)]
@@ -38,36 +29,18 @@ pub enum Workload {
     Script(VecDeque<KvOp>),
 }
 
-/// What a clerk's operation in flight waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Waiting {
-    /// The backoff before sending to `to`.
-    Pause { to: NodeId },
-    /// An answer from `to`.
-    Answer { to: NodeId },
-}
-
+/// One simulated KV client: a clerk, its workload, and what it knows of its own key.
 #[derive(Debug)]
-struct InFlight {
-    op: KvOp,
-    call_ns: u64,
-    /// Bumped on every wait, so a timer set for an earlier one is ignored.
-    wait_no: u64,
-    waiting: Waiting,
-}
-
-/// One simulated client.
-#[derive(Debug)]
-pub struct SimClerk {
+pub struct KvClient {
     /// The network address and the history's client number.
     pub addr: u64,
     /// The lab's client index, used in appended values.
     pub index: u64,
-    core: KvClerk,
+    clerk: SimClerk<KvStore>,
     workload: Workload,
     running: bool,
-    op_no: u64,
-    inflight: Option<InFlight>,
+    /// RandomKeys: values made so far (each value is unique).
+    values_made: u64,
     /// OwnKey: completed appends, and the value this client's key must hold.
     pub appends: u64,
     model: Vec<u8>,
@@ -85,7 +58,7 @@ pub struct SimClerk {
 /// A KV group plus its clerks and the history they recorded.
 pub struct KvCluster {
     pub sim: KvSim,
-    pub clerks: Vec<SimClerk>,
+    pub clerks: Vec<KvClient>,
     pub history: Vec<lin::Operation>,
     /// If set, a clerk gives up on an operation this long after starting it, as a real
     /// client with a deadline does: a write that may have applied then enters the history
@@ -125,7 +98,7 @@ fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
     })
 }
 
-impl SimClerk {
+impl KvClient {
     fn next_op(&mut self) -> Option<KvOp> {
         match &mut self.workload {
             Workload::Script(ops) => ops.pop_front(),
@@ -150,7 +123,8 @@ impl SimClerk {
             Workload::RandomKeys { keys } => {
                 let key = self.rng.range(0, *keys).to_string().into_bytes();
                 // Unique values make the history easy to check.
-                let value = append_value(self.index, self.op_no);
+                self.values_made += 1;
+                let value = append_value(self.index, self.values_made);
                 Some(match self.rng.range(0, 100) {
                     0..40 => Op::Write(KvCommand::Append { key, value }),
                     40..45 => Op::Write(KvCommand::Put { key, value }),
@@ -188,16 +162,15 @@ impl KvCluster {
             op_ticks_max: self.op_deadline_ms.map(|ms| ms.div_ceil(CLERK_TICK_MS)),
             ..SIM_CLERK_POLICY
         };
-        let router = SingleGroup::new(Gid(1), self.sim.ids());
-        let core = KvClerk::new(router, policy, rng.fork());
-        self.clerks.push(SimClerk {
-            addr: 1000 + index,
+        let addr = 1000 + index;
+        let clerk = SimClerk::new(addr, self.sim.ids(), policy, rng.fork());
+        self.clerks.push(KvClient {
+            addr,
             index,
-            core,
+            clerk,
             workload,
             running: false,
-            op_no: 0,
-            inflight: None,
+            values_made: 0,
             appends: 0,
             model: Vec::new(),
             model_exact: true,
@@ -226,7 +199,7 @@ impl KvCluster {
 
     /// True when no clerk has an operation in flight.
     pub fn idle(&self) -> bool {
-        self.clerks.iter().all(|c| c.inflight.is_none())
+        self.clerks.iter().all(|c| c.clerk.is_idle())
     }
 
     /// Runs `ms` of virtual time with the clerks active.
@@ -262,89 +235,36 @@ impl KvCluster {
         let before = self.clerks[c].results.len();
         self.begin(c, op);
         let end = self.sim.now + ms * 1000;
-        self.run_until_time(end, |k| k.clerks[c].inflight.is_none());
+        self.run_until_time(end, |k| k.clerks[c].clerk.is_idle());
         self.clerks[c].results.get(before).map(|(_, o)| o.clone())
     }
 
     /// Starts `op` on clerk `c` without waiting.
     pub fn begin(&mut self, c: usize, op: KvOp) {
-        let now = self.ticks();
-        let clerk = &mut self.clerks[c];
-        clerk.op_no += 1;
-        clerk.inflight = Some(InFlight {
-            op: op.clone(),
-            call_ns: self.sim.now * 1000,
-            wait_no: 0,
-            waiting: Waiting::Pause { to: NodeId(0) },
-        });
-        let next = clerk.core.begin(op, now);
-        self.follow(c, next);
+        let ended = self.clerks[c].clerk.begin(&mut self.sim, op);
+        self.ended(c, ended);
     }
 
-    /// The clerks' clock, in clerk ticks of virtual time.
-    fn ticks(&self) -> u64 {
-        self.sim.now / (CLERK_TICK_MS * 1000)
-    }
-
-    /// Does what the clerk core says next.
-    fn follow(&mut self, c: usize, next: Next<KvOutput>) {
-        match next {
-            Next::Done(out) => self.complete(c, out),
-            Next::Send {
-                to, delay_ticks, ..
-            } if delay_ticks > 0 => self.wait(c, Waiting::Pause { to }, delay_ticks),
-            Next::Send { to, .. } => self.send(c, to),
-            Next::Failed(e) if e.may_have_applied() => {
-                // May have applied: a write enters the history as unknown.
-                self.give_up(c);
-                self.kick(c);
-            }
-            Next::Failed(_) => {
+    /// Records how clerk `c`'s operation ended, if it did, and starts its next one.
+    fn ended(&mut self, c: usize, ended: Option<Ended<KvCommand, KvQuery, KvOutput>>) {
+        match ended {
+            None => return,
+            Some(Ended::Done { op, call_ns, out }) => self.complete(c, op, call_ns, out),
+            // May have applied: a write enters the history as unknown.
+            Some(Ended::Unknown { op, call_ns }) => self.record_unknown(c, op, call_ns),
+            Some(Ended::Failed { op, .. }) => {
                 // Surely not applied: not part of the history. (The own-key model assumed
                 // the first Put, so a failed write leaves it to lincheck.)
-                let clerk = &mut self.clerks[c];
-                if clerk
-                    .inflight
-                    .take()
-                    .is_some_and(|f| matches!(f.op, Op::Write(_)))
-                {
-                    clerk.model_exact = false;
+                if matches!(op, Op::Write(_)) {
+                    self.clerks[c].model_exact = false;
                 }
-                self.kick(c);
             }
-            Next::Refresh => self
-                .sim
-                .fail("a single-group clerk has no config to refresh"),
         }
-    }
-
-    /// Sets a timer for clerk `c`'s next step.
-    fn wait(&mut self, c: usize, waiting: Waiting, ticks: u64) {
-        let clerk = &mut self.clerks[c];
-        let f = clerk.inflight.as_mut().expect("in flight");
-        f.wait_no += 1;
-        f.waiting = waiting;
-        let token = clerk.op_no << 20 | f.wait_no;
-        let addr = clerk.addr;
-        self.sim.client_timer(addr, token, ticks * CLERK_TICK_MS);
-    }
-
-    /// Sends the request in flight to `to` and waits for the answer.
-    fn send(&mut self, c: usize, to: NodeId) {
-        let clerk = &self.clerks[c];
-        let req = clerk
-            .core
-            .current()
-            .cloned()
-            .expect("an operation in flight");
-        let (addr, op_no) = (clerk.addr, clerk.op_no);
-        self.sim.client_send(addr, op_no, to, &req);
-        let ticks = clerk.core.policy().attempt_ticks;
-        self.wait(c, Waiting::Answer { to }, ticks);
+        self.kick(c);
     }
 
     fn kick(&mut self, c: usize) {
-        if !self.clerks[c].running || self.clerks[c].inflight.is_some() {
+        if !self.clerks[c].running || !self.clerks[c].clerk.is_idle() {
             return;
         }
         if let Some(op) = self.clerks[c].next_op() {
@@ -352,54 +272,20 @@ impl KvCluster {
         }
     }
 
-    fn clerk_by_addr(&self, addr: u64) -> usize {
-        (addr - 1000) as usize
-    }
-
     fn on_event(&mut self, ev: ClientEvent<KvResponse>) {
-        let now = self.ticks();
-        match ev {
-            ClientEvent::Response {
-                client,
-                client_req,
-                from,
-                response,
-            } => {
-                let c = self.clerk_by_addr(client);
-                if self.clerks[c].op_no != client_req || self.clerks[c].inflight.is_none() {
-                    return; // an answer to an earlier operation
-                }
-                // Any attempt's answer is an answer to the same request.
-                let next = self.clerks[c].core.on_response(now, from, response);
-                self.follow(c, next);
-            }
-            ClientEvent::Timer { client, token } => {
-                let c = self.clerk_by_addr(client);
-                let clerk = &mut self.clerks[c];
-                let Some(f) = clerk.inflight.as_ref() else {
-                    return;
-                };
-                if token != clerk.op_no << 20 | f.wait_no {
-                    return;
-                }
-                match f.waiting {
-                    Waiting::Pause { to } => self.send(c, to),
-                    Waiting::Answer { to } => {
-                        let reason = format!("{to} did not answer in time");
-                        let next = clerk.core.on_timeout(now, reason);
-                        self.follow(c, next);
-                    }
-                }
-            }
-        }
+        let addr = match &ev {
+            ClientEvent::Response { client, .. } | ClientEvent::Timer { client, .. } => *client,
+        };
+        let c = (addr - 1000) as usize;
+        let ended = self.clerks[c].clerk.on_event(&mut self.sim, ev);
+        self.ended(c, ended);
     }
 
-    fn complete(&mut self, c: usize, out: KvOutput) {
+    fn complete(&mut self, c: usize, op: KvOp, call_ns: u64, out: KvOutput) {
         let now_ns = self.sim.now * 1000;
         let clerk = &mut self.clerks[c];
-        let f = clerk.inflight.take().expect("in flight");
         if let Workload::OwnKey = clerk.workload {
-            match (&f.op, &out) {
+            match (&op, &out) {
                 (Op::Write(KvCommand::Append { value, .. }), _) => {
                     clerk.model.extend_from_slice(value);
                     clerk.appends += 1;
@@ -424,14 +310,14 @@ impl KvCluster {
                 swapped: true,
                 current,
             },
-        ) = (&f.op, &out)
+        ) = (&op, &out)
             && current != expected
         {
             let msg =
                 format!("a CAS that swapped reports current {current:?}, expected {expected:?}");
             self.sim.fail(&msg);
         }
-        match (&f.op, &out) {
+        match (&op, &out) {
             (Op::Read(KvQuery::Get { key }), KvOutput::Value(v)) => {
                 clerk.last_seen.insert(key.clone(), v.clone());
             }
@@ -445,21 +331,20 @@ impl KvCluster {
             }
             _ => {}
         }
-        let Some(output) = to_lin_output(&f.op, &out) else {
-            let msg = format!("server answered {:?} with {out:?}", f.op);
+        let Some(output) = to_lin_output(&op, &out) else {
+            let msg = format!("server answered {:?} with {out:?}", op);
             self.sim.fail(&msg)
         };
         self.history.push(lin::Operation {
             client: clerk.addr,
-            op: to_lin_op(&f.op),
-            call_ns: f.call_ns,
+            op: to_lin_op(&op),
+            call_ns,
             result: lin::OpResult::Ok {
                 output,
                 return_ns: now_ns,
             },
         });
-        clerk.results.push((f.op, out));
-        self.kick(c);
+        clerk.results.push((op, out));
     }
 
     /// Gives up on every operation in flight: writes enter the history as "unknown" (they
@@ -472,17 +357,21 @@ impl KvCluster {
 
     /// Gives up on clerk `c`'s operation in flight, if any, recording a write as unknown.
     fn give_up(&mut self, c: usize) {
+        if let Some(Ended::Unknown { op, call_ns }) = self.clerks[c].clerk.give_up() {
+            self.record_unknown(c, op, call_ns);
+        }
+    }
+
+    /// Records an operation that may have applied: a write enters the history as unknown,
+    /// a read is dropped (it constrains nothing).
+    fn record_unknown(&mut self, c: usize, op: KvOp, call_ns: u64) {
         let clerk = &mut self.clerks[c];
-        let Some(f) = clerk.inflight.take() else {
-            return;
-        };
-        clerk.core.abandon();
-        if matches!(f.op, Op::Write(_)) {
+        if matches!(op, Op::Write(_)) {
             clerk.model_exact = false;
             self.history.push(lin::Operation {
                 client: clerk.addr,
-                op: to_lin_op(&f.op),
-                call_ns: f.call_ns,
+                op: to_lin_op(&op),
+                call_ns,
                 result: lin::OpResult::Unknown,
             });
         }

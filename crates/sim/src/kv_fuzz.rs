@@ -1,9 +1,10 @@
 //! The randomized KV service fuzz target: each seed picks the group size (3, 5 or 7), the
-//! number of clerks and their workload, the network faults, the snapshot policy and the fault
-//! rate, then runs the real service (rsm + kv + clerks) through:
+//! number of clerks and their workload, the network faults, the snapshot policy, the fault
+//! rate and its swarm toggles (see `faults.rs`, shared with the Raft fuzz), then runs the real
+//! service (rsm + kv + clerks) through:
 //!
 //! 1. a safety phase: clerks run while nodes crash (also in the middle of a disk write),
-//!    restart, get isolated or partitioned;
+//!    restart, get isolated, partitioned or cut one way, and the seed's swarm patterns fire;
 //! 2. a liveness phase: faults stop, everything restarts and reconnects, and every clerk's
 //!    operation in flight must complete;
 //!
@@ -12,9 +13,10 @@
 //! throughout. Any violation panics with the seed and the replay command.
 
 use crate::cluster::ClusterConfig;
+use crate::faults::{FaultSchedule, Swarm};
 use crate::kv::{KvCluster, Workload};
 use crate::net::NetConfig;
-use shardkv_types::{NodeId, Rng};
+use shardkv_types::Rng;
 
 /// What one seed did.
 #[derive(Clone, Debug, Default)]
@@ -22,7 +24,11 @@ pub struct KvFuzzReport {
     pub seed: u64,
     pub nodes: usize,
     pub clerks: usize,
+    /// The swarm toggles this seed enabled.
+    pub swarm: String,
     pub faults: u64,
+    /// Faults the swarm patterns injected in reaction to an election, vote or commit.
+    pub reactions: u64,
     pub operations: usize,
     /// Writes whose clerk gave up: their outcome is unknown to the checker.
     pub unknown: usize,
@@ -43,8 +49,10 @@ const LIVENESS_MS_MAX: u64 = 30_000;
 pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     let mut pick = Rng::new(seed ^ 0x00c0_ffee);
     let nodes = [3, 5, 7][pick.index(3)];
+    let swarm = Swarm::pick(&mut pick);
     let mut cfg = ClusterConfig::new(nodes, seed);
-    cfg.replay = replay_command(seed);
+    cfg.replay = format!("{}   (swarm: {})", replay_command(seed), swarm.describe());
+    cfg.tweak = swarm.tweak();
     cfg.net = NetConfig {
         request_loss_permille: [0, 0, 50, 100][pick.index(4)],
         reply_loss_permille: [0, 0, 50, 100][pick.index(4)],
@@ -59,7 +67,9 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     let fault_every_ms = pick.range(300, 2_000);
     let safety_ms = pick.range(3_000, 10_000);
 
+    let schedule = FaultSchedule::new(pick.next_u64(), swarm);
     let mut k = KvCluster::new(cfg);
+    schedule.install(&mut k.sim);
     // Half the seeds have clerks that give up after a deadline, leaving unknown writes.
     k.op_deadline_ms = pick.chance(500).then(|| pick.range(300, 3_000));
     for _ in 0..clerks {
@@ -75,6 +85,7 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
         seed,
         nodes,
         clerks,
+        swarm: swarm.describe(),
         ..Default::default()
     };
     k.start_clients();
@@ -82,18 +93,11 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     while k.sim.now < end {
         let ms = pick.range(fault_every_ms / 2, fault_every_ms * 3 / 2 + 1);
         k.run_for(ms);
-        inject_fault(&mut k, &mut pick);
-        report.faults += 1;
+        FaultSchedule::inject(&mut k.sim);
     }
     k.stop_clients();
     k.sim.net.config = NetConfig::reliable();
-    k.sim.disarm_disk_faults();
-    for id in k.sim.ids() {
-        if !k.sim.is_up(id) {
-            k.sim.restart(id);
-        }
-    }
-    k.sim.connect_all();
+    (report.faults, report.reactions) = FaultSchedule::stop(&mut k.sim);
     if !k.run_until_idle(LIVENESS_MS_MAX) {
         k.sim.fail(&format!(
             "liveness: clerks still busy {LIVENESS_MS_MAX} ms after faults stopped"
@@ -108,27 +112,4 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
         .count();
     report.virtual_ms = k.sim.now / 1000;
     report
-}
-
-fn inject_fault(k: &mut KvCluster, pick: &mut Rng) {
-    let ids = k.sim.ids();
-    let id = ids[pick.index(ids.len())];
-    match pick.index(7) {
-        0 => k.sim.crash(id),
-        1 => k.sim.restart(id),
-        2 => k.sim.disconnect(id),
-        3 => {
-            let (a, b): (Vec<NodeId>, Vec<NodeId>) = ids.iter().partition(|_| pick.chance(500));
-            k.sim.partition(&[&a, &b]);
-        }
-        4 => k.sim.crash_mid_write(id, pick.range(0, 8)),
-        _ => {
-            k.sim.connect_all();
-            for i in ids {
-                if !k.sim.is_up(i) {
-                    k.sim.restart(i);
-                }
-            }
-        }
-    }
 }

@@ -17,9 +17,11 @@
 
 mod app;
 mod checker;
+mod clerk;
 mod cluster;
 mod disk_store;
 mod dsl;
+mod faults;
 pub mod fuzz;
 mod kv;
 pub mod kv_fuzz;
@@ -32,9 +34,11 @@ mod state_machine;
 
 pub use app::{App, RaftApp};
 pub use checker::Checker;
+pub use clerk::{Ended, EndedOf, SIM_CLERK_POLICY, SimClerk};
 pub use cluster::{ClientEvent, Cluster, ClusterConfig, NetStats, Sim};
 pub use disk_store::DiskStore;
-pub use kv::{KvCluster, KvSim, SimClerk, Workload, append_value};
+pub use faults::{FaultSchedule, RaftTweak, Swarm};
+pub use kv::{KvClient, KvCluster, KvSim, Workload, append_value};
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};
 pub use queue::{EventQueue, Micros};

@@ -5,9 +5,14 @@
 //! cargo run -p shardkv-sim --release --bin fuzz -- --seed 1234      # replay one seed
 //! cargo run -p shardkv-sim --release --bin fuzz -- --kv --seeds 0..1000   # the KV service
 //! ```
+//!
+//! The run stops at the first failing seed and exits with status 1 after printing
+//! `fuzz: FAILED seed N after K seeds` (the panic message above it has the replay command);
+//! `scripts/mutants.sh` reads that line.
 
 use shardkv_sim::fuzz::run_seed;
 use shardkv_sim::kv_fuzz::run_kv_seed;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -33,13 +38,26 @@ fn main() {
     let started = Instant::now();
     let verbose = hi - lo <= 20;
     for seed in lo..hi {
-        let line = if kv {
-            format!("{:?}", run_kv_seed(seed))
-        } else {
-            format!("{:?}", run_seed(seed))
-        };
-        if verbose {
-            println!("{line}");
+        // Any panic is a failure of this seed: a checker violation (which names the seed)
+        // or an assertion in the code under test (which does not).
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            if kv {
+                format!("{:?}", run_kv_seed(seed))
+            } else {
+                format!("{:?}", run_seed(seed))
+            }
+        }));
+        match run {
+            Ok(line) if verbose => println!("{line}"),
+            Ok(_) => {}
+            Err(_) => {
+                println!(
+                    "fuzz: FAILED seed {seed} after {} seeds in {:.1} s",
+                    seed - lo + 1,
+                    started.elapsed().as_secs_f64()
+                );
+                std::process::exit(1);
+            }
         }
     }
     println!(

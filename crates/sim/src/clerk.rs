@@ -1,0 +1,233 @@
+//! [`SimClerk`]: one simulated client of any replicated service. It runs the production
+//! clerk core ([`ClerkCore`]) over the simulated network and clock: sends each attempt as a
+//! client request, sets the attempt timer and the backoff pause as client timers (in clerk
+//! ticks of virtual time), and reports how each operation ended. Workloads and history
+//! checks live with the service's harness (`kv.rs`, `ctrl.rs`).
+
+use crate::app::App;
+use crate::cluster::{ClientEvent, Sim};
+use shardkv_client::{CLERK_TICK_MS, ClerkCore, Next, Op, RetryPolicy, SingleGroup};
+use shardkv_rsm::{Error, Reply, Request, StateMachine};
+use shardkv_types::{Gid, NodeId, Rng};
+
+/// The simulated clerks' policy: the production policy with a shorter attempt timeout
+/// (there is no server-side deadline here: a request to a crashed or cut-off server simply
+/// vanishes) and no attempt limit (a clerk gives up only at its deadline, if it has one).
+pub const SIM_CLERK_POLICY: RetryPolicy = RetryPolicy {
+    attempt_ticks: 25,
+    backoff_ticks_max: 20,
+    attempts_max: u32::MAX,
+    op_ticks_max: None,
+};
+
+/// What a clerk's operation in flight waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    /// The backoff before sending to `to`.
+    Pause { to: NodeId },
+    /// An answer from `to`.
+    Answer { to: NodeId },
+}
+
+#[derive(Debug)]
+struct InFlight<C, Q> {
+    op: Op<C, Q>,
+    call_ns: u64,
+    /// Bumped on every wait, so a timer set for an earlier one is ignored.
+    wait_no: u64,
+    waiting: Waiting,
+}
+
+/// How an operation ended.
+#[derive(Debug)]
+pub enum Ended<C, Q, O> {
+    /// It took effect with this output.
+    Done { op: Op<C, Q>, call_ns: u64, out: O },
+    /// It may or may not have taken effect (a write enters a history as unknown).
+    Unknown { op: Op<C, Q>, call_ns: u64 },
+    /// It surely did not take effect.
+    Failed {
+        op: Op<C, Q>,
+        call_ns: u64,
+        error: Error,
+    },
+}
+
+/// The end of an operation of state machine `SM`.
+pub type EndedOf<SM> =
+    Ended<<SM as StateMachine>::Command, <SM as StateMachine>::Query, <SM as StateMachine>::Output>;
+
+/// One simulated client of a service replicated as `SM`.
+pub struct SimClerk<SM: StateMachine> {
+    /// The network address (and the history's client number).
+    pub addr: u64,
+    core: ClerkCore<SM, SingleGroup>,
+    /// Numbers operations; a response carries the number of the operation it answers.
+    op_no: u64,
+    inflight: Option<InFlight<SM::Command, SM::Query>>,
+}
+
+impl<SM: StateMachine> std::fmt::Debug for SimClerk<SM> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimClerk({}, op {})", self.addr, self.op_no)
+    }
+}
+
+impl<SM: StateMachine> SimClerk<SM> {
+    /// A clerk at network address `addr` for the group `servers`.
+    pub fn new(addr: u64, servers: Vec<NodeId>, policy: RetryPolicy, rng: Rng) -> Self {
+        let router = SingleGroup::new(Gid(1), servers);
+        SimClerk {
+            addr,
+            core: ClerkCore::new(router, policy, rng),
+            op_no: 0,
+            inflight: None,
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.inflight.is_none()
+    }
+
+    /// Starts `op` (abandoning one in flight, whose end is then not reported).
+    pub fn begin<A>(
+        &mut self,
+        sim: &mut Sim<A>,
+        op: Op<SM::Command, SM::Query>,
+    ) -> Option<EndedOf<SM>>
+    where
+        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+    {
+        self.op_no += 1;
+        self.inflight = Some(InFlight {
+            op: op.clone(),
+            call_ns: sim.now * 1000,
+            wait_no: 0,
+            waiting: Waiting::Pause { to: NodeId(0) },
+        });
+        let next = self.core.begin(op, ticks(sim));
+        self.follow(sim, next)
+    }
+
+    /// Handles an event addressed to this clerk; returns how the operation ended, if it did.
+    pub fn on_event<A>(
+        &mut self,
+        sim: &mut Sim<A>,
+        ev: ClientEvent<Reply<SM::Output>>,
+    ) -> Option<EndedOf<SM>>
+    where
+        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+    {
+        let now = ticks(sim);
+        match ev {
+            ClientEvent::Response {
+                client_req,
+                from,
+                response,
+                ..
+            } => {
+                if self.op_no != client_req || self.inflight.is_none() {
+                    return None; // an answer to an earlier operation
+                }
+                // Any attempt's answer is an answer to the same request.
+                let next = self.core.on_response(now, from, response);
+                self.follow(sim, next)
+            }
+            ClientEvent::Timer { token, .. } => {
+                let f = self.inflight.as_ref()?;
+                if token != self.op_no << 20 | f.wait_no {
+                    return None;
+                }
+                match f.waiting {
+                    Waiting::Pause { to } => {
+                        self.send(sim, to);
+                        None
+                    }
+                    Waiting::Answer { to } => {
+                        let reason = format!("{to} did not answer in time");
+                        let next = self.core.on_timeout(now, reason);
+                        self.follow(sim, next)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives up on the operation in flight, if any: it ends as unknown.
+    pub fn give_up(&mut self) -> Option<EndedOf<SM>> {
+        let f = self.inflight.take()?;
+        self.core.abandon();
+        Some(Ended::Unknown {
+            op: f.op,
+            call_ns: f.call_ns,
+        })
+    }
+
+    /// Does what the clerk core says next.
+    fn follow<A>(&mut self, sim: &mut Sim<A>, next: Next<SM::Output>) -> Option<EndedOf<SM>>
+    where
+        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+    {
+        match next {
+            Next::Send {
+                to, delay_ticks, ..
+            } if delay_ticks > 0 => {
+                self.wait(sim, Waiting::Pause { to }, delay_ticks);
+                None
+            }
+            Next::Send { to, .. } => {
+                self.send(sim, to);
+                None
+            }
+            Next::Done(out) => {
+                let f = self.inflight.take().expect("in flight");
+                Some(Ended::Done {
+                    op: f.op,
+                    call_ns: f.call_ns,
+                    out,
+                })
+            }
+            Next::Failed(error) => {
+                let f = self.inflight.take().expect("in flight");
+                Some(if error.may_have_applied() {
+                    Ended::Unknown {
+                        op: f.op,
+                        call_ns: f.call_ns,
+                    }
+                } else {
+                    Ended::Failed {
+                        op: f.op,
+                        call_ns: f.call_ns,
+                        error,
+                    }
+                })
+            }
+            Next::Refresh => sim.fail("a single-group clerk has no config to refresh"),
+        }
+    }
+
+    /// Sets a timer for the next step.
+    fn wait<A: App>(&mut self, sim: &mut Sim<A>, waiting: Waiting, ticks: u64) {
+        let f = self.inflight.as_mut().expect("in flight");
+        f.wait_no += 1;
+        f.waiting = waiting;
+        let token = self.op_no << 20 | f.wait_no;
+        sim.client_timer(self.addr, token, ticks * CLERK_TICK_MS);
+    }
+
+    /// Sends the request in flight to `to` and waits for the answer.
+    fn send<A>(&mut self, sim: &mut Sim<A>, to: NodeId)
+    where
+        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+    {
+        let req = self.core.current().expect("an operation in flight");
+        sim.client_send(self.addr, self.op_no, to, req);
+        let ticks = self.core.policy().attempt_ticks;
+        self.wait(sim, Waiting::Answer { to }, ticks);
+    }
+}
+
+/// The clerks' clock, in clerk ticks of virtual time.
+fn ticks<A: App>(sim: &Sim<A>) -> u64 {
+    sim.now / (CLERK_TICK_MS * 1000)
+}

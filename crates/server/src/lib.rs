@@ -9,10 +9,11 @@
 //! - One OS thread (the *node thread*, [`driver`]) owns the replica and the store. It turns
 //!   10 ms of wall-clock time into one Raft tick and takes items from a bounded inbox
 //!   ([`handler::INBOX_ITEMS_MAX`]): peer messages, client requests (each with a oneshot for
-//!   its answer), status queries. After each batch it runs the Ready loop: persist snapshot,
-//!   entries and hard state with ONE fdatasync (group commit: every request that arrived
-//!   since the last batch shares it), send the messages, advance, persist the snapshot the
-//!   rsm took, answer clients. Two latency exceptions (see [`node`]): a leader whose term
+//!   its answer), status queries. After each batch it runs the Ready loop of
+//!   `shardkv-host` — the one the simulator also runs: persist snapshot, entries and hard
+//!   state with ONE fdatasync (group commit: every request that arrived since the last
+//!   batch shares it), send the messages, advance, persist the snapshot the rsm took,
+//!   answer clients. Two latency exceptions (see the host crate docs): a leader whose term
 //!   and vote are unchanged sends its appends before its own sync (Raft thesis §10.2.1),
 //!   and a Ready that only moves the commit index is written without a sync.
 //! - gRPC handlers ([`handler::NodeHandler`]) only enqueue and wait, with a server-side

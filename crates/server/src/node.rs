@@ -1,89 +1,87 @@
-//! `Node`: the one owner of a member's replica and storage. Synchronous: the node thread
-//! (see `driver`) feeds it inbox items and ticks, then calls [`Node::drive`], which runs the
-//! Ready loop — persist with one fdatasync, send, advance, persist the rsm's snapshot — and
+//! `Node`: the one owner of a member's replica and its host (store + Ready loop).
+//! Synchronous: the node thread (see `driver`) feeds it inbox items and ticks, then calls
+//! [`Node::drive`], which runs the shared host loop ([`shardkv_host::Host::drive`]) and
 //! answers clients.
 //!
-//! Latency: a leader sends its appends before its own fdatasync when the Ready changes
-//! neither term nor vote (`may_send_before_persisting`), and a Ready that only moves the
-//! commit index is written without a sync (`persist`). Both keep the Raft contract: no
-//! message leaves that depends on state not yet durable, and the leader's entries count
-//! towards a quorum only after they are synced.
+//! The Ready loop, the persistence ordering (group commit, a leader's send before its own
+//! fdatasync, commit-only Readys written without a sync), the NoSpace stall and the refusal
+//! policy (duplicates from sessions, NoSpace / Unavailable / Busy) live in `shardkv-host`,
+//! the same code the simulator crashes; see its crate docs for the contract. What stays
+//! here is production-only: reply channels, logging, the leader hand-off on shutdown and
+//! the status page.
 //!
-//! Failure policy: a storage error other than `NoSpace` is fatal (`drive` returns it and the
-//! process exits non-zero; after a failed fsync nothing can be promised). `NoSpace` while
-//! persisting a Ready stalls the node: the Ready is kept and retried on every drive, peer
-//! messages are dropped, writes are answered `NoSpace` and reads `Unavailable` (a stalled
-//! member cannot confirm a read index), until space frees. Separately, while free space is
-//! below the configured reserve, writes are answered `NoSpace` before they are proposed and
-//! reads keep working.
+//! Failure policy (enforced by the host, logged here): a storage error other than
+//! `NoSpace` is fatal (`drive` returns it and the process exits non-zero). `NoSpace` while
+//! persisting a Ready stalls the node until space frees: peer messages dropped, writes
+//! answered `NoSpace`, reads `Unavailable`. While free space is below the configured
+//! reserve, writes are answered `NoSpace` before they are proposed and reads keep working.
 
 use crate::handler::{Inbound, KvReply};
+use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_kv::{KvReplica, KvRequest};
 use shardkv_net::{NodeStatus, PeerTransport};
-use shardkv_raft::{Ready, Role};
-use shardkv_rsm::{Error, ReqId, Request, Seen};
-use shardkv_storage::{FsDisk, RaftStore, StorageError};
+use shardkv_raft::Role;
+use shardkv_rsm::ReqId;
+use shardkv_storage::{FsDisk, RaftStore};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
+pub use shardkv_host::Fatal;
+
 /// Client requests waiting for their outcome; more are answered `Busy`.
-pub const PENDING_REQUESTS_MAX: usize = 16 * 1024;
+pub const PENDING_REQUESTS_MAX: usize = shardkv_host::REQUESTS_PENDING_MAX_DEFAULT;
 
-/// A storage failure after which the process must stop.
-#[derive(Debug)]
-pub struct Fatal(pub String);
-
-impl std::fmt::Display for Fatal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Fatal {}
-
-/// A Ready whose persistence hit `NoSpace`, with what of it is already durable.
-struct Stalled {
-    rd: Ready,
-    snapshot_saved: bool,
-    entries_saved: bool,
-}
-
-/// One member: replica, storage, transport, and the clients waiting on it.
+/// One member: replica, host (store and Ready loop), transport, and the clients waiting.
 ///
-/// Invariant: while `stalled` is set no method of the replica but `advance` (through
-/// `drive`) is called, as the Raft core requires between `ready` and `advance`.
+/// Invariant: the replica is only mutated through `host` (which drops ticks and messages
+/// while stalled), except `transfer_leader`, which `begin_hand_off` calls only when not
+/// stalled.
 pub struct Node {
     id: NodeId,
     replica: KvReplica,
-    store: RaftStore<FsDisk>,
+    host: Host<KvReplica, FsDisk>,
     transport: PeerTransport,
     pending: BTreeMap<ReqId, oneshot::Sender<KvReply>>,
     next_req: ReqId,
-    stalled: Option<Stalled>,
-    /// Free space is below the reserve: writes are refused before they are proposed.
-    disk_low: bool,
     /// Role and term last logged.
     seen: (Role, Term, Option<NodeId>),
-    /// Term and vote as of the last fdatasync. Invariant: what the store holds durably.
-    synced_vote: (Term, Option<NodeId>),
+}
+
+/// The production observer: logs what the host reports. Checks nothing.
+struct LogObserver;
+
+impl Observer for LogObserver {
+    fn on_event(&mut self, _id: NodeId, event: HostEvent) {
+        match event {
+            HostEvent::Stalled { path } => tracing::warn!(path = %path.display(),
+                "disk full while persisting raft state: stalled until space frees"),
+            HostEvent::Resumed => tracing::info!("raft state persisted again: no longer stalled"),
+            HostEvent::SnapshotSaved { index, bytes } => {
+                tracing::debug!(index = %index, bytes, "snapshot saved")
+            }
+            HostEvent::SnapshotNotSaved { index } => {
+                tracing::warn!(index = %index, "disk full: snapshot not saved")
+            }
+        }
+    }
 }
 
 impl Node {
     pub fn new(replica: KvReplica, store: RaftStore<FsDisk>, transport: PeerTransport) -> Node {
         let raft = replica.raft();
+        let id = raft.id();
         let seen = (raft.role(), raft.term(), raft.leader());
-        let hs = store.hard_state();
+        let opts = HostOptions {
+            requests_pending_max: PENDING_REQUESTS_MAX,
+        };
         Node {
-            synced_vote: (hs.term, hs.vote),
-            id: raft.id(),
+            id,
+            host: Host::new(id, store, opts),
             replica,
-            store,
             transport,
             pending: BTreeMap::new(),
             next_req: 1,
-            stalled: None,
-            disk_low: false,
             seen,
         }
     }
@@ -99,12 +97,11 @@ impl Node {
     /// Takes one inbox item (anything but `Stop`).
     pub fn handle(&mut self, item: Inbound) {
         match item {
-            Inbound::Raft(msgs) if self.stalled.is_none() => {
+            Inbound::Raft(msgs) => {
                 for m in msgs {
-                    self.replica.step(m);
+                    self.host.step(&mut self.replica, m);
                 }
             }
-            Inbound::Raft(_) => {}
             Inbound::Request { req, reply } => self.request(req, reply),
             Inbound::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -114,34 +111,11 @@ impl Node {
     }
 
     fn request(&mut self, req: KvRequest, reply: oneshot::Sender<KvReply>) {
-        let is_write = req.is_write();
-        // A retry of a write that already applied gets its stored reply even when new writes
-        // are refused: answering NoSpace ("surely not applied") would be wrong for it.
-        if let Request::Write { client, seq, .. } = &req
-            && let Seen::Duplicate(out) = self.replica.sessions().check(*client, *seq)
-        {
-            let _ = reply.send(Ok(out.clone()));
-            return;
-        }
-        let refusal = if is_write && (self.disk_low || self.stalled.is_some()) {
-            Some(Error::NoSpace)
-        } else if self.stalled.is_some() {
-            Some(Error::Unavailable {
-                reason: "this member's disk is full; ask another member".into(),
-            })
-        } else if self.pending.len() >= PENDING_REQUESTS_MAX {
-            Some(Error::Busy)
-        } else {
-            None
-        };
-        if let Some(e) = refusal {
-            let _ = reply.send(Err(e));
-            return;
-        }
         let id = self.next_req;
         self.next_req += 1;
         self.pending.insert(id, reply);
-        self.replica.submit(id, req);
+        // The host answers refusals and duplicates through `take_responses`, like the rest.
+        self.host.submit(&mut self.replica, id, req);
     }
 
     pub fn is_leader(&self) -> bool {
@@ -152,7 +126,7 @@ impl Node {
     /// so clients see a short hand-off instead of an election timeout. False when there is
     /// nothing to hand off (not the leader, alone, or stalled).
     pub fn begin_hand_off(&mut self) -> bool {
-        if self.stalled.is_some() || !self.is_leader() {
+        if self.host.is_stalled() || !self.is_leader() {
             return false;
         }
         let voters = &self.replica.raft().config().voters;
@@ -172,28 +146,32 @@ impl Node {
 
     /// Advances the logical clock by one tick (skipped while stalled).
     pub fn tick(&mut self) {
-        if self.stalled.is_none() {
-            self.replica.tick();
-        }
+        self.host.tick(&mut self.replica);
     }
 
     /// Sets whether free disk space is below the reserve.
     pub fn set_disk_low(&mut self, low: bool) {
-        if low != self.disk_low {
+        if self.host.set_disk_low(low) {
             if low {
                 tracing::warn!(term = %self.term(), "free disk space below the reserve: refusing writes");
             } else {
                 tracing::info!(term = %self.term(), "free disk space above the reserve again: accepting writes");
             }
         }
-        self.disk_low = low;
     }
 
     /// Forgets requests whose client side gave up (the handler's deadline passed and its
     /// receiver is gone), so the map stays bounded by live requests. The replica still
     /// answers them later; those answers are dropped.
     pub fn forget_abandoned(&mut self) {
-        self.pending.retain(|_, tx| !tx.is_closed());
+        let host = &mut self.host;
+        self.pending.retain(|&id, tx| {
+            let live = !tx.is_closed();
+            if !live {
+                host.forget(id);
+            }
+            live
+        });
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -207,131 +185,31 @@ impl Node {
             applied: s.applied,
             last_index: s.last_index,
             snapshot_index: s.snapshot_index,
-            raft_state_bytes: self.store.raft_state_bytes(),
-            no_space: self.disk_low || self.stalled.is_some(),
+            raft_state_bytes: self.host.raft_state_bytes(),
+            no_space: self.host.no_space(),
         }
     }
 
-    /// Runs the Ready loop until the core has nothing more (or persistence stalls), then
-    /// answers clients. One fdatasync per Ready: everything that arrived since the last
+    /// Runs the host's Ready loop until the core has nothing more (or persistence stalls),
+    /// then answers clients. One fdatasync per Ready: everything that arrived since the last
     /// drive shares it (group commit).
     pub fn drive(&mut self) -> Result<(), Fatal> {
-        if let Some(st) = self.stalled.take() {
-            self.persist_and_finish(st)?;
-        }
-        while self.stalled.is_none() {
-            let Some(mut rd) = self.replica.ready() else {
-                break;
-            };
-            if self.may_send_before_persisting(&rd) {
-                for m in std::mem::take(&mut rd.messages) {
-                    self.transport.send(m);
-                }
-            }
-            let st = Stalled {
-                rd,
-                snapshot_saved: false,
-                entries_saved: false,
-            };
-            self.persist_and_finish(st)?;
+        let transport = &self.transport;
+        let mut send = |m| transport.send(m);
+        if let Err(e) = self
+            .host
+            .drive(&mut self.replica, &mut send, &mut LogObserver)
+        {
+            tracing::error!(term = %self.term(), error = %e, "fatal error in the ready loop");
+            return Err(e);
         }
         self.deliver_replies();
         self.log_role_change();
         Ok(())
     }
 
-    /// True when `rd`'s messages may go out before its entries are durable here: a leader
-    /// writes its own log in parallel with replicating it (Raft thesis §10.2.1), which takes
-    /// the leader's fdatasync off the commit latency. Safe because the leader's appends do
-    /// not depend on its own disk: the core counts the leader's entries towards a quorum
-    /// only once `advance` marks them stable, which happens after the sync. Never when the
-    /// Ready changes the term or vote, or installs a snapshot: messages may depend on those.
-    fn may_send_before_persisting(&self, rd: &Ready) -> bool {
-        let vote_changed = rd
-            .hard_state
-            .is_some_and(|hs| (hs.term, hs.vote) != self.synced_vote);
-        self.replica.raft().is_leader() && rd.snapshot.is_none() && !vote_changed
-    }
-
-    fn persist_and_finish(&mut self, mut st: Stalled) -> Result<(), Fatal> {
-        match self.persist(&mut st) {
-            Ok(()) => {}
-            Err(StorageError::NoSpace { path }) => {
-                if self.stalled.is_none() {
-                    tracing::warn!(term = %self.term(), path = %path.display(),
-                        "disk full while persisting raft state: stalled until space frees");
-                }
-                self.stalled = Some(st);
-                return Ok(());
-            }
-            Err(e) => return Err(self.fatal("persisting raft state", e)),
-        }
-        let mut rd = st.rd;
-        for m in std::mem::take(&mut rd.messages) {
-            self.transport.send(m);
-        }
-        let snapshot = self
-            .replica
-            .advance(rd, self.store.raft_state_bytes())
-            .map_err(|e| Fatal(format!("{}: applying a ready: {e}", self.id)))?;
-        if let Some(s) = snapshot {
-            match self.store.save_snapshot(s.meta, &s.data) {
-                Ok(()) => {
-                    tracing::debug!(index = %s.meta.index, bytes = s.data.len(), "snapshot saved")
-                }
-                // The full log is still on disk; a later snapshot will try again.
-                Err(StorageError::NoSpace { .. }) => {
-                    tracing::warn!(term = %self.term(), "disk full: snapshot not saved")
-                }
-                Err(e) => return Err(self.fatal("saving a snapshot", e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Persists what `st.rd` asks for, skipping the parts already durable, with at most one
-    /// sync.
-    ///
-    /// A Ready that changes only the commit index is written but not synced: the commit
-    /// index is volatile state in Raft (a restarted member relearns it from the leader, and
-    /// recovery clamps it to the log), so it rides along with the next sync, as in etcd.
-    /// This takes one fdatasync per write off the leader's critical path. Entries, a
-    /// snapshot, and a new term or vote are always synced before the Ready's messages go.
-    fn persist(&mut self, st: &mut Stalled) -> Result<(), StorageError> {
-        if !st.rd.must_persist() {
-            return Ok(());
-        }
-        if let (Some(s), false) = (&st.rd.snapshot, st.snapshot_saved) {
-            self.store.save_snapshot(s.meta, &s.data)?;
-            st.snapshot_saved = true;
-        }
-        if !st.entries_saved {
-            self.store.append(&st.rd.entries)?;
-            st.entries_saved = true;
-        }
-        if let Some(hs) = st.rd.hard_state {
-            self.store.set_hard_state(hs)?;
-        }
-        let vote_changed = st
-            .rd
-            .hard_state
-            .is_some_and(|hs| (hs.term, hs.vote) != self.synced_vote);
-        if st.rd.snapshot.is_none() && st.rd.entries.is_empty() && !vote_changed {
-            return Ok(());
-        }
-        self.store.sync()?;
-        let hs = self.store.hard_state();
-        self.synced_vote = (hs.term, hs.vote);
-        Ok(())
-    }
-
-    fn fatal(&self, what: &str, e: StorageError) -> Fatal {
-        tracing::error!(term = %self.term(), error = %e, "fatal storage error {what}");
-        Fatal(format!("{}: fatal storage error {what}: {e}", self.id))
-    }
-
     fn deliver_replies(&mut self) {
-        for (id, reply) in self.replica.take_replies() {
+        for (id, reply) in self.host.take_responses(&mut self.replica) {
             if let Some(tx) = self.pending.remove(&id) {
                 let _ = tx.send(reply);
             }

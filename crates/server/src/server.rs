@@ -9,7 +9,7 @@ use crate::node::Node;
 use anyhow::{Context, Result, anyhow};
 use shardkv_kv::{KvReplica, KvStore};
 use shardkv_net::{OneGroup, PeerTransport, RaftDrops, RaftService, TransportOptions};
-use shardkv_raft::{Config, Restored, Snapshot};
+use shardkv_raft::{Config, Restored};
 use shardkv_rsm::ReplicaOptions;
 use shardkv_storage::{FsDisk, Identity, IdentityCheck, RaftStore};
 use std::collections::BTreeMap;
@@ -199,15 +199,7 @@ fn open_storage(cfg: &ServerConfig) -> Result<(RaftStore<FsDisk>, Restored)> {
         snapshot = ?rec.snapshot.as_ref().map(|(m, _)| m.index.0),
         "storage recovered"
     );
-    let restored = Restored {
-        hard_state: rec.hard_state,
-        snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
-            meta,
-            data: Arc::new(data),
-        }),
-        entries: rec.entries,
-    };
-    Ok((store, restored))
+    Ok((store, shardkv_host::restored(rec)))
 }
 
 /// A seed for election timeouts: the shell's randomness (the core never draws its own).

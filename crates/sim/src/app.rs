@@ -1,23 +1,27 @@
-//! What runs on a simulated node above the Raft core. The simulator persists each Ready
-//! through the real storage code and hands the rest to the app: the bare-Raft test harness
-//! ([`RaftApp`]) or a real replicated service (`KvReplica`, in `service.rs`).
+//! What runs on a simulated node above the Raft core. The Ready loop itself is the
+//! production one (`shardkv-host`); an [`App`] is a [`HostedApp`] the simulator can start:
+//! the bare-Raft test harness ([`RaftApp`]) or a real replicated service (`Replica<SM>`,
+//! see `service_node.rs`).
 
 use crate::cluster::ClusterConfig;
 use crate::state_machine::TestStateMachine;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use shardkv_host::HostedApp;
 use shardkv_raft::{Config, Message, RawNode, ReadState, Ready, Restored, Snapshot};
+use shardkv_rsm::{Error, ReqId};
 use shardkv_types::{LogIndex, SnapshotMeta};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-/// A node's application: owns the Raft core, applies what it commits, answers clients.
-pub trait App: Sized {
-    /// What clients send.
-    type Request: Serialize + DeserializeOwned + Debug;
-    /// What the app answers.
-    type Response: Serialize + DeserializeOwned + Debug + Clone;
-
+/// A node's application as the simulator sees it: a hosted app whose requests and
+/// responses cross the simulated wire, started from what the simulated disk recovered.
+pub trait App:
+    HostedApp<
+        Request: Serialize + DeserializeOwned + Debug,
+        Response: Serialize + DeserializeOwned + Debug + Clone,
+    > + Sized
+{
     /// Starts from what storage recovered (restoring any snapshot first).
     fn start(
         cfg: Config,
@@ -25,16 +29,6 @@ pub trait App: Sized {
         seed: u64,
         sim: &ClusterConfig,
     ) -> Result<Self, String>;
-    fn raft(&self) -> &RawNode;
-    fn tick(&mut self);
-    fn step(&mut self, m: Message);
-    fn ready(&mut self) -> Option<Ready>;
-    /// Applies a Ready whose durable parts were persisted and whose messages were taken and
-    /// sent. Returns a snapshot the simulator must persist, if the app took one.
-    fn advance(&mut self, rd: Ready, raft_state_bytes: u64) -> Result<Option<Snapshot>, String>;
-    /// A client request; answered later through `take_responses` under `req`.
-    fn request(&mut self, req: u64, r: Self::Request);
-    fn take_responses(&mut self) -> Vec<(u64, Self::Response)>;
 }
 
 /// The bare Raft core with the test state machine: commands are opaque bytes proposed
@@ -50,9 +44,6 @@ pub struct RaftApp {
 }
 
 impl App for RaftApp {
-    type Request = ();
-    type Response = ();
-
     fn start(
         cfg: Config,
         restored: Restored,
@@ -70,6 +61,11 @@ impl App for RaftApp {
             reads: Vec::new(),
         })
     }
+}
+
+impl HostedApp for RaftApp {
+    type Request = ();
+    type Response = ();
 
     fn raft(&self) -> &RawNode {
         &self.raft
@@ -120,11 +116,17 @@ impl App for RaftApp {
         }))
     }
 
-    fn request(&mut self, _req: u64, _r: ()) {}
+    fn request(&mut self, _req: ReqId, _r: ()) {}
 
-    fn take_responses(&mut self) -> Vec<(u64, ())> {
+    fn take_responses(&mut self) -> Vec<(ReqId, ())> {
         Vec::new()
     }
+
+    fn is_write(_: &()) -> bool {
+        false
+    }
+
+    fn refusal(_: Error) {}
 }
 
 impl RaftApp {

@@ -151,6 +151,9 @@ pub struct Sim<A: App> {
     disk_faults_armed: BTreeSet<NodeId>,
     /// A running digest of everything that happened: equal seeds give equal traces.
     pub trace: u64,
+    /// Nodes that crashed between sending a Ready's messages and syncing its entries (a
+    /// leader's early send, then a disk fault in the write that followed).
+    pub crashes_after_early_send: u64,
     /// Per node: how fast its clock runs, in permille of real (virtual) time; 1000 if absent.
     /// A node at 800 ticks every `tick_us * 1000 / 800`.
     pub clock_permille: BTreeMap<NodeId, u32>,
@@ -185,6 +188,7 @@ impl<A: App> Sim<A> {
             client_cut: BTreeSet::new(),
             disk_faults_armed: BTreeSet::new(),
             trace: 0,
+            crashes_after_early_send: 0,
             clock_permille: BTreeMap::new(),
             faults: None,
             cfg,
@@ -317,11 +321,12 @@ impl<A: App> Sim<A> {
         match ev {
             Event::Tick { node, incarnation } => {
                 let n = self.nodes.get_mut(&node).expect("node");
-                if n.incarnation != incarnation {
+                if n.incarnation != incarnation || !n.is_up() {
                     return;
                 }
-                let Some(app) = n.live() else { return };
-                app.tick();
+                // The host drops the tick while the node is stalled; processing then
+                // retries the stalled Ready (the disk may have space again).
+                n.tick();
                 let tick_us = match self.clock_permille.get(&node) {
                     Some(&p) => self.cfg.tick_us * 1000 / Micros::from(p.max(1)),
                     None => self.cfg.tick_us,
@@ -348,11 +353,7 @@ impl<A: App> Sim<A> {
                     Ok(m) => m,
                     Err(e) => self.fail(&format!("undecodable message from {from}: {e}")),
                 };
-                self.nodes
-                    .get_mut(&to)
-                    .and_then(|n| n.live())
-                    .expect("up")
-                    .step(msg);
+                self.nodes.get_mut(&to).expect("node").step(msg);
                 self.process(to);
             }
             Event::ClientRequest {
@@ -407,19 +408,27 @@ impl<A: App> Sim<A> {
         n.incarnation == incarnation && n.is_up()
     }
 
-    /// Lets node `id` drain its Ready batches and puts its messages on the network.
+    /// Lets node `id` run its Ready loop and puts its messages on the network.
     pub(crate) fn process(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node");
-        let out = match node.process(&mut self.checker) {
-            Ok(x) => x,
-            Err(Fault::Violation(e)) => self.fail(&e),
-            Err(Fault::Disk(_)) => {
-                // The disk stopped mid-write: the node dies there, before sending anything
-                // that depended on the unfinished write.
+        let out = node.process(&mut self.checker);
+        match out.fault {
+            None => {}
+            Some(Fault::Violation(e)) => self.fail(&e),
+            Some(Fault::Disk(_)) => {
+                // The disk stopped mid-write: the node dies there. What the host sent before
+                // (a leader's early-sent appends, the messages of Readys fully persisted
+                // before) already left; nothing after the failed write does.
+                for m in out.messages {
+                    self.send(m);
+                }
+                if out.crashed_after_early_send {
+                    self.crashes_after_early_send += 1;
+                }
                 self.crash(id);
                 return;
             }
-        };
+        }
         if out.became_leader {
             let term = node
                 .app

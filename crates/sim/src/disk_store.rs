@@ -1,18 +1,17 @@
-//! A simulated node's durable half: the real WAL and snapshot code (`shardkv-storage`) over
-//! a simulated disk that loses unsynced writes on a crash and can tear the last one.
+//! A simulated node's durable half: a simulated disk that loses unsynced writes on a crash
+//! and can tear the last one, opened with the real WAL and snapshot code
+//! (`shardkv-storage`). While the node is up its `RaftStore` belongs to the node's host.
 
-use shardkv_raft::{Restored, Snapshot};
+use shardkv_raft::Restored;
 use shardkv_storage::{RaftStore, SimDisk, StorageError};
-use shardkv_types::{Entry, HardState, NodeId, SnapshotMeta};
+use shardkv_types::NodeId;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-/// The disk of one simulated node and, while the node is up, the store open on it.
+/// The disk of one simulated node, and sizes remembered across crashes for reporting.
 pub struct DiskStore {
     pub disk: SimDisk,
     dir: PathBuf,
-    store: Option<RaftStore<SimDisk>>,
-    /// Logical size of the persisted Raft state, remembered across crashes for reporting.
+    /// Logical size of the persisted Raft state, as of the node's last processing.
     raft_state_bytes: u64,
     /// Size of the newest persisted snapshot (0 if none).
     snapshot_bytes: usize,
@@ -22,9 +21,9 @@ impl std::fmt::Debug for DiskStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "DiskStore({}, open: {}, {} B)",
+            "DiskStore({}, {} B used, {} B raft state)",
             self.dir.display(),
-            self.store.is_some(),
+            self.disk.used_bytes(),
             self.raft_state_bytes
         )
     }
@@ -35,70 +34,31 @@ impl DiskStore {
         DiskStore {
             disk: SimDisk::new(seed),
             dir: PathBuf::from(format!("/{id}")),
-            store: None,
             raft_state_bytes: 0,
             snapshot_bytes: 0,
         }
     }
 
     /// Opens the store as a restarting node does: recovery runs over whatever the disk kept.
-    pub fn open(&mut self, id: NodeId) -> Result<Restored, StorageError> {
+    pub fn open(&mut self, id: NodeId) -> Result<(RaftStore<SimDisk>, Restored), StorageError> {
         let (store, rec) = RaftStore::open(self.disk.clone(), &self.dir, id)?;
         self.raft_state_bytes = store.raft_state_bytes();
         self.snapshot_bytes = rec.snapshot.as_ref().map_or(0, |(_, d)| d.len());
-        self.store = Some(store);
-        Ok(Restored {
-            hard_state: rec.hard_state,
-            snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
-                meta,
-                data: Arc::new(data),
-            }),
-            entries: rec.entries,
-        })
+        Ok((store, shardkv_host::restored(rec)))
     }
 
-    /// Power loss: the store is dropped and the disk keeps only what was synced (perhaps
-    /// with a torn last write).
+    /// Power loss: the disk keeps only what was synced (perhaps with a torn last write).
+    /// The caller drops the store first.
     pub fn crash(&mut self) {
-        self.store = None;
         self.disk.crash();
     }
 
-    fn store(&mut self) -> &mut RaftStore<SimDisk> {
-        self.store
-            .as_mut()
-            .expect("store is open while the node is up")
-    }
-
-    /// Persists one Ready's durable parts with one sync (group commit).
-    pub fn persist(
-        &mut self,
-        snapshot: Option<&Snapshot>,
-        entries: &[Entry],
-        hs: Option<HardState>,
-    ) -> Result<(), StorageError> {
-        let store = self.store();
-        if let Some(s) = snapshot {
-            store.save_snapshot(s.meta, &s.data)?;
+    /// Records the sizes the node's host reports after processing.
+    pub(crate) fn note_sizes(&mut self, raft_state_bytes: u64, snapshot_bytes: Option<usize>) {
+        self.raft_state_bytes = raft_state_bytes;
+        if let Some(b) = snapshot_bytes {
+            self.snapshot_bytes = b;
         }
-        store.append(entries)?;
-        if let Some(hs) = hs {
-            store.set_hard_state(hs)?;
-        }
-        store.sync()?;
-        if let Some(s) = snapshot {
-            self.snapshot_bytes = s.data.len();
-        }
-        self.raft_state_bytes = self.store().raft_state_bytes();
-        Ok(())
-    }
-
-    /// Durably stores a snapshot the application took.
-    pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        self.store().save_snapshot(meta, data)?;
-        self.snapshot_bytes = data.len();
-        self.raft_state_bytes = self.store().raft_state_bytes();
-        Ok(())
     }
 
     /// Bytes of the newest persisted snapshot; 0 if there is none.

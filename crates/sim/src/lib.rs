@@ -3,10 +3,12 @@
 //! Whole clusters run in one thread under one seed: virtual time, a simulated network
 //! (loss per direction, delay, long reordering, duplication, symmetric and one-way
 //! partitions), crashes that keep only persisted state, and restarts. Messages pass through
-//! the real wire encoding (postcard), so byte counts are real; nodes persist through the real
-//! WAL and snapshot code (`shardkv-storage`) on a simulated disk that loses unsynced writes
-//! and can tear the last one on a crash. The same seed yields the same
-//! run, event for event ([`Cluster::trace`] digests it).
+//! the real wire encoding (postcard), so byte counts are real; nodes run the production
+//! host loop (`shardkv-host`: Ready loop, group commit, a leader's early send, the NoSpace
+//! stall and refusal policy) and persist through the real WAL and snapshot code
+//! (`shardkv-storage`) on a simulated disk that loses unsynced writes, can tear the last
+//! one on a crash, can stop in the middle of a write and can fill up. The same seed yields
+//! the same run, event for event ([`Cluster::trace`] digests it).
 //!
 //! Invariant checkers ([`Checker`]) watch every persisted and applied entry and every
 //! election. A failure panics with the seed and the command that replays it.

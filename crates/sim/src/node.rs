@@ -1,12 +1,14 @@
-//! One simulated node: an app over the Raft core, its disk, and the Ready cycle done exactly
-//! as the persistence contract says, with the checker watching.
+//! One simulated node: an app hosted by the production Ready loop (`shardkv-host`) over a
+//! simulated disk, with the checker watching through the host's observer hooks.
 
 use crate::app::App;
 use crate::checker::Checker;
 use crate::cluster::ClusterConfig;
 use crate::disk_store::DiskStore;
-use shardkv_raft::{Config, Message, Role};
-use shardkv_types::NodeId;
+use shardkv_host::{Fatal, Host, HostEvent, HostOptions, Observer};
+use shardkv_raft::{Config, Message, RawNode, Status};
+use shardkv_storage::SimDisk;
+use shardkv_types::{Entry, NodeId, Term};
 use std::collections::BTreeMap;
 
 /// Why processing stopped: a safety violation fails the run; a disk fault crashes the node.
@@ -22,32 +24,86 @@ impl From<String> for Fault {
     }
 }
 
-fn disk(e: shardkv_storage::StorageError) -> Fault {
-    Fault::Disk(e.to_string())
-}
-
 /// What one round of processing produced.
 #[derive(Debug)]
 pub struct Output<R> {
+    /// Every message the host handed to the transport, including a leader's early-sent
+    /// appends from a Ready whose persistence then failed: those left before the crash.
     pub messages: Vec<Message>,
     pub became_leader: bool,
     /// (client, client's request id, response).
     pub responses: Vec<(u64, u64, R)>,
+    /// Set when processing stopped early; `messages` are still the ones sent before it.
+    pub fault: Option<Fault>,
+    /// The disk failed while persisting a Ready whose messages had already left: the node
+    /// dies between "sent" and "synced".
+    pub crashed_after_early_send: bool,
+}
+
+/// The simulator's observer: the checker, and whether the node became leader.
+struct SimObserver<'a> {
+    checker: &'a mut Checker,
+    became_leader: bool,
+    /// Events the host reported (stalls), kept for scenario tests.
+    events: &'a mut Vec<HostEvent>,
+}
+
+impl Observer for SimObserver<'_> {
+    fn on_persist(
+        &mut self,
+        id: NodeId,
+        entry: &Entry,
+        prev_term: Option<Term>,
+    ) -> Result<(), String> {
+        let prev_term = prev_term.ok_or_else(|| format!("{id}: no term before {}", entry.index))?;
+        self.checker.on_persist(id, entry, prev_term)
+    }
+
+    fn on_apply(&mut self, id: NodeId, entry: &Entry) -> Result<(), String> {
+        self.checker.on_apply(id, entry)
+    }
+
+    fn on_leader(&mut self, raft: &RawNode) -> Result<(), String> {
+        self.became_leader = true;
+        self.checker.on_leader(raft.id(), raft.term(), raft.log())
+    }
+
+    fn on_status(&mut self, status: &Status) -> Result<(), String> {
+        self.checker.on_status(status)
+    }
+
+    fn on_event(&mut self, _id: NodeId, event: HostEvent) {
+        self.events.push(event);
+    }
 }
 
 /// A node: the app (kept after a crash for inspection, like a dead process's memory, but
-/// sent no events) and the durable half.
-#[derive(Debug)]
-pub struct SimNode<A> {
+/// sent no events), its host while up, and the durable half.
+pub struct SimNode<A: App> {
     pub id: NodeId,
     pub app: Option<A>,
-    up: bool,
+    /// The Ready loop and the store; `Some` exactly while the node is up.
+    host: Option<Host<A, SimDisk>>,
     pub store: DiskStore,
     /// Bumped on every restart; events addressed to an older incarnation are dropped.
     pub incarnation: u64,
     /// Client requests in progress at this incarnation: node request id -> (client, client's id).
     requests: BTreeMap<u64, (u64, u64)>,
     next_request: u64,
+    /// What the host reported (stalls, snapshots) over every incarnation, in order.
+    pub events: Vec<HostEvent>,
+}
+
+impl<A: App + std::fmt::Debug> std::fmt::Debug for SimNode<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode")
+            .field("id", &self.id)
+            .field("up", &self.is_up())
+            .field("stalled", &self.is_stalled())
+            .field("app", &self.app)
+            .field("store", &self.store)
+            .finish()
+    }
 }
 
 impl<A: App> SimNode<A> {
@@ -55,99 +111,125 @@ impl<A: App> SimNode<A> {
         SimNode {
             id,
             app: None,
-            up: false,
+            host: None,
             store: DiskStore::new(id, disk_seed),
             incarnation: 0,
             requests: BTreeMap::new(),
             next_request: 1,
+            events: Vec::new(),
         }
     }
 
     pub fn is_up(&self) -> bool {
-        self.up
+        self.host.is_some()
     }
 
-    /// The live app, if the node is up.
+    /// True while the node's disk is full and its Ready loop waits for space.
+    pub fn is_stalled(&self) -> bool {
+        self.host.as_ref().is_some_and(|h| h.is_stalled())
+    }
+
+    /// The host of a live node.
+    pub fn host(&self) -> Option<&Host<A, SimDisk>> {
+        self.host.as_ref()
+    }
+
+    /// The live app, if the node is up and not stalled (a stalled node's Raft core has a
+    /// Ready outstanding and must not be called).
     pub fn live(&mut self) -> Option<&mut A> {
-        if self.up { self.app.as_mut() } else { None }
+        if self.is_up() && !self.is_stalled() {
+            self.app.as_mut()
+        } else {
+            None
+        }
     }
 
     /// Starts (or restarts) the node from its durable state.
     pub fn start(&mut self, cfg: Config, seed: u64, sim: &ClusterConfig) -> Result<(), String> {
-        let restored = self
+        let (store, restored) = self
             .store
             .open(self.id)
             .map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
         self.app = Some(A::start(cfg, restored, seed, sim)?);
-        self.up = true;
+        self.host = Some(Host::new(self.id, store, HostOptions::default()));
         self.incarnation += 1;
         self.requests.clear();
         Ok(())
     }
 
+    /// Power loss: the host (with its store and any stalled Ready) is gone; the disk keeps
+    /// what was synced.
     pub fn crash(&mut self) {
-        self.up = false;
+        self.host = None;
         self.store.crash();
     }
 
-    /// Hands a client's request to the app.
+    /// One tick of the node's clock (the host drops it while stalled).
+    pub fn tick(&mut self) {
+        if let (Some(host), Some(app)) = (self.host.as_mut(), self.app.as_mut()) {
+            host.tick(app);
+        }
+    }
+
+    /// A message from a peer (the host drops it while stalled).
+    pub fn step(&mut self, m: Message) {
+        if let (Some(host), Some(app)) = (self.host.as_mut(), self.app.as_mut()) {
+            host.step(app, m);
+        }
+    }
+
+    /// Hands a client's request to the host's refusal policy and then the app.
     pub fn request(&mut self, client: u64, client_req: u64, r: A::Request) {
-        let Some(app) = self.app.as_mut().filter(|_| self.up) else {
+        let (Some(host), Some(app)) = (self.host.as_mut(), self.app.as_mut()) else {
             return;
         };
         let id = self.next_request;
         self.next_request += 1;
         self.requests.insert(id, (client, client_req));
-        app.request(id, r);
+        host.submit(app, id, r);
     }
 
-    /// Drains every Ready: persist, collect messages, apply, persist any snapshot; then
-    /// collects the responses to clients.
-    pub fn process(&mut self, checker: &mut Checker) -> Result<Output<A::Response>, Fault> {
+    /// Runs the host's Ready loop (the production one) with the checker as observer, then
+    /// collects the responses to clients. Messages the host sent before a disk fault stay
+    /// in the output: they left before the crash.
+    pub fn process(&mut self, checker: &mut Checker) -> Output<A::Response> {
         let mut out = Output {
             messages: Vec::new(),
             became_leader: false,
             responses: Vec::new(),
+            fault: None,
+            crashed_after_early_send: false,
         };
-        let Some(app) = self.app.as_mut().filter(|_| self.up) else {
-            return Ok(out);
+        let (Some(host), Some(app)) = (self.host.as_mut(), self.app.as_mut()) else {
+            return out;
         };
-        while let Some(mut rd) = app.ready() {
-            // 1. persist
-            for e in &rd.entries {
-                let prev_term = app
-                    .raft()
-                    .log()
-                    .term(e.index.prev())
-                    .ok_or_else(|| format!("{}: no term before {}", self.id, e.index))?;
-                checker.on_persist(self.id, e, prev_term)?;
-            }
-            if rd.must_persist() {
-                self.store
-                    .persist(rd.snapshot.as_ref(), &rd.entries, rd.hard_state)
-                    .map_err(disk)?;
-            }
-            // 2. send
-            out.messages.append(&mut rd.messages);
-            // 3. apply
-            for e in &rd.committed_entries {
-                checker.on_apply(self.id, e)?;
-            }
-            if rd.soft_state.is_some_and(|ss| ss.role == Role::Leader) {
-                out.became_leader = true;
-                checker.on_leader(self.id, app.raft().term(), app.raft().log())?;
-            }
-            let snapshot = app.advance(rd, self.store.raft_state_bytes() as u64)?;
-            if let Some(s) = snapshot {
-                self.store.save_snapshot(s.meta, &s.data).map_err(disk)?;
-            }
-            checker.on_status(&app.raft().status())?;
+        let mut observer = SimObserver {
+            checker,
+            became_leader: false,
+            events: &mut self.events,
+        };
+        let fatal_after_early_send = host.counters().fatal_after_early_send;
+        let driven = host.drive(app, &mut out.messages, &mut observer);
+        out.crashed_after_early_send =
+            host.counters().fatal_after_early_send > fatal_after_early_send;
+        out.became_leader = observer.became_leader;
+        let snapshot_bytes = Some(host.snapshot_bytes()).filter(|&b| b > 0);
+        self.store
+            .note_sizes(host.raft_state_bytes(), snapshot_bytes);
+        if let Err(e) = driven {
+            out.fault = Some(match e {
+                // The disk stopped mid-write (`crash_mid_write`) or failed a sync: the node
+                // dies here.
+                Fatal::Storage { .. } => Fault::Disk(e.to_string()),
+                Fatal::App { .. } | Fatal::Observer(_) => Fault::Violation(e.to_string()),
+            });
+            return out;
         }
-        for (id, resp) in app.take_responses() {
+        for (id, resp) in host.take_responses(app) {
             if let Some((client, client_req)) = self.requests.remove(&id) {
                 out.responses.push((client, client_req, resp));
             }
         }
-        Ok(out)
+        out
     }
 }

@@ -1,0 +1,81 @@
+//! The one host loop of a shardkv member, shared by the production server and the
+//! simulator: Ready → persist → send → advance, written once so that the simulator crashes
+//! the code production runs. Only the [`Disk`](shardkv_storage::Disk), the [`Transport`]
+//! and the clock (whoever calls [`Host::tick`]) differ between the two shells.
+//!
+//! What it is not: no threads, no clock, no sockets, no logging. It does not know what runs
+//! above Raft ([`HostedApp`]: a `Replica<SM>` or the simulator's bare Raft harness) nor how
+//! messages travel ([`Transport`]); it reports what the shell must log as [`HostEvent`]s
+//! through the [`Observer`], which is also where the simulator's invariant checker watches.
+//!
+//! # The persistence contract (what a reviewer should check)
+//!
+//! [`Host::drive`] loops over the app's Readys until there are none (or persistence
+//! stalls). For each Ready, in this order:
+//! 1. `Observer::on_persist` sees the entries about to be written.
+//! 2. **Early send** — only when the node is the leader, the Ready changes neither term nor
+//!    vote (compared with what the last sync made durable) and carries no snapshot: the
+//!    messages go to the transport *before* the entries are durable here (Raft thesis
+//!    §10.2.1). Safe because a leader's appends do not promise anything about its own
+//!    disk, and the Raft core counts the leader's own entries towards a quorum only after
+//!    `advance` marks them stable, which happens after step 3's sync. Followers'
+//!    acknowledgements and every vote never take this path: they wait for step 3.
+//! 3. **Persist** snapshot, entries, hard state, then **one** sync (group commit: everything
+//!    the shell fed in since the last drive shares it). A Ready that only moves the commit
+//!    index (no entries, no snapshot, same term and vote) is written but *not* synced: the
+//!    commit index is volatile in Raft (recovery clamps it to the log, the leader re-sends
+//!    it), so it rides along with the next sync, as in etcd.
+//! 4. **Send** the remaining messages (all of them unless step 2 took them).
+//! 5. `Observer::on_apply` / `on_leader`; then `HostedApp::advance` applies the committed
+//!    entries and acknowledges the Ready to Raft; a snapshot the app took is saved.
+//! 6. `Observer::on_status`.
+//!
+//! # Failure policy
+//!
+//! - `NoSpace` while persisting a Ready **stalls** the node: the Ready is kept (with what of
+//!   it is already written) and retried on every `drive`; ticks and peer messages are
+//!   dropped, writes are answered `NoSpace` and reads `Unavailable` (a stalled member
+//!   cannot confirm a read index) — except a retry of an applied write, answered from the
+//!   session table. [`HostEvent::Stalled`] and [`HostEvent::Resumed`] are reported once each,
+//!   so a stall is never silent. While stalled no method of the app but `advance` (through
+//!   `drive`) touches Raft, as the core requires between `ready` and `advance`.
+//! - While free space is below the shell's reserve ([`Host::set_disk_low`]) writes are
+//!   refused with `NoSpace` before they are proposed; reads keep working.
+//! - `NoSpace` while saving a snapshot the app took is not a stall: the full log is still on
+//!   disk and a later snapshot tries again ([`HostEvent::SnapshotNotSaved`]).
+//! - Any other storage error is [`Fatal`]: after a failed fsync nothing can be promised, so
+//!   the shell stops the process (the simulator crashes the node). Messages already handed
+//!   to the transport stay sent — that is the crash point between "sent" and "synced" that
+//!   the simulator exercises.
+//!
+//! # Ownership
+//!
+//! The host owns the [`RaftStore`](shardkv_storage::RaftStore) and the policy state; the
+//! app is passed to every call (`&mut A`) rather than owned, because the simulator keeps a
+//! crashed node's app for inspection after its store is gone. Shells must route every
+//! mutating call to the app (tick, step, requests) through the host.
+
+mod app;
+mod host;
+mod observer;
+
+use shardkv_raft::{Restored, Snapshot};
+use shardkv_storage::Recovered;
+use std::sync::Arc;
+
+pub use app::HostedApp;
+pub use host::{Fatal, Host, HostCounters, HostOptions, REQUESTS_PENDING_MAX_DEFAULT};
+pub use observer::{HostEvent, NoopObserver, Observer, Transport};
+
+/// What a Raft core restarts from, given what the store recovered (recovery's warnings are
+/// the shell's to log first).
+pub fn restored(rec: Recovered) -> Restored {
+    Restored {
+        hard_state: rec.hard_state,
+        snapshot: rec.snapshot.map(|(meta, data)| Snapshot {
+            meta,
+            data: Arc::new(data),
+        }),
+        entries: rec.entries,
+    }
+}

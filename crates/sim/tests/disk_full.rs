@@ -1,0 +1,210 @@
+//! Disk-full scenarios on the KV service: a member whose simulated disk fills runs the
+//! production host loop's NoSpace stall (writes NoSpace, reads Unavailable, no progress, no
+//! panic) and catches up once space frees, while the rest of the group keeps serving.
+//! Virtual time throughout; histories are checked for linearizability.
+
+use shardkv_client::KvOp;
+use shardkv_host::HostEvent;
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse};
+use shardkv_rsm::{Error, Request};
+use shardkv_sim::{ClientEvent, ClusterConfig, KvCluster, Workload};
+use shardkv_types::{ClientId, LogIndex, NodeId, Seq};
+
+/// A client address no clerk uses: requests sent straight to one member.
+const PROBE: u64 = 900;
+
+fn put(k: &str, v: &str) -> KvOp {
+    KvOp::Write(KvCommand::Put {
+        key: k.into(),
+        value: v.into(),
+    })
+}
+
+fn get(k: &str) -> KvOp {
+    KvOp::Read(KvQuery::Get { key: k.into() })
+}
+
+/// Sends one request straight to `to` (not through a clerk) and waits up to 500 ms of
+/// virtual time for its answer. Clerks must be idle: their events are not delivered here.
+fn probe(k: &mut KvCluster, to: NodeId, n: u64, r: KvOp) -> Option<KvResponse> {
+    let req = match r {
+        KvOp::Read(q) => Request::Read(q),
+        KvOp::Write(cmd) => Request::Write {
+            client: ClientId(PROBE),
+            seq: Seq(n),
+            cmd,
+        },
+    };
+    k.sim.client_send(PROBE, n, to, &req);
+    let until = k.sim.now + 500_000;
+    loop {
+        let events = k.sim.next_client_events(until);
+        if events.is_empty() {
+            return None;
+        }
+        for ev in events {
+            if let ClientEvent::Response {
+                client: PROBE,
+                client_req,
+                response,
+                ..
+            } = ev
+                && client_req == n
+            {
+                return Some(response);
+            }
+        }
+    }
+}
+
+/// Runs `op` until it completes: a write refused with NoSpace by a stalled member fails
+/// (surely not applied), and a read then moves the clerk on to another member.
+fn until_done(k: &mut KvCluster, c: usize, op: KvOp) -> KvOutput {
+    for _ in 0..20 {
+        if let Some(out) = k.op(c, op.clone(), 3_000) {
+            return out;
+        }
+        k.op(c, get("probe"), 3_000);
+    }
+    panic!("{op:?} never completed (seed {})", k.sim.cfg.seed);
+}
+
+fn applied(k: &KvCluster, id: NodeId) -> LogIndex {
+    k.sim.nodes[&id].app.as_ref().expect("started").applied()
+}
+
+fn value_at(k: &KvCluster, id: NodeId, key: &str) -> Option<Vec<u8>> {
+    let app = k.sim.nodes[&id].app.as_ref().expect("started");
+    app.state_machine().get(key.as_bytes()).cloned()
+}
+
+fn stalls(k: &KvCluster, id: NodeId) -> (usize, usize) {
+    let events = &k.sim.nodes[&id].events;
+    let stalled = events
+        .iter()
+        .filter(|e| matches!(e, HostEvent::Stalled { .. }))
+        .count();
+    let resumed = events.iter().filter(|e| **e == HostEvent::Resumed).count();
+    (stalled, resumed)
+}
+
+/// Fills `id`'s simulated disk: the next write beyond what it holds fails with ENOSPC.
+fn fill_disk(k: &KvCluster, id: NodeId) {
+    let disk = &k.sim.nodes[&id].store.disk;
+    disk.set_capacity_bytes(Some(disk.used_bytes()));
+}
+
+fn free_disk(k: &KvCluster, id: NodeId) {
+    k.sim.nodes[&id].store.disk.set_capacity_bytes(None);
+}
+
+/// A 3-member group named after the test, one scripted clerk, and `key` written once;
+/// returns the group, the clerk and the leader.
+fn group_with_one_write(name: &str, seed: u64, key: &str) -> (KvCluster, usize, NodeId) {
+    let mut k = KvCluster::new(ClusterConfig::scenario(3, "disk_full", name, seed));
+    let c = k.add_clerk(Workload::Script(Default::default()));
+    until_done(&mut k, c, put(key, "0"));
+    let leader = k.sim.leader().expect("a leader");
+    (k, c, leader)
+}
+
+/// Runs until `id` is not stalled and applied as much as `other` (at most `ms`).
+fn catch_up(k: &mut KvCluster, id: NodeId, other: NodeId, ms: u64) -> bool {
+    k.sim.run_until(ms, |s| {
+        let a = |n| s.nodes[&n].app.as_ref().map(|a| a.applied());
+        !s.nodes[&id].is_stalled() && a(id) == a(other)
+    })
+}
+
+/// Goal: a follower whose disk fills stalls — answers writes NoSpace and reads Unavailable,
+/// applies nothing, does not crash — while the leader and the other follower keep
+/// committing; once space frees it resumes and catches up.
+#[test]
+fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
+    let name = "disk_full_follower_stalls_then_catches_up_when_space_frees";
+    let (mut k, c, leader) = group_with_one_write(name, 21, "k");
+    let f = k
+        .sim
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    fill_disk(&k, f);
+    for i in 1..=10 {
+        until_done(&mut k, c, put("k", &i.to_string()));
+    }
+    k.run_for(500);
+    assert!(k.sim.nodes[&f].is_stalled(), "{f} stalled on its full disk");
+    assert!(k.sim.is_up(f), "a full disk is not a crash");
+    let stalled_at = applied(&k, f);
+    assert!(
+        applied(&k, leader) > stalled_at,
+        "the group went on without {f}"
+    );
+
+    let w = probe(&mut k, f, 1, put("x", "y"));
+    assert_eq!(
+        w,
+        Some(Err(Error::NoSpace)),
+        "a stalled member refuses writes"
+    );
+    let r = probe(&mut k, f, 2, get("k"));
+    assert!(
+        matches!(r, Some(Err(Error::Unavailable { .. }))),
+        "a stalled member cannot confirm reads: {r:?}"
+    );
+    k.run_for(1_000);
+    assert_eq!(
+        applied(&k, f),
+        stalled_at,
+        "a stalled member makes no progress"
+    );
+    assert_eq!(stalls(&k, f), (1, 0), "the stall is reported once");
+
+    free_disk(&k, f);
+    assert!(
+        catch_up(&mut k, f, leader, 3_000),
+        "{f} caught up after space freed"
+    );
+    assert_eq!(stalls(&k, f), (1, 1), "resumed once");
+    assert_eq!(value_at(&k, f, "k"), Some(b"10".to_vec()));
+    let r = probe(&mut k, f, 3, get("k"));
+    assert!(
+        !matches!(r, Some(Err(Error::Unavailable { .. }))),
+        "{f} serves again"
+    );
+    assert!(k.check_linearizable());
+}
+
+/// Goal: a leader whose disk fills stalls (it sent its last appends but cannot sync them);
+/// the others elect a new leader and keep serving; the old leader, given space, rejoins as
+/// a follower with the group's state. Nothing acknowledged is lost.
+#[test]
+fn disk_full_leader_stalls_while_the_group_elects_another_and_keeps_serving() {
+    let name = "disk_full_leader_stalls_while_the_group_elects_another_and_keeps_serving";
+    let (mut k, c, old) = group_with_one_write(name, 33, "a");
+    fill_disk(&k, old);
+    // The next write reaches the old leader, which sends its append, then stalls.
+    k.begin(c, put("a", "1"));
+    k.run_for(3_000);
+    assert!(k.sim.nodes[&old].is_stalled(), "the old leader stalled");
+    let new = k.sim.leader().expect("a new leader");
+    assert_ne!(new, old, "the group elected another leader");
+    for i in 2..=10 {
+        until_done(&mut k, c, put("a", &i.to_string()));
+    }
+    assert_eq!(
+        until_done(&mut k, c, get("a")),
+        KvOutput::Value(Some(b"10".to_vec()))
+    );
+    assert_eq!(stalls(&k, old).0, 1);
+
+    free_disk(&k, old);
+    assert!(
+        catch_up(&mut k, old, new, 5_000),
+        "the old leader rejoined and caught up"
+    );
+    assert_eq!(k.sim.state(old).map(|s| s.1), Some(false), "as a follower");
+    assert_eq!(value_at(&k, old, "a"), Some(b"10".to_vec()));
+    assert!(k.check_linearizable());
+}

@@ -252,7 +252,7 @@ impl CtrlCluster {
                 .values()
                 .filter(|n| n.is_up())
                 .filter_map(|n| n.app.as_ref())
-                .map(|a| (a.replica.applied(), a.replica.raft().log().committed()))
+                .map(|a| (a.applied(), a.raft().log().committed()))
                 .collect();
             applied.windows(2).all(|w| w[0].0 == w[1].0) && applied.iter().all(|(a, c)| a == c)
         })
@@ -266,7 +266,7 @@ impl CtrlCluster {
             .filter(|(_, n)| n.is_up())
             .filter_map(|(id, n)| n.app.as_ref().map(|a| (*id, a)))
             .map(|(id, a)| {
-                let sm = a.replica.state_machine();
+                let sm = a.state_machine();
                 (id, postcard::to_allocvec(sm).expect("encodes"))
             })
             .collect()
@@ -294,7 +294,7 @@ impl CtrlCluster {
             .filter(|n| n.is_up())
             .find_map(|n| n.app.as_ref());
         match node {
-            Some(a) => a.replica.state_machine().configs().to_vec(),
+            Some(a) => a.state_machine().configs().to_vec(),
             None => self.sim.fail("no live controller replica"),
         }
     }

@@ -1,4 +1,6 @@
-//! `shardkv server`: runs one member of a replica group until SIGTERM or Ctrl-C.
+//! `shardkv server`: runs one server process until SIGTERM or Ctrl-C. It hosts one replica
+//! of each group in `--groups` (default: the single KV group `--group-id`, 1), each under
+//! `--data-dir`/g<gid>/.
 //!
 //! Configuration comes from flags, `SHARDKV_*` environment variables and an optional TOML
 //! file (`--config`); flags win over the environment, which wins over the file. See
@@ -49,6 +51,15 @@ pub struct ServerArgs {
     /// is dropped, and a data directory of another group is refused.
     #[arg(long, env = "SHARDKV_GROUP_ID")]
     group_id: Option<u64>,
+    /// The groups this process hosts a replica of, instead of --group-id: GID=kv|ctrl,...
+    /// (e.g. 0=ctrl,1=kv). The shard controller is group 0; every group has the --peers
+    /// members and lives in --data-dir/g<gid>/.
+    #[arg(long, env = "SHARDKV_GROUPS")]
+    groups: Option<String>,
+    /// The shard controller's shard count, fixed when the cluster is created: a power of two
+    /// up to 16384 (default 64).
+    #[arg(long, env = "SHARDKV_SHARDS")]
+    shards: Option<u32>,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -66,6 +77,8 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         disk_reserve: args.disk_reserve,
         cluster_token: args.cluster_token,
         group_id: args.group_id,
+        groups: args.groups,
+        shards: args.shards,
     };
     let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -232,7 +232,7 @@ fn a_server_refuses_another_nodes_data_directory() {
     wait_until(
         "node 1 to create its directory",
         Duration::from_secs(20),
-        || dir.join("node-id").exists(),
+        || dir.join("g1").join("node-id").exists(),
     );
     let pid = rustix::process::Pid::from_child(&first);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal");

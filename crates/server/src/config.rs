@@ -15,8 +15,13 @@
 //! request-timeout = "2s"
 //! disk-reserve = "32MiB"
 //! cluster-token = "shardkv"    # every member of a cluster gives the same token
-//! group-id = 1
+//! groups = "0=ctrl,1=kv"        # the groups this process hosts a replica of (or group-id = 1)
+//! shards = 64                   # the controller's shard count, fixed at cluster creation
 //! ```
+//!
+//! A process hosts one replica of each group in `groups` (a controller group and KV groups),
+//! each with its own Raft state, WAL and snapshots under `data-dir/g<gid>/`, all behind one
+//! port; every group has the same members (`peers`).
 
 use crate::units::{parse_bytes, parse_duration};
 use serde::Deserialize;
@@ -35,6 +40,29 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 pub const DISK_RESERVE_DEFAULT: u64 = 32 << 20;
 /// The group a server belongs to unless configured otherwise (today's single KV group).
 pub const GROUP_ID_DEFAULT: Gid = Gid(1);
+/// The shard controller group's id on the wire. Shard groups are numbered from 1 (the
+/// controller reserves gid 0 for "unassigned", so no shard group can take it).
+pub const CTRL_GID: Gid = Gid(0);
+/// The most groups one process hosts.
+pub const GROUPS_HOSTED_MAX: usize = 64;
+
+/// What a hosted group replicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// The key-value store.
+    Kv,
+    /// The shard controller.
+    Ctrl,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Kv => "kv",
+            Service::Ctrl => "ctrl",
+        }
+    }
+}
 /// The longest cluster token accepted, in bytes.
 pub const CLUSTER_TOKEN_BYTES_MAX: usize = 256;
 
@@ -61,17 +89,25 @@ pub struct ServerConfig {
     /// `cluster_id_from_token(cluster_token)`: stamped on every Raft batch and stored in the
     /// data directory.
     pub cluster_id: u64,
-    /// The replica group this member belongs to.
-    pub group_id: Gid,
+    /// The groups this process hosts a replica of. Invariant: not empty, at most
+    /// [`GROUPS_HOSTED_MAX`], the controller only as [`CTRL_GID`], no KV group 0.
+    pub groups: BTreeMap<Gid, Service>,
+    /// The controller's shard count (a power of two, at most 16384).
+    pub shards: u32,
 }
 
 impl ServerConfig {
-    /// The identity stamped on this member's Raft traffic.
-    pub fn peer_identity(&self) -> PeerIdentity {
+    /// The identity stamped on the Raft traffic of group `gid`.
+    pub fn peer_identity(&self, gid: Gid) -> PeerIdentity {
         PeerIdentity {
             cluster_id: self.cluster_id,
-            group_id: self.group_id,
+            group_id: gid,
         }
+    }
+
+    /// Group `gid`'s own directory: `data-dir/g<gid>`.
+    pub fn group_dir(&self, gid: Gid) -> PathBuf {
+        self.data_dir.join(format!("g{}", gid.0))
     }
 }
 
@@ -89,6 +125,9 @@ pub struct ConfigLayer {
     pub disk_reserve: Option<String>,
     pub cluster_token: Option<String>,
     pub group_id: Option<u64>,
+    /// `GID=kv|ctrl,...`: the groups hosted (instead of `group-id`).
+    pub groups: Option<String>,
+    pub shards: Option<u32>,
 }
 
 impl ConfigLayer {
@@ -111,6 +150,8 @@ impl ConfigLayer {
             disk_reserve: self.disk_reserve.or(lower.disk_reserve),
             cluster_token: self.cluster_token.or(lower.cluster_token),
             group_id: self.group_id.or(lower.group_id),
+            groups: self.groups.or(lower.groups),
+            shards: self.shards.or(lower.shards),
         }
     }
 
@@ -161,11 +202,19 @@ impl ConfigLayer {
                 "the cluster token must be 1 to {CLUSTER_TOKEN_BYTES_MAX} bytes long"
             ));
         }
-        let group_id = match self.group_id {
-            Some(0) => return Err("group id 0 is reserved; use 1 or more".into()),
-            Some(g) => Gid(g),
-            None => GROUP_ID_DEFAULT,
+        let groups = match (self.groups.as_deref(), self.group_id) {
+            (Some(_), Some(_)) => {
+                return Err("give either --groups or --group-id, not both".into());
+            }
+            (Some(list), None) => parse_groups(list)?,
+            (None, Some(0)) => {
+                return Err("group id 0 is the controller's; a KV group uses 1 or more".into());
+            }
+            (None, Some(g)) => [(Gid(g), Service::Kv)].into(),
+            (None, None) => [(GROUP_ID_DEFAULT, Service::Kv)].into(),
         };
+        let shards = self.shards.unwrap_or(shardkv_types::SHARDS_DEFAULT);
+        shardkv_types::check_shard_count(shards).map_err(|e| e.to_string())?;
         Ok(ServerConfig {
             id,
             listen,
@@ -176,9 +225,51 @@ impl ConfigLayer {
             disk_reserve_bytes,
             cluster_id: cluster_id_from_token(&cluster_token),
             cluster_token,
-            group_id,
+            groups,
+            shards,
         })
     }
+}
+
+/// Parses `0=ctrl,1=kv,2=kv`: the groups a process hosts.
+pub fn parse_groups(s: &str) -> Result<BTreeMap<Gid, Service>, String> {
+    let mut groups = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (gid, kind) = item
+            .split_once('=')
+            .ok_or_else(|| format!("group {item:?} is not GID=kv or GID=ctrl"))?;
+        let gid: u64 = gid
+            .trim()
+            .parse()
+            .map_err(|e| format!("bad group id in {item:?}: {e}"))?;
+        let service = match kind.trim() {
+            "kv" => Service::Kv,
+            "ctrl" => Service::Ctrl,
+            other => return Err(format!("group {gid}: unknown service {other:?} (kv or ctrl)")),
+        };
+        match (Gid(gid), service) {
+            (CTRL_GID, Service::Kv) => {
+                return Err("group 0 is the controller's; a KV group uses 1 or more".into());
+            }
+            (g, Service::Ctrl) if g != CTRL_GID => {
+                return Err(format!("the controller group is group 0, not {g}"));
+            }
+            _ => {}
+        }
+        if groups.insert(Gid(gid), service).is_some() {
+            return Err(format!("group {gid} is listed twice"));
+        }
+    }
+    if groups.is_empty() {
+        return Err("--groups lists no groups".into());
+    }
+    if groups.len() > GROUPS_HOSTED_MAX {
+        return Err(format!(
+            "--groups lists {} groups; one process hosts at most {GROUPS_HOSTED_MAX}",
+            groups.len()
+        ));
+    }
+    Ok(groups)
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -232,7 +323,7 @@ mod tests {
         assert_eq!(c.request_timeout, REQUEST_TIMEOUT_DEFAULT);
         assert_eq!(c.cluster_token, CLUSTER_TOKEN_DEFAULT);
         assert_eq!(c.cluster_id, cluster_id_from_token(CLUSTER_TOKEN_DEFAULT));
-        assert_eq!(c.group_id, GROUP_ID_DEFAULT);
+        assert_eq!(c.groups, [(GROUP_ID_DEFAULT, Service::Kv)].into());
     }
 
     #[test]
@@ -243,22 +334,64 @@ mod tests {
         let c = layer().over(file.clone()).resolve().expect("valid");
         assert_eq!(c.cluster_token, "prod-eu");
         assert_eq!(c.cluster_id, cluster_id_from_token("prod-eu"));
-        assert_eq!(c.peer_identity().group_id, Gid(7));
+        assert_eq!(c.groups, [(Gid(7), Service::Kv)].into());
         let flags = ConfigLayer {
             group_id: Some(3),
             ..layer()
         };
-        assert_eq!(flags.over(file).resolve().expect("valid").group_id, Gid(3));
+        let c = flags.over(file).resolve().expect("valid");
+        assert_eq!(c.groups, [(Gid(3), Service::Kv)].into());
         let zero = ConfigLayer {
             group_id: Some(0),
             ..layer()
         };
-        assert!(zero.resolve().unwrap_err().contains("reserved"));
+        assert!(zero.resolve().unwrap_err().contains("controller"));
         let empty = ConfigLayer {
             cluster_token: Some(String::new()),
             ..layer()
         };
         assert!(empty.resolve().unwrap_err().contains("cluster token"));
+    }
+
+    #[test]
+    fn a_process_hosts_the_listed_groups_each_in_its_own_directory() {
+        // Goal: `groups` lists what one process hosts; the controller is group 0 only.
+        let c = ConfigLayer {
+            groups: Some("0=ctrl, 1=kv,2=kv".into()),
+            shards: Some(16),
+            ..layer()
+        }
+        .resolve()
+        .expect("valid");
+        let want = [(CTRL_GID, Service::Ctrl), (Gid(1), Service::Kv), (Gid(2), Service::Kv)];
+        assert_eq!(c.groups, want.into());
+        assert_eq!(c.shards, 16);
+        assert_eq!(c.group_dir(Gid(2)), PathBuf::from("/tmp/n2/g2"));
+        for (bad, why) in [
+            ("0=kv", "controller"),
+            ("3=ctrl", "group 0"),
+            ("1=kv,1=kv", "twice"),
+            ("1=redis", "unknown service"),
+            ("", "no groups"),
+        ] {
+            let l = ConfigLayer {
+                groups: Some(bad.into()),
+                ..layer()
+            };
+            let e = l.resolve().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let both = ConfigLayer {
+            groups: Some("1=kv".into()),
+            group_id: Some(1),
+            ..layer()
+        };
+        assert!(both.resolve().unwrap_err().contains("either"));
+        let bad_shards = ConfigLayer {
+            shards: Some(10),
+            ..layer()
+        };
+        assert!(bad_shards.resolve().is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::handler::Inbound;
 use crate::node::{Fatal, Node};
+use shardkv_rsm::StateMachine;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -31,7 +32,11 @@ pub struct DriverOptions {
 }
 
 /// Runs the node until `Stop` arrives or the inbox closes; `Err` on a fatal storage error.
-pub fn run(mut node: Node, inbox: Receiver<Inbound>, opts: DriverOptions) -> Result<(), Fatal> {
+pub fn run<SM: StateMachine>(
+    mut node: Node<SM>,
+    inbox: Receiver<Inbound<SM>>,
+    opts: DriverOptions,
+) -> Result<(), Fatal> {
     tracing::info!(term = node.term().0, "node thread running");
     let start = Instant::now();
     let mut ticks_done: u64 = 0;
@@ -63,9 +68,9 @@ pub fn run(mut node: Node, inbox: Receiver<Inbound>, opts: DriverOptions) -> Res
 
 /// Graceful stop: a leader hands off (bounded by [`HAND_OFF_MAX`]) while still serving the
 /// inbox, then the thread returns.
-fn stop(
-    mut node: Node,
-    inbox: &Receiver<Inbound>,
+fn stop<SM: StateMachine>(
+    mut node: Node<SM>,
+    inbox: &Receiver<Inbound<SM>>,
     start: Instant,
     mut ticks_done: u64,
 ) -> Result<(), Fatal> {
@@ -90,7 +95,7 @@ fn stop(
 }
 
 /// Takes what else is waiting, up to the batch bound. True when `Stop` was among it.
-fn take_batch(node: &mut Node, inbox: &Receiver<Inbound>) -> bool {
+fn take_batch<SM: StateMachine>(node: &mut Node<SM>, inbox: &Receiver<Inbound<SM>>) -> bool {
     for _ in 0..INBOX_BATCH_MAX {
         match inbox.try_recv() {
             Ok(Inbound::Stop) => return true,
@@ -102,7 +107,7 @@ fn take_batch(node: &mut Node, inbox: &Receiver<Inbound>) -> bool {
 }
 
 /// Ticks the node for the wall-clock time elapsed; returns the new tick count.
-fn run_due_ticks(node: &mut Node, start: Instant, ticks_done: u64) -> u64 {
+fn run_due_ticks<SM: StateMachine>(node: &mut Node<SM>, start: Instant, ticks_done: u64) -> u64 {
     let due = (start.elapsed().as_nanos() / TICK.as_nanos()) as u64;
     let behind = due.saturating_sub(ticks_done);
     if behind > TICKS_CATCH_UP_MAX {

@@ -1,10 +1,12 @@
-//! `NodeHandler`: the gRPC side of a server. It puts what arrives into the node's bounded
-//! inbox and waits (with the server's deadline) for the answer the node thread sends back.
+//! `NodeHandler`: the gRPC side of one hosted replica. It puts what arrives into the node's
+//! bounded inbox and waits (with the server's deadline) for the answer the node thread sends
+//! back. Generic over the group's state machine; the KV service's [`Handler`] is
+//! implemented for the KV store's.
 
-use shardkv_kv::{KvOutput, KvRequest};
+use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_net::{Handler, NodeStatus};
 use shardkv_raft::Message;
-use shardkv_rsm::Error;
+use shardkv_rsm::{Error, Reply, Request, StateMachine};
 use shardkv_types::NodeId;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
@@ -20,14 +22,13 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 pub type KvReply = Result<KvOutput, Error>;
 
 /// What the node thread takes from its inbox.
-#[derive(Debug)]
-pub enum Inbound {
+pub enum Inbound<SM: StateMachine> {
     /// Messages from a peer.
     Raft(Vec<Message>),
     /// A client request and where to send its answer.
     Request {
-        req: KvRequest,
-        reply: oneshot::Sender<KvReply>,
+        req: Request<SM::Command, SM::Query>,
+        reply: oneshot::Sender<Reply<SM::Output>>,
     },
     Status {
         reply: oneshot::Sender<NodeStatus>,
@@ -36,20 +37,18 @@ pub enum Inbound {
     Stop,
 }
 
-/// Implements the services' [`Handler`] over a node's inbox.
-pub struct NodeHandler {
+/// A hosted replica's inbox, as the gRPC services see it.
+pub struct NodeHandler<SM: StateMachine> {
     pub id: NodeId,
-    pub inbox: SyncSender<Inbound>,
+    pub inbox: SyncSender<Inbound<SM>>,
     /// The server-side request deadline.
     pub request_timeout: Duration,
 }
 
-impl Handler for NodeHandler {
-    fn node_id(&self) -> NodeId {
-        self.id
-    }
-
-    async fn request(&self, req: KvRequest) -> KvReply {
+impl<SM: StateMachine> NodeHandler<SM> {
+    /// Hands a client request to the node thread and waits for its answer (bounded by the
+    /// server's deadline: `Timeout`, may have applied, when it passes).
+    pub async fn submit(&self, req: Request<SM::Command, SM::Query>) -> Reply<SM::Output> {
         let (tx, rx) = oneshot::channel();
         match self.inbox.try_send(Inbound::Request { req, reply: tx }) {
             Ok(()) => {}
@@ -73,7 +72,8 @@ impl Handler for NodeHandler {
         }
     }
 
-    async fn status(&self) -> Result<NodeStatus, Error> {
+    /// The member's status, from the node thread.
+    pub async fn status(&self) -> Result<NodeStatus, Error> {
         let (tx, rx) = oneshot::channel();
         let unavailable = |reason: &str| Error::Unavailable {
             reason: reason.into(),
@@ -88,9 +88,28 @@ impl Handler for NodeHandler {
         }
     }
 
-    fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
+    /// Raft messages from peer `from`; dropped when the inbox is full (Raft tolerates loss).
+    pub fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
         if self.inbox.try_send(Inbound::Raft(msgs)).is_err() {
             tracing::debug!(node = %self.id, %from, "inbox full: dropping raft messages");
         }
+    }
+}
+
+impl Handler for NodeHandler<KvStore> {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn request(&self, req: KvRequest) -> KvReply {
+        self.submit(req).await
+    }
+
+    async fn status(&self) -> Result<NodeStatus, Error> {
+        NodeHandler::status(self).await
+    }
+
+    fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
+        NodeHandler::raft_messages(self, from, msgs)
     }
 }

@@ -39,5 +39,5 @@ pub mod node;
 mod server;
 pub mod units;
 
-pub use config::{ConfigLayer, ServerConfig};
+pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};
 pub use server::run;

@@ -16,12 +16,11 @@
 //! answered `NoSpace`, reads `Unavailable`. While free space is below the configured
 //! reserve, writes are answered `NoSpace` before they are proposed and reads keep working.
 
-use crate::handler::{Inbound, KvReply};
+use crate::handler::Inbound;
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
-use shardkv_kv::{KvReplica, KvRequest};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
-use shardkv_rsm::ReqId;
+use shardkv_rsm::{Reply, Replica, ReqId, Request, StateMachine};
 use shardkv_storage::{FsDisk, RaftStore};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeMap;
@@ -32,17 +31,18 @@ pub use shardkv_host::Fatal;
 /// Client requests waiting for their outcome; more are answered `Busy`.
 pub const PENDING_REQUESTS_MAX: usize = shardkv_host::REQUESTS_PENDING_MAX_DEFAULT;
 
-/// One member: replica, host (store and Ready loop), transport, and the clients waiting.
+/// One member of one group: replica, host (store and Ready loop), transport, and the
+/// clients waiting. Generic over the group's state machine (KV store, controller).
 ///
 /// Invariant: the replica is only mutated through `host` (which drops ticks and messages
 /// while stalled), except `transfer_leader`, which `begin_hand_off` calls only when not
 /// stalled.
-pub struct Node {
+pub struct Node<SM: StateMachine> {
     id: NodeId,
-    replica: KvReplica,
-    host: Host<KvReplica, FsDisk>,
+    replica: Replica<SM>,
+    host: Host<Replica<SM>, FsDisk>,
     transport: PeerTransport,
-    pending: BTreeMap<ReqId, oneshot::Sender<KvReply>>,
+    pending: BTreeMap<ReqId, oneshot::Sender<Reply<SM::Output>>>,
     next_req: ReqId,
     /// Role and term last logged.
     seen: (Role, Term, Option<NodeId>),
@@ -67,8 +67,8 @@ impl Observer for LogObserver {
     }
 }
 
-impl Node {
-    pub fn new(replica: KvReplica, store: RaftStore<FsDisk>, transport: PeerTransport) -> Node {
+impl<SM: StateMachine> Node<SM> {
+    pub fn new(replica: Replica<SM>, store: RaftStore<FsDisk>, transport: PeerTransport) -> Self {
         let raft = replica.raft();
         let id = raft.id();
         let seen = (raft.role(), raft.term(), raft.leader());
@@ -95,7 +95,7 @@ impl Node {
     }
 
     /// Takes one inbox item (anything but `Stop`).
-    pub fn handle(&mut self, item: Inbound) {
+    pub fn handle(&mut self, item: Inbound<SM>) {
         match item {
             Inbound::Raft(msgs) => {
                 for m in msgs {
@@ -110,7 +110,11 @@ impl Node {
         }
     }
 
-    fn request(&mut self, req: KvRequest, reply: oneshot::Sender<KvReply>) {
+    fn request(
+        &mut self,
+        req: Request<SM::Command, SM::Query>,
+        reply: oneshot::Sender<Reply<SM::Output>>,
+    ) {
         let id = self.next_req;
         self.next_req += 1;
         self.pending.insert(id, reply);

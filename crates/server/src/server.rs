@@ -1,121 +1,186 @@
-//! `run`: one member from configuration to shutdown. Checks the data directory's identity
-//! (cluster, group, voters), opens storage, starts the node thread,
-//! the peer transport and the gRPC port, and stops them in order on the shutdown signal.
+//! `run`: one server process from configuration to shutdown. A process is a *host* of
+//! replicas, as a TiKV store hosts regions: it runs one replica of each configured group
+//! (the shard controller and KV groups), each with its own node thread, Raft state, WAL and
+//! snapshots under `data-dir/g<gid>/`, its own identity file, and its own peer streams
+//! stamped with its group id, all behind one gRPC port. Raft traffic is routed to a replica
+//! by the group id every batch carries (another group's is dropped and counted); client
+//! requests go to the hosted group of their service.
+//!
+//! For each group, in order: check the identity file (cluster, group, node, voters), open
+//! storage, restore the replica, start its peer transport and node thread. Then the port
+//! opens. On the shutdown signal every node thread stops (a leader hands off first); a
+//! fatal error in any group stops the process.
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
-use crate::node::Node;
+use crate::node::{Fatal, Node};
 use anyhow::{Context, Result, anyhow};
-use shardkv_kv::{KvReplica, KvStore};
-use shardkv_net::{OneGroup, PeerTransport, RaftDrops, RaftService, TransportOptions};
-use shardkv_raft::{Config, Restored};
-use shardkv_rsm::ReplicaOptions;
+use shardkv_ctrl::ShardCtrl;
+use shardkv_kv::{KvOutput, KvRequest, KvStore};
+use shardkv_net::{
+    Handler, NodeStatus, PeerTransport, RaftDrops, RaftRouter, RaftService, TransportOptions,
+};
+use shardkv_raft::{Config, Message, Restored};
+use shardkv_rsm::{Error, Replica, ReplicaOptions, StateMachine};
 use shardkv_storage::{FsDisk, Identity, IdentityCheck, RaftStore};
+use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
-/// How long in-flight RPCs get to finish after the node stopped.
+/// How long in-flight RPCs get to finish after the node threads stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// Runs one member until `shutdown` resolves (graceful: `Ok`) or a fatal error (`Err`; the
-/// caller exits non-zero). Must run inside a multi-threaded tokio runtime.
+/// Runs one server process until `shutdown` resolves (graceful: `Ok`) or a fatal error in
+/// any hosted group (`Err`; the caller exits non-zero). Must run inside a multi-threaded
+/// tokio runtime.
 pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     let span = tracing::info_span!("node", id = cfg.id.0);
     serve(cfg, shutdown, span.clone()).instrument(span).await
 }
+
+/// A running group's handles: how to reach its node thread.
+struct Hosted {
+    raft: Box<dyn Fn(NodeId, Vec<Message>) + Send + Sync>,
+    stop: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Routes Raft batches to the hosted replica of their group.
+struct GroupRouter {
+    id: NodeId,
+    groups: BTreeMap<Gid, Hosted>,
+}
+
+impl RaftRouter for GroupRouter {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    fn hosts(&self, group: Gid) -> bool {
+        self.groups.contains_key(&group)
+    }
+
+    fn deliver(&self, group: Gid, from: NodeId, msgs: Vec<Message>) {
+        if let Some(g) = self.groups.get(&group) {
+            (g.raft)(from, msgs);
+        }
+    }
+}
+
+/// The Kv service's view of the process: its KV group's replica, if it hosts one.
+struct KvFront {
+    id: NodeId,
+    kv: Option<Arc<NodeHandler<KvStore>>>,
+}
+
+impl KvFront {
+    fn no_kv() -> Error {
+        Error::Unavailable {
+            reason: "this server hosts no KV group".into(),
+        }
+    }
+}
+
+impl Handler for KvFront {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn request(&self, req: KvRequest) -> Result<KvOutput, Error> {
+        match &self.kv {
+            Some(kv) => kv.submit(req).await,
+            None => Err(KvFront::no_kv()),
+        }
+    }
+
+    async fn status(&self) -> Result<NodeStatus, Error> {
+        match &self.kv {
+            Some(kv) => kv.status().await,
+            None => Err(KvFront::no_kv()),
+        }
+    }
+
+    fn raft_messages(&self, _from: NodeId, _msgs: Vec<Message>) {
+        // Raft traffic goes through `GroupRouter`, never through the Kv front.
+    }
+}
+
+/// How a node thread ended: its group and the outcome.
+type Ended = (Gid, Result<(), Fatal>);
 
 async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()>,
     span: tracing::Span,
 ) -> Result<()> {
-    let (identity, checked) = check_identity(&cfg)?;
-    let (store, restored) = open_storage(&cfg)?;
-    // Logged only once storage is open: nothing is logged before the data directory is
-    // complete (a member whose stderr is gone dies at its first log line).
-    log_identity(&identity, checked);
-    let voters = cfg.peers.keys().copied().collect();
-    let opts = ReplicaOptions {
-        raft_state_bytes_max: cfg.max_raft_state,
-        ..ReplicaOptions::default()
+    refuse_single_group_layout(&cfg.data_dir)?;
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
+    let mut router = GroupRouter {
+        id: cfg.id,
+        groups: BTreeMap::new(),
     };
-    let rc = Config::new(cfg.id, voters);
-    let replica = KvReplica::new(rc, restored, random_seed(), opts, KvStore::default())
-        .map_err(|e| anyhow!("cannot restore the state machine: {e}"))?;
+    let mut kv = None;
+    for (&gid, &service) in &cfg.groups {
+        let group_span = tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
+        let hosted = match service {
+            Service::Kv => {
+                let started = start_group(&cfg, gid, KvStore::default(), &ended_tx, group_span)?;
+                kv.get_or_insert_with(|| started.handler.clone());
+                started.hosted
+            }
+            Service::Ctrl => {
+                let ctrl = ShardCtrl::new(cfg.shards).map_err(|e| anyhow!("{e}"))?;
+                start_group(&cfg, gid, ctrl, &ended_tx, group_span)?.hosted
+            }
+        };
+        router.groups.insert(gid, hosted);
+    }
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let peers: BTreeMap<_, _> = cfg
-        .peers
-        .iter()
-        .map(|(id, a)| (*id, a.to_string()))
-        .collect();
-    let transport = PeerTransport::start(
-        cfg.id,
-        cfg.peer_identity(),
-        &peers,
-        TransportOptions::default(),
-        &tokio::runtime::Handle::current(),
-    );
-    let (inbox_tx, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_ITEMS_MAX);
-    let (done_tx, done_rx) = oneshot::channel();
-    let node = Node::new(replica, store, transport);
-    let dopts = DriverOptions {
-        data_dir: cfg.data_dir.clone(),
-        disk_reserve_bytes: cfg.disk_reserve_bytes,
-    };
-    let node_span = span.clone();
-    std::thread::Builder::new()
-        .name(format!("node-{}", cfg.id.0))
-        .spawn(move || {
-            let _enter = node_span.enter();
-            let _ = done_tx.send(driver::run(node, inbox_rx, dopts));
-        })
-        .context("cannot start the node thread")?;
-    let handler = Arc::new(NodeHandler {
-        id: cfg.id,
-        inbox: inbox_tx.clone(),
-        request_timeout: cfg.request_timeout,
-    });
-    let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
-    let raft = RaftService::new(
-        cfg.cluster_id,
-        Arc::new(OneGroup {
-            group: cfg.group_id,
-            handler: handler.clone(),
-        }),
-    );
+    let router = Arc::new(router);
+    let raft = RaftService::new(cfg.cluster_id, router.clone());
     let drops = raft.drops();
+    let front = Arc::new(KvFront { id: cfg.id, kv });
+    let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     // Without TCP_NODELAY on accepted connections, a reply written in more than one
     // segment waits on the client's delayed ACK (Nagle): milliseconds per request.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve = shardkv_net::router(&mut builder, handler, raft).serve_with_incoming_shutdown(
+    let serve = shardkv_net::router(&mut builder, front, raft).serve_with_incoming_shutdown(
         incoming,
         async {
             let _ = stop_rpc_rx.await;
         },
     );
     let mut serve = tokio::spawn(serve);
+    let groups: Vec<String> = cfg
+        .groups
+        .iter()
+        .map(|(g, s)| format!("{}={}", g.0, s.name()))
+        .collect();
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(),
-        cluster = %shardkv_net::cluster_hex(cfg.cluster_id), group = cfg.group_id.0, "serving");
+        cluster = %shardkv_net::cluster_hex(cfg.cluster_id), groups = %groups.join(","), "serving");
     tokio::pin!(shutdown);
-    let mut done_rx = done_rx;
+    let running = cfg.groups.len();
     let outcome = tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutting down");
-            let _ = inbox_tx.send(Inbound::Stop);
-            node_outcome((&mut done_rx).await)
+            stop_all(&router, &mut ended_rx, running).await
         }
-        done = &mut done_rx => node_outcome(done),
+        Some((gid, result)) = ended_rx.recv() => {
+            let first = group_outcome(gid, result);
+            let rest = stop_all(&router, &mut ended_rx, running - 1).await;
+            first.and(rest)
+        }
         served = &mut serve => Err(anyhow!("the gRPC server stopped: {served:?}")),
     };
     let _ = stop_rpc_tx.send(());
@@ -123,6 +188,125 @@ async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, serve).await;
     log_drops(&drops);
     outcome
+}
+
+/// Stops every node thread and waits for `running` of them to end; the first fatal error
+/// wins.
+async fn stop_all(
+    router: &GroupRouter,
+    ended: &mut mpsc::UnboundedReceiver<Ended>,
+    running: usize,
+) -> Result<()> {
+    for g in router.groups.values() {
+        (g.stop)();
+    }
+    let mut outcome = Ok(());
+    for _ in 0..running {
+        match ended.recv().await {
+            Some((gid, result)) => outcome = outcome.and(group_outcome(gid, result)),
+            None => return outcome.and(Err(anyhow!("a node thread died"))),
+        }
+    }
+    outcome
+}
+
+fn group_outcome(gid: Gid, result: Result<(), Fatal>) -> Result<()> {
+    result.map_err(|e| anyhow!("group {gid}: {e}"))
+}
+
+/// A started group: its inbox as the services see it, and its router entry.
+struct Started<SM: StateMachine> {
+    handler: Arc<NodeHandler<SM>>,
+    hosted: Hosted,
+}
+
+/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/`, restores its
+/// replica from `initial` (or its snapshot), and starts its peer transport and node thread.
+fn start_group<SM>(
+    cfg: &ServerConfig,
+    gid: Gid,
+    initial: SM,
+    ended: &mpsc::UnboundedSender<Ended>,
+    span: tracing::Span,
+) -> Result<Started<SM>>
+where
+    SM: StateMachine + Send + 'static,
+    SM::Command: Send,
+    SM::Query: Send,
+    SM::Output: Send,
+{
+    let _enter = span.enter();
+    let dir = cfg.group_dir(gid);
+    let (identity, checked) = check_identity(cfg, gid, &dir)?;
+    let (store, restored) = open_storage(cfg, &dir)?;
+    // Logged only once storage is open: nothing is logged before the data directory is
+    // complete.
+    log_identity(&identity, checked);
+    let voters = cfg.peers.keys().copied().collect();
+    let opts = ReplicaOptions {
+        raft_state_bytes_max: cfg.max_raft_state,
+        ..ReplicaOptions::default()
+    };
+    let rc = Config::new(cfg.id, voters);
+    let replica = Replica::new(rc, restored, random_seed(), opts, initial)
+        .map_err(|e| anyhow!("group {gid}: cannot restore the state machine: {e}"))?;
+    let peers: BTreeMap<_, _> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| (*id, a.to_string()))
+        .collect();
+    let transport = PeerTransport::start(
+        cfg.id,
+        cfg.peer_identity(gid),
+        &peers,
+        TransportOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let (inbox_tx, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_ITEMS_MAX);
+    let node = Node::new(replica, store, transport);
+    let dopts = DriverOptions {
+        data_dir: dir,
+        disk_reserve_bytes: cfg.disk_reserve_bytes,
+    };
+    let node_span = span.clone();
+    let ended = ended.clone();
+    std::thread::Builder::new()
+        .name(format!("node-{}-g{}", cfg.id.0, gid.0))
+        .spawn(move || {
+            let _enter = node_span.enter();
+            let _ = ended.send((gid, driver::run(node, inbox_rx, dopts)));
+        })
+        .context("cannot start a node thread")?;
+    let handler = Arc::new(NodeHandler {
+        id: cfg.id,
+        inbox: inbox_tx.clone(),
+        request_timeout: cfg.request_timeout,
+    });
+    let raft_handler = handler.clone();
+    let hosted = Hosted {
+        raft: Box::new(move |from, msgs| raft_handler.raft_messages(from, msgs)),
+        stop: Box::new(move || {
+            let _ = inbox_tx.send(Inbound::Stop);
+        }),
+    };
+    Ok(Started { handler, hosted })
+}
+
+/// Refuses a data directory in the layout of a single-group server (its files directly in
+/// `data-dir`, not in `data-dir/g<gid>/`): starting would create an empty group beside it.
+fn refuse_single_group_layout(data_dir: &Path) -> Result<()> {
+    for name in ["node-id", "identity"] {
+        if data_dir.join(name).exists() {
+            return Err(anyhow!(
+                "{} holds a single-group data directory (its files are not under g<gid>/): \
+                 move them into {}/g1/ to keep serving them as group 1, or use a fresh \
+                 --data-dir",
+                data_dir.display(),
+                data_dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One line with what the peer service dropped over the process's life, if anything.
@@ -139,13 +323,14 @@ fn log_drops(drops: &RaftDrops) {
     }
 }
 
-/// Checks (or, on first start, writes) the data directory's identity file: the cluster,
+/// Checks (or, on first start, writes) a group directory's identity file: the cluster,
 /// group, node and voter set it was created for. A different one refuses to start.
-fn check_identity(cfg: &ServerConfig) -> Result<(Identity, IdentityCheck)> {
+fn check_identity(cfg: &ServerConfig, gid: Gid, dir: &Path) -> Result<(Identity, IdentityCheck)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let given = Identity {
         cluster_id: cfg.cluster_id,
         cluster_token: cfg.cluster_token.clone(),
-        group_id: cfg.group_id,
+        group_id: gid,
         node_id: cfg.id,
         voters: cfg
             .peers
@@ -153,7 +338,7 @@ fn check_identity(cfg: &ServerConfig) -> Result<(Identity, IdentityCheck)> {
             .map(|(id, a)| (*id, a.to_string()))
             .collect(),
     };
-    let checked = shardkv_storage::check_identity(&mut FsDisk::new(), &cfg.data_dir, &given)
+    let checked = shardkv_storage::check_identity(&mut FsDisk::new(), dir, &given)
         .map_err(|e| anyhow!("{e}"))?;
     Ok((given, checked))
 }
@@ -174,21 +359,10 @@ fn log_identity(given: &Identity, checked: IdentityCheck) {
     }
 }
 
-fn node_outcome(
-    done: Result<Result<(), crate::node::Fatal>, oneshot::error::RecvError>,
-) -> Result<()> {
-    match done {
-        Ok(r) => r.map_err(anyhow::Error::from),
-        Err(_) => Err(anyhow!("the node thread died")),
-    }
-}
-
-/// Opens the data directory (refusing another node's) and converts what it recovered.
-fn open_storage(cfg: &ServerConfig) -> Result<(RaftStore<FsDisk>, Restored)> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
-    let (store, rec) = RaftStore::open(FsDisk::new(), &cfg.data_dir, cfg.id)
-        .with_context(|| format!("cannot open storage in {}", cfg.data_dir.display()))?;
+/// Opens a group's directory (refusing another node's) and converts what it recovered.
+fn open_storage(cfg: &ServerConfig, dir: &Path) -> Result<(RaftStore<FsDisk>, Restored)> {
+    let (store, rec) = RaftStore::open(FsDisk::new(), dir, cfg.id)
+        .with_context(|| format!("cannot open storage in {}", dir.display()))?;
     for w in &rec.warnings {
         tracing::warn!(warning = %w, "storage recovery");
     }

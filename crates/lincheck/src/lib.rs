@@ -76,6 +76,7 @@ mod explain;
 mod jsonl;
 mod model;
 mod producible;
+mod reach;
 mod search;
 mod states;
 pub mod synth;

@@ -20,15 +20,19 @@
 //! - a Delete outside L: v is absent or starts with the value of an Append outside L.
 //!
 //! If none of these can hold, the configuration has no completion and is cut
-//! ([`Reach::reachable`] is false). This is a necessary condition only (it ignores time and
+//! ([`Reach::unreachable`] names a blocked op). This is a necessary condition only (it ignores time and
 //! the order of the appends after the prefix), so it never cuts a configuration that has a
 //! completion: the search stays complete, and it stays sound because it only removes
 //! branches. Unknown-outcome writes count as sources while not linearized (they may apply).
 //!
-//! **Cost.** Only the candidates of a level are tested (the ops called before the first
-//! remaining return, which the search scans anyway), each with one prefix comparison and a
-//! few counters. The counters (how many writers outside L could start each required value)
-//! are updated on every lift / unlift; a required value with more than
+//! **Cost.** The rule is applied to every op outside L that needs a value, however far in
+//! the future (a read at the end of a burst of appends pins their order from the start),
+//! but per distinct value, and only to the values it can fail for: those with no Put / CAS
+//! outside L that could start them (*armed* values, kept in a set updated in O(1) per
+//! counter change). Of those, values that a pending Append could start are reachable while
+//! a Delete is pending or the key is absent. What is left costs a prefix comparison each.
+//! The counters (how many writers outside L could start each required value, how many ops
+//! outside L need it) are updated on every lift / unlift; a required value with more than
 //! [`WRITERS_TRACKED_MAX`] possible writers is simply never tested, which only gives up
 //! pruning, never correctness.
 
@@ -49,8 +53,26 @@ struct Required {
     bases_left: u32,
     /// Appends outside L whose value is a prefix of `value`.
     appends_left: u32,
+    /// Ops outside L that need this value.
+    needers_left: u32,
     /// Too many writers to track: never cut.
     untracked: bool,
+}
+
+/// A set of required-value ids with O(1) insert, remove and iteration.
+#[derive(Default)]
+struct IdSet {
+    members: Vec<u32>,
+}
+
+/// Which armed set a required value is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    No,
+    /// No Put / CAS and no Append outside L could start it.
+    Bare,
+    /// No Put / CAS, but some Append outside L could start it.
+    ByAppend,
 }
 
 /// How an op feeds a required value.
@@ -72,6 +94,13 @@ pub(crate) struct Reach {
     feeds: Vec<Vec<Feed>>,
     is_delete: Vec<bool>,
     deletes_left: u32,
+    /// `armed[id]` and its slot in the matching set.
+    armed: Vec<(Armed, u32)>,
+    bare: IdSet,
+    by_append: IdSet,
+    /// The ops that need each value, in op order (for explanations).
+    needers: Vec<Vec<u32>>,
+    linearized: Vec<bool>,
 }
 
 impl Reach {
@@ -83,6 +112,11 @@ impl Reach {
             feeds: vec![Vec::new(); ops.len()],
             is_delete: vec![false; ops.len()],
             deletes_left: 0,
+            armed: Vec::new(),
+            bare: IdSet::default(),
+            by_append: IdSet::default(),
+            needers: Vec::new(),
+            linearized: vec![false; ops.len()],
         };
         let mut ids: HashMap<Option<&[u8]>, u32> = HashMap::new();
         for (op, operation) in ops.iter().enumerate() {
@@ -110,10 +144,14 @@ impl Reach {
                     value: needed.map(<[u8]>::to_vec),
                     bases_left: 0,
                     appends_left: 0,
+                    needers_left: 0,
                     untracked: false,
                 });
+                reach.needers.push(Vec::new());
             }
             reach.needs[op] = Some(id);
+            reach.required[id as usize].needers_left += 1;
+            reach.needers[id as usize].push(u32::try_from(op).expect("fits: ops are u32"));
         }
         // Writers by value, and the distinct lengths of those values: a required value's
         // possible writers are found with one lookup per length.
@@ -171,50 +209,121 @@ impl Reach {
                 }
             }
         }
+        reach.armed = vec![(Armed::No, 0); reach.required.len()];
+        for id in 0..reach.required.len() {
+            reach.refresh(id as u32);
+        }
         reach
+    }
+
+    /// Moves required value `id` to the armed set its counters call for.
+    fn refresh(&mut self, id: u32) {
+        let required = &self.required[id as usize];
+        let want = if required.untracked || required.bases_left > 0 || required.needers_left == 0 {
+            Armed::No
+        } else if required.appends_left == 0 {
+            Armed::Bare
+        } else {
+            Armed::ByAppend
+        };
+        let (have, slot) = self.armed[id as usize];
+        if have == want {
+            return;
+        }
+        match have {
+            Armed::No => {}
+            Armed::Bare => self.bare.remove(slot, &mut self.armed),
+            Armed::ByAppend => self.by_append.remove(slot, &mut self.armed),
+        }
+        let slot = match want {
+            Armed::No => 0,
+            Armed::Bare => self.bare.push(id),
+            Armed::ByAppend => self.by_append.push(id),
+        };
+        self.armed[id as usize] = (want, slot);
     }
 
     /// Op `op` was linearized: it is no longer a possible writer.
     pub(crate) fn lift(&mut self, op: u32) {
-        let op = op as usize;
-        self.deletes_left -= u32::from(self.is_delete[op]);
-        for feed in &self.feeds[op] {
-            match *feed {
-                Feed::Base(id) => self.required[id as usize].bases_left -= 1,
-                Feed::Append(id) => self.required[id as usize].appends_left -= 1,
-            }
-        }
+        self.update(op, false);
     }
 
     /// Undoes [`Reach::lift`] of op `op`.
     pub(crate) fn unlift(&mut self, op: u32) {
-        let op = op as usize;
-        self.deletes_left += u32::from(self.is_delete[op]);
-        for feed in &self.feeds[op] {
-            match *feed {
-                Feed::Base(id) => self.required[id as usize].bases_left += 1,
-                Feed::Append(id) => self.required[id as usize].appends_left += 1,
+        self.update(op, true);
+    }
+
+    /// Counts op `op` in (`back`) or out of every counter it belongs to.
+    fn update(&mut self, op: u32, back: bool) {
+        let change = |count: &mut u32| {
+            if back {
+                *count += 1;
+            } else {
+                *count -= 1;
             }
+        };
+        let index = op as usize;
+        self.linearized[index] = !back;
+        if self.is_delete[index] {
+            change(&mut self.deletes_left);
+        }
+        if let Some(id) = self.needs[index] {
+            change(&mut self.required[id as usize].needers_left);
+            self.refresh(id);
+        }
+        for position in 0..self.feeds[index].len() {
+            let id = match self.feeds[index][position] {
+                Feed::Base(id) => {
+                    change(&mut self.required[id as usize].bases_left);
+                    id
+                }
+                Feed::Append(id) => {
+                    change(&mut self.required[id as usize].appends_left);
+                    id
+                }
+            };
+            self.refresh(id);
         }
     }
 
-    /// False only if op `op` (not linearized) needs a value that no sequence of the ops not
-    /// linearized can produce from `state`: then the configuration has no completion.
-    pub(crate) fn reachable(&self, table: &StateTable<'_>, state: StateId, op: u32) -> bool {
-        let Some(id) = self.needs[op as usize] else {
-            return true;
-        };
-        let required = &self.required[id as usize];
-        if required.untracked || required.bases_left > 0 {
-            return true;
-        }
+    /// An op outside L whose needed value no sequence of the ops outside L can produce from
+    /// `state` (see the module docs), if any: then the configuration has no completion.
+    pub(crate) fn unreachable(&self, table: &StateTable<'_>, state: StateId) -> Option<u32> {
+        let current = table.value(state);
         let absent_reachable = state == StateId::ABSENT || self.deletes_left > 0;
-        match (&required.value, table.value(state)) {
-            (None, _) => absent_reachable,
-            (Some(value), current) => {
-                current.is_some_and(|current| value.starts_with(current))
-                    || (absent_reachable && required.appends_left > 0)
+        let bare = self.bare.members.iter();
+        // A value an Append outside L could start is reachable via absent when that is.
+        let by_append = self.by_append.members.iter().filter(|_| !absent_reachable);
+        let dead = bare.chain(by_append).copied().find(|id| {
+            let required = &self.required[*id as usize];
+            match &required.value {
+                None => !absent_reachable,
+                Some(value) => {
+                    let extends = current.is_some_and(|current| value.starts_with(current));
+                    let from_absent = absent_reachable && required.appends_left > 0;
+                    !(extends || from_absent)
+                }
             }
+        })?;
+        self.needers[dead as usize]
+            .iter()
+            .copied()
+            .find(|op| !self.linearized[*op as usize])
+    }
+}
+
+impl IdSet {
+    /// Adds `id`, returning its slot.
+    fn push(&mut self, id: u32) -> u32 {
+        self.members.push(id);
+        u32::try_from(self.members.len() - 1).expect("fits: ids are u32")
+    }
+
+    /// Removes the member at `slot`, fixing the slot of the member moved into it.
+    fn remove(&mut self, slot: u32, armed: &mut [(Armed, u32)]) {
+        self.members.swap_remove(slot as usize);
+        if let Some(moved) = self.members.get(slot as usize) {
+            armed[*moved as usize].1 = slot;
         }
     }
 }

@@ -195,13 +195,9 @@ impl<'h> Search<'h> {
 
     /// Takes an observer if one fits, else starts scanning the candidates.
     fn start_level(&mut self) -> Next {
-        let mut position = self.events.first();
-        while let Event::Call(op) = self.events.event(position) {
-            if !self.reach.reachable(&self.table, self.state, op) {
-                self.note_dead_end(op);
-                return Next::Backtrack;
-            }
-            position = self.events.next(position);
+        if let Some(op) = self.reach.unreachable(&self.table, self.state) {
+            self.note_dead_end(op);
+            return Next::Backtrack;
         }
         let mut position = self.events.first();
         while let Event::Call(op) = self.events.event(position) {

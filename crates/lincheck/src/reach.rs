@@ -20,10 +20,15 @@
 //! - a Delete outside L: v is absent or starts with the value of an Append outside L.
 //!
 //! If none of these can hold, the configuration has no completion and is cut
-//! ([`Reach::unreachable`] names a blocked op). This is a necessary condition only (it ignores time and
-//! the order of the appends after the prefix), so it never cuts a configuration that has a
-//! completion: the search stays complete, and it stays sound because it only removes
-//! branches. Unknown-outcome writes count as sources while not linearized (they may apply).
+//! ([`Reach::unreachable`] names a blocked op). This is a necessary condition only (it
+//! ignores time and the order of the appends after the prefix), so it never cuts a
+//! configuration that has a completion: the search stays complete (no false
+//! NotLinearizable), and it stays sound (no false Linearizable) because it only removes
+//! branches; Linearizable is still only reported for a full order found and replayed. A cut
+//! configuration is marked failed in the memo, which is right since it has no completion,
+//! and the dominance of failed configurations over supersets of unknown ops (`Cache`)
+//! holds for it as for any other failure. The test depends only on (L, s), as the memo
+//! requires. Unknown-outcome writes count as sources while not linearized (they may apply).
 //!
 //! **Cost.** The rule is applied to every op outside L that needs a value, however far in
 //! the future (a read at the end of a burst of appends pins their order from the start),

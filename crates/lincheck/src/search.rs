@@ -1,4 +1,4 @@
-//! The Wing & Gong / Lowe search over one key's history, with three refinements beyond
+//! The Wing & Gong / Lowe search over one key's history, with four refinements beyond
 //! porcupine that keep heavily concurrent keys and unknown outcomes tractable.
 //!
 //! Base search (depth first): the *candidates* at a level are the calls that precede the
@@ -22,6 +22,13 @@
 //! op most likely never took effect, and trying configurations without it first lets
 //! dominance cut the variants with it. The order of trials never changes the verdict, only
 //! the time to reach it, so the checker runs both orders side by side.
+//!
+//! Refinement 4, look-ahead (see `reach`): a level first checks that every pending read
+//! (and swapping CAS) can still see its value from the current state using the ops not
+//! linearized; if one cannot, the configuration has no completion and is backtracked at
+//! once. Without it, concurrent appends explode: each order of them is a different state,
+//! so the memo never merges two orders, and a wrong order was only found dead at the return
+//! of the read that pins it, after trying every ordered subset of the appends in between.
 //!
 //! Unknown outcomes: such an op's return is at +infinity, after every finite event. Reaching
 //! one means every op that did complete has been linearized; the unknown ops still pending

@@ -100,6 +100,11 @@ fn check_key(history: &[Operation], key: &[u8], indexes: Vec<usize>, budget: Bud
         if impossible.is_none() {
             raced = race(&mut searches, budget.steps_max_per_key, budget);
         }
+    } else if matches!(raced.0, Some(Outcome::NotLinearizable(_))) {
+        // A violation: a value that no write produces is the clearest explanation, and the
+        // search's deepest prefix may end elsewhere (its look-ahead cuts a configuration as
+        // soon as any pending read becomes unreachable, whichever read that is).
+        impossible = Producible::new(&ops).first_impossible(&ops);
     }
     let outcome = match (impossible, raced) {
         (Some(op), _) => KeyOutcome::NotLinearizable {

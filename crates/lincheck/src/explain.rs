@@ -57,10 +57,12 @@ pub(crate) fn explain(
         origin[deepest.blocked as usize],
         table.op(deepest.blocked)
     );
-    let _ = writeln!(
-        text,
+    let why = if deepest.unreachable {
+        "  (the value it needs cannot be produced from that state by the ops not yet placed)"
+    } else {
         "  (it returned before it could take effect in any order of the ops concurrent with it)"
-    );
+    };
+    let _ = writeln!(text, "{why}");
     if !deepest.candidates.is_empty() {
         let _ = writeln!(text, "Other ops pending at that point:");
         for op in deepest.candidates.iter().take(CANDIDATES_SHOWN_MAX) {

@@ -35,9 +35,12 @@
 //! (set of linearized ops as a bit set, state) cuts every configuration seen before. States
 //! are interned so a step is an integer comparison. Beyond porcupine: reads never cause
 //! branching, failed configurations also cut their variants with extra unknown-outcome ops,
-//! two candidate orders race side by side, and a time-free check refutes reads of values
-//! that no combination of the key's writes produces, each applied at most once (see the
-//! `search`, `cache` and `producible` modules).
+//! two candidate orders race side by side, a look-ahead cuts every configuration in which
+//! some pending read's value can no longer be produced (which keeps bursts of concurrent
+//! appends linear: each order of them is a distinct state the memo cannot merge), and a
+//! time-free check refutes reads of values that no combination of the key's writes
+//! produces, each applied at most once (see the `search`, `cache`, `reach` and
+//! `producible` modules).
 //!
 //! **Limits.** Checking is NP-complete in general. Keys with a handful of concurrent clients
 //! check in milliseconds per thousand ops; a single key hammered by ~15 fully overlapping
@@ -76,6 +79,7 @@ mod explain;
 mod jsonl;
 mod model;
 mod producible;
+mod reach;
 mod search;
 mod states;
 pub mod synth;

@@ -1,4 +1,4 @@
-//! The Wing & Gong / Lowe search over one key's history, with three refinements beyond
+//! The Wing & Gong / Lowe search over one key's history, with four refinements beyond
 //! porcupine that keep heavily concurrent keys and unknown outcomes tractable.
 //!
 //! Base search (depth first): the *candidates* at a level are the calls that precede the
@@ -23,6 +23,13 @@
 //! dominance cut the variants with it. The order of trials never changes the verdict, only
 //! the time to reach it, so the checker runs both orders side by side.
 //!
+//! Refinement 4, look-ahead (see `reach`): a level first checks that every pending read
+//! (and swapping CAS) can still see its value from the current state using the ops not
+//! linearized; if one cannot, the configuration has no completion and is backtracked at
+//! once. Without it, concurrent appends explode: each order of them is a different state,
+//! so the memo never merges two orders, and a wrong order was only found dead at the return
+//! of the read that pins it, after trying every ordered subset of the appends in between.
+//!
 //! Unknown outcomes: such an op's return is at +infinity, after every finite event. Reaching
 //! one means every op that did complete has been linearized; the unknown ops still pending
 //! are the ones that never took effect, so the history is linearizable.
@@ -30,6 +37,7 @@
 use crate::bitset::LinearizedSet;
 use crate::cache::{Cache, EntryId};
 use crate::events::{Event, EventList};
+use crate::reach::Reach;
 use crate::states::{StateId, StateTable};
 
 /// A linearized op and what to restore when backtracking over it.
@@ -77,6 +85,9 @@ pub(crate) struct Deepest {
     pub(crate) blocked: u32,
     /// Ops that were candidates (called, not linearized) at that point, blocked excluded.
     pub(crate) candidates: Vec<u32>,
+    /// Whether `blocked` was cut by the look-ahead (refinement 4: no op left can produce the
+    /// value it needs) rather than by reaching its return.
+    pub(crate) unreachable: bool,
 }
 
 /// How the search of one key ended.
@@ -109,6 +120,8 @@ pub(crate) struct Search<'h> {
     known: u32,
     linearized: LinearizedSet,
     cache: Cache,
+    /// Refinement 4: cuts configurations whose pending reads can no longer be satisfied.
+    reach: Reach,
     stack: Vec<Frame>,
     state: StateId,
     deepest: Option<Deepest>,
@@ -137,8 +150,11 @@ impl<'h> Search<'h> {
             times[known..].iter().all(|t| t.1.is_none()),
             "unknown ops last"
         );
+        let ops: Vec<_> = (0..times.len()).map(|op| table.op(op as u32)).collect();
+        let reach = Reach::new(&ops);
         Search {
             table,
+            reach,
             events: EventList::new(times),
             known: u32::try_from(known).expect("lincheck: over 2^32 ops in a key"),
             linearized: LinearizedSet::new(known, times.len() - known),
@@ -186,6 +202,10 @@ impl<'h> Search<'h> {
 
     /// Takes an observer if one fits, else starts scanning the candidates.
     fn start_level(&mut self) -> Next {
+        if let Some(op) = self.reach.unreachable(&self.table, self.state) {
+            self.note_dead_end(op);
+            return Next::Backtrack;
+        }
         let mut position = self.events.first();
         while let Event::Call(op) = self.events.event(position) {
             if self.table.is_observer_now(self.state, op) {
@@ -227,7 +247,7 @@ impl<'h> Search<'h> {
                 }
             }
             (Event::Return(op), Pass::Main) => {
-                self.note_depth(position, op);
+                self.note_depth(position, op, false);
                 match self.order {
                     Order::CallOrder => Next::Backtrack,
                     Order::OldUnknownsLast => Next::Scan(self.events.first(), Pass::Old),
@@ -242,6 +262,7 @@ impl<'h> Search<'h> {
     fn backtrack(&mut self) -> Next {
         while let Some(frame) = self.stack.pop() {
             self.events.unlift(frame.op);
+            self.reach.unlift(frame.op);
             self.linearized.remove(self.bit(frame.op));
             self.state = frame.state_before;
             self.cache.mark_failed(frame.entry);
@@ -287,13 +308,24 @@ impl<'h> Search<'h> {
         self.state = next;
         self.known_on_stack += usize::from(op < self.known);
         self.events.lift(op);
+        self.reach.lift(op);
         true
+    }
+
+    /// Remembers the current prefix, as `note_depth`, when `blocked` (a candidate) needs a
+    /// value that no remaining op can produce (refinement 4).
+    fn note_dead_end(&mut self, blocked: u32) {
+        let mut position = self.events.first();
+        while let Event::Call(_) = self.events.event(position) {
+            position = self.events.next(position);
+        }
+        self.note_depth(position, blocked, true);
     }
 
     /// Remembers the current prefix if it has more completed ops than any seen (unknown
     /// ops applied on the way do not count: they are optional); `position` holds the return
-    /// of `blocked`.
-    fn note_depth(&mut self, position: u32, blocked: u32) {
+    /// of `blocked`, or the first return after its call.
+    fn note_depth(&mut self, position: u32, blocked: u32, unreachable: bool) {
         if self
             .deepest
             .as_ref()
@@ -323,6 +355,7 @@ impl<'h> Search<'h> {
             known_in_prefix: self.known_on_stack,
             blocked,
             candidates,
+            unreachable,
         });
     }
 

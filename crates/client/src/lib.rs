@@ -19,6 +19,11 @@
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
 //! `outcome()`.
 //!
+//! [`CtrlClient`] is the same loop over the shard controller: `join`, `leave`,
+//! `move_shard` and `query`. A change ends with the new config's number or the
+//! controller's refusal ([`CtrlError`], an answer: nothing changed), inside the same
+//! [`Error`] for requests that were not served.
+//!
 //! ```no_run
 //! # #[cfg(feature = "grpc")]
 //! # async fn demo() -> Result<(), shardkv_client::Error> {

@@ -171,12 +171,13 @@ impl<S: Service> Driver<S> {
             if delay_ticks > 0 {
                 tokio::time::sleep(Duration::from_millis(delay_ticks * CLERK_TICK_MS)).await;
             }
-            let Some(left) = self.opts.op_timeout.checked_sub(started.elapsed()) else {
-                next = self
-                    .clerk
-                    .on_timeout(self.now_ticks(), "out of time".into());
+            let left = self.opts.op_timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                // Out of time before this attempt was sent: the operation ends with what
+                // the attempts so far came to.
+                next = self.clerk.expire(self.now_ticks());
                 continue;
-            };
+            }
             let req = self
                 .clerk
                 .current()

@@ -47,13 +47,13 @@ pub use services::{
     CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
     RaftService, ctrl_service, router, with_ctrl,
 };
-/// The gRPC library of this crate's API, so users build servers and channels with the same
-/// version (`tonic::transport::Server::builder()` for [`router`] and [`with_ctrl`]).
-pub use tonic;
 /// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
 pub use shardkv_raft::{Body, Message, Role};
 use shardkv_types::Gid;
 pub use status::{NodeStatus, role_name};
+/// The gRPC library of this crate's API, so users build servers and channels with the same
+/// version (`tonic::transport::Server::builder()` for [`router`] and [`with_ctrl`]).
+pub use tonic;
 pub use transport::{PeerTransport, TransportOptions};
 
 /// The largest Kv request or reply frame accepted, in bytes: the largest key plus the

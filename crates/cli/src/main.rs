@@ -6,6 +6,7 @@
 //!
 //! Exit status: 0 on success, 1 on failure (the error is printed to stderr), 2 on bad usage.
 
+mod admin;
 mod bench;
 mod check_history;
 mod conn;
@@ -48,6 +49,8 @@ enum Command {
     Del(kv_cmd::DelArgs),
     /// Compare-and-swap: set KEY to NEW iff its value is OLD (exit 1 if it did not swap).
     Cas(kv_cmd::CasArgs),
+    /// Change or read the shard controller's configuration: join, leave, move, query.
+    Admin(admin::AdminArgs),
     /// Show each member's role, term, commit and applied index.
     Status(status::StatusArgs),
     /// Closed-loop load: ops/s and latency percentiles, optionally a history file.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Append(args) => kv_cmd::write(kv_cmd::WriteKind::Append, args),
         Command::Del(args) => kv_cmd::del(args),
         Command::Cas(args) => kv_cmd::cas(args),
+        Command::Admin(args) => admin::run(args),
         Command::Status(args) => status::run(args),
         Command::Bench(args) => bench::run(args),
         Command::CheckHistory(args) => check_history::run(args),

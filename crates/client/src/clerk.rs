@@ -207,6 +207,20 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         self.next_attempt(now)
     }
 
+    /// The shell's own deadline for the whole operation passed between attempts (its wall
+    /// clock may run a little ahead of the tick count): ends the operation as running out
+    /// of `op_ticks_max` would, with the last error, or `Timeout` if an earlier attempt may
+    /// have applied. Nothing new is assumed about the request.
+    pub fn expire(&mut self, now: u64) -> Out<SM> {
+        let last = match self.current.as_ref() {
+            Some(f) => f.last.clone(),
+            None => Error::Unavailable {
+                reason: "no operation in flight".into(),
+            },
+        };
+        self.give_up(now, last)
+    }
+
     /// The attempt was sent but no answer came within `attempt_ticks` (or the connection
     /// broke mid-request): it may have reached a leader. Try the next server.
     pub fn on_timeout(&mut self, now: u64, reason: String) -> Out<SM> {

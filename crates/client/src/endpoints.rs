@@ -1,10 +1,10 @@
-//! `Endpoints`: the servers of one group as the async client reaches them: addresses,
-//! connections (opened on first use, reopened after a failure) and the map from the node
-//! ids servers report to the client's endpoint slots.
+//! `Endpoints`: the servers of one group as the async clients reach them: addresses,
+//! channels (opened on first use, reopened after a failure; any service's client is built
+//! on them) and the map from the node ids servers report to the client's endpoint slots.
 
 use crate::Error;
 use shardkv_net::pb::kv_client::KvClient;
-use shardkv_net::{KV_FRAME_BYTES_MAX, NodeStatus, convert, pb};
+use shardkv_net::{NodeStatus, convert, pb};
 use shardkv_types::NodeId;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -87,25 +87,21 @@ impl Endpoints {
         slots.get(&id).copied()
     }
 
-    /// A client for `slot`, connecting first if needed. `Err` means nothing was sent.
-    pub async fn client(&self, slot: usize) -> Result<KvClient<Channel>, String> {
+    /// The channel to `slot`, connecting first if needed; every service's client is built
+    /// on it. `Err` means nothing was sent.
+    pub async fn channel(&self, slot: usize) -> Result<Channel, String> {
         let cached = self.channels[slot]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let channel = match cached {
-            Some(c) => c,
-            None => {
-                let c = connect(&self.addrs[slot], self.connect_timeout).await?;
-                *self.channels[slot]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-                c
-            }
-        };
-        Ok(KvClient::new(channel)
-            .max_decoding_message_size(KV_FRAME_BYTES_MAX)
-            .max_encoding_message_size(usize::MAX))
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let c = connect(&self.addrs[slot], self.connect_timeout).await?;
+        *self.channels[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
     }
 
     /// Drops the connection of `slot` after a failure, so the next use reconnects.

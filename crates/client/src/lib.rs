@@ -7,7 +7,8 @@
 //! the next server tried on a timeout, a backoff counted in ticks while no leader is known,
 //! and "may have applied" kept across attempts. A [`Router`] picks the group for each
 //! request ([`SingleGroup`] for one replica group). The simulator drives the core with
-//! virtual time; the async library ([`Client`]) drives it over gRPC.
+//! virtual time; the async library drives it over gRPC with one loop for every service:
+//! [`Client`] over the Kv service, [`CtrlClient`] over the shard controller's Ctrl service.
 //!
 //! # The async library
 //! [`Client::connect`] takes the group's endpoints; `get`, `put`, `append`, `delete` and
@@ -17,6 +18,11 @@
 //! (surely not applied) or [`Outcome::Unknown`] (may have applied: `Timeout`, `Stale`,
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
 //! `outcome()`.
+//!
+//! [`CtrlClient`] is the same loop over the shard controller: `join`, `leave`,
+//! `move_shard` and `query`. A change ends with the new config's number or the
+//! controller's refusal ([`CtrlError`], an answer: nothing changed), inside the same
+//! [`Error`] for requests that were not served.
 //!
 //! ```no_run
 //! # #[cfg(feature = "grpc")]
@@ -31,19 +37,32 @@ mod clerk;
 #[cfg(feature = "grpc")]
 mod client;
 #[cfg(feature = "grpc")]
+mod ctrl_client;
+#[cfg(feature = "grpc")]
+mod driver;
+#[cfg(feature = "grpc")]
 mod endpoints;
 mod router;
 
 pub use clerk::{ClerkCore, Next, Op, RetryPolicy};
 #[cfg(feature = "grpc")]
-pub use client::{CasResult, Client, ClientOptions};
+pub use client::{CasResult, Client};
+#[cfg(feature = "grpc")]
+pub use ctrl_client::CtrlClient;
+#[cfg(feature = "grpc")]
+pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
 pub use endpoints::{Endpoints, fetch_status};
 pub use router::{Route, Router, SingleGroup};
+pub use shardkv_ctrl::{
+    Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE,
+};
 #[cfg(feature = "grpc")]
 pub use shardkv_net::{NodeStatus, Role, role_name};
 pub use shardkv_rsm::{Error, Outcome};
+pub use shardkv_types::{ConfigNum, Gid, ShardId};
 
+use shardkv_ctrl::ShardCtrl;
 use shardkv_kv::{KvCommand, KvQuery, KvStore};
 
 /// A KV operation as the user asks for it.
@@ -51,6 +70,12 @@ pub type KvOp = Op<KvCommand, KvQuery>;
 
 /// The clerk core of one KV replica group.
 pub type KvClerk = ClerkCore<KvStore, SingleGroup>;
+
+/// A shard controller operation as the user asks for it.
+pub type CtrlOp = Op<CtrlCommand, CtrlQuery>;
+
+/// The clerk core of the shard controller group.
+pub type CtrlClerk = ClerkCore<ShardCtrl, SingleGroup>;
 
 /// The clerk policy's tick: both shells count the clerk's timeouts and backoff in these.
 pub const CLERK_TICK_MS: u64 = 10;

@@ -275,3 +275,24 @@ fn to_of(next: &Next<KvOutput>) -> NodeId {
         _ => panic!(),
     }
 }
+
+/// Goal: the shell's own deadline ends an operation with what its attempts came to: a
+/// definite failure if nothing may have applied, `Timeout` if some attempt may have.
+/// Method: expire after an unreachable attempt, then after a lost one.
+#[test]
+fn expire_reports_the_last_error_unless_an_attempt_may_have_applied() {
+    let mut c = clerk(POLICY);
+    c.begin(del(), 0);
+    c.on_unreachable(1, "cannot connect to x".into());
+    match c.expire(2) {
+        Next::Failed(Error::Unavailable { reason }) => assert_eq!(reason, "cannot connect to x"),
+        other => panic!("expected the last error, got {other:?}"),
+    }
+    assert!(c.current().is_none(), "the operation ended");
+    c.begin(del(), 3);
+    c.on_timeout(30, "no answer".into());
+    match c.expire(31) {
+        Next::Failed(e @ Error::Timeout { .. }) => assert!(e.may_have_applied()),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}

@@ -1,12 +1,16 @@
 //! Conversions between wire messages (`pb`) and the core's types. Decoding never panics: a
 //! malformed reply is an `Err` naming what was wrong.
 
-use crate::pb::{self, kv_reply::Result as PbResult};
+use crate::pb::{self, ctrl_reply::Result as PbCtrlResult, kv_reply::Result as PbResult};
 use crate::{NodeStatus, status};
+use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Request};
-use shardkv_types::{ClientId, Gid, LogIndex, NodeId, Seq, Term};
+use shardkv_types::{
+    ClientId, ConfigNum, Gid, LogIndex, NodeId, Seq, ShardId, Term, check_shard_count,
+};
+use std::collections::{BTreeMap, HashMap};
 
 /// A client request in wire form: which RPC to call, with its message.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +187,206 @@ pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error
     Ok((server, reply))
 }
 
+/// A request to the shard controller.
+pub type CtrlRequest = Request<CtrlCommand, CtrlQuery>;
+
+/// A controller request in wire form: which Ctrl RPC to call, with its message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WireCtrlRequest {
+    Join(pb::JoinRequest),
+    Leave(pb::LeaveRequest),
+    Move(pb::MoveRequest),
+    Query(pb::QueryRequest),
+}
+
+/// The wire form of a controller request.
+pub fn ctrl_request_to_wire(req: CtrlRequest) -> WireCtrlRequest {
+    match req {
+        Request::Read(CtrlQuery { num }) => WireCtrlRequest::Query(pb::QueryRequest {
+            num: num.map(|n| n.0),
+        }),
+        Request::Write { client, seq, cmd } => {
+            let (client, seq) = (client.0, seq.0);
+            match cmd {
+                CtrlCommand::Join { groups } => WireCtrlRequest::Join(pb::JoinRequest {
+                    client,
+                    seq,
+                    groups: groups_to_wire(&groups),
+                }),
+                CtrlCommand::Leave { gids } => WireCtrlRequest::Leave(pb::LeaveRequest {
+                    client,
+                    seq,
+                    gids: gids.iter().map(|g| g.0).collect(),
+                }),
+                CtrlCommand::Move { shard, gid } => WireCtrlRequest::Move(pb::MoveRequest {
+                    client,
+                    seq,
+                    shard: shard.0,
+                    gid: gid.0,
+                }),
+            }
+        }
+    }
+}
+
+fn ctrl_write(client: u64, seq: u64, cmd: CtrlCommand) -> CtrlRequest {
+    Request::Write {
+        client: ClientId(client),
+        seq: Seq(seq),
+        cmd,
+    }
+}
+
+pub fn join_from_wire(r: pb::JoinRequest) -> CtrlRequest {
+    let groups = groups_from_wire(r.groups);
+    ctrl_write(r.client, r.seq, CtrlCommand::Join { groups })
+}
+
+pub fn leave_from_wire(r: pb::LeaveRequest) -> CtrlRequest {
+    let gids = r.gids.into_iter().map(Gid).collect();
+    ctrl_write(r.client, r.seq, CtrlCommand::Leave { gids })
+}
+
+pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
+    let cmd = CtrlCommand::Move {
+        shard: ShardId(r.shard),
+        gid: Gid(r.gid),
+    };
+    ctrl_write(r.client, r.seq, cmd)
+}
+
+pub fn query_from_wire(r: pb::QueryRequest) -> CtrlRequest {
+    Request::Read(CtrlQuery {
+        num: r.num.map(ConfigNum),
+    })
+}
+
+fn groups_to_wire(groups: &BTreeMap<Gid, Vec<String>>) -> HashMap<u64, pb::Servers> {
+    groups
+        .iter()
+        .map(|(gid, servers)| {
+            let servers = servers.clone();
+            (gid.0, pb::Servers { servers })
+        })
+        .collect()
+}
+
+fn groups_from_wire(groups: HashMap<u64, pb::Servers>) -> BTreeMap<Gid, Vec<String>> {
+    groups
+        .into_iter()
+        .map(|(gid, s)| (Gid(gid), s.servers))
+        .collect()
+}
+
+pub fn config_to_wire(c: &Config) -> pb::ShardConfig {
+    pb::ShardConfig {
+        num: c.num.0,
+        shards: c.shards.iter().map(|g| g.0).collect(),
+        groups: groups_to_wire(&c.groups),
+    }
+}
+
+/// A config from the wire, checked: a valid shard count and [`Config::check`]'s invariants.
+pub fn config_from_wire(c: pb::ShardConfig) -> Result<Config, String> {
+    let count = u32::try_from(c.shards.len())
+        .map_err(|_| format!("config with {} shards", c.shards.len()))?;
+    check_shard_count(count).map_err(|e| format!("config c{}: {e}", c.num))?;
+    let config = Config {
+        num: ConfigNum(c.num),
+        shards: c.shards.into_iter().map(Gid).collect(),
+        groups: groups_from_wire(c.groups),
+    };
+    config.check()?;
+    Ok(config)
+}
+
+/// The wire form of a controller's answer.
+pub fn ctrl_reply_to_wire(server: NodeId, reply: Result<CtrlOutput, Error>) -> pb::CtrlReply {
+    let result = match reply {
+        Ok(Ok(CtrlReply::Applied { num })) => PbCtrlResult::Applied(pb::Applied { num: num.0 }),
+        Ok(Ok(CtrlReply::Config(c))) => PbCtrlResult::Config(config_to_wire(&c)),
+        Ok(Err(refused)) => PbCtrlResult::Refused(ctrl_error_to_wire(&refused)),
+        Err(e) => PbCtrlResult::Error(error_to_wire(&e)),
+    };
+    pb::CtrlReply {
+        server: server.0,
+        result: Some(result),
+    }
+}
+
+/// A controller's answer from the wire: who answered, and what. `Err` for a malformed reply
+/// (no result, an unknown code, a config that breaks its invariants).
+pub fn ctrl_reply_from_wire(
+    r: pb::CtrlReply,
+) -> Result<(NodeId, Result<CtrlOutput, Error>), String> {
+    let server = NodeId(r.server);
+    let reply = match r.result.ok_or("controller reply without a result")? {
+        PbCtrlResult::Applied(a) => Ok(Ok(CtrlReply::Applied {
+            num: ConfigNum(a.num),
+        })),
+        PbCtrlResult::Config(c) => Ok(Ok(CtrlReply::Config(config_from_wire(c)?))),
+        PbCtrlResult::Refused(r) => Ok(Err(ctrl_error_from_wire(r)?)),
+        PbCtrlResult::Error(e) => Err(error_from_wire(e)?),
+    };
+    Ok((server, reply))
+}
+
+fn ctrl_error_to_wire(e: &CtrlError) -> pb::Refused {
+    use pb::CtrlErrorCode as C;
+    let mut out = pb::Refused {
+        message: e.to_string(),
+        ..Default::default()
+    };
+    let code = match e {
+        CtrlError::JoinEmpty => C::JoinEmpty,
+        CtrlError::ReservedGid => C::ReservedGid,
+        CtrlError::AlreadyMember(g) => {
+            out.gid = g.0;
+            C::AlreadyMember
+        }
+        CtrlError::NoServers(g) => {
+            out.gid = g.0;
+            C::NoServers
+        }
+        CtrlError::LeaveEmpty => C::LeaveEmpty,
+        CtrlError::DuplicateGid(g) => {
+            out.gid = g.0;
+            C::DuplicateGid
+        }
+        CtrlError::NotMember(g) => {
+            out.gid = g.0;
+            C::NotMember
+        }
+        CtrlError::ShardOutOfRange { shard, shards } => {
+            (out.shard, out.shards) = (shard.0, *shards);
+            C::ShardOutOfRange
+        }
+    };
+    out.code = code as i32;
+    out
+}
+
+fn ctrl_error_from_wire(r: pb::Refused) -> Result<CtrlError, String> {
+    use pb::CtrlErrorCode as C;
+    let code =
+        C::try_from(r.code).map_err(|_| format!("unknown controller refusal code {}", r.code))?;
+    let gid = Gid(r.gid);
+    Ok(match code {
+        C::JoinEmpty => CtrlError::JoinEmpty,
+        C::ReservedGid => CtrlError::ReservedGid,
+        C::AlreadyMember => CtrlError::AlreadyMember(gid),
+        C::NoServers => CtrlError::NoServers(gid),
+        C::LeaveEmpty => CtrlError::LeaveEmpty,
+        C::DuplicateGid => CtrlError::DuplicateGid(gid),
+        C::NotMember => CtrlError::NotMember(gid),
+        C::ShardOutOfRange => CtrlError::ShardOutOfRange {
+            shard: ShardId(r.shard),
+            shards: r.shards,
+        },
+        C::Unspecified => return Err("controller refusal without a code".to_string()),
+    })
+}
+
 pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
     pb::StatusReply {
         id: s.id.0,
@@ -302,5 +506,149 @@ mod tests {
             panic!("a cas travels as Cas");
         };
         assert_eq!(cas_from_wire(wire), req);
+    }
+
+    fn sample_config() -> Config {
+        Config {
+            num: ConfigNum(3),
+            shards: [1, 1, 2, 2].map(Gid).to_vec(),
+            groups: [
+                (Gid(1), vec!["a:1".to_string(), "b:1".to_string()]),
+                (Gid(2), vec!["c:1".to_string()]),
+            ]
+            .into(),
+        }
+    }
+
+    fn every_ctrl_error() -> Vec<CtrlError> {
+        vec![
+            CtrlError::JoinEmpty,
+            CtrlError::ReservedGid,
+            CtrlError::AlreadyMember(Gid(4)),
+            CtrlError::NoServers(Gid(5)),
+            CtrlError::LeaveEmpty,
+            CtrlError::DuplicateGid(Gid(6)),
+            CtrlError::NotMember(Gid(7)),
+            CtrlError::ShardOutOfRange {
+                shard: ShardId(99),
+                shards: 64,
+            },
+        ]
+    }
+
+    /// Goal: every controller answer (applied, config, each refusal, each shared error)
+    /// survives the wire unchanged, and a refusal carries its message.
+    #[test]
+    fn ctrl_replies_round_trip_through_the_wire() {
+        let mut cases: Vec<Result<CtrlOutput, Error>> = vec![
+            Ok(Ok(CtrlReply::Applied { num: ConfigNum(7) })),
+            Ok(Ok(CtrlReply::Config(sample_config()))),
+            Ok(Ok(CtrlReply::Config(Config::initial(16)))),
+            Err(Error::NotLeader {
+                leader: Some(NodeId(2)),
+            }),
+            Err(Error::LostLeadership { leader: None }),
+            Err(Error::Timeout {
+                detail: "deadline".into(),
+            }),
+            Err(Error::Unavailable {
+                reason: "down".into(),
+            }),
+        ];
+        cases.extend(every_ctrl_error().into_iter().map(|e| Ok(Err(e))));
+        for c in cases {
+            let wire = ctrl_reply_to_wire(NodeId(9), c.clone());
+            if let Some(PbCtrlResult::Refused(r)) = &wire.result {
+                let Ok(Err(e)) = &c else {
+                    panic!("refused only for a CtrlError")
+                };
+                assert_eq!(r.message, e.to_string(), "a refusal carries its reason");
+            }
+            let (from, back) = ctrl_reply_from_wire(wire).expect("decodes");
+            assert_eq!(from, NodeId(9));
+            assert_eq!(back, c);
+        }
+    }
+
+    /// Goal: every controller request keeps its command, client and sequence number.
+    #[test]
+    fn ctrl_requests_round_trip_through_the_wire() {
+        let write = |cmd| CtrlRequest::Write {
+            client: ClientId(7),
+            seq: Seq(9),
+            cmd,
+        };
+        let cases = vec![
+            write(CtrlCommand::Join {
+                groups: sample_config().groups,
+            }),
+            write(CtrlCommand::Leave {
+                gids: vec![Gid(2), Gid(1)],
+            }),
+            write(CtrlCommand::Move {
+                shard: ShardId(3),
+                gid: Gid(1),
+            }),
+            CtrlRequest::Read(CtrlQuery { num: None }),
+            CtrlRequest::Read(CtrlQuery {
+                num: Some(ConfigNum(0)),
+            }),
+        ];
+        for req in cases {
+            let back = match ctrl_request_to_wire(req.clone()) {
+                WireCtrlRequest::Join(r) => join_from_wire(r),
+                WireCtrlRequest::Leave(r) => leave_from_wire(r),
+                WireCtrlRequest::Move(r) => move_from_wire(r),
+                WireCtrlRequest::Query(r) => query_from_wire(r),
+            };
+            assert_eq!(back, req);
+        }
+    }
+
+    /// Goal: a malformed controller reply is an `Err`, never a panic or a bad config.
+    #[test]
+    fn malformed_ctrl_replies_are_errors_not_panics() {
+        let reply = |result| pb::CtrlReply { server: 1, result };
+        let config = |shards: Vec<u64>, groups: &[u64]| {
+            let groups = groups
+                .iter()
+                .map(|&g| {
+                    (
+                        g,
+                        pb::Servers {
+                            servers: vec!["a:1".into()],
+                        },
+                    )
+                })
+                .collect();
+            Some(PbCtrlResult::Config(pb::ShardConfig {
+                num: 1,
+                shards,
+                groups,
+            }))
+        };
+        let refused = |code| {
+            Some(PbCtrlResult::Refused(pb::Refused {
+                code,
+                ..Default::default()
+            }))
+        };
+        let bad = [
+            reply(None),
+            reply(refused(0)),
+            reply(refused(77)),
+            reply(Some(PbCtrlResult::Error(pb::Error::default()))),
+            // No shards; a shard count that is not a power of two; a shard owned by a
+            // non-member; a group named 0; unassigned shards while groups exist.
+            reply(config(vec![], &[])),
+            reply(config(vec![1, 1, 1], &[1])),
+            reply(config(vec![1, 2], &[1])),
+            reply(config(vec![0, 0], &[0])),
+            reply(config(vec![0, 1], &[1])),
+        ];
+        for r in bad {
+            let shown = format!("{r:?}");
+            assert!(ctrl_reply_from_wire(r).is_err(), "accepted {shown}");
+        }
     }
 }

@@ -1,15 +1,19 @@
 //! shardkv's wire protocol and peer transport.
 //!
-//! One gRPC port per server carries two services (`proto/shardkv.proto`):
+//! One gRPC port per server carries two or three services (`proto/shardkv.proto`):
 //! - **Kv**, for clients: Get, Put, Append, Delete, Cas (writes carry the client's session id
 //!   and sequence number) and Status;
+//! - **Ctrl**, the shard controller's, only on a server that hosts a controller replica:
+//!   Join, Leave, Move (with session id and sequence number) and Query, over a
+//!   [`CtrlHandler`] ([`with_ctrl`] adds it to the [`router`]); elsewhere it is
+//!   `UNIMPLEMENTED`;
 //! - **Raft**, for peers: a client-streaming `Send` on which a member pushes batches of Raft
 //!   messages, each a postcard-encoded [`shardkv_raft::Message`] in a `bytes` field. Every
 //!   batch names its cluster id and group id ([`PeerIdentity`]).
 //!
 //! What this crate is: the schema (generated at build time with `protox` + `tonic-prost-build`,
 //! no system `protoc`), conversions between wire and core types ([`convert`]), the server
-//! side of both services over a [`Handler`] the server implements ([`services`]), and the
+//! side of the services over the handlers the server implements ([`services`]), and the
 //! outbound [`PeerTransport`]. What it is not: it owns no Raft state and makes no decision
 //! about requests; that is `shardkv-server`'s job.
 //!
@@ -20,8 +24,8 @@
 //!   most one warning per reason per [`services::DROP_LOG_INTERVAL`] naming the expected
 //!   and received ids; it is never stepped.
 //! - Every incoming frame is size-checked by tonic before it is decoded: at most
-//!   [`KV_FRAME_BYTES_MAX`] on the Kv service and [`RAFT_FRAME_BYTES_MAX`] on the Raft
-//!   service. A Raft message that does not decode is dropped with a log line, never a panic.
+//!   [`KV_FRAME_BYTES_MAX`] on the Kv service, [`CTRL_FRAME_BYTES_MAX`] on the Ctrl service
+//!   and [`RAFT_FRAME_BYTES_MAX`] on the Raft service. A Raft message that does not decode is dropped with a log line, never a panic.
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
 //!   loss). A broken stream is reopened with exponential backoff.
@@ -40,12 +44,16 @@ pub mod pb {
 }
 
 pub use services::{
-    DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter, RaftService, router,
+    CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
+    RaftService, ctrl_service, router, with_ctrl,
 };
 /// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
 pub use shardkv_raft::{Body, Message, Role};
 use shardkv_types::Gid;
 pub use status::{NodeStatus, role_name};
+/// The gRPC library of this crate's API, so users build servers and channels with the same
+/// version (`tonic::transport::Server::builder()` for [`router`] and [`with_ctrl`]).
+pub use tonic;
 pub use transport::{PeerTransport, TransportOptions};
 
 /// The largest Kv request or reply frame accepted, in bytes: the largest key plus the
@@ -53,6 +61,10 @@ pub use transport::{PeerTransport, TransportOptions};
 /// server can answer an over-limit one with `TooLarge` itself.
 pub const KV_FRAME_BYTES_MAX: usize =
     shardkv_kv::KEY_BYTES_MAX + 2 * shardkv_kv::VALUE_BYTES_MAX + (64 << 10);
+
+/// The largest Ctrl request or reply frame accepted, in bytes: room for a config of
+/// `SHARDS_MAX` shards (at most 10 bytes each) and a directory of groups and their servers.
+pub const CTRL_FRAME_BYTES_MAX: usize = 4 << 20;
 
 /// The largest Raft batch frame accepted, in bytes.
 pub const RAFT_FRAME_BYTES_MAX: usize = 16 << 20;

@@ -1,12 +1,18 @@
-//! The server side of both gRPC services, over a [`Handler`] that the server implements.
+//! The server side of the gRPC services, over handlers the server implements: the Kv and Raft
+//! services over a [`Handler`], the shard controller's Ctrl service over a [`CtrlHandler`]
+//! (only on a server that hosts a controller replica; [`with_ctrl`] adds it to the router).
 //! This module only translates: it decodes, size-checks (through tonic's limits) and hands
 //! requests to the handler; it makes no decision about them.
 
-use crate::convert::{self, decode_message};
+use crate::convert::{self, CtrlRequest, decode_message};
+use crate::pb::ctrl_server::{Ctrl, CtrlServer};
 use crate::pb::kv_server::{Kv, KvServer};
 use crate::pb::raft_server::{Raft, RaftServer};
 use crate::pb::{self};
-use crate::{KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX, cluster_hex};
+use crate::{
+    CTRL_FRAME_BYTES_MAX, KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX, cluster_hex,
+};
+use shardkv_ctrl::CtrlOutput;
 use shardkv_kv::{KvOutput, KvRequest};
 use shardkv_raft::Message;
 use shardkv_rsm::Error;
@@ -134,6 +140,72 @@ impl<H: Handler> Kv for KvService<H> {
             Ok(s) => Ok(Response::new(convert::status_to_wire(&s))),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
+    }
+}
+
+/// What a server that hosts a shard controller replica does with controller requests.
+pub trait CtrlHandler: Send + Sync + 'static {
+    /// This server's node id (sent with every reply so clients learn who answered).
+    fn node_id(&self) -> NodeId;
+
+    /// Serves one controller request. `Ok` carries the controller's own answer, which may be
+    /// a refusal (`Ok(Err(CtrlError))`: recorded, nothing changed); `Err` means the request
+    /// was not served here (`NotLeader`, `Timeout`, ...). The handler applies its own
+    /// deadline: the future always resolves.
+    fn ctrl_request(
+        &self,
+        req: CtrlRequest,
+    ) -> impl Future<Output = Result<CtrlOutput, Error>> + Send;
+}
+
+/// The Ctrl service for `handler`, with the frame limits set. A server that hosts no
+/// controller replica does not add it, and tonic answers its RPCs `UNIMPLEMENTED` (the
+/// client library reports that as "this server hosts no shard controller").
+pub fn ctrl_service<H: CtrlHandler>(handler: Arc<H>) -> CtrlServer<CtrlService<H>> {
+    CtrlServer::new(CtrlService { handler })
+        .max_decoding_message_size(CTRL_FRAME_BYTES_MAX)
+        .max_encoding_message_size(CTRL_FRAME_BYTES_MAX)
+}
+
+/// Adds the Ctrl service for `handler` to a router built by [`router`], next to Kv and Raft.
+pub fn with_ctrl<H: CtrlHandler>(
+    router: tonic::transport::server::Router,
+    handler: Arc<H>,
+) -> tonic::transport::server::Router {
+    router.add_service(ctrl_service(handler))
+}
+
+/// The Ctrl service.
+pub struct CtrlService<H> {
+    handler: Arc<H>,
+}
+
+impl<H: CtrlHandler> CtrlService<H> {
+    async fn serve(&self, req: CtrlRequest) -> Result<Response<pb::CtrlReply>, Status> {
+        let reply = self.handler.ctrl_request(req).await;
+        Ok(Response::new(convert::ctrl_reply_to_wire(
+            self.handler.node_id(),
+            reply,
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl<H: CtrlHandler> Ctrl for CtrlService<H> {
+    async fn join(&self, r: Request<pb::JoinRequest>) -> Result<Response<pb::CtrlReply>, Status> {
+        self.serve(convert::join_from_wire(r.into_inner())).await
+    }
+
+    async fn leave(&self, r: Request<pb::LeaveRequest>) -> Result<Response<pb::CtrlReply>, Status> {
+        self.serve(convert::leave_from_wire(r.into_inner())).await
+    }
+
+    async fn r#move(&self, r: Request<pb::MoveRequest>) -> Result<Response<pb::CtrlReply>, Status> {
+        self.serve(convert::move_from_wire(r.into_inner())).await
+    }
+
+    async fn query(&self, r: Request<pb::QueryRequest>) -> Result<Response<pb::CtrlReply>, Status> {
+        self.serve(convert::query_from_wire(r.into_inner())).await
     }
 }
 

@@ -245,7 +245,11 @@ pub fn parse_groups(s: &str) -> Result<BTreeMap<Gid, Service>, String> {
         let service = match kind.trim() {
             "kv" => Service::Kv,
             "ctrl" => Service::Ctrl,
-            other => return Err(format!("group {gid}: unknown service {other:?} (kv or ctrl)")),
+            other => {
+                return Err(format!(
+                    "group {gid}: unknown service {other:?} (kv or ctrl)"
+                ));
+            }
         };
         match (Gid(gid), service) {
             (CTRL_GID, Service::Kv) => {
@@ -363,7 +367,11 @@ mod tests {
         }
         .resolve()
         .expect("valid");
-        let want = [(CTRL_GID, Service::Ctrl), (Gid(1), Service::Kv), (Gid(2), Service::Kv)];
+        let want = [
+            (CTRL_GID, Service::Ctrl),
+            (Gid(1), Service::Kv),
+            (Gid(2), Service::Kv),
+        ];
         assert_eq!(c.groups, want.into());
         assert_eq!(c.shards, 16);
         assert_eq!(c.group_dir(Gid(2)), PathBuf::from("/tmp/n2/g2"));

@@ -3,8 +3,10 @@
 //! back. Generic over the group's state machine; the KV service's [`Handler`] is
 //! implemented for the KV store's.
 
+use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
-use shardkv_net::{Handler, NodeStatus};
+use shardkv_net::convert::CtrlRequest;
+use shardkv_net::{CtrlHandler, Handler, NodeStatus};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Reply, Request, StateMachine};
 use shardkv_types::NodeId;
@@ -111,5 +113,15 @@ impl Handler for NodeHandler<KvStore> {
 
     fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
         NodeHandler::raft_messages(self, from, msgs)
+    }
+}
+
+impl CtrlHandler for NodeHandler<ShardCtrl> {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn ctrl_request(&self, req: CtrlRequest) -> Result<CtrlOutput, Error> {
+        self.submit(req).await
     }
 }

@@ -20,7 +20,7 @@ use crate::handler::Inbound;
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
-use shardkv_rsm::{Reply, Replica, ReqId, Request, StateMachine};
+use shardkv_rsm::{Replica, Reply, ReqId, Request, StateMachine};
 use shardkv_storage::{FsDisk, RaftStore};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeMap;

@@ -127,9 +127,10 @@ async fn serve(
         id: cfg.id,
         groups: BTreeMap::new(),
     };
-    let mut kv = None;
+    let (mut kv, mut ctrl) = (None, None);
     for (&gid, &service) in &cfg.groups {
-        let group_span = tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
+        let group_span =
+            tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
         let hosted = match service {
             Service::Kv => {
                 let started = start_group(&cfg, gid, KvStore::default(), &ended_tx, group_span)?;
@@ -137,8 +138,10 @@ async fn serve(
                 started.hosted
             }
             Service::Ctrl => {
-                let ctrl = ShardCtrl::new(cfg.shards).map_err(|e| anyhow!("{e}"))?;
-                start_group(&cfg, gid, ctrl, &ended_tx, group_span)?.hosted
+                let initial = ShardCtrl::new(cfg.shards).map_err(|e| anyhow!("{e}"))?;
+                let started = start_group(&cfg, gid, initial, &ended_tx, group_span)?;
+                ctrl = Some(started.handler.clone());
+                started.hosted
             }
         };
         router.groups.insert(gid, hosted);
@@ -155,12 +158,14 @@ async fn serve(
     // Without TCP_NODELAY on accepted connections, a reply written in more than one
     // segment waits on the client's delayed ACK (Nagle): milliseconds per request.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve = shardkv_net::router(&mut builder, front, raft).serve_with_incoming_shutdown(
-        incoming,
-        async {
-            let _ = stop_rpc_rx.await;
-        },
-    );
+    let mut services = shardkv_net::router(&mut builder, front, raft);
+    // Without a controller replica the Ctrl service is absent: clients are told so.
+    if let Some(ctrl) = ctrl {
+        services = shardkv_net::with_ctrl(services, ctrl);
+    }
+    let serve = services.serve_with_incoming_shutdown(incoming, async {
+        let _ = stop_rpc_rx.await;
+    });
     let mut serve = tokio::spawn(serve);
     let groups: Vec<String> = cfg
         .groups

@@ -1,5 +1,7 @@
-//! `shardkv up`: a local replica group on loopback, one `shardkv server` child process per
-//! member (this same executable), data and logs under one directory. Prints the endpoints
+//! `shardkv up`: a local cluster on loopback, one `shardkv server` child process per member
+//! (this same executable), data and logs under one directory. Each process hosts one
+//! replica of the shard controller (group 0) and of the KV group (group 1), so `shardkv
+//! admin` and the KV commands both work against the same endpoints. Prints the endpoints
 //! and how to use them, then waits; SIGTERM or Ctrl-C stops every member gracefully (SIGKILL
 //! after a grace period). Running it again on the same directory restarts the group with
 //! its data.
@@ -21,6 +23,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// The groups every member hosts: the shard controller and one KV group.
+const UP_GROUPS: &str = "0=ctrl,1=kv";
 
 /// How long the members get to elect a leader before `up` gives up.
 const LEADER_WAIT: Duration = Duration::from_secs(20);
@@ -160,6 +165,7 @@ fn spawn(
     cmd.arg("server")
         .args(["--id", &id.to_string(), "--peers", peers])
         .args(["--cluster-token", token])
+        .args(["--groups", UP_GROUPS])
         .arg("--data-dir")
         .arg(data_dir.join(format!("n{id}")))
         .stdin(Stdio::null())
@@ -209,6 +215,7 @@ async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) ->
         format!("export SHARDKV_ENDPOINTS={endpoints}; ")
     };
     println!("try:  {env}shardkv put greeting hello && shardkv get greeting && shardkv status");
+    println!("      shardkv admin join 1={endpoints} && shardkv admin query   # the shard controller");
     println!("stop: Ctrl-C (running `shardkv up` again on the same --data-dir keeps the data)");
     let signal = shutdown_signal();
     tokio::pin!(signal);

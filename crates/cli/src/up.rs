@@ -215,7 +215,9 @@ async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) ->
         format!("export SHARDKV_ENDPOINTS={endpoints}; ")
     };
     println!("try:  {env}shardkv put greeting hello && shardkv get greeting && shardkv status");
-    println!("      shardkv admin join 1={endpoints} && shardkv admin query   # the shard controller");
+    println!(
+        "      shardkv admin join 1={endpoints} && shardkv admin query   # the shard controller"
+    );
     println!("stop: Ctrl-C (running `shardkv up` again on the same --data-dir keeps the data)");
     let signal = shutdown_signal();
     tokio::pin!(signal);

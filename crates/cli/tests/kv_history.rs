@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, LEADER_WAIT, POLL, run_cli};
+use common::cluster::{Cluster, LEADER_WAIT, POLL, run_cli, wait_until};
 use shardkv_client::{Client, ClientOptions, KvOp, Outcome};
 use shardkv_kv::{KvCommand, KvOutput};
 use shardkv_lincheck::{Budget, Op, OpResult, Operation, Output, Verdict, check};
@@ -229,7 +229,12 @@ fn inject_faults(c: &mut Cluster, shared: &Shared) -> Faults {
     let frozen = c.leader();
     c.stop(frozen);
     // The others elect a new leader only after an election timeout without heartbeats.
-    let next = c.leader();
+    // Bounded: fails if no other member leads within the leader wait.
+    let mut next = frozen;
+    wait_until("a leader other than the frozen one", LEADER_WAIT, || {
+        next = c.leader();
+        next != frozen
+    });
     assert_ne!(next, frozen, "a frozen leader is replaced");
     await_progress(shared, PROGRESS_OPS, "while the old leader is frozen");
     c.cont(frozen);

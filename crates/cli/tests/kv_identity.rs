@@ -148,6 +148,7 @@ fn a_member_restarted_with_another_peer_list_is_refused_and_the_original_list_ke
                 format!("given {two}"),
             ],
         ),
+        // Group 2's directory holds group 1's data (a directory copied or renamed by hand).
         (
             &["--peers", &original.join(","), "--group-id", "2"],
             vec!["group: stored 1, given 2".into()],
@@ -160,6 +161,14 @@ fn a_member_restarted_with_another_peer_list_is_refused_and_the_original_list_ke
             )],
         ),
     ];
+    // Each group lives in its own g<gid>/: plant group 1's directory as group 2's.
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(m3.data_dir.join("g1"))
+        .arg(m3.data_dir.join("g2"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
     for (args, expected) in cases {
         let mut all = base.to_vec();
         all.extend_from_slice(args);

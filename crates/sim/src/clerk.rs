@@ -5,7 +5,8 @@
 //! checks live with the service's harness (`kv.rs`, `ctrl.rs`).
 
 use crate::app::App;
-use crate::cluster::{ClientEvent, Sim};
+use crate::cluster::Sim;
+use crate::event::ClientEvent;
 use shardkv_client::{CLERK_TICK_MS, ClerkCore, Next, Op, RetryPolicy, SingleGroup};
 use shardkv_rsm::{Error, Reply, Request, StateMachine};
 use shardkv_types::{Gid, NodeId, Rng};

@@ -6,7 +6,10 @@
 //! of configs, and a Query of the latest config sees every change completed before it.
 
 use crate::clerk::{Ended, SIM_CLERK_POLICY, SimClerk};
-use crate::cluster::{ClientEvent, ClusterConfig, Sim};
+use crate::cluster::Sim;
+use crate::config::ClusterConfig;
+use crate::event::ClientEvent;
+use crate::group::GroupKind;
 use crate::service_node::CtrlNode;
 use shardkv_client::{CLERK_TICK_MS, Op, RetryPolicy};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, ShardCtrl};
@@ -83,7 +86,7 @@ pub fn query(num: Option<u64>) -> CtrlOp {
 impl CtrlCluster {
     pub fn new(cfg: ClusterConfig) -> CtrlCluster {
         CtrlCluster {
-            sim: Sim::new(cfg),
+            sim: Sim::new(cfg.with_kind(GroupKind::Ctrl)),
             clients: Vec::new(),
             completed: Vec::new(),
             unknown: Vec::new(),

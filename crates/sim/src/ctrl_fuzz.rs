@@ -8,7 +8,7 @@
 //! agrees with the one history of configs, queries of the latest config are not stale,
 //! every config is balanced and minimal (the controller asserts that itself on apply).
 
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::ctrl::{CtrlCluster, CtrlOp, join, leave, move_to, query};
 use crate::faults::{FaultSchedule, Swarm};
 use crate::net::NetConfig;

@@ -24,35 +24,10 @@
 use crate::app::App;
 use crate::cluster::Sim;
 use crate::queue::Micros;
+use crate::raft_tweak::RaftTweak;
 use shardkv_raft::Role;
 use shardkv_types::{LogIndex, NodeId, Rng, Term};
 use std::collections::BTreeMap;
-
-/// Per-seed overrides of the Raft configuration (`None` keeps the value).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RaftTweak {
-    pub append_entries_max: Option<usize>,
-    pub inflight_appends_max: Option<usize>,
-    pub election_ticks: Option<u32>,
-    pub heartbeat_ticks: Option<u32>,
-}
-
-impl RaftTweak {
-    pub fn apply(&self, c: &mut shardkv_raft::Config) {
-        if let Some(x) = self.append_entries_max {
-            c.append_entries_max = x;
-        }
-        if let Some(x) = self.inflight_appends_max {
-            c.inflight_appends_max = x;
-        }
-        if let Some(x) = self.election_ticks {
-            c.election_ticks = x;
-        }
-        if let Some(x) = self.heartbeat_ticks {
-            c.heartbeat_ticks = x;
-        }
-    }
-}
 
 /// The fault patterns one seed enables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

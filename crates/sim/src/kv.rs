@@ -4,7 +4,10 @@
 //! linearizability with `shardkv-lincheck`.
 
 use crate::clerk::{Ended, SIM_CLERK_POLICY, SimClerk};
-use crate::cluster::{ClientEvent, ClusterConfig, Sim};
+use crate::cluster::Sim;
+use crate::config::ClusterConfig;
+use crate::event::ClientEvent;
+use crate::group::GroupKind;
 use crate::service_node::KvNode;
 use shardkv_client::{CLERK_TICK_MS, KvOp, Op, RetryPolicy};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse, KvStore};
@@ -160,7 +163,7 @@ impl KvClient {
 impl KvCluster {
     pub fn new(cfg: ClusterConfig) -> KvCluster {
         KvCluster {
-            sim: Sim::new(cfg),
+            sim: Sim::new(cfg.with_kind(GroupKind::Kv)),
             clerks: Vec::new(),
             history: Vec::new(),
             op_deadline_ms: None,

@@ -12,7 +12,7 @@
 //! operations after a deadline, so the history holds writes of unknown outcome. The Raft invariant checker runs
 //! throughout. Any violation panics with the seed and the replay command.
 
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::faults::{FaultSchedule, Swarm};
 use crate::kv::{KvCluster, Workload};
 use crate::net::NetConfig;

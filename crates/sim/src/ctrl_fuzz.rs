@@ -41,7 +41,7 @@ const LIVENESS_MS_MAX: u64 = 30_000;
 const GIDS_MAX: u64 = 8;
 
 /// A random operation; many are refused on purpose (joining a member, leaving a stranger).
-fn random_op(rng: &mut Rng, shards: u32) -> CtrlOp {
+pub(crate) fn random_op(rng: &mut Rng, shards: u32) -> CtrlOp {
     let gid = |rng: &mut Rng| rng.range(1, GIDS_MAX + 1);
     match rng.range(0, 100) {
         0..30 => {

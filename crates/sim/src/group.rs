@@ -28,6 +28,9 @@ pub struct GroupSpec {
     /// Adjusts this group's Raft configuration, after the world-wide `ClusterConfig::raft`
     /// (and before the fuzzers' tweak).
     pub raft: fn(&mut Config),
+    /// In a world ([`GroupApp`](crate::GroupApp)): every member polls this controller
+    /// group for the latest config over the simulated network (a [`ConfigPoller`](crate::ConfigPoller)).
+    pub polls: Option<Gid>,
 }
 
 impl GroupSpec {
@@ -43,6 +46,7 @@ impl GroupSpec {
             kind,
             members,
             raft: |_| {},
+            polls: None,
         }
     }
 }

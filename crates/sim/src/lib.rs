@@ -18,6 +18,7 @@
 mod app;
 mod checker;
 mod clerk;
+mod clients;
 mod cluster;
 mod config;
 mod ctrl;
@@ -28,37 +29,48 @@ mod event;
 mod faults;
 pub mod fuzz;
 mod group;
+mod group_app;
 mod kv;
 pub mod kv_fuzz;
 mod net;
 mod node;
+mod poller;
 mod queue;
 mod raft_dsl;
 mod raft_tweak;
+mod service_app;
 mod service_node;
 mod state_machine;
 mod stats;
 mod wire;
+mod world;
 
 pub use app::{App, Outbound, RaftApp};
 pub use checker::Checker;
 pub use clerk::{Ended, EndedOf, SIM_CLERK_POLICY, SimClerk};
+pub use clients::{Clients, run_clients};
 pub use cluster::{Cluster, Sim};
 pub use config::{ClusterConfig, SIM_CLUSTER_ID};
-pub use ctrl::{CtrlClient, CtrlCluster, CtrlOp, CtrlRecord, CtrlSim, join, leave, move_to, query};
+pub use ctrl::{
+    CtrlClient, CtrlClients, CtrlCluster, CtrlOp, CtrlRecord, CtrlSim, join, leave, move_to, query,
+};
 pub use disk_store::DiskStore;
 pub use event::{ClientEvent, Origin};
 pub use faults::{FaultSchedule, Swarm};
 pub use group::{GroupKind, GroupSpec};
-pub use kv::{KvClient, KvCluster, KvSim, Workload, append_value};
+pub use group_app::{GroupApp, GroupRequest, GroupResponse, Member};
+pub use kv::{KvClient, KvClients, KvCluster, KvSim, Workload, append_value};
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};
+pub use poller::{ConfigPoller, CtrlRequest, POLL_EVERY_MS};
 pub use queue::{EventQueue, Micros};
 pub use raft_tweak::RaftTweak;
+pub use service_app::{ServiceApp, live_replicas};
 pub use service_node::{CtrlNode, KvNode, ServiceNode, SimMachine};
 pub use state_machine::{TestStateMachine, digest};
 pub use stats::NetStats;
 pub use wire::Envelope;
+pub use world::{World, WorldClients, WorldSim, raft_converged};
 
 /// The seed a scenario runs with: `SHARDKV_SEED` if set, else `default`.
 pub fn seed_or(default: u64) -> u64 {

@@ -70,7 +70,7 @@ pub use service_node::{CtrlNode, KvNode, ServiceNode, SimMachine};
 pub use state_machine::{TestStateMachine, digest};
 pub use stats::NetStats;
 pub use wire::Envelope;
-pub use world::{World, WorldClients, WorldSim, raft_converged};
+pub use world::{World, WorldClients, WorldSim, four_groups, raft_converged};
 
 /// The seed a scenario runs with: `SHARDKV_SEED` if set, else `default`.
 pub fn seed_or(default: u64) -> u64 {

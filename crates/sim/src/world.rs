@@ -12,7 +12,7 @@ use crate::config::ClusterConfig;
 use crate::ctrl::CtrlClients;
 use crate::ctrl_fuzz::random_op;
 use crate::event::ClientEvent;
-use crate::group::GroupKind;
+use crate::group::{GroupKind, GroupSpec};
 use crate::group_app::{GroupApp, GroupResponse};
 use crate::kv::{KvClients, Workload};
 use crate::raft_dsl::propose;
@@ -166,6 +166,12 @@ impl World {
         None
     }
 
+    /// Runs until every clerk is idle, for at most `ms`; returns whether they are.
+    pub fn run_until_idle(&mut self, ms: u64) -> bool {
+        let end = self.sim.now + ms * 1000;
+        run_clients(&mut self.sim, &mut self.clients, end, |w| w.idle())
+    }
+
     /// Clerks finish what they do and take no more work; runs until every clerk is idle,
     /// for at most `ms`; returns whether they are.
     pub fn finish(&mut self, ms: u64) -> bool {
@@ -177,8 +183,7 @@ impl World {
                 x.script.clear();
             }
         }
-        let end = self.sim.now + ms * 1000;
-        run_clients(&mut self.sim, &mut self.clients, end, |w| w.idle())
+        self.run_until_idle(ms)
     }
 
     /// The checks a world run ends with (after `finish`, with faults stopped): every KV
@@ -216,6 +221,21 @@ impl World {
             }
         }
     }
+}
+
+/// The world of the world scenario and the world fuzz: a controller group (gid 1, nodes
+/// 1–3), two KV groups (gids 100 and 101, nodes 11–13 and 21–23) and a bare Raft group
+/// (gid 200, nodes 31–33) whose members poll the controller; node ids are unique across
+/// the world and not contiguous.
+pub fn four_groups() -> Vec<GroupSpec> {
+    let mut raft = GroupSpec::new(Gid(200), GroupKind::Raft, 31..=33);
+    raft.polls = Some(Gid(1));
+    vec![
+        GroupSpec::new(Gid(1), GroupKind::Ctrl, 1..=3),
+        GroupSpec::new(Gid(100), GroupKind::Kv, 11..=13),
+        GroupSpec::new(Gid(101), GroupKind::Kv, 21..=23),
+        raft,
+    ]
 }
 
 /// True when every member of bare Raft group `gid` is up and applied the group's highest

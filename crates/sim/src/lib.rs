@@ -44,6 +44,7 @@ mod state_machine;
 mod stats;
 mod wire;
 mod world;
+pub mod world_fuzz;
 
 pub use app::{App, Outbound, RaftApp};
 pub use checker::Checker;

@@ -23,6 +23,7 @@
 
 use crate::app::App;
 use crate::cluster::Sim;
+use crate::net::NetConfig;
 use crate::queue::Micros;
 use crate::raft_tweak::RaftTweak;
 use shardkv_raft::Role;
@@ -58,6 +59,19 @@ impl Swarm {
             tiny_inflight: rng.chance(500),
             short_elections: rng.chance(500),
             clock_skew: rng.chance(500),
+        }
+    }
+
+    /// A service fuzzer's network for one seed: loss each way, delay, long reordering and
+    /// duplication, each picked from a few levels.
+    pub fn pick_net(rng: &mut Rng) -> NetConfig {
+        NetConfig {
+            request_loss_permille: [0, 0, 50, 100][rng.index(4)],
+            reply_loss_permille: [0, 0, 50, 100][rng.index(4)],
+            delay_min_us: 0,
+            delay_max_us: [1_000, 10_000, 26_000][rng.index(3)],
+            long_reordering: rng.chance(100),
+            duplicate_permille: [0, 0, 20][rng.index(3)],
         }
     }
 

@@ -73,6 +73,19 @@ pub use stats::NetStats;
 pub use wire::Envelope;
 pub use world::{World, WorldClients, WorldSim, four_groups, raft_converged};
 
+/// The seed range a fuzz test runs: `A..B` from the environment variable `var` if set,
+/// else `default`.
+///
+/// # Panics
+/// If the range is not `A..B` with numbers A and B.
+pub fn seed_range(var: &str, default: &str) -> (u64, u64) {
+    let range = std::env::var(var).unwrap_or_else(|_| default.into());
+    let parsed = range
+        .split_once("..")
+        .and_then(|(lo, hi)| Some((lo.parse().ok()?, hi.parse().ok()?)));
+    parsed.unwrap_or_else(|| panic!("{var}={range}: expected A..B"))
+}
+
 /// The seed a scenario runs with: `SHARDKV_SEED` if set, else `default`.
 pub fn seed_or(default: u64) -> u64 {
     std::env::var("SHARDKV_SEED")

@@ -59,14 +59,7 @@ pub fn run_world_seed(seed: u64) -> WorldFuzzReport {
     cfg.replay = format!("{}   (swarm: {})", replay_command(seed), swarm.describe());
     cfg.tweak = swarm.tweak();
     cfg.shards = [4, 16, 64][pick.index(3)];
-    cfg.net = NetConfig {
-        request_loss_permille: [0, 0, 50, 100][pick.index(4)],
-        reply_loss_permille: [0, 0, 50, 100][pick.index(4)],
-        delay_min_us: 0,
-        delay_max_us: [1_000, 10_000, 26_000][pick.index(3)],
-        long_reordering: pick.chance(100),
-        duplicate_permille: [0, 0, 20][pick.index(3)],
-    };
+    cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(2_000), Some(8_000)][pick.index(3)];
     cfg.snapshot_every = [None, Some(10), Some(50)][pick.index(3)];
     let kv_clerks = pick.range(1, 4) as usize;

@@ -1,12 +1,12 @@
 //! The randomized world fuzz target (four groups of three kinds under one seed) over a
-//! fixed seed range (default 0..8, override with SHARDKV_WORLD_FUZZ_SEEDS=A..B). A failing
+//! fixed seed range (default 0..150, override with SHARDKV_WORLD_FUZZ_SEEDS=A..B). A failing
 //! seed panics with its replay command.
 
 use shardkv_sim::world_fuzz::run_world_seed;
 
 #[test]
 fn world_fuzz_fixed_seed_range_keeps_every_group_safe_and_live() {
-    let range = std::env::var("SHARDKV_WORLD_FUZZ_SEEDS").unwrap_or_else(|_| "0..8".into());
+    let range = std::env::var("SHARDKV_WORLD_FUZZ_SEEDS").unwrap_or_else(|_| "0..150".into());
     let (lo, hi) = range
         .split_once("..")
         .expect("SHARDKV_WORLD_FUZZ_SEEDS=A..B");

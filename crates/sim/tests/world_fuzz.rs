@@ -6,11 +6,7 @@ use shardkv_sim::world_fuzz::run_world_seed;
 
 #[test]
 fn world_fuzz_fixed_seed_range_keeps_every_group_safe_and_live() {
-    let range = std::env::var("SHARDKV_WORLD_FUZZ_SEEDS").unwrap_or_else(|_| "0..150".into());
-    let (lo, hi) = range
-        .split_once("..")
-        .expect("SHARDKV_WORLD_FUZZ_SEEDS=A..B");
-    let (lo, hi): (u64, u64) = (lo.parse().expect("number"), hi.parse().expect("number"));
+    let (lo, hi) = shardkv_sim::seed_range("SHARDKV_WORLD_FUZZ_SEEDS", "0..150");
     let (mut kv, mut ctrl, mut raft, mut polls) = (0, 0, 0, 0);
     for seed in lo..hi {
         let r = run_world_seed(seed);

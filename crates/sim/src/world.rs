@@ -9,7 +9,7 @@
 use crate::clients::{Clients, run_clients};
 use crate::cluster::Sim;
 use crate::config::ClusterConfig;
-use crate::ctrl::CtrlClients;
+use crate::ctrl::{CtrlClients, query};
 use crate::ctrl_fuzz::random_op;
 use crate::event::ClientEvent;
 use crate::group::{GroupKind, GroupSpec};
@@ -181,6 +181,17 @@ impl World {
         for c in &mut self.clients.ctrl {
             for x in &mut c.clients {
                 x.script.clear();
+            }
+        }
+        if !self.run_until_idle(ms) {
+            return false;
+        }
+        // A fresh query of the latest config through each controller group: answered only
+        // once a leader of the healed group committed an entry of its term, so every
+        // command acknowledged before is committed (and `check` may compare histories).
+        for c in &mut self.clients.ctrl {
+            for i in 0..c.clients.len() {
+                c.queue(&mut self.sim, i, [query(None)]);
             }
         }
         self.run_until_idle(ms)

@@ -1,17 +1,26 @@
 //! A seeded, single-threaded discrete-event simulator for shardkv.
 //!
-//! Whole clusters run in one thread under one seed: virtual time, a simulated network
-//! (loss per direction, delay, long reordering, duplication, symmetric and one-way
-//! partitions), crashes that keep only persisted state, and restarts. Messages pass through
-//! the real wire encoding (postcard), so byte counts are real; nodes run the production
-//! host loop (`shardkv-host`: Ready loop, group commit, a leader's early send, the NoSpace
-//! stall and refusal policy) and persist through the real WAL and snapshot code
-//! (`shardkv-storage`) on a simulated disk that loses unsynced writes, can tear the last
-//! one on a crash, can stop in the middle of a write and can fill up. The same seed yields
-//! the same run, event for event ([`Cluster::trace`] digests it).
+//! Whole worlds run in one thread under one seed: one or more Raft groups of different
+//! kinds (bare Raft, the KV service, the shard controller — [`GroupSpec`], [`GroupApp`])
+//! with node ids unique across the world, their clients, virtual time, a simulated network
+//! (loss per direction, delay, long reordering of replies, duplication, symmetric and
+//! one-way partitions — between groups as within them), crashes that keep only persisted
+//! state, and restarts. Messages pass through the real wire encoding (postcard), so byte
+//! counts are real; every Raft message travels in an [`Envelope`] stamped with the cluster
+//! and the group, and one that reaches a node of another group or cluster is dropped and
+//! counted ([`NetStats::misdirected`]), never stepped. A node may ask another group as a
+//! client would ([`App::take_outbound`]; [`ConfigPoller`] polls the controller that way).
+//! Nodes run the production host loop (`shardkv-host`: Ready loop, group commit, a
+//! leader's early send, the NoSpace stall and refusal policy) and persist through the real
+//! WAL and snapshot code (`shardkv-storage`) on a simulated disk that loses unsynced
+//! writes, can tear the last one on a crash, can stop in the middle of a write and can fill
+//! up. The same seed yields the same run, event for event (`Sim::trace` digests it).
 //!
-//! Invariant checkers ([`Checker`]) watch every persisted and applied entry and every
-//! election. A failure panics with the seed and the command that replays it.
+//! Each group has its own invariant checker ([`Checker`]), watching every persisted and
+//! applied entry and every election of that group. The service harnesses ([`KvClients`],
+//! [`CtrlClients`]) run over one group of any simulator whose app carries the service
+//! ([`ServiceApp`]): a lone group ([`KvCluster`], [`CtrlCluster`]) or a [`World`]. A
+//! failure panics with the seed and the command that replays it.
 //!
 //! Nothing but tests and the fuzz binary depends on this crate.
 

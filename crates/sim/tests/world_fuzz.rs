@@ -1,12 +1,12 @@
 //! The randomized world fuzz target (four groups of three kinds under one seed) over a
-//! fixed seed range (default 0..150, override with SHARDKV_WORLD_FUZZ_SEEDS=A..B). A failing
+//! fixed seed range (default 0..100, override with SHARDKV_WORLD_FUZZ_SEEDS=A..B). A failing
 //! seed panics with its replay command.
 
 use shardkv_sim::world_fuzz::run_world_seed;
 
 #[test]
 fn world_fuzz_fixed_seed_range_keeps_every_group_safe_and_live() {
-    let (lo, hi) = shardkv_sim::seed_range("SHARDKV_WORLD_FUZZ_SEEDS", "0..150");
+    let (lo, hi) = shardkv_sim::seed_range("SHARDKV_WORLD_FUZZ_SEEDS", "0..100");
     let (mut kv, mut ctrl, mut raft, mut polls) = (0, 0, 0, 0);
     for seed in lo..hi {
         let r = run_world_seed(seed);

@@ -3,14 +3,15 @@
 //! the bare-Raft test harness ([`RaftApp`]) or a real replicated service (`Replica<SM>`,
 //! see `service_node.rs`).
 
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
+use crate::group::GroupKind;
 use crate::state_machine::TestStateMachine;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shardkv_host::HostedApp;
 use shardkv_raft::{Config, Message, RawNode, ReadState, Ready, Restored, Snapshot};
 use shardkv_rsm::{Error, ReqId};
-use shardkv_types::{LogIndex, SnapshotMeta};
+use shardkv_types::{LogIndex, NodeId, SnapshotMeta};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -22,13 +23,39 @@ pub trait App:
         Response: Serialize + DeserializeOwned + Debug + Clone,
     > + Sized
 {
-    /// Starts from what storage recovered (restoring any snapshot first).
+    /// Starts a member of a group of `kind` from what storage recovered (restoring any
+    /// snapshot first).
     fn start(
         cfg: Config,
         restored: Restored,
         seed: u64,
         sim: &ClusterConfig,
+        kind: GroupKind,
     ) -> Result<Self, String>;
+
+    /// True if this app can run a group of `kind` (checked when the simulator builds).
+    fn runs(kind: GroupKind) -> bool;
+
+    /// Requests this node sends to nodes of other groups, as a client would (config polls,
+    /// shard pulls). The simulator drains them after every round of processing and sends
+    /// them over the same faulty network as everything else; answers come back through
+    /// [`App::on_answer`]. None by default.
+    fn take_outbound(&mut self) -> Vec<Outbound<Self::Request>> {
+        Vec::new()
+    }
+
+    /// The answer from `from` to the outbound request `token` (dropped while the node is
+    /// down or stalled; the app retries on its own clock).
+    fn on_answer(&mut self, _token: u64, _from: NodeId, _r: Self::Response) {}
+}
+
+/// A request a node sends to another group's node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound<R> {
+    /// Names the request in the answer.
+    pub token: u64,
+    pub to: NodeId,
+    pub request: R,
 }
 
 /// The bare Raft core with the test state machine: commands are opaque bytes proposed
@@ -49,6 +76,7 @@ impl App for RaftApp {
         restored: Restored,
         seed: u64,
         sim: &ClusterConfig,
+        _kind: GroupKind,
     ) -> Result<Self, String> {
         let sm = match &restored.snapshot {
             Some(s) => TestStateMachine::restore(&s.data, s.meta.index)?,
@@ -60,6 +88,10 @@ impl App for RaftApp {
             snapshot_every: sim.snapshot_every,
             reads: Vec::new(),
         })
+    }
+
+    fn runs(kind: GroupKind) -> bool {
+        kind == GroupKind::Raft
     }
 }
 

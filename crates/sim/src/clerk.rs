@@ -5,9 +5,11 @@
 //! checks live with the service's harness (`kv.rs`, `ctrl.rs`).
 
 use crate::app::App;
-use crate::cluster::{ClientEvent, Sim};
+use crate::cluster::Sim;
+use crate::event::ClientEvent;
+use crate::service_app::ServiceApp;
 use shardkv_client::{CLERK_TICK_MS, ClerkCore, Next, Op, RetryPolicy, SingleGroup};
-use shardkv_rsm::{Error, Reply, Request, StateMachine};
+use shardkv_rsm::{Error, StateMachine};
 use shardkv_types::{Gid, NodeId, Rng};
 
 /// The simulated clerks' policy: the production policy with a shorter attempt timeout
@@ -74,9 +76,9 @@ impl<SM: StateMachine> std::fmt::Debug for SimClerk<SM> {
 }
 
 impl<SM: StateMachine> SimClerk<SM> {
-    /// A clerk at network address `addr` for the group `servers`.
-    pub fn new(addr: u64, servers: Vec<NodeId>, policy: RetryPolicy, rng: Rng) -> Self {
-        let router = SingleGroup::new(Gid(1), servers);
+    /// A clerk at network address `addr` for group `gid` of `servers`.
+    pub fn new(addr: u64, gid: Gid, servers: Vec<NodeId>, policy: RetryPolicy, rng: Rng) -> Self {
+        let router = SingleGroup::new(gid, servers);
         SimClerk {
             addr,
             core: ClerkCore::new(router, policy, rng),
@@ -101,7 +103,7 @@ impl<SM: StateMachine> SimClerk<SM> {
         op: Op<SM::Command, SM::Query>,
     ) -> Option<EndedOf<SM>>
     where
-        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+        A: ServiceApp<SM>,
     {
         self.op_no += 1;
         self.inflight = Some(InFlight {
@@ -118,10 +120,10 @@ impl<SM: StateMachine> SimClerk<SM> {
     pub fn on_event<A>(
         &mut self,
         sim: &mut Sim<A>,
-        ev: ClientEvent<Reply<SM::Output>>,
+        ev: ClientEvent<A::Response>,
     ) -> Option<EndedOf<SM>>
     where
-        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+        A: ServiceApp<SM>,
     {
         let now = ticks(sim);
         match ev {
@@ -134,6 +136,7 @@ impl<SM: StateMachine> SimClerk<SM> {
                 if self.op_no != client_req || self.inflight.is_none() {
                     return None; // an answer to an earlier operation
                 }
+                let response = A::unwrap(response)?;
                 // Any attempt's answer is an answer to the same request.
                 let next = self.core.on_response(now, from, response);
                 self.follow(sim, next)
@@ -171,7 +174,7 @@ impl<SM: StateMachine> SimClerk<SM> {
     /// Does what the clerk core says next.
     fn follow<A>(&mut self, sim: &mut Sim<A>, next: Next<SM::Output>) -> Option<EndedOf<SM>>
     where
-        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+        A: ServiceApp<SM>,
     {
         match next {
             Next::Send {
@@ -223,10 +226,10 @@ impl<SM: StateMachine> SimClerk<SM> {
     /// Sends the request in flight to `to` and waits for the answer.
     fn send<A>(&mut self, sim: &mut Sim<A>, to: NodeId)
     where
-        A: App<Request = Request<SM::Command, SM::Query>, Response = Reply<SM::Output>>,
+        A: ServiceApp<SM>,
     {
-        let req = self.core.current().expect("an operation in flight");
-        sim.client_send(self.addr, self.op_no, to, req);
+        let req = self.core.current().expect("an operation in flight").clone();
+        sim.client_send(self.addr, self.op_no, to, &A::wrap(req));
         let ticks = self.core.policy().attempt_ticks;
         self.wait(sim, Waiting::Answer { to }, ticks);
     }

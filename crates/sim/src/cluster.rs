@@ -1,142 +1,38 @@
-//! A simulated Raft group: nodes running an [`App`], simulated clients, the network, the
-//! clock and the checker under one seed, driven by a discrete-event loop. Scenario helpers
-//! (the test DSL) live in `dsl.rs` (any app), `raft_dsl.rs` (bare Raft) and `kv.rs`.
+//! [`Sim`]: a simulated world — one or more Raft groups (each with its own voters, Raft
+//! configuration and invariant checker), simulated clients, the network, the clock and the
+//! fault schedule under one seed, driven by a discrete-event loop. Node ids are unique
+//! across the world; every Raft message travels in an [`Envelope`] stamped with its cluster
+//! and group, and one that reaches a node of another group or cluster is dropped and
+//! counted, never stepped. Scenario helpers (the test DSL) live in `dsl.rs` (any app),
+//! `raft_dsl.rs` (bare Raft), `kv.rs`, `ctrl.rs` and `world.rs`.
 
 use crate::app::{App, RaftApp};
 use crate::checker::Checker;
-use crate::faults::{FaultSchedule, RaftTweak};
-use crate::net::{Fate, NetConfig, Network};
+use crate::config::ClusterConfig;
+use crate::event::{ClientEvent, Event, Origin};
+use crate::faults::FaultSchedule;
+use crate::group::GroupSpec;
+use crate::net::{Fate, Network};
 use crate::node::{Fault, SimNode};
 use crate::queue::{EventQueue, Micros};
 use crate::state_machine::digest;
+use crate::stats::NetStats;
+use crate::wire::Envelope;
 use shardkv_raft::{Config, Message};
-use shardkv_types::{NodeId, Rng};
+use shardkv_types::{Gid, NodeId, Rng};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How to build a simulated group.
-#[derive(Clone, Debug)]
-pub struct ClusterConfig {
-    pub nodes: usize,
-    pub seed: u64,
-    pub net: NetConfig,
-    /// Bare Raft ([`RaftApp`]): each node snapshots every this many applied entries.
-    pub snapshot_every: Option<u64>,
-    /// Services: snapshot when the persisted Raft state exceeds this many bytes.
-    pub max_raft_state: Option<u64>,
-    /// The cluster's shard count (a power of two, at most 16384), fixed at creation.
-    pub shards: u32,
-    /// Virtual time per Raft tick.
-    pub tick_us: Micros,
-    /// Adjusts each node's Raft configuration.
-    pub raft: fn(&mut Config),
-    /// Applied after `raft`: the fuzzers' per-seed (swarm) overrides.
-    pub tweak: RaftTweak,
-    /// Printed on failure: the command that replays this run.
-    pub replay: String,
-}
-
-impl ClusterConfig {
-    pub fn new(nodes: usize, seed: u64) -> ClusterConfig {
-        ClusterConfig {
-            nodes,
-            seed,
-            net: NetConfig::reliable(),
-            snapshot_every: None,
-            max_raft_state: None,
-            shards: shardkv_types::SHARDS_DEFAULT,
-            tick_us: 10_000,
-            raft: |_| {},
-            tweak: RaftTweak::default(),
-            replay: format!("SHARDKV_SEED={seed} cargo test -p shardkv-sim"),
-        }
-    }
-
-    /// The configuration of a named scenario test: seed from `SHARDKV_SEED` or
-    /// `default_seed`, and a replay command that reruns exactly this test.
-    pub fn scenario(nodes: usize, test_file: &str, name: &str, default_seed: u64) -> ClusterConfig {
-        let seed = crate::seed_or(default_seed);
-        let mut cfg = ClusterConfig::new(nodes, seed);
-        cfg.replay = format!(
-            "SHARDKV_SEED={seed} cargo test -p shardkv-sim --test {test_file} -- {name} --exact"
-        );
-        cfg
-    }
-}
-
-/// Message and byte counts, as the lab testers count them: every request sent counts, even
-/// if it is later lost; reply bytes count when delivered.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NetStats {
-    /// Messages sent, by kind (see `Message::kind`).
-    pub by_kind: BTreeMap<&'static str, u64>,
-    pub requests: u64,
-    pub request_bytes: u64,
-    pub replies: u64,
-    pub reply_bytes: u64,
-}
-
-impl NetStats {
-    pub fn bytes(&self) -> u64 {
-        self.request_bytes + self.reply_bytes
-    }
-}
-
-/// An event in the simulation's queue.
-#[derive(Debug)]
-enum Event {
-    Tick {
-        node: NodeId,
-        incarnation: u64,
-    },
-    Raft {
-        from: NodeId,
-        to: NodeId,
-        incarnation: u64,
-        bytes: Vec<u8>,
-        request: bool,
-    },
-    ClientRequest {
-        client: u64,
-        client_req: u64,
-        to: NodeId,
-        incarnation: u64,
-        bytes: Vec<u8>,
-    },
-    ClientResponse {
-        client: u64,
-        client_req: u64,
-        from: NodeId,
-        bytes: Vec<u8>,
-    },
-    ClientTimer {
-        client: u64,
-        token: u64,
-    },
-}
-
-/// Something that happened to a simulated client, for its driver to handle.
-#[derive(Debug)]
-pub enum ClientEvent<R> {
-    Response {
-        client: u64,
-        client_req: u64,
-        from: NodeId,
-        response: R,
-    },
-    Timer {
-        client: u64,
-        token: u64,
-    },
-}
-
-/// A simulated group of nodes running `A`.
+/// A simulated world of groups whose nodes run `A` (one app type per group; a world of
+/// several kinds runs [`GroupApp`](crate::GroupApp)).
 pub struct Sim<A: App> {
     pub cfg: ClusterConfig,
     pub now: Micros,
     pub rng: Rng,
     pub net: Network,
+    /// Every node of every group, by its world-unique id.
     pub nodes: BTreeMap<NodeId, SimNode<A>>,
-    pub checker: Checker,
+    /// One invariant checker per group: Raft's properties hold within a group.
+    pub checkers: BTreeMap<Gid, Checker>,
     pub stats: NetStats,
     /// Nodes the lab would call "connected" (not isolated by `disconnect`).
     pub connected: BTreeSet<NodeId>,
@@ -146,6 +42,7 @@ pub struct Sim<A: App> {
     /// Client events waiting for the client driver.
     client_inbox: Vec<ClientEvent<A::Response>>,
     /// Client-to-node links that are cut (both directions).
+    /// (Node-to-node requests between groups follow the node links in `net`.)
     client_cut: BTreeSet<(u64, NodeId)>,
     /// Nodes whose disk will fail after a few more writes.
     disk_faults_armed: BTreeSet<NodeId>,
@@ -172,14 +69,27 @@ impl<A: App> std::fmt::Debug for Sim<A> {
 }
 
 impl<A: App> Sim<A> {
-    /// Builds and starts every node.
+    /// Builds and starts every node of every group.
+    ///
+    /// # Panics
+    /// If the configuration breaks an identity invariant or names a group kind `A` cannot
+    /// run.
     pub fn new(cfg: ClusterConfig) -> Sim<A> {
+        cfg.check();
+        for g in &cfg.groups {
+            assert!(
+                A::runs(g.kind),
+                "group {} is {:?}: not this app",
+                g.gid,
+                g.kind
+            );
+        }
         let mut c = Sim {
             now: 0,
             rng: Rng::new(cfg.seed),
             net: Network::new(cfg.net.clone()),
             nodes: BTreeMap::new(),
-            checker: Checker::default(),
+            checkers: BTreeMap::new(),
             stats: NetStats::default(),
             connected: BTreeSet::new(),
             elections: Vec::new(),
@@ -193,31 +103,74 @@ impl<A: App> Sim<A> {
             faults: None,
             cfg,
         };
-        for id in c.ids() {
-            let disk_seed = c.rng.next_u64();
-            c.nodes.insert(id, SimNode::new(id, disk_seed));
-            c.connected.insert(id);
-            c.start_node(id);
+        for g in c.cfg.groups.clone() {
+            c.checkers.insert(g.gid, Checker::default());
+            for &id in &g.members {
+                let disk_seed = c.rng.next_u64();
+                c.nodes.insert(id, SimNode::new(id, g.gid, disk_seed));
+                c.connected.insert(id);
+                c.start_node(id);
+            }
         }
         c
     }
 
+    /// Every node of every group, in id order.
     pub fn ids(&self) -> Vec<NodeId> {
-        (1..=self.cfg.nodes as u64).map(NodeId).collect()
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Every group's id, in order.
+    pub fn gids(&self) -> Vec<Gid> {
+        self.checkers.keys().copied().collect()
+    }
+
+    /// The one group of a single-group simulator.
+    ///
+    /// # Panics
+    /// If the world has several groups.
+    pub fn gid(&self) -> Gid {
+        match self.cfg.groups.as_slice() {
+            [g] => g.gid,
+            gs => panic!("a world of {} groups has no one gid", gs.len()),
+        }
+    }
+
+    /// The group `gid`'s spec.
+    pub fn group(&self, gid: Gid) -> &GroupSpec {
+        self.cfg.group(gid)
+    }
+
+    /// The voters of group `gid`.
+    pub fn members(&self, gid: Gid) -> Vec<NodeId> {
+        self.group(gid).members.clone()
+    }
+
+    /// The group node `id` belongs to.
+    pub fn gid_of(&self, id: NodeId) -> Gid {
+        self.nodes[&id].gid
+    }
+
+    /// The checker of the only group (see [`Sim::gid`]).
+    pub fn checker(&self) -> &Checker {
+        &self.checkers[&self.gid()]
     }
 
     fn raft_config(&self, id: NodeId) -> Config {
-        let mut rc = Config::new(id, self.ids());
+        let g = self.group(self.gid_of(id));
+        let mut rc = Config::new(id, g.members.clone());
         (self.cfg.raft)(&mut rc);
+        (g.raft)(&mut rc);
         self.cfg.tweak.apply(&mut rc);
         rc
     }
 
     fn start_node(&mut self, id: NodeId) {
         let rc = self.raft_config(id);
+        let kind = self.group(self.gid_of(id)).kind;
         let seed = self.rng.next_u64();
         let node = self.nodes.get_mut(&id).expect("node");
-        if let Err(e) = node.start(rc, seed, &self.cfg) {
+        if let Err(e) = node.start(rc, seed, &self.cfg, kind) {
             self.fail(&e);
         }
         let incarnation = self.nodes[&id].incarnation;
@@ -256,7 +209,8 @@ impl<A: App> Sim<A> {
     /// Restarts a node from its persisted state (crashing it first if it is up).
     pub fn restart(&mut self, id: NodeId) {
         self.crash(id);
-        self.checker.on_restart(id);
+        let gid = self.gid_of(id);
+        self.checkers.get_mut(&gid).expect("checker").on_restart(id);
         self.start_node(id);
     }
 
@@ -349,52 +303,69 @@ impl<A: App> Sim<A> {
                     self.stats.reply_bytes += bytes.len() as u64;
                 }
                 self.trace = mix(self.trace, self.now ^ digest(&bytes));
-                let msg: Message = match postcard::from_bytes(&bytes) {
+                let env: Envelope = match postcard::from_bytes(&bytes) {
                     Ok(m) => m,
                     Err(e) => self.fail(&format!("undecodable message from {from}: {e}")),
                 };
-                self.nodes.get_mut(&to).expect("node").step(msg);
+                if env.cluster != self.cfg.cluster_id || env.gid != self.gid_of(to) {
+                    // Identity: never step another group's (or cluster's) message.
+                    self.stats.misdirected += 1;
+                    return;
+                }
+                self.nodes.get_mut(&to).expect("node").step(env.msg);
                 self.process(to);
             }
-            Event::ClientRequest {
-                client,
-                client_req,
+            Event::Request {
+                origin,
+                req,
                 to,
                 incarnation,
                 bytes,
             } => {
-                if !self.deliverable(to, incarnation) || self.client_cut.contains(&(client, to)) {
+                if !self.deliverable(to, incarnation) || !self.reachable(origin, to) {
                     return;
                 }
                 self.trace = mix(self.trace, self.now ^ digest(&bytes));
                 let r: A::Request = match postcard::from_bytes(&bytes) {
                     Ok(r) => r,
-                    Err(e) => self.fail(&format!("undecodable request from client {client}: {e}")),
+                    Err(e) => self.fail(&format!("undecodable request from {origin:?}: {e}")),
                 };
                 self.nodes
                     .get_mut(&to)
                     .expect("node")
-                    .request(client, client_req, r);
+                    .request(origin, req, r);
                 self.process(to);
             }
-            Event::ClientResponse {
-                client,
-                client_req,
+            Event::Response {
+                origin,
+                req,
                 from,
                 bytes,
             } => {
-                if self.client_cut.contains(&(client, from)) {
+                if !self.reachable(origin, from) {
                     return;
                 }
                 self.trace = mix(self.trace, self.now ^ digest(&bytes));
-                match postcard::from_bytes(&bytes) {
-                    Ok(response) => self.client_inbox.push(ClientEvent::Response {
+                let response: A::Response = match postcard::from_bytes(&bytes) {
+                    Ok(r) => r,
+                    Err(e) => self.fail(&format!("undecodable response from {from}: {e}")),
+                };
+                match origin {
+                    Origin::Client(client) => self.client_inbox.push(ClientEvent::Response {
                         client,
-                        client_req,
+                        client_req: req,
                         from,
                         response,
                     }),
-                    Err(e) => self.fail(&format!("undecodable response from {from}: {e}")),
+                    Origin::Node { id, incarnation } => {
+                        if self.deliverable(id, incarnation) {
+                            self.nodes
+                                .get_mut(&id)
+                                .expect("node")
+                                .answer(req, from, response);
+                            self.process(id);
+                        }
+                    }
                 }
             }
             Event::ClientTimer { client, token } => {
@@ -408,13 +379,24 @@ impl<A: App> Sim<A> {
         n.incarnation == incarnation && n.is_up()
     }
 
-    /// Lets node `id` run its Ready loop and puts its messages on the network.
+    /// True if `origin` and node `node` can talk both ways now: a client through its client
+    /// links, a node through the node links (partitions cut traffic between groups too).
+    fn reachable(&self, origin: Origin, node: NodeId) -> bool {
+        match origin {
+            Origin::Client(client) => !self.client_cut.contains(&(client, node)),
+            Origin::Node { id, .. } => self.net.connected(id, node) && self.net.connected(node, id),
+        }
+    }
+
+    /// Lets node `id` run its Ready loop and puts its messages, answers and outbound
+    /// requests on the network.
     pub(crate) fn process(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node");
-        let out = node.process(&mut self.checker);
+        let checker = self.checkers.get_mut(&node.gid).expect("checker");
+        let out = node.process(checker);
         match out.fault {
             None => {}
-            Some(Fault::Violation(e)) => self.fail(&e),
+            Some(Fault::Violation(e)) => self.fail(&format!("group {}: {e}", self.gid_of(id))),
             Some(Fault::Disk(_)) => {
                 // The disk stopped mid-write: the node dies there. What the host sent before
                 // (a leader's early-sent appends, the messages of Readys fully persisted
@@ -440,23 +422,20 @@ impl<A: App> Sim<A> {
         for m in out.messages {
             self.send(m);
         }
-        for (client, client_req, resp) in out.responses {
+        for (origin, req, resp) in out.responses {
             let bytes = postcard::to_allocvec(&resp).expect("encoding to memory cannot fail");
-            if self.client_cut.contains(&(client, id)) {
-                continue;
-            }
-            let Fate::Deliver(delays) = self.net.decide(&mut self.rng, false) else {
-                continue;
+            let ev = || Event::Response {
+                origin,
+                req,
+                from: id,
+                bytes: bytes.clone(),
             };
-            for d in delays {
-                let ev = Event::ClientResponse {
-                    client,
-                    client_req,
-                    from: id,
-                    bytes: bytes.clone(),
-                };
-                self.queue.push(self.now + d, ev);
-            }
+            self.transmit(origin, id, false, ev);
+        }
+        let incarnation = self.nodes[&id].incarnation;
+        for o in out.outbound {
+            self.stats.outbound += 1;
+            self.request(Origin::Node { id, incarnation }, o.token, o.to, &o.request);
         }
         if let Some(mut f) = self.faults.take() {
             f.after_process(self, id);
@@ -464,8 +443,35 @@ impl<A: App> Sim<A> {
         }
     }
 
+    /// Puts one client-style message between `origin` and node `node` on the network:
+    /// dropped if their link is cut, else as the network decides (`make` builds the event
+    /// for each delivery).
+    fn transmit(&mut self, origin: Origin, node: NodeId, request: bool, make: impl Fn() -> Event) {
+        if !self.reachable(origin, node) {
+            return;
+        }
+        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, request) else {
+            return;
+        };
+        for d in delays {
+            self.queue.push(self.now + d, make());
+        }
+    }
+
     fn send(&mut self, m: Message) {
-        let bytes = postcard::to_allocvec(&m).expect("encoding to memory cannot fail");
+        let env = Envelope {
+            cluster: self.cfg.cluster_id,
+            gid: self.gid_of(m.from),
+            msg: m,
+        };
+        self.send_envelope(env);
+    }
+
+    /// Puts a Raft message on the wire as it is, whatever its cluster and group say: tests
+    /// forge misaddressed messages with it (the receiver must drop them).
+    pub fn send_envelope(&mut self, env: Envelope) {
+        let m = &env.msg;
+        let bytes = postcard::to_allocvec(&env).expect("encoding to memory cannot fail");
         let request = m.is_request();
         *self.stats.by_kind.entry(m.kind()).or_default() += 1;
         if request {
@@ -474,17 +480,18 @@ impl<A: App> Sim<A> {
         } else {
             self.stats.replies += 1;
         }
-        if !self.net.connected(m.from, m.to) {
+        let (from, to) = (m.from, m.to);
+        if !self.net.connected(from, to) {
             return;
         }
         let Fate::Deliver(delays) = self.net.decide(&mut self.rng, request) else {
             return;
         };
-        let incarnation = self.nodes[&m.to].incarnation;
+        let incarnation = self.nodes[&to].incarnation;
         for d in delays {
             let ev = Event::Raft {
-                from: m.from,
-                to: m.to,
+                from,
+                to,
                 incarnation,
                 bytes: bytes.clone(),
                 request,
@@ -493,26 +500,23 @@ impl<A: App> Sim<A> {
         }
     }
 
+    /// Sends request `req` of `origin` to node `to` over the simulated network.
+    fn request(&mut self, origin: Origin, req: u64, to: NodeId, r: &A::Request) {
+        let bytes = postcard::to_allocvec(r).expect("encoding to memory cannot fail");
+        let incarnation = self.nodes[&to].incarnation;
+        let ev = || Event::Request {
+            origin,
+            req,
+            to,
+            incarnation,
+            bytes: bytes.clone(),
+        };
+        self.transmit(origin, to, true, ev);
+    }
+
     /// Client `client` sends request `client_req` to node `to` over the simulated network.
     pub fn client_send(&mut self, client: u64, client_req: u64, to: NodeId, r: &A::Request) {
-        let bytes = postcard::to_allocvec(r).expect("encoding to memory cannot fail");
-        if self.client_cut.contains(&(client, to)) {
-            return;
-        }
-        let Fate::Deliver(delays) = self.net.decide(&mut self.rng, true) else {
-            return;
-        };
-        let incarnation = self.nodes[&to].incarnation;
-        for d in delays {
-            let ev = Event::ClientRequest {
-                client,
-                client_req,
-                to,
-                incarnation,
-                bytes: bytes.clone(),
-            };
-            self.queue.push(self.now + d, ev);
-        }
+        self.request(Origin::Client(client), client_req, to, r);
     }
 
     /// Wakes client `client` with `token` after `ms`.

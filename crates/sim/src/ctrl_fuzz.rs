@@ -8,7 +8,7 @@
 //! agrees with the one history of configs, queries of the latest config are not stale,
 //! every config is balanced and minimal (the controller asserts that itself on apply).
 
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::ctrl::{CtrlCluster, CtrlOp, join, leave, move_to, query};
 use crate::faults::{FaultSchedule, Swarm};
 use crate::net::NetConfig;
@@ -41,7 +41,7 @@ const LIVENESS_MS_MAX: u64 = 30_000;
 const GIDS_MAX: u64 = 8;
 
 /// A random operation; many are refused on purpose (joining a member, leaving a stranger).
-fn random_op(rng: &mut Rng, shards: u32) -> CtrlOp {
+pub(crate) fn random_op(rng: &mut Rng, shards: u32) -> CtrlOp {
     let gid = |rng: &mut Rng| rng.range(1, GIDS_MAX + 1);
     match rng.range(0, 100) {
         0..30 => {
@@ -72,14 +72,7 @@ pub fn run_ctrl_seed(seed: u64) -> CtrlFuzzReport {
     cfg.replay = format!("{}   (swarm: {})", replay_command(seed), swarm.describe());
     cfg.tweak = swarm.tweak();
     cfg.shards = [1, 4, 16, 64][pick.index(4)];
-    cfg.net = NetConfig {
-        request_loss_permille: [0, 0, 50, 100][pick.index(4)],
-        reply_loss_permille: [0, 0, 50, 100][pick.index(4)],
-        delay_min_us: 0,
-        delay_max_us: [1_000, 10_000, 26_000][pick.index(3)],
-        long_reordering: pick.chance(100),
-        duplicate_permille: [0, 0, 20][pick.index(3)],
-    };
+    cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(2_000), Some(8_000)][pick.index(3)];
     let shards = cfg.shards;
     let clerks = pick.range(1, 7) as usize;

@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::cluster::Sim;
 use shardkv_raft::Role;
-use shardkv_types::{NodeId, Term};
+use shardkv_types::{Gid, NodeId, Term};
 
 impl<A: App> Sim<A> {
     /// Cuts `id` off from every other node, both ways.
@@ -58,10 +58,18 @@ impl<A: App> Sim<A> {
         Some((app.raft().term(), app.raft().role() == Role::Leader))
     }
 
-    /// The leader of the highest term among connected live nodes; panics if one term has two.
+    /// The leader of the highest term among connected live nodes of the only group; panics
+    /// if one term has two (see [`Sim::leader_of`] for a world's groups).
     pub fn leader(&self) -> Option<NodeId> {
+        self.leader_of(self.gid())
+    }
+
+    /// The leader of the highest term among connected live members of group `gid`; panics
+    /// if one term has two.
+    pub fn leader_of(&self, gid: Gid) -> Option<NodeId> {
         let mut by_term: std::collections::BTreeMap<Term, Vec<NodeId>> = Default::default();
-        for &id in &self.connected {
+        let members = self.group(gid).members.iter();
+        for &id in members.filter(|id| self.connected.contains(id)) {
             if let Some((t, true)) = self.state(id) {
                 by_term.entry(t).or_default().push(id);
             }

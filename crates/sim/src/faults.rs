@@ -23,36 +23,12 @@
 
 use crate::app::App;
 use crate::cluster::Sim;
+use crate::net::NetConfig;
 use crate::queue::Micros;
+use crate::raft_tweak::RaftTweak;
 use shardkv_raft::Role;
 use shardkv_types::{LogIndex, NodeId, Rng, Term};
 use std::collections::BTreeMap;
-
-/// Per-seed overrides of the Raft configuration (`None` keeps the value).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RaftTweak {
-    pub append_entries_max: Option<usize>,
-    pub inflight_appends_max: Option<usize>,
-    pub election_ticks: Option<u32>,
-    pub heartbeat_ticks: Option<u32>,
-}
-
-impl RaftTweak {
-    pub fn apply(&self, c: &mut shardkv_raft::Config) {
-        if let Some(x) = self.append_entries_max {
-            c.append_entries_max = x;
-        }
-        if let Some(x) = self.inflight_appends_max {
-            c.inflight_appends_max = x;
-        }
-        if let Some(x) = self.election_ticks {
-            c.election_ticks = x;
-        }
-        if let Some(x) = self.heartbeat_ticks {
-            c.heartbeat_ticks = x;
-        }
-    }
-}
 
 /// The fault patterns one seed enables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,6 +59,19 @@ impl Swarm {
             tiny_inflight: rng.chance(500),
             short_elections: rng.chance(500),
             clock_skew: rng.chance(500),
+        }
+    }
+
+    /// A service fuzzer's network for one seed: loss each way, delay, long reordering and
+    /// duplication, each picked from a few levels.
+    pub fn pick_net(rng: &mut Rng) -> NetConfig {
+        NetConfig {
+            request_loss_permille: [0, 0, 50, 100][rng.index(4)],
+            reply_loss_permille: [0, 0, 50, 100][rng.index(4)],
+            delay_min_us: 0,
+            delay_max_us: [1_000, 10_000, 26_000][rng.index(3)],
+            long_reordering: rng.chance(100),
+            duplicate_permille: [0, 0, 20][rng.index(3)],
         }
     }
 

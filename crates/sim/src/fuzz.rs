@@ -13,7 +13,8 @@
 //! every entry committed (anywhere) before the read was asked; any violation panics with the
 //! seed, the swarm toggles and the command that replays it.
 
-use crate::cluster::{Cluster, ClusterConfig};
+use crate::cluster::Cluster;
+use crate::config::ClusterConfig;
 use crate::faults::{FaultSchedule, Swarm};
 use crate::net::NetConfig;
 use crate::state_machine::digest;
@@ -164,7 +165,7 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     }
     report.reads = reader.answered;
     report.elections = c.elections.len();
-    report.last_index = c.checker.max_applied();
+    report.last_index = c.checker().max_applied();
     report.virtual_ms = c.now / 1000;
     report.messages = c.stats.requests + c.stats.replies;
     report
@@ -172,7 +173,7 @@ pub fn run_seed(seed: u64) -> FuzzReport {
 
 /// True when every node applied the same, highest index.
 fn converged(c: &Cluster) -> bool {
-    let max = c.checker.max_applied();
+    let max = c.checker().max_applied();
     c.nodes
         .values()
         .all(|n| n.app.as_ref().is_some_and(|a| a.sm.applied == max))

@@ -3,13 +3,19 @@
 //! operation with its virtual call and return times, and check the history for
 //! linearizability with `shardkv-lincheck`.
 
+use crate::app::App;
 use crate::clerk::{Ended, SIM_CLERK_POLICY, SimClerk};
-use crate::cluster::{ClientEvent, ClusterConfig, Sim};
+use crate::clients::{Clients, run_clients};
+use crate::cluster::Sim;
+use crate::config::ClusterConfig;
+use crate::event::ClientEvent;
+use crate::group::GroupKind;
+use crate::service_app::ServiceApp;
 use crate::service_node::KvNode;
 use shardkv_client::{CLERK_TICK_MS, KvOp, Op, RetryPolicy};
-use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvResponse, KvStore};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvStore};
 use shardkv_lincheck as lin;
-use shardkv_types::Rng;
+use shardkv_types::{Gid, NodeId, Rng};
 use std::collections::VecDeque;
 
 /// A simulated KV group.
@@ -65,9 +71,14 @@ pub struct KvClient {
     rng: Rng,
 }
 
-/// A KV group plus its clerks and the history they recorded.
-pub struct KvCluster {
-    pub sim: KvSim,
+/// The clerks of one KV group and the history they recorded, over any simulator whose
+/// nodes can run the KV service (a lone KV group, or one group of a world).
+pub struct KvClients {
+    /// The group the clerks talk to, and its members.
+    pub gid: Gid,
+    pub servers: Vec<NodeId>,
+    /// Clerk `i` has network address `addr_base + i`.
+    addr_base: u64,
     pub clerks: Vec<KvClient>,
     pub history: Vec<lin::Operation>,
     /// If set, a clerk gives up on an operation this long after starting it, as a real
@@ -77,6 +88,25 @@ pub struct KvCluster {
     /// If set, a running clerk starts at most this many operations (its workload's), which
     /// bounds the history a linearizability check must decide.
     pub ops_per_clerk_max: Option<u64>,
+}
+
+/// A lone KV group plus its clerks ([`KvClients`], reached through `Deref`).
+pub struct KvCluster {
+    pub sim: KvSim,
+    pub kv: KvClients,
+}
+
+impl std::ops::Deref for KvCluster {
+    type Target = KvClients;
+    fn deref(&self) -> &KvClients {
+        &self.kv
+    }
+}
+
+impl std::ops::DerefMut for KvCluster {
+    fn deref_mut(&mut self) -> &mut KvClients {
+        &mut self.kv
+    }
 }
 
 fn own_key(index: u64) -> Vec<u8> {
@@ -157,10 +187,13 @@ impl KvClient {
     }
 }
 
-impl KvCluster {
-    pub fn new(cfg: ClusterConfig) -> KvCluster {
-        KvCluster {
-            sim: Sim::new(cfg),
+impl KvClients {
+    /// No clerks yet for group `gid` of `servers`; clerk addresses start at `addr_base`.
+    pub fn new(gid: Gid, servers: Vec<NodeId>, addr_base: u64) -> KvClients {
+        KvClients {
+            gid,
+            servers,
+            addr_base,
             clerks: Vec::new(),
             history: Vec::new(),
             op_deadline_ms: None,
@@ -169,15 +202,19 @@ impl KvCluster {
     }
 
     /// Adds a clerk (not yet running) with `workload`; returns its index.
-    pub fn add_clerk(&mut self, workload: Workload) -> usize {
+    pub fn add_clerk<A: ServiceApp<KvStore>>(
+        &mut self,
+        sim: &mut Sim<A>,
+        workload: Workload,
+    ) -> usize {
         let index = self.clerks.len() as u64;
-        let mut rng = self.sim.rng.fork();
+        let mut rng = sim.rng.fork();
         let policy = RetryPolicy {
             op_ticks_max: self.op_deadline_ms.map(|ms| ms.div_ceil(CLERK_TICK_MS)),
             ..SIM_CLERK_POLICY
         };
-        let addr = 1000 + index;
-        let clerk = SimClerk::new(addr, self.sim.ids(), policy, rng.fork());
+        let addr = self.addr_base + index;
+        let clerk = SimClerk::new(addr, self.gid, self.servers.clone(), policy, rng.fork());
         self.clerks.push(KvClient {
             addr,
             index,
@@ -199,10 +236,10 @@ impl KvCluster {
     }
 
     /// Lets every clerk issue operations until `stop_clients`.
-    pub fn start_clients(&mut self) {
+    pub fn start_clients<A: ServiceApp<KvStore>>(&mut self, sim: &mut Sim<A>) {
         for c in 0..self.clerks.len() {
             self.clerks[c].running = true;
-            self.kick(c);
+            self.kick(sim, c);
         }
     }
 
@@ -218,54 +255,22 @@ impl KvCluster {
         self.clerks.iter().all(|c| c.clerk.is_idle())
     }
 
-    /// Runs `ms` of virtual time with the clerks active.
-    pub fn run_for(&mut self, ms: u64) {
-        let end = self.sim.now + ms * 1000;
-        self.run_until_time(end, |_| false);
-    }
-
-    /// Runs until every clerk is idle, for at most `ms`; returns whether they are.
-    pub fn run_until_idle(&mut self, ms: u64) -> bool {
-        let end = self.sim.now + ms * 1000;
-        self.run_until_time(end, |k| k.idle())
-    }
-
-    fn run_until_time(&mut self, end: u64, done: impl Fn(&KvCluster) -> bool) -> bool {
-        loop {
-            if done(self) {
-                return true;
-            }
-            let events = self.sim.next_client_events(end);
-            if events.is_empty() {
-                return done(self);
-            }
-            for ev in events {
-                self.on_event(ev);
-            }
-        }
-    }
-
-    /// Runs one operation on clerk `c` to completion (up to `ms`); returns its output, or
-    /// `None` if it did not complete (it stays in flight).
-    pub fn op(&mut self, c: usize, op: KvOp, ms: u64) -> Option<KvOutput> {
-        let before = self.clerks[c].results.len();
-        self.begin(c, op);
-        let end = self.sim.now + ms * 1000;
-        self.run_until_time(end, |k| k.clerks[c].clerk.is_idle());
-        self.clerks[c].results.get(before).map(|(_, o)| o.clone())
-    }
-
     /// Starts `op` on clerk `c` without waiting.
-    pub fn begin(&mut self, c: usize, op: KvOp) {
-        let ended = self.clerks[c].clerk.begin(&mut self.sim, op);
-        self.ended(c, ended);
+    pub fn begin<A: ServiceApp<KvStore>>(&mut self, sim: &mut Sim<A>, c: usize, op: KvOp) {
+        let ended = self.clerks[c].clerk.begin(sim, op);
+        self.ended(sim, c, ended);
     }
 
     /// Records how clerk `c`'s operation ended, if it did, and starts its next one.
-    fn ended(&mut self, c: usize, ended: Option<Ended<KvCommand, KvQuery, KvOutput>>) {
+    fn ended<A: ServiceApp<KvStore>>(
+        &mut self,
+        sim: &mut Sim<A>,
+        c: usize,
+        ended: Option<Ended<KvCommand, KvQuery, KvOutput>>,
+    ) {
         match ended {
             None => return,
-            Some(Ended::Done { op, call_ns, out }) => self.complete(c, op, call_ns, out),
+            Some(Ended::Done { op, call_ns, out }) => self.complete(sim, c, op, call_ns, out),
             // May have applied: a write enters the history as unknown.
             Some(Ended::Unknown { op, call_ns }) => self.record_unknown(c, op, call_ns),
             Some(Ended::Failed { op, .. }) => {
@@ -276,10 +281,10 @@ impl KvCluster {
                 }
             }
         }
-        self.kick(c);
+        self.kick(sim, c);
     }
 
-    fn kick(&mut self, c: usize) {
+    fn kick<A: ServiceApp<KvStore>>(&mut self, sim: &mut Sim<A>, c: usize) {
         if !self.clerks[c].running || !self.clerks[c].clerk.is_idle() {
             return;
         }
@@ -291,21 +296,12 @@ impl KvCluster {
         }
         if let Some(op) = self.clerks[c].next_op() {
             self.clerks[c].ops_begun += 1;
-            self.begin(c, op);
+            self.begin(sim, c, op);
         }
     }
 
-    fn on_event(&mut self, ev: ClientEvent<KvResponse>) {
-        let addr = match &ev {
-            ClientEvent::Response { client, .. } | ClientEvent::Timer { client, .. } => *client,
-        };
-        let c = (addr - 1000) as usize;
-        let ended = self.clerks[c].clerk.on_event(&mut self.sim, ev);
-        self.ended(c, ended);
-    }
-
-    fn complete(&mut self, c: usize, op: KvOp, call_ns: u64, out: KvOutput) {
-        let now_ns = self.sim.now * 1000;
+    fn complete<A: App>(&mut self, sim: &Sim<A>, c: usize, op: KvOp, call_ns: u64, out: KvOutput) {
+        let now_ns = sim.now * 1000;
         let clerk = &mut self.clerks[c];
         if let Workload::OwnKey = clerk.workload {
             match (&op, &out) {
@@ -322,7 +318,7 @@ impl KvCluster {
                         String::from_utf8_lossy(&clerk.model),
                         v.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
                     );
-                    self.sim.fail(&msg);
+                    sim.fail(&msg);
                 }
                 _ => {}
             }
@@ -338,7 +334,7 @@ impl KvCluster {
         {
             let msg =
                 format!("a CAS that swapped reports current {current:?}, expected {expected:?}");
-            self.sim.fail(&msg);
+            sim.fail(&msg);
         }
         match (&op, &out) {
             (Op::Read(KvQuery::Get { key }), KvOutput::Value(v)) => {
@@ -356,7 +352,7 @@ impl KvCluster {
         }
         let Some(output) = to_lin_output(&op, &out) else {
             let msg = format!("server answered {:?} with {out:?}", op);
-            self.sim.fail(&msg)
+            sim.fail(&msg)
         };
         self.history.push(lin::Operation {
             client: clerk.addr,
@@ -407,7 +403,7 @@ impl KvCluster {
     /// Checks the whole recorded history; fails the run (with the seed) if it is not
     /// linearizable, and also if the checker could not decide within its budget: an
     /// undecided history is never a pass.
-    pub fn check_linearizable(&self) {
+    pub fn check_linearizable<A: App>(&self, sim: &Sim<A>) {
         let budget = match std::env::var("SHARDKV_LIN_STEPS") {
             Ok(v) => lin::Budget::steps_per_key(v.parse().expect("SHARDKV_LIN_STEPS=N")),
             Err(_) => lin::Budget::default(),
@@ -433,35 +429,33 @@ impl KvCluster {
                     String::from_utf8_lossy(&key),
                     on_key.len()
                 );
-                self.sim.fail(&msg)
+                sim.fail(&msg)
             }
             lin::Verdict::NotLinearizable { key, explanation } => {
                 let msg = format!(
                     "history is not linearizable on key {:?}:\n{explanation}",
                     String::from_utf8_lossy(&key)
                 );
-                self.sim.fail(&msg)
+                sim.fail(&msg)
             }
         }
     }
 
     /// The lab's checkClntAppends: `value` holds each of client `index`'s `count` appends
     /// exactly once, in order.
-    pub fn check_appends(&self, index: u64, value: &[u8], count: u64) {
+    pub fn check_appends<A: App>(&self, sim: &Sim<A>, index: u64, value: &[u8], count: u64) {
         let text = String::from_utf8_lossy(value);
         let mut last = None;
         for j in 0..count {
             let wanted = String::from_utf8_lossy(&append_value(index, j)).into_owned();
             let Some(pos) = text.find(&wanted) else {
-                self.sim
-                    .fail(&format!("missing element {wanted:?} in Append result"))
+                sim.fail(&format!("missing element {wanted:?} in Append result"))
             };
             if text[pos + 1..].contains(&wanted) {
-                self.sim
-                    .fail(&format!("duplicate element {wanted:?} in Append result"));
+                sim.fail(&format!("duplicate element {wanted:?} in Append result"));
             }
             if last.is_some_and(|l| pos < l) {
-                self.sim.fail(&format!(
+                sim.fail(&format!(
                     "wrong order for element {wanted:?} in Append result"
                 ));
             }
@@ -470,21 +464,98 @@ impl KvCluster {
     }
 
     /// The largest persisted Raft state and snapshot over all nodes, in bytes.
-    pub fn sizes(&self) -> (usize, usize) {
-        let raft = self
-            .sim
-            .nodes
-            .values()
+    pub fn sizes<A: App>(&self, sim: &Sim<A>) -> (usize, usize) {
+        let members = || self.servers.iter().map(|id| &sim.nodes[id]);
+        let raft = members()
             .map(|n| n.store.raft_state_bytes())
             .max()
             .unwrap_or(0);
-        let snap = self
-            .sim
-            .nodes
-            .values()
+        let snap = members()
             .map(|n| n.store.snapshot_bytes())
             .max()
             .unwrap_or(0);
         (raft, snap)
+    }
+}
+
+impl<A: ServiceApp<KvStore>> Clients<A> for KvClients {
+    fn on_event(&mut self, sim: &mut Sim<A>, ev: ClientEvent<A::Response>) {
+        let c = (ev.client() - self.addr_base) as usize;
+        let ended = self.clerks[c].clerk.on_event(sim, ev);
+        self.ended(sim, c, ended);
+    }
+}
+
+impl KvClients {
+    /// True if client address `addr` is one of these clerks'.
+    pub fn owns(&self, addr: u64) -> bool {
+        (self.addr_base..self.addr_base + self.clerks.len() as u64).contains(&addr)
+    }
+}
+
+impl KvCluster {
+    /// A lone KV group (every group of `cfg` runs the KV service; clerks talk to the first).
+    pub fn new(cfg: ClusterConfig) -> KvCluster {
+        let sim = Sim::new(cfg.with_kind(GroupKind::Kv));
+        let gid = sim.gid();
+        let kv = KvClients::new(gid, sim.members(gid), 1000);
+        KvCluster { sim, kv }
+    }
+
+    /// Adds a clerk (not yet running) with `workload`; returns its index.
+    pub fn add_clerk(&mut self, workload: Workload) -> usize {
+        self.kv.add_clerk(&mut self.sim, workload)
+    }
+
+    /// Lets every clerk issue operations until `stop_clients`.
+    pub fn start_clients(&mut self) {
+        self.kv.start_clients(&mut self.sim);
+    }
+
+    /// Starts `op` on clerk `c` without waiting.
+    pub fn begin(&mut self, c: usize, op: KvOp) {
+        self.kv.begin(&mut self.sim, c, op);
+    }
+
+    /// Runs `ms` of virtual time with the clerks active.
+    pub fn run_for(&mut self, ms: u64) {
+        let end = self.sim.now + ms * 1000;
+        run_clients(&mut self.sim, &mut self.kv, end, |_| false);
+    }
+
+    /// Runs until every clerk is idle, for at most `ms`; returns whether they are.
+    pub fn run_until_idle(&mut self, ms: u64) -> bool {
+        let end = self.sim.now + ms * 1000;
+        run_clients(&mut self.sim, &mut self.kv, end, |k| k.idle())
+    }
+
+    /// Runs one operation on clerk `c` to completion (up to `ms`); returns its output, or
+    /// `None` if it did not complete (it stays in flight).
+    pub fn op(&mut self, c: usize, op: KvOp, ms: u64) -> Option<KvOutput> {
+        let before = self.kv.clerks[c].results.len();
+        self.begin(c, op);
+        let end = self.sim.now + ms * 1000;
+        run_clients(&mut self.sim, &mut self.kv, end, |k| {
+            k.clerks[c].clerk.is_idle()
+        });
+        self.kv.clerks[c]
+            .results
+            .get(before)
+            .map(|(_, o)| o.clone())
+    }
+
+    /// See [`KvClients::check_linearizable`].
+    pub fn check_linearizable(&self) {
+        self.kv.check_linearizable(&self.sim);
+    }
+
+    /// See [`KvClients::check_appends`].
+    pub fn check_appends(&self, index: u64, value: &[u8], count: u64) {
+        self.kv.check_appends(&self.sim, index, value, count);
+    }
+
+    /// The largest persisted Raft state and snapshot over all nodes, in bytes.
+    pub fn sizes(&self) -> (usize, usize) {
+        self.kv.sizes(&self.sim)
     }
 }

@@ -12,7 +12,7 @@
 //! operations after a deadline, so the history holds writes of unknown outcome. The Raft invariant checker runs
 //! throughout. Any violation panics with the seed and the replay command.
 
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::faults::{FaultSchedule, Swarm};
 use crate::kv::{KvCluster, Workload};
 use crate::net::NetConfig;
@@ -54,14 +54,7 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     let mut cfg = ClusterConfig::new(nodes, seed);
     cfg.replay = format!("{}   (swarm: {})", replay_command(seed), swarm.describe());
     cfg.tweak = swarm.tweak();
-    cfg.net = NetConfig {
-        request_loss_permille: [0, 0, 50, 100][pick.index(4)],
-        reply_loss_permille: [0, 0, 50, 100][pick.index(4)],
-        delay_min_us: 0,
-        delay_max_us: [1_000, 10_000, 26_000][pick.index(3)],
-        long_reordering: pick.chance(100),
-        duplicate_permille: [0, 0, 20][pick.index(3)],
-    };
+    cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(1_000), Some(5_000)][pick.index(3)];
     let clerks = pick.range(1, 9) as usize;
     let random_keys = pick.chance(500);

@@ -1,52 +1,99 @@
 //! A seeded, single-threaded discrete-event simulator for shardkv.
 //!
-//! Whole clusters run in one thread under one seed: virtual time, a simulated network
-//! (loss per direction, delay, long reordering, duplication, symmetric and one-way
-//! partitions), crashes that keep only persisted state, and restarts. Messages pass through
-//! the real wire encoding (postcard), so byte counts are real; nodes run the production
-//! host loop (`shardkv-host`: Ready loop, group commit, a leader's early send, the NoSpace
-//! stall and refusal policy) and persist through the real WAL and snapshot code
-//! (`shardkv-storage`) on a simulated disk that loses unsynced writes, can tear the last
-//! one on a crash, can stop in the middle of a write and can fill up. The same seed yields
-//! the same run, event for event ([`Cluster::trace`] digests it).
+//! Whole worlds run in one thread under one seed: one or more Raft groups of different
+//! kinds (bare Raft, the KV service, the shard controller — [`GroupSpec`], [`GroupApp`])
+//! with node ids unique across the world, their clients, virtual time, a simulated network
+//! (loss per direction, delay, long reordering of replies, duplication, symmetric and
+//! one-way partitions — between groups as within them), crashes that keep only persisted
+//! state, and restarts. Messages pass through the real wire encoding (postcard), so byte
+//! counts are real; every Raft message travels in an [`Envelope`] stamped with the cluster
+//! and the group, and one that reaches a node of another group or cluster is dropped and
+//! counted ([`NetStats::misdirected`]), never stepped. A node may ask another group as a
+//! client would ([`App::take_outbound`]; [`ConfigPoller`] polls the controller that way).
+//! Nodes run the production host loop (`shardkv-host`: Ready loop, group commit, a
+//! leader's early send, the NoSpace stall and refusal policy) and persist through the real
+//! WAL and snapshot code (`shardkv-storage`) on a simulated disk that loses unsynced
+//! writes, can tear the last one on a crash, can stop in the middle of a write and can fill
+//! up. The same seed yields the same run, event for event (`Sim::trace` digests it).
 //!
-//! Invariant checkers ([`Checker`]) watch every persisted and applied entry and every
-//! election. A failure panics with the seed and the command that replays it.
+//! Each group has its own invariant checker ([`Checker`]), watching every persisted and
+//! applied entry and every election of that group. The service harnesses ([`KvClients`],
+//! [`CtrlClients`]) run over one group of any simulator whose app carries the service
+//! ([`ServiceApp`]): a lone group ([`KvCluster`], [`CtrlCluster`]) or a [`World`]. A
+//! failure panics with the seed and the command that replays it.
 //!
 //! Nothing but tests and the fuzz binary depends on this crate.
 
 mod app;
 mod checker;
 mod clerk;
+mod clients;
 mod cluster;
+mod config;
 mod ctrl;
 pub mod ctrl_fuzz;
 mod disk_store;
 mod dsl;
+mod event;
 mod faults;
 pub mod fuzz;
+mod group;
+mod group_app;
 mod kv;
 pub mod kv_fuzz;
 mod net;
 mod node;
+mod poller;
 mod queue;
 mod raft_dsl;
+mod raft_tweak;
+mod service_app;
 mod service_node;
 mod state_machine;
+mod stats;
+mod wire;
+mod world;
+pub mod world_fuzz;
 
-pub use app::{App, RaftApp};
+pub use app::{App, Outbound, RaftApp};
 pub use checker::Checker;
 pub use clerk::{Ended, EndedOf, SIM_CLERK_POLICY, SimClerk};
-pub use cluster::{ClientEvent, Cluster, ClusterConfig, NetStats, Sim};
-pub use ctrl::{CtrlClient, CtrlCluster, CtrlOp, CtrlRecord, CtrlSim, join, leave, move_to, query};
+pub use clients::{Clients, run_clients};
+pub use cluster::{Cluster, Sim};
+pub use config::{ClusterConfig, SIM_CLUSTER_ID};
+pub use ctrl::{
+    CtrlClient, CtrlClients, CtrlCluster, CtrlOp, CtrlRecord, CtrlSim, join, leave, move_to, query,
+};
 pub use disk_store::DiskStore;
-pub use faults::{FaultSchedule, RaftTweak, Swarm};
-pub use kv::{KvClient, KvCluster, KvSim, Workload, append_value};
+pub use event::{ClientEvent, Origin};
+pub use faults::{FaultSchedule, Swarm};
+pub use group::{GroupKind, GroupSpec};
+pub use group_app::{GroupApp, GroupRequest, GroupResponse, Member};
+pub use kv::{KvClient, KvClients, KvCluster, KvSim, Workload, append_value};
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};
+pub use poller::{ConfigPoller, CtrlRequest, POLL_EVERY_MS};
 pub use queue::{EventQueue, Micros};
+pub use raft_tweak::RaftTweak;
+pub use service_app::{ServiceApp, live_replicas};
 pub use service_node::{CtrlNode, KvNode, ServiceNode, SimMachine};
 pub use state_machine::{TestStateMachine, digest};
+pub use stats::NetStats;
+pub use wire::Envelope;
+pub use world::{World, WorldClients, WorldSim, four_groups, raft_converged};
+
+/// The seed range a fuzz test runs: `A..B` from the environment variable `var` if set,
+/// else `default`.
+///
+/// # Panics
+/// If the range is not `A..B` with numbers A and B.
+pub fn seed_range(var: &str, default: &str) -> (u64, u64) {
+    let range = std::env::var(var).unwrap_or_else(|_| default.into());
+    let parsed = range
+        .split_once("..")
+        .and_then(|(lo, hi)| Some((lo.parse().ok()?, hi.parse().ok()?)));
+    parsed.unwrap_or_else(|| panic!("{var}={range}: expected A..B"))
+}
 
 /// The seed a scenario runs with: `SHARDKV_SEED` if set, else `default`.
 pub fn seed_or(default: u64) -> u64 {

@@ -1,14 +1,16 @@
 //! One simulated node: an app hosted by the production Ready loop (`shardkv-host`) over a
 //! simulated disk, with the checker watching through the host's observer hooks.
 
-use crate::app::App;
+use crate::app::{App, Outbound};
 use crate::checker::Checker;
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
 use crate::disk_store::DiskStore;
+use crate::event::Origin;
+use crate::group::GroupKind;
 use shardkv_host::{Fatal, Host, HostEvent, HostOptions, Observer};
 use shardkv_raft::{Config, Message, RawNode, Status};
 use shardkv_storage::SimDisk;
-use shardkv_types::{Entry, NodeId, Term};
+use shardkv_types::{Entry, Gid, NodeId, Term};
 use std::collections::BTreeMap;
 
 /// Why processing stopped: a safety violation fails the run; a disk fault crashes the node.
@@ -26,13 +28,15 @@ impl From<String> for Fault {
 
 /// What one round of processing produced.
 #[derive(Debug)]
-pub struct Output<R> {
+pub struct Output<Req, R> {
     /// Every message the host handed to the transport, including a leader's early-sent
     /// appends from a Ready whose persistence then failed: those left before the crash.
     pub messages: Vec<Message>,
     pub became_leader: bool,
-    /// (client, client's request id, response).
-    pub responses: Vec<(u64, u64, R)>,
+    /// (who asked, its request id, response).
+    pub responses: Vec<(Origin, u64, R)>,
+    /// Requests the app sends to other groups' nodes.
+    pub outbound: Vec<Outbound<Req>>,
     /// Set when processing stopped early; `messages` are still the ones sent before it.
     pub fault: Option<Fault>,
     /// The disk failed while persisting a Ready whose messages had already left: the node
@@ -81,14 +85,16 @@ impl Observer for SimObserver<'_> {
 /// sent no events), its host while up, and the durable half.
 pub struct SimNode<A: App> {
     pub id: NodeId,
+    /// The one group this node is a member of.
+    pub gid: Gid,
     pub app: Option<A>,
     /// The Ready loop and the store; `Some` exactly while the node is up.
     host: Option<Host<A, SimDisk>>,
     pub store: DiskStore,
     /// Bumped on every restart; events addressed to an older incarnation are dropped.
     pub incarnation: u64,
-    /// Client requests in progress at this incarnation: node request id -> (client, client's id).
-    requests: BTreeMap<u64, (u64, u64)>,
+    /// Requests in progress at this incarnation: node request id -> (who asked, its id).
+    requests: BTreeMap<u64, (Origin, u64)>,
     next_request: u64,
     /// What the host reported (stalls, snapshots) over every incarnation, in order.
     pub events: Vec<HostEvent>,
@@ -107,9 +113,10 @@ impl<A: App + std::fmt::Debug> std::fmt::Debug for SimNode<A> {
 }
 
 impl<A: App> SimNode<A> {
-    pub fn new(id: NodeId, disk_seed: u64) -> SimNode<A> {
+    pub fn new(id: NodeId, gid: Gid, disk_seed: u64) -> SimNode<A> {
         SimNode {
             id,
+            gid,
             app: None,
             host: None,
             store: DiskStore::new(id, disk_seed),
@@ -145,12 +152,18 @@ impl<A: App> SimNode<A> {
     }
 
     /// Starts (or restarts) the node from its durable state.
-    pub fn start(&mut self, cfg: Config, seed: u64, sim: &ClusterConfig) -> Result<(), String> {
+    pub fn start(
+        &mut self,
+        cfg: Config,
+        seed: u64,
+        sim: &ClusterConfig,
+        kind: GroupKind,
+    ) -> Result<(), String> {
         let (store, restored) = self
             .store
             .open(self.id)
             .map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
-        self.app = Some(A::start(cfg, restored, seed, sim)?);
+        self.app = Some(A::start(cfg, restored, seed, sim, kind)?);
         self.host = Some(Host::new(self.id, store, HostOptions::default()));
         self.incarnation += 1;
         self.requests.clear();
@@ -178,25 +191,35 @@ impl<A: App> SimNode<A> {
         }
     }
 
-    /// Hands a client's request to the host's refusal policy and then the app.
-    pub fn request(&mut self, client: u64, client_req: u64, r: A::Request) {
+    /// Hands a request (a client's, or another group's node's) to the host's refusal
+    /// policy and then the app.
+    pub fn request(&mut self, origin: Origin, origin_req: u64, r: A::Request) {
         let (Some(host), Some(app)) = (self.host.as_mut(), self.app.as_mut()) else {
             return;
         };
         let id = self.next_request;
         self.next_request += 1;
-        self.requests.insert(id, (client, client_req));
+        self.requests.insert(id, (origin, origin_req));
         host.submit(app, id, r);
+    }
+
+    /// The answer to this node's outbound request `token` (dropped unless the node is up and
+    /// not stalled).
+    pub fn answer(&mut self, token: u64, from: NodeId, r: A::Response) {
+        if let Some(app) = self.live() {
+            app.on_answer(token, from, r);
+        }
     }
 
     /// Runs the host's Ready loop (the production one) with the checker as observer, then
     /// collects the responses to clients. Messages the host sent before a disk fault stay
     /// in the output: they left before the crash.
-    pub fn process(&mut self, checker: &mut Checker) -> Output<A::Response> {
+    pub fn process(&mut self, checker: &mut Checker) -> Output<A::Request, A::Response> {
         let mut out = Output {
             messages: Vec::new(),
             became_leader: false,
             responses: Vec::new(),
+            outbound: Vec::new(),
             fault: None,
             crashed_after_early_send: false,
         };
@@ -226,10 +249,11 @@ impl<A: App> SimNode<A> {
             return out;
         }
         for (id, resp) in host.take_responses(app) {
-            if let Some((client, client_req)) = self.requests.remove(&id) {
-                out.responses.push((client, client_req, resp));
+            if let Some((origin, origin_req)) = self.requests.remove(&id) {
+                out.responses.push((origin, origin_req, resp));
             }
         }
+        out.outbound = app.take_outbound();
         out
     }
 }

@@ -3,7 +3,14 @@
 
 use crate::cluster::Cluster;
 use crate::state_machine::digest;
+use shardkv_raft::RawNode;
 use shardkv_types::{LogIndex, NodeId, Term};
+
+/// Proposes `cmd` to `raft` if it leads; returns (index, term). The caller processes the node.
+pub(crate) fn propose(raft: &mut RawNode, cmd: &[u8]) -> Option<(LogIndex, Term)> {
+    let index = raft.propose(cmd.to_vec()).ok()?;
+    Some((index, raft.term()))
+}
 
 impl Cluster {
     /// The app of node `id` (a crashed node's shows its state at the crash).
@@ -16,11 +23,9 @@ impl Cluster {
 
     /// Proposes `cmd` on `id` if it is up and believes it leads; returns (index, term).
     pub fn start(&mut self, id: NodeId, cmd: &[u8]) -> Option<(LogIndex, Term)> {
-        let raft = &mut self.nodes.get_mut(&id)?.live()?.raft;
-        let index = raft.propose(cmd.to_vec()).ok()?;
-        let term = raft.term();
+        let proposed = propose(&mut self.nodes.get_mut(&id)?.live()?.raft, cmd)?;
         self.process(id);
-        Some((index, term))
+        Some(proposed)
     }
 
     /// How many nodes applied `index`, and the command digest they agree on.

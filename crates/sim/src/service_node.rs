@@ -4,7 +4,8 @@
 //! instances today.
 
 use crate::app::App;
-use crate::cluster::ClusterConfig;
+use crate::config::ClusterConfig;
+use crate::group::GroupKind;
 use shardkv_ctrl::ShardCtrl;
 use shardkv_kv::KvStore;
 use shardkv_raft::{Config, Restored};
@@ -13,16 +14,22 @@ use shardkv_rsm::{Replica, ReplicaOptions, StateMachine};
 /// A state machine the simulator can start: its state before the first entry, from the
 /// cluster's configuration (the same on every member).
 pub trait SimMachine: StateMachine {
+    /// The kind of group that runs it.
+    const KIND: GroupKind;
     fn initial(sim: &ClusterConfig) -> Self;
 }
 
 impl SimMachine for KvStore {
+    const KIND: GroupKind = GroupKind::Kv;
+
     fn initial(_: &ClusterConfig) -> KvStore {
         KvStore::default()
     }
 }
 
 impl SimMachine for ShardCtrl {
+    const KIND: GroupKind = GroupKind::Ctrl;
+
     fn initial(sim: &ClusterConfig) -> ShardCtrl {
         ShardCtrl::new(sim.shards).expect("the simulated cluster's shard count is valid")
     }
@@ -42,11 +49,16 @@ impl<SM: SimMachine> App for Replica<SM> {
         restored: Restored,
         seed: u64,
         sim: &ClusterConfig,
+        _kind: GroupKind,
     ) -> Result<Self, String> {
         let opts = ReplicaOptions {
             raft_state_bytes_max: sim.max_raft_state,
             ..ReplicaOptions::default()
         };
         Replica::new(cfg, restored, seed, opts, SM::initial(sim))
+    }
+
+    fn runs(kind: GroupKind) -> bool {
+        kind == SM::KIND
     }
 }

@@ -5,11 +5,7 @@ use shardkv_sim::ctrl_fuzz::run_ctrl_seed;
 
 #[test]
 fn ctrl_fuzz_fixed_seed_range_agrees_and_is_live() {
-    let range = std::env::var("SHARDKV_CTRL_FUZZ_SEEDS").unwrap_or_else(|_| "0..60".into());
-    let (lo, hi) = range
-        .split_once("..")
-        .expect("SHARDKV_CTRL_FUZZ_SEEDS=A..B");
-    let (lo, hi): (u64, u64) = (lo.parse().expect("number"), hi.parse().expect("number"));
+    let (lo, hi) = shardkv_sim::seed_range("SHARDKV_CTRL_FUZZ_SEEDS", "0..60");
     let (mut ops, mut configs, mut unknown) = (0, 0, 0);
     for seed in lo..hi {
         let r = run_ctrl_seed(seed);

@@ -5,9 +5,7 @@ use shardkv_sim::kv_fuzz::run_kv_seed;
 
 #[test]
 fn kv_fuzz_fixed_seed_range_is_linearizable_and_live() {
-    let range = std::env::var("SHARDKV_KV_FUZZ_SEEDS").unwrap_or_else(|_| "0..60".into());
-    let (lo, hi) = range.split_once("..").expect("SHARDKV_KV_FUZZ_SEEDS=A..B");
-    let (lo, hi): (u64, u64) = (lo.parse().expect("number"), hi.parse().expect("number"));
+    let (lo, hi) = shardkv_sim::seed_range("SHARDKV_KV_FUZZ_SEEDS", "0..60");
     let mut ops = 0;
     let mut unknown = 0;
     for seed in lo..hi {

@@ -5,9 +5,7 @@ use shardkv_sim::fuzz::run_seed;
 
 #[test]
 fn fuzz_fixed_seed_range_keeps_every_invariant_and_stays_live() {
-    let range = std::env::var("SHARDKV_FUZZ_SEEDS").unwrap_or_else(|_| "0..200".into());
-    let (lo, hi) = range.split_once("..").expect("SHARDKV_FUZZ_SEEDS=A..B");
-    let (lo, hi): (u64, u64) = (lo.parse().expect("number"), hi.parse().expect("number"));
+    let (lo, hi) = shardkv_sim::seed_range("SHARDKV_FUZZ_SEEDS", "0..200");
     let mut committed = 0;
     for seed in lo..hi {
         committed += run_seed(seed).commands_committed;

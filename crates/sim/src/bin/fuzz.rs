@@ -5,6 +5,7 @@
 //! cargo run -p shardkv-sim --release --bin fuzz -- --seed 1234      # replay one seed
 //! cargo run -p shardkv-sim --release --bin fuzz -- --kv --seeds 0..1000   # the KV service
 //! cargo run -p shardkv-sim --release --bin fuzz -- --ctrl --seeds 0..1000 # the controller
+//! cargo run -p shardkv-sim --release --bin fuzz -- --world --seeds 0..500 # a world of groups
 //! ```
 //!
 //! The run stops at the first failing seed and exits with status 1 after printing
@@ -14,6 +15,7 @@
 use shardkv_sim::ctrl_fuzz::run_ctrl_seed;
 use shardkv_sim::fuzz::run_seed;
 use shardkv_sim::kv_fuzz::run_kv_seed;
+use shardkv_sim::world_fuzz::run_world_seed;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -23,6 +25,7 @@ enum Target {
     Raft,
     Kv,
     Ctrl,
+    World,
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -35,6 +38,7 @@ fn main() {
     let target = match args.first().map(String::as_str) {
         Some("--kv") => Target::Kv,
         Some("--ctrl") => Target::Ctrl,
+        Some("--world") => Target::World,
         _ => Target::Raft,
     };
     if target != Target::Raft {
@@ -58,6 +62,7 @@ fn main() {
             Target::Raft => format!("{:?}", run_seed(seed)),
             Target::Kv => format!("{:?}", run_kv_seed(seed)),
             Target::Ctrl => format!("{:?}", run_ctrl_seed(seed)),
+            Target::World => format!("{:?}", run_world_seed(seed)),
         }));
         match run {
             Ok(line) if verbose => println!("{line}"),
@@ -79,6 +84,8 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: fuzz [--kv | --ctrl] [--seed N | --seeds A..B]   (default --seeds 0..200)");
+    eprintln!(
+        "usage: fuzz [--kv | --ctrl | --world] [--seed N | --seeds A..B]   (default --seeds 0..200)"
+    );
     std::process::exit(2);
 }

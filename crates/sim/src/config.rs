@@ -1,0 +1,116 @@
+//! [`ClusterConfig`]: how to build a simulated world — its groups, the network, the clock,
+//! the seed.
+
+use crate::group::{GroupKind, GroupSpec};
+use crate::net::NetConfig;
+use crate::queue::Micros;
+use crate::raft_tweak::RaftTweak;
+use shardkv_raft::Config;
+use shardkv_types::{Gid, NodeId};
+use std::collections::BTreeSet;
+
+/// The cluster id of every simulated world (any nonzero value: the production transport
+/// reserves 0).
+pub const SIM_CLUSTER_ID: u64 = 0x5eed;
+
+/// How to build a simulated world: one or more Raft groups under one seed.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The groups, each with its own voters. Invariant: gids and node ids are unique.
+    pub groups: Vec<GroupSpec>,
+    /// Stamped on every Raft message; a message of another cluster is dropped.
+    pub cluster_id: u64,
+    pub seed: u64,
+    pub net: NetConfig,
+    /// Bare Raft ([`RaftApp`](crate::RaftApp)): each node snapshots every this many applied
+    /// entries.
+    pub snapshot_every: Option<u64>,
+    /// Services: snapshot when the persisted Raft state exceeds this many bytes.
+    pub max_raft_state: Option<u64>,
+    /// The cluster's shard count (a power of two, at most 16384), fixed at creation.
+    pub shards: u32,
+    /// Virtual time per Raft tick.
+    pub tick_us: Micros,
+    /// Adjusts every node's Raft configuration (then the group's own `GroupSpec::raft`).
+    pub raft: fn(&mut Config),
+    /// Applied last: the fuzzers' per-seed (swarm) overrides.
+    pub tweak: RaftTweak,
+    /// Printed on failure: the command that replays this run.
+    pub replay: String,
+}
+
+impl ClusterConfig {
+    /// One group (gid 1) of `nodes` bare-Raft nodes numbered 1..=nodes; the service
+    /// harnesses set the kind they run.
+    pub fn new(nodes: usize, seed: u64) -> ClusterConfig {
+        let group = GroupSpec::new(Gid(1), GroupKind::Raft, 1..=nodes as u64);
+        ClusterConfig::world(vec![group], seed)
+    }
+
+    /// A world of `groups`.
+    ///
+    /// # Panics
+    /// If two groups share a gid or a node id.
+    pub fn world(groups: Vec<GroupSpec>, seed: u64) -> ClusterConfig {
+        let cfg = ClusterConfig {
+            groups,
+            cluster_id: SIM_CLUSTER_ID,
+            seed,
+            net: NetConfig::reliable(),
+            snapshot_every: None,
+            max_raft_state: None,
+            shards: shardkv_types::SHARDS_DEFAULT,
+            tick_us: 10_000,
+            raft: |_| {},
+            tweak: RaftTweak::default(),
+            replay: format!("SHARDKV_SEED={seed} cargo test -p shardkv-sim"),
+        };
+        cfg.check();
+        cfg
+    }
+
+    /// The configuration of a named scenario test: seed from `SHARDKV_SEED` or
+    /// `default_seed`, and a replay command that reruns exactly this test.
+    pub fn scenario(nodes: usize, test_file: &str, name: &str, default_seed: u64) -> ClusterConfig {
+        let seed = crate::seed_or(default_seed);
+        let mut cfg = ClusterConfig::new(nodes, seed);
+        cfg.replay = format!(
+            "SHARDKV_SEED={seed} cargo test -p shardkv-sim --test {test_file} -- {name} --exact"
+        );
+        cfg
+    }
+
+    /// Makes every group run `kind` (a single-app simulator's groups).
+    pub fn with_kind(mut self, kind: GroupKind) -> ClusterConfig {
+        for g in &mut self.groups {
+            g.kind = kind;
+        }
+        self
+    }
+
+    /// Asserts the identity invariants: gids and node ids unique, no empty group.
+    pub fn check(&self) {
+        let mut gids = BTreeSet::new();
+        let mut ids: BTreeSet<NodeId> = BTreeSet::new();
+        for g in &self.groups {
+            assert!(gids.insert(g.gid), "gid {} appears twice", g.gid);
+            assert!(!g.members.is_empty(), "group {} has no members", g.gid);
+            for &id in &g.members {
+                assert!(ids.insert(id), "node {id} is in two groups");
+            }
+        }
+        assert!(!self.groups.is_empty(), "a world has at least one group");
+        assert_ne!(self.cluster_id, 0, "cluster id 0 is reserved");
+    }
+
+    /// The group `gid`.
+    ///
+    /// # Panics
+    /// If there is none.
+    pub fn group(&self, gid: Gid) -> &GroupSpec {
+        self.groups
+            .iter()
+            .find(|g| g.gid == gid)
+            .unwrap_or_else(|| panic!("no group {gid}"))
+    }
+}

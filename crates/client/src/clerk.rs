@@ -85,6 +85,8 @@ struct InFlight<C, Q> {
     unreachable: Option<NodeId>,
     /// The last refusal or failure, reported if the operation gives up.
     last: Error,
+    /// `NoSpace` answers in a row.
+    no_space_streak: u32,
 }
 
 /// One client session: a random id chosen at creation, a sequence number per write, a
@@ -187,6 +189,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             last: Error::Unavailable {
                 reason: "no attempt made".into(),
             },
+            no_space_streak: 0,
         });
         self.next_attempt(now)
     }
@@ -269,6 +272,9 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             Err(e) => e,
         };
         let is_write = f.req.is_write();
+        if !matches!(e, Error::NoSpace) {
+            f.no_space_streak = 0;
+        }
         match &e {
             Error::NotLeader { leader } | Error::LostLeadership { leader } => {
                 f.maybe_applied |= is_write && matches!(e, Error::LostLeadership { .. });
@@ -297,9 +303,25 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
                 f.fruitless += 1;
                 self.move_on();
             }
-            // A full disk does not clear in milliseconds; a bad request never gets better;
-            // a stale answer means a later request of this session was already seen.
-            Error::NoSpace | Error::TooLarge { .. } | Error::Invalid { .. } | Error::Stale => {
+            // A leader whose disk is full refuses writes; another member may lead soon (a
+            // stalled leader is replaced), so try the others, and give up only once every
+            // member of the group said so in a row: a full disk does not clear in
+            // milliseconds.
+            Error::NoSpace => {
+                f.no_space_streak += 1;
+                f.fruitless += 1;
+                let members = self
+                    .router
+                    .route(&f.req)
+                    .map_or(1, |r| r.servers.len() as u32);
+                if f.no_space_streak >= members {
+                    return self.give_up(now, e);
+                }
+                self.move_on();
+            }
+            // A bad request never gets better; a stale answer means a later request of
+            // this session was already seen.
+            Error::TooLarge { .. } | Error::Invalid { .. } | Error::Stale => {
                 return self.give_up(now, e);
             }
         }

@@ -190,8 +190,11 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
 
     /// A client request, answered through [`Host::take_responses`] under `req`. The refusal
     /// policy, in order: a retry of an applied write gets its stored answer (even when
-    /// writes are refused); while stalled writes get `NoSpace` and reads `Unavailable`;
-    /// while disk is low writes get `NoSpace`; beyond the pending bound, `Busy`.
+    /// writes are refused); while stalled, a member that believes it leads answers writes
+    /// `NoSpace` and reads `Unavailable`, and a follower answers `NotLeader` with its hint
+    /// (it cannot touch Raft, and the leader may well have space); while disk is low, the
+    /// leader answers writes `NoSpace` (a follower lets the replica redirect the client);
+    /// beyond the pending bound, `Busy`.
     ///
     /// # Panics
     /// If `req` is already pending (the shell numbers requests).
@@ -200,12 +203,19 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             return self.answered.push((req, answer));
         }
         let is_write = A::is_write(&r);
-        let refusal = if is_write && self.no_space() {
-            Some(Error::NoSpace)
-        } else if self.stalled.is_some() {
-            Some(Error::Unavailable {
-                reason: "this member's disk is full; ask another member".into(),
+        let leads = app.raft().is_leader();
+        let refusal = if self.stalled.is_some() {
+            Some(match (leads, is_write) {
+                (true, true) => Error::NoSpace,
+                (true, false) => Error::Unavailable {
+                    reason: "this member's disk is full; ask another member".into(),
+                },
+                (false, _) => Error::NotLeader {
+                    leader: app.raft().leader(),
+                },
             })
+        } else if is_write && self.disk_low && leads {
+            Some(Error::NoSpace)
         } else if self.pending.len() >= self.opts.requests_pending_max {
             Some(Error::Busy)
         } else {

@@ -133,13 +133,23 @@ async fn serve(
             tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
         let hosted = match service {
             Service::Kv => {
-                let started = start_group(&cfg, gid, KvStore::default(), &ended_tx, group_span)?;
+                let started = start_group(
+                    &cfg,
+                    gid,
+                    "kv".into(),
+                    KvStore::default(),
+                    &ended_tx,
+                    group_span,
+                )?;
                 kv.get_or_insert_with(|| started.handler.clone());
                 started.hosted
             }
             Service::Ctrl => {
                 let initial = ShardCtrl::new(cfg.shards).map_err(|e| anyhow!("{e}"))?;
-                let started = start_group(&cfg, gid, initial, &ended_tx, group_span)?;
+                // The shard count is fixed at creation: a replica started with another one
+                // would apply the same log differently, so it is part of the identity.
+                let service = format!("ctrl shards={}", cfg.shards);
+                let started = start_group(&cfg, gid, service, initial, &ended_tx, group_span)?;
                 ctrl = Some(started.handler.clone());
                 started.hosted
             }
@@ -230,6 +240,7 @@ struct Started<SM: StateMachine> {
 fn start_group<SM>(
     cfg: &ServerConfig,
     gid: Gid,
+    service: String,
     initial: SM,
     ended: &mpsc::UnboundedSender<Ended>,
     span: tracing::Span,
@@ -242,7 +253,7 @@ where
 {
     let _enter = span.enter();
     let dir = cfg.group_dir(gid);
-    let (identity, checked) = check_identity(cfg, gid, &dir)?;
+    let (identity, checked) = check_identity(cfg, gid, &service, &dir)?;
     let (store, restored) = open_storage(cfg, &dir)?;
     // Logged only once storage is open: nothing is logged before the data directory is
     // complete.
@@ -268,6 +279,7 @@ where
         &tokio::runtime::Handle::current(),
     );
     let (inbox_tx, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_ITEMS_MAX);
+    let id = cfg.id;
     let node = Node::new(replica, store, transport);
     let dopts = DriverOptions {
         data_dir: dir,
@@ -279,7 +291,16 @@ where
         .name(format!("node-{}-g{}", cfg.id.0, gid.0))
         .spawn(move || {
             let _enter = node_span.enter();
-            let _ = ended.send((gid, driver::run(node, inbox_rx, dopts)));
+            // A panic (an assertion on a protocol step) ends the group like a fatal error:
+            // the process stops instead of serving on without it.
+            let run = std::panic::AssertUnwindSafe(|| driver::run(node, inbox_rx, dopts));
+            let outcome = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                Err(Fatal::App {
+                    id,
+                    error: "the node thread panicked (see the log above)".into(),
+                })
+            });
+            let _ = ended.send((gid, outcome));
         })
         .context("cannot start a node thread")?;
     let handler = Arc::new(NodeHandler {
@@ -290,8 +311,13 @@ where
     let raft_handler = handler.clone();
     let hosted = Hosted {
         raft: Box::new(move |from, msgs| raft_handler.raft_messages(from, msgs)),
+        // Called from async code: a full inbox must not block a runtime thread.
         stop: Box::new(move || {
-            let _ = inbox_tx.send(Inbound::Stop);
+            if let Err(std::sync::mpsc::TrySendError::Full(stop)) = inbox_tx.try_send(Inbound::Stop)
+            {
+                let tx = inbox_tx.clone();
+                std::thread::spawn(move || tx.send(stop));
+            }
         }),
     };
     Ok(Started { handler, hosted })
@@ -330,7 +356,12 @@ fn log_drops(drops: &RaftDrops) {
 
 /// Checks (or, on first start, writes) a group directory's identity file: the cluster,
 /// group, node and voter set it was created for. A different one refuses to start.
-fn check_identity(cfg: &ServerConfig, gid: Gid, dir: &Path) -> Result<(Identity, IdentityCheck)> {
+fn check_identity(
+    cfg: &ServerConfig,
+    gid: Gid,
+    service: &str,
+    dir: &Path,
+) -> Result<(Identity, IdentityCheck)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let given = Identity {
         cluster_id: cfg.cluster_id,
@@ -342,6 +373,7 @@ fn check_identity(cfg: &ServerConfig, gid: Gid, dir: &Path) -> Result<(Identity,
             .iter()
             .map(|(id, a)| (*id, a.to_string()))
             .collect(),
+        service: service.to_string(),
     };
     let checked = shardkv_storage::check_identity(&mut FsDisk::new(), dir, &given)
         .map_err(|e| anyhow!("{e}"))?;

@@ -41,8 +41,8 @@ use std::path::Path;
 
 /// The file name of the identity file in a data directory.
 pub const IDENTITY_FILE: &str = "identity";
-/// The format version this code writes and reads.
-pub const IDENTITY_VERSION: u32 = 1;
+/// The format version this code writes. Version 1 (no `service`) is still read.
+pub const IDENTITY_VERSION: u32 = 2;
 /// The largest identity file accepted; bounds what a damaged file can make us allocate.
 pub const IDENTITY_FILE_BYTES_MAX: u64 = 64 << 10;
 
@@ -63,6 +63,20 @@ pub struct Identity {
     /// The group's voters and their addresses as last started. Invariant: contains
     /// `node_id`. Only the ids are compared.
     pub voters: BTreeMap<NodeId, String>,
+    /// What the group replicates and the parameters fixed at its creation (e.g. `kv`, or
+    /// `ctrl shards=64`): every replica must start the same state machine the same way.
+    /// Compared; empty (a version 1 file) matches anything.
+    pub service: String,
+}
+
+/// The payload of a version 1 file, before `service`.
+#[derive(Deserialize)]
+struct IdentityV1 {
+    cluster_id: u64,
+    cluster_token: String,
+    group_id: Gid,
+    node_id: NodeId,
+    voters: BTreeMap<NodeId, String>,
 }
 
 impl Identity {
@@ -83,6 +97,12 @@ impl Identity {
             out.push(format!(
                 "group: stored {}, given {}",
                 self.group_id.0, given.group_id.0
+            ));
+        }
+        if !self.service.is_empty() && !given.service.is_empty() && self.service != given.service {
+            out.push(format!(
+                "service: stored {:?}, given {:?}",
+                self.service, given.service
             ));
         }
         if !self.voters.keys().eq(given.voters.keys()) {
@@ -142,7 +162,7 @@ impl Identity {
             return Err(corrupt(body_len, "identity checksum mismatch".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != IDENTITY_VERSION {
+        if version != IDENTITY_VERSION && version != 1 {
             return Err(corrupt(
                 8,
                 format!("identity format version {version}; this build reads {IDENTITY_VERSION}"),
@@ -158,12 +178,26 @@ impl Identity {
                 ),
             ));
         }
-        let id: Identity = postcard::from_bytes(&bytes[HEADER_BYTES..body_len]).map_err(|e| {
+        let undecodable = |e: postcard::Error| {
             corrupt(
                 HEADER_BYTES,
                 format!("payload with a valid checksum does not decode: {e}"),
             )
-        })?;
+        };
+        let payload = &bytes[HEADER_BYTES..body_len];
+        let id: Identity = if version == 1 {
+            let v1: IdentityV1 = postcard::from_bytes(payload).map_err(undecodable)?;
+            Identity {
+                cluster_id: v1.cluster_id,
+                cluster_token: v1.cluster_token,
+                group_id: v1.group_id,
+                node_id: v1.node_id,
+                voters: v1.voters,
+                service: String::new(),
+            }
+        } else {
+            postcard::from_bytes(payload).map_err(undecodable)?
+        };
         if !id.voters.contains_key(&id.node_id) {
             return Err(corrupt(
                 HEADER_BYTES,
@@ -364,6 +398,7 @@ mod tests {
             group_id: Gid(1),
             node_id: NodeId(2),
             voters: (1..=3).map(|i| (NodeId(i), format!("h:{i}"))).collect(),
+            service: "ctrl shards=64".into(),
         }
     }
 
@@ -402,5 +437,48 @@ mod tests {
         assert!(d[0].contains("stored 1, given 5"), "{d:?}");
         assert!(d[1].contains("stored 1=h:1,2=h:2,3=h:3"), "{d:?}");
         assert!(d[1].contains("given 1=h:1,2=moved:9,3=h:3,4=h:4"), "{d:?}");
+    }
+
+    #[test]
+    fn a_different_service_is_a_difference_and_version_1_files_still_read() {
+        // Goal: a group started as another service (or with another shard count) refuses;
+        // files written before `service` existed still load and match anything.
+        let stored = ident();
+        let mut given = ident();
+        given.service = "ctrl shards=16".into();
+        let d = stored.differences(&given);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].contains("shards=64") && d[0].contains("shards=16"),
+            "{d:?}"
+        );
+        let v1 = IdentityV1Out {
+            cluster_id: stored.cluster_id,
+            cluster_token: stored.cluster_token.clone(),
+            group_id: stored.group_id,
+            node_id: stored.node_id,
+            voters: stored.voters.clone(),
+        };
+        let payload = postcard::to_allocvec(&v1).expect("encodes");
+        let mut buf = Vec::new();
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&1u32.to_le_bytes());
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        let crc = crc32c::crc32c(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        let back = Identity::decode(&buf, Path::new("identity")).expect("a version 1 file reads");
+        assert_eq!(back.service, "");
+        assert!(back.differences(&given).is_empty());
+    }
+
+    /// A version 1 payload, as the old code wrote it.
+    #[derive(serde::Serialize)]
+    struct IdentityV1Out {
+        cluster_id: u64,
+        cluster_token: String,
+        group_id: Gid,
+        node_id: NodeId,
+        voters: BTreeMap<NodeId, String>,
     }
 }

@@ -23,6 +23,7 @@ fn ident(voters: u64) -> Identity {
         voters: (1..=voters)
             .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i)))
             .collect(),
+        service: "kv".into(),
     }
 }
 

@@ -30,6 +30,32 @@
 //! holds for it as for any other failure. The test depends only on (L, s), as the memo
 //! requires. Unknown-outcome writes count as sources while not linearized (they may apply).
 //!
+//! **The whole-value rule (chains).** The prefix rule only asks whether v can *start*;
+//! in each case above the rest of v must also be a concatenation of Appends outside L,
+//! each at most once. Seed 521 needed this: an append called early but seen only in a later
+//! read "P X" after a Put P was placed first (call order); P still pending, the prefix rule
+//! never looked at v, and the search tried every order of a burst of 14 unread appends
+//! before the next Put (33.9M steps) before undoing it. For a non-empty v, take as *starts*
+//! 0 and the end of every Put / CAS value that prefixes v. When the split of v from every
+//! start is forced (at each position at most one non-empty Append value matches) and all
+//! starts from which it reaches the end lie on one path of positions (v is *chained*, see
+//! [`Chain`]), the split after any start on the path is that path's suffix, so with D the
+//! largest end of a path edge whose value has no Append outside L (*dead*), v is reachable
+//! from start x on the path iff x >= D. Then v is reachable only if one of:
+//! - (a) no reset: s is a prefix of v and |s| >= D (if |s| is off the path: assumed true);
+//! - (b) a Put / CAS outside L writes a prefix p of v with |p| on the path and |p| >= D;
+//! - (c) from absent (s absent, or a Delete outside L): 0 is on the path and D = 0.
+//!
+//! Soundness: by the case analysis above, a completion's value at the needer's point is
+//! s ++ w, p ++ w or w (w made of Appends outside L, empty appends changing nothing), and
+//! a split of w from a path position follows the path, all its edges live: one of (a)-(c)
+//! holds. Empty appends, the counts of equal values and time are ignored, which only makes
+//! the condition weaker. A value whose splits branch or form two paths is not chained and
+//! keeps the prefix rule. D is kept exact under lift / unlift with a log of deaths, undone
+//! in LIFO order. Chained values imply the prefix rule, so they are tested by (a)-(c) only.
+//! The property test `agrees_with_brute_force_on_chained_value_histories` covers bases
+//! ending inside a value, duplicated and ambiguous appends, and refuted histories.
+//!
 //! **Cost.** The rule is applied to every op outside L that needs a value, however far in
 //! the future (a read at the end of a burst of appends pins their order from the start),
 //! but per distinct value, and only to the values it can fail for: those with no Put / CAS
@@ -398,21 +424,25 @@ impl Reach {
         let chained = self.chained.members.iter().copied().filter(|id| {
             let required = &self.required[*id as usize];
             let chain = required.chain.as_ref().expect("chained");
-            let value = required.value.as_deref().expect("chained values are present");
+            let value = required
+                .value
+                .as_deref()
+                .expect("chained values are present");
             !chain.reachable(value, current, absent_reachable)
         });
-        let dead = chained.chain(bare.chain(by_append).copied().filter(|id| {
-            let required = &self.required[*id as usize];
-            match &required.value {
-                None => !absent_reachable,
-                Some(value) => {
-                    let extends = current.is_some_and(|current| value.starts_with(current));
-                    let from_absent = absent_reachable && required.appends_left > 0;
-                    !(extends || from_absent)
+        let dead = chained
+            .chain(bare.chain(by_append).copied().filter(|id| {
+                let required = &self.required[*id as usize];
+                match &required.value {
+                    None => !absent_reachable,
+                    Some(value) => {
+                        let extends = current.is_some_and(|current| value.starts_with(current));
+                        let from_absent = absent_reachable && required.appends_left > 0;
+                        !(extends || from_absent)
+                    }
                 }
-            }
-        }))
-        .next()?;
+            }))
+            .next()?;
         self.needers[dead as usize]
             .iter()
             .copied()
@@ -472,7 +502,11 @@ impl<'h> AppendValues<'h> {
     /// does, `Err(())` if several do (the split would branch).
     fn next(&self, value: &[u8], at: usize) -> Result<Option<usize>, ()> {
         let mut found = None;
-        for len in self.lengths.iter().take_while(|len| at + **len <= value.len()) {
+        for len in self
+            .lengths
+            .iter()
+            .take_while(|len| at + **len <= value.len())
+        {
             if self.ops.contains_key(&value[at..at + len]) {
                 if found.is_some() {
                     return Err(());
@@ -504,9 +538,9 @@ impl Chain {
         let mut starts = vec![0usize];
         let mut base_lives = Vec::new();
         for len in lengths.keys().take_while(|len| **len <= value.len()) {
-            let bases = writers.get(&value[..*len]).map_or(0, |w| {
-                w.iter().filter(|(_, is_base)| *is_base).count()
-            });
+            let bases = writers
+                .get(&value[..*len])
+                .map_or(0, |w| w.iter().filter(|(_, is_base)| *is_base).count());
             if bases > 0 {
                 base_lives.push((*len, bases));
                 if *len > 0 {
@@ -567,7 +601,10 @@ impl Chain {
 
     /// `(start, end)` of each edge.
     fn spans(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.path.iter().copied().zip(self.edges.iter().map(|e| e.0))
+        self.path
+            .iter()
+            .copied()
+            .zip(self.edges.iter().map(|e| e.0))
     }
 
     /// Whether a Put / CAS outside L writes a prefix of the value from which live appends

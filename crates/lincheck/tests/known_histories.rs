@@ -437,3 +437,43 @@ fn malformed_operation_is_a_programmer_error() {
     // Goal: bad input is named, not silently judged; method: return before call.
     check(&[put(1, "k", "1", 10, 5)], Budget::default());
 }
+
+#[test]
+fn an_append_called_early_but_shown_after_a_later_put_goes_after_it() {
+    // Goal: the whole-value look-ahead cuts the append placed before the Put that a read
+    // shows it after, and refutes when real time forces that order; method: a long
+    // append "x." around a put "p." and a read of "p.x.", then the append ending first.
+    let history = [
+        append(1, "k", "x.", 0, 100),
+        put(2, "k", "p.", 10, 20),
+        get(2, "k", 110, 120, Some("p.x.")),
+    ];
+    assert!(linearizable(&history));
+    let mut forced = history.clone();
+    forced[0] = append(1, "k", "x.", 0, 5);
+    assert!(!linearizable(&forced));
+    let swapping = [
+        append(1, "k", "x.", 0, 100),
+        put(2, "k", "p.", 10, 20),
+        cas(3, "k", Some("p.x."), "q.", 110, 120, true),
+    ];
+    assert!(linearizable(&swapping));
+}
+
+#[test]
+fn a_value_that_splits_two_ways_is_not_pinned_to_one_split() {
+    // Goal: a value with two splits into appends ("a" + "b", or "ab") is not judged by
+    // one of them; method: "a" is used up before a delete, and the read of "ab" is made
+    // of the append "ab" alone.
+    let history = [
+        append(1, "k", "a", 0, 1),
+        del(1, "k", 2, 3),
+        append(1, "k", "ab", 4, 5),
+        get(1, "k", 6, 7, Some("ab")),
+        append(2, "k", "b", 8, 9),
+    ];
+    assert!(linearizable(&history));
+    let mut without_ab = history.clone();
+    without_ab[2] = append(1, "k", "c", 4, 5);
+    assert!(!linearizable(&without_ab));
+}

@@ -136,6 +136,94 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 4096,
+        rng_seed: RngSeed::Fixed(0x5EED_0521),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn agrees_with_brute_force_on_chained_value_histories(
+        ops in prop::collection::vec(chained_op(), 0..8),
+    ) {
+        // Goal: the whole-value look-ahead (chains in src/reach.rs) never cuts a
+        // configuration with a completion, and refutes; method: puts of one or two tokens
+        // (bases ending inside a value), appends of tokens that may split a value two ways
+        // ("a" + "b" or "ab"), duplicated appends, reads and CAS of concatenations, some
+        // unknown outcomes, compared with brute-force enumeration.
+        let expected = brute_force_linearizable(&ops);
+        let verdict = check(&ops, Budget::default());
+        prop_assert_eq!(verdict.is_linearizable(), expected, "{:?}", verdict);
+        prop_assert!(!matches!(verdict, Verdict::Unknown { .. }), "out of budget");
+    }
+}
+
+/// A random op on key "k" whose values are concatenations of the tokens `p.`, `q.`, `a`,
+/// `b`, `ab`: puts of one or two tokens, appends of one, reads and CAS of up to four.
+fn chained_op() -> impl Strategy<Value = Operation> {
+    let token = prop::sample::select(vec!["p.", "q.", "a", "b", "ab"]);
+    let written = prop::collection::vec(token.clone(), 1..3).prop_map(|t| t.concat());
+    let seen =
+        prop::option::of(prop::collection::vec(token.clone(), 0..5).prop_map(|t| t.concat()));
+    (
+        0..8u8,
+        token,
+        written,
+        seen,
+        any::<bool>(),
+        0..7u64,
+        0..4u64,
+        0..6u8,
+    )
+        .prop_map(
+            |(kind, token, written, seen, swapped, call, length, unknown)| {
+                let key = b"k".to_vec();
+                let (op, output) = match kind {
+                    0..=2 => (Op::Get { key }, Output::Get(seen.map(String::into_bytes))),
+                    3 | 4 => (
+                        Op::Append {
+                            key,
+                            value: token.as_bytes().to_vec(),
+                        },
+                        Output::Append,
+                    ),
+                    5 => (
+                        Op::Put {
+                            key,
+                            value: written.into_bytes(),
+                        },
+                        Output::Put,
+                    ),
+                    6 if swapped => (Op::Delete { key }, Output::Delete),
+                    _ => (
+                        Op::Cas {
+                            key,
+                            expected: seen.map(String::into_bytes),
+                            new: written.into_bytes(),
+                        },
+                        Output::Cas { swapped },
+                    ),
+                };
+                let result = if unknown == 0 && op.is_write() {
+                    OpResult::Unknown
+                } else {
+                    OpResult::Ok {
+                        output,
+                        return_ns: call + length,
+                    }
+                };
+                Operation {
+                    client: 0,
+                    op,
+                    call_ns: call,
+                    result,
+                }
+            },
+        )
+}
+
 /// A random op on key "k" in the style of the simulator's fuzz: appends and puts of tokens
 /// `p.`, `q.`, `r.`, `s.` (self-delimiting, so values split one way), reads and CAS of
 /// short concatenations of them.

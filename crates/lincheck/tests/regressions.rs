@@ -1,6 +1,7 @@
 //! Histories from the simulator that the checker could not decide before its look-ahead
 //! (refinement 4, `src/reach.rs`): each took the whole default budget of 10M steps (and
-//! seed 18 still more than 400M) and now decides in a small fraction of it.
+//! seed 18 still more than 400M) and now decides in a small fraction of it. Seed 521 still
+//! took 33.9M steps with the prefix rule alone and needed the whole-value rule (chains).
 //!
 //! The files are the simulator's JSONL histories with every append token `x C N y`
 //! renamed to a short unique token (`a.`, `b.`, ...) throughout, which keeps the files
@@ -102,6 +103,51 @@ fn fifty_appends_with_the_final_read_out_of_client_order_are_refuted_quickly() {
     assert_ne!(swapped, text);
     *seen = swapped.into_bytes();
     assert_decides("kv_service lossy, swapped", &history, false, 5_000);
+}
+
+#[test]
+fn seed521_an_append_shown_only_after_a_later_put() {
+    // Goal: an append placed before the Put that a later read (here a swapping CAS) shows
+    // it after is cut at once, not after trying every order of the unobserved appends in
+    // between; method: 653 ops with puts, deletes and CAS among appends; `jo.` is called
+    // long before `put jn.` and seen only as "jn.jo." (was undecided at 10M steps, decided
+    // at 33.9M).
+    let history = load("seed521-653ops.jsonl");
+    assert_eq!(history.len(), 653);
+    assert_decides("seed521", &history, true, 50_000);
+}
+
+#[test]
+fn seed521_with_the_append_ending_before_the_put_is_never_accepted() {
+    // Goal: soundness on the shape the whole-value rule prunes; method: make `jo.` return
+    // before `put jn.` is called, so "jn.jo." can no longer be produced. Known limit: the
+    // refutation takes 13.1M steps (every configuration with `jo.` placed is cut at once,
+    // but every order of a burst of 14 appends that a Put overwrites unread, before `jo.`
+    // returns, is still tried), so a small budget must give Unknown, never Linearizable.
+    let mut history = load("seed521-653ops.jsonl");
+    let put_call = history
+        .iter()
+        .find(|o| matches!(&o.op, Op::Put { value, .. } if value == b"jn."))
+        .expect("put jn.")
+        .call_ns;
+    let append = history
+        .iter_mut()
+        .find(|o| matches!(&o.op, Op::Append { value, .. } if value == b"jo."))
+        .expect("append jo.");
+    assert!(append.return_ns().is_some_and(|r| r > put_call));
+    append.result = OpResult::Ok {
+        output: Output::Append,
+        return_ns: put_call - 1,
+    };
+    let report = check_report(&history, Budget::steps_per_key(200_000));
+    assert!(
+        matches!(
+            report.keys[0].outcome,
+            KeyOutcome::Unknown | KeyOutcome::NotLinearizable { .. }
+        ),
+        "{:?}",
+        report.keys[0].outcome
+    );
 }
 
 /// The values of two appends by the same client, the first returned before the second

@@ -25,7 +25,7 @@ pub type KvSim = Sim<KvNode>;
 /// each unknown write stays concurrent with everything after it, and a few dozen on one key
 /// put the history beyond what a linearizability checker can decide, and an undecided
 /// history is never a pass.
-pub const UNKNOWN_WRITES_PER_CLERK_MAX: u32 = 3;
+pub const UNKNOWN_WRITES_PER_CLERK_MAX: u32 = 8;
 
 /// What a clerk does when it is running.
 #[derive(Clone, Debug)]

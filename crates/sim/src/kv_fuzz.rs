@@ -41,7 +41,7 @@ pub fn replay_command(seed: u64) -> String {
 }
 
 /// The most operations the clerks of one seed start per key (own-key clerks: per clerk).
-const OPS_PER_KEY_MAX: u64 = 1_500;
+const OPS_PER_KEY_MAX: u64 = 3_000;
 
 /// How long clerks may take to finish after faults stop, in virtual milliseconds.
 const LIVENESS_MS_MAX: u64 = 30_000;

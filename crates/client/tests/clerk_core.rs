@@ -119,7 +119,7 @@ fn lost_leadership_then_a_definite_refusal_is_reported_as_may_have_applied() {
     let (to, _) = sent(&c.begin(del(), 0));
     let next = c.on_response(1, to, Err(Error::LostLeadership { leader: None }));
     let (to, _) = sent(&next);
-    let end = c.on_response(2, to, Err(Error::NoSpace));
+    let end = c.on_response(2, to, Err(Error::Invalid { reason: "x".into() }));
     let Next::Failed(e) = end else {
         panic!("ends, got {end:?}")
     };
@@ -295,4 +295,25 @@ fn expire_reports_the_last_error_unless_an_attempt_may_have_applied() {
         Next::Failed(e @ Error::Timeout { .. }) => assert!(e.may_have_applied()),
         other => panic!("expected a timeout, got {other:?}"),
     }
+}
+
+#[test]
+fn no_space_moves_on_and_ends_the_write_only_when_every_member_said_so() {
+    // Goal: one full disk (a stalled old leader, a disk-low member) does not fail a write
+    // the group could take; a group whose members all refuse ends it as not applied.
+    let mut c = clerk(POLICY);
+    let (first, _) = sent(&c.begin(del(), 0));
+    let (second, _) = sent(&c.on_response(1, first, Err(Error::NoSpace)));
+    assert_ne!(second, first, "moves on to another member");
+    let done = c.on_response(2, second, Ok(KvOutput::Done));
+    assert_eq!(done, Next::Done(KvOutput::Done));
+    let (mut to, _) = sent(&c.begin(del(), 3));
+    for t in 0..2 {
+        to = sent(&c.on_response(4 + t, to, Err(Error::NoSpace))).0;
+    }
+    assert_eq!(
+        c.on_response(6, to, Err(Error::NoSpace)),
+        Next::Failed(Error::NoSpace),
+        "all three members refused"
+    );
 }

@@ -466,7 +466,7 @@ fn commit_only_readys_are_written_without_a_sync() {
     assert!(unsynced > 0);
 }
 
-/// Goal: a member whose disk fills stalls without panicking (writes NoSpace, reads
+/// Goal: a member whose disk fills stalls without panicking (a follower redirects clients; reads
 /// Unavailable, no progress), reports it once, and catches up once space frees. Method:
 /// cap a follower's simulated disk, write through the leader, then lift the cap.
 #[test]
@@ -491,8 +491,9 @@ fn full_disk_stalls_a_member_until_space_frees_then_it_catches_up() {
     );
     let w = g.submit(f, put(9, 1, "x", "y"));
     let r = g.submit(f, get("k"));
-    assert_eq!(g.answers[&w], Err(Error::NoSpace));
-    assert!(matches!(g.answers[&r], Err(Error::Unavailable { .. })));
+    // A stalled follower cannot touch Raft: it sends clients to the leader it knows.
+    assert_eq!(g.answers[&w], Err(Error::NotLeader { leader: Some(l) }));
+    assert_eq!(g.answers[&r], Err(Error::NotLeader { leader: Some(l) }));
     g.run(10);
     assert_eq!(
         g.applied(f),

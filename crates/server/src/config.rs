@@ -376,14 +376,10 @@ mod tests {
         }
         .resolve()
         .expect("valid");
-        let want = [
-            (CTRL_GID, Service::Ctrl),
-            (Gid(1), Service::Kv),
-            (Gid(2), Service::Kv),
-        ];
+        let want = [(CTRL_GID, Service::Ctrl), (Gid(1), Service::Kv)];
         assert_eq!(c.groups, want.into());
         assert_eq!(c.shards, 16);
-        assert_eq!(c.group_dir(Gid(2)), PathBuf::from("/tmp/n2/g2"));
+        assert_eq!(c.group_dir(Gid(1)), PathBuf::from("/tmp/n2/g1"));
         for (bad, why) in [
             ("0=kv", "controller"),
             ("3=ctrl", "group 0"),

@@ -1,5 +1,5 @@
 //! Real processes: one `shardkv server` process hosts replicas of several groups (the shard
-//! controller, group 0, and KV group 1), each in its own directory with its own
+//! controller, group 0, and KV groups 1 and 2), each in its own directory with its own
 //! Raft state, behind one port. `shardkv admin` changes and reads the controller's configs,
 //! the KV service keeps serving next to it, and both survive `kill -9` of every process.
 //!
@@ -8,6 +8,8 @@
 mod common;
 
 use common::cluster::{Cluster, LEADER_WAIT, run_cli, wait_until};
+use shardkv_client::ClientOptions;
+use shardkv_types::Gid;
 use std::process::Output;
 
 fn stdout(o: &Output) -> String {
@@ -16,6 +18,15 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Client options for KV group `gid`, with a deadline long enough for a restart's election.
+fn group(gid: u64) -> ClientOptions {
+    ClientOptions {
+        group: Gid(gid),
+        op_timeout: LEADER_WAIT,
+        ..ClientOptions::default()
+    }
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -45,12 +56,12 @@ fn admin_ok(c: &Cluster, args: &[&str]) -> String {
 }
 
 #[test]
-fn one_process_hosts_the_controller_and_a_kv_group_each_in_its_own_directory() {
+fn one_process_hosts_the_controller_and_two_kv_groups_each_in_its_own_directory() {
     // Goal: a process hosts replicas of several groups routed by group id on one port, each
-    // persisted on its own. Method: 3 processes with --groups 0=ctrl,1=kv; admin joins
+    // persisted on its own. Method: 3 processes with --groups 0=ctrl,1=kv,2=kv; admin joins
     // and queries, KV puts and gets, then kill -9 and restart of every process, then the
     // same configs and values are read back.
-    let mut c = Cluster::start(3, &["--groups", "0=ctrl,1=kv", "--shards", "16"]);
+    let mut c = Cluster::start(3, &["--groups", "0=ctrl,1=kv,2=kv", "--shards", "16"]);
     c.leader();
     let joined = json(&admin_ok(
         &c,
@@ -73,10 +84,27 @@ fn one_process_hosts_the_controller_and_a_kv_group_each_in_its_own_directory() {
         let owned = shards.iter().filter(|s| **s == g).count();
         assert_eq!(owned, 8, "balanced: {config}");
     }
-    let put = c.cli(&["put", "k", "v1"], None);
-    assert!(put.status.success(), "{}", stderr(&put));
+    // Each KV group keeps its own data: the same key in groups 1 and 2.
+    let mut g1 = c.client_with(group(1));
+    let mut g2 = c.client_with(group(2));
+    c.block_on(async {
+        g1.put("k", "v1").await.expect("put in group 1");
+        g2.put("k", "v2").await.expect("put in group 2");
+    });
+    // A request that names no group is refused when the servers host several.
+    let unnamed = c.cli(&["get", "k"], None);
+    assert!(!unnamed.status.success());
+    assert!(
+        stderr(&unnamed).contains("name one"),
+        "{}",
+        stderr(&unnamed)
+    );
+    // A group the servers do not host is WrongGroup (the client's view is stale).
+    let mut g9 = c.client_with(group(9));
+    let wrong = c.block_on(async { g9.get("k").await });
+    assert!(wrong.is_err(), "group 9 is not hosted: {wrong:?}");
     for m in &c.members {
-        for g in ["g0", "g1"] {
+        for g in ["g0", "g1", "g2"] {
             let dir = m.data_dir.join(g);
             assert!(
                 dir.join("identity").exists(),
@@ -99,18 +127,14 @@ fn one_process_hosts_the_controller_and_a_kv_group_each_in_its_own_directory() {
     );
     let old = json(&admin_ok(&c, &["query", "0"]));
     assert_eq!(old["num"], 0, "{old}");
-    let mut got = None;
-    wait_until(
-        "the KV group to answer after the restart",
-        LEADER_WAIT,
-        || {
-            let out = c.cli(&["get", "k"], None);
-            let ok = out.status.success();
-            got = Some(out);
-            ok
-        },
-    );
-    assert_eq!(stdout(&got.expect("ran")), "v1\n");
+    for (gid, want) in [(1, "v1"), (2, "v2")] {
+        let mut client = c.client_with(group(gid));
+        let got = c.block_on(async { client.get("k").await });
+        assert_eq!(
+            got.expect("get after restart"),
+            Some(want.as_bytes().to_vec())
+        );
+    }
 }
 
 #[test]

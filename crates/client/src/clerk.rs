@@ -224,6 +224,13 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         self.give_up(now, last)
     }
 
+    /// Ends the operation in flight with `e` (a failure the shell saw itself, such as a
+    /// frame the server refused before decoding it). Like every end, it is reported as
+    /// `Timeout` if an earlier attempt may have applied.
+    pub fn end(&mut self, now: u64, e: Error) -> Out<SM> {
+        self.give_up(now, e)
+    }
+
     /// The attempt was sent but no answer came within `attempt_ticks` (or the connection
     /// broke mid-request): it may have reached a leader. Try the next server.
     pub fn on_timeout(&mut self, now: u64, reason: String) -> Out<SM> {

@@ -10,7 +10,7 @@ use shardkv_net::convert::{self, WireRequest};
 use shardkv_net::pb::kv_client::KvClient;
 use shardkv_net::{KV_FRAME_BYTES_MAX, pb};
 use shardkv_rsm::Reply;
-use shardkv_types::{ClientId, NodeId};
+use shardkv_types::{ClientId, Gid, NodeId};
 use tonic::transport::Channel;
 
 /// The result of a compare-and-swap.
@@ -31,12 +31,13 @@ impl Service for KvService {
 
     async fn call(
         channel: Channel,
+        group: Gid,
         req: KvRequest,
     ) -> Result<(NodeId, Reply<KvOutput>), CallFailure> {
         let mut client = KvClient::new(channel)
             .max_decoding_message_size(KV_FRAME_BYTES_MAX)
             .max_encoding_message_size(usize::MAX);
-        let reply = match convert::request_to_wire(req) {
+        let reply = match convert::request_to_wire(group, req) {
             WireRequest::Get(r) => client.get(r).await,
             WireRequest::Put(r) => client.put(r).await,
             WireRequest::Append(r) => client.append(r).await,

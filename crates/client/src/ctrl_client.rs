@@ -39,8 +39,10 @@ impl Service for CtrlService {
     const WHAT: &'static str = "the shard controller (no controller replica there)";
     const FRAME_BYTES_MAX: usize = CTRL_FRAME_BYTES_MAX;
 
+    /// The controller is one group per cluster: `group` is not sent.
     async fn call(
         channel: Channel,
+        _group: Gid,
         req: CtrlRequest,
     ) -> Result<(NodeId, Reply<CtrlOutput>), CallFailure> {
         let mut client = PbCtrlClient::new(channel)

@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// The longest pause between attempts when no leader is known.
     pub backoff_max: Duration,
+    /// The group the endpoints serve, sent with every KV request; `Gid(0)`: whatever KV
+    /// group the servers host (a server hosting several needs the group named).
+    pub group: Gid,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +46,7 @@ impl Default for ClientOptions {
             attempts_max: 200,
             connect_timeout: Duration::from_millis(500),
             backoff_max: Duration::from_millis(200),
+            group: Gid(0),
         }
     }
 }
@@ -87,9 +91,10 @@ pub(crate) trait Service {
     /// it is decoded: surely not applied).
     const FRAME_BYTES_MAX: usize;
 
-    /// Sends `req` on `channel` once; on an answer, who answered and what.
+    /// Sends `req` for `group` on `channel` once; on an answer, who answered and what.
     fn call(
         channel: Channel,
+        group: Gid,
         req: Req<Self>,
     ) -> impl Future<Output = Result<(NodeId, Reply<Out<Self>>), CallFailure>> + Send;
 }
@@ -127,7 +132,7 @@ impl<S: Service> Driver<S> {
     fn on(endpoints: Arc<Endpoints>, opts: ClientOptions) -> Self {
         let servers = (1..=endpoints.len() as u64).map(NodeId).collect();
         let seed = RandomState::new().hash_one(Instant::now());
-        let router = SingleGroup::new(Gid(1), servers);
+        let router = SingleGroup::new(opts.group, servers);
         Driver {
             clerk: ClerkCore::new(router, opts.policy(), Rng::new(seed)),
             endpoints,
@@ -154,19 +159,22 @@ impl<S: Service> Driver<S> {
         let started = Instant::now();
         let mut next = self.clerk.begin(op, self.now_ticks());
         loop {
-            let (to, delay_ticks) = match next {
+            let (group, to, delay_ticks) = match next {
                 Next::Done(out) => return Ok(out),
                 Next::Failed(e) => return Err(e),
                 // A single group always has a route.
                 Next::Refresh => {
-                    self.clerk.abandon();
-                    return Err(Error::Unavailable {
+                    let e = Error::Unavailable {
                         reason: "no group serves this request".into(),
-                    });
+                    };
+                    next = self.clerk.end(self.now_ticks(), e);
+                    continue;
                 }
                 Next::Send {
-                    to, delay_ticks, ..
-                } => (to, delay_ticks),
+                    gid,
+                    to,
+                    delay_ticks,
+                } => (gid, to, delay_ticks),
             };
             if delay_ticks > 0 {
                 tokio::time::sleep(Duration::from_millis(delay_ticks * CLERK_TICK_MS)).await;
@@ -185,7 +193,7 @@ impl<S: Service> Driver<S> {
                 .expect("an operation in flight");
             assert!(to.0 >= 1 && to.0 as usize <= self.endpoints.len());
             let slot = (to.0 - 1) as usize;
-            let attempt = self.attempt(slot, req, left.min(self.opts.attempt_timeout));
+            let attempt = self.attempt(slot, group, req, left.min(self.opts.attempt_timeout));
             let attempt = attempt.await;
             let now = self.now_ticks();
             next = match attempt {
@@ -195,10 +203,7 @@ impl<S: Service> Driver<S> {
                 }
                 Attempt::NotSent(reason) => self.clerk.on_unreachable(now, reason),
                 Attempt::Lost(reason) => self.clerk.on_timeout(now, reason),
-                Attempt::Refused(e) => {
-                    self.clerk.abandon();
-                    return Err(e);
-                }
+                Attempt::Refused(e) => self.clerk.end(now, e),
             };
         }
     }
@@ -227,7 +232,13 @@ impl<S: Service> Driver<S> {
     }
 
     /// Sends `req` to `slot` once and waits up to `timeout`.
-    async fn attempt(&self, slot: usize, req: Req<S>, timeout: Duration) -> Attempt<Out<S>> {
+    async fn attempt(
+        &self,
+        slot: usize,
+        group: Gid,
+        req: Req<S>,
+        timeout: Duration,
+    ) -> Attempt<Out<S>> {
         let addr = self.endpoints.addr(slot);
         let connect = tokio::time::timeout(timeout, self.endpoints.channel(slot)).await;
         let channel = match connect {
@@ -235,7 +246,7 @@ impl<S: Service> Driver<S> {
             Ok(Err(reason)) => return Attempt::NotSent(reason),
             Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
         };
-        match tokio::time::timeout(timeout, S::call(channel, req)).await {
+        match tokio::time::timeout(timeout, S::call(channel, group, req)).await {
             Ok(Ok((from, reply))) => {
                 self.endpoints.learn(slot, from);
                 Attempt::Reply(reply)

@@ -297,7 +297,7 @@ impl Handler for KvOnly {
         NodeId(1)
     }
 
-    async fn request(&self, _: KvRequest) -> Result<KvOutput, Error> {
+    async fn request(&self, _: shardkv_types::Gid, _: KvRequest) -> Result<KvOutput, Error> {
         Err(Error::Busy)
     }
 

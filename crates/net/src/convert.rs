@@ -22,10 +22,11 @@ pub enum WireRequest {
     Cas(pb::CasRequest),
 }
 
-/// The wire form of a request.
-pub fn request_to_wire(req: KvRequest) -> WireRequest {
+/// The wire form of a request for KV group `group` (`Gid(0)`: the server's only KV group).
+pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
+    let group = group.0;
     match req {
-        Request::Read(KvQuery::Get { key }) => WireRequest::Get(pb::GetRequest { key }),
+        Request::Read(KvQuery::Get { key }) => WireRequest::Get(pb::GetRequest { key, group }),
         Request::Write { client, seq, cmd } => {
             let (client, seq) = (client.0, seq.0);
             match cmd {
@@ -34,22 +35,28 @@ pub fn request_to_wire(req: KvRequest) -> WireRequest {
                     seq,
                     key,
                     value,
+                    group,
                 }),
                 KvCommand::Append { key, value } => WireRequest::Append(pb::AppendRequest {
                     client,
                     seq,
                     key,
                     value,
+                    group,
                 }),
-                KvCommand::Delete { key } => {
-                    WireRequest::Delete(pb::DeleteRequest { client, seq, key })
-                }
+                KvCommand::Delete { key } => WireRequest::Delete(pb::DeleteRequest {
+                    client,
+                    seq,
+                    key,
+                    group,
+                }),
                 KvCommand::Cas { key, expected, new } => WireRequest::Cas(pb::CasRequest {
                     client,
                     seq,
                     key,
                     expected,
                     new,
+                    group,
                 }),
             }
         }
@@ -502,9 +509,10 @@ mod tests {
                 new: b"v".to_vec(),
             },
         };
-        let WireRequest::Cas(wire) = request_to_wire(req.clone()) else {
+        let WireRequest::Cas(wire) = request_to_wire(Gid(3), req.clone()) else {
             panic!("a cas travels as Cas");
         };
+        assert_eq!(wire.group, 3, "the group travels with the request");
         assert_eq!(cas_from_wire(wire), req);
     }
 

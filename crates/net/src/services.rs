@@ -31,7 +31,12 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Serves one client request. The handler applies its own deadline: the future always
     /// resolves, with `Error::Timeout` if the outcome is not known in time.
-    fn request(&self, req: KvRequest) -> impl Future<Output = Result<KvOutput, Error>> + Send;
+    /// `group` is the KV group the client routed the request to (`Gid(0)`: unspecified).
+    fn request(
+        &self,
+        group: Gid,
+        req: KvRequest,
+    ) -> impl Future<Output = Result<KvOutput, Error>> + Send;
 
     /// This member's status.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, Error>> + Send;
@@ -101,8 +106,8 @@ pub struct KvService<H> {
 }
 
 impl<H: Handler> KvService<H> {
-    async fn serve(&self, req: KvRequest) -> Result<Response<pb::KvReply>, Status> {
-        let reply = self.handler.request(req).await;
+    async fn serve(&self, group: u64, req: KvRequest) -> Result<Response<pb::KvReply>, Status> {
+        let reply = self.handler.request(Gid(group), req).await;
         Ok(Response::new(convert::reply_to_wire(
             self.handler.node_id(),
             reply,
@@ -113,23 +118,28 @@ impl<H: Handler> KvService<H> {
 #[tonic::async_trait]
 impl<H: Handler> Kv for KvService<H> {
     async fn get(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::KvReply>, Status> {
-        self.serve(convert::get_from_wire(r.into_inner())).await
+        let r = r.into_inner();
+        self.serve(r.group, convert::get_from_wire(r)).await
     }
 
     async fn put(&self, r: Request<pb::PutRequest>) -> Result<Response<pb::KvReply>, Status> {
-        self.serve(convert::put_from_wire(r.into_inner())).await
+        let r = r.into_inner();
+        self.serve(r.group, convert::put_from_wire(r)).await
     }
 
     async fn append(&self, r: Request<pb::AppendRequest>) -> Result<Response<pb::KvReply>, Status> {
-        self.serve(convert::append_from_wire(r.into_inner())).await
+        let r = r.into_inner();
+        self.serve(r.group, convert::append_from_wire(r)).await
     }
 
     async fn delete(&self, r: Request<pb::DeleteRequest>) -> Result<Response<pb::KvReply>, Status> {
-        self.serve(convert::delete_from_wire(r.into_inner())).await
+        let r = r.into_inner();
+        self.serve(r.group, convert::delete_from_wire(r)).await
     }
 
     async fn cas(&self, r: Request<pb::CasRequest>) -> Result<Response<pb::KvReply>, Status> {
-        self.serve(convert::cas_from_wire(r.into_inner())).await
+        let r = r.into_inner();
+        self.serve(r.group, convert::cas_from_wire(r)).await
     }
 
     async fn status(
@@ -423,7 +433,7 @@ mod tests {
             NodeId(1)
         }
 
-        async fn request(&self, _: KvRequest) -> Result<KvOutput, Error> {
+        async fn request(&self, _: Gid, _: KvRequest) -> Result<KvOutput, Error> {
             Err(Error::Busy)
         }
 

@@ -28,7 +28,7 @@ impl Handler for Recorder {
         NodeId(2)
     }
 
-    async fn request(&self, _: KvRequest) -> Result<KvOutput, Error> {
+    async fn request(&self, _: shardkv_types::Gid, _: KvRequest) -> Result<KvOutput, Error> {
         Err(Error::Unavailable {
             reason: "test".into(),
         })

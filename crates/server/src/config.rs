@@ -267,15 +267,6 @@ pub fn parse_groups(s: &str) -> Result<BTreeMap<Gid, Service>, String> {
     if groups.is_empty() {
         return Err("--groups lists no groups".into());
     }
-    // Client requests do not name their group yet (the sharded clerk will): a second KV
-    // group in one process could not be reached, and its writes would land in the first.
-    if groups.values().filter(|s| **s == Service::Kv).count() > 1 {
-        return Err(
-            "one process hosts at most one KV group for now (KV requests do not \
-                    name their group yet); run other KV groups in other processes"
-                .into(),
-        );
-    }
     if groups.len() > GROUPS_HOSTED_MAX {
         return Err(format!(
             "--groups lists {} groups; one process hosts at most {GROUPS_HOSTED_MAX}",
@@ -370,21 +361,24 @@ mod tests {
     fn a_process_hosts_the_listed_groups_each_in_its_own_directory() {
         // Goal: `groups` lists what one process hosts; the controller is group 0 only.
         let c = ConfigLayer {
-            groups: Some("0=ctrl, 1=kv".into()),
+            groups: Some("0=ctrl, 1=kv,2=kv".into()),
             shards: Some(16),
             ..layer()
         }
         .resolve()
         .expect("valid");
-        let want = [(CTRL_GID, Service::Ctrl), (Gid(1), Service::Kv)];
+        let want = [
+            (CTRL_GID, Service::Ctrl),
+            (Gid(1), Service::Kv),
+            (Gid(2), Service::Kv),
+        ];
         assert_eq!(c.groups, want.into());
         assert_eq!(c.shards, 16);
-        assert_eq!(c.group_dir(Gid(1)), PathBuf::from("/tmp/n2/g1"));
+        assert_eq!(c.group_dir(Gid(2)), PathBuf::from("/tmp/n2/g2"));
         for (bad, why) in [
             ("0=kv", "controller"),
             ("3=ctrl", "group 0"),
             ("1=kv,1=kv", "twice"),
-            ("1=kv,2=kv", "at most one KV group"),
             ("1=redis", "unknown service"),
             ("", "no groups"),
         ] {

@@ -3,8 +3,9 @@
 //! (the shard controller and KV groups), each with its own node thread, Raft state, WAL and
 //! snapshots under `data-dir/g<gid>/`, its own identity file, and its own peer streams
 //! stamped with its group id, all behind one gRPC port. Raft traffic is routed to a replica
-//! by the group id every batch carries (another group's is dropped and counted); client
-//! requests go to the hosted group of their service.
+//! by the group id every batch carries (another group's is dropped and counted); a KV
+//! request goes to the group it names (`WrongGroup` if not hosted here), a controller
+//! request to the controller's replica.
 //!
 //! For each group, in order: check the identity file (cluster, group, node, voters), open
 //! storage, restore the replica, start its peer transport and node thread. Then the port
@@ -75,17 +76,30 @@ impl RaftRouter for GroupRouter {
     }
 }
 
-/// The Kv service's view of the process: its KV group's replica, if it hosts one.
+/// The Kv service's view of the process: its KV groups' replicas, by group id.
 struct KvFront {
     id: NodeId,
-    kv: Option<Arc<NodeHandler<KvStore>>>,
+    kv: BTreeMap<Gid, Arc<NodeHandler<KvStore>>>,
 }
 
 impl KvFront {
-    fn no_kv() -> Error {
-        Error::Unavailable {
-            reason: "this server hosts no KV group".into(),
+    /// The replica a request for `group` goes to: that group's, or for an unnamed group
+    /// (`Gid(0)`, clients from before groups were named) the only one.
+    fn route(&self, group: Gid) -> Result<&Arc<NodeHandler<KvStore>>, Error> {
+        if group == Gid(0) {
+            let mut only = self.kv.values();
+            return match (only.next(), only.next()) {
+                (Some(h), None) => Ok(h),
+                (None, _) => Err(Error::Unavailable {
+                    reason: "this server hosts no KV group".into(),
+                }),
+                (Some(_), Some(_)) => Err(Error::Invalid {
+                    reason: "this server hosts several KV groups: the request must name one".into(),
+                }),
+            };
         }
+        // Not hosted here: the client's view of the groups is out of date.
+        self.kv.get(&group).ok_or(Error::WrongGroup { gid: group })
     }
 }
 
@@ -94,17 +108,17 @@ impl Handler for KvFront {
         self.id
     }
 
-    async fn request(&self, req: KvRequest) -> Result<KvOutput, Error> {
-        match &self.kv {
-            Some(kv) => kv.submit(req).await,
-            None => Err(KvFront::no_kv()),
-        }
+    async fn request(&self, group: Gid, req: KvRequest) -> Result<KvOutput, Error> {
+        self.route(group)?.submit(req).await
     }
 
+    /// The status of the first KV group hosted here.
     async fn status(&self) -> Result<NodeStatus, Error> {
-        match &self.kv {
+        match self.kv.values().next() {
             Some(kv) => kv.status().await,
-            None => Err(KvFront::no_kv()),
+            None => Err(Error::Unavailable {
+                reason: "this server hosts no KV group".into(),
+            }),
         }
     }
 
@@ -127,7 +141,7 @@ async fn serve(
         id: cfg.id,
         groups: BTreeMap::new(),
     };
-    let (mut kv, mut ctrl) = (None, None);
+    let (mut kv, mut ctrl) = (BTreeMap::new(), None);
     for (&gid, &service) in &cfg.groups {
         let group_span =
             tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
@@ -141,7 +155,7 @@ async fn serve(
                     &ended_tx,
                     group_span,
                 )?;
-                kv.get_or_insert_with(|| started.handler.clone());
+                kv.insert(gid, started.handler.clone());
                 started.hosted
             }
             Service::Ctrl => {

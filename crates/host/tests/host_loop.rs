@@ -551,3 +551,20 @@ fn disk_low_refuses_new_writes_but_answers_retries_from_sessions() {
     g.settle();
     assert_eq!(g.answers[&again], Ok(KvOutput::Done));
 }
+
+/// Goal: a follower whose disk is low does not refuse writes for the whole group: it sends
+/// the client to the leader, which has space. Method: elect, mark a follower disk-low,
+/// submit a write there. (Found in review: it answered NoSpace, a definite failure.)
+#[test]
+fn a_disk_low_follower_redirects_writes_to_the_leader() {
+    let mut g = Group::new(9);
+    let l = g.elect(&[NodeId(1), NodeId(2), NodeId(3)]);
+    let f = [NodeId(1), NodeId(2), NodeId(3)]
+        .into_iter()
+        .find(|&id| id != l)
+        .expect("a follower");
+    assert!(g.m(f).host.set_disk_low(true));
+    let w = g.submit(f, put(5, 1, "k", "v"));
+    g.settle();
+    assert_eq!(g.answers[&w], Err(Error::NotLeader { leader: Some(l) }));
+}

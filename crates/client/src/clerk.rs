@@ -85,8 +85,10 @@ struct InFlight<C, Q> {
     unreachable: Option<NodeId>,
     /// The last refusal or failure, reported if the operation gives up.
     last: Error,
-    /// `NoSpace` answers in a row.
-    no_space_streak: u32,
+    /// The members that answered `NoSpace`.
+    no_space_from: std::collections::BTreeSet<NodeId>,
+    /// The leader another member named last.
+    hinted: Option<NodeId>,
 }
 
 /// One client session: a random id chosen at creation, a sequence number per write, a
@@ -189,7 +191,8 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             last: Error::Unavailable {
                 reason: "no attempt made".into(),
             },
-            no_space_streak: 0,
+            no_space_from: Default::default(),
+            hinted: None,
         });
         self.next_attempt(now)
     }
@@ -279,14 +282,14 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             Err(e) => e,
         };
         let is_write = f.req.is_write();
-        if !matches!(e, Error::NoSpace) {
-            f.no_space_streak = 0;
-        }
         match &e {
             Error::NotLeader { leader } | Error::LostLeadership { leader } => {
                 f.maybe_applied |= is_write && matches!(e, Error::LostLeadership { .. });
                 let useful = leader.is_some_and(|l| l != from && Some(l) != f.unreachable);
                 f.fruitless = if useful { 0 } else { f.fruitless + 1 };
+                if let Some(l) = leader.filter(|&l| l != from) {
+                    f.hinted = Some(l);
+                }
                 match leader {
                     Some(l) if useful => {
                         self.leaders.insert(gid, *l);
@@ -310,18 +313,15 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
                 f.fruitless += 1;
                 self.move_on();
             }
-            // A leader whose disk is full refuses writes; another member may lead soon (a
-            // stalled leader is replaced), so try the others, and give up only once every
-            // member of the group said so in a row: a full disk does not clear in
-            // milliseconds.
+            // Only a member that believes it leads answers NoSpace. If another member
+            // confirmed it as the leader, or every member said so, the group cannot take
+            // writes now (a full disk does not clear in milliseconds): give up. Otherwise it
+            // may be a stalled old leader the others already replaced: try them.
             Error::NoSpace => {
-                f.no_space_streak += 1;
+                f.no_space_from.insert(from);
                 f.fruitless += 1;
-                let members = self
-                    .router
-                    .route(&f.req)
-                    .map_or(1, |r| r.servers.len() as u32);
-                if f.no_space_streak >= members {
+                let members = self.router.route(&f.req).map_or(1, |r| r.servers.len());
+                if f.hinted == Some(from) || f.no_space_from.len() >= members {
                     return self.give_up(now, e);
                 }
                 self.move_on();

@@ -316,4 +316,20 @@ fn no_space_moves_on_and_ends_the_write_only_when_every_member_said_so() {
         Next::Failed(Error::NoSpace),
         "all three members refused"
     );
+    // A follower names the leader; the leader's disk is full: the group cannot take it.
+    let (to, _) = sent(&c.begin(del(), 7));
+    let leader = NodeId(to.0 % 3 + 1);
+    let next = c.on_response(
+        8,
+        to,
+        Err(Error::NotLeader {
+            leader: Some(leader),
+        }),
+    );
+    assert_eq!(sent(&next).0, leader);
+    assert_eq!(
+        c.on_response(9, leader, Err(Error::NoSpace)),
+        Next::Failed(Error::NoSpace),
+        "the confirmed leader refused"
+    );
 }

@@ -212,7 +212,7 @@ async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) ->
     let env = if endpoints == ENDPOINTS_DEFAULT {
         String::new()
     } else {
-        format!("export SHARDKV_ENDPOINTS={endpoints}; ")
+        format!("export SHARDKV_ENDPOINTS={endpoints} SHARDKV_CTRL_ENDPOINTS={endpoints}; ")
     };
     println!("try:  {env}shardkv put greeting hello && shardkv get greeting && shardkv status");
     println!(

@@ -298,7 +298,9 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
                 }
             }
             Error::WrongGroup { .. } => {
-                // The cached config is out of date; the request did not apply there.
+                // The cached config is out of date; the request did not apply there. Back
+                // off: the group named in a newer config may not have caught up yet.
+                f.fruitless += 1;
                 self.router.stale();
             }
             Error::Busy => {

@@ -43,6 +43,7 @@ mod driver;
 #[cfg(feature = "grpc")]
 mod endpoints;
 mod router;
+mod shard_router;
 
 pub use clerk::{ClerkCore, Next, Op, RetryPolicy};
 #[cfg(feature = "grpc")]
@@ -54,6 +55,7 @@ pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
 pub use endpoints::{Endpoints, fetch_status};
 pub use router::{Route, Router, SingleGroup};
+pub use shard_router::{Naming, ShardRouter};
 pub use shardkv_ctrl::{
     Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE,
 };
@@ -76,6 +78,9 @@ pub type CtrlOp = Op<CtrlCommand, CtrlQuery>;
 
 /// The clerk core of the shard controller group.
 pub type CtrlClerk = ClerkCore<ShardCtrl, SingleGroup>;
+
+/// The sharded clerk: KV operations routed by the cached config.
+pub type ShardClerk = ClerkCore<KvStore, ShardRouter>;
 
 /// The clerk policy's tick: both shells count the clerk's timeouts and backoff in these.
 pub const CLERK_TICK_MS: u64 = 10;

@@ -1,0 +1,146 @@
+//! [`ShardKv`]: the state machine of one shard group.
+
+use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
+use crate::shard::{Shard, ShardState};
+use serde::{Deserialize, Serialize};
+use shardkv_ctrl::Config;
+use shardkv_kv::{KvCommand, KvQuery};
+use shardkv_rsm::{Applying, Error, Request, Sessions, StateMachine};
+use shardkv_types::{Gid, ShardId, shard_of_key};
+use std::collections::BTreeMap;
+
+/// The state of one shard group: the config it is in, the one before (to find where gained
+/// shards come from), and the shards it holds. All of it is in every snapshot.
+///
+/// Invariants: `config.num == prev.num + 1` (or both 0); a shard is `Serving` or `Pulling`
+/// only if `config` assigns it to `gid`, `BePulled` only if `prev` did and `config` does
+/// not; a key is read or written only while its shard is `Serving`, checked when the
+/// command is applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardKv {
+    pub(crate) gid: Gid,
+    pub(crate) config: Config,
+    pub(crate) prev: Config,
+    pub(crate) shards: BTreeMap<ShardId, Shard>,
+}
+
+impl ShardKv {
+    /// Group `gid` before its first config, in a cluster of `shards` shards.
+    pub fn new(gid: Gid, shards: u32) -> ShardKv {
+        ShardKv {
+            gid,
+            config: Config::initial(shards),
+            prev: Config::initial(shards),
+            shards: BTreeMap::new(),
+        }
+    }
+
+    pub fn gid(&self) -> Gid {
+        self.gid
+    }
+
+    /// The config the group is in.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The config before it.
+    pub fn prev_config(&self) -> &Config {
+        &self.prev
+    }
+
+    /// The shards the group holds, with their states.
+    pub fn shards(&self) -> &BTreeMap<ShardId, Shard> {
+        &self.shards
+    }
+
+    /// The state of `shard` here, `None` if the group holds nothing of it.
+    pub fn shard_state(&self, shard: ShardId) -> Option<ShardState> {
+        self.shards.get(&shard).map(|s| s.state)
+    }
+
+    /// True when some shard is being pulled or waits to be deleted: the next config waits.
+    pub fn in_migration(&self) -> bool {
+        self.shards.values().any(Shard::in_migration)
+    }
+
+    /// The shard of `key` in this cluster.
+    pub fn shard_of(&self, key: &[u8]) -> ShardId {
+        shard_of_key(key, self.config.shard_count())
+    }
+
+    /// The serving shard of `key`, or `WrongGroup`.
+    fn serving(&self, key: &[u8]) -> Result<&Shard, Error> {
+        match self.shards.get(&self.shard_of(key)) {
+            Some(s) if s.state == ShardState::Serving => Ok(s),
+            _ => Err(Error::WrongGroup { gid: self.gid }),
+        }
+    }
+
+    fn serving_mut(&mut self, key: &[u8]) -> Result<&mut Shard, Error> {
+        let shard = self.shard_of(key);
+        match self.shards.get_mut(&shard) {
+            Some(s) if s.state == ShardState::Serving => Ok(s),
+            _ => Err(Error::WrongGroup { gid: self.gid }),
+        }
+    }
+}
+
+impl StateMachine for ShardKv {
+    type Command = KvCommand;
+    type Query = ShardQuery;
+    type Output = ShardOutput;
+    type Internal = ShardInternal;
+
+    fn validate(req: &ShardRequest) -> Result<(), Error> {
+        let kv = match req {
+            Request::Read(ShardQuery::Kv(q)) => Request::Read(q.clone()),
+            Request::Read(_) => return Ok(()),
+            Request::Write { client, seq, cmd } => Request::Write {
+                client: *client,
+                seq: *seq,
+                cmd: cmd.clone(),
+            },
+        };
+        shardkv_kv::validate(&kv)
+    }
+
+    /// A write of a key whose shard is not `Serving` here now is refused with `WrongGroup`
+    /// (and so not recorded in the session): ownership is decided at the write's log
+    /// position, not when it arrived.
+    fn apply(
+        &mut self,
+        cmd: &KvCommand,
+        _: &mut Applying<'_, ShardOutput>,
+    ) -> Result<ShardOutput, Error> {
+        let shard = self.serving_mut(cmd.key())?;
+        Ok(ShardOutput::Kv(shard.store.execute(cmd)))
+    }
+
+    fn apply_internal(&mut self, cmd: &ShardInternal, ctx: &mut Applying<'_, ShardOutput>) {
+        match cmd {
+            ShardInternal::Reconfigure(next) => self.reconfigure(next),
+            ShardInternal::Install { num, shard, export } => {
+                self.install(*num, *shard, export, ctx.sessions)
+            }
+            ShardInternal::Delete { num, shard } => self.delete(*num, *shard),
+        }
+    }
+
+    fn query(
+        &self,
+        q: &ShardQuery,
+        sessions: &Sessions<ShardOutput>,
+    ) -> Result<ShardOutput, Error> {
+        match q {
+            ShardQuery::Kv(KvQuery::Get { key }) => {
+                let shard = self.serving(key)?;
+                Ok(ShardOutput::Kv(
+                    shard.store.read(&KvQuery::Get { key: key.clone() }),
+                ))
+            }
+            ShardQuery::Pull { num, shard } => Ok(self.answer_pull(*num, *shard, sessions)),
+            ShardQuery::Installed { num, shard } => Ok(self.answer_installed(*num, *shard)),
+        }
+    }
+}

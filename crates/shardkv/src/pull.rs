@@ -1,0 +1,52 @@
+//! The pull step as the other group sees it: the answers to `Pull` (old owner) and
+//! `Installed` (new owner), served as linearizable reads.
+
+use crate::command::{ShardExport, ShardOutput};
+use crate::machine::ShardKv;
+use crate::shard::ShardState;
+use shardkv_rsm::Sessions;
+use shardkv_types::{ConfigNum, ShardId};
+use std::cmp::Ordering;
+
+impl ShardKv {
+    /// The old owner's answer to "give me `shard` for config `num`": the frozen shard with
+    /// every session once this group applied `num`, `NotYet` before.
+    pub(crate) fn answer_pull(
+        &self,
+        num: ConfigNum,
+        shard: ShardId,
+        sessions: &Sessions<ShardOutput>,
+    ) -> ShardOutput {
+        match self.config.num.cmp(&num) {
+            Ordering::Less => ShardOutput::NotYet {
+                have: self.config.num,
+            },
+            Ordering::Equal => match self.shards.get(&shard) {
+                Some(s) if s.state == ShardState::BePulled => {
+                    ShardOutput::Shard(Box::new(ShardExport {
+                        store: s.store.clone(),
+                        sessions: sessions.clone(),
+                    }))
+                }
+                _ => ShardOutput::Gone,
+            },
+            // Past `num`, every shard given away in `num` was confirmed and deleted.
+            Ordering::Greater => ShardOutput::Gone,
+        }
+    }
+
+    /// The new owner's answer to "did you install `shard` of config `num`?". Past `num`
+    /// it surely did: a group moves on only with nothing left to pull.
+    pub(crate) fn answer_installed(&self, num: ConfigNum, shard: ShardId) -> ShardOutput {
+        match self.config.num.cmp(&num) {
+            Ordering::Less => ShardOutput::NotYet {
+                have: self.config.num,
+            },
+            Ordering::Equal => ShardOutput::Installed(
+                self.config.owner(shard) == Some(self.gid)
+                    && self.shard_state(shard) == Some(ShardState::Serving),
+            ),
+            Ordering::Greater => ShardOutput::Installed(true),
+        }
+    }
+}

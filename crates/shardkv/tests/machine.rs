@@ -1,0 +1,246 @@
+//! The shard group state machine, step by step: config changes, ownership at apply time,
+//! pull, install with sessions, confirmation and deletion.
+
+use shardkv_ctrl::Config;
+use shardkv_kv::{KvCommand, KvOutput, KvQuery};
+use shardkv_rsm::{Applying, Error, Sessions, StateMachine};
+use shardkv_shardkv::{ShardExport, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState};
+use shardkv_types::{ClientId, ConfigNum, Gid, LogIndex, Seq, ShardId, shard_of_key};
+
+const SHARDS: u32 = 4;
+const A: Gid = Gid(1);
+const B: Gid = Gid(2);
+
+struct Member {
+    sm: ShardKv,
+    sessions: Sessions<ShardOutput>,
+    index: u64,
+}
+
+impl Member {
+    fn new(gid: Gid) -> Member {
+        Member {
+            sm: ShardKv::new(gid, SHARDS),
+            sessions: Sessions::default(),
+            index: 0,
+        }
+    }
+
+    fn internal(&mut self, cmd: ShardInternal) {
+        self.index += 1;
+        let mut ctx = Applying {
+            index: LogIndex(self.index),
+            sessions: &mut self.sessions,
+        };
+        self.sm.apply_internal(&cmd, &mut ctx);
+    }
+
+    /// A client write, as the replica applies it (sessions recorded only on success).
+    fn write(&mut self, client: u64, seq: u64, cmd: KvCommand) -> Result<ShardOutput, Error> {
+        self.index += 1;
+        let mut ctx = Applying {
+            index: LogIndex(self.index),
+            sessions: &mut self.sessions,
+        };
+        let out = self.sm.apply(&cmd, &mut ctx)?;
+        self.sessions
+            .record(ClientId(client), Seq(seq), out.clone());
+        Ok(out)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<ShardOutput, Error> {
+        let q = ShardQuery::Kv(KvQuery::Get { key: key.to_vec() });
+        self.sm.query(&q, &self.sessions)
+    }
+
+    fn ask(&self, q: ShardQuery) -> ShardOutput {
+        self.sm
+            .query(&q, &self.sessions)
+            .expect("migration queries are answered")
+    }
+}
+
+fn config(num: u64, owners: [Gid; SHARDS as usize]) -> Config {
+    let mut c = Config::initial(SHARDS);
+    c.num = ConfigNum(num);
+    c.shards = owners.to_vec();
+    for g in owners {
+        if g != Gid(0) {
+            c.groups.insert(g, vec![format!("n{}", g.0)]);
+        }
+    }
+    c
+}
+
+fn put(key: &[u8], value: &[u8]) -> KvCommand {
+    KvCommand::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+/// A key of `shard`.
+fn key_in(shard: u64) -> Vec<u8> {
+    (0..)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| shard_of_key(k, SHARDS) == ShardId(shard))
+        .expect("some key lands in every shard")
+}
+
+#[test]
+fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() {
+    let (mut a, mut b) = (Member::new(A), Member::new(B));
+    let c1 = config(1, [A, A, A, A]);
+    let c2 = config(2, [A, A, B, B]);
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(c1.clone()));
+    }
+    let k2 = key_in(2);
+    assert_eq!(
+        a.sm.shard_state(ShardId(2)),
+        Some(ShardState::Serving),
+        "gained from nobody"
+    );
+    a.write(7, 1, put(&k2, b"v")).unwrap();
+    assert_eq!(
+        b.write(7, 2, put(&k2, b"w")),
+        Err(Error::WrongGroup { gid: B })
+    );
+
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(c2.clone()));
+    }
+    assert_eq!(a.sm.shard_state(ShardId(2)), Some(ShardState::BePulled));
+    assert_eq!(b.sm.shard_state(ShardId(2)), Some(ShardState::Pulling));
+    assert_eq!(
+        a.write(7, 2, put(&k2, b"x")),
+        Err(Error::WrongGroup { gid: A })
+    );
+    assert_eq!(
+        a.get(&k2),
+        Err(Error::WrongGroup { gid: A }),
+        "frozen: not served"
+    );
+    assert_eq!(
+        b.get(&k2),
+        Err(Error::WrongGroup { gid: B }),
+        "not installed yet"
+    );
+    assert!(a.get(&key_in(0)).is_ok(), "unaffected shards keep serving");
+    assert!(
+        !a.sm.accepts(&config(3, [A, A, A, A])),
+        "no config while migrating"
+    );
+
+    let num = ConfigNum(2);
+    let shard = ShardId(2);
+    assert_eq!(
+        b.ask(ShardQuery::Installed { num, shard }),
+        ShardOutput::Installed(false)
+    );
+    let export = match a.ask(ShardQuery::Pull { num, shard }) {
+        ShardOutput::Shard(e) => e,
+        other => panic!("expected the shard, got {other:?}"),
+    };
+    assert_eq!(
+        export.sessions.get(ClientId(7)).map(|s| s.seq),
+        Some(Seq(1))
+    );
+    let install = ShardInternal::Install {
+        num,
+        shard,
+        export: export.clone(),
+    };
+    b.internal(install.clone());
+    b.internal(install); // a duplicate install changes nothing
+    assert_eq!(b.sm.shard_state(shard), Some(ShardState::Serving));
+    assert_eq!(
+        b.get(&k2),
+        Ok(ShardOutput::Kv(KvOutput::Value(Some(b"v".to_vec()))))
+    );
+    assert_eq!(
+        b.sessions.get(ClientId(7)).map(|s| s.seq),
+        Some(Seq(1)),
+        "exactly-once survives the move"
+    );
+    assert_eq!(
+        b.ask(ShardQuery::Installed { num, shard }),
+        ShardOutput::Installed(true)
+    );
+
+    a.internal(ShardInternal::Delete { num, shard });
+    assert_eq!(a.sm.shard_state(shard), None, "deleted at the old owner");
+    assert_eq!(a.ask(ShardQuery::Pull { num, shard }), ShardOutput::Gone);
+    assert!(
+        !a.sm.accepts(&config(3, [A, A, B, B])),
+        "shard 3 still waits"
+    );
+    a.internal(ShardInternal::Delete {
+        num,
+        shard: ShardId(3),
+    });
+    assert!(a.sm.accepts(&config(3, [A, A, B, B])));
+    assert_eq!(
+        a.ask(ShardQuery::Pull {
+            num: ConfigNum(3),
+            shard
+        }),
+        ShardOutput::NotYet { have: num }
+    );
+}
+
+#[test]
+fn configs_are_taken_one_at_a_time_in_order() {
+    let mut a = Member::new(A);
+    a.internal(ShardInternal::Reconfigure(config(2, [A; 4])));
+    assert_eq!(
+        a.sm.config().num,
+        ConfigNum(0),
+        "config 2 before 1 is ignored"
+    );
+    a.internal(ShardInternal::Reconfigure(config(1, [A; 4])));
+    a.internal(ShardInternal::Reconfigure(config(1, [A; 4])));
+    assert_eq!(a.sm.config().num, ConfigNum(1));
+    let mut wrong = config(2, [A; 4]);
+    wrong.shards.push(A);
+    assert!(!a.sm.accepts(&wrong), "the shard count never changes");
+}
+
+#[test]
+fn a_late_install_or_delete_of_an_older_config_changes_nothing() {
+    let (mut a, mut b) = (Member::new(A), Member::new(B));
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(config(1, [A, A, A, A])));
+        m.internal(ShardInternal::Reconfigure(config(2, [A, A, A, B])));
+    }
+    let (num, shard) = (ConfigNum(2), ShardId(3));
+    let export = match a.ask(ShardQuery::Pull { num, shard }) {
+        ShardOutput::Shard(e) => e,
+        other => panic!("{other:?}"),
+    };
+    b.internal(ShardInternal::Install {
+        num: ConfigNum(1),
+        shard,
+        export: export.clone(),
+    });
+    assert_eq!(
+        b.sm.shard_state(shard),
+        Some(ShardState::Pulling),
+        "wrong config number"
+    );
+    a.internal(ShardInternal::Delete {
+        num: ConfigNum(1),
+        shard,
+    });
+    assert_eq!(a.sm.shard_state(shard), Some(ShardState::BePulled));
+    let empty = Box::new(ShardExport {
+        store: Default::default(),
+        sessions: Sessions::default(),
+    });
+    b.internal(ShardInternal::Install {
+        num,
+        shard,
+        export: empty,
+    });
+    assert_eq!(b.sm.shard_state(shard), Some(ShardState::Serving));
+}

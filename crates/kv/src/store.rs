@@ -24,6 +24,24 @@ impl KvStore {
         self.map.is_empty()
     }
 
+    /// The entries with keys after `after` (all of them for `None`), in key order: how a
+    /// shard is read in chunks while it moves.
+    pub fn entries_after(&self, after: Option<&[u8]>) -> impl Iterator<Item = (&[u8], &[u8])> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        self.map
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Sets `key` to `value` (installing a moved shard).
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.map.insert(key, value);
+    }
+
     /// Applies a write: the sequential semantics of every command.
     pub fn execute(&mut self, cmd: &KvCommand) -> KvOutput {
         match cmd {

@@ -15,9 +15,15 @@ pub enum ShardQuery {
     /// A client's read of a key.
     Kv(KvQuery),
     /// The new owner of `shard` in config `num` asks the old owner (this group) for the
-    /// shard's data and the session table. Answered with the shard once this group applied
-    /// config `num` (the shard is then frozen here).
-    Pull { num: ConfigNum, shard: ShardId },
+    /// shard's entries with keys after `after`, about `bytes_max` of them; the last chunk
+    /// carries the session table. Answered once this group applied config `num` (the shard
+    /// is then frozen here, so the chunks of one pull fit together).
+    Pull {
+        num: ConfigNum,
+        shard: ShardId,
+        after: Option<Vec<u8>>,
+        bytes_max: u64,
+    },
     /// The old owner of `shard` in config `num` asks the new owner (this group) whether it
     /// installed the shard, so the old owner may delete its copy.
     Installed { num: ConfigNum, shard: ShardId },
@@ -26,12 +32,43 @@ pub enum ShardQuery {
 /// A request to a shard group.
 pub type ShardRequest = Request<KvCommand, ShardQuery>;
 
-/// A shard as it moves between groups: its data and the session table of the group that
-/// gave it away, so that exactly-once survives the move.
+/// A piece of a shard as it moves between groups: entries in key order, and with the last
+/// piece the session table of the group that gave it away, so that exactly-once survives
+/// the move.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardExport {
-    pub store: KvStore,
-    pub sessions: Sessions<ShardOutput>,
+pub struct ShardChunk {
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Present exactly on the last chunk.
+    pub sessions: Option<Sessions<ShardOutput>>,
+}
+
+impl ShardChunk {
+    /// True on the shard's last chunk.
+    pub fn is_last(&self) -> bool {
+        self.sessions.is_some()
+    }
+
+    /// Reads the chunk of `store` after `after`: at least one entry if any is left, then
+    /// more while under `bytes_max`; the last one carries `sessions`.
+    pub fn read(
+        store: &KvStore,
+        after: Option<&[u8]>,
+        bytes_max: u64,
+        sessions: &Sessions<ShardOutput>,
+    ) -> ShardChunk {
+        let mut entries = Vec::new();
+        let mut bytes = 0u64;
+        let mut rest = store.entries_after(after).peekable();
+        while let Some((k, v)) = rest.next_if(|_| entries.is_empty() || bytes < bytes_max) {
+            bytes += (k.len() + v.len()) as u64;
+            entries.push((k.to_vec(), v.to_vec()));
+        }
+        let last = rest.peek().is_none();
+        ShardChunk {
+            entries,
+            sessions: last.then(|| sessions.clone()),
+        }
+    }
 }
 
 /// The answer to any request of a shard group.
@@ -39,8 +76,8 @@ pub struct ShardExport {
 pub enum ShardOutput {
     /// The answer to a client's read or write.
     Kv(KvOutput),
-    /// The answer to `Pull`: the shard, frozen at the config asked for.
-    Shard(Box<ShardExport>),
+    /// The answer to `Pull`: a chunk of the shard, frozen at the config asked for.
+    Chunk(Box<ShardChunk>),
     /// The answer to `Pull` or `Installed` from a group still at an older config: ask again
     /// later.
     NotYet { have: ConfigNum },
@@ -57,11 +94,13 @@ pub enum ShardOutput {
 pub enum ShardInternal {
     /// Move to the next config (`num` = current + 1), once no shard is in migration.
     Reconfigure(Config),
-    /// Install a pulled shard, in the config it was pulled for.
+    /// Install a pulled chunk of a shard, in the config it was pulled for, if it continues
+    /// right where the installed part ends (`after`).
     Install {
         num: ConfigNum,
         shard: ShardId,
-        export: Box<ShardExport>,
+        after: Option<Vec<u8>>,
+        chunk: Box<ShardChunk>,
     },
     /// Delete a shard given away in config `num`, after its new owner confirmed it installed
     /// it.

@@ -33,6 +33,8 @@ pub struct DutyOptions {
     pub retry_ms: u64,
     /// The clerk policy of each question.
     pub policy: RetryPolicy,
+    /// About how many bytes of a shard one pull answer (and one install entry) carries.
+    pub chunk_bytes: u64,
 }
 
 /// One duty.
@@ -81,6 +83,8 @@ enum Asking {
 
 struct Running {
     token: u64,
+    /// For a pull: the key the asked chunk starts after.
+    after: Option<Vec<u8>>,
     gid: Gid,
     servers: Vec<(NodeId, String)>,
     asking: Asking,
@@ -170,7 +174,7 @@ impl Duties {
                 };
                 self.follow(task, p);
             } else if self.not_before.get(&task).is_none_or(|&t| self.now_ms >= t) {
-                self.start(task, target);
+                self.start(task, target, replica);
             }
         }
     }
@@ -198,7 +202,10 @@ impl Duties {
                 p => p.map(|_| ()),
             },
             (Asking::Shard(c), DutyAnswer::Shard(r)) => match c.on_answer(now, from, r) {
-                Progress::Done(r) => return self.finish_shard(task, r, replica),
+                Progress::Done(r) => {
+                    let after = run.after.clone();
+                    return self.finish_shard(task, after, r, replica);
+                }
                 p => p.map(|_| ()),
             },
             _ => return,
@@ -258,10 +265,14 @@ impl Duties {
         target(gid, names, self.naming)
     }
 
-    fn start(&mut self, task: Task, t: Target) {
+    fn start(&mut self, task: Task, t: Target, replica: &Replica<ShardKv>) {
         let group = SingleGroup::new(t.gid, t.servers.iter().map(|s| s.0).collect());
         let rng = self.rng.fork();
         let (policy, now) = (self.opts.policy, self.now_ms);
+        let after = match task {
+            Task::Pull { shard, .. } => pulled_to(replica.state_machine(), shard),
+            _ => None,
+        };
         let (asking, p) = match task {
             Task::Poll { num } => {
                 let op = Op::Read(CtrlQuery { num: Some(num) });
@@ -270,7 +281,12 @@ impl Duties {
             }
             Task::Pull { num, shard } | Task::Confirm { num, shard } => {
                 let q = match task {
-                    Task::Pull { .. } => ShardQuery::Pull { num, shard },
+                    Task::Pull { .. } => ShardQuery::Pull {
+                        num,
+                        shard,
+                        after: after.clone(),
+                        bytes_max: self.opts.chunk_bytes,
+                    },
                     _ => ShardQuery::Installed { num, shard },
                 };
                 let (c, p) = Call::start(group, Op::Read(q), policy, rng, now);
@@ -281,6 +297,7 @@ impl Duties {
         self.next_token += 1;
         let run = Running {
             token,
+            after,
             gid: t.gid,
             servers: t.servers,
             asking,
@@ -338,12 +355,23 @@ impl Duties {
         }
     }
 
-    fn finish_shard(&mut self, task: Task, r: Reply<ShardOutput>, replica: &mut Replica<ShardKv>) {
+    /// A pull or confirmation ended; a pull's chunk is installed at `after`, where it was
+    /// asked for (a chunk asked at an older position is refused by the install's check).
+    fn finish_shard(
+        &mut self,
+        task: Task,
+        after: Option<Vec<u8>>,
+        r: Reply<ShardOutput>,
+        replica: &mut Replica<ShardKv>,
+    ) {
         self.running.remove(&task);
         let step = match (task, r) {
-            (Task::Pull { num, shard }, Ok(ShardOutput::Shard(export))) => {
-                ShardInternal::Install { num, shard, export }
-            }
+            (Task::Pull { num, shard }, Ok(ShardOutput::Chunk(chunk))) => ShardInternal::Install {
+                num,
+                shard,
+                after,
+                chunk,
+            },
             (Task::Confirm { num, shard }, Ok(ShardOutput::Installed(true))) => {
                 ShardInternal::Delete { num, shard }
             }
@@ -360,6 +388,11 @@ impl Duties {
             Err(_) => self.retry_later(task),
         }
     }
+}
+
+/// Where the install of `shard` stands: the last key installed.
+fn pulled_to(sm: &ShardKv, shard: ShardId) -> Option<Vec<u8>> {
+    sm.shards().get(&shard).and_then(|s| s.pulled_to.clone())
 }
 
 fn target(gid: Gid, names: &[String], naming: Naming) -> Target {

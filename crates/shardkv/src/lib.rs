@@ -32,7 +32,7 @@ mod reconfigure;
 mod shard;
 
 pub use call::{Call, Progress};
-pub use command::{ShardExport, ShardInternal, ShardOutput, ShardQuery, ShardRequest};
+pub use command::{ShardChunk, ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 pub use duties::{CtrlRequest, Duties, DutyAnswer, DutyOptions, DutyRequest, Outbound, Task};
 pub use group::ShardGroup;
 pub use machine::ShardKv;

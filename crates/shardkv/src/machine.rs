@@ -120,9 +120,12 @@ impl StateMachine for ShardKv {
     fn apply_internal(&mut self, cmd: &ShardInternal, ctx: &mut Applying<'_, ShardOutput>) {
         match cmd {
             ShardInternal::Reconfigure(next) => self.reconfigure(next),
-            ShardInternal::Install { num, shard, export } => {
-                self.install(*num, *shard, export, ctx.sessions)
-            }
+            ShardInternal::Install {
+                num,
+                shard,
+                after,
+                chunk,
+            } => self.install(*num, *shard, after.as_deref(), chunk, ctx.sessions),
             ShardInternal::Delete { num, shard } => self.delete(*num, *shard),
         }
     }
@@ -139,7 +142,12 @@ impl StateMachine for ShardKv {
                     shard.store.read(&KvQuery::Get { key: key.clone() }),
                 ))
             }
-            ShardQuery::Pull { num, shard } => Ok(self.answer_pull(*num, *shard, sessions)),
+            ShardQuery::Pull {
+                num,
+                shard,
+                after,
+                bytes_max,
+            } => Ok(self.answer_pull(*num, *shard, after.as_deref(), *bytes_max, sessions)),
             ShardQuery::Installed { num, shard } => Ok(self.answer_installed(*num, *shard)),
         }
     }

@@ -1,7 +1,7 @@
 //! The pull step as the other group sees it: the answers to `Pull` (old owner) and
 //! `Installed` (new owner), served as linearizable reads.
 
-use crate::command::{ShardExport, ShardOutput};
+use crate::command::{ShardChunk, ShardOutput};
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
 use shardkv_rsm::Sessions;
@@ -9,12 +9,15 @@ use shardkv_types::{ConfigNum, ShardId};
 use std::cmp::Ordering;
 
 impl ShardKv {
-    /// The old owner's answer to "give me `shard` for config `num`": the frozen shard with
-    /// every session once this group applied `num`, `NotYet` before.
+    /// The old owner's answer to "give me `shard` for config `num`, after key `after`": a
+    /// chunk of the frozen shard (the last with every session) once this group applied
+    /// `num`, `NotYet` before.
     pub(crate) fn answer_pull(
         &self,
         num: ConfigNum,
         shard: ShardId,
+        after: Option<&[u8]>,
+        bytes_max: u64,
         sessions: &Sessions<ShardOutput>,
     ) -> ShardOutput {
         match self.config.num.cmp(&num) {
@@ -22,12 +25,9 @@ impl ShardKv {
                 have: self.config.num,
             },
             Ordering::Equal => match self.shards.get(&shard) {
-                Some(s) if s.state == ShardState::BePulled => {
-                    ShardOutput::Shard(Box::new(ShardExport {
-                        store: s.store.clone(),
-                        sessions: sessions.clone(),
-                    }))
-                }
+                Some(s) if s.state == ShardState::BePulled => ShardOutput::Chunk(Box::new(
+                    ShardChunk::read(&s.store, after, bytes_max, sessions),
+                )),
                 _ => ShardOutput::Gone,
             },
             // Past `num`, every shard given away in `num` was confirmed and deleted.

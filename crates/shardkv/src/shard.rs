@@ -22,6 +22,9 @@ pub enum ShardState {
 pub struct Shard {
     pub state: ShardState,
     pub store: KvStore,
+    /// While `Pulling`: the last key installed so far (`None`: nothing yet). Chunks are
+    /// pulled and installed in key order.
+    pub pulled_to: Option<Vec<u8>>,
 }
 
 impl Shard {
@@ -29,6 +32,7 @@ impl Shard {
         Shard {
             state,
             store: KvStore::default(),
+            pulled_to: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use shardkv_ctrl::Config;
 use shardkv_kv::{KvCommand, KvOutput, KvQuery};
 use shardkv_rsm::{Applying, Error, Sessions, StateMachine};
-use shardkv_shardkv::{ShardExport, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState};
+use shardkv_shardkv::{ShardChunk, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState};
 use shardkv_types::{ClientId, ConfigNum, Gid, LogIndex, Seq, ShardId, shard_of_key};
 
 const SHARDS: u32 = 4;
@@ -70,6 +70,22 @@ fn config(num: u64, owners: [Gid; SHARDS as usize]) -> Config {
         }
     }
     c
+}
+
+fn pull(num: ConfigNum, shard: ShardId, after: Option<Vec<u8>>, bytes_max: u64) -> ShardQuery {
+    ShardQuery::Pull {
+        num,
+        shard,
+        after,
+        bytes_max,
+    }
+}
+
+fn chunk_of(out: ShardOutput) -> Box<ShardChunk> {
+    match out {
+        ShardOutput::Chunk(c) => c,
+        other => panic!("expected a chunk, got {other:?}"),
+    }
 }
 
 fn put(key: &[u8], value: &[u8]) -> KvCommand {
@@ -138,18 +154,14 @@ fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() 
         b.ask(ShardQuery::Installed { num, shard }),
         ShardOutput::Installed(false)
     );
-    let export = match a.ask(ShardQuery::Pull { num, shard }) {
-        ShardOutput::Shard(e) => e,
-        other => panic!("expected the shard, got {other:?}"),
-    };
-    assert_eq!(
-        export.sessions.get(ClientId(7)).map(|s| s.seq),
-        Some(Seq(1))
-    );
+    let chunk = chunk_of(a.ask(pull(num, shard, None, 1 << 20)));
+    let sessions = chunk.sessions.as_ref().expect("one chunk: the last");
+    assert_eq!(sessions.get(ClientId(7)).map(|s| s.seq), Some(Seq(1)));
     let install = ShardInternal::Install {
         num,
         shard,
-        export: export.clone(),
+        after: None,
+        chunk,
     };
     b.internal(install.clone());
     b.internal(install); // a duplicate install changes nothing
@@ -170,7 +182,7 @@ fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() 
 
     a.internal(ShardInternal::Delete { num, shard });
     assert_eq!(a.sm.shard_state(shard), None, "deleted at the old owner");
-    assert_eq!(a.ask(ShardQuery::Pull { num, shard }), ShardOutput::Gone);
+    assert_eq!(a.ask(pull(num, shard, None, 1)), ShardOutput::Gone);
     assert!(
         !a.sm.accepts(&config(3, [A, A, B, B])),
         "shard 3 still waits"
@@ -181,10 +193,7 @@ fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() 
     });
     assert!(a.sm.accepts(&config(3, [A, A, B, B])));
     assert_eq!(
-        a.ask(ShardQuery::Pull {
-            num: ConfigNum(3),
-            shard
-        }),
+        a.ask(pull(ConfigNum(3), shard, None, 1)),
         ShardOutput::NotYet { have: num }
     );
 }
@@ -214,14 +223,12 @@ fn a_late_install_or_delete_of_an_older_config_changes_nothing() {
         m.internal(ShardInternal::Reconfigure(config(2, [A, A, A, B])));
     }
     let (num, shard) = (ConfigNum(2), ShardId(3));
-    let export = match a.ask(ShardQuery::Pull { num, shard }) {
-        ShardOutput::Shard(e) => e,
-        other => panic!("{other:?}"),
-    };
+    let chunk = chunk_of(a.ask(pull(num, shard, None, 1 << 20)));
     b.internal(ShardInternal::Install {
         num: ConfigNum(1),
         shard,
-        export: export.clone(),
+        after: None,
+        chunk: chunk.clone(),
     });
     assert_eq!(
         b.sm.shard_state(shard),
@@ -233,14 +240,78 @@ fn a_late_install_or_delete_of_an_older_config_changes_nothing() {
         shard,
     });
     assert_eq!(a.sm.shard_state(shard), Some(ShardState::BePulled));
-    let empty = Box::new(ShardExport {
-        store: Default::default(),
-        sessions: Sessions::default(),
-    });
     b.internal(ShardInternal::Install {
         num,
         shard,
-        export: empty,
+        after: Some(b"zzz".to_vec()),
+        chunk: chunk.clone(),
+    });
+    assert_eq!(
+        b.sm.shard_state(shard),
+        Some(ShardState::Pulling),
+        "a chunk for another position"
+    );
+    b.internal(ShardInternal::Install {
+        num,
+        shard,
+        after: None,
+        chunk,
     });
     assert_eq!(b.sm.shard_state(shard), Some(ShardState::Serving));
+}
+
+#[test]
+fn a_large_shard_moves_in_chunks_installed_in_order_and_serves_after_the_last() {
+    let (mut a, mut b) = (Member::new(A), Member::new(B));
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(config(1, [A, A, A, A])));
+    }
+    let keys: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!("{{t}}{i:03}").into_bytes())
+        .collect();
+    let shard = shard_of_key(&keys[0], SHARDS);
+    for (i, k) in keys.iter().enumerate() {
+        a.write(1, i as u64 + 1, put(k, &[b'v'; 100])).unwrap();
+    }
+    let mut owners = [A; 4];
+    owners[shard.0 as usize] = B;
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(config(2, owners)));
+    }
+    let num = ConfigNum(2);
+    let mut chunks = 0;
+    loop {
+        let after = b.sm.shards()[&shard].pulled_to.clone();
+        let chunk = chunk_of(a.ask(pull(num, shard, after.clone(), 1000)));
+        assert!(!chunk.entries.is_empty());
+        let last = chunk.is_last();
+        chunks += 1;
+        let step = ShardInternal::Install {
+            num,
+            shard,
+            after,
+            chunk,
+        };
+        b.internal(step.clone());
+        b.internal(step); // a re-proposed chunk is refused by its position
+        if last {
+            break;
+        }
+        assert_eq!(
+            b.get(&keys[0]),
+            Err(Error::WrongGroup { gid: B }),
+            "not yet"
+        );
+    }
+    assert!(
+        chunks >= 20,
+        "200 entries of ~105 bytes in ~1000-byte chunks: {chunks}"
+    );
+    for k in &keys {
+        assert_eq!(
+            b.get(k),
+            Ok(ShardOutput::Kv(KvOutput::Value(Some(vec![b'v'; 100]))))
+        );
+    }
+    assert_eq!(b.sessions.get(ClientId(1)).map(|s| s.seq), Some(Seq(200)));
 }

@@ -14,7 +14,7 @@ use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
 use shardkv_client::{Naming, Op, RetryPolicy, SingleGroup};
-use shardkv_ctrl::{Config, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE, ShardCtrl};
+use shardkv_ctrl::{CtrlOutput, CtrlQuery, CtrlReply, GID_NONE, ShardCtrl};
 use shardkv_rsm::{Replica, Reply, Request};
 use shardkv_types::{ConfigNum, Gid, LogIndex, NodeId, Rng, ShardId, Term};
 use std::collections::BTreeMap;
@@ -216,36 +216,27 @@ impl Duties {
     /// The duties the replicated state asks for, with where each goes.
     fn wanted(&self, sm: &ShardKv) -> BTreeMap<Task, Target> {
         let mut out = BTreeMap::new();
-        let (config, prev) = (sm.config(), sm.prev_config());
+        let config = sm.config();
         if !sm.in_migration() {
             let next = ConfigNum(config.num.0 + 1);
             out.insert(Task::Poll { num: next }, self.ctrl_target());
         }
         for (&shard, s) in sm.shards() {
-            let (task, owner, cfg) = match s.state {
-                ShardState::Serving => continue,
-                ShardState::Pulling => (
-                    Task::Pull {
-                        num: config.num,
-                        shard,
-                    },
-                    prev.owner(shard),
-                    prev,
-                ),
-                ShardState::BePulled => (
-                    Task::Confirm {
-                        num: config.num,
-                        shard,
-                    },
-                    config.owner(shard),
-                    config,
-                ),
+            let num = config.num;
+            let (task, gid, servers) = match (s.state, &s.source) {
+                (ShardState::Pulling, Some(src)) => {
+                    (Task::Pull { num, shard }, src.gid, &src.servers[..])
+                }
+                (ShardState::BePulled, _) => {
+                    let Some(gid) = config.owner(shard).filter(|&g| g != GID_NONE) else {
+                        continue;
+                    };
+                    let servers = config.groups.get(&gid).map_or(&[][..], Vec::as_slice);
+                    (Task::Confirm { num, shard }, gid, servers)
+                }
+                _ => continue,
             };
-            // A shard given to nobody waits for a group to take it.
-            let Some(gid) = owner.filter(|&g| g != GID_NONE) else {
-                continue;
-            };
-            let t = self.group_target(cfg, gid);
+            let t = target(gid, servers, self.naming);
             if !t.servers.is_empty() {
                 out.insert(task, t);
             }
@@ -258,11 +249,6 @@ impl Duties {
             gid: self.ctrl.gid,
             servers: self.ctrl.servers.clone(),
         }
-    }
-
-    fn group_target(&self, cfg: &Config, gid: Gid) -> Target {
-        let names = cfg.groups.get(&gid).map_or(&[][..], Vec::as_slice);
-        target(gid, names, self.naming)
     }
 
     fn start(&mut self, task: Task, t: Target, replica: &Replica<ShardKv>) {

@@ -14,6 +14,9 @@
 //!   new owner's log (idempotent by config number and shard), and serves as soon as it is
 //!   installed. The old owner deletes its copy, through its log, only after the new owner
 //!   confirmed the install.
+//! - A shard given to nobody (every group left) is `Parked` at its last owner, frozen, not
+//!   holding up configs; the group a later config gives it to takes it from there. Every
+//!   group applies every config, so every group knows where each parked shard is.
 //! - The duties are derived on the current leader from replicated state, so a leader change
 //!   or a restart resumes them.
 //!
@@ -36,5 +39,5 @@ pub use command::{ShardChunk, ShardInternal, ShardOutput, ShardQuery, ShardReque
 pub use duties::{CtrlRequest, Duties, DutyAnswer, DutyOptions, DutyRequest, Outbound, Task};
 pub use group::ShardGroup;
 pub use machine::ShardKv;
-pub use shard::{Shard, ShardState};
+pub use shard::{Shard, ShardState, Source};
 pub use shardkv_client::Naming;

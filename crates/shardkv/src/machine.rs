@@ -1,7 +1,7 @@
 //! [`ShardKv`]: the state machine of one shard group.
 
 use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
-use crate::shard::{Shard, ShardState};
+use crate::shard::{Shard, ShardState, Source};
 use serde::{Deserialize, Serialize};
 use shardkv_ctrl::Config;
 use shardkv_kv::{KvCommand, KvQuery};
@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 /// shards come from), and the shards it holds. All of it is in every snapshot.
 ///
 /// Invariants: `config.num == prev.num + 1` (or both 0); a shard is `Serving` or `Pulling`
-/// only if `config` assigns it to `gid`, `BePulled` only if `prev` did and `config` does
-/// not; a key is read or written only while its shard is `Serving`, checked when the
+/// only if `config` assigns it to `gid`, `BePulled` only if `config` assigns it to another
+/// group, `Parked` only if `config` assigns it to nobody; a key is read or written only while its shard is `Serving`, checked when the
 /// command is applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardKv {
@@ -22,6 +22,9 @@ pub struct ShardKv {
     pub(crate) config: Config,
     pub(crate) prev: Config,
     pub(crate) shards: BTreeMap<ShardId, Shard>,
+    /// Shards owned by nobody now, with the group that keeps them (the same on every group:
+    /// every group applies every config).
+    pub(crate) parked: BTreeMap<ShardId, Source>,
 }
 
 impl ShardKv {
@@ -32,6 +35,7 @@ impl ShardKv {
             config: Config::initial(shards),
             prev: Config::initial(shards),
             shards: BTreeMap::new(),
+            parked: BTreeMap::new(),
         }
     }
 

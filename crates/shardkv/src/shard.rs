@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use shardkv_kv::KvStore;
+use shardkv_types::Gid;
 
 /// Where a shard this group holds stands in the current config. A shard the group holds
 /// nothing of (not owned, nothing to give away) has no entry at all.
@@ -15,6 +16,16 @@ pub enum ShardState {
     /// Owned in the previous config, not in the current one: frozen (nothing served), kept
     /// until the new owner confirms it installed it, then deleted.
     BePulled,
+    /// Owned by nobody now (every group left), last owned here: frozen and kept, without
+    /// holding up configs, until a config gives it to a group, which takes it from here.
+    Parked,
+}
+
+/// Where a shard being pulled comes from: its last owner and that owner's servers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub gid: Gid,
+    pub servers: Vec<String>,
 }
 
 /// A shard held by the group.
@@ -25,6 +36,8 @@ pub struct Shard {
     /// While `Pulling`: the last key installed so far (`None`: nothing yet). Chunks are
     /// pulled and installed in key order.
     pub pulled_to: Option<Vec<u8>>,
+    /// While `Pulling`: the group to pull from.
+    pub source: Option<Source>,
 }
 
 impl Shard {
@@ -33,12 +46,21 @@ impl Shard {
             state,
             store: KvStore::default(),
             pulled_to: None,
+            source: None,
+        }
+    }
+
+    /// A shard to pull from `source`.
+    pub fn pulling(source: Source) -> Shard {
+        Shard {
+            source: Some(source),
+            ..Shard::new(ShardState::Pulling)
         }
     }
 
     /// True when the shard is moving (pulled or to be pulled): the group waits for it
     /// before taking the next config.
     pub fn in_migration(&self) -> bool {
-        self.state != ShardState::Serving
+        matches!(self.state, ShardState::Pulling | ShardState::BePulled)
     }
 }

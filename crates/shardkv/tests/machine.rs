@@ -315,3 +315,68 @@ fn a_large_shard_moves_in_chunks_installed_in_order_and_serves_after_the_last() 
     }
     assert_eq!(b.sessions.get(ClientId(1)).map(|s| s.seq), Some(Seq(200)));
 }
+
+/// Moves every shard `from` gives away in `to`'s config `num` (pull, install, confirm,
+/// delete), as the duties would.
+fn hand_over(from: &mut Member, to: &mut Member, num: ConfigNum) {
+    let shards: Vec<ShardId> = to
+        .sm
+        .shards()
+        .iter()
+        .filter(|(_, s)| s.state == ShardState::Pulling)
+        .map(|(&id, _)| id)
+        .collect();
+    for shard in shards {
+        let chunk = chunk_of(from.ask(pull(num, shard, None, 1 << 20)));
+        to.internal(ShardInternal::Install {
+            num,
+            shard,
+            after: None,
+            chunk,
+        });
+        assert_eq!(
+            to.ask(ShardQuery::Installed { num, shard }),
+            ShardOutput::Installed(true)
+        );
+        from.internal(ShardInternal::Delete { num, shard });
+    }
+}
+
+#[test]
+fn shards_given_to_nobody_stay_parked_at_their_last_owner_until_a_group_takes_them() {
+    const C: Gid = Gid(3);
+    let (mut a, mut b, mut c) = (Member::new(A), Member::new(B), Member::new(C));
+    let k = key_in(1);
+    let apply_all = |ms: &mut [&mut Member], cfg: Config| {
+        for m in ms.iter_mut() {
+            m.internal(ShardInternal::Reconfigure(cfg.clone()));
+        }
+    };
+    let none = Gid(0);
+    apply_all(&mut [&mut a, &mut b, &mut c], config(1, [A, A, A, A]));
+    a.write(1, 1, put(&k, b"kept")).unwrap();
+    // A leaves, nobody else is a member: every shard is parked at A, and A moves on.
+    apply_all(&mut [&mut a, &mut b, &mut c], config(2, [none; 4]));
+    assert_eq!(a.sm.shard_state(ShardId(1)), Some(ShardState::Parked));
+    assert!(!a.sm.in_migration(), "parked shards do not hold up configs");
+    assert_eq!(a.get(&k), Err(Error::WrongGroup { gid: A }));
+    apply_all(&mut [&mut a, &mut b, &mut c], config(3, [none; 4]));
+    // B joins: it takes the shards from A, where they were parked.
+    apply_all(&mut [&mut a, &mut b, &mut c], config(4, [B, B, B, B]));
+    assert_eq!(b.sm.shard_state(ShardId(1)), Some(ShardState::Pulling));
+    assert_eq!(a.sm.shard_state(ShardId(1)), Some(ShardState::BePulled));
+    assert_eq!(c.sm.shard_state(ShardId(1)), None);
+    hand_over(&mut a, &mut b, ConfigNum(4));
+    assert_eq!(
+        b.get(&k),
+        Ok(ShardOutput::Kv(KvOutput::Value(Some(b"kept".to_vec())))),
+        "nothing is lost when every group leaves and another joins"
+    );
+    assert!(a.sm.shards().is_empty());
+    // B leaves and rejoins: it takes its own parked shards back at once.
+    apply_all(&mut [&mut a, &mut b, &mut c], config(5, [none; 4]));
+    apply_all(&mut [&mut a, &mut b, &mut c], config(6, [B, B, C, C]));
+    assert_eq!(b.sm.shard_state(ShardId(1)), Some(ShardState::Serving));
+    assert_eq!(c.sm.shard_state(ShardId(2)), Some(ShardState::Pulling));
+    assert_eq!(b.sm.shard_state(ShardId(2)), Some(ShardState::BePulled));
+}

@@ -63,9 +63,18 @@ impl<O: Clone> Sessions<O> {
     /// Merges another table, keeping the newer session per client.
     pub fn merge(&mut self, other: &Sessions<O>) {
         for (c, s) in &other.by_client {
-            if self.by_client.get(c).is_none_or(|mine| mine.seq < s.seq) {
-                self.by_client.insert(*c, s.clone());
-            }
+            self.merge_one(*c, s);
+        }
+    }
+
+    /// Merges one session of another table: kept if newer than this table's.
+    pub fn merge_one(&mut self, client: ClientId, s: &Session<O>) {
+        if self
+            .by_client
+            .get(&client)
+            .is_none_or(|mine| mine.seq < s.seq)
+        {
+            self.by_client.insert(client, s.clone());
         }
     }
 

@@ -2,10 +2,11 @@
 //! keys, the queries other groups send while moving shards, and the group's own
 //! reconfiguration steps.
 
+use crate::chunk::{Cursor, ShardChunk};
 use serde::{Deserialize, Serialize};
 use shardkv_ctrl::Config;
-use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvStore};
-use shardkv_rsm::{Request, Sessions};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery};
+use shardkv_rsm::Request;
 use shardkv_types::{ConfigNum, ShardId};
 
 /// A read served by ReadIndex: a client's read of a key, or another group's question about
@@ -15,13 +16,13 @@ pub enum ShardQuery {
     /// A client's read of a key.
     Kv(KvQuery),
     /// The new owner of `shard` in config `num` asks the old owner (this group) for the
-    /// shard's entries with keys after `after`, about `bytes_max` of them; the last chunk
-    /// carries the session table. Answered once this group applied config `num` (the shard
-    /// is then frozen here, so the chunks of one pull fit together).
+    /// next chunk of the shard, from `from` on, about `bytes_max` of it: the entries in key
+    /// order, then the session table in client order. Answered once this group applied
+    /// config `num` (the shard is then frozen here, so the chunks of one pull fit together).
     Pull {
         num: ConfigNum,
         shard: ShardId,
-        after: Option<Vec<u8>>,
+        from: Cursor,
         bytes_max: u64,
     },
     /// The old owner of `shard` in config `num` asks the new owner (this group) whether it
@@ -31,45 +32,6 @@ pub enum ShardQuery {
 
 /// A request to a shard group.
 pub type ShardRequest = Request<KvCommand, ShardQuery>;
-
-/// A piece of a shard as it moves between groups: entries in key order, and with the last
-/// piece the session table of the group that gave it away, so that exactly-once survives
-/// the move.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardChunk {
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Present exactly on the last chunk.
-    pub sessions: Option<Sessions<ShardOutput>>,
-}
-
-impl ShardChunk {
-    /// True on the shard's last chunk.
-    pub fn is_last(&self) -> bool {
-        self.sessions.is_some()
-    }
-
-    /// Reads the chunk of `store` after `after`: at least one entry if any is left, then
-    /// more while under `bytes_max`; the last one carries `sessions`.
-    pub fn read(
-        store: &KvStore,
-        after: Option<&[u8]>,
-        bytes_max: u64,
-        sessions: &Sessions<ShardOutput>,
-    ) -> ShardChunk {
-        let mut entries = Vec::new();
-        let mut bytes = 0u64;
-        let mut rest = store.entries_after(after).peekable();
-        while let Some((k, v)) = rest.next_if(|_| entries.is_empty() || bytes < bytes_max) {
-            bytes += (k.len() + v.len()) as u64;
-            entries.push((k.to_vec(), v.to_vec()));
-        }
-        let last = rest.peek().is_none();
-        ShardChunk {
-            entries,
-            sessions: last.then(|| sessions.clone()),
-        }
-    }
-}
 
 /// The answer to any request of a shard group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,11 +57,11 @@ pub enum ShardInternal {
     /// Move to the next config (`num` = current + 1), once no shard is in migration.
     Reconfigure(Config),
     /// Install a pulled chunk of a shard, in the config it was pulled for, if it continues
-    /// right where the installed part ends (`after`).
+    /// right where the installed part ends (`from`).
     Install {
         num: ConfigNum,
         shard: ShardId,
-        after: Option<Vec<u8>>,
+        from: Cursor,
         chunk: Box<ShardChunk>,
     },
     /// Delete a shard given away in config `num`, after its new owner confirmed it installed

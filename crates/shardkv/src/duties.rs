@@ -10,6 +10,7 @@
 //! ([`Duties::on_answer`]). Followers do nothing.
 
 use crate::call::{Call, Progress};
+use crate::chunk::Cursor;
 use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
@@ -83,8 +84,8 @@ enum Asking {
 
 struct Running {
     token: u64,
-    /// For a pull: the key the asked chunk starts after.
-    after: Option<Vec<u8>>,
+    /// For a pull: where the asked chunk starts.
+    from: Cursor,
     gid: Gid,
     servers: Vec<(NodeId, String)>,
     asking: Asking,
@@ -203,8 +204,8 @@ impl Duties {
             },
             (Asking::Shard(c), DutyAnswer::Shard(r)) => match c.on_answer(now, from, r) {
                 Progress::Done(r) => {
-                    let after = run.after.clone();
-                    return self.finish_shard(task, after, r, replica);
+                    let from = run.from.clone();
+                    return self.finish_shard(task, from, r, replica);
                 }
                 p => p.map(|_| ()),
             },
@@ -255,9 +256,9 @@ impl Duties {
         let group = SingleGroup::new(t.gid, t.servers.iter().map(|s| s.0).collect());
         let rng = self.rng.fork();
         let (policy, now) = (self.opts.policy, self.now_ms);
-        let after = match task {
+        let from = match task {
             Task::Pull { shard, .. } => pulled_to(replica.state_machine(), shard),
-            _ => None,
+            _ => Cursor::Start,
         };
         let (asking, p) = match task {
             Task::Poll { num } => {
@@ -270,7 +271,7 @@ impl Duties {
                     Task::Pull { .. } => ShardQuery::Pull {
                         num,
                         shard,
-                        after: after.clone(),
+                        from: from.clone(),
                         bytes_max: self.opts.chunk_bytes,
                     },
                     _ => ShardQuery::Installed { num, shard },
@@ -283,7 +284,7 @@ impl Duties {
         self.next_token += 1;
         let run = Running {
             token,
-            after,
+            from,
             gid: t.gid,
             servers: t.servers,
             asking,
@@ -341,12 +342,12 @@ impl Duties {
         }
     }
 
-    /// A pull or confirmation ended; a pull's chunk is installed at `after`, where it was
+    /// A pull or confirmation ended; a pull's chunk is installed at `from`, where it was
     /// asked for (a chunk asked at an older position is refused by the install's check).
     fn finish_shard(
         &mut self,
         task: Task,
-        after: Option<Vec<u8>>,
+        from: Cursor,
         r: Reply<ShardOutput>,
         replica: &mut Replica<ShardKv>,
     ) {
@@ -355,7 +356,7 @@ impl Duties {
             (Task::Pull { num, shard }, Ok(ShardOutput::Chunk(chunk))) => ShardInternal::Install {
                 num,
                 shard,
-                after,
+                from,
                 chunk,
             },
             (Task::Confirm { num, shard }, Ok(ShardOutput::Installed(true))) => {
@@ -376,9 +377,11 @@ impl Duties {
     }
 }
 
-/// Where the install of `shard` stands: the last key installed.
-fn pulled_to(sm: &ShardKv, shard: ShardId) -> Option<Vec<u8>> {
-    sm.shards().get(&shard).and_then(|s| s.pulled_to.clone())
+/// Where the install of `shard` stands.
+fn pulled_to(sm: &ShardKv, shard: ShardId) -> Cursor {
+    sm.shards()
+        .get(&shard)
+        .map_or(Cursor::Start, |s| s.pulled_to.clone())
 }
 
 fn target(gid: Gid, names: &[String], naming: Naming) -> Target {

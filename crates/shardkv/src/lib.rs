@@ -24,6 +24,7 @@
 //! (the answers the other group needs), `install`, `delete`; `duties` drives them.
 
 mod call;
+mod chunk;
 mod command;
 mod delete;
 mod duties;
@@ -35,7 +36,8 @@ mod reconfigure;
 mod shard;
 
 pub use call::{Call, Progress};
-pub use command::{ShardChunk, ShardInternal, ShardOutput, ShardQuery, ShardRequest};
+pub use chunk::{Cursor, ShardChunk};
+pub use command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 pub use duties::{CtrlRequest, Duties, DutyAnswer, DutyOptions, DutyRequest, Outbound, Task};
 pub use group::ShardGroup;
 pub use machine::ShardKv;

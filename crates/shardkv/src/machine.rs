@@ -127,9 +127,9 @@ impl StateMachine for ShardKv {
             ShardInternal::Install {
                 num,
                 shard,
-                after,
+                from,
                 chunk,
-            } => self.install(*num, *shard, after.as_deref(), chunk, ctx.sessions),
+            } => self.install(*num, *shard, from, chunk, ctx.sessions),
             ShardInternal::Delete { num, shard } => self.delete(*num, *shard),
         }
     }
@@ -149,9 +149,9 @@ impl StateMachine for ShardKv {
             ShardQuery::Pull {
                 num,
                 shard,
-                after,
+                from,
                 bytes_max,
-            } => Ok(self.answer_pull(*num, *shard, after.as_deref(), *bytes_max, sessions)),
+            } => Ok(self.answer_pull(*num, *shard, from, *bytes_max, sessions)),
             ShardQuery::Installed { num, shard } => Ok(self.answer_installed(*num, *shard)),
         }
     }

@@ -1,7 +1,8 @@
 //! The pull step as the other group sees it: the answers to `Pull` (old owner) and
 //! `Installed` (new owner), served as linearizable reads.
 
-use crate::command::{ShardChunk, ShardOutput};
+use crate::chunk::{Cursor, ShardChunk};
+use crate::command::ShardOutput;
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
 use shardkv_rsm::Sessions;
@@ -9,14 +10,14 @@ use shardkv_types::{ConfigNum, ShardId};
 use std::cmp::Ordering;
 
 impl ShardKv {
-    /// The old owner's answer to "give me `shard` for config `num`, after key `after`": a
-    /// chunk of the frozen shard (the last with every session) once this group applied
-    /// `num`, `NotYet` before.
+    /// The old owner's answer to "give me `shard` for config `num`, from `from` on": a
+    /// chunk of the frozen shard and then of the session table, once this group applied
+    /// `num`; `NotYet` before.
     pub(crate) fn answer_pull(
         &self,
         num: ConfigNum,
         shard: ShardId,
-        after: Option<&[u8]>,
+        from: &Cursor,
         bytes_max: u64,
         sessions: &Sessions<ShardOutput>,
     ) -> ShardOutput {
@@ -26,7 +27,7 @@ impl ShardKv {
             },
             Ordering::Equal => match self.shards.get(&shard) {
                 Some(s) if s.state == ShardState::BePulled => ShardOutput::Chunk(Box::new(
-                    ShardChunk::read(&s.store, after, bytes_max, sessions),
+                    ShardChunk::read(&s.store, sessions, from, bytes_max),
                 )),
                 _ => ShardOutput::Gone,
             },

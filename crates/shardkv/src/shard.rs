@@ -1,5 +1,6 @@
 //! One shard as a group holds it: its migration state and its data.
 
+use crate::chunk::Cursor;
 use serde::{Deserialize, Serialize};
 use shardkv_kv::KvStore;
 use shardkv_types::Gid;
@@ -33,9 +34,8 @@ pub struct Source {
 pub struct Shard {
     pub state: ShardState,
     pub store: KvStore,
-    /// While `Pulling`: the last key installed so far (`None`: nothing yet). Chunks are
-    /// pulled and installed in key order.
-    pub pulled_to: Option<Vec<u8>>,
+    /// While `Pulling`: how far the install got. Chunks are pulled and installed in order.
+    pub pulled_to: Cursor,
     /// While `Pulling`: the group to pull from.
     pub source: Option<Source>,
 }
@@ -45,7 +45,7 @@ impl Shard {
         Shard {
             state,
             store: KvStore::default(),
-            pulled_to: None,
+            pulled_to: Cursor::Start,
             source: None,
         }
     }

@@ -4,7 +4,9 @@
 use shardkv_ctrl::Config;
 use shardkv_kv::{KvCommand, KvOutput, KvQuery};
 use shardkv_rsm::{Applying, Error, Sessions, StateMachine};
-use shardkv_shardkv::{ShardChunk, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState};
+use shardkv_shardkv::{
+    Cursor, ShardChunk, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState,
+};
 use shardkv_types::{ClientId, ConfigNum, Gid, LogIndex, Seq, ShardId, shard_of_key};
 
 const SHARDS: u32 = 4;
@@ -72,11 +74,11 @@ fn config(num: u64, owners: [Gid; SHARDS as usize]) -> Config {
     c
 }
 
-fn pull(num: ConfigNum, shard: ShardId, after: Option<Vec<u8>>, bytes_max: u64) -> ShardQuery {
+fn pull(num: ConfigNum, shard: ShardId, from: Cursor, bytes_max: u64) -> ShardQuery {
     ShardQuery::Pull {
         num,
         shard,
-        after,
+        from,
         bytes_max,
     }
 }
@@ -154,13 +156,20 @@ fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() 
         b.ask(ShardQuery::Installed { num, shard }),
         ShardOutput::Installed(false)
     );
-    let chunk = chunk_of(a.ask(pull(num, shard, None, 1 << 20)));
-    let sessions = chunk.sessions.as_ref().expect("one chunk: the last");
-    assert_eq!(sessions.get(ClientId(7)).map(|s| s.seq), Some(Seq(1)));
+    let chunk = chunk_of(a.ask(pull(num, shard, Cursor::Start, 1 << 20)));
+    assert!(chunk.is_last());
+    assert_eq!(
+        chunk
+            .sessions
+            .iter()
+            .find(|(c, _)| *c == ClientId(7))
+            .map(|(_, s)| s.seq),
+        Some(Seq(1))
+    );
     let install = ShardInternal::Install {
         num,
         shard,
-        after: None,
+        from: Cursor::Start,
         chunk,
     };
     b.internal(install.clone());
@@ -182,7 +191,7 @@ fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() 
 
     a.internal(ShardInternal::Delete { num, shard });
     assert_eq!(a.sm.shard_state(shard), None, "deleted at the old owner");
-    assert_eq!(a.ask(pull(num, shard, None, 1)), ShardOutput::Gone);
+    assert_eq!(a.ask(pull(num, shard, Cursor::Start, 1)), ShardOutput::Gone);
     assert!(
         !a.sm.accepts(&config(3, [A, A, B, B])),
         "shard 3 still waits"
@@ -193,7 +202,7 @@ fn a_shard_moves_with_its_data_and_sessions_and_is_deleted_after_confirmation() 
     });
     assert!(a.sm.accepts(&config(3, [A, A, B, B])));
     assert_eq!(
-        a.ask(pull(ConfigNum(3), shard, None, 1)),
+        a.ask(pull(ConfigNum(3), shard, Cursor::Start, 1)),
         ShardOutput::NotYet { have: num }
     );
 }
@@ -223,11 +232,11 @@ fn a_late_install_or_delete_of_an_older_config_changes_nothing() {
         m.internal(ShardInternal::Reconfigure(config(2, [A, A, A, B])));
     }
     let (num, shard) = (ConfigNum(2), ShardId(3));
-    let chunk = chunk_of(a.ask(pull(num, shard, None, 1 << 20)));
+    let chunk = chunk_of(a.ask(pull(num, shard, Cursor::Start, 1 << 20)));
     b.internal(ShardInternal::Install {
         num: ConfigNum(1),
         shard,
-        after: None,
+        from: Cursor::Start,
         chunk: chunk.clone(),
     });
     assert_eq!(
@@ -243,7 +252,7 @@ fn a_late_install_or_delete_of_an_older_config_changes_nothing() {
     b.internal(ShardInternal::Install {
         num,
         shard,
-        after: Some(b"zzz".to_vec()),
+        from: Cursor::Key(b"zzz".to_vec()),
         chunk: chunk.clone(),
     });
     assert_eq!(
@@ -254,7 +263,7 @@ fn a_late_install_or_delete_of_an_older_config_changes_nothing() {
     b.internal(ShardInternal::Install {
         num,
         shard,
-        after: None,
+        from: Cursor::Start,
         chunk,
     });
     assert_eq!(b.sm.shard_state(shard), Some(ShardState::Serving));
@@ -281,15 +290,15 @@ fn a_large_shard_moves_in_chunks_installed_in_order_and_serves_after_the_last() 
     let num = ConfigNum(2);
     let mut chunks = 0;
     loop {
-        let after = b.sm.shards()[&shard].pulled_to.clone();
-        let chunk = chunk_of(a.ask(pull(num, shard, after.clone(), 1000)));
-        assert!(!chunk.entries.is_empty());
+        let from = b.sm.shards()[&shard].pulled_to.clone();
+        let chunk = chunk_of(a.ask(pull(num, shard, from.clone(), 1000)));
+        assert!(!chunk.entries.is_empty() || !chunk.sessions.is_empty());
         let last = chunk.is_last();
         chunks += 1;
         let step = ShardInternal::Install {
             num,
             shard,
-            after,
+            from,
             chunk,
         };
         b.internal(step.clone());
@@ -327,11 +336,11 @@ fn hand_over(from: &mut Member, to: &mut Member, num: ConfigNum) {
         .map(|(&id, _)| id)
         .collect();
     for shard in shards {
-        let chunk = chunk_of(from.ask(pull(num, shard, None, 1 << 20)));
+        let chunk = chunk_of(from.ask(pull(num, shard, Cursor::Start, 1 << 20)));
         to.internal(ShardInternal::Install {
             num,
             shard,
-            after: None,
+            from: Cursor::Start,
             chunk,
         });
         assert_eq!(
@@ -379,4 +388,41 @@ fn shards_given_to_nobody_stay_parked_at_their_last_owner_until_a_group_takes_th
     assert_eq!(b.sm.shard_state(ShardId(1)), Some(ShardState::Serving));
     assert_eq!(c.sm.shard_state(ShardId(2)), Some(ShardState::Pulling));
     assert_eq!(b.sm.shard_state(ShardId(2)), Some(ShardState::BePulled));
+}
+
+#[test]
+fn a_large_session_table_moves_in_pages_after_the_entries() {
+    let (mut a, mut b) = (Member::new(A), Member::new(B));
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(config(1, [A, A, A, A])));
+    }
+    let (k0, k3) = (key_in(0), key_in(3));
+    for client in 1..=50 {
+        let value = vec![b'x'; 64];
+        a.write(client, 1, put(&k0, &value)).unwrap();
+    }
+    a.write(99, 1, put(&k3, b"moved")).unwrap();
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(config(2, [A, A, A, B])));
+    }
+    let (num, shard) = (ConfigNum(2), ShardId(3));
+    let mut pages = 0;
+    while b.sm.shard_state(shard) == Some(ShardState::Pulling) {
+        let from = b.sm.shards()[&shard].pulled_to.clone();
+        let chunk = chunk_of(a.ask(pull(num, shard, from.clone(), 100)));
+        pages += 1;
+        assert!(pages < 100, "the pull ends");
+        b.internal(ShardInternal::Install {
+            num,
+            shard,
+            from,
+            chunk,
+        });
+    }
+    assert!(pages >= 5, "51 sessions of ~11 bytes in 100-byte pages: {pages}");
+    assert_eq!(b.sessions.len(), 51, "every session came");
+    assert_eq!(
+        b.get(&k3),
+        Ok(ShardOutput::Kv(KvOutput::Value(Some(b"moved".to_vec()))))
+    );
 }

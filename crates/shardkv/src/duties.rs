@@ -23,6 +23,9 @@ use std::collections::BTreeMap;
 /// A request of the controller service.
 pub type CtrlRequest = Request<shardkv_ctrl::CtrlCommand, CtrlQuery>;
 
+/// The smallest pull chunk asked for (a chunk still holds at least one item).
+pub const CHUNK_BYTES_MIN: u64 = 1024;
+
 /// Timing of the duties, in milliseconds of the node's clock.
 #[derive(Clone, Copy, Debug)]
 pub struct DutyOptions {
@@ -371,6 +374,12 @@ impl Duties {
         match replica.propose_internal(step) {
             Ok(index) => {
                 self.proposed.insert(task, (index, replica.raft().term()));
+            }
+            // A chunk over the log's entry limit (big values, big sessions): ask for
+            // smaller ones from now on.
+            Err(shardkv_rsm::Error::TooLarge { .. }) => {
+                self.opts.chunk_bytes = (self.opts.chunk_bytes / 2).max(CHUNK_BYTES_MIN);
+                self.retry_later(task);
             }
             Err(_) => self.retry_later(task),
         }

@@ -53,14 +53,14 @@ pub use ctrl_client::CtrlClient;
 #[cfg(feature = "grpc")]
 pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
-pub use endpoints::{Endpoints, fetch_status};
+pub use endpoints::{Endpoints, fetch_group_status, fetch_status};
 pub use router::{Route, Router, SingleGroup};
 pub use shard_router::{Naming, ShardRouter};
 pub use shardkv_ctrl::{
     Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE,
 };
 #[cfg(feature = "grpc")]
-pub use shardkv_net::{NodeStatus, Role, role_name};
+pub use shardkv_net::{NodeStatus, Role, ShardPhase, ShardsHeld, role_name};
 pub use shardkv_rsm::{Error, Outcome};
 pub use shardkv_types::{ConfigNum, Gid, ShardId};
 

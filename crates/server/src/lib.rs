@@ -34,8 +34,11 @@
 
 pub mod config;
 pub mod driver;
+mod front;
 pub mod handler;
+pub mod member;
 pub mod node;
+pub mod outbox;
 mod server;
 pub mod units;
 

@@ -44,6 +44,8 @@ mod driver;
 mod endpoints;
 mod router;
 mod shard_router;
+#[cfg(feature = "grpc")]
+mod topology;
 
 pub use clerk::{ClerkCore, Next, Op, RetryPolicy};
 #[cfg(feature = "grpc")]

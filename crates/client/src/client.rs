@@ -61,7 +61,7 @@ enum Mode {
     /// One replica group.
     Group(Driver<KvService>),
     /// A sharded cluster.
-    Sharded(Driver<KvService, ShardRouter, Sharded>),
+    Sharded(Box<Driver<KvService, ShardRouter, Sharded>>),
 }
 
 /// One client session of a replica group or of a sharded cluster: a random client id, one
@@ -98,7 +98,7 @@ impl Client {
         let topology = Sharded::new(ctrl, opts.connect_timeout);
         let router = ShardRouter::new(Naming::Position);
         Ok(Client {
-            driver: Mode::Sharded(Driver::on(topology, router, opts)),
+            driver: Mode::Sharded(Box::new(Driver::on(topology, router, opts))),
         })
     }
 
@@ -106,7 +106,7 @@ impl Client {
     pub fn session(&self) -> Client {
         let driver = match &self.driver {
             Mode::Group(d) => Mode::Group(d.session()),
-            Mode::Sharded(d) => Mode::Sharded(d.session()),
+            Mode::Sharded(d) => Mode::Sharded(Box::new(d.session())),
         };
         Client { driver }
     }

@@ -59,7 +59,7 @@ impl Service for KvService {
 /// The driver of a client, by mode.
 enum Mode {
     /// One replica group.
-    Group(Driver<KvService>),
+    Group(Box<Driver<KvService>>),
     /// A sharded cluster.
     Sharded(Box<Driver<KvService, ShardRouter, Sharded>>),
 }
@@ -82,7 +82,7 @@ impl Client {
     pub fn connect_with(endpoints: &[String], opts: ClientOptions) -> Result<Client, Error> {
         let driver = Driver::connect(endpoints, opts)?;
         Ok(Client {
-            driver: Mode::Group(driver),
+            driver: Mode::Group(Box::new(driver)),
         })
     }
 
@@ -105,7 +105,7 @@ impl Client {
     /// Another session (new client id) over the same connections.
     pub fn session(&self) -> Client {
         let driver = match &self.driver {
-            Mode::Group(d) => Mode::Group(d.session()),
+            Mode::Group(d) => Mode::Group(Box::new(d.session())),
             Mode::Sharded(d) => Mode::Sharded(Box::new(d.session())),
         };
         Client { driver }

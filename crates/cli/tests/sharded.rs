@@ -1,0 +1,246 @@
+//! The sharded cluster as real processes, judged by its history: 3 `shardkv server`
+//! processes each host a replica of the shard controller and of shard groups 1, 2 and 3
+//! (as `shardkv up` runs them). Sharded library clients record every operation while the
+//! test joins a third group, moves shards (killing, with SIGKILL, the process that hosts
+//! the leader of the source group during one move and of the destination group during
+//! another), drains a group with leave, and kills and restarts every process. Then every
+//! acknowledged append must be present exactly once and in order, the whole history must
+//! pass the linearizability checker (undecided fails), every group must reach the latest
+//! config with no shard left in migration, and the drained group must hold nothing.
+//!
+//! Outcomes only: every wait is a bounded poll, nothing depends on speed.
+
+mod common;
+
+use common::cluster::{Cluster, LEADER_WAIT, wait_until};
+use common::history::{
+    Recorded, Shared, assert_linearizable, await_progress, check_own_key, record, run_client,
+};
+use shardkv_client::{ClientOptions, Config, CtrlClient, Gid, Outcome};
+use shardkv_lincheck::{Op, OpResult, Operation, Output};
+use shardkv_types::shard_of_key;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What every process hosts: the controller and three shard groups.
+const GROUPS: &str = "0=ctrl,1=shard,2=shard,3=shard";
+/// The shard count (a small one, so every group owns several and moves are quick).
+const SHARDS: u32 = 16;
+/// Clients running concurrently (the first two impatient).
+const CLIENTS: usize = 5;
+/// Keys every client reads and writes, besides its own.
+const SHARED_KEYS: u64 = 4;
+/// Acknowledged operations awaited between faults, so each fault hits a working cluster.
+const PROGRESS_OPS: u64 = 30;
+/// How long the clients get to finish after being told to stop.
+const CLIENT_STOP_WAIT: Duration = Duration::from_secs(60);
+
+fn ctrl_opts() -> ClientOptions {
+    ClientOptions {
+        op_timeout: LEADER_WAIT,
+        ..ClientOptions::default()
+    }
+}
+
+/// The controller's latest config.
+fn latest(c: &Cluster, ctrl: &mut CtrlClient) -> Config {
+    c.block_on(ctrl.query(None))
+        .expect("the controller answers")
+}
+
+/// Moves the shard of `key` to another member group; returns (source, destination).
+fn move_shard_of(c: &Cluster, ctrl: &mut CtrlClient, key: &str) -> (Gid, Gid) {
+    let config = latest(c, ctrl);
+    let shard = shard_of_key(key.as_bytes(), SHARDS);
+    let src = config.owner(shard).expect("every shard is assigned");
+    let dst = *config
+        .groups
+        .keys()
+        .rev()
+        .find(|&&g| g != src)
+        .expect("another group");
+    c.block_on(ctrl.move_shard(shard, dst))
+        .expect("the controller answers")
+        .expect("the move is accepted");
+    (src, dst)
+}
+
+/// Kills the process hosting `group`'s leader, waits for progress without it, restarts it.
+fn kill_leader_of(c: &mut Cluster, shared: &Shared, group: Gid, what: &str) {
+    let host = c.group_leader(group);
+    c.kill(host);
+    await_progress(shared, PROGRESS_OPS, what);
+    c.restart(host);
+}
+
+/// Waits until every shard group reports the latest config with no shard in migration;
+/// returns that config.
+fn settle(c: &Cluster, ctrl: &mut CtrlClient) -> Config {
+    let config = latest(c, ctrl);
+    for g in 1..=3 {
+        wait_until(
+            &format!("group {g} to take config {} and finish moving", config.num),
+            LEADER_WAIT,
+            || {
+                let leader = c.group_leader(Gid(g));
+                c.group_status(leader, Gid(g))
+                    .and_then(|s| s.shards)
+                    .is_some_and(|h| h.config >= config.num && h.moving().next().is_none())
+            },
+        );
+    }
+    config
+}
+
+/// Goal: shards move with their data and sessions while clients keep working, through
+/// crashes of both sides of a move and of every process: nothing acknowledged is lost or
+/// duplicated, the history is linearizable, moved shards are deleted at the old owner.
+/// Method: see the module docs; faults in order, progress awaited between them.
+#[test]
+fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
+    let started = Instant::now();
+    let shards = SHARDS.to_string();
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--groups",
+            GROUPS,
+            "--shards",
+            &shards,
+            "--max-raft-state",
+            "64KiB",
+        ],
+    );
+    let endpoints = c.endpoints();
+    let servers: Vec<String> = endpoints.split(',').map(String::from).collect();
+    let mut ctrl = CtrlClient::connect_with(&[endpoints], ctrl_opts()).expect("endpoints");
+    let first: BTreeMap<Gid, Vec<String>> =
+        [(Gid(1), servers.clone()), (Gid(2), servers.clone())].into();
+    c.block_on(ctrl.join(first))
+        .expect("the controller answers")
+        .expect("groups 1 and 2 join");
+    settle(&c, &mut ctrl);
+
+    let shared = Shared::new();
+    let patient = ClientOptions {
+        op_timeout: Duration::from_secs(15),
+        ..ClientOptions::default()
+    };
+    // Two impatient clients give up during outages, so the history also holds operations
+    // that failed and operations whose outcome is unknown.
+    let impatient = ClientOptions {
+        attempt_timeout: Duration::from_millis(100),
+        op_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|w| {
+            let o = if w < 2 { &impatient } else { &patient };
+            let client = c.sharded_client(o.clone());
+            c.spawn_task(run_client(client, w, SHARED_KEYS, shared.clone()))
+        })
+        .collect();
+
+    await_progress(&shared, PROGRESS_OPS, "before the first change");
+    let third: BTreeMap<Gid, Vec<String>> = [(Gid(3), servers.clone())].into();
+    c.block_on(ctrl.join(third))
+        .expect("the controller answers")
+        .expect("group 3 joins");
+    await_progress(&shared, PROGRESS_OPS, "after group 3 joined");
+
+    let (src, _) = move_shard_of(&c, &mut ctrl, "s0");
+    kill_leader_of(
+        &mut c,
+        &shared,
+        src,
+        "with the source group's leader killed mid-move",
+    );
+    let (_, dst) = move_shard_of(&c, &mut ctrl, "own2");
+    kill_leader_of(
+        &mut c,
+        &shared,
+        dst,
+        "with the destination's leader killed mid-move",
+    );
+
+    c.block_on(ctrl.leave(&[Gid(1)]))
+        .expect("the controller answers")
+        .expect("group 1 leaves");
+    await_progress(&shared, PROGRESS_OPS, "after group 1 left");
+
+    for id in 1..=3 {
+        c.kill(id);
+    }
+    for id in 1..=3 {
+        c.restart(id);
+    }
+    await_progress(&shared, PROGRESS_OPS, "after restarting every process");
+    let config = settle(&c, &mut ctrl);
+
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut recorded: Vec<Recorded> = handles
+        .into_iter()
+        .map(|h| {
+            c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
+                .expect("clients stop within their operation timeout")
+                .expect("client task")
+        })
+        .collect();
+
+    // The drained group gave every shard away and deleted each once its new owner had it.
+    assert!(!config.groups.contains_key(&Gid(1)), "{config:?}");
+    let g1 = c.group_leader(Gid(1));
+    let held = c
+        .group_status(g1, Gid(1))
+        .and_then(|s| s.shards)
+        .expect("group 1 answers");
+    assert!(held.shards.is_empty(), "group 1 left yet holds {held:?}");
+
+    // Read every key back, recording the reads into the history too.
+    let mut reader = c.sharded_client(patient);
+    let mut finals = Recorded::empty();
+    for rec in &recorded {
+        let op = Op::Get {
+            key: rec.own_key.clone().into_bytes(),
+        };
+        let (_, out) = c.block_on(record(&mut reader, &shared, &mut finals, op));
+        let Some(Output::Get(value)) = out else {
+            panic!("reading {} back failed", rec.own_key);
+        };
+        let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
+        check_own_key(rec, &value);
+    }
+    for k in 0..SHARED_KEYS {
+        let op = Op::Get {
+            key: format!("s{k}").into_bytes(),
+        };
+        let (outcome, _) = c.block_on(record(&mut reader, &shared, &mut finals, op));
+        assert_eq!(outcome, Outcome::Ok, "reading s{k} back");
+    }
+    recorded.push(finals);
+
+    let history: Vec<Operation> = recorded
+        .iter()
+        .flat_map(|r| r.history.iter().cloned())
+        .collect();
+    let unknown = history
+        .iter()
+        .filter(|o| o.result == OpResult::Unknown)
+        .count();
+    let failed: usize = recorded.iter().map(|r| r.failed).sum();
+    let acked_appends: usize = recorded
+        .iter()
+        .map(|r| r.appends.iter().filter(|(_, o)| *o == Outcome::Ok).count())
+        .sum();
+    println!(
+        "config {} after join, 2 moves with leader kills, leave, full restart; operations: {} \
+         ({} ok, {unknown} unknown, {failed} failed), {acked_appends} acknowledged own-key \
+         appends; {:?}",
+        config.num,
+        history.len() + failed,
+        history.len() - unknown,
+        started.elapsed(),
+    );
+    assert_linearizable(&c, &history);
+}

@@ -32,7 +32,7 @@ const CLIENTS: usize = 5;
 /// Keys every client reads and writes, besides its own.
 const SHARED_KEYS: u64 = 4;
 /// Acknowledged operations awaited between faults, so each fault hits a working cluster.
-const PROGRESS_OPS: u64 = 30;
+const PROGRESS_OPS: u64 = 100;
 /// How long the clients get to finish after being told to stop.
 const CLIENT_STOP_WAIT: Duration = Duration::from_secs(60);
 

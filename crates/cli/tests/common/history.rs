@@ -18,7 +18,6 @@ use std::time::Instant;
 pub const OPS_PER_CLIENT_MAX: usize = 4000;
 
 /// What every client and the test share.
-
 pub struct Shared {
     /// The history clock's origin.
     pub origin: Instant,

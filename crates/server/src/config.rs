@@ -452,6 +452,49 @@ mod tests {
     }
 
     #[test]
+    fn shard_groups_poll_the_given_controller_or_the_members_when_hosting_it() {
+        // Goal: a shard group always knows where the controller is, in node order.
+        let hosted = ConfigLayer {
+            groups: Some("0=ctrl,1=shard,2=shard".into()),
+            ..layer()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(hosted.groups[&Gid(1)], Service::Shard);
+        assert_eq!(
+            hosted.ctrl,
+            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"],
+            "the members' addresses, by node id"
+        );
+        let given = ConfigLayer {
+            groups: Some("3=shard".into()),
+            ctrl: Some("127.0.0.1:9001, 127.0.0.1:9002".into()),
+            ..layer()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(given.ctrl, ["127.0.0.1:9001", "127.0.0.1:9002"]);
+        let kv_only = layer().resolve().expect("valid");
+        assert!(
+            kv_only.ctrl.is_empty(),
+            "no shard group, no controller needed"
+        );
+        for (groups, ctrl, why) in [
+            ("3=shard", None, "--ctrl"),
+            ("3=shard", Some("nohost"), "bad controller address"),
+            ("0=shard", None, "controller's"),
+        ] {
+            let l = ConfigLayer {
+                groups: Some(groups.into()),
+                ctrl: ctrl.map(String::from),
+                ..layer()
+            };
+            let e = l.resolve().unwrap_err();
+            assert!(e.contains(why), "{groups} {ctrl:?}: {e}");
+        }
+    }
+
+    #[test]
     fn higher_layers_win_field_by_field() {
         let file: ConfigLayer = toml::from_str(
             "id = 3\nmax-raft-state = \"1MiB\"\nrequest-timeout = \"500ms\"\ndisk-reserve = \"0\"",

@@ -244,3 +244,55 @@ fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
     );
     assert_linearizable(&c, &history);
 }
+
+/// Goal: a group on new processes joins a running cluster, takes shards with their data,
+/// and the first group drains out with leave, as docs/sharding.md tells an operator to do.
+/// Method: processes A host the controller and group 1; processes B (other ports) host
+/// only group 2 and are pointed at A's controller with `--ctrl`; keys written before the
+/// join read back the same after `admin join 2=B...` and after `admin leave 1`.
+#[test]
+fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
+    let shards = SHARDS.to_string();
+    let a = Cluster::start(3, &["--groups", "0=ctrl,1=shard", "--shards", &shards]);
+    let ctrl_endpoints = a.endpoints();
+    let b = Cluster::start(3, &["--groups", "2=shard", "--ctrl", &ctrl_endpoints]);
+    let mut ctrl = CtrlClient::connect_with(&[ctrl_endpoints.clone()], ctrl_opts())
+        .expect("endpoints");
+    let servers = |c: &Cluster| c.endpoints().split(',').map(String::from).collect::<Vec<_>>();
+    a.block_on(ctrl.join([(Gid(1), servers(&a))].into()))
+        .expect("the controller answers")
+        .expect("group 1 joins");
+    let mut client = a.sharded_client(ctrl_opts());
+    let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
+    for k in &keys {
+        a.block_on(client.put(k.as_str(), k.as_str())).expect("put");
+    }
+    a.block_on(ctrl.join([(Gid(2), servers(&b))].into()))
+        .expect("the controller answers")
+        .expect("group 2 joins");
+    let read_all = |client: &mut shardkv_client::Client| {
+        for k in &keys {
+            let got = a.block_on(client.get(k.as_str())).expect("get");
+            assert_eq!(got, Some(k.as_bytes().to_vec()), "{k}");
+        }
+    };
+    read_all(&mut client);
+    a.block_on(ctrl.leave(&[Gid(1)]))
+        .expect("the controller answers")
+        .expect("group 1 leaves");
+    read_all(&mut client);
+    let config = latest(&a, &mut ctrl);
+    assert!(
+        config.shards.iter().all(|&g| g == Gid(2)),
+        "group 2 owns every shard: {config:?}"
+    );
+    // The CLI, pointed at B's servers and A's controller, is sharded and reads the same.
+    let env = [
+        ("SHARDKV_ENDPOINTS", b.endpoints()),
+        ("SHARDKV_CTRL_ENDPOINTS", ctrl_endpoints),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let got = common::cluster::run_cli(&["get", "key7"], &env, None);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "key7\n");
+}

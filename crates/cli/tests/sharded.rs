@@ -16,7 +16,7 @@ use common::cluster::{Cluster, LEADER_WAIT, wait_until};
 use common::history::{
     Recorded, Shared, assert_linearizable, await_progress, check_own_key, record, run_client,
 };
-use shardkv_client::{ClientOptions, Config, CtrlClient, Gid, Outcome};
+use shardkv_client::{ClientOptions, Config, ConfigNum, CtrlClient, Gid, Outcome};
 use shardkv_lincheck::{Op, OpResult, Operation, Output};
 use shardkv_types::shard_of_key;
 use std::collections::BTreeMap;
@@ -74,21 +74,27 @@ fn kill_leader_of(c: &mut Cluster, shared: &Shared, group: Gid, what: &str) {
     c.restart(host);
 }
 
+/// Waits until group `gid`, hosted by `c`, reports config `num` (or later) with no shard in
+/// migration.
+fn wait_settled(c: &Cluster, gid: Gid, num: ConfigNum) {
+    wait_until(
+        &format!("group {} to take config {num} and finish moving", gid.0),
+        LEADER_WAIT,
+        || {
+            let leader = c.group_leader(gid);
+            c.group_status(leader, gid)
+                .and_then(|s| s.shards)
+                .is_some_and(|h| h.config >= num && h.moving().next().is_none())
+        },
+    );
+}
+
 /// Waits until every shard group reports the latest config with no shard in migration;
 /// returns that config.
 fn settle(c: &Cluster, ctrl: &mut CtrlClient) -> Config {
     let config = latest(c, ctrl);
     for g in 1..=3 {
-        wait_until(
-            &format!("group {g} to take config {} and finish moving", config.num),
-            LEADER_WAIT,
-            || {
-                let leader = c.group_leader(Gid(g));
-                c.group_status(leader, Gid(g))
-                    .and_then(|s| s.shards)
-                    .is_some_and(|h| h.config >= config.num && h.moving().next().is_none())
-            },
-        );
+        wait_settled(c, Gid(g), config.num);
     }
     config
 }
@@ -255,10 +261,26 @@ fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
     let shards = SHARDS.to_string();
     let a = Cluster::start(3, &["--groups", "0=ctrl,1=shard", "--shards", &shards]);
     let ctrl_endpoints = a.endpoints();
-    let b = Cluster::start(3, &["--groups", "2=shard", "--ctrl", &ctrl_endpoints]);
-    let mut ctrl = CtrlClient::connect_with(&[ctrl_endpoints.clone()], ctrl_opts())
-        .expect("endpoints");
-    let servers = |c: &Cluster| c.endpoints().split(',').map(String::from).collect::<Vec<_>>();
+    // The shard count is the cluster's: a group started with another one never takes a config.
+    let b = Cluster::start(
+        3,
+        &[
+            "--groups",
+            "2=shard",
+            "--shards",
+            &shards,
+            "--ctrl",
+            &ctrl_endpoints,
+        ],
+    );
+    let mut ctrl =
+        CtrlClient::connect_with(&[ctrl_endpoints.clone()], ctrl_opts()).expect("endpoints");
+    let servers = |c: &Cluster| {
+        c.endpoints()
+            .split(',')
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
     a.block_on(ctrl.join([(Gid(1), servers(&a))].into()))
         .expect("the controller answers")
         .expect("group 1 joins");
@@ -267,9 +289,12 @@ fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
     for k in &keys {
         a.block_on(client.put(k.as_str(), k.as_str())).expect("put");
     }
-    a.block_on(ctrl.join([(Gid(2), servers(&b))].into()))
+    let joined = a
+        .block_on(ctrl.join([(Gid(2), servers(&b))].into()))
         .expect("the controller answers")
         .expect("group 2 joins");
+    wait_settled(&b, Gid(2), joined);
+    wait_settled(&a, Gid(1), joined);
     let read_all = |client: &mut shardkv_client::Client| {
         for k in &keys {
             let got = a.block_on(client.get(k.as_str())).expect("get");
@@ -277,10 +302,19 @@ fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
         }
     };
     read_all(&mut client);
-    a.block_on(ctrl.leave(&[Gid(1)]))
+    let left = a
+        .block_on(ctrl.leave(&[Gid(1)]))
         .expect("the controller answers")
         .expect("group 1 leaves");
+    wait_settled(&b, Gid(2), left);
+    wait_settled(&a, Gid(1), left);
     read_all(&mut client);
+    let g1 = a.group_leader(Gid(1));
+    let held = a.group_status(g1, Gid(1)).and_then(|s| s.shards);
+    assert!(
+        held.is_some_and(|h| h.shards.is_empty()),
+        "the drained group deleted every shard it gave away"
+    );
     let config = latest(&a, &mut ctrl);
     assert!(
         config.shards.iter().all(|&g| g == Gid(2)),
@@ -293,6 +327,10 @@ fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let got = common::cluster::run_cli(&["get", "key7"], &env, None);
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&got.stdout), "key7\n");
 }

@@ -89,14 +89,19 @@ fn wait_settled(c: &Cluster, gid: Gid, num: ConfigNum) {
     );
 }
 
-/// Waits until every shard group reports the latest config with no shard in migration;
-/// returns that config.
-fn settle(c: &Cluster, ctrl: &mut CtrlClient) -> Config {
+/// Waits until every shard group of `groups` reports the latest config with no shard in
+/// migration; returns that config.
+fn settle_groups(c: &Cluster, ctrl: &mut CtrlClient, groups: &[Gid]) -> Config {
     let config = latest(c, ctrl);
-    for g in 1..=3 {
-        wait_settled(c, Gid(g), config.num);
+    for &g in groups {
+        wait_settled(c, g, config.num);
     }
     config
+}
+
+/// [`settle_groups`] for groups 1, 2 and 3.
+fn settle(c: &Cluster, ctrl: &mut CtrlClient) -> Config {
+    settle_groups(c, ctrl, &[Gid(1), Gid(2), Gid(3)])
 }
 
 /// Goal: shards move with their data and sessions while clients keep working, through
@@ -333,4 +338,74 @@ fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
         String::from_utf8_lossy(&got.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&got.stdout), "key7\n");
+}
+
+/// Goal: `shardkv bench` is sharded against a sharded cluster, and its history stays
+/// linearizable while shards move under it. Method: 3 processes hosting the controller and
+/// groups 1 and 2, joined; `bench --history` runs as a child process while the test moves
+/// three shards back and forth; then `check-history` on the file must say linearizable.
+#[test]
+fn bench_history_against_a_sharded_cluster_during_moves_passes_check_history() {
+    let shards = SHARDS.to_string();
+    let c = Cluster::start(
+        3,
+        &["--groups", "0=ctrl,1=shard,2=shard", "--shards", &shards],
+    );
+    let endpoints = c.endpoints();
+    let servers: Vec<String> = endpoints.split(',').map(String::from).collect();
+    let mut ctrl = CtrlClient::connect_with(&[endpoints.clone()], ctrl_opts()).expect("endpoints");
+    let both: BTreeMap<Gid, Vec<String>> = [(Gid(1), servers.clone()), (Gid(2), servers)].into();
+    c.block_on(ctrl.join(both))
+        .expect("the controller answers")
+        .expect("groups 1 and 2 join");
+    settle_groups(&c, &mut ctrl, &[Gid(1), Gid(2)]);
+    let path = c.dir.join("bench.jsonl");
+    let path_arg = path.to_str().expect("UTF-8 temp path");
+    let mut bench = std::process::Command::new(common::cluster::BIN)
+        .args([
+            "bench",
+            "--clients",
+            "8",
+            "--keys",
+            "8",
+            "--read-ratio",
+            "0.5",
+        ])
+        .args(["--value-size", "16", "--warmup", "0s", "--duration", "3s"])
+        .args(["--key-prefix", "b"])
+        .args([
+            "--history",
+            path_arg,
+            "-w",
+            "json",
+            "--endpoints",
+            &endpoints,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bench");
+    // Bench keys are the prefix and an 8-digit index: move the shards of three of them,
+    // there and back.
+    let keys = ["b00000000", "b00000003", "b00000006"];
+    for key in keys.iter().chain(keys.iter()) {
+        move_shard_of(&c, &mut ctrl, key);
+    }
+    wait_until("bench to finish", LEADER_WAIT, || {
+        bench.try_wait().expect("try_wait").is_some()
+    });
+    let out = bench.wait_with_output().expect("bench output");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(text.trim()).expect("bench JSON");
+    assert!(report["writes"]["ops"].as_u64() > Some(0), "{report}");
+    let check = common::cluster::run_cli(&["check-history", path_arg], &[], None);
+    let said = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "check-history: {said}");
+    assert!(said.contains("verdict: linearizable"), "{said}");
+    settle_groups(&c, &mut ctrl, &[Gid(1), Gid(2)]);
 }

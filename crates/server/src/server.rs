@@ -1,11 +1,13 @@
 //! `run`: one server process from configuration to shutdown. A process is a *host* of
 //! replicas, as a TiKV store hosts regions: it runs one replica of each configured group
-//! (the shard controller and KV groups), each with its own node thread, Raft state, WAL and
-//! snapshots under `data-dir/g<gid>/`, its own identity file, and its own peer streams
-//! stamped with its group id, all behind one gRPC port. Raft traffic is routed to a replica
-//! by the group id every batch carries (another group's is dropped and counted); a KV
-//! request goes to the group it names (`WrongGroup` if not hosted here), a controller
-//! request to the controller's replica.
+//! (the shard controller, shard groups, plain KV groups), each with its own node thread,
+//! Raft state, WAL and snapshots under `data-dir/g<gid>/`, its own identity file, and its
+//! own peer streams stamped with its group id, all behind one gRPC port. Raft traffic is
+//! routed to a replica by the group id every batch carries (another group's is dropped and
+//! counted); a KV request goes to the group it names (`WrongGroup` if not hosted here), a
+//! controller request to the controller's replica, another shard group's Pull or Installed
+//! read (Shard service) to the shard group it names. A shard group's leader asks the
+//! controller (at `ServerConfig::ctrl`) and other groups through its node's [`Outbox`].
 //!
 //! For each group, in order: check the identity file (cluster, group, node, voters), open
 //! storage, restore the replica, start its peer transport and node thread. Then the port

@@ -278,8 +278,8 @@ fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
             &ctrl_endpoints,
         ],
     );
-    let mut ctrl =
-        CtrlClient::connect_with(&[ctrl_endpoints.clone()], ctrl_opts()).expect("endpoints");
+    let mut ctrl = CtrlClient::connect_with(std::slice::from_ref(&ctrl_endpoints), ctrl_opts())
+        .expect("endpoints");
     let servers = |c: &Cluster| {
         c.endpoints()
             .split(',')
@@ -353,7 +353,8 @@ fn bench_history_against_a_sharded_cluster_during_moves_passes_check_history() {
     );
     let endpoints = c.endpoints();
     let servers: Vec<String> = endpoints.split(',').map(String::from).collect();
-    let mut ctrl = CtrlClient::connect_with(&[endpoints.clone()], ctrl_opts()).expect("endpoints");
+    let mut ctrl =
+        CtrlClient::connect_with(std::slice::from_ref(&endpoints), ctrl_opts()).expect("endpoints");
     let both: BTreeMap<Gid, Vec<String>> = [(Gid(1), servers.clone()), (Gid(2), servers)].into();
     c.block_on(ctrl.join(both))
         .expect("the controller answers")

@@ -707,4 +707,43 @@ mod tests {
             assert!(ctrl_reply_from_wire(r).is_err(), "accepted {shown}");
         }
     }
+
+    #[test]
+    fn shard_replies_and_statuses_round_trip_through_the_wire() {
+        // Goal: what shard groups tell each other and the status page loses nothing.
+        for c in [
+            Ok(vec![1, 2, 3]),
+            Ok(vec![]),
+            Err(Error::WrongGroup { gid: Gid(7) }),
+        ] {
+            let (from, back) =
+                shard_reply_from_wire(shard_reply_to_wire(NodeId(2), c.clone())).expect("decodes");
+            assert_eq!((from, back), (NodeId(2), c));
+        }
+        assert!(shard_reply_from_wire(pb::ShardCallReply::default()).is_err());
+        let mut s = NodeStatus {
+            id: NodeId(1),
+            role: shardkv_raft::Role::Leader,
+            term: Term(3),
+            leader: Some(NodeId(1)),
+            commit: LogIndex(9),
+            applied: LogIndex(8),
+            last_index: LogIndex(9),
+            snapshot_index: LogIndex(2),
+            raft_state_bytes: 100,
+            no_space: false,
+            group: Gid(2),
+            shards: Some(ShardsHeld {
+                config: ConfigNum(4),
+                shards: vec![
+                    (ShardId(0), ShardPhase::Serving),
+                    (ShardId(5), ShardPhase::Pulling),
+                    (ShardId(9), ShardPhase::BePulled),
+                ],
+            }),
+        };
+        assert_eq!(status_from_wire(status_to_wire(&s)), s);
+        s.shards = None;
+        assert_eq!(status_from_wire(status_to_wire(&s)), s, "not a shard group");
+    }
 }

@@ -158,3 +158,71 @@ impl ShardHandler for ShardFront {
         Ok(postcard::to_allocvec(&out).expect("encoding to memory cannot fail"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardkv_kv::{KvCommand, KvQuery};
+    use shardkv_types::{ClientId, ConfigNum, Seq, ShardId};
+
+    fn call(front: &ShardFront, group: Gid, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(front.shard_call(group, bytes))
+    }
+
+    #[test]
+    fn the_shard_service_serves_only_pulls_and_installs_of_hosted_groups() {
+        // Goal: the Shard service is no back door for keys, and bad bytes never panic.
+        let front = ShardFront {
+            id: NodeId(1),
+            shard: BTreeMap::new(),
+        };
+        let enc = |r: &ShardRequest| postcard::to_allocvec(r).expect("encodes");
+        let get = Request::Read(ShardQuery::Kv(KvQuery::Get { key: b"k".to_vec() }));
+        let put = Request::Write {
+            client: ClientId(1),
+            seq: Seq(1),
+            cmd: KvCommand::Delete { key: b"k".to_vec() },
+        };
+        for r in [get, put] {
+            let e = call(&front, Gid(1), enc(&r)).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{r:?}: {e:?}");
+        }
+        let garbage = call(&front, Gid(1), vec![0xff; 7]).unwrap_err();
+        assert!(matches!(garbage, Error::Invalid { .. }), "{garbage:?}");
+        let pull = Request::Read(ShardQuery::Pull {
+            num: ConfigNum(2),
+            shard: ShardId(3),
+        });
+        let e = call(&front, Gid(9), enc(&pull)).unwrap_err();
+        assert_eq!(e, Error::WrongGroup { gid: Gid(9) });
+    }
+
+    #[test]
+    fn a_key_request_becomes_the_shard_groups_request_unchanged() {
+        let get = Request::Read(KvQuery::Get { key: b"k".to_vec() });
+        assert_eq!(
+            kv_to_shard(get),
+            Request::Read(ShardQuery::Kv(KvQuery::Get { key: b"k".to_vec() }))
+        );
+        let cmd = KvCommand::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let put = Request::Write {
+            client: ClientId(4),
+            seq: Seq(9),
+            cmd: cmd.clone(),
+        };
+        assert_eq!(
+            kv_to_shard(put),
+            Request::Write {
+                client: ClientId(4),
+                seq: Seq(9),
+                cmd
+            }
+        );
+    }
+}

@@ -11,7 +11,8 @@
 //! [`Client`] over the Kv service, [`CtrlClient`] over the shard controller's Ctrl service.
 //!
 //! # The async library
-//! [`Client::connect`] takes the group's endpoints; `get`, `put`, `append`, `delete` and
+//! [`Client::connect`] takes the group's endpoints ([`Client::connect_sharded`] the shard
+//! controller's, for a sharded cluster); `get`, `put`, `append`, `delete` and
 //! `cas` run one operation each, bounded by [`ClientOptions`] (per-attempt timeout, total
 //! time, attempt count). An operation ends with its output or an [`Error`] (one error type
 //! from the servers' state machines to here) whose [`Error::outcome`] is [`Outcome::Failed`]
@@ -30,6 +31,19 @@
 //! let mut c = shardkv_client::Client::connect(&["127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into()])?;
 //! c.put("k", "v").await?;
 //! assert_eq!(c.get("k").await?, Some(b"v".to_vec()));
+//! # Ok(()) }
+//! ```
+//!
+//! A sharded cluster (`shardkv up`) is reached through its shard controller; the same
+//! calls then go to whichever group serves each key's shard, following moves:
+//!
+//! ```no_run
+//! # #[cfg(feature = "grpc")]
+//! # async fn demo() -> Result<(), shardkv_client::Error> {
+//! use shardkv_client::{Client, ClientOptions};
+//! let ctrl = ["127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".to_string()];
+//! let mut c = Client::connect_sharded(&ctrl, ClientOptions::default())?;
+//! c.put("{user42}:name", "Ada").await?; // one hash tag, one shard, one group
 //! # Ok(()) }
 //! ```
 

@@ -49,8 +49,9 @@ fn latest(c: &Cluster, ctrl: &mut CtrlClient) -> Config {
         .expect("the controller answers")
 }
 
-/// Moves the shard of `key` to another member group; returns (source, destination).
-fn move_shard_of(c: &Cluster, ctrl: &mut CtrlClient, key: &str) -> (Gid, Gid) {
+/// Moves the shard of `key` to another member group; returns (source, destination, the
+/// config that moves it).
+fn move_shard_of(c: &Cluster, ctrl: &mut CtrlClient, key: &str) -> (Gid, Gid, ConfigNum) {
     let config = latest(c, ctrl);
     let shard = shard_of_key(key.as_bytes(), SHARDS);
     let src = config.owner(shard).expect("every shard is assigned");
@@ -60,14 +61,27 @@ fn move_shard_of(c: &Cluster, ctrl: &mut CtrlClient, key: &str) -> (Gid, Gid) {
         .rev()
         .find(|&&g| g != src)
         .expect("another group");
-    c.block_on(ctrl.move_shard(shard, dst))
+    let num = c
+        .block_on(ctrl.move_shard(shard, dst))
         .expect("the controller answers")
         .expect("the move is accepted");
-    (src, dst)
+    (src, dst, num)
 }
 
-/// Kills the process hosting `group`'s leader, waits for progress without it, restarts it.
-fn kill_leader_of(c: &mut Cluster, shared: &Shared, group: Gid, what: &str) {
+/// Once `group` took config `num` (so its part of the move has begun: a source froze the
+/// shard, a destination is pulling or has installed it), kills the process hosting its
+/// leader, waits for progress without it, and restarts it.
+fn kill_leader_of(c: &mut Cluster, shared: &Shared, group: Gid, num: ConfigNum, what: &str) {
+    wait_until(
+        &format!("group {} to take config {num}", group.0),
+        LEADER_WAIT,
+        || {
+            let leader = c.group_leader(group);
+            c.group_status(leader, group)
+                .and_then(|s| s.shards)
+                .is_some_and(|h| h.config >= num)
+        },
+    );
     let host = c.group_leader(group);
     c.kill(host);
     await_progress(shared, PROGRESS_OPS, what);
@@ -160,19 +174,21 @@ fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
         .expect("group 3 joins");
     await_progress(&shared, PROGRESS_OPS, "after group 3 joined");
 
-    let (src, _) = move_shard_of(&c, &mut ctrl, "s0");
+    let (src, _, num) = move_shard_of(&c, &mut ctrl, "s0");
     kill_leader_of(
         &mut c,
         &shared,
         src,
-        "with the source group's leader killed mid-move",
+        num,
+        "with the source's leader killed mid-move",
     );
-    let (_, dst) = move_shard_of(&c, &mut ctrl, "own2");
+    let (_, dst, num) = move_shard_of(&c, &mut ctrl, "own2");
     kill_leader_of(
         &mut c,
         &shared,
         dst,
-        "with the destination's leader killed mid-move",
+        num,
+        "with the destination's leader killed",
     );
 
     c.block_on(ctrl.leave(&[Gid(1)]))

@@ -28,7 +28,8 @@ pub enum WriteOut {
 
 #[derive(Debug, Args)]
 pub struct ConnArgs {
-    /// The group's servers: HOST:PORT (or ID=HOST:PORT), comma-separated.
+    /// The servers to talk to: HOST:PORT (or ID=HOST:PORT), comma-separated (any servers
+    /// of a sharded cluster, or the members of one group).
     #[arg(long, env = "SHARDKV_ENDPOINTS", default_value = ENDPOINTS_DEFAULT, global = true)]
     pub endpoints: String,
     /// Give up on an operation after this long (e.g. 5s, 500ms).

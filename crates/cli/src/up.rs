@@ -57,7 +57,8 @@ pub struct UpArgs {
     /// Passed to each member (e.g. 64MiB, or off).
     #[arg(long)]
     max_raft_state: Option<String>,
-    /// Number of shard groups (each with a replica on every member).
+    /// Number of shard groups (each with a replica on every member). Joined on the first
+    /// start only: more on a restart start unjoined (`shardkv admin join` them).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
     groups: u64,
     /// The shard count, fixed when the cluster is created (a power of two; default 64).

@@ -210,7 +210,7 @@ fn refusal_code(e: &CtrlError) -> &'static str {
 
 /// The whole config: `{"num", "shards": [gid per shard, 0 = unassigned], "groups": {gid:
 /// [servers]}}`.
-fn config_json(c: &Config) -> serde_json::Value {
+pub(crate) fn config_json(c: &Config) -> serde_json::Value {
     let groups: serde_json::Map<String, serde_json::Value> = c
         .groups
         .iter()
@@ -225,7 +225,7 @@ fn config_json(c: &Config) -> serde_json::Value {
 
 /// The config number and shard count, then one line per group (gid, shard count, shard
 /// ranges, servers), then the unassigned shards if any. Columns are aligned.
-fn table(c: &Config) -> String {
+pub(crate) fn table(c: &Config) -> String {
     let mut rows = vec![[
         "GID".to_string(),
         "SHARDS".to_string(),
@@ -272,7 +272,7 @@ fn table(c: &Config) -> String {
 }
 
 /// Ascending shard ids as ranges: `0-3 7 9-10`, or `-` when empty.
-fn ranges(shards: &[ShardId]) -> String {
+pub(crate) fn ranges(shards: &[ShardId]) -> String {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for s in shards {
         match runs.last_mut() {

@@ -138,9 +138,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         ..ClientOptions::default()
     };
     let roots = (0..connections)
-        .map(|_| Client::connect_with(&args.conn.endpoint_list(), opts.clone()))
-        .collect::<Result<Vec<Client>, Error>>()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map(|_| args.conn.client_with(opts.clone()))
+        .collect::<Result<Vec<Client>>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

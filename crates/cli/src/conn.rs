@@ -1,8 +1,16 @@
-//! What every command that talks to a running group shares: where the group is
-//! (`--endpoints`, `SHARDKV_ENDPOINTS`, default: the ports `shardkv up` uses) and how to
-//! print (`-w text|json`).
+//! What every command that talks to a running cluster shares: where it is (`--endpoints`,
+//! `SHARDKV_ENDPOINTS`, default: the ports `shardkv up` uses), which mode, and how to print
+//! (`-w text|json`).
+//!
+//! Mode: with `--group GID` the commands talk to that one replica group at `--endpoints`
+//! (`--group 0`: the servers' only KV group). Without it they ask the first server that
+//! answers what its default group is: a shard group (as in `shardkv up`'s cluster) makes
+//! the client sharded — each key goes to the group the controller's config assigns its
+//! shard to, the controller being at `--ctrl-endpoints` (default: `--endpoints`); a plain KV
+//! group (or no answer) makes it a client of that one group.
 
 use clap::{Args, ValueEnum};
+use shardkv_client::{Client, ClientOptions, Gid, fetch_status};
 
 /// The base port `shardkv up` uses; members listen on base, base+1, base+2.
 pub const BASE_PORT_DEFAULT: u16 = 7001;
@@ -20,7 +28,8 @@ pub enum WriteOut {
 
 #[derive(Debug, Args)]
 pub struct ConnArgs {
-    /// The group's servers: HOST:PORT (or ID=HOST:PORT), comma-separated.
+    /// The servers to talk to: HOST:PORT (or ID=HOST:PORT), comma-separated (any servers
+    /// of a sharded cluster, or the members of one group).
     #[arg(long, env = "SHARDKV_ENDPOINTS", default_value = ENDPOINTS_DEFAULT, global = true)]
     pub endpoints: String,
     /// Give up on an operation after this long (e.g. 5s, 500ms).
@@ -29,27 +38,79 @@ pub struct ConnArgs {
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = WriteOut::Text, global = true)]
     pub write_out: WriteOut,
+    /// Talk to this one group at --endpoints, not the sharded cluster (0: the servers'
+    /// only KV group). Default: sharded when the servers host shard groups.
+    #[arg(long, env = "SHARDKV_GROUP", global = true)]
+    pub group: Option<u64>,
+    /// The shard controller's servers, for a sharded cluster (default: --endpoints).
+    #[arg(long, env = "SHARDKV_CTRL_ENDPOINTS", global = true)]
+    pub ctrl_endpoints: Option<String>,
 }
 
+/// How long each server gets to say what it hosts.
+const DETECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl ConnArgs {
-    /// A client for the group, bounded by `--timeout`.
-    pub fn client(&self) -> anyhow::Result<shardkv_client::Client> {
-        let opts = shardkv_client::ClientOptions {
+    /// A client for the cluster (see the module docs for the mode), bounded by `--timeout`.
+    /// Must not be called inside a runtime.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let opts = ClientOptions {
             op_timeout: self.timeout,
-            ..shardkv_client::ClientOptions::default()
+            ..ClientOptions::default()
         };
-        shardkv_client::Client::connect_with(&self.endpoint_list(), opts)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        self.client_with(opts)
+    }
+
+    /// A client with `opts` (its `group` is set by the mode). Must not be called inside a
+    /// runtime.
+    pub fn client_with(&self, opts: ClientOptions) -> anyhow::Result<Client> {
+        let client = match self.sharded()? {
+            Some(ctrl) => Client::connect_sharded(&ctrl, opts),
+            None => {
+                let group = Gid(self.group.unwrap_or(0));
+                Client::connect_with(&self.endpoint_list(), ClientOptions { group, ..opts })
+            }
+        };
+        client.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The controller's endpoints when the client should be sharded, `None` for one group.
+    fn sharded(&self) -> anyhow::Result<Option<Vec<String>>> {
+        if self.group.is_some() {
+            return Ok(None);
+        }
+        let addrs: Vec<String> = self
+            .endpoint_list()
+            .into_iter()
+            .map(|a| {
+                a.split_once('=')
+                    .map_or(a.clone(), |(_, addr)| addr.to_string())
+            })
+            .collect();
+        let sharded = runtime()?.block_on(async {
+            for a in &addrs {
+                if let Ok(s) = fetch_status(a, DETECT_TIMEOUT).await {
+                    return s.shards.is_some();
+                }
+            }
+            false
+        });
+        let ctrl = self.ctrl_endpoints.as_deref().unwrap_or(&self.endpoints);
+        Ok(sharded.then(|| split_list(ctrl)))
     }
 
     pub fn endpoint_list(&self) -> Vec<String> {
-        self.endpoints
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
+        split_list(&self.endpoints)
     }
+}
+
+/// A comma-separated list, trimmed, without empty items.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A single-threaded runtime for a command that makes a few RPCs.

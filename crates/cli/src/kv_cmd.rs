@@ -1,4 +1,6 @@
-//! `shardkv get | put | append | del | cas`: one operation against a running group.
+//! `shardkv get | put | append | del | cas`: one operation against a running cluster:
+//! routed by the shard map when the servers host shard groups (`shardkv up`), or sent to
+//! one group (`--group GID`, or servers of a plain KV group); see `conn`.
 //!
 //! Values are bytes: given on the command line, or read from stdin (all of it, exactly)
 //! when omitted. Exit status 0 on success; 1 on any failure (error on stderr, saying whether

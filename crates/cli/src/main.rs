@@ -35,7 +35,8 @@ struct Cli {
 enum Command {
     /// MapReduce: run a coordinator, a worker, or the sequential reference.
     Mr(mr::MrArgs),
-    /// Start a local replica group (3 `shardkv server` processes on loopback).
+    /// Start a local sharded cluster: the shard controller and 2 shard groups (`--groups N`),
+    /// 3 replicas each, hosted by 3 `shardkv server` processes on loopback.
     Up(up::UpArgs),
     /// Run one member of a replica group.
     Server(server_cmd::ServerArgs),
@@ -51,7 +52,8 @@ enum Command {
     Cas(kv_cmd::CasArgs),
     /// Change or read the shard controller's configuration: join, leave, move, query.
     Admin(admin::AdminArgs),
-    /// Show each member's role, term, commit and applied index.
+    /// Show each member's role, term, commit and applied index; for a sharded cluster also
+    /// the shard map, each group's members and the shards in migration.
     Status(status::StatusArgs),
     /// Closed-loop load: ops/s and latency percentiles, optionally a history file.
     Bench(bench::BenchArgs),

@@ -51,15 +51,22 @@ pub struct ServerArgs {
     /// is dropped, and a data directory of another group is refused.
     #[arg(long, env = "SHARDKV_GROUP_ID")]
     group_id: Option<u64>,
-    /// The groups this process hosts a replica of, instead of --group-id: GID=kv|ctrl,...
-    /// (e.g. 0=ctrl,1=kv). The shard controller is group 0; every group has the --peers
-    /// members and lives in --data-dir/g<gid>/.
+    /// The groups this process hosts a replica of, instead of --group-id:
+    /// GID=kv|shard|ctrl,... (e.g. 0=ctrl,1=shard,2=shard). The shard controller is group 0;
+    /// a `shard` group serves the shards the controller assigns it (after `admin join`);
+    /// `kv` is a plain, unsharded group. Every group has the --peers members and lives in
+    /// --data-dir/g<gid>/.
     #[arg(long, env = "SHARDKV_GROUPS")]
     groups: Option<String>,
     /// The shard controller's shard count, fixed when the cluster is created: a power of two
     /// up to 16384 (default 64).
     #[arg(long, env = "SHARDKV_SHARDS")]
     shards: Option<u32>,
+    /// The shard controller's servers, HOST:PORT,... in node order, which the shard groups
+    /// hosted here poll for configs. Default: the --peers addresses when this process
+    /// hosts the controller (0=ctrl).
+    #[arg(long, env = "SHARDKV_CTRL")]
+    ctrl: Option<String>,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -79,6 +86,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         group_id: args.group_id,
         groups: args.groups,
         shards: args.shards,
+        ctrl: args.ctrl,
     };
     let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

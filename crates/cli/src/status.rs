@@ -1,15 +1,25 @@
 //! `shardkv status`: each member's id, address, role, term, commit and applied index, and
-//! whether it answered. Exit status 1 when no member answered.
+//! whether it answered. Against a sharded cluster (servers that host shard groups) it shows
+//! the controller's latest config (the shard → group map, as compact ranges), then every
+//! group's members (the controller as group 0) with the config each shard group member
+//! applied, then every shard in migration as each group's leader sees it. Exit status 1
+//! when no member answered.
 
-use crate::conn::{ConnArgs, WriteOut, runtime};
+use crate::admin::{config_json, table};
+use crate::conn::{ConnArgs, WriteOut, runtime, split_list};
 use anyhow::Result;
 use clap::Args;
-use shardkv_client::{NodeStatus, fetch_status, role_name};
+use shardkv_client::{
+    ClientOptions, Config, CtrlClient, Gid, NodeStatus, Role, fetch_group_status, role_name,
+};
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// How long each member gets to answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the controller gets to give its config.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -17,46 +27,100 @@ pub struct StatusArgs {
     pub conn: ConnArgs,
 }
 
+/// One member's answer (or why there is none), with its address.
+type Answer = (String, Result<NodeStatus, String>);
+
+/// A group's members as they answered.
+struct GroupView {
+    gid: Gid,
+    members: Vec<Answer>,
+}
+
 pub fn run(args: StatusArgs) -> Result<ExitCode> {
-    let addrs = args.conn.endpoint_list();
-    let rt = runtime()?;
-    let answers: Vec<(String, Result<NodeStatus, String>)> = rt.block_on(async {
-        let asks = addrs.iter().map(|a| {
-            let addr = a
-                .split_once('=')
+    let addrs: Vec<String> = args
+        .conn
+        .endpoint_list()
+        .iter()
+        .map(|a| {
+            a.split_once('=')
                 .map_or(a.as_str(), |(_, addr)| addr)
-                .to_string();
-            async move {
-                let r = fetch_status(&addr, STATUS_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string());
-                (addr, r)
-            }
-        });
-        futures_join_all(asks).await
-    });
-    match args.conn.write_out {
-        WriteOut::Json => println!(
-            "{}",
-            serde_json::Value::Array(answers.iter().map(json).collect())
-        ),
-        WriteOut::Text => print_table(&answers),
-    }
+                .to_string()
+        })
+        .collect();
+    let rt = runtime()?;
+    let answers = rt.block_on(ask_all(&addrs, None));
     let reachable = answers.iter().any(|(_, r)| r.is_ok());
-    Ok(if reachable {
+    let sharded = answers
+        .iter()
+        .any(|(_, r)| r.as_ref().is_ok_and(|s| s.shards.is_some()));
+    if !sharded {
+        match args.conn.write_out {
+            WriteOut::Json => println!(
+                "{}",
+                serde_json::Value::Array(answers.iter().map(member_json).collect())
+            ),
+            WriteOut::Text => print_members(&answers),
+        }
+        return Ok(exit(reachable));
+    }
+    let ctrl_addrs = args
+        .conn
+        .ctrl_endpoints
+        .as_deref()
+        .map_or_else(|| addrs.clone(), split_list);
+    let (config, groups) = rt.block_on(sharded_view(&ctrl_addrs))?;
+    match args.conn.write_out {
+        WriteOut::Json => println!("{}", sharded_json(config.as_ref(), &groups)),
+        WriteOut::Text => print_sharded(config.as_ref(), &groups),
+    }
+    Ok(exit(reachable))
+}
+
+fn exit(reachable: bool) -> ExitCode {
+    if reachable {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
-/// Runs the futures concurrently and collects their outputs in order.
-async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+/// The controller's latest config (`None` if it gave none in time) and every group's
+/// members: the controller's at `ctrl_addrs`, each shard group's at its config servers.
+async fn sharded_view(ctrl_addrs: &[String]) -> Result<(Option<Config>, Vec<GroupView>)> {
+    let opts = ClientOptions {
+        op_timeout: CONFIG_TIMEOUT,
+        ..ClientOptions::default()
+    };
+    let mut ctrl =
+        CtrlClient::connect_with(ctrl_addrs, opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = ctrl.query(None).await.ok();
+    let mut groups = vec![GroupView {
+        gid: Gid(0),
+        members: ask_all(ctrl_addrs, Some(Gid(0))).await,
+    }];
+    for (gid, servers) in config.iter().flat_map(|c| c.groups.iter()) {
+        groups.push(GroupView {
+            gid: *gid,
+            members: ask_all(servers, Some(*gid)).await,
+        });
+    }
+    Ok((config, groups))
+}
+
+/// Asks every address for the status of `group`, concurrently; answers in order.
+async fn ask_all(addrs: &[String], group: Option<Gid>) -> Vec<Answer> {
+    let handles: Vec<_> = addrs
+        .iter()
+        .map(|a| {
+            let addr = a.clone();
+            tokio::spawn(async move {
+                let r = fetch_group_status(&addr, group, STATUS_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string());
+                (addr, r)
+            })
+        })
+        .collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.await.expect("status task does not panic"));
@@ -64,51 +128,154 @@ where
     out
 }
 
-fn json((addr, r): &(String, Result<NodeStatus, String>)) -> serde_json::Value {
-    match r {
-        Ok(s) => serde_json::json!({
-            "id": s.id.0,
-            "address": addr,
-            "reachable": true,
-            "role": role(s),
-            "term": s.term.0,
-            "leader": s.leader.map(|l| l.0),
-            "commit": s.commit.0,
-            "applied": s.applied.0,
-            "last_index": s.last_index.0,
-            "snapshot_index": s.snapshot_index.0,
-            "raft_state_bytes": s.raft_state_bytes,
-            "no_space": s.no_space,
-        }),
-        Err(e) => serde_json::json!({ "address": addr, "reachable": false, "error": e }),
+/// The member whose view of its group's shards counts: the leader, else the reachable one
+/// that applied the most.
+fn best_view(members: &[Answer]) -> Option<&NodeStatus> {
+    let ok = || members.iter().filter_map(|(_, r)| r.as_ref().ok());
+    ok().find(|s| s.role == Role::Leader)
+        .or_else(|| ok().max_by_key(|s| s.applied))
+}
+
+/// Every shard in migration: (group, config, shard, state) as each group's best view has it.
+fn migrating(groups: &[GroupView]) -> Vec<(Gid, u64, u64, &'static str)> {
+    let mut out = Vec::new();
+    for g in groups {
+        let Some(held) = best_view(&g.members).and_then(|s| s.shards.as_ref()) else {
+            continue;
+        };
+        for (shard, phase) in held.moving() {
+            out.push((g.gid, held.config.0, shard.0, phase.name()));
+        }
+    }
+    out
+}
+
+fn print_sharded(config: Option<&Config>, groups: &[GroupView]) {
+    match config {
+        Some(c) => print!("{}", table(c)),
+        None => println!("config: the controller did not answer"),
+    }
+    println!();
+    let rows: Vec<(Option<Gid>, &Answer)> = groups
+        .iter()
+        .flat_map(|g| g.members.iter().map(move |a| (Some(g.gid), a)))
+        .collect();
+    print_rows(&rows);
+    println!();
+    let moving = migrating(groups);
+    if moving.is_empty() {
+        println!("no shard in migration");
+    }
+    for (gid, num, shard, state) in moving {
+        println!(
+            "in migration: group {} (config {num}) shard {shard} {state}",
+            gid.0
+        );
     }
 }
 
-fn role(s: &NodeStatus) -> &'static str {
-    role_name(s.role)
+fn print_members(answers: &[Answer]) {
+    let rows: Vec<(Option<Gid>, &Answer)> = answers.iter().map(|a| (None, a)).collect();
+    print_rows(&rows);
 }
 
-fn print_table(answers: &[(String, Result<NodeStatus, String>)]) {
-    println!(
+/// The member table; a GROUP and a CONFIG column when the rows name groups.
+fn print_rows(rows: &[(Option<Gid>, &Answer)]) {
+    let grouped = rows.iter().any(|(g, _)| g.is_some());
+    let head = format!(
         "{:<4} {:<22} {:<13} {:>6} {:>10} {:>10} {:<9}",
         "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "REACHABLE"
     );
-    for (addr, r) in answers {
-        match r {
-            Ok(s) => println!(
+    if grouped {
+        println!("{:<6} {:>6} {head}", "GROUP", "CONFIG");
+    } else {
+        println!("{head}");
+    }
+    for (gid, (addr, r)) in rows {
+        let line = match r {
+            Ok(s) => format!(
                 "{:<4} {:<22} {:<13} {:>6} {:>10} {:>10} {:<9}",
                 s.id.0,
                 addr,
-                role(s),
+                role_name(s.role),
                 s.term.0,
                 s.commit.0,
                 s.applied.0,
                 if s.no_space { "yes (disk full)" } else { "yes" }
             ),
-            Err(e) => println!(
+            Err(e) => format!(
                 "{:<4} {:<22} {:<13} {:>6} {:>10} {:>10} no ({e})",
                 "-", addr, "-", "-", "-", "-"
             ),
+        };
+        if grouped {
+            let name = match gid {
+                Some(Gid(0)) => "0/ctrl".to_string(),
+                Some(g) => g.0.to_string(),
+                None => "-".to_string(),
+            };
+            let config = r
+                .as_ref()
+                .ok()
+                .and_then(|s| s.shards.as_ref())
+                .map_or("-".to_string(), |h| h.config.0.to_string());
+            println!("{name:<6} {config:>6} {line}");
+        } else {
+            println!("{line}");
         }
     }
+}
+
+fn member_json((addr, r): &Answer) -> serde_json::Value {
+    match r {
+        Ok(s) => {
+            let mut v = serde_json::json!({
+                "id": s.id.0,
+                "address": addr,
+                "reachable": true,
+                "role": role_name(s.role),
+                "term": s.term.0,
+                "leader": s.leader.map(|l| l.0),
+                "commit": s.commit.0,
+                "applied": s.applied.0,
+                "last_index": s.last_index.0,
+                "snapshot_index": s.snapshot_index.0,
+                "raft_state_bytes": s.raft_state_bytes,
+                "no_space": s.no_space,
+            });
+            if let Some(h) = &s.shards {
+                v["config"] = h.config.0.into();
+                v["shards"] = h
+                    .shards
+                    .iter()
+                    .map(|(id, p)| serde_json::json!({"shard": id.0, "state": p.name()}))
+                    .collect();
+            }
+            v
+        }
+        Err(e) => serde_json::json!({ "address": addr, "reachable": false, "error": e }),
+    }
+}
+
+fn sharded_json(config: Option<&Config>, groups: &[GroupView]) -> serde_json::Value {
+    let groups_json: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "gid": g.gid.0,
+                "members": g.members.iter().map(member_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let moving: Vec<serde_json::Value> = migrating(groups)
+        .into_iter()
+        .map(|(gid, num, shard, state)| {
+            serde_json::json!({"gid": gid.0, "config": num, "shard": shard, "state": state})
+        })
+        .collect();
+    serde_json::json!({
+        "config": config.map(config_json),
+        "groups": groups_json,
+        "migrating": moving,
+    })
 }

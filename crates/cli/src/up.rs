@@ -1,10 +1,12 @@
-//! `shardkv up`: a local cluster on loopback, one `shardkv server` child process per member
-//! (this same executable), data and logs under one directory. Each process hosts one
-//! replica of the shard controller (group 0) and of the KV group (group 1), so `shardkv
-//! admin` and the KV commands both work against the same endpoints. Prints the endpoints
-//! and how to use them, then waits; SIGTERM or Ctrl-C stops every member gracefully (SIGKILL
-//! after a grace period). Running it again on the same directory restarts the group with
-//! its data.
+//! `shardkv up`: a local sharded cluster on loopback, one `shardkv server` child process per
+//! member (this same executable), data and logs under one directory. Each process hosts one
+//! replica of the shard controller (group 0) and of every shard group (1..=`--groups`), so
+//! `shardkv admin` and the KV commands both work against the same endpoints. On the first
+//! start (the controller has no config yet) the shard groups are joined, so the shards are
+//! spread over them. Prints the endpoints, the shard map and how to use them, then waits;
+//! SIGTERM or Ctrl-C stops every member gracefully (SIGKILL after a grace period). Running
+//! it again on the same directory restarts the cluster with its data and shard map (nothing
+//! is joined again; a larger `--groups` starts the new groups unjoined: `admin join` them).
 //!
 //! Identity: every member gets the same `--cluster-token`: the one given, or the one kept in
 //! `<data-dir>/cluster-token`, or (first run) a new random one written there. Each member
@@ -13,9 +15,12 @@
 
 use crate::conn::{BASE_PORT_DEFAULT, ENDPOINTS_DEFAULT, runtime};
 use crate::server_cmd::shutdown_signal;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use shardkv_client::{Role, fetch_status};
+use shardkv_client::{
+    ClientOptions, Config, CtrlClient, Gid, NodeStatus, Role, fetch_group_status,
+};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
@@ -24,8 +29,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The groups every member hosts: the shard controller and one KV group.
-const UP_GROUPS: &str = "0=ctrl,1=kv";
+/// The groups every member hosts: the shard controller and shard groups 1..=`groups`.
+fn hosted_groups(groups: u64) -> String {
+    let shard_groups = (1..=groups).map(|g| format!(",{g}=shard"));
+    std::iter::once("0=ctrl".to_string())
+        .chain(shard_groups)
+        .collect()
+}
 
 /// How long the members get to elect a leader before `up` gives up.
 const LEADER_WAIT: Duration = Duration::from_secs(20);
@@ -47,6 +57,13 @@ pub struct UpArgs {
     /// Passed to each member (e.g. 64MiB, or off).
     #[arg(long)]
     max_raft_state: Option<String>,
+    /// Number of shard groups (each with a replica on every member). Joined on the first
+    /// start only: more on a restart start unjoined (`shardkv admin join` them).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    groups: u64,
+    /// The shard count, fixed when the cluster is created (a power of two; default 64).
+    #[arg(long)]
+    shards: Option<u32>,
     /// The cluster token every member gets (default: the one kept in the data directory,
     /// or a new random one on the first run).
     #[arg(long, env = "SHARDKV_CLUSTER_TOKEN")]
@@ -146,7 +163,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         }
     }
     let rt = runtime()?;
-    let outcome = rt.block_on(supervise(&mut members, &data_dir, &addrs));
+    let outcome = rt.block_on(supervise(&mut members, &data_dir, &addrs, args.groups));
     stop(&mut members);
     outcome
 }
@@ -165,7 +182,7 @@ fn spawn(
     cmd.arg("server")
         .args(["--id", &id.to_string(), "--peers", peers])
         .args(["--cluster-token", token])
-        .args(["--groups", UP_GROUPS])
+        .args(["--groups", &hosted_groups(args.groups)])
         .arg("--data-dir")
         .arg(data_dir.join(format!("n{id}")))
         .stdin(Stdio::null())
@@ -173,6 +190,9 @@ fn spawn(
         .stderr(out);
     if let Some(m) = &args.max_raft_state {
         cmd.args(["--max-raft-state", m]);
+    }
+    if let Some(n) = args.shards {
+        cmd.args(["--shards", &n.to_string()]);
     }
     // SAFETY: the closure only makes the prctl syscall, which is async-signal-safe.
     unsafe {
@@ -192,12 +212,21 @@ fn spawn(
     })
 }
 
-/// Waits for a leader, prints how to use the group, then waits for a signal.
-async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) -> Result<ExitCode> {
+/// Waits for the controller's leader, joins the shard groups on the first start, waits for
+/// them to take the config, prints how to use the cluster, then waits for a signal.
+async fn supervise(
+    members: &mut [Member],
+    data_dir: &Path,
+    addrs: &[String],
+    groups: u64,
+) -> Result<ExitCode> {
     let leader = wait_for_leader(members).await?;
+    let config = join_on_first_start(addrs, groups).await?;
+    wait_for_groups(members, &config).await?;
     let endpoints = addrs.join(",");
     println!(
-        "shardkv: {} members up; data and logs in {}",
+        "shardkv: {} members up, each hosting the shard controller (group 0) and shard groups \
+         1-{groups}; data and logs in {}",
         members.len(),
         data_dir.display()
     );
@@ -209,14 +238,19 @@ async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) ->
         };
         println!("  n{}  {}{mark}", m.id, m.addr);
     }
+    print!("{}", crate::admin::table(&config));
     let env = if endpoints == ENDPOINTS_DEFAULT {
         String::new()
     } else {
         format!("export SHARDKV_ENDPOINTS={endpoints} SHARDKV_CTRL_ENDPOINTS={endpoints}; ")
     };
     println!("try:  {env}shardkv put greeting hello && shardkv get greeting && shardkv status");
+    println!("      shardkv admin move 0 2 && shardkv admin query   # move shard 0 to group 2");
     println!(
-        "      shardkv admin join 1={endpoints} && shardkv admin query   # the shard controller"
+        "      add a group: 3 x `shardkv server --groups {}=shard --ctrl {endpoints} ...`, \
+         then `shardkv admin join {}=ADDR,ADDR,ADDR` (see docs/sharding.md)",
+        groups + 1,
+        groups + 1
     );
     println!("stop: Ctrl-C (running `shardkv up` again on the same --data-dir keeps the data)");
     let signal = shutdown_signal();
@@ -235,6 +269,64 @@ async fn supervise(members: &mut [Member], data_dir: &Path, addrs: &[String]) ->
     }
 }
 
+/// The controller's latest config, after joining shard groups `1..=groups` (every member
+/// hosts each, so each group's servers are `addrs` in node order) if the controller has
+/// never had a config: the first start. A restart keeps the shard map as it is.
+async fn join_on_first_start(addrs: &[String], groups: u64) -> Result<Config> {
+    let opts = ClientOptions {
+        op_timeout: LEADER_WAIT,
+        ..ClientOptions::default()
+    };
+    let mut ctrl = CtrlClient::connect_with(addrs, opts).map_err(|e| anyhow!("{e}"))?;
+    let latest = ctrl.query(None).await.map_err(|e| anyhow!("{e}"))?;
+    if latest.num.0 > 0 {
+        return Ok(latest);
+    }
+    let join: BTreeMap<Gid, Vec<String>> = (1..=groups).map(|g| (Gid(g), addrs.to_vec())).collect();
+    let num = ctrl
+        .join(join)
+        .await
+        .map_err(|e| anyhow!("joining the shard groups: {e}"))?
+        .map_err(|e| anyhow!("the controller refused to join the shard groups: {e}"))?;
+    ctrl.query(Some(num)).await.map_err(|e| anyhow!("{e}"))
+}
+
+/// Waits until a member of every group in `config` reports that config with no shard in
+/// migration, so the first requests do not bounce between groups.
+async fn wait_for_groups(members: &mut [Member], config: &Config) -> Result<()> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    let settled = |s: &NodeStatus| {
+        s.shards
+            .as_ref()
+            .is_some_and(|h| h.config >= config.num && h.moving().next().is_none())
+    };
+    for &gid in config.groups.keys() {
+        'group: loop {
+            if Instant::now() >= deadline {
+                bail!(
+                    "group {gid} did not take config {} within {LEADER_WAIT:?}",
+                    config.num
+                );
+            }
+            for m in members.iter_mut() {
+                if !m.check() {
+                    bail!(
+                        "member n{} exited during startup; see {}",
+                        m.id,
+                        m.log.display()
+                    );
+                }
+                let status = fetch_group_status(&m.addr, Some(gid), POLL * 5).await;
+                if status.is_ok_and(|s| s.role == Role::Leader && settled(&s)) {
+                    break 'group;
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
 async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
     let deadline = Instant::now() + LEADER_WAIT;
     while Instant::now() < deadline {
@@ -247,7 +339,8 @@ async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
                     m.log.display()
                 );
             }
-            if let Ok(s) = fetch_status(&m.addr, Duration::from_millis(500)).await
+            let ctrl = fetch_group_status(&m.addr, Some(Gid(0)), Duration::from_millis(500));
+            if let Ok(s) = ctrl.await
                 && s.role == Role::Leader
             {
                 return Ok(Some(s.id.0));

@@ -168,23 +168,42 @@ fn free_base_port() -> u16 {
     panic!("no three consecutive free ports found");
 }
 
-/// Goal: `shardkv up` is the one command to run a local group, and a second run on the same
-/// directory keeps the data. Method: start it, write through the CLI, SIGTERM it, check
-/// that its members are gone, start it again and read.
+/// Goal: `shardkv up` is the one command to run a local sharded cluster (the controller and
+/// two shard groups, joined), and a second run on the same directory keeps the data and the
+/// shard map without joining again. Method: start it, write through the CLI, change the
+/// map with a move, SIGTERM it, check that its members are gone, start it again, read, and
+/// compare the shard map.
 #[test]
-fn up_starts_a_group_and_a_restart_on_the_same_dir_keeps_the_data() {
+fn up_starts_a_sharded_cluster_and_a_restart_on_the_same_dir_keeps_data_and_map() {
     let tmp = tempfile::tempdir().expect("tmp");
     let base = free_base_port();
     let endpoints = (0..3)
         .map(|i| format!("127.0.0.1:{}", base + i))
         .collect::<Vec<_>>()
         .join(",");
-    let env = [("SHARDKV_ENDPOINTS", endpoints.as_str())];
+    let env = [
+        ("SHARDKV_ENDPOINTS", endpoints.as_str()),
+        ("SHARDKV_CTRL_ENDPOINTS", endpoints.as_str()),
+    ];
     let (mut child, text) = up(tmp.path(), base);
     assert!(text.contains(&format!("127.0.0.1:{base}")), "{text}");
     assert!(text.contains("(leader)") && text.contains("try:"), "{text}");
+    assert!(
+        text.contains("config 1 (64 shards)"),
+        "joined on the first start: {text}"
+    );
     let put = run_cli(&["put", "kept", "across restarts"], &env, None);
     assert!(put.status.success(), "{}", stderr(&put));
+    let moved = run_cli(&["admin", "move", "0", "2"], &env, None);
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    let map = run_cli(&["admin", "query", "-w", "json"], &env, None);
+    assert!(map.status.success(), "{}", stderr(&map));
+    let status = run_cli(&["status"], &env, None);
+    assert!(
+        stdout(&status).contains("0/ctrl") && stdout(&status).contains("GROUP"),
+        "status shows every group:\n{}",
+        stdout(&status)
+    );
     stop_up(&mut child);
     let status = run_cli(&["status"], &env, None);
     assert!(
@@ -195,9 +214,15 @@ fn up_starts_a_group_and_a_restart_on_the_same_dir_keeps_the_data() {
 
     let (mut child, _) = up(tmp.path(), base);
     let get = run_cli(&["get", "kept"], &env, None);
+    let map_after = run_cli(&["admin", "query", "-w", "json"], &env, None);
     stop_up(&mut child);
     assert!(get.status.success(), "{}", stderr(&get));
     assert_eq!(stdout(&get), "across restarts\n");
+    assert_eq!(
+        stdout(&map_after),
+        stdout(&map),
+        "the shard map is kept and nothing is joined again"
+    );
 }
 
 /// Goal: a member refuses a data directory that belongs to another node id. Method: run

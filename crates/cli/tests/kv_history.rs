@@ -7,21 +7,19 @@
 
 mod common;
 
-use common::cluster::{Cluster, LEADER_WAIT, POLL, run_cli, wait_until};
-use shardkv_client::{Client, ClientOptions, KvOp, Outcome};
-use shardkv_kv::{KvCommand, KvOutput};
-use shardkv_lincheck::{Budget, Op, OpResult, Operation, Output, Verdict, check};
-use shardkv_types::Rng;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use common::cluster::{Cluster, LEADER_WAIT, run_cli, wait_until};
+use common::history::{
+    Recorded, Shared, assert_linearizable, await_progress, check_own_key, record, run_client,
+};
+use shardkv_client::{ClientOptions, Outcome};
+use shardkv_lincheck::{Op, OpResult, Operation, Output};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Clients running concurrently.
 const CLIENTS: usize = 5;
 /// Keys every client reads and writes (each client also appends to a key of its own).
 const SHARED_KEYS: u64 = 3;
-/// The most operations one client issues (the loop also stops when the faults are over).
-const OPS_PER_CLIENT_MAX: usize = 4000;
 /// Leader kills (each followed by a restart of the killed member).
 const LEADER_KILLS: usize = 5;
 /// Kills of every member at once (each followed by restarting all).
@@ -30,168 +28,6 @@ const FULL_RESTARTS: usize = 2;
 const PROGRESS_OPS: u64 = 30;
 /// How long the clients get to finish after being told to stop.
 const CLIENT_STOP_WAIT: Duration = Duration::from_secs(60);
-
-/// What every client and the test share.
-struct Shared {
-    /// The history clock's origin.
-    origin: Instant,
-    stop: AtomicBool,
-    /// Operations acknowledged so far, over all clients.
-    acked: AtomicU64,
-}
-
-impl Shared {
-    fn ns(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).expect("test runs < 500 years")
-    }
-}
-
-/// One client's record: its history and, per token appended to its own key, the outcome.
-struct Recorded {
-    own_key: String,
-    appends: Vec<(String, Outcome)>,
-    history: Vec<Operation>,
-    failed: usize,
-}
-
-/// Runs `op` and records it: `Some(output)` if it completed.
-async fn record(
-    client: &mut Client,
-    shared: &Shared,
-    rec: &mut Recorded,
-    op: Op,
-) -> (Outcome, Option<Output>) {
-    let kv_op = match op.clone() {
-        Op::Get { key } => KvOp::Read(shardkv_kv::KvQuery::Get { key }),
-        Op::Put { key, value } => KvOp::Write(KvCommand::Put { key, value }),
-        Op::Append { key, value } => KvOp::Write(KvCommand::Append { key, value }),
-        Op::Delete { key } => KvOp::Write(KvCommand::Delete { key }),
-        Op::Cas { key, expected, new } => KvOp::Write(KvCommand::Cas { key, expected, new }),
-    };
-    let call_ns = shared.ns();
-    let result = client.execute(kv_op).await;
-    let return_ns = shared.ns();
-    let (outcome, output) = match result {
-        Ok(out) => {
-            let output = match (&op, out) {
-                (Op::Get { .. }, KvOutput::Value(v)) => Output::Get(v),
-                (Op::Put { .. }, KvOutput::Done) => Output::Put,
-                (Op::Append { .. }, KvOutput::Done) => Output::Append,
-                (Op::Delete { .. }, KvOutput::Done) => Output::Delete,
-                (Op::Cas { .. }, KvOutput::Cas { swapped, .. }) => Output::Cas { swapped },
-                (op, out) => panic!("{op:?} answered with {out:?}"),
-            };
-            shared.acked.fetch_add(1, Ordering::Relaxed);
-            (Outcome::Ok, Some(output))
-        }
-        Err(e) => (e.outcome(), None),
-    };
-    let result = match (&outcome, &output) {
-        (Outcome::Ok, Some(o)) => Some(OpResult::Ok {
-            output: o.clone(),
-            return_ns,
-        }),
-        (Outcome::Unknown, _) => Some(OpResult::Unknown),
-        _ => None,
-    };
-    match result {
-        Some(result) => rec.history.push(Operation {
-            client: client.id().0,
-            op,
-            call_ns,
-            result,
-        }),
-        // Surely not applied: not part of the history.
-        None => rec.failed += 1,
-    }
-    (outcome, output)
-}
-
-/// One client's loop: appends to its own key, and puts / gets / appends / deletes / cas on
-/// the shared keys, until told to stop.
-async fn run_client(mut client: Client, w: usize, shared: Arc<Shared>) -> Recorded {
-    let mut rng = Rng::new(w as u64 + 1);
-    let mut rec = Recorded {
-        own_key: format!("own{w}"),
-        appends: Vec::new(),
-        history: Vec::new(),
-        failed: 0,
-    };
-    let mut last_read: Vec<Option<Vec<u8>>> = vec![None; SHARED_KEYS as usize];
-    for i in 0..OPS_PER_CLIENT_MAX {
-        if shared.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let k = rng.range(0, SHARED_KEYS) as usize;
-        let key = format!("s{k}").into_bytes();
-        let unique = format!("{w}.{i};").into_bytes();
-        let op = match rng.range(0, 100) {
-            0..30 => {
-                let token = format!("<{w}.{i}>");
-                let op = Op::Append {
-                    key: rec.own_key.clone().into_bytes(),
-                    value: token.clone().into_bytes(),
-                };
-                let (outcome, _) = record(&mut client, &shared, &mut rec, op).await;
-                rec.appends.push((token, outcome));
-                continue;
-            }
-            // Reading its own key often keeps the checker's search short: an append of
-            // unknown outcome can only be placed between the reads that do not and do show it.
-            30..40 => Op::Get {
-                key: rec.own_key.clone().into_bytes(),
-            },
-            40..55 => Op::Get { key },
-            55..70 => Op::Put { key, value: unique },
-            70..80 => Op::Append { key, value: unique },
-            80..85 => Op::Delete { key },
-            _ => Op::Cas {
-                key,
-                expected: last_read[k].clone(),
-                new: unique,
-            },
-        };
-        if let (_, Some(Output::Get(v))) = record(&mut client, &shared, &mut rec, op).await {
-            last_read[k] = v;
-        }
-    }
-    rec
-}
-
-/// Waits (bounded) until `n` more operations were acknowledged.
-fn await_progress(shared: &Shared, n: u64, what: &str) {
-    let target = shared.acked.load(Ordering::Relaxed) + n;
-    let deadline = Instant::now() + LEADER_WAIT;
-    while shared.acked.load(Ordering::Relaxed) < target {
-        assert!(
-            Instant::now() < deadline,
-            "no progress within {LEADER_WAIT:?} {what}"
-        );
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Checks a client's own key: each acknowledged token exactly once, no failed token,
-/// unknown ones at most once, all in the order they were appended.
-fn check_own_key(rec: &Recorded, value: &str) {
-    let mut at = 0;
-    for (token, outcome) in &rec.appends {
-        let found = value.matches(token.as_str()).count();
-        match outcome {
-            Outcome::Ok => assert_eq!(
-                found, 1,
-                "{token} acknowledged; {} holds {value}",
-                rec.own_key
-            ),
-            Outcome::Failed => assert_eq!(found, 0, "{token} failed yet applied: {value}"),
-            Outcome::Unknown => assert!(found <= 1, "{token} applied twice: {value}"),
-        }
-        if let Some(pos) = value.find(token.as_str()) {
-            assert!(pos >= at, "{token} out of order in {value}");
-            at = pos;
-        }
-    }
-}
 
 /// Fault counts, for the report.
 #[derive(Debug, Default)]
@@ -254,11 +90,7 @@ fn inject_faults(c: &mut Cluster, shared: &Shared) -> Faults {
 fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable() {
     let mut c = Cluster::start(3, &["--max-raft-state", "32KiB"]);
     c.leader();
-    let shared = Arc::new(Shared {
-        origin: Instant::now(),
-        stop: AtomicBool::new(false),
-        acked: AtomicU64::new(0),
-    });
+    let shared = Shared::new();
     let opts = ClientOptions {
         op_timeout: Duration::from_secs(10),
         ..ClientOptions::default()
@@ -274,7 +106,7 @@ fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable(
         .map(|w| {
             let o = if w < 2 { &impatient } else { &opts };
             let client = c.client_with(o.clone());
-            c.spawn_task(run_client(client, w, shared.clone()))
+            c.spawn_task(run_client(client, w, SHARED_KEYS, shared.clone()))
         })
         .collect();
     let faults = inject_faults(&mut c, &shared);
@@ -290,12 +122,7 @@ fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable(
 
     // Read every key back, recording the reads into the history too.
     let mut reader = c.client_with(opts);
-    let mut finals = Recorded {
-        own_key: String::new(),
-        appends: Vec::new(),
-        history: Vec::new(),
-        failed: 0,
-    };
+    let mut finals = Recorded::empty();
     for rec in &recorded {
         let op = Op::Get {
             key: rec.own_key.clone().into_bytes(),
@@ -338,27 +165,7 @@ fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable(
         history.len() + failed,
         history.len() - unknown,
     );
-    write_history(&c, &history);
-    match check(&history, Budget::default()) {
-        Verdict::Linearizable => {}
-        Verdict::NotLinearizable { key, explanation } => panic!(
-            "history not linearizable on key {}:\n{explanation}",
-            String::from_utf8_lossy(&key)
-        ),
-        Verdict::Unknown { key } => panic!(
-            "the checker ran out of budget on key {} (undecided is not a pass)",
-            String::from_utf8_lossy(&key)
-        ),
-    }
-}
-
-/// Keeps the history next to the members' data (kept when the test fails).
-fn write_history(c: &Cluster, history: &[Operation]) {
-    let path = c.dir.join("history.jsonl");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("history file"));
-    for op in history {
-        shardkv_lincheck::write_op_jsonl(&mut out, op).expect("write history");
-    }
+    assert_linearizable(&c, &history);
 }
 
 fn stdout(o: &std::process::Output) -> String {

@@ -2,9 +2,16 @@
 //! ([`crate::driver`]) over the Kv gRPC service: send to the remembered leader, follow
 //! hints, retry elsewhere on timeouts, every attempt of a write carrying the same sequence
 //! number.
+//!
+//! Two modes, one API: a client of one replica group ([`Client::connect`]), or of a sharded
+//! cluster ([`Client::connect_sharded`], given the shard controller's endpoints), which
+//! routes each key to the group its cached config assigns the key's shard to, refreshes the
+//! config from the controller when it has none or a group answers `WrongGroup`, and keeps
+//! one sequence stream across groups (exactly-once survives shard moves).
 
 use crate::driver::{CallFailure, ClientOptions, Driver, Service};
-use crate::{Error, KvOp, Op};
+use crate::topology::Sharded;
+use crate::{CtrlClient, Error, KvOp, Naming, Op, ShardRouter};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest, KvStore};
 use shardkv_net::convert::{self, WireRequest};
 use shardkv_net::pb::kv_client::KvClient;
@@ -49,10 +56,19 @@ impl Service for KvService {
     }
 }
 
-/// One client session of a replica group: a random client id, one operation at a time.
-/// For concurrency make more sessions with [`Client::session`]; they share connections.
+/// The driver of a client, by mode.
+enum Mode {
+    /// One replica group.
+    Group(Box<Driver<KvService>>),
+    /// A sharded cluster.
+    Sharded(Box<Driver<KvService, ShardRouter, Sharded>>),
+}
+
+/// One client session of a replica group or of a sharded cluster: a random client id, one
+/// operation at a time. For concurrency make more sessions with [`Client::session`]; they
+/// share connections.
 pub struct Client {
-    driver: Driver<KvService>,
+    driver: Mode,
 }
 
 impl Client {
@@ -65,19 +81,42 @@ impl Client {
 
     pub fn connect_with(endpoints: &[String], opts: ClientOptions) -> Result<Client, Error> {
         let driver = Driver::connect(endpoints, opts)?;
-        Ok(Client { driver })
+        Ok(Client {
+            driver: Mode::Group(Box::new(driver)),
+        })
+    }
+
+    /// A client of the sharded cluster whose shard controller is at `ctrl_endpoints`
+    /// (`HOST:PORT`, items or comma-separated). The groups' servers come from the
+    /// controller's configs (listed in node order, as `admin join` takes them). Connects
+    /// lazily. `opts.group` is not used: each request names the group it is routed to.
+    pub fn connect_sharded(
+        ctrl_endpoints: &[String],
+        opts: ClientOptions,
+    ) -> Result<Client, Error> {
+        let ctrl = CtrlClient::connect_with(ctrl_endpoints, opts.clone())?;
+        let topology = Sharded::new(ctrl, opts.connect_timeout);
+        let router = ShardRouter::new(Naming::Position);
+        Ok(Client {
+            driver: Mode::Sharded(Box::new(Driver::on(topology, router, opts))),
+        })
     }
 
     /// Another session (new client id) over the same connections.
     pub fn session(&self) -> Client {
-        Client {
-            driver: self.driver.session(),
-        }
+        let driver = match &self.driver {
+            Mode::Group(d) => Mode::Group(Box::new(d.session())),
+            Mode::Sharded(d) => Mode::Sharded(Box::new(d.session())),
+        };
+        Client { driver }
     }
 
     /// This session's client id.
     pub fn id(&self) -> ClientId {
-        self.driver.id()
+        match &self.driver {
+            Mode::Group(d) => d.id(),
+            Mode::Sharded(d) => d.id(),
+        }
     }
 
     pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, Error> {
@@ -140,7 +179,10 @@ impl Client {
     /// Runs one operation to its end: an output, or an error whose
     /// [`Error::outcome`] says whether it may have applied.
     pub async fn execute(&mut self, op: KvOp) -> Result<KvOutput, Error> {
-        self.driver.execute(op).await
+        match &mut self.driver {
+            Mode::Group(d) => d.execute(op).await,
+            Mode::Sharded(d) => d.execute(op).await,
+        }
     }
 }
 

@@ -1,5 +1,11 @@
-//! The async driver: the one loop that runs a [`ClerkCore`] over gRPC for every client of
-//! one replica group (the KV [`crate::Client`], the [`crate::CtrlClient`]).
+//! The async driver: the one loop that runs a [`ClerkCore`] over gRPC for every client:
+//! the KV [`crate::Client`] of one replica group or of a sharded cluster, the
+//! [`crate::CtrlClient`].
+//!
+//! Where requests go is the driver's [`Topology`]: one fixed group ([`Fixed`], with the
+//! [`SingleGroup`] router), or the groups of the cluster's current config
+//! ([`crate::topology::Sharded`], with the [`crate::ShardRouter`]), which also answers the
+//! core's [`Next::Refresh`] by asking the controller for a newer config.
 //!
 //! The core decides (which server, whether to retry, what "may have applied" means); this
 //! loop only executes its decisions against the wall clock: it sleeps the backoff, bounds
@@ -10,7 +16,7 @@
 //! a [`Service`] sends it on a channel and decodes the answer.
 
 use crate::endpoints::Endpoints;
-use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, SingleGroup};
+use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, Router, SingleGroup};
 use shardkv_rsm::{Reply, Request, StateMachine};
 use shardkv_types::{ClientId, Gid, NodeId, Rng};
 use std::future::Future;
@@ -99,6 +105,45 @@ pub(crate) trait Service {
     ) -> impl Future<Output = Result<(NodeId, Reply<Out<Self>>), CallFailure>> + Send;
 }
 
+/// Where a driver's requests go, for its router `R`.
+pub(crate) trait Topology<R>: Sized + Send {
+    /// The endpoints of group `gid`, as `router` knows it now; slot `i` is the clerk's
+    /// `NodeId(i + 1)`. `Err`: the group cannot be reached (nothing was sent).
+    fn endpoints(&mut self, router: &R, gid: Gid) -> Result<Arc<Endpoints>, Error>;
+
+    /// The core asked for a newer config ([`Next::Refresh`]): hand `router` one, within
+    /// `within`. `Err` when none could be had (the driver backs off and asks again while
+    /// the operation has time).
+    fn refresh(
+        &mut self,
+        router: &mut R,
+        within: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The same topology for another session (sharing connections).
+    fn session(&self) -> Self;
+}
+
+/// One fixed group at known endpoints.
+pub(crate) struct Fixed(pub(crate) Arc<Endpoints>);
+
+impl Topology<SingleGroup> for Fixed {
+    fn endpoints(&mut self, _: &SingleGroup, _: Gid) -> Result<Arc<Endpoints>, Error> {
+        Ok(self.0.clone())
+    }
+
+    /// A single group always has a route: the core never asks.
+    async fn refresh(&mut self, _: &mut SingleGroup, _: Duration) -> Result<(), Error> {
+        Err(Error::Unavailable {
+            reason: "no group serves this request".into(),
+        })
+    }
+
+    fn session(&self) -> Self {
+        Fixed(self.0.clone())
+    }
+}
+
 /// What one attempt came to.
 enum Attempt<O> {
     /// A server answered.
@@ -112,12 +157,13 @@ enum Attempt<O> {
     Refused(Error),
 }
 
-/// One client session of one group over one [`Service`]: a [`ClerkCore`] with a random
-/// client id, one operation at a time, and the shared connections.
-pub(crate) struct Driver<S: Service> {
-    endpoints: Arc<Endpoints>,
+/// One client session over one [`Service`]: a [`ClerkCore`] with a random client id (one
+/// sequence stream, whatever group a request goes to), one operation at a time, routed by
+/// `R` to the groups of the topology `T`.
+pub(crate) struct Driver<S: Service, R = SingleGroup, T = Fixed> {
+    topology: T,
     opts: ClientOptions,
-    clerk: ClerkCore<S::Machine, SingleGroup>,
+    clerk: ClerkCore<S::Machine, R>,
     /// The clerk's clock: ticks count from here.
     epoch: Instant,
 }
@@ -126,24 +172,37 @@ impl<S: Service> Driver<S> {
     /// A session for the group at `endpoints` (parsed; connections open lazily).
     pub(crate) fn connect(endpoints: &[String], opts: ClientOptions) -> Result<Self, Error> {
         let endpoints = Arc::new(Endpoints::parse(endpoints, opts.connect_timeout)?);
-        Ok(Driver::on(endpoints, opts))
-    }
-
-    fn on(endpoints: Arc<Endpoints>, opts: ClientOptions) -> Self {
         let servers = (1..=endpoints.len() as u64).map(NodeId).collect();
-        let seed = RandomState::new().hash_one(Instant::now());
         let router = SingleGroup::new(opts.group, servers);
+        Ok(Driver::on(Fixed(endpoints), router, opts))
+    }
+}
+
+type Cmd<S> = <<S as Service>::Machine as StateMachine>::Command;
+type Qry<S> = <<S as Service>::Machine as StateMachine>::Query;
+
+impl<S, R, T> Driver<S, R, T>
+where
+    S: Service,
+    R: Router<Cmd<S>, Qry<S>> + Clone,
+    T: Topology<R>,
+{
+    /// A session routed by `router` over `topology`.
+    pub(crate) fn on(topology: T, router: R, opts: ClientOptions) -> Self {
+        let seed = RandomState::new().hash_one(Instant::now());
         Driver {
             clerk: ClerkCore::new(router, opts.policy(), Rng::new(seed)),
-            endpoints,
+            topology,
             opts,
             epoch: Instant::now(),
         }
     }
 
-    /// Another session (new client id) over the same connections.
+    /// Another session (new client id) over the same connections, starting from this
+    /// one's routes.
     pub(crate) fn session(&self) -> Self {
-        Driver::on(self.endpoints.clone(), self.opts.clone())
+        let router = self.clerk.router().clone();
+        Driver::on(self.topology.session(), router, self.opts.clone())
     }
 
     pub(crate) fn id(&self) -> ClientId {
@@ -152,22 +211,16 @@ impl<S: Service> Driver<S> {
 
     /// Runs one operation to its end: an output, or an error whose [`Error::outcome`] says
     /// whether it may have applied.
-    pub(crate) async fn execute(
-        &mut self,
-        op: Op<<S::Machine as StateMachine>::Command, <S::Machine as StateMachine>::Query>,
-    ) -> Result<Out<S>, Error> {
+    pub(crate) async fn execute(&mut self, op: Op<Cmd<S>, Qry<S>>) -> Result<Out<S>, Error> {
         let started = Instant::now();
         let mut next = self.clerk.begin(op, self.now_ticks());
         loop {
+            let left = self.opts.op_timeout.saturating_sub(started.elapsed());
             let (group, to, delay_ticks) = match next {
                 Next::Done(out) => return Ok(out),
                 Next::Failed(e) => return Err(e),
-                // A single group always has a route.
                 Next::Refresh => {
-                    let e = Error::Unavailable {
-                        reason: "no group serves this request".into(),
-                    };
-                    next = self.clerk.end(self.now_ticks(), e);
+                    next = self.refresh(left).await;
                     continue;
                 }
                 Next::Send {
@@ -186,19 +239,26 @@ impl<S: Service> Driver<S> {
                 next = self.clerk.expire(self.now_ticks());
                 continue;
             }
+            let endpoints = match self.topology.endpoints(self.clerk.router(), group) {
+                Ok(e) => e,
+                Err(e) => {
+                    next = self.clerk.on_unreachable(self.now_ticks(), e.to_string());
+                    continue;
+                }
+            };
             let req = self
                 .clerk
                 .current()
                 .cloned()
                 .expect("an operation in flight");
-            assert!(to.0 >= 1 && to.0 as usize <= self.endpoints.len());
+            assert!(to.0 >= 1 && to.0 as usize <= endpoints.len());
             let slot = (to.0 - 1) as usize;
-            let attempt = self.attempt(slot, group, req, left.min(self.opts.attempt_timeout));
-            let attempt = attempt.await;
+            let timeout = left.min(self.opts.attempt_timeout);
+            let attempt = attempt::<S>(&endpoints, slot, group, req, timeout).await;
             let now = self.now_ticks();
             next = match attempt {
                 Attempt::Reply(reply) => {
-                    let reply = reply.map_err(|e| self.clerk_hint(e));
+                    let reply = reply.map_err(|e| clerk_hint(&endpoints, e));
                     self.clerk.on_response(now, to, reply)
                 }
                 Attempt::NotSent(reason) => self.clerk.on_unreachable(now, reason),
@@ -208,74 +268,96 @@ impl<S: Service> Driver<S> {
         }
     }
 
+    /// Answers [`Next::Refresh`]: a newer config from the topology, then the core resumes.
+    /// When none can be had, waits the longest backoff and lets the core ask again, until
+    /// the operation's time (`left`) is up.
+    async fn refresh(&mut self, left: Duration) -> Next<Out<S>> {
+        if left.is_zero() {
+            return self.clerk.expire(self.now_ticks());
+        }
+        let refreshed = self.topology.refresh(self.clerk.router_mut(), left).await;
+        if let Err(e) = refreshed {
+            let pause = self.opts.backoff_max.min(left);
+            tokio::time::sleep(pause).await;
+            if pause >= left {
+                return self.clerk.end(self.now_ticks(), e);
+            }
+        }
+        self.clerk.resume(self.now_ticks())
+    }
+
     /// Ticks of the clerk's clock since this session started.
     fn now_ticks(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 / CLERK_TICK_MS
     }
+}
 
-    /// Rewrites a leader hint (a server's node id) into the clerk's id for that member
-    /// (endpoint slot + 1); an unknown member becomes no hint.
-    fn clerk_hint(&self, e: Error) -> Error {
-        let map = |leader: Option<NodeId>| {
-            let slot = leader.and_then(|l| self.endpoints.slot_of(l))?;
-            Some(NodeId(slot as u64 + 1))
-        };
-        match e {
-            Error::NotLeader { leader } => Error::NotLeader {
-                leader: map(leader),
-            },
-            Error::LostLeadership { leader } => Error::LostLeadership {
-                leader: map(leader),
-            },
-            other => other,
-        }
+/// Rewrites a leader hint (a server's node id) into the clerk's id for that member
+/// (endpoint slot + 1); an unknown member becomes no hint.
+fn clerk_hint(endpoints: &Endpoints, e: Error) -> Error {
+    let map = |leader: Option<NodeId>| {
+        let slot = leader.and_then(|l| endpoints.slot_of(l))?;
+        Some(NodeId(slot as u64 + 1))
+    };
+    match e {
+        Error::NotLeader { leader } => Error::NotLeader {
+            leader: map(leader),
+        },
+        Error::LostLeadership { leader } => Error::LostLeadership {
+            leader: map(leader),
+        },
+        other => other,
     }
+}
 
-    /// Sends `req` to `slot` once and waits up to `timeout`.
-    async fn attempt(
-        &self,
-        slot: usize,
-        group: Gid,
-        req: Req<S>,
-        timeout: Duration,
-    ) -> Attempt<Out<S>> {
-        let addr = self.endpoints.addr(slot);
-        let connect = tokio::time::timeout(timeout, self.endpoints.channel(slot)).await;
-        let channel = match connect {
-            Ok(Ok(c)) => c,
-            Ok(Err(reason)) => return Attempt::NotSent(reason),
-            Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
-        };
-        match tokio::time::timeout(timeout, S::call(channel, group, req)).await {
-            Ok(Ok((from, reply))) => {
-                self.endpoints.learn(slot, from);
-                Attempt::Reply(reply)
-            }
-            Ok(Err(CallFailure::Malformed(e))) => {
-                Attempt::Lost(format!("malformed reply from {addr}: {e}"))
-            }
-            Ok(Err(CallFailure::Status(status))) => self.on_status(slot, status),
-            Err(_) => Attempt::Lost(format!("{addr} did not answer within {timeout:?}")),
+/// Sends `req` to `slot` once and waits up to `timeout`.
+async fn attempt<S: Service>(
+    endpoints: &Endpoints,
+    slot: usize,
+    group: Gid,
+    req: Req<S>,
+    timeout: Duration,
+) -> Attempt<Out<S>> {
+    let addr = endpoints.addr(slot);
+    let connect = tokio::time::timeout(timeout, endpoints.channel(slot)).await;
+    let channel = match connect {
+        Ok(Ok(c)) => c,
+        Ok(Err(reason)) => return Attempt::NotSent(reason),
+        Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
+    };
+    match tokio::time::timeout(timeout, S::call(channel, group, req)).await {
+        Ok(Ok((from, reply))) => {
+            endpoints.learn(slot, from);
+            Attempt::Reply(reply)
         }
+        Ok(Err(CallFailure::Malformed(e))) => {
+            Attempt::Lost(format!("malformed reply from {addr}: {e}"))
+        }
+        Ok(Err(CallFailure::Status(status))) => on_status::<S>(endpoints, slot, status),
+        Err(_) => Attempt::Lost(format!("{addr} did not answer within {timeout:?}")),
     }
+}
 
-    fn on_status(&self, slot: usize, status: tonic::Status) -> Attempt<Out<S>> {
-        let addr = self.endpoints.addr(slot);
-        match status.code() {
-            // The server's frame limit: the request was refused before it was decoded.
-            Code::ResourceExhausted | Code::OutOfRange => Attempt::Refused(Error::TooLarge {
-                bytes: 0,
-                max: S::FRAME_BYTES_MAX as u64,
-            }),
-            // No such service on that port: nothing was applied, the connection is fine.
-            Code::Unimplemented => Attempt::NotSent(format!(
-                "{addr} does not serve {} (is it the right address?)",
-                S::WHAT
-            )),
-            _ => {
-                self.endpoints.reset(slot);
-                Attempt::Lost(format!("{addr}: {}", status.message()))
-            }
+fn on_status<S: Service>(
+    endpoints: &Endpoints,
+    slot: usize,
+    status: tonic::Status,
+) -> Attempt<Out<S>> {
+    let addr = endpoints.addr(slot);
+    match status.code() {
+        // The server's frame limit: the request was refused before it was decoded.
+        Code::ResourceExhausted | Code::OutOfRange => Attempt::Refused(Error::TooLarge {
+            bytes: 0,
+            max: S::FRAME_BYTES_MAX as u64,
+        }),
+        // No such service on that port: nothing was applied, the connection is fine.
+        Code::Unimplemented => Attempt::NotSent(format!(
+            "{addr} does not serve {} (is it the right address?)",
+            S::WHAT
+        )),
+        _ => {
+            endpoints.reset(slot);
+            Attempt::Lost(format!("{addr}: {}", status.message()))
         }
     }
 }

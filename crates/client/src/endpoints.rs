@@ -5,7 +5,7 @@
 use crate::Error;
 use shardkv_net::pb::kv_client::KvClient;
 use shardkv_net::{NodeStatus, convert, pb};
-use shardkv_types::NodeId;
+use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -131,11 +131,23 @@ async fn connect(addr: &str, timeout: Duration) -> Result<Channel, String> {
 
 /// Asks the server at `addr` (`HOST:PORT`) for its status, within `timeout`.
 pub async fn fetch_status(addr: &str, timeout: Duration) -> Result<NodeStatus, Error> {
+    fetch_group_status(addr, None, timeout).await
+}
+
+/// Asks the server at `addr` for the status of its replica of `group` (`None`: its
+/// default group; `Some(Gid(0))`: the shard controller), within `timeout`.
+pub async fn fetch_group_status(
+    addr: &str,
+    group: Option<Gid>,
+    timeout: Duration,
+) -> Result<NodeStatus, Error> {
     let ask = async {
         let channel = connect(addr, timeout).await?;
         let mut client = KvClient::new(channel);
         client
-            .status(pb::StatusRequest {})
+            .status(pb::StatusRequest {
+                group: group.map(|g| g.0),
+            })
             .await
             .map(|r| convert::status_from_wire(r.into_inner()))
             .map_err(|s| format!("{addr}: {}", s.message()))

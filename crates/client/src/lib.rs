@@ -11,7 +11,8 @@
 //! [`Client`] over the Kv service, [`CtrlClient`] over the shard controller's Ctrl service.
 //!
 //! # The async library
-//! [`Client::connect`] takes the group's endpoints; `get`, `put`, `append`, `delete` and
+//! [`Client::connect`] takes the group's endpoints ([`Client::connect_sharded`] the shard
+//! controller's, for a sharded cluster); `get`, `put`, `append`, `delete` and
 //! `cas` run one operation each, bounded by [`ClientOptions`] (per-attempt timeout, total
 //! time, attempt count). An operation ends with its output or an [`Error`] (one error type
 //! from the servers' state machines to here) whose [`Error::outcome`] is [`Outcome::Failed`]
@@ -32,6 +33,19 @@
 //! assert_eq!(c.get("k").await?, Some(b"v".to_vec()));
 //! # Ok(()) }
 //! ```
+//!
+//! A sharded cluster (`shardkv up`) is reached through its shard controller; the same
+//! calls then go to whichever group serves each key's shard, following moves:
+//!
+//! ```no_run
+//! # #[cfg(feature = "grpc")]
+//! # async fn demo() -> Result<(), shardkv_client::Error> {
+//! use shardkv_client::{Client, ClientOptions};
+//! let ctrl = ["127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".to_string()];
+//! let mut c = Client::connect_sharded(&ctrl, ClientOptions::default())?;
+//! c.put("{user42}:name", "Ada").await?; // one hash tag, one shard, one group
+//! # Ok(()) }
+//! ```
 
 mod clerk;
 #[cfg(feature = "grpc")]
@@ -44,6 +58,8 @@ mod driver;
 mod endpoints;
 mod router;
 mod shard_router;
+#[cfg(feature = "grpc")]
+mod topology;
 
 pub use clerk::{ClerkCore, Next, Op, RetryPolicy};
 #[cfg(feature = "grpc")]
@@ -53,14 +69,14 @@ pub use ctrl_client::CtrlClient;
 #[cfg(feature = "grpc")]
 pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
-pub use endpoints::{Endpoints, fetch_status};
+pub use endpoints::{Endpoints, fetch_group_status, fetch_status};
 pub use router::{Route, Router, SingleGroup};
 pub use shard_router::{Naming, ShardRouter};
 pub use shardkv_ctrl::{
     Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE,
 };
 #[cfg(feature = "grpc")]
-pub use shardkv_net::{NodeStatus, Role, role_name};
+pub use shardkv_net::{NodeStatus, Role, ShardPhase, ShardsHeld, role_name};
 pub use shardkv_rsm::{Error, Outcome};
 pub use shardkv_types::{ConfigNum, Gid, ShardId};
 

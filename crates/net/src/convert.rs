@@ -2,7 +2,7 @@
 //! malformed reply is an `Err` naming what was wrong.
 
 use crate::pb::{self, ctrl_reply::Result as PbCtrlResult, kv_reply::Result as PbResult};
-use crate::{NodeStatus, status};
+use crate::{NodeStatus, ShardPhase, ShardsHeld, status};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest};
 use shardkv_raft::Message;
@@ -192,6 +192,33 @@ pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error
         PbResult::Error(e) => Err(error_from_wire(e)?),
     };
     Ok((server, reply))
+}
+
+/// The wire form of a shard group's answer on the Shard service: a postcard-encoded
+/// `ShardOutput` (encoded by the caller) or the shared error.
+pub fn shard_reply_to_wire(server: NodeId, reply: Result<Vec<u8>, Error>) -> pb::ShardCallReply {
+    use pb::shard_call_reply::Result as R;
+    let result = match reply {
+        Ok(bytes) => R::Output(bytes),
+        Err(e) => R::Error(error_to_wire(&e)),
+    };
+    pb::ShardCallReply {
+        server: server.0,
+        result: Some(result),
+    }
+}
+
+/// A Shard service answer from the wire: who answered, and the encoded output or the
+/// error. `Err` for a malformed reply.
+pub fn shard_reply_from_wire(
+    r: pb::ShardCallReply,
+) -> Result<(NodeId, Result<Vec<u8>, Error>), String> {
+    use pb::shard_call_reply::Result as R;
+    let reply = match r.result.ok_or("reply without a result")? {
+        R::Output(bytes) => Ok(bytes),
+        R::Error(e) => Err(error_from_wire(e)?),
+    };
+    Ok((NodeId(r.server), reply))
 }
 
 /// A request to the shard controller.
@@ -406,6 +433,18 @@ pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
         snapshot_index: s.snapshot_index.0,
         raft_state_bytes: s.raft_state_bytes,
         no_space: s.no_space,
+        group: s.group.0,
+        sharded: s.shards.is_some(),
+        config_num: s.shards.as_ref().map_or(0, |h| h.config.0),
+        shards: s.shards.as_ref().map_or_else(Vec::new, |h| {
+            h.shards
+                .iter()
+                .map(|&(shard, phase)| pb::ShardHeld {
+                    shard: shard.0,
+                    state: phase.name().to_string(),
+                })
+                .collect()
+        }),
     }
 }
 
@@ -421,6 +460,15 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
         snapshot_index: LogIndex(s.snapshot_index),
         raft_state_bytes: s.raft_state_bytes,
         no_space: s.no_space,
+        group: Gid(s.group),
+        shards: s.sharded.then(|| ShardsHeld {
+            config: ConfigNum(s.config_num),
+            shards: s
+                .shards
+                .iter()
+                .filter_map(|h| Some((ShardId(h.shard), ShardPhase::from_name(&h.state)?)))
+                .collect(),
+        }),
     }
 }
 
@@ -658,5 +706,44 @@ mod tests {
             let shown = format!("{r:?}");
             assert!(ctrl_reply_from_wire(r).is_err(), "accepted {shown}");
         }
+    }
+
+    #[test]
+    fn shard_replies_and_statuses_round_trip_through_the_wire() {
+        // Goal: what shard groups tell each other and the status page loses nothing.
+        for c in [
+            Ok(vec![1, 2, 3]),
+            Ok(vec![]),
+            Err(Error::WrongGroup { gid: Gid(7) }),
+        ] {
+            let (from, back) =
+                shard_reply_from_wire(shard_reply_to_wire(NodeId(2), c.clone())).expect("decodes");
+            assert_eq!((from, back), (NodeId(2), c));
+        }
+        assert!(shard_reply_from_wire(pb::ShardCallReply::default()).is_err());
+        let mut s = NodeStatus {
+            id: NodeId(1),
+            role: shardkv_raft::Role::Leader,
+            term: Term(3),
+            leader: Some(NodeId(1)),
+            commit: LogIndex(9),
+            applied: LogIndex(8),
+            last_index: LogIndex(9),
+            snapshot_index: LogIndex(2),
+            raft_state_bytes: 100,
+            no_space: false,
+            group: Gid(2),
+            shards: Some(ShardsHeld {
+                config: ConfigNum(4),
+                shards: vec![
+                    (ShardId(0), ShardPhase::Serving),
+                    (ShardId(5), ShardPhase::Pulling),
+                    (ShardId(9), ShardPhase::BePulled),
+                ],
+            }),
+        };
+        assert_eq!(status_from_wire(status_to_wire(&s)), s);
+        s.shards = None;
+        assert_eq!(status_from_wire(status_to_wire(&s)), s, "not a shard group");
     }
 }

@@ -7,6 +7,13 @@
 //!   Join, Leave, Move (with session id and sequence number) and Query, over a
 //!   [`CtrlHandler`] ([`with_ctrl`] adds it to the [`router`]); elsewhere it is
 //!   `UNIMPLEMENTED`;
+//! - **Shard**, between shard groups, only on a server that hosts one: a new owner pulls a
+//!   shard from the old one, an old owner asks whether the new one installed it, over a
+//!   [`ShardHandler`] ([`with_shard`]). Request and reply are postcard-encoded core types
+//!   (`ShardRequest`, `ShardOutput`) in `bytes` fields, like Raft messages: they are
+//!   server-to-server only, every server of a cluster runs the same build, and a shard
+//!   carries the state machine's own data and session table, which a protobuf mirror would
+//!   have to duplicate field by field;
 //! - **Raft**, for peers: a client-streaming `Send` on which a member pushes batches of Raft
 //!   messages, each a postcard-encoded [`shardkv_raft::Message`] in a `bytes` field. Every
 //!   batch names its cluster id and group id ([`PeerIdentity`]).
@@ -24,8 +31,8 @@
 //!   most one warning per reason per [`services::DROP_LOG_INTERVAL`] naming the expected
 //!   and received ids; it is never stepped.
 //! - Every incoming frame is size-checked by tonic before it is decoded: at most
-//!   [`KV_FRAME_BYTES_MAX`] on the Kv service, [`CTRL_FRAME_BYTES_MAX`] on the Ctrl service
-//!   and [`RAFT_FRAME_BYTES_MAX`] on the Raft service. A Raft message that does not decode is dropped with a log line, never a panic.
+//!   [`KV_FRAME_BYTES_MAX`] on the Kv service, [`CTRL_FRAME_BYTES_MAX`] on the Ctrl service,
+//!   [`SHARD_FRAME_BYTES_MAX`] on the Shard service and [`RAFT_FRAME_BYTES_MAX`] on the Raft service. A Raft message that does not decode is dropped with a log line, never a panic.
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
 //!   loss). A broken stream is reopened with exponential backoff.
@@ -45,12 +52,12 @@ pub mod pb {
 
 pub use services::{
     CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
-    RaftService, ctrl_service, router, with_ctrl,
+    RaftService, ShardHandler, ShardService, ctrl_service, router, with_ctrl, with_shard,
 };
 /// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
 pub use shardkv_raft::{Body, Message, Role};
 use shardkv_types::Gid;
-pub use status::{NodeStatus, role_name};
+pub use status::{NodeStatus, ShardPhase, ShardsHeld, role_name};
 /// The gRPC library of this crate's API, so users build servers and channels with the same
 /// version (`tonic::transport::Server::builder()` for [`router`] and [`with_ctrl`]).
 pub use tonic;
@@ -68,6 +75,12 @@ pub const CTRL_FRAME_BYTES_MAX: usize = 4 << 20;
 
 /// The largest Raft batch frame accepted, in bytes.
 pub const RAFT_FRAME_BYTES_MAX: usize = 16 << 20;
+
+/// The largest Shard service request or reply frame, in bytes: a pulled shard (its data and
+/// the old owner's session table) travels in one reply and then in one log entry, so it is
+/// bounded like a Raft batch. A shard whose export is larger cannot move (the pull fails
+/// and is retried; see docs/sharding.md).
+pub const SHARD_FRAME_BYTES_MAX: usize = RAFT_FRAME_BYTES_MAX;
 
 /// The most messages queued for one peer; more are dropped.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;

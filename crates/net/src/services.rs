@@ -8,9 +8,11 @@ use crate::convert::{self, CtrlRequest, decode_message};
 use crate::pb::ctrl_server::{Ctrl, CtrlServer};
 use crate::pb::kv_server::{Kv, KvServer};
 use crate::pb::raft_server::{Raft, RaftServer};
+use crate::pb::shard_server::{Shard, ShardServer};
 use crate::pb::{self};
 use crate::{
-    CTRL_FRAME_BYTES_MAX, KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX, cluster_hex,
+    CTRL_FRAME_BYTES_MAX, KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX,
+    SHARD_FRAME_BYTES_MAX, cluster_hex,
 };
 use shardkv_ctrl::CtrlOutput;
 use shardkv_kv::{KvOutput, KvRequest};
@@ -40,6 +42,16 @@ pub trait Handler: Send + Sync + 'static {
 
     /// This member's status.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, Error>> + Send;
+
+    /// The status of this server's replica of `group` (`None`: the default one, as
+    /// [`Handler::status`]; `Some(Gid(0))`: the shard controller's). A handler of one group
+    /// answers its own whatever is asked.
+    fn group_status(
+        &self,
+        _group: Option<Gid>,
+    ) -> impl Future<Output = Result<NodeStatus, Error>> + Send {
+        self.status()
+    }
 
     /// Raft messages that arrived from peer `from`, decoded. Must not block: a handler that
     /// cannot take them now drops them (Raft tolerates loss).
@@ -144,9 +156,10 @@ impl<H: Handler> Kv for KvService<H> {
 
     async fn status(
         &self,
-        _: Request<pb::StatusRequest>,
+        r: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
-        match self.handler.status().await {
+        let group = r.into_inner().group.map(Gid);
+        match self.handler.group_status(group).await {
             Ok(s) => Ok(Response::new(convert::status_to_wire(&s))),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
@@ -216,6 +229,55 @@ impl<H: CtrlHandler> Ctrl for CtrlService<H> {
 
     async fn query(&self, r: Request<pb::QueryRequest>) -> Result<Response<pb::CtrlReply>, Status> {
         self.serve(convert::query_from_wire(r.into_inner())).await
+    }
+}
+
+/// What a server that hosts shard groups does with the questions other groups ask while
+/// moving shards (the Shard service).
+pub trait ShardHandler: Send + Sync + 'static {
+    /// This server's node id (sent with every reply).
+    fn node_id(&self) -> NodeId;
+
+    /// Serves one postcard-encoded `ShardRequest` for `group` (the frame was size-checked
+    /// before it got here; the handler decodes it and refuses what does not decode with
+    /// `Invalid`). `Ok` is the postcard-encoded `ShardOutput`. The handler applies its own
+    /// deadline: the future always resolves.
+    fn shard_call(
+        &self,
+        group: Gid,
+        request: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
+}
+
+/// Adds the Shard service for `handler` to a router built by [`router`], with the frame
+/// limit ([`SHARD_FRAME_BYTES_MAX`]) set.
+pub fn with_shard<H: ShardHandler>(
+    router: tonic::transport::server::Router,
+    handler: Arc<H>,
+) -> tonic::transport::server::Router {
+    let svc = ShardServer::new(ShardService { handler })
+        .max_decoding_message_size(SHARD_FRAME_BYTES_MAX)
+        .max_encoding_message_size(SHARD_FRAME_BYTES_MAX);
+    router.add_service(svc)
+}
+
+/// The Shard service.
+pub struct ShardService<H> {
+    handler: Arc<H>,
+}
+
+#[tonic::async_trait]
+impl<H: ShardHandler> Shard for ShardService<H> {
+    async fn call(
+        &self,
+        r: Request<pb::ShardCall>,
+    ) -> Result<Response<pb::ShardCallReply>, Status> {
+        let r = r.into_inner();
+        let reply = self.handler.shard_call(Gid(r.group), r.request).await;
+        Ok(Response::new(convert::shard_reply_to_wire(
+            self.handler.node_id(),
+            reply,
+        )))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `NodeStatus`: one member's view of its group, as the Status RPC reports it.
 
 use shardkv_raft::Role;
-use shardkv_types::{LogIndex, NodeId, Term};
+use shardkv_types::{ConfigNum, Gid, LogIndex, NodeId, ShardId, Term};
 
 /// One member's view of its group.
 ///
@@ -19,6 +19,57 @@ pub struct NodeStatus {
     pub raft_state_bytes: u64,
     /// Writes are refused because the disk is (nearly) full.
     pub no_space: bool,
+    /// The group that answered.
+    pub group: Gid,
+    /// A shard group's view of its shards; `None` for other groups.
+    pub shards: Option<ShardsHeld>,
+}
+
+/// What a shard group member holds: the config it applied and each shard it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardsHeld {
+    pub config: ConfigNum,
+    /// Ascending by shard.
+    pub shards: Vec<(ShardId, ShardPhase)>,
+}
+
+impl ShardsHeld {
+    /// The shards not `Serving`: in migration.
+    pub fn moving(&self) -> impl Iterator<Item = &(ShardId, ShardPhase)> {
+        self.shards.iter().filter(|s| s.1 != ShardPhase::Serving)
+    }
+}
+
+/// Where a held shard stands (the shard group's per-shard state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardPhase {
+    /// Owned and installed: served.
+    Serving,
+    /// Owned, its data still at the previous owner.
+    Pulling,
+    /// Given away: frozen until the new owner confirms, then deleted.
+    BePulled,
+}
+
+impl ShardPhase {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardPhase::Serving => "serving",
+            ShardPhase::Pulling => "pulling",
+            ShardPhase::BePulled => "be-pulled",
+        }
+    }
+
+    /// The phase of a wire name; unknown names read as `None`.
+    pub fn from_name(name: &str) -> Option<ShardPhase> {
+        match name {
+            "serving" => Some(ShardPhase::Serving),
+            "pulling" => Some(ShardPhase::Pulling),
+            "be-pulled" => Some(ShardPhase::BePulled),
+            _ => None,
+        }
+    }
 }
 
 /// The wire name of a role.

@@ -53,6 +53,9 @@ pub enum Service {
     Kv,
     /// The shard controller.
     Ctrl,
+    /// A shard group: the keys of the shards the controller assigns it, moved in and out
+    /// as the configuration changes.
+    Shard,
 }
 
 impl Service {
@@ -60,6 +63,7 @@ impl Service {
         match self {
             Service::Kv => "kv",
             Service::Ctrl => "ctrl",
+            Service::Shard => "shard",
         }
     }
 }
@@ -94,6 +98,9 @@ pub struct ServerConfig {
     pub groups: BTreeMap<Gid, Service>,
     /// The controller's shard count (a power of two, at most 16384).
     pub shards: u32,
+    /// The shard controller's client addresses in node order (the i-th is node i+1), which
+    /// this process's shard groups poll for configs. Empty when it hosts no shard group.
+    pub ctrl: Vec<String>,
 }
 
 impl ServerConfig {
@@ -125,9 +132,11 @@ pub struct ConfigLayer {
     pub disk_reserve: Option<String>,
     pub cluster_token: Option<String>,
     pub group_id: Option<u64>,
-    /// `GID=kv|ctrl,...`: the groups hosted (instead of `group-id`).
+    /// `GID=kv|ctrl|shard,...`: the groups hosted (instead of `group-id`).
     pub groups: Option<String>,
     pub shards: Option<u32>,
+    /// The controller's addresses, `HOST:PORT,...` in node order (shard groups only).
+    pub ctrl: Option<String>,
 }
 
 impl ConfigLayer {
@@ -152,6 +161,7 @@ impl ConfigLayer {
             group_id: self.group_id.or(lower.group_id),
             groups: self.groups.or(lower.groups),
             shards: self.shards.or(lower.shards),
+            ctrl: self.ctrl.or(lower.ctrl),
         }
     }
 
@@ -215,6 +225,7 @@ impl ConfigLayer {
         };
         let shards = self.shards.unwrap_or(shardkv_types::SHARDS_DEFAULT);
         shardkv_types::check_shard_count(shards).map_err(|e| e.to_string())?;
+        let ctrl = resolve_ctrl(self.ctrl.as_deref(), &groups, &peers)?;
         Ok(ServerConfig {
             id,
             listen,
@@ -227,8 +238,45 @@ impl ConfigLayer {
             cluster_token,
             groups,
             shards,
+            ctrl,
         })
     }
+}
+
+/// The controller addresses shard groups poll: the given list, or (for a process that hosts
+/// the controller itself) the members' addresses in node order, since every member hosts the
+/// same groups. Needed only when a shard group is hosted.
+fn resolve_ctrl(
+    given: Option<&str>,
+    groups: &BTreeMap<Gid, Service>,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+) -> Result<Vec<String>, String> {
+    if !groups.values().any(|s| *s == Service::Shard) {
+        return Ok(Vec::new());
+    }
+    if let Some(list) = given {
+        let addrs: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+        if let Some(bad) = addrs.iter().find(|a| a.parse::<SocketAddr>().is_err()) {
+            return Err(format!("bad controller address {bad:?} in --ctrl"));
+        }
+        if addrs.is_empty() {
+            return Err("--ctrl lists no addresses".into());
+        }
+        return Ok(addrs);
+    }
+    if groups.contains_key(&CTRL_GID) {
+        return Ok(peers.values().map(ToString::to_string).collect());
+    }
+    Err(
+        "a shard group needs the controller's addresses (--ctrl HOST:PORT,... or \
+         SHARDKV_CTRL), unless this process hosts the controller (0=ctrl)"
+            .into(),
+    )
 }
 
 /// Parses `0=ctrl,1=kv,2=kv`: the groups a process hosts.
@@ -237,7 +285,7 @@ pub fn parse_groups(s: &str) -> Result<BTreeMap<Gid, Service>, String> {
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (gid, kind) = item
             .split_once('=')
-            .ok_or_else(|| format!("group {item:?} is not GID=kv or GID=ctrl"))?;
+            .ok_or_else(|| format!("group {item:?} is not GID=kv, GID=shard or GID=ctrl"))?;
         let gid: u64 = gid
             .trim()
             .parse()
@@ -245,14 +293,15 @@ pub fn parse_groups(s: &str) -> Result<BTreeMap<Gid, Service>, String> {
         let service = match kind.trim() {
             "kv" => Service::Kv,
             "ctrl" => Service::Ctrl,
+            "shard" => Service::Shard,
             other => {
                 return Err(format!(
-                    "group {gid}: unknown service {other:?} (kv or ctrl)"
+                    "group {gid}: unknown service {other:?} (kv, shard or ctrl)"
                 ));
             }
         };
         match (Gid(gid), service) {
-            (CTRL_GID, Service::Kv) => {
+            (CTRL_GID, Service::Kv | Service::Shard) => {
                 return Err("group 0 is the controller's; a KV group uses 1 or more".into());
             }
             (g, Service::Ctrl) if g != CTRL_GID => {
@@ -400,6 +449,49 @@ mod tests {
             ..layer()
         };
         assert!(bad_shards.resolve().is_err());
+    }
+
+    #[test]
+    fn shard_groups_poll_the_given_controller_or_the_members_when_hosting_it() {
+        // Goal: a shard group always knows where the controller is, in node order.
+        let hosted = ConfigLayer {
+            groups: Some("0=ctrl,1=shard,2=shard".into()),
+            ..layer()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(hosted.groups[&Gid(1)], Service::Shard);
+        assert_eq!(
+            hosted.ctrl,
+            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"],
+            "the members' addresses, by node id"
+        );
+        let given = ConfigLayer {
+            groups: Some("3=shard".into()),
+            ctrl: Some("127.0.0.1:9001, 127.0.0.1:9002".into()),
+            ..layer()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(given.ctrl, ["127.0.0.1:9001", "127.0.0.1:9002"]);
+        let kv_only = layer().resolve().expect("valid");
+        assert!(
+            kv_only.ctrl.is_empty(),
+            "no shard group, no controller needed"
+        );
+        for (groups, ctrl, why) in [
+            ("3=shard", None, "--ctrl"),
+            ("3=shard", Some("nohost"), "bad controller address"),
+            ("0=shard", None, "controller's"),
+        ] {
+            let l = ConfigLayer {
+                groups: Some(groups.into()),
+                ctrl: ctrl.map(String::from),
+                ..layer()
+            };
+            let e = l.resolve().unwrap_err();
+            assert!(e.contains(why), "{groups} {ctrl:?}: {e}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! on fdatasync; the node itself stays synchronous like the core.
 
 use crate::handler::Inbound;
+use crate::member::Member;
 use crate::node::{Fatal, Node};
-use shardkv_rsm::StateMachine;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -32,9 +32,9 @@ pub struct DriverOptions {
 }
 
 /// Runs the node until `Stop` arrives or the inbox closes; `Err` on a fatal storage error.
-pub fn run<SM: StateMachine>(
-    mut node: Node<SM>,
-    inbox: Receiver<Inbound<SM>>,
+pub fn run<A: Member>(
+    mut node: Node<A>,
+    inbox: Receiver<Inbound<A>>,
     opts: DriverOptions,
 ) -> Result<(), Fatal> {
     tracing::info!(term = node.term().0, "node thread running");
@@ -68,9 +68,9 @@ pub fn run<SM: StateMachine>(
 
 /// Graceful stop: a leader hands off (bounded by [`HAND_OFF_MAX`]) while still serving the
 /// inbox, then the thread returns.
-fn stop<SM: StateMachine>(
-    mut node: Node<SM>,
-    inbox: &Receiver<Inbound<SM>>,
+fn stop<A: Member>(
+    mut node: Node<A>,
+    inbox: &Receiver<Inbound<A>>,
     start: Instant,
     mut ticks_done: u64,
 ) -> Result<(), Fatal> {
@@ -95,7 +95,7 @@ fn stop<SM: StateMachine>(
 }
 
 /// Takes what else is waiting, up to the batch bound. True when `Stop` was among it.
-fn take_batch<SM: StateMachine>(node: &mut Node<SM>, inbox: &Receiver<Inbound<SM>>) -> bool {
+fn take_batch<A: Member>(node: &mut Node<A>, inbox: &Receiver<Inbound<A>>) -> bool {
     for _ in 0..INBOX_BATCH_MAX {
         match inbox.try_recv() {
             Ok(Inbound::Stop) => return true,
@@ -107,7 +107,7 @@ fn take_batch<SM: StateMachine>(node: &mut Node<SM>, inbox: &Receiver<Inbound<SM
 }
 
 /// Ticks the node for the wall-clock time elapsed; returns the new tick count.
-fn run_due_ticks<SM: StateMachine>(node: &mut Node<SM>, start: Instant, ticks_done: u64) -> u64 {
+fn run_due_ticks<A: Member>(node: &mut Node<A>, start: Instant, ticks_done: u64) -> u64 {
     let due = (start.elapsed().as_nanos() / TICK.as_nanos()) as u64;
     let behind = due.saturating_sub(ticks_done);
     if behind > TICKS_CATCH_UP_MAX {

@@ -1,14 +1,16 @@
 //! `NodeHandler`: the gRPC side of one hosted replica. It puts what arrives into the node's
 //! bounded inbox and waits (with the server's deadline) for the answer the node thread sends
-//! back. Generic over the group's state machine; the KV service's [`Handler`] is
-//! implemented for the KV store's.
+//! back. Generic over the hosted app; the KV service's [`Handler`] is implemented for the
+//! KV store's replica, the controller's for the controller's.
 
+use crate::member::Member;
 use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_net::convert::CtrlRequest;
 use shardkv_net::{CtrlHandler, Handler, NodeStatus};
 use shardkv_raft::Message;
-use shardkv_rsm::{Error, Reply, Request, StateMachine};
+use shardkv_rsm::{Error, Replica};
+use shardkv_shardkv::DutyAnswer;
 use shardkv_types::NodeId;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
@@ -24,39 +26,45 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 pub type KvReply = Result<KvOutput, Error>;
 
 /// What the node thread takes from its inbox.
-pub enum Inbound<SM: StateMachine> {
+pub enum Inbound<A: Member> {
     /// Messages from a peer.
     Raft(Vec<Message>),
     /// A client request and where to send its answer.
     Request {
-        req: Request<SM::Command, SM::Query>,
-        reply: oneshot::Sender<Reply<SM::Output>>,
+        req: A::Request,
+        reply: oneshot::Sender<A::Response>,
     },
     Status {
         reply: oneshot::Sender<NodeStatus>,
+    },
+    /// Another group's answer to request `token` the app sent to server `from`.
+    Answer {
+        token: u64,
+        from: NodeId,
+        answer: DutyAnswer,
     },
     /// Graceful shutdown: the node thread finishes the batch in hand and returns.
     Stop,
 }
 
 /// A hosted replica's inbox, as the gRPC services see it.
-pub struct NodeHandler<SM: StateMachine> {
+pub struct NodeHandler<A: Member> {
     pub id: NodeId,
-    pub inbox: SyncSender<Inbound<SM>>,
+    pub inbox: SyncSender<Inbound<A>>,
     /// The server-side request deadline.
     pub request_timeout: Duration,
 }
 
-impl<SM: StateMachine> NodeHandler<SM> {
+impl<A: Member> NodeHandler<A> {
     /// Hands a client request to the node thread and waits for its answer (bounded by the
     /// server's deadline: `Timeout`, may have applied, when it passes).
-    pub async fn submit(&self, req: Request<SM::Command, SM::Query>) -> Reply<SM::Output> {
+    pub async fn submit(&self, req: A::Request) -> A::Response {
         let (tx, rx) = oneshot::channel();
         match self.inbox.try_send(Inbound::Request { req, reply: tx }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Error::Busy),
+            Err(TrySendError::Full(_)) => return A::refusal(Error::Busy),
             Err(TrySendError::Disconnected(_)) => {
-                return Err(Error::Unavailable {
+                return A::refusal(Error::Unavailable {
                     reason: "shutting down".into(),
                 });
             }
@@ -65,7 +73,7 @@ impl<SM: StateMachine> NodeHandler<SM> {
             Ok(Ok(reply)) => reply,
             // The node took the request and then stopped, or the deadline passed: the request
             // may have been proposed, so its outcome is unknown.
-            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
+            Ok(Err(_)) | Err(_) => A::refusal(Error::Timeout {
                 detail: format!(
                     "the server's deadline of {:?} passed before the outcome was known",
                     self.request_timeout
@@ -98,7 +106,7 @@ impl<SM: StateMachine> NodeHandler<SM> {
     }
 }
 
-impl Handler for NodeHandler<KvStore> {
+impl Handler for NodeHandler<Replica<KvStore>> {
     fn node_id(&self) -> NodeId {
         self.id
     }
@@ -117,7 +125,7 @@ impl Handler for NodeHandler<KvStore> {
     }
 }
 
-impl CtrlHandler for NodeHandler<ShardCtrl> {
+impl CtrlHandler for NodeHandler<Replica<ShardCtrl>> {
     fn node_id(&self) -> NodeId {
         self.id
     }

@@ -1,8 +1,8 @@
 //! The production shell of a shardkv replica group member.
 //!
-//! It wires the deterministic core (`shardkv-rsm` + `shardkv-kv`) to the real world:
-//! storage on the filesystem with fdatasync (`shardkv-storage`), gRPC for clients and peers
-//! (`shardkv-net`), and the wall clock. What it is not: it holds no protocol logic; every
+//! It wires the deterministic core (`shardkv-rsm` with `shardkv-kv`, `shardkv-ctrl` and
+//! `shardkv-shardkv`) to the real world: storage on the filesystem with fdatasync
+//! (`shardkv-storage`), gRPC for clients and peers (`shardkv-net`), and the wall clock. What it is not: it holds no protocol logic; every
 //! decision about requests and Raft is the core's.
 //!
 //! # Shape
@@ -20,6 +20,10 @@
 //!   deadline (`request_timeout`, default 2 s) after which the client is told `Timeout`:
 //!   the request may have applied and the client retries with the same sequence number.
 //! - The peer transport keeps one stream per peer with a bounded queue (drop when full).
+//! - A shard group's node ([`member::Member`] for `ShardGroup`) drains its duties' requests
+//!   to other groups after every Ready loop into its [`outbox::Outbox`], which sends each
+//!   one as a tokio task (bounded in flight, bounded per attempt) and puts the answer back
+//!   into the node's inbox; the duties retry on their own clock whatever is lost.
 //!
 //! # Failure policy
 //! - fsync (or any other non-`NoSpace`) storage error: logged, the node thread stops and
@@ -34,8 +38,11 @@
 
 pub mod config;
 pub mod driver;
+mod front;
 pub mod handler;
+pub mod member;
 pub mod node;
+pub mod outbox;
 mod server;
 pub mod units;
 

@@ -17,12 +17,14 @@
 //! reserve, writes are answered `NoSpace` before they are proposed and reads keep working.
 
 use crate::handler::Inbound;
+use crate::member::Member;
+use crate::outbox::Outbox;
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
-use shardkv_rsm::{Replica, Reply, ReqId, Request, StateMachine};
+use shardkv_rsm::ReqId;
 use shardkv_storage::{FsDisk, RaftStore};
-use shardkv_types::{NodeId, Term};
+use shardkv_types::{Gid, NodeId, Term};
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
@@ -31,18 +33,21 @@ pub use shardkv_host::Fatal;
 /// Client requests waiting for their outcome; more are answered `Busy`.
 pub const PENDING_REQUESTS_MAX: usize = shardkv_host::REQUESTS_PENDING_MAX_DEFAULT;
 
-/// One member of one group: replica, host (store and Ready loop), transport, and the
-/// clients waiting. Generic over the group's state machine (KV store, controller).
+/// One member of one group: the hosted app (a replica, or a shard group's replica and
+/// duties), host (store and Ready loop), transport, the clients waiting, and for an app
+/// that asks other groups, the outbox that carries its requests.
 ///
 /// Invariant: the replica is only mutated through `host` (which drops ticks and messages
 /// while stalled), except `transfer_leader`, which `begin_hand_off` calls only when not
-/// stalled.
-pub struct Node<SM: StateMachine> {
+/// stalled, and the answers of other groups, which the app takes on its own clock.
+pub struct Node<A: Member> {
     id: NodeId,
-    replica: Replica<SM>,
-    host: Host<Replica<SM>, FsDisk>,
+    gid: Gid,
+    replica: A,
+    host: Host<A, FsDisk>,
     transport: PeerTransport,
-    pending: BTreeMap<ReqId, oneshot::Sender<Reply<SM::Output>>>,
+    outbox: Option<Outbox>,
+    pending: BTreeMap<ReqId, oneshot::Sender<A::Response>>,
     next_req: ReqId,
     /// Role and term last logged.
     seen: (Role, Term, Option<NodeId>),
@@ -67,8 +72,16 @@ impl Observer for LogObserver {
     }
 }
 
-impl<SM: StateMachine> Node<SM> {
-    pub fn new(replica: Replica<SM>, store: RaftStore<FsDisk>, transport: PeerTransport) -> Self {
+impl<A: Member> Node<A> {
+    /// A member of group `gid`; `outbox` carries the requests of an app that asks other
+    /// groups (without one they are dropped).
+    pub fn new(
+        gid: Gid,
+        replica: A,
+        store: RaftStore<FsDisk>,
+        transport: PeerTransport,
+        outbox: Option<Outbox>,
+    ) -> Self {
         let raft = replica.raft();
         let id = raft.id();
         let seen = (raft.role(), raft.term(), raft.leader());
@@ -77,9 +90,11 @@ impl<SM: StateMachine> Node<SM> {
         };
         Node {
             id,
+            gid,
             host: Host::new(id, store, opts),
             replica,
             transport,
+            outbox,
             pending: BTreeMap::new(),
             next_req: 1,
             seen,
@@ -95,7 +110,7 @@ impl<SM: StateMachine> Node<SM> {
     }
 
     /// Takes one inbox item (anything but `Stop`).
-    pub fn handle(&mut self, item: Inbound<SM>) {
+    pub fn handle(&mut self, item: Inbound<A>) {
         match item {
             Inbound::Raft(msgs) => {
                 for m in msgs {
@@ -106,15 +121,16 @@ impl<SM: StateMachine> Node<SM> {
             Inbound::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Inbound::Answer {
+                token,
+                from,
+                answer,
+            } => self.replica.on_answer(token, from, answer),
             Inbound::Stop => {}
         }
     }
 
-    fn request(
-        &mut self,
-        req: Request<SM::Command, SM::Query>,
-        reply: oneshot::Sender<Reply<SM::Output>>,
-    ) {
+    fn request(&mut self, req: A::Request, reply: oneshot::Sender<A::Response>) {
         let id = self.next_req;
         self.next_req += 1;
         self.pending.insert(id, reply);
@@ -191,6 +207,8 @@ impl<SM: StateMachine> Node<SM> {
             snapshot_index: s.snapshot_index,
             raft_state_bytes: self.host.raft_state_bytes(),
             no_space: self.host.no_space(),
+            group: self.gid,
+            shards: self.replica.shards_held(),
         }
     }
 
@@ -208,6 +226,7 @@ impl<SM: StateMachine> Node<SM> {
             return Err(e);
         }
         self.deliver_replies();
+        self.send_outbound();
         self.log_role_change();
         Ok(())
     }
@@ -216,6 +235,17 @@ impl<SM: StateMachine> Node<SM> {
         for (id, reply) in self.host.take_responses(&mut self.replica) {
             if let Some(tx) = self.pending.remove(&id) {
                 let _ = tx.send(reply);
+            }
+        }
+    }
+
+    /// Hands the app's requests to other groups to the outbox (which sends them without
+    /// blocking the node thread, and feeds the answers back through the inbox).
+    fn send_outbound(&mut self) {
+        let out = self.replica.take_outbound();
+        if let Some(outbox) = &self.outbox {
+            for o in out {
+                outbox.send(o);
             }
         }
     }

@@ -1,30 +1,36 @@
 //! `run`: one server process from configuration to shutdown. A process is a *host* of
 //! replicas, as a TiKV store hosts regions: it runs one replica of each configured group
-//! (the shard controller and KV groups), each with its own node thread, Raft state, WAL and
-//! snapshots under `data-dir/g<gid>/`, its own identity file, and its own peer streams
-//! stamped with its group id, all behind one gRPC port. Raft traffic is routed to a replica
-//! by the group id every batch carries (another group's is dropped and counted); a KV
-//! request goes to the group it names (`WrongGroup` if not hosted here), a controller
-//! request to the controller's replica.
+//! (the shard controller, shard groups, plain KV groups), each with its own node thread,
+//! Raft state, WAL and snapshots under `data-dir/g<gid>/`, its own identity file, and its
+//! own peer streams stamped with its group id, all behind one gRPC port. Raft traffic is
+//! routed to a replica by the group id every batch carries (another group's is dropped and
+//! counted); a KV request goes to the group it names (`WrongGroup` if not hosted here), a
+//! controller request to the controller's replica, another shard group's Pull or Installed
+//! read (Shard service) to the shard group it names. A shard group's leader asks the
+//! controller (at `ServerConfig::ctrl`) and other groups through its node's [`Outbox`].
 //!
 //! For each group, in order: check the identity file (cluster, group, node, voters), open
 //! storage, restore the replica, start its peer transport and node thread. Then the port
 //! opens. On the shutdown signal every node thread stops (a leader hands off first); a
 //! fatal error in any group stops the process.
 
-use crate::config::{ServerConfig, Service};
+use crate::config::{CTRL_GID, ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
+use crate::front::{KvFront, KvGroup, ShardFront};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
+use crate::member::Member;
 use crate::node::{Fatal, Node};
+use crate::outbox::Outbox;
 use anyhow::{Context, Result, anyhow};
+use shardkv_client::RetryPolicy;
 use shardkv_ctrl::ShardCtrl;
-use shardkv_kv::{KvOutput, KvRequest, KvStore};
-use shardkv_net::{
-    Handler, NodeStatus, PeerTransport, RaftDrops, RaftRouter, RaftService, TransportOptions,
-};
+use shardkv_kv::KvStore;
+use shardkv_net::{PeerTransport, RaftDrops, RaftRouter, RaftService, TransportOptions};
 use shardkv_raft::{Config, Message, Restored};
-use shardkv_rsm::{Error, Replica, ReplicaOptions, StateMachine};
+use shardkv_rsm::{Replica, ReplicaOptions, StateMachine};
+use shardkv_shardkv::{Duties, DutyOptions, Naming, ShardGroup, ShardKv};
 use shardkv_storage::{FsDisk, Identity, IdentityCheck, RaftStore};
+use shardkv_types::Rng;
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -76,57 +82,6 @@ impl RaftRouter for GroupRouter {
     }
 }
 
-/// The Kv service's view of the process: its KV groups' replicas, by group id.
-struct KvFront {
-    id: NodeId,
-    kv: BTreeMap<Gid, Arc<NodeHandler<KvStore>>>,
-}
-
-impl KvFront {
-    /// The replica a request for `group` goes to: that group's, or for an unnamed group
-    /// (`Gid(0)`, clients from before groups were named) the only one.
-    fn route(&self, group: Gid) -> Result<&Arc<NodeHandler<KvStore>>, Error> {
-        if group == Gid(0) {
-            let mut only = self.kv.values();
-            return match (only.next(), only.next()) {
-                (Some(h), None) => Ok(h),
-                (None, _) => Err(Error::Unavailable {
-                    reason: "this server hosts no KV group".into(),
-                }),
-                (Some(_), Some(_)) => Err(Error::Invalid {
-                    reason: "this server hosts several KV groups: the request must name one".into(),
-                }),
-            };
-        }
-        // Not hosted here: the client's view of the groups is out of date.
-        self.kv.get(&group).ok_or(Error::WrongGroup { gid: group })
-    }
-}
-
-impl Handler for KvFront {
-    fn node_id(&self) -> NodeId {
-        self.id
-    }
-
-    async fn request(&self, group: Gid, req: KvRequest) -> Result<KvOutput, Error> {
-        self.route(group)?.submit(req).await
-    }
-
-    /// The status of the first KV group hosted here.
-    async fn status(&self) -> Result<NodeStatus, Error> {
-        match self.kv.values().next() {
-            Some(kv) => kv.status().await,
-            None => Err(Error::Unavailable {
-                reason: "this server hosts no KV group".into(),
-            }),
-        }
-    }
-
-    fn raft_messages(&self, _from: NodeId, _msgs: Vec<Message>) {
-        // Raft traffic goes through `GroupRouter`, never through the Kv front.
-    }
-}
-
 /// How a node thread ended: its group and the outcome.
 type Ended = (Gid, Result<(), Fatal>);
 
@@ -141,21 +96,23 @@ async fn serve(
         id: cfg.id,
         groups: BTreeMap::new(),
     };
-    let (mut kv, mut ctrl) = (BTreeMap::new(), None);
+    let mut front = KvFront {
+        id: cfg.id,
+        kv: BTreeMap::new(),
+        ctrl: None,
+    };
+    let mut shard_front = ShardFront {
+        id: cfg.id,
+        shard: BTreeMap::new(),
+    };
     for (&gid, &service) in &cfg.groups {
         let group_span =
             tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
         let hosted = match service {
             Service::Kv => {
-                let started = start_group(
-                    &cfg,
-                    gid,
-                    "kv".into(),
-                    KvStore::default(),
-                    &ended_tx,
-                    group_span,
-                )?;
-                kv.insert(gid, started.handler.clone());
+                let (store, replica) = replica_in(&cfg, gid, "kv".into(), KvStore::default())?;
+                let started = start_node(&cfg, gid, store, replica, &ended_tx, group_span)?;
+                front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 started.hosted
             }
             Service::Ctrl => {
@@ -163,8 +120,22 @@ async fn serve(
                 // The shard count is fixed at creation: a replica started with another one
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
-                let started = start_group(&cfg, gid, service, initial, &ended_tx, group_span)?;
-                ctrl = Some(started.handler.clone());
+                let (store, replica) = replica_in(&cfg, gid, service, initial)?;
+                let started = start_node(&cfg, gid, store, replica, &ended_tx, group_span)?;
+                front.ctrl = Some(started.handler.clone());
+                started.hosted
+            }
+            Service::Shard => {
+                // Like the controller's, the shard count is part of the identity.
+                let service = format!("shard shards={}", cfg.shards);
+                let initial = ShardKv::new(gid, cfg.shards);
+                let (store, replica) = replica_in(&cfg, gid, service, initial)?;
+                let group = ShardGroup::new(replica, duties(&cfg));
+                let started = start_node(&cfg, gid, store, group, &ended_tx, group_span)?;
+                front
+                    .kv
+                    .insert(gid, KvGroup::Shard(started.handler.clone()));
+                shard_front.shard.insert(gid, started.handler.clone());
                 started.hosted
             }
         };
@@ -176,7 +147,8 @@ async fn serve(
     let router = Arc::new(router);
     let raft = RaftService::new(cfg.cluster_id, router.clone());
     let drops = raft.drops();
-    let front = Arc::new(KvFront { id: cfg.id, kv });
+    let ctrl = front.ctrl.clone();
+    let front = Arc::new(front);
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     // Without TCP_NODELAY on accepted connections, a reply written in more than one
@@ -186,6 +158,10 @@ async fn serve(
     // Without a controller replica the Ctrl service is absent: clients are told so.
     if let Some(ctrl) = ctrl {
         services = shardkv_net::with_ctrl(services, ctrl);
+    }
+    // Without a shard group the Shard service is absent as well.
+    if !shard_front.shard.is_empty() {
+        services = shardkv_net::with_shard(services, Arc::new(shard_front));
     }
     let serve = services.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rpc_rx.await;
@@ -244,28 +220,50 @@ fn group_outcome(gid: Gid, result: Result<(), Fatal>) -> Result<()> {
 }
 
 /// A started group: its inbox as the services see it, and its router entry.
-struct Started<SM: StateMachine> {
-    handler: Arc<NodeHandler<SM>>,
+struct Started<A: Member> {
+    handler: Arc<NodeHandler<A>>,
     hosted: Hosted,
 }
 
-/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/`, restores its
-/// replica from `initial` (or its snapshot), and starts its peer transport and node thread.
-fn start_group<SM>(
+/// How often a stable shard group leader asks the controller for the next config, and the
+/// pause before a duty that made no progress is tried again.
+const DUTY_POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const DUTY_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The duties of a shard group member: poll the controller at `cfg.ctrl`, whose servers
+/// (like every group's in a config) are named by position.
+fn duties(cfg: &ServerConfig) -> Duties {
+    let tick_ms = driver::TICK.as_millis() as u64;
+    let ticks = |d: std::time::Duration| d.as_millis() as u64 / tick_ms;
+    let opts = DutyOptions {
+        tick_ms,
+        poll_every_ms: DUTY_POLL_EVERY.as_millis() as u64,
+        retry_ms: DUTY_RETRY.as_millis() as u64,
+        policy: RetryPolicy {
+            // A little longer than the outbox's own bound on one request.
+            attempt_ticks: ticks(crate::outbox::OUTBOUND_ATTEMPT_TIMEOUT) + 10,
+            backoff_ticks_max: 20,
+            attempts_max: 20,
+            op_ticks_max: Some(ticks(std::time::Duration::from_secs(10))),
+        },
+    };
+    Duties::new(
+        CTRL_GID,
+        &cfg.ctrl,
+        Naming::Position,
+        opts,
+        Rng::new(random_seed()),
+    )
+}
+
+/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/` and restores
+/// its replica from `initial` (or its snapshot).
+fn replica_in<SM: StateMachine>(
     cfg: &ServerConfig,
     gid: Gid,
     service: String,
     initial: SM,
-    ended: &mpsc::UnboundedSender<Ended>,
-    span: tracing::Span,
-) -> Result<Started<SM>>
-where
-    SM: StateMachine + Send + 'static,
-    SM::Command: Send,
-    SM::Query: Send,
-    SM::Output: Send,
-{
-    let _enter = span.enter();
+) -> Result<(RaftStore<FsDisk>, Replica<SM>)> {
     let dir = cfg.group_dir(gid);
     let (identity, checked) = check_identity(cfg, gid, &service, &dir)?;
     let (store, restored) = open_storage(cfg, &dir)?;
@@ -280,23 +278,50 @@ where
     let rc = Config::new(cfg.id, voters);
     let replica = Replica::new(rc, restored, random_seed(), opts, initial)
         .map_err(|e| anyhow!("group {gid}: cannot restore the state machine: {e}"))?;
+    Ok((store, replica))
+}
+
+/// Starts group `gid`'s peer transport and node thread around `app` (and, for an app that
+/// asks other groups, its outbox).
+fn start_node<A: Member>(
+    cfg: &ServerConfig,
+    gid: Gid,
+    store: RaftStore<FsDisk>,
+    app: A,
+    ended: &mpsc::UnboundedSender<Ended>,
+    span: tracing::Span,
+) -> Result<Started<A>> {
+    let _enter = span.enter();
     let peers: BTreeMap<_, _> = cfg
         .peers
         .iter()
         .map(|(id, a)| (*id, a.to_string()))
         .collect();
+    let rt = tokio::runtime::Handle::current();
     let transport = PeerTransport::start(
         cfg.id,
         cfg.peer_identity(gid),
         &peers,
         TransportOptions::default(),
-        &tokio::runtime::Handle::current(),
+        &rt,
     );
     let (inbox_tx, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_ITEMS_MAX);
+    let outbox = A::ASKS_OTHER_GROUPS.then(|| {
+        let tx = inbox_tx.clone();
+        // A full inbox drops the answer: the duty times the attempt out and asks again.
+        let answers = move |token, from, answer| {
+            let _ = tx.try_send(Inbound::Answer {
+                token,
+                from,
+                answer,
+            });
+        };
+        Outbox::new(rt, Box::new(answers))
+    });
     let id = cfg.id;
-    let node = Node::new(replica, store, transport);
+    let node = Node::new(gid, app, store, transport, outbox);
     let dopts = DriverOptions {
-        data_dir: dir,
+        data_dir: cfg.group_dir(gid),
         disk_reserve_bytes: cfg.disk_reserve_bytes,
     };
     let node_span = span.clone();

@@ -7,7 +7,9 @@
 //! Waits are bounded in time and say what they waited for; nothing here depends on timing
 //! to be correct.
 
-use shardkv_client::{Client, ClientOptions, NodeStatus, Role, fetch_status};
+use shardkv_client::{
+    Client, ClientOptions, Gid, NodeStatus, Role, fetch_group_status, fetch_status,
+};
 use std::fs::{self, File};
 use std::future::Future;
 use std::net::TcpListener;
@@ -220,6 +222,49 @@ impl Cluster {
 
     pub fn client_with(&self, opts: ClientOptions) -> Client {
         Client::connect_with(&[self.endpoints()], opts).expect("valid endpoints")
+    }
+
+    /// A sharded library client: the controller is hosted by these members.
+    pub fn sharded_client(&self, opts: ClientOptions) -> Client {
+        Client::connect_sharded(&[self.endpoints()], opts).expect("valid endpoints")
+    }
+
+    /// Member `id`'s status of its replica of `group` (0: the controller), `None` if it
+    /// does not answer within a second.
+    pub fn group_status(&self, id: u64, group: Gid) -> Option<NodeStatus> {
+        let addr = self.member(id).addr.clone();
+        self.block_on(fetch_group_status(
+            &addr,
+            Some(group),
+            Duration::from_secs(1),
+        ))
+        .ok()
+    }
+
+    /// Waits for a leader of `group` (hosted by every member) that the answering members
+    /// agree on, and returns the member that hosts it.
+    pub fn group_leader(&self, group: Gid) -> u64 {
+        let mut found = 0;
+        wait_until(
+            &format!("a leader of group {}", group.0),
+            LEADER_WAIT,
+            || {
+                let all: Vec<NodeStatus> = (1..=self.members.len() as u64)
+                    .filter_map(|id| self.group_status(id, group))
+                    .collect();
+                let top = all.iter().map(|s| s.term).max();
+                let leaders: Vec<&NodeStatus> =
+                    all.iter().filter(|s| s.role == Role::Leader).collect();
+                match leaders.as_slice() {
+                    [l] if Some(l.term) == top => {
+                        found = l.id.0;
+                        true
+                    }
+                    _ => false,
+                }
+            },
+        );
+        found
     }
 
     /// Member `id`'s status, `None` if it does not answer within a second.

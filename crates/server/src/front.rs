@@ -1,0 +1,228 @@
+//! The client-facing fronts of a process that hosts several groups: [`KvFront`] routes Kv
+//! service requests (and Status) to the group they name, [`ShardFront`] serves the Shard
+//! service (other shard groups' Pull and Installed reads).
+//!
+//! A KV request for a shard group is served as that group's `Request<KvCommand,
+//! ShardQuery::Kv>` and its `ShardOutput::Kv` unwrapped, so clients and the CLI speak the
+//! same Kv service to a plain KV group and to a shard group.
+
+use crate::handler::NodeHandler;
+use shardkv_ctrl::ShardCtrl;
+use shardkv_kv::{KvOutput, KvRequest, KvStore};
+use shardkv_net::{Handler, NodeStatus, ShardHandler};
+use shardkv_raft::Message;
+use shardkv_rsm::{Error, Replica, Reply, Request};
+use shardkv_shardkv::{ShardGroup, ShardOutput, ShardQuery, ShardRequest};
+use shardkv_types::{Gid, NodeId};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A group that serves KV requests: a plain KV group or a shard group.
+#[derive(Clone)]
+pub enum KvGroup {
+    Kv(Arc<NodeHandler<Replica<KvStore>>>),
+    Shard(Arc<NodeHandler<ShardGroup>>),
+}
+
+impl KvGroup {
+    /// Serves one KV request.
+    pub async fn submit(&self, req: KvRequest) -> Reply<KvOutput> {
+        match self {
+            KvGroup::Kv(h) => h.submit(req).await,
+            KvGroup::Shard(h) => match h.submit(kv_to_shard(req)).await? {
+                ShardOutput::Kv(out) => Ok(out),
+                other => Err(Error::Unavailable {
+                    reason: format!("a shard group answered a key request with {other:?}"),
+                }),
+            },
+        }
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, Error> {
+        match self {
+            KvGroup::Kv(h) => h.status().await,
+            KvGroup::Shard(h) => h.status().await,
+        }
+    }
+}
+
+/// A client's KV request as a shard group's request.
+fn kv_to_shard(req: KvRequest) -> ShardRequest {
+    match req {
+        Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
+        Request::Write { client, seq, cmd } => Request::Write { client, seq, cmd },
+    }
+}
+
+/// The Kv service's view of the process: its KV and shard groups by group id, and the
+/// controller replica (for its status).
+pub struct KvFront {
+    pub id: NodeId,
+    pub kv: BTreeMap<Gid, KvGroup>,
+    pub ctrl: Option<Arc<NodeHandler<Replica<ShardCtrl>>>>,
+}
+
+impl KvFront {
+    /// The replica a request for `group` goes to: that group's, or for an unnamed group
+    /// (`Gid(0)`, clients from before groups were named) the only one.
+    fn route(&self, group: Gid) -> Result<&KvGroup, Error> {
+        if group == Gid(0) {
+            let mut only = self.kv.values();
+            return match (only.next(), only.next()) {
+                (Some(h), None) => Ok(h),
+                (None, _) => Err(Error::Unavailable {
+                    reason: "this server hosts no KV group".into(),
+                }),
+                (Some(_), Some(_)) => Err(Error::Invalid {
+                    reason: "this server hosts several KV groups: the request must name one".into(),
+                }),
+            };
+        }
+        // Not hosted here: the client's view of the groups is out of date.
+        self.kv.get(&group).ok_or(Error::WrongGroup { gid: group })
+    }
+}
+
+impl Handler for KvFront {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    async fn request(&self, group: Gid, req: KvRequest) -> Result<KvOutput, Error> {
+        self.route(group)?.submit(req).await
+    }
+
+    /// The status of the first KV (or shard) group hosted here, else the controller's.
+    async fn status(&self) -> Result<NodeStatus, Error> {
+        match (self.kv.values().next(), &self.ctrl) {
+            (Some(kv), _) => kv.status().await,
+            (None, Some(ctrl)) => ctrl.status().await,
+            (None, None) => Err(Error::Unavailable {
+                reason: "this server hosts no group".into(),
+            }),
+        }
+    }
+
+    /// `Some(Gid(0))` is the controller; any other named group must be hosted here.
+    async fn group_status(&self, group: Option<Gid>) -> Result<NodeStatus, Error> {
+        match group {
+            None => self.status().await,
+            Some(Gid(0)) => match &self.ctrl {
+                Some(ctrl) => ctrl.status().await,
+                None => Err(Error::Unavailable {
+                    reason: "this server hosts no controller replica".into(),
+                }),
+            },
+            Some(g) => match self.kv.get(&g) {
+                Some(kv) => kv.status().await,
+                None => Err(Error::WrongGroup { gid: g }),
+            },
+        }
+    }
+
+    fn raft_messages(&self, _from: NodeId, _msgs: Vec<Message>) {
+        // Raft traffic goes through the process's RaftRouter, never through the Kv front.
+    }
+}
+
+/// The Shard service's view of the process: its shard groups by group id.
+pub struct ShardFront {
+    pub id: NodeId,
+    pub shard: BTreeMap<Gid, Arc<NodeHandler<ShardGroup>>>,
+}
+
+impl ShardHandler for ShardFront {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Decodes the request (only `Pull` and `Installed` reads are served here: keys go
+    /// through the Kv service), routes it to the group and encodes the answer.
+    async fn shard_call(&self, group: Gid, request: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let req: ShardRequest = postcard::from_bytes(&request).map_err(|e| Error::Invalid {
+            reason: format!("undecodable shard request: {e}"),
+        })?;
+        if !matches!(
+            req,
+            Request::Read(ShardQuery::Pull { .. } | ShardQuery::Installed { .. })
+        ) {
+            return Err(Error::Invalid {
+                reason: "the Shard service serves Pull and Installed reads only".into(),
+            });
+        }
+        let h = self
+            .shard
+            .get(&group)
+            .ok_or(Error::WrongGroup { gid: group })?;
+        let out = h.submit(req).await?;
+        Ok(postcard::to_allocvec(&out).expect("encoding to memory cannot fail"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardkv_kv::{KvCommand, KvQuery};
+    use shardkv_types::{ClientId, ConfigNum, Seq, ShardId};
+
+    fn call(front: &ShardFront, group: Gid, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(front.shard_call(group, bytes))
+    }
+
+    #[test]
+    fn the_shard_service_serves_only_pulls_and_installs_of_hosted_groups() {
+        // Goal: the Shard service is no back door for keys, and bad bytes never panic.
+        let front = ShardFront {
+            id: NodeId(1),
+            shard: BTreeMap::new(),
+        };
+        let enc = |r: &ShardRequest| postcard::to_allocvec(r).expect("encodes");
+        let get = Request::Read(ShardQuery::Kv(KvQuery::Get { key: b"k".to_vec() }));
+        let put = Request::Write {
+            client: ClientId(1),
+            seq: Seq(1),
+            cmd: KvCommand::Delete { key: b"k".to_vec() },
+        };
+        for r in [get, put] {
+            let e = call(&front, Gid(1), enc(&r)).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{r:?}: {e:?}");
+        }
+        let garbage = call(&front, Gid(1), vec![0xff; 7]).unwrap_err();
+        assert!(matches!(garbage, Error::Invalid { .. }), "{garbage:?}");
+        let pull = Request::Read(ShardQuery::Pull {
+            num: ConfigNum(2),
+            shard: ShardId(3),
+        });
+        let e = call(&front, Gid(9), enc(&pull)).unwrap_err();
+        assert_eq!(e, Error::WrongGroup { gid: Gid(9) });
+    }
+
+    #[test]
+    fn a_key_request_becomes_the_shard_groups_request_unchanged() {
+        let get = Request::Read(KvQuery::Get { key: b"k".to_vec() });
+        assert_eq!(
+            kv_to_shard(get),
+            Request::Read(ShardQuery::Kv(KvQuery::Get { key: b"k".to_vec() }))
+        );
+        let cmd = KvCommand::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let put = Request::Write {
+            client: ClientId(4),
+            seq: Seq(9),
+            cmd: cmd.clone(),
+        };
+        assert_eq!(
+            kv_to_shard(put),
+            Request::Write {
+                client: ClientId(4),
+                seq: Seq(9),
+                cmd
+            }
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! [`Member`]: what a node thread needs of the app it hosts beyond the shared host loop —
+//! the leader hand-off on shutdown, the requests the app sends to other groups (a shard
+//! group's duties) and the answers to them, and the shard view of the status page.
+
+use shardkv_host::HostedApp;
+use shardkv_net::{ShardPhase, ShardsHeld};
+use shardkv_rsm::{Replica, StateMachine};
+use shardkv_shardkv::{DutyAnswer, Outbound, ShardGroup, ShardState};
+use shardkv_types::NodeId;
+
+/// A hosted app as the node thread drives it.
+pub trait Member: HostedApp<Request: Send, Response: Send> + Send + 'static {
+    /// True when the app asks other groups things ([`Member::take_outbound`]): the node
+    /// then gets an outbox that carries the requests and feeds the answers back.
+    const ASKS_OTHER_GROUPS: bool = false;
+
+    /// Asks the Raft core to hand leadership to `to` (graceful shutdown).
+    fn transfer_leader(&mut self, to: NodeId);
+
+    /// Requests to other groups, drained after every Ready loop.
+    fn take_outbound(&mut self) -> Vec<Outbound> {
+        Vec::new()
+    }
+
+    /// The answer to a request of [`Member::take_outbound`].
+    fn on_answer(&mut self, _token: u64, _from: NodeId, _answer: DutyAnswer) {}
+
+    /// A shard group's config number and shards, for the status page.
+    fn shards_held(&self) -> Option<ShardsHeld> {
+        None
+    }
+}
+
+impl<SM> Member for Replica<SM>
+where
+    SM: StateMachine + Send + 'static,
+    SM::Command: Send,
+    SM::Query: Send,
+    SM::Output: Send,
+{
+    fn transfer_leader(&mut self, to: NodeId) {
+        Replica::transfer_leader(self, to);
+    }
+}
+
+impl Member for ShardGroup {
+    const ASKS_OTHER_GROUPS: bool = true;
+
+    fn transfer_leader(&mut self, to: NodeId) {
+        self.replica.transfer_leader(to);
+    }
+
+    fn take_outbound(&mut self) -> Vec<Outbound> {
+        ShardGroup::take_outbound(self)
+    }
+
+    fn on_answer(&mut self, token: u64, from: NodeId, answer: DutyAnswer) {
+        ShardGroup::on_answer(self, token, from, answer);
+    }
+
+    fn shards_held(&self) -> Option<ShardsHeld> {
+        let sm = self.state_machine();
+        let phase = |s: ShardState| match s {
+            ShardState::Serving => ShardPhase::Serving,
+            ShardState::Pulling => ShardPhase::Pulling,
+            ShardState::BePulled => ShardPhase::BePulled,
+        };
+        Some(ShardsHeld {
+            config: sm.config().num,
+            shards: sm
+                .shards()
+                .iter()
+                .map(|(&id, s)| (id, phase(s.state)))
+                .collect(),
+        })
+    }
+}

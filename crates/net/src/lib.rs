@@ -76,10 +76,9 @@ pub const CTRL_FRAME_BYTES_MAX: usize = 4 << 20;
 /// The largest Raft batch frame accepted, in bytes.
 pub const RAFT_FRAME_BYTES_MAX: usize = 16 << 20;
 
-/// The largest Shard service request or reply frame, in bytes: a pulled shard (its data and
-/// the old owner's session table) travels in one reply and then in one log entry, so it is
-/// bounded like a Raft batch. A shard whose export is larger cannot move (the pull fails
-/// and is retried; see docs/sharding.md).
+/// The largest Shard service request or reply frame, in bytes: a shard travels in chunks of
+/// about 1 MiB (each then one log entry), so a frame the size of a Raft batch leaves room
+/// for a chunk whose last item is large.
 pub const SHARD_FRAME_BYTES_MAX: usize = RAFT_FRAME_BYTES_MAX;
 
 /// The most messages queued for one peer; more are dropped.

@@ -49,6 +49,8 @@ pub enum ShardPhase {
     Pulling,
     /// Given away: frozen until the new owner confirms, then deleted.
     BePulled,
+    /// Owned by nobody (every group left): kept here, frozen, until a group takes it.
+    Parked,
 }
 
 impl ShardPhase {
@@ -58,6 +60,7 @@ impl ShardPhase {
             ShardPhase::Serving => "serving",
             ShardPhase::Pulling => "pulling",
             ShardPhase::BePulled => "be-pulled",
+            ShardPhase::Parked => "parked",
         }
     }
 
@@ -67,6 +70,7 @@ impl ShardPhase {
             "serving" => Some(ShardPhase::Serving),
             "pulling" => Some(ShardPhase::Pulling),
             "be-pulled" => Some(ShardPhase::BePulled),
+            "parked" => Some(ShardPhase::Parked),
             _ => None,
         }
     }

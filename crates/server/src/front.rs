@@ -195,6 +195,8 @@ mod tests {
         let pull = Request::Read(ShardQuery::Pull {
             num: ConfigNum(2),
             shard: ShardId(3),
+            from: shardkv_shardkv::Cursor::Start,
+            bytes_max: 1 << 20,
         });
         let e = call(&front, Gid(9), enc(&pull)).unwrap_err();
         assert_eq!(e, Error::WrongGroup { gid: Gid(9) });

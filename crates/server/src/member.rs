@@ -29,6 +29,11 @@ pub trait Member: HostedApp<Request: Send, Response: Send> + Send + 'static {
     fn shards_held(&self) -> Option<ShardsHeld> {
         None
     }
+
+    /// Why the app cannot make progress on its own, if it cannot (logged when it changes).
+    fn stuck(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<SM> Member for Replica<SM>
@@ -58,12 +63,17 @@ impl Member for ShardGroup {
         ShardGroup::on_answer(self, token, from, answer);
     }
 
+    fn stuck(&self) -> Option<String> {
+        self.duties.stuck().map(str::to_string)
+    }
+
     fn shards_held(&self) -> Option<ShardsHeld> {
         let sm = self.state_machine();
         let phase = |s: ShardState| match s {
             ShardState::Serving => ShardPhase::Serving,
             ShardState::Pulling => ShardPhase::Pulling,
             ShardState::BePulled => ShardPhase::BePulled,
+            ShardState::Parked => ShardPhase::Parked,
         };
         Some(ShardsHeld {
             config: sm.config().num,

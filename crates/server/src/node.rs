@@ -51,6 +51,8 @@ pub struct Node<A: Member> {
     next_req: ReqId,
     /// Role and term last logged.
     seen: (Role, Term, Option<NodeId>),
+    /// Why the app last said it cannot go on (logged when it changes).
+    stuck: Option<String>,
 }
 
 /// The production observer: logs what the host reports. Checks nothing.
@@ -98,6 +100,7 @@ impl<A: Member> Node<A> {
             pending: BTreeMap::new(),
             next_req: 1,
             seen,
+            stuck: None,
         }
     }
 
@@ -242,6 +245,14 @@ impl<A: Member> Node<A> {
     /// Hands the app's requests to other groups to the outbox (which sends them without
     /// blocking the node thread, and feeds the answers back through the inbox).
     fn send_outbound(&mut self) {
+        let stuck = self.replica.stuck();
+        if stuck != self.stuck {
+            match &stuck {
+                Some(why) => tracing::error!(%why, "the group cannot take configs"),
+                None => tracing::info!("the group takes configs again"),
+            }
+            self.stuck = stuck;
+        }
         let out = self.replica.take_outbound();
         if let Some(outbox) = &self.outbox {
             for o in out {

@@ -228,6 +228,9 @@ struct Started<A: Member> {
 /// How often a stable shard group leader asks the controller for the next config, and the
 /// pause before a duty that made no progress is tried again.
 const DUTY_POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// About how much of a moving shard one pull answer and one install entry carry: well
+/// under the log's entry limit and the frame limit.
+const DUTY_CHUNK_BYTES: u64 = 1 << 20;
 const DUTY_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The duties of a shard group member: poll the controller at `cfg.ctrl`, whose servers
@@ -246,6 +249,7 @@ fn duties(cfg: &ServerConfig) -> Duties {
             attempts_max: 20,
             op_ticks_max: Some(ticks(std::time::Duration::from_secs(10))),
         },
+        chunk_bytes: DUTY_CHUNK_BYTES,
     };
     Duties::new(
         CTRL_GID,

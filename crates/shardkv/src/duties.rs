@@ -114,6 +114,8 @@ pub struct Duties {
     next_token: u64,
     outbound: Vec<Outbound>,
     rng: Rng,
+    /// Why the group cannot go on, if it cannot (for the shell to log).
+    stuck: Option<String>,
 }
 
 impl std::fmt::Debug for Duties {
@@ -143,7 +145,14 @@ impl Duties {
             next_token: 1,
             outbound: Vec::new(),
             rng,
+            stuck: None,
         }
+    }
+
+    /// Why the group cannot take the next config on its own, if it cannot: a config from
+    /// the controller with another shard count than this group's.
+    pub fn stuck(&self) -> Option<&str> {
+        self.stuck.as_deref()
     }
 
     /// The duties in progress.
@@ -336,6 +345,15 @@ impl Duties {
             Ok(Ok(CtrlReply::Config(c))) => c,
             _ => return self.retry_later(task),
         };
+        let have = replica.state_machine().config().shard_count();
+        self.stuck = (next.shard_count() != have).then(|| {
+            format!(
+                "the controller's config {} has {} shards and this group {have}: it takes no config \
+                 (start it with the cluster's shard count)",
+                next.num,
+                next.shard_count()
+            )
+        });
         if replica.state_machine().accepts(&next) {
             self.propose(task, ShardInternal::Reconfigure(next), replica);
         } else {

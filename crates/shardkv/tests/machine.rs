@@ -419,7 +419,10 @@ fn a_large_session_table_moves_in_pages_after_the_entries() {
             chunk,
         });
     }
-    assert!(pages >= 5, "51 sessions of ~11 bytes in 100-byte pages: {pages}");
+    assert!(
+        pages >= 5,
+        "51 sessions of ~11 bytes in 100-byte pages: {pages}"
+    );
     assert_eq!(b.sessions.len(), 51, "every session came");
     assert_eq!(
         b.get(&k3),

@@ -18,6 +18,7 @@
 //! What it is not: an open-loop load generator (latency under a fixed arrival rate), or a
 //! timed test: nothing here asserts a figure.
 
+mod moves;
 mod report;
 
 use crate::conn::{ConnArgs, WriteOut};
@@ -77,6 +78,12 @@ pub struct BenchArgs {
     /// Write every operation to FILE as JSON lines (check with `shardkv check-history`).
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+    /// Instead of the plain run: for each size (e.g. 1MiB,16MiB,64MiB), fill one shard with
+    /// that much data and move it to another group under load; report the move's duration,
+    /// the shard's unavailability, and the other keys' throughput and p99 before and during
+    /// the move (a sharded cluster with at least two groups).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub move_sizes: Vec<usize>,
     /// Key prefix (default: `bench-` and a random tag, new for each run).
     #[arg(long)]
     pub key_prefix: Option<String>,
@@ -115,6 +122,17 @@ struct SessionStats {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     check_args(&args)?;
+    if !args.move_sizes.is_empty() {
+        moves::run(moves::MoveBench {
+            conn: &args.conn,
+            clients: args.clients,
+            value_size: args.value_size,
+            read_ratio: args.read_ratio,
+            keys: args.keys,
+            sizes: args.move_sizes.iter().map(|&s| s as u64).collect(),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let connections = args
         .connections
         .unwrap_or_else(|| args.clients.div_ceil(32).clamp(1, 8));

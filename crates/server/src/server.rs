@@ -231,6 +231,9 @@ const DUTY_POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10
 /// About how much of a moving shard one pull answer and one install entry carry: well
 /// under the log's entry limit and the frame limit.
 const DUTY_CHUNK_BYTES: u64 = 1 << 20;
+/// How fast a group pulls moving shards: a move leaves most of the machine to the shards
+/// that do not move (docs/bench.md has the curve).
+const DUTY_PULL_BYTES_PER_S: u64 = 8 << 20;
 const DUTY_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The duties of a shard group member: poll the controller at `cfg.ctrl`, whose servers
@@ -250,6 +253,7 @@ fn duties(cfg: &ServerConfig) -> Duties {
             op_ticks_max: Some(ticks(std::time::Duration::from_secs(10))),
         },
         chunk_bytes: DUTY_CHUNK_BYTES,
+        pull_bytes_per_s: Some(DUTY_PULL_BYTES_PER_S),
     };
     Duties::new(
         CTRL_GID,

@@ -36,6 +36,12 @@ impl ShardChunk {
         self.next.is_none()
     }
 
+    /// About how many bytes the chunk carries: keys and values, and 32 bytes per session.
+    pub fn bytes(&self) -> u64 {
+        let entries: usize = self.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        entries as u64 + 32 * self.sessions.len() as u64
+    }
+
     /// Reads the chunk of a frozen shard (`store` and the group's `sessions`) from `from`:
     /// at least one item if any is left, then more while under `bytes_max`.
     pub fn read(

@@ -10,7 +10,7 @@
 //! ([`Duties::on_answer`]). Followers do nothing.
 
 use crate::call::{Call, Progress};
-use crate::chunk::Cursor;
+use crate::chunk::{Cursor, ShardChunk};
 use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
@@ -39,6 +39,9 @@ pub struct DutyOptions {
     pub policy: RetryPolicy,
     /// About how many bytes of a shard one pull answer (and one install entry) carries.
     pub chunk_bytes: u64,
+    /// The most bytes per second of shard data this group pulls (all pulls together), so a
+    /// move leaves room for the shards that do not move; `None`: as fast as it goes.
+    pub pull_bytes_per_s: Option<u64>,
 }
 
 /// One duty.
@@ -116,6 +119,8 @@ pub struct Duties {
     rng: Rng,
     /// Why the group cannot go on, if it cannot (for the shell to log).
     stuck: Option<String>,
+    /// No pull starts before this time (the pull rate limit).
+    pull_gate_ms: u64,
 }
 
 impl std::fmt::Debug for Duties {
@@ -146,6 +151,7 @@ impl Duties {
             outbound: Vec::new(),
             rng,
             stuck: None,
+            pull_gate_ms: 0,
         }
     }
 
@@ -186,7 +192,9 @@ impl Duties {
                     Asking::Shard(c) => c.tick(self.now_ms).map(|_| ()),
                 };
                 self.follow(task, p);
-            } else if self.not_before.get(&task).is_none_or(|&t| self.now_ms >= t) {
+            } else if self.not_before.get(&task).is_none_or(|&t| self.now_ms >= t)
+                && (!matches!(task, Task::Pull { .. }) || self.now_ms >= self.pull_gate_ms)
+            {
                 self.start(task, target, replica);
             }
         }
@@ -374,18 +382,30 @@ impl Duties {
     ) {
         self.running.remove(&task);
         let step = match (task, r) {
-            (Task::Pull { num, shard }, Ok(ShardOutput::Chunk(chunk))) => ShardInternal::Install {
-                num,
-                shard,
-                from,
-                chunk,
-            },
+            (Task::Pull { num, shard }, Ok(ShardOutput::Chunk(chunk))) => {
+                self.pace_pulls(&chunk);
+                ShardInternal::Install {
+                    num,
+                    shard,
+                    from,
+                    chunk,
+                }
+            }
             (Task::Confirm { num, shard }, Ok(ShardOutput::Installed(true))) => {
                 ShardInternal::Delete { num, shard }
             }
             _ => return self.retry_later(task),
         };
         self.propose(task, step, replica);
+    }
+
+    /// Holds the next pull back long enough for `chunk` to stay within the pull rate.
+    fn pace_pulls(&mut self, chunk: &ShardChunk) {
+        let Some(rate) = self.opts.pull_bytes_per_s.filter(|&r| r > 0) else {
+            return;
+        };
+        let bytes = chunk.bytes();
+        self.pull_gate_ms = self.pull_gate_ms.max(self.now_ms) + bytes * 1000 / rate;
     }
 
     fn propose(&mut self, task: Task, step: ShardInternal, replica: &mut Replica<ShardKv>) {

@@ -214,12 +214,22 @@ where
     pub(crate) async fn execute(&mut self, op: Op<Cmd<S>, Qry<S>>) -> Result<Out<S>, Error> {
         let started = Instant::now();
         let mut next = self.clerk.begin(op, self.now_ticks());
+        // Refreshes in a row without an attempt in between: a config that does not route the
+        // request yet (its shard unassigned, its group not reachable by name) is asked for
+        // again after a growing pause, not in a tight loop.
+        let mut refreshes: u32 = 0;
         loop {
             let left = self.opts.op_timeout.saturating_sub(started.elapsed());
             let (group, to, delay_ticks) = match next {
                 Next::Done(out) => return Ok(out),
                 Next::Failed(e) => return Err(e),
                 Next::Refresh => {
+                    if refreshes > 0 {
+                        let pause = Duration::from_millis(CLERK_TICK_MS << refreshes.min(6));
+                        tokio::time::sleep(pause.min(self.opts.backoff_max).min(left)).await;
+                    }
+                    refreshes += 1;
+                    let left = self.opts.op_timeout.saturating_sub(started.elapsed());
                     next = self.refresh(left).await;
                     continue;
                 }
@@ -229,6 +239,7 @@ where
                     delay_ticks,
                 } => (gid, to, delay_ticks),
             };
+            refreshes = 0;
             if delay_ticks > 0 {
                 tokio::time::sleep(Duration::from_millis(delay_ticks * CLERK_TICK_MS)).await;
             }
@@ -251,7 +262,13 @@ where
                 .current()
                 .cloned()
                 .expect("an operation in flight");
-            assert!(to.0 >= 1 && to.0 as usize <= endpoints.len());
+            // The config's server list and the endpoints parsed from it disagree (a
+            // malformed name in the config): that server cannot be reached.
+            if to.0 == 0 || to.0 as usize > endpoints.len() {
+                let reason = format!("group {group} has no usable address for member {to}");
+                next = self.clerk.on_unreachable(self.now_ticks(), reason);
+                continue;
+            }
             let slot = (to.0 - 1) as usize;
             let timeout = left.min(self.opts.attempt_timeout);
             let attempt = attempt::<S>(&endpoints, slot, group, req, timeout).await;

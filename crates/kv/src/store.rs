@@ -42,6 +42,22 @@ impl KvStore {
         self.map.insert(key, value);
     }
 
+    /// Refuses a write whose result would be larger than any value may be (an append onto a
+    /// large value): `TooLarge`, and nothing changes. Every value then fits in a reply, a
+    /// session and a moving shard's chunk.
+    pub fn check_growth(&self, cmd: &KvCommand) -> Result<(), Error> {
+        let KvCommand::Append { key, value } = cmd else {
+            return Ok(());
+        };
+        let now = self.map.get(key).map_or(0, Vec::len);
+        let bytes = (now + value.len()) as u64;
+        let max = crate::VALUE_BYTES_MAX as u64;
+        if bytes > max {
+            return Err(Error::TooLarge { bytes, max });
+        }
+        Ok(())
+    }
+
     /// Applies a write: the sequential semantics of every command.
     pub fn execute(&mut self, cmd: &KvCommand) -> KvOutput {
         match cmd {
@@ -94,6 +110,7 @@ impl StateMachine for KvStore {
         cmd: &KvCommand,
         _: &mut Applying<'_, KvOutput>,
     ) -> Result<KvOutput, Error> {
+        self.check_growth(cmd)?;
         Ok(self.execute(cmd))
     }
 
@@ -174,6 +191,32 @@ mod tests {
             get(&s, "e"),
             KvOutput::Value(Some(vec![])),
             "empty value is not absent"
+        );
+    }
+
+    #[test]
+    fn an_append_past_the_value_limit_is_refused_and_changes_nothing() {
+        let mut s = KvStore::default();
+        let half = vec![b'x'; crate::VALUE_BYTES_MAX / 2 + 1];
+        let append = KvCommand::Append {
+            key: k("a"),
+            value: half.clone(),
+        };
+        assert_eq!(s.check_growth(&append), Ok(()));
+        s.execute(&append);
+        assert!(matches!(
+            s.check_growth(&append),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(s.get(b"a"), Some(&half), "the refusal changed nothing");
+        let put = KvCommand::Put {
+            key: k("a"),
+            value: half,
+        };
+        assert_eq!(
+            s.check_growth(&put),
+            Ok(()),
+            "a put replaces, it does not grow"
         );
     }
 }

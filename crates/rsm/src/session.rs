@@ -83,6 +83,18 @@ impl<O: Clone> Sessions<O> {
         self.by_client.get(&client)
     }
 
+    /// The sessions of clients after `after` (all for `None`), in client order.
+    pub fn iter_after(
+        &self,
+        after: Option<ClientId>,
+    ) -> impl Iterator<Item = (ClientId, &Session<O>)> {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.by_client
+            .range((lower, Bound::Unbounded))
+            .map(|(c, s)| (*c, s))
+    }
+
     /// Every session, in client order.
     pub fn iter(&self) -> impl Iterator<Item = (ClientId, &Session<O>)> {
         self.by_client.iter().map(|(c, s)| (*c, s))

@@ -10,7 +10,7 @@
 //! ([`Duties::on_answer`]). Followers do nothing.
 
 use crate::call::{Call, Progress};
-use crate::chunk::{Cursor, ShardChunk};
+use crate::chunk::Cursor;
 use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
@@ -92,6 +92,8 @@ struct Running {
     token: u64,
     /// For a pull: where the asked chunk starts.
     from: Cursor,
+    /// For a pull: the bytes reserved on the pull rate when it started.
+    reserved: u64,
     gid: Gid,
     servers: Vec<(NodeId, String)>,
     asking: Asking,
@@ -121,6 +123,9 @@ pub struct Duties {
     stuck: Option<String>,
     /// No pull starts before this time (the pull rate limit).
     pull_gate_ms: u64,
+    /// The chunk size asked for now: the configured one, halved after a chunk the log
+    /// refused as too large, grown back after chunks that fit.
+    chunk_bytes: u64,
 }
 
 impl std::fmt::Debug for Duties {
@@ -152,6 +157,7 @@ impl Duties {
             rng,
             stuck: None,
             pull_gate_ms: 0,
+            chunk_bytes: opts.chunk_bytes,
         }
     }
 
@@ -224,7 +230,12 @@ impl Duties {
             },
             (Asking::Shard(c), DutyAnswer::Shard(r)) => match c.on_answer(now, from, r) {
                 Progress::Done(r) => {
-                    let from = run.from.clone();
+                    let (from, reserved) = (run.from.clone(), run.reserved);
+                    let used = match &r {
+                        Ok(ShardOutput::Chunk(c)) => c.bytes(),
+                        _ => 0,
+                    };
+                    self.refund_pull(reserved.saturating_sub(used));
                     return self.finish_shard(task, from, r, replica);
                 }
                 p => p.map(|_| ()),
@@ -292,7 +303,7 @@ impl Duties {
                         num,
                         shard,
                         from: from.clone(),
-                        bytes_max: self.opts.chunk_bytes,
+                        bytes_max: self.chunk_bytes,
                     },
                     _ => ShardQuery::Installed { num, shard },
                 };
@@ -302,8 +313,15 @@ impl Duties {
         };
         let token = self.next_token;
         self.next_token += 1;
+        let reserved = if matches!(task, Task::Pull { .. }) {
+            self.reserve_pull(self.chunk_bytes);
+            self.chunk_bytes
+        } else {
+            0
+        };
         let run = Running {
             token,
+            reserved,
             from,
             gid: t.gid,
             servers: t.servers,
@@ -383,7 +401,9 @@ impl Duties {
         self.running.remove(&task);
         let step = match (task, r) {
             (Task::Pull { num, shard }, Ok(ShardOutput::Chunk(chunk))) => {
-                self.pace_pulls(&chunk);
+                // A chunk that came back grows the chunk size again, up to the configured
+                // one, after a halving.
+                self.chunk_bytes = (self.chunk_bytes * 2).min(self.opts.chunk_bytes);
                 ShardInternal::Install {
                     num,
                     shard,
@@ -399,13 +419,20 @@ impl Duties {
         self.propose(task, step, replica);
     }
 
-    /// Holds the next pull back long enough for `chunk` to stay within the pull rate.
-    fn pace_pulls(&mut self, chunk: &ShardChunk) {
-        let Some(rate) = self.opts.pull_bytes_per_s.filter(|&r| r > 0) else {
-            return;
-        };
-        let bytes = chunk.bytes();
-        self.pull_gate_ms = self.pull_gate_ms.max(self.now_ms) + bytes * 1000 / rate;
+    /// Holds the next pull back long enough for `bytes` more to stay within the pull rate
+    /// (reserved when a pull starts, so pulls waiting on the gate do not all start at once).
+    fn reserve_pull(&mut self, bytes: u64) {
+        if let Some(rate) = self.opts.pull_bytes_per_s.filter(|&r| r > 0) {
+            self.pull_gate_ms = self.pull_gate_ms.max(self.now_ms) + bytes * 1000 / rate;
+        }
+    }
+
+    /// Gives back the part of a reservation a pull did not use.
+    fn refund_pull(&mut self, bytes: u64) {
+        if let Some(rate) = self.opts.pull_bytes_per_s.filter(|&r| r > 0) {
+            let back = bytes * 1000 / rate;
+            self.pull_gate_ms = self.pull_gate_ms.saturating_sub(back).max(self.now_ms);
+        }
     }
 
     fn propose(&mut self, task: Task, step: ShardInternal, replica: &mut Replica<ShardKv>) {
@@ -416,7 +443,7 @@ impl Duties {
             // A chunk over the log's entry limit (big values, big sessions): ask for
             // smaller ones from now on.
             Err(shardkv_rsm::Error::TooLarge { .. }) => {
-                self.opts.chunk_bytes = (self.opts.chunk_bytes / 2).max(CHUNK_BYTES_MIN);
+                self.chunk_bytes = (self.chunk_bytes / 2).max(CHUNK_BYTES_MIN);
                 self.retry_later(task);
             }
             Err(_) => self.retry_later(task),

@@ -118,6 +118,7 @@ impl StateMachine for ShardKv {
         _: &mut Applying<'_, ShardOutput>,
     ) -> Result<ShardOutput, Error> {
         let shard = self.serving_mut(cmd.key())?;
+        shard.store.check_growth(cmd)?;
         Ok(ShardOutput::Kv(shard.store.execute(cmd)))
     }
 

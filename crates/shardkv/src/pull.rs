@@ -9,6 +9,10 @@ use shardkv_rsm::Sessions;
 use shardkv_types::{ConfigNum, ShardId};
 use std::cmp::Ordering;
 
+/// The most bytes one pull answer is built with, whatever the asker asked for (the answer is
+/// built on the node's thread).
+pub const PULL_BYTES_MAX: u64 = 4 << 20;
+
 impl ShardKv {
     /// The old owner's answer to "give me `shard` for config `num`, from `from` on": a
     /// chunk of the frozen shard and then of the session table, once this group applied
@@ -26,9 +30,12 @@ impl ShardKv {
                 have: self.config.num,
             },
             Ordering::Equal => match self.shards.get(&shard) {
-                Some(s) if s.state == ShardState::BePulled => ShardOutput::Chunk(Box::new(
-                    ShardChunk::read(&s.store, sessions, from, bytes_max),
-                )),
+                Some(s) if s.state == ShardState::BePulled => {
+                    let bytes_max = bytes_max.min(PULL_BYTES_MAX);
+                    ShardOutput::Chunk(Box::new(ShardChunk::read(
+                        &s.store, sessions, from, bytes_max,
+                    )))
+                }
                 _ => ShardOutput::Gone,
             },
             // Past `num`, every shard given away in `num` was confirmed and deleted.

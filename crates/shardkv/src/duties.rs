@@ -443,6 +443,11 @@ impl Duties {
             // A chunk over the log's entry limit (big values, big sessions): ask for
             // smaller ones from now on.
             Err(shardkv_rsm::Error::TooLarge { .. }) => {
+                if self.chunk_bytes == CHUNK_BYTES_MIN {
+                    self.stuck = Some(format!(
+                        "{task:?}: a chunk of the smallest size does not fit in a log entry"
+                    ));
+                }
                 self.chunk_bytes = (self.chunk_bytes / 2).max(CHUNK_BYTES_MIN);
                 self.retry_later(task);
             }

@@ -30,7 +30,8 @@ pub enum Member {
     Raft(RaftApp),
     Kv(KvNode),
     Ctrl(CtrlNode),
-    Shard(ShardGroup),
+    /// Boxed: a shard group member (replica and duties) is much larger than the others.
+    Shard(Box<ShardGroup>),
 }
 
 /// A request to some node of a world.
@@ -190,7 +191,9 @@ impl App for GroupApp {
             GroupKind::Raft => Member::Raft(RaftApp::start(cfg, restored, seed, sim, kind)?),
             GroupKind::Kv => Member::Kv(KvNode::start(cfg, restored, seed, sim, kind)?),
             GroupKind::Ctrl => Member::Ctrl(CtrlNode::start(cfg, restored, seed, sim, kind)?),
-            GroupKind::Shard => Member::Shard(start_shard_group(cfg, restored, seed, sim, gid)?),
+            GroupKind::Shard => {
+                Member::Shard(Box::new(start_shard_group(cfg, restored, seed, sim, gid)?))
+            }
         };
         let poller = polls.map(|ctrl| {
             let servers = sim.group(ctrl).members.clone();

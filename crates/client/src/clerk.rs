@@ -89,6 +89,8 @@ struct InFlight<C, Q> {
     no_space_from: std::collections::BTreeSet<NodeId>,
     /// The leader another member named last.
     hinted: Option<NodeId>,
+    /// Attempts in a row that got no answer at all (timed out or unreachable).
+    silent: u32,
 }
 
 /// One client session: a random id chosen at creation, a sequence number per write, a
@@ -193,6 +195,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             },
             no_space_from: Default::default(),
             hinted: None,
+            silent: 0,
         });
         self.next_attempt(now)
     }
@@ -244,6 +247,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         f.unreachable = f.to.map(|(_, to)| to);
         f.last = Error::Unavailable { reason };
         self.move_on();
+        self.silent_attempt();
         self.next_attempt(now)
     }
 
@@ -257,7 +261,24 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         f.unreachable = f.to.map(|(_, to)| to);
         f.last = Error::Unavailable { reason };
         self.move_on();
+        self.silent_attempt();
         self.next_attempt(now)
+    }
+
+    /// An attempt got no answer. Once every server of the group was tried in a row without
+    /// one, the group may be gone (it gave the shard away and shut down): the router is
+    /// told its config may be stale, so the sharded clerk asks for a newer one, as the
+    /// lab's clerk does after trying every server of a group. A fixed group ignores it.
+    fn silent_attempt(&mut self) {
+        let Some(f) = self.current.as_mut() else {
+            return;
+        };
+        f.silent += 1;
+        let servers = self.router.route(&f.req).map_or(0, |r| r.servers.len());
+        if f.silent as usize >= servers {
+            f.silent = 0;
+            self.router.stale();
+        }
     }
 
     /// Server `from` answered the attempt in flight.
@@ -273,6 +294,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             });
         };
         let gid = f.to.map_or(Gid(0), |(g, _)| g);
+        f.silent = 0;
         let e = match resp {
             Ok(out) => {
                 self.leaders.insert(gid, from);

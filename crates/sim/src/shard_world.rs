@@ -252,10 +252,13 @@ impl ShardWorld {
     pub fn op(&mut self, c: usize, op: KvOp) -> KvOutput {
         match self.try_op(c, op.clone(), OP_MS_MAX) {
             Some(o) => o,
-            None => self
-                .world
-                .sim
-                .fail(&format!("{op:?} did not complete in {OP_MS_MAX} ms")),
+            None => {
+                let state = self.describe();
+                let clerk = &self.clerks().clerks[c];
+                let msg =
+                    format!("{op:?} did not complete in {OP_MS_MAX} ms; clerk {clerk:?}\n{state}");
+                self.world.sim.fail(&msg)
+            }
         }
     }
 
@@ -285,6 +288,34 @@ impl ShardWorld {
                 .sim
                 .fail(&format!("Get({key:?}): wanted {want:?}, got {got:?}"));
         }
+    }
+
+    /// One line per shard group member: up, leader, config, applied index, the shards in
+    /// migration and the duties (printed when a run fails).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, n) in &self.world.sim.nodes {
+            let Some(g) = n.app.as_ref().and_then(|a| a.shard_group()) else {
+                continue;
+            };
+            let sm = g.state_machine();
+            let moving: Vec<_> = sm
+                .shards()
+                .iter()
+                .filter(|(_, s)| s.in_migration())
+                .map(|(k, s)| (k.0, s.state))
+                .collect();
+            out += &format!(
+                "  {id} of {}: up {}, leader {}, config {}, applied {}, moving {moving:?}, {:?}\n",
+                sm.gid(),
+                n.is_up(),
+                g.replica.raft().is_leader(),
+                sm.config().num,
+                g.replica.applied(),
+                g.duties
+            );
+        }
+        out
     }
 
     /// Samples the invariant once more and checks every sharded history is linearizable

@@ -52,6 +52,7 @@ mod raft_tweak;
 mod service_app;
 mod service_node;
 mod shard_clerk;
+pub mod shard_fuzz;
 mod shard_node;
 mod shard_world;
 mod state_machine;
@@ -86,7 +87,9 @@ pub use service_app::{Carries, ServiceApp, live_replicas};
 pub use service_node::{CtrlNode, KvNode, ServiceNode, SimMachine};
 pub use shard_clerk::{CTRL_ADDR, REFRESH_EVERY_MS, ShardKvClerk};
 pub use shard_node::{DUTY_RETRY_MS, server_name, start_shard_group};
-pub use shard_world::{CTRL_GID, OP_MS_MAX, SAMPLE_EVERY_MS, ShardWorld, ShardWorldOptions, get};
+pub use shard_world::{
+    CTRL_GID, OP_MS_MAX, SAMPLE_EVERY_MS, ShardWorld, ShardWorldOptions, get, shard_world_groups,
+};
 pub use state_machine::{TestStateMachine, digest};
 pub use stats::NetStats;
 pub use wire::Envelope;

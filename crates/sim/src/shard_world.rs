@@ -71,15 +71,7 @@ impl ShardWorld {
         opts: &ShardWorldOptions,
     ) -> ShardWorld {
         let seed = crate::seed_or(default_seed);
-        let mut groups = vec![GroupSpec::new(CTRL_GID, GroupKind::Ctrl, 1..=3)];
-        let mut gids = Vec::new();
-        for gi in 0..opts.groups as u64 {
-            let base = 10 * (gi + 1);
-            let gid = Gid(100 + gi);
-            groups.push(GroupSpec::new(gid, GroupKind::Shard, base + 1..=base + 3));
-            gids.push(gid);
-        }
-        let mut cfg = ClusterConfig::world(groups, seed);
+        let mut cfg = ClusterConfig::world(shard_world_groups(opts.groups), seed);
         cfg.shards = opts.shards;
         cfg.max_raft_state = opts.max_raft_state;
         if opts.unreliable {
@@ -88,6 +80,18 @@ impl ShardWorld {
         cfg.replay = format!(
             "SHARDKV_SEED={seed} cargo test -p shardkv-sim --test {test_file} -- {name} --exact"
         );
+        ShardWorld::with_config(cfg)
+    }
+
+    /// The world of `cfg`, whose groups are [`shard_world_groups`], with one controller
+    /// clerk and no sharded clerks yet.
+    pub fn with_config(cfg: ClusterConfig) -> ShardWorld {
+        let gids = cfg
+            .groups
+            .iter()
+            .filter(|g| g.kind == GroupKind::Shard)
+            .map(|g| g.gid)
+            .collect();
         let mut world = World::new(cfg);
         world.add_ctrl_clerks(1);
         ShardWorld {
@@ -158,6 +162,10 @@ impl ShardWorld {
     /// Runs a controller operation to its answer (the sharded clerks keep running); a
     /// refusal fails the run.
     pub fn ctrl(&mut self, op: CtrlOp) -> CtrlReply {
+        // After whatever the clerk was asked before, so the answer read is this one's.
+        if !self.run_until(OP_MS_MAX, |w| w.ctrl[0].idle()) {
+            self.world.sim.fail("the controller clerk stayed busy");
+        }
         let before = self.world.clients.ctrl[0].completed.len();
         let w = &mut self.world;
         w.clients.ctrl[0].queue(&mut w.sim, 0, [op.clone()]);
@@ -347,6 +355,21 @@ impl ShardWorld {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// A controller group (gid 1, nodes 1–3) and `groups` shard groups of three: group `gi`
+/// is gid `100 + gi` on nodes `10(gi+1)+1 ..= 10(gi+1)+3`.
+pub fn shard_world_groups(groups: usize) -> Vec<GroupSpec> {
+    let mut out = vec![GroupSpec::new(CTRL_GID, GroupKind::Ctrl, 1..=3)];
+    for gi in 0..groups as u64 {
+        let base = 10 * (gi + 1);
+        out.push(GroupSpec::new(
+            Gid(100 + gi),
+            GroupKind::Shard,
+            base + 1..=base + 3,
+        ));
+    }
+    out
 }
 
 /// `Get(key)`.

@@ -114,15 +114,14 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
                 w.shutdown_group(gi);
                 w.start_group(gi);
             }
-            1 | 2 => {
-                if let Some(op) = reconfiguration(&w, &mut joined, &mut pick) {
-                    reconfigurations += 1;
-                    let sw = &mut w.world;
-                    if sw.clients.ctrl[0].idle() {
-                        sw.clients.ctrl[0].queue(&mut sw.sim, 0, [op]);
-                    }
-                }
+            // One change at a time: the joined set tracks what the controller applied.
+            1 | 2 if w.world.clients.ctrl[0].idle() => {
+                let op = reconfiguration(&w, &mut joined, &mut pick);
+                reconfigurations += 1;
+                let sw = &mut w.world;
+                sw.clients.ctrl[0].queue(&mut sw.sim, 0, [op]);
             }
+            1 | 2 => {}
             _ => FaultSchedule::inject(&mut w.world.sim),
         }
     }
@@ -179,7 +178,7 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
 /// A controller change for the safety phase: a group joins, one leaves (at least one
 /// stays), or a shard moves to a joined group. Tracks the joined set as the controller
 /// will apply the changes (one clerk, in order).
-fn reconfiguration(w: &ShardWorld, joined: &mut BTreeSet<usize>, pick: &mut Rng) -> Option<CtrlOp> {
+fn reconfiguration(w: &ShardWorld, joined: &mut BTreeSet<usize>, pick: &mut Rng) -> CtrlOp {
     let groups = w.gids.len();
     let out: Vec<usize> = (0..groups).filter(|g| !joined.contains(g)).collect();
     match pick.index(3) {
@@ -188,19 +187,19 @@ fn reconfiguration(w: &ShardWorld, joined: &mut BTreeSet<usize>, pick: &mut Rng)
             joined.insert(gi);
             let names: Vec<String> = w.members(gi).into_iter().map(server_name).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            Some(join(&[(w.gids[gi].0, &refs)]))
+            join(&[(w.gids[gi].0, &refs)])
         }
         1 if joined.len() > 1 => {
             let v: Vec<usize> = joined.iter().copied().collect();
             let gi = v[pick.index(v.len())];
             joined.remove(&gi);
-            Some(leave(&[w.gids[gi].0]))
+            leave(&[w.gids[gi].0])
         }
         _ => {
             let v: Vec<usize> = joined.iter().copied().collect();
             let gi = v[pick.index(v.len())];
             let shard = pick.range(0, u64::from(w.world.sim.cfg.shards));
-            Some(move_to(shard, w.gids[gi].0))
+            move_to(shard, w.gids[gi].0)
         }
     }
 }

@@ -6,8 +6,9 @@
 //! most one group serves a shard) throughout, and ends with the clerks' history checked
 //! for linearizability (an undecided check fails).
 
-use shardkv_sim::{ShardWorld, ShardWorldOptions, Workload, get};
+use shardkv_sim::{OP_MS_MAX, ShardWorld, ShardWorldOptions, Workload, get};
 use shardkv_types::shard_of_key;
+use shardkv_types::{LogIndex, NodeId};
 use std::collections::VecDeque;
 
 const FILE: &str = "shard_kv";
@@ -245,6 +246,85 @@ fn join_leave_values_move_with_their_shards() {
     for (k, v) in ks.iter().zip(&va) {
         w.check(c, k, v);
     }
+    w.check_history();
+}
+
+/// Goal: exactly once across a move — a write applied by the old owner whose reply was
+/// lost is not applied again when the clerk retries it at the new owner (the session table
+/// moves with the shard). Method: join 0; put key "k"; the clerk sends an Append to group
+/// 0's leader, and group 0 is cut off from the clerk as soon as the leader has the entry
+/// (the group still commits and applies it; the reply is lost, and no retry reaches group
+/// 0); group 1 joins and group 0 leaves, so the shard moves; the clerk retries until it
+/// reaches group 1. "k" holds the append once.
+#[test]
+fn exactly_once_a_retry_after_the_shard_moved_is_not_applied_again() {
+    let mut w = world(
+        "exactly_once_a_retry_after_the_shard_moved_is_not_applied_again",
+        15,
+        ShardWorldOptions::default(),
+    );
+    let c = scripted(&mut w);
+    w.join(&[0]);
+    w.put(c, "k", "a");
+    let leader = w
+        .members(0)
+        .into_iter()
+        .find(|id| {
+            w.world.sim.nodes[id]
+                .app
+                .as_ref()
+                .and_then(|a| a.shard_group())
+                .is_some_and(|g| g.replica.raft().is_leader())
+        })
+        .expect("group 0 has a leader");
+    let last = |w: &ShardWorld| {
+        let n = &w.world.sim.nodes[&leader];
+        n.app
+            .as_ref()
+            .and_then(|a| a.shard_group())
+            .map_or(LogIndex(0), |g| g.replica.raft().log().last_index())
+    };
+    let before = last(&w);
+    let append = shardkv_client::Op::Write(shardkv_kv::KvCommand::Append {
+        key: "k".into(),
+        value: "b".into(),
+    });
+    {
+        let sw = &mut w.world;
+        let s = sw.clients.shard.as_mut().expect("shard clerks");
+        s.begin(&mut sw.sim, c, append);
+    }
+    let addr = w.clerks().clerks[c].addr;
+    assert!(
+        w.world.sim.run_until(1_000, |s| {
+            let n = &s.nodes[&leader];
+            n.app
+                .as_ref()
+                .and_then(|a| a.shard_group())
+                .is_some_and(|g| g.replica.raft().log().last_index() > before)
+        }),
+        "the append reached group 0's leader"
+    );
+    let group0 = w.members(0);
+    let others: Vec<NodeId> = w
+        .world
+        .sim
+        .ids()
+        .into_iter()
+        .filter(|id| !group0.contains(id))
+        .collect();
+    w.world.sim.client_reach(addr, &others);
+    w.join(&[1]);
+    w.leave(&[0]);
+    assert!(
+        w.run_until(OP_MS_MAX, |k| k
+            .shard
+            .as_ref()
+            .is_some_and(|s| s.clerks[c].is_idle())),
+        "the append completes at the new owner"
+    );
+    assert!(last(&w) > before, "group 0 had the entry");
+    w.check(c, "k", "ab");
     w.check_history();
 }
 

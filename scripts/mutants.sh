@@ -13,7 +13,8 @@
 #   --seeds N       Raft fuzz seed budget per mutant (default 10000)
 #   --kv-seeds N    KV fuzz seed budget per mutant (default 1000; a KV seed costs ~40 Raft seeds)
 #   --ctrl-seeds N  controller fuzz seed budget per mutant (default 10000)
-#   --fuzzers LIST  run these fuzzers (comma-separated: raft,kv,ctrl) for every mutant instead of
+#   --sharded-seeds N  sharded store fuzz seed budget per mutant (default 1500)
+#   --fuzzers LIST  run these fuzzers (comma-separated: raft,kv,ctrl,sharded) for every mutant instead of
 #                   the ones each mutant file names
 #   --baseline      also run the unmodified code on the same seeds (must find nothing)
 #   --rev REV       test the fuzzers of git revision REV instead of the working tree
@@ -33,6 +34,7 @@ work="${MUTANTS_DIR:-/tmp/shardkv-mutants}"
 raft_seeds=10000
 kv_seeds=1000
 ctrl_seeds=10000
+sharded_seeds=1500
 first=1000000
 baseline=0
 rev=""
@@ -45,11 +47,12 @@ while [[ $# -gt 0 ]]; do
     --seeds) raft_seeds="$2"; shift 2 ;;
     --kv-seeds) kv_seeds="$2"; shift 2 ;;
     --ctrl-seeds) ctrl_seeds="$2"; shift 2 ;;
+    --sharded-seeds) sharded_seeds="$2"; shift 2 ;;
     --fuzzers) fuzzers_override="${2//,/ }"; shift 2 ;;
     --baseline) baseline=1; shift ;;
     --rev) rev="$2"; shift 2 ;;
     --first) first="$2"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "mutants.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -96,6 +99,7 @@ run_fuzzer() {
   case "$fuzzer" in
     kv) n="$kv_seeds"; flag="--kv" ;;
     ctrl) n="$ctrl_seeds"; flag="--ctrl" ;;
+    sharded) n="$sharded_seeds"; flag="--sharded" ;;
     *) n="$raft_seeds"; flag="" ;;
   esac
   start=$(date +%s.%N)
@@ -126,7 +130,7 @@ if [[ "$baseline" == 1 ]]; then
   reset_tree
   echo "== baseline (unmodified): building" >&2
   build || { cat "$work/build.log" >&2; echo "mutants.sh: baseline does not build" >&2; exit 1; }
-  for f in raft kv ctrl; do run_fuzzer baseline "$f"; done
+  for f in raft kv ctrl sharded; do run_fuzzer baseline "$f"; done
 fi
 
 for patch in "${mutants[@]}"; do
@@ -159,6 +163,6 @@ done
 reset_tree
 
 echo
-echo "seeds from $first; raft budget $raft_seeds, kv budget $kv_seeds, ctrl budget $ctrl_seeds; $(uptime | sed 's/.*load/load/')"
+echo "seeds from $first; raft budget $raft_seeds, kv budget $kv_seeds, ctrl budget $ctrl_seeds, sharded budget $sharded_seeds; $(uptime | sed 's/.*load/load/')"
 printf "%-34s %-6s %-26s %9s\n" mutant fuzzer "seeds until found" "wall"
 for r in "${rows[@]}"; do echo "$r"; done

@@ -357,6 +357,22 @@ impl ShardWorld {
     }
 }
 
+/// A scenario's own assertions (not only the simulator's checks) name the seed and the
+/// replay command: a world dropped while its thread panics prints them.
+impl Drop for ShardWorld {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let cfg = &self.world.sim.cfg;
+            eprintln!(
+                "  (shard world at virtual time {} ms, seed {})\n  replay: {}",
+                self.world.sim.now / 1000,
+                cfg.seed,
+                cfg.replay
+            );
+        }
+    }
+}
+
 /// A controller group (gid 1, nodes 1–3) and `groups` shard groups of three: group `gi`
 /// is gid `100 + gi` on nodes `10(gi+1)+1 ..= 10(gi+1)+3`.
 pub fn shard_world_groups(groups: usize) -> Vec<GroupSpec> {

@@ -18,7 +18,7 @@ fn shard_fuzz_fixed_seed_range_keeps_the_sharded_store_safe_and_live() {
     let seeds = hi - lo;
     assert!(
         ops as u64 > seeds * 10,
-        "the fuzz made too little progress: {ops} operations over {seeds} seeds"
+        "the fuzz made too little progress: {ops} operations over seeds {lo}..{hi} (rerun: SHARDKV_SHARD_FUZZ_SEEDS={lo}..{hi} cargo test -p shardkv-sim --test shard_fuzz)"
     );
     println!("shard fuzz: {seeds} seeds, {ops} operations, {reconfigs} reconfigurations");
 }

@@ -52,7 +52,7 @@ while [[ $# -gt 0 ]]; do
     --baseline) baseline=1; shift ;;
     --rev) rev="$2"; shift 2 ;;
     --first) first="$2"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "mutants.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -89,6 +89,8 @@ struct InFlight<C, Q> {
     no_space_from: std::collections::BTreeSet<NodeId>,
     /// The leader another member named last.
     hinted: Option<NodeId>,
+    /// Attempts in a row that did not end the operation (no answer, or a refusal).
+    failed_in_row: u32,
 }
 
 /// One client session: a random id chosen at creation, a sequence number per write, a
@@ -193,6 +195,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             },
             no_space_from: Default::default(),
             hinted: None,
+            failed_in_row: 0,
         });
         self.next_attempt(now)
     }
@@ -244,6 +247,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         f.unreachable = f.to.map(|(_, to)| to);
         f.last = Error::Unavailable { reason };
         self.move_on();
+        self.attempt_failed();
         self.next_attempt(now)
     }
 
@@ -257,7 +261,26 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         f.unreachable = f.to.map(|(_, to)| to);
         f.last = Error::Unavailable { reason };
         self.move_on();
+        self.attempt_failed();
         self.next_attempt(now)
+    }
+
+    /// An attempt did not end the operation (no answer, or a refusal). Once as many
+    /// attempts in a row failed as the group has servers, the group may no longer serve
+    /// the request (it gave the shard away, and is gone or its leader is out of the
+    /// clerk's reach): the router is told its config may be stale, so the sharded clerk
+    /// asks for a newer one, as the lab's clerk does after trying every server of a group.
+    /// A fixed group ignores it.
+    fn attempt_failed(&mut self) {
+        let Some(f) = self.current.as_mut() else {
+            return;
+        };
+        f.failed_in_row += 1;
+        let servers = self.router.route(&f.req).map_or(0, |r| r.servers.len());
+        if f.failed_in_row as usize >= servers {
+            f.failed_in_row = 0;
+            self.router.stale();
+        }
     }
 
     /// Server `from` answered the attempt in flight.
@@ -337,6 +360,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         if let Some(f) = self.current.as_mut() {
             f.last = e;
         }
+        self.attempt_failed();
         self.next_attempt(now)
     }
 

@@ -337,3 +337,44 @@ fn no_space_moves_on_and_ends_the_write_only_when_every_member_said_so() {
         "the confirmed leader refused"
     );
 }
+
+/// A group that gave the shard away and went silent, or whose leader is out of reach:
+/// after as many failed attempts in a row as the group has servers (timeouts, refusals),
+/// the clerk asks for a newer config (as the lab's clerk does), and resumes at the group
+/// the new config names.
+#[test]
+fn every_server_of_a_group_failing_asks_for_a_newer_config() {
+    let mut c: ClerkCore<KvStore, TwoGroups> =
+        ClerkCore::new(TwoGroups::default(), POLICY, Rng::new(1));
+    let mut next = c.begin(
+        Op::Write(KvCommand::Put {
+            key: b"a1".to_vec(),
+            value: b"v".to_vec(),
+        }),
+        0,
+    );
+    for t in 1..=3 {
+        let Next::Send { gid, to, .. } = next else {
+            panic!("attempt {t}: {next:?}")
+        };
+        assert_eq!(gid, Gid(1));
+        next = if t == 2 {
+            c.on_response(t * 30, to, Err(Error::NotLeader { leader: None }))
+        } else {
+            c.on_timeout(t * 30, "silent".into())
+        };
+    }
+    assert_eq!(
+        next,
+        Next::Refresh,
+        "three failed attempts: the config may be stale"
+    );
+    let r = c.router_mut();
+    r.stale = false;
+    r.moved = true;
+    let next = c.resume(100);
+    let Next::Send { gid, .. } = next else {
+        panic!("{next:?}")
+    };
+    assert_eq!(gid, Gid(2), "resumed at the group the new config names");
+}

@@ -131,7 +131,11 @@ pub struct Duties {
 impl std::fmt::Debug for Duties {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let running: Vec<_> = self.running.keys().collect();
-        write!(f, "Duties({running:?})")
+        write!(
+            f,
+            "Duties(at {} ms: running {running:?}, waiting {:?}, proposed {:?})",
+            self.now_ms, self.not_before, self.proposed
+        )
     }
 }
 

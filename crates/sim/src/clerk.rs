@@ -3,14 +3,21 @@
 //! client request, sets the attempt timer and the backoff pause as client timers (in clerk
 //! ticks of virtual time), and reports how each operation ended. Workloads and history
 //! checks live with the service's harness (`kv.rs`, `ctrl.rs`).
+//!
+//! The clerk is generic over its router `R` (one fixed group, or the sharded store's
+//! config) and over the wire service `W` its requests travel as (`SM` itself, or the
+//! sharded store carrying KV requests, see [`Carries`]). When the router has no route
+//! (`Next::Refresh`) the clerk waits until its owner hands the router a config
+//! ([`SimClerk::router_mut`]) and calls [`SimClerk::resume`].
 
 use crate::app::App;
 use crate::cluster::Sim;
 use crate::event::ClientEvent;
-use crate::service_app::ServiceApp;
-use shardkv_client::{CLERK_TICK_MS, ClerkCore, Next, Op, RetryPolicy, SingleGroup};
+use crate::service_app::{Carries, ServiceApp};
+use shardkv_client::{CLERK_TICK_MS, ClerkCore, Next, Op, RetryPolicy, Router, SingleGroup};
 use shardkv_rsm::{Error, StateMachine};
 use shardkv_types::{Gid, NodeId, Rng};
+use std::marker::PhantomData;
 
 /// The simulated clerks' policy: the production policy with a shorter attempt timeout
 /// (there is no server-side deadline here: a request to a crashed or cut-off server simply
@@ -29,6 +36,8 @@ enum Waiting {
     Pause { to: NodeId },
     /// An answer from `to`.
     Answer { to: NodeId },
+    /// A newer config for the router (the owner calls `resume`).
+    Refresh,
 }
 
 #[derive(Debug)]
@@ -59,17 +68,19 @@ pub enum Ended<C, Q, O> {
 pub type EndedOf<SM> =
     Ended<<SM as StateMachine>::Command, <SM as StateMachine>::Query, <SM as StateMachine>::Output>;
 
-/// One simulated client of a service replicated as `SM`.
-pub struct SimClerk<SM: StateMachine> {
+/// One simulated client of a service replicated as `SM`, routed by `R`, whose requests
+/// travel as those of service `W`.
+pub struct SimClerk<SM: StateMachine, R = SingleGroup, W = SM> {
     /// The network address (and the history's client number).
     pub addr: u64,
-    core: ClerkCore<SM, SingleGroup>,
+    core: ClerkCore<SM, R>,
     /// Numbers operations; a response carries the number of the operation it answers.
     op_no: u64,
     inflight: Option<InFlight<SM::Command, SM::Query>>,
+    wire: PhantomData<W>,
 }
 
-impl<SM: StateMachine> std::fmt::Debug for SimClerk<SM> {
+impl<SM: StateMachine, R, W> std::fmt::Debug for SimClerk<SM, R, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SimClerk({}, op {})", self.addr, self.op_no)
     }
@@ -78,13 +89,52 @@ impl<SM: StateMachine> std::fmt::Debug for SimClerk<SM> {
 impl<SM: StateMachine> SimClerk<SM> {
     /// A clerk at network address `addr` for group `gid` of `servers`.
     pub fn new(addr: u64, gid: Gid, servers: Vec<NodeId>, policy: RetryPolicy, rng: Rng) -> Self {
-        let router = SingleGroup::new(gid, servers);
+        SimClerk::with_router(addr, SingleGroup::new(gid, servers), policy, rng)
+    }
+}
+
+impl<SM, R, W> SimClerk<SM, R, W>
+where
+    SM: StateMachine,
+    R: Router<SM::Command, SM::Query>,
+    W: Carries<SM>,
+{
+    /// A clerk at network address `addr` routing with `router`.
+    pub fn with_router(addr: u64, router: R, policy: RetryPolicy, rng: Rng) -> Self {
         SimClerk {
             addr,
             core: ClerkCore::new(router, policy, rng),
             op_no: 0,
             inflight: None,
+            wire: PhantomData,
         }
+    }
+
+    /// The router.
+    pub fn router(&self) -> &R {
+        self.core.router()
+    }
+
+    /// The router, to hand it a newer config.
+    pub fn router_mut(&mut self) -> &mut R {
+        self.core.router_mut()
+    }
+
+    /// True when the operation in flight waits for a newer config (then call
+    /// [`SimClerk::resume`] after handing one to the router).
+    pub fn wants_config(&self) -> bool {
+        self.inflight
+            .as_ref()
+            .is_some_and(|f| f.waiting == Waiting::Refresh)
+    }
+
+    /// Goes on with the operation that waited for a config.
+    pub fn resume<A: ServiceApp<W>>(&mut self, sim: &mut Sim<A>) -> Option<EndedOf<SM>> {
+        if !self.wants_config() {
+            return None;
+        }
+        let next = self.core.resume(ticks(sim));
+        self.follow(sim, next)
     }
 
     /// Changes the clerk's retry policy (e.g. drops its deadline).
@@ -103,7 +153,7 @@ impl<SM: StateMachine> SimClerk<SM> {
         op: Op<SM::Command, SM::Query>,
     ) -> Option<EndedOf<SM>>
     where
-        A: ServiceApp<SM>,
+        A: ServiceApp<W>,
     {
         self.op_no += 1;
         self.inflight = Some(InFlight {
@@ -123,7 +173,7 @@ impl<SM: StateMachine> SimClerk<SM> {
         ev: ClientEvent<A::Response>,
     ) -> Option<EndedOf<SM>>
     where
-        A: ServiceApp<SM>,
+        A: ServiceApp<W>,
     {
         let now = ticks(sim);
         match ev {
@@ -136,7 +186,7 @@ impl<SM: StateMachine> SimClerk<SM> {
                 if self.op_no != client_req || self.inflight.is_none() {
                     return None; // an answer to an earlier operation
                 }
-                let response = A::unwrap(response)?;
+                let response = W::reply(A::unwrap(response)?)?;
                 // Any attempt's answer is an answer to the same request.
                 let next = self.core.on_response(now, from, response);
                 self.follow(sim, next)
@@ -156,6 +206,7 @@ impl<SM: StateMachine> SimClerk<SM> {
                         let next = self.core.on_timeout(now, reason);
                         self.follow(sim, next)
                     }
+                    Waiting::Refresh => None,
                 }
             }
         }
@@ -174,7 +225,7 @@ impl<SM: StateMachine> SimClerk<SM> {
     /// Does what the clerk core says next.
     fn follow<A>(&mut self, sim: &mut Sim<A>, next: Next<SM::Output>) -> Option<EndedOf<SM>>
     where
-        A: ServiceApp<SM>,
+        A: ServiceApp<W>,
     {
         match next {
             Next::Send {
@@ -210,7 +261,12 @@ impl<SM: StateMachine> SimClerk<SM> {
                     }
                 })
             }
-            Next::Refresh => sim.fail("a single-group clerk has no config to refresh"),
+            Next::Refresh => {
+                let f = self.inflight.as_mut().expect("in flight");
+                f.wait_no += 1;
+                f.waiting = Waiting::Refresh;
+                None
+            }
         }
     }
 
@@ -226,10 +282,10 @@ impl<SM: StateMachine> SimClerk<SM> {
     /// Sends the request in flight to `to` and waits for the answer.
     fn send<A>(&mut self, sim: &mut Sim<A>, to: NodeId)
     where
-        A: ServiceApp<SM>,
+        A: ServiceApp<W>,
     {
         let req = self.core.current().expect("an operation in flight").clone();
-        sim.client_send(self.addr, self.op_no, to, &A::wrap(req));
+        sim.client_send(self.addr, self.op_no, to, &A::wrap(W::request(req)));
         let ticks = self.core.policy().attempt_ticks;
         self.wait(sim, Waiting::Answer { to }, ticks);
     }

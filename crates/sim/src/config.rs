@@ -103,6 +103,13 @@ impl ClusterConfig {
         assert_ne!(self.cluster_id, 0, "cluster id 0 is reserved");
     }
 
+    /// The world's controller group: the first group of kind `Ctrl`, if any. Shard groups
+    /// take their configs from it.
+    pub fn controller(&self) -> Option<Gid> {
+        let mut ctrl = self.groups.iter().filter(|g| g.kind == GroupKind::Ctrl);
+        ctrl.next().map(|g| g.gid)
+    }
+
     /// The group `gid`.
     ///
     /// # Panics

@@ -13,6 +13,9 @@ pub enum GroupKind {
     Kv,
     /// The shard controller ([`CtrlNode`](crate::CtrlNode)).
     Ctrl,
+    /// A shard group of the sharded store (`ShardGroup`: the replica of `ShardKv` and its
+    /// leader's duties), served by the world's controller group.
+    Shard,
 }
 
 /// One group of a simulated world.

@@ -1,10 +1,13 @@
 //! [`GroupApp`]: the app of a world whose groups run different things — a bare Raft
-//! group, KV groups, a controller group (and, later, shard groups: add a [`Member`]
+//! group, KV groups, a controller group, shard groups (a new kind: add a [`Member`]
 //! variant, a [`GroupKind`], a request and a response variant, and the arms below).
 //! Requests and answers travel as [`GroupRequest`] / [`GroupResponse`]; a request meant
 //! for another kind of group is answered `WrongGroup`, never handed to the wrong service.
 //! A member may also run a [`ConfigPoller`] (`GroupSpec::polls`): a controller clerk inside
-//! the node that asks the controller group over the simulated network.
+//! the node that asks the controller group over the simulated network. A shard group
+//! member's duties ask the controller and other shard groups the same way: their requests
+//! leave through [`App::take_outbound`] (to whichever node the duty names; the request's
+//! variant picks the service) and the answers come back through [`App::on_answer`].
 
 use crate::app::{App, Outbound, RaftApp};
 use crate::config::ClusterConfig;
@@ -12,12 +15,14 @@ use crate::group::GroupKind;
 use crate::poller::{ConfigPoller, CtrlRequest};
 use crate::service_app::ServiceApp;
 use crate::service_node::{CtrlNode, KvNode};
+use crate::shard_node::start_shard_group;
 use serde::{Deserialize, Serialize};
 use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_host::HostedApp;
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_raft::{Config, Message, RawNode, Ready, Restored, Snapshot};
 use shardkv_rsm::{Error, Replica, Reply, ReqId};
+use shardkv_shardkv::{DutyAnswer, DutyRequest, ShardGroup, ShardKv, ShardOutput, ShardRequest};
 use shardkv_types::{Gid, NodeId, Rng};
 
 /// What one node of a world runs above its host.
@@ -25,6 +30,8 @@ pub enum Member {
     Raft(RaftApp),
     Kv(KvNode),
     Ctrl(CtrlNode),
+    /// Boxed: a shard group member (replica and duties) is much larger than the others.
+    Shard(Box<ShardGroup>),
 }
 
 /// A request to some node of a world.
@@ -34,6 +41,7 @@ pub enum GroupRequest {
     Raft,
     Kv(KvRequest),
     Ctrl(CtrlRequest),
+    Shard(ShardRequest),
 }
 
 /// An answer from some node of a world.
@@ -41,6 +49,7 @@ pub enum GroupRequest {
 pub enum GroupResponse {
     Kv(Reply<KvOutput>),
     Ctrl(Reply<CtrlOutput>),
+    Shard(Reply<ShardOutput>),
     /// Refused before any service saw it (the host's refusals; a request for another kind
     /// of group: `WrongGroup`).
     Refused(Error),
@@ -52,6 +61,7 @@ impl std::fmt::Debug for Member {
             Member::Raft(a) => a.fmt(f),
             Member::Kv(m) => write!(f, "Kv({})", m.raft().id()),
             Member::Ctrl(m) => write!(f, "Ctrl({})", m.raft().id()),
+            Member::Shard(m) => m.fmt(f),
         }
     }
 }
@@ -73,6 +83,7 @@ macro_rules! each_member {
             Member::Raft($m) => $body,
             Member::Kv($m) => $body,
             Member::Ctrl($m) => $body,
+            Member::Shard($m) => $body,
         }
     };
 }
@@ -108,6 +119,7 @@ impl HostedApp for GroupApp {
         match (&mut self.member, r) {
             (Member::Kv(m), GroupRequest::Kv(r)) => m.request(req, r),
             (Member::Ctrl(m), GroupRequest::Ctrl(r)) => m.request(req, r),
+            (Member::Shard(m), GroupRequest::Shard(r)) => m.request(req, r),
             _ => {
                 let e = Error::WrongGroup { gid: self.gid };
                 self.refused.push((req, GroupResponse::Refused(e)));
@@ -121,6 +133,7 @@ impl HostedApp for GroupApp {
             Member::Raft(_) => {}
             Member::Kv(m) => out.extend(wrap_all(m.take_responses(), GroupResponse::Kv)),
             Member::Ctrl(m) => out.extend(wrap_all(m.take_responses(), GroupResponse::Ctrl)),
+            Member::Shard(m) => out.extend(wrap_all(m.take_responses(), GroupResponse::Shard)),
         }
         out
     }
@@ -130,6 +143,7 @@ impl HostedApp for GroupApp {
             GroupRequest::Raft => false,
             GroupRequest::Kv(r) => KvNode::is_write(r),
             GroupRequest::Ctrl(r) => CtrlNode::is_write(r),
+            GroupRequest::Shard(r) => ShardGroup::is_write(r),
         }
     }
 
@@ -138,6 +152,9 @@ impl HostedApp for GroupApp {
             (Member::Kv(m), GroupRequest::Kv(r)) => m.duplicate_answer(r).map(GroupResponse::Kv),
             (Member::Ctrl(m), GroupRequest::Ctrl(r)) => {
                 m.duplicate_answer(r).map(GroupResponse::Ctrl)
+            }
+            (Member::Shard(m), GroupRequest::Shard(r)) => {
+                m.duplicate_answer(r).map(GroupResponse::Shard)
             }
             _ => None,
         }
@@ -174,6 +191,9 @@ impl App for GroupApp {
             GroupKind::Raft => Member::Raft(RaftApp::start(cfg, restored, seed, sim, kind)?),
             GroupKind::Kv => Member::Kv(KvNode::start(cfg, restored, seed, sim, kind)?),
             GroupKind::Ctrl => Member::Ctrl(CtrlNode::start(cfg, restored, seed, sim, kind)?),
+            GroupKind::Shard => {
+                Member::Shard(Box::new(start_shard_group(cfg, restored, seed, sim, gid)?))
+            }
         };
         let poller = polls.map(|ctrl| {
             let servers = sim.group(ctrl).members.clone();
@@ -192,26 +212,62 @@ impl App for GroupApp {
         true
     }
 
+    /// The poller's requests keep their tokens; a shard group's duties' requests are
+    /// tagged with [`DUTY_TOKEN`] (and [`SHARD_TOKEN`] when asking a shard group), so an
+    /// answer finds its way back, refusals included.
     fn take_outbound(&mut self) -> Vec<Outbound<GroupRequest>> {
-        let Some(p) = &mut self.poller else {
-            return Vec::new();
-        };
-        let wrap = |o: Outbound<CtrlRequest>| Outbound {
-            token: o.token,
-            to: o.to,
-            request: GroupRequest::Ctrl(o.request),
-        };
-        p.take_outbound().into_iter().map(wrap).collect()
+        let mut out = Vec::new();
+        if let Some(p) = &mut self.poller {
+            out.extend(p.take_outbound().into_iter().map(|o| Outbound {
+                token: o.token,
+                to: o.to,
+                request: GroupRequest::Ctrl(o.request),
+            }));
+        }
+        if let Member::Shard(m) = &mut self.member {
+            out.extend(m.take_outbound().into_iter().map(|o| {
+                let (tag, request) = match o.request {
+                    DutyRequest::Ctrl(r) => (DUTY_TOKEN, GroupRequest::Ctrl(r)),
+                    DutyRequest::Shard(r) => (DUTY_TOKEN | SHARD_TOKEN, GroupRequest::Shard(r)),
+                };
+                assert_eq!(o.token & tag, 0, "duty tokens stay below the tag bits");
+                Outbound {
+                    token: o.token | tag,
+                    to: o.to,
+                    request,
+                }
+            }));
+        }
+        out
     }
 
     fn on_answer(&mut self, token: u64, from: NodeId, r: GroupResponse) {
-        let (Some(p), Some(reply)) = (&mut self.poller, <Self as ServiceApp<ShardCtrl>>::unwrap(r))
-        else {
+        if token & DUTY_TOKEN == 0 {
+            let (Some(p), Some(reply)) =
+                (&mut self.poller, <Self as ServiceApp<ShardCtrl>>::unwrap(r))
+            else {
+                return;
+            };
+            return p.on_answer(token, from, reply);
+        }
+        let Member::Shard(m) = &mut self.member else {
             return;
         };
-        p.on_answer(token, from, reply);
+        let answer = if token & SHARD_TOKEN != 0 {
+            <Self as ServiceApp<ShardKv>>::unwrap(r).map(DutyAnswer::Shard)
+        } else {
+            <Self as ServiceApp<ShardCtrl>>::unwrap(r).map(DutyAnswer::Ctrl)
+        };
+        if let Some(a) = answer {
+            m.on_answer(token & !(DUTY_TOKEN | SHARD_TOKEN), from, a);
+        }
     }
 }
+
+/// Tags an outbound token as a shard group duty's (not the config poller's).
+const DUTY_TOKEN: u64 = 1 << 63;
+/// Tags a duty's token as a question to a shard group (not to the controller).
+const SHARD_TOKEN: u64 = 1 << 62;
 
 impl GroupApp {
     /// The bare Raft member, if this node runs one (mutable: tests propose to it).
@@ -229,12 +285,23 @@ impl GroupApp {
             _ => None,
         }
     }
+
+    /// The shard group member, if this node runs one.
+    pub fn shard_group(&self) -> Option<&ShardGroup> {
+        match &self.member {
+            Member::Shard(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// `ServiceApp` for one service of the world: its request and response variants and its
-/// member variant.
+/// member variant (and how to reach the replica in it, when the member is more than one).
 macro_rules! world_service {
     ($sm:ty, $variant:ident) => {
+        world_service!($sm, $variant, m => m);
+    };
+    ($sm:ty, $variant:ident, $m:ident => $replica:expr) => {
         impl ServiceApp<$sm> for GroupApp {
             fn wrap(
                 r: shardkv_rsm::Request<
@@ -257,7 +324,7 @@ macro_rules! world_service {
 
             fn replica(&self) -> Option<&Replica<$sm>> {
                 match &self.member {
-                    Member::$variant(m) => Some(m),
+                    Member::$variant($m) => Some($replica),
                     _ => None,
                 }
             }
@@ -267,3 +334,4 @@ macro_rules! world_service {
 
 world_service!(KvStore, Kv);
 world_service!(ShardCtrl, Ctrl);
+world_service!(ShardKv, Shard, m => &m.replica);

@@ -1,7 +1,8 @@
 //! The KV service scenario harness: a simulated group of `KvNode`s and simulated clerks
 //! (the real `ClerkCore`) that run workloads over the simulated network, record every
 //! operation with its virtual call and return times, and check the history for
-//! linearizability with `shardkv-lincheck`.
+//! linearizability with `shardkv-lincheck`. The same harness drives the sharded store's
+//! clerks ([`KvClients`] over [`ShardKvClerk`](crate::ShardKvClerk)s).
 
 use crate::app::App;
 use crate::clerk::{Ended, SIM_CLERK_POLICY, SimClerk};
@@ -10,7 +11,7 @@ use crate::cluster::Sim;
 use crate::config::ClusterConfig;
 use crate::event::ClientEvent;
 use crate::group::GroupKind;
-use crate::service_app::ServiceApp;
+use crate::kv_clerk::{KvClerk, KvClerkIn};
 use crate::service_node::KvNode;
 use shardkv_client::{CLERK_TICK_MS, KvOp, Op, RetryPolicy};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvStore};
@@ -43,12 +44,12 @@ pub enum Workload {
 
 /// One simulated KV client: a clerk, its workload, and what it knows of its own key.
 #[derive(Debug)]
-pub struct KvClient {
+pub struct KvClient<C = SimClerk<KvStore>> {
     /// The network address and the history's client number.
     pub addr: u64,
     /// The lab's client index, used in appended values.
     pub index: u64,
-    clerk: SimClerk<KvStore>,
+    clerk: C,
     workload: Workload,
     running: bool,
     /// RandomKeys: values made so far (each value is unique).
@@ -71,15 +72,16 @@ pub struct KvClient {
     rng: Rng,
 }
 
-/// The clerks of one KV group and the history they recorded, over any simulator whose
-/// nodes can run the KV service (a lone KV group, or one group of a world).
-pub struct KvClients {
-    /// The group the clerks talk to, and its members.
+/// The clerks of one KV group (or of the sharded store) and the history they recorded,
+/// over any simulator whose nodes can run the service (a lone KV group, or a world).
+pub struct KvClients<C = SimClerk<KvStore>> {
+    /// The group the clerks enter through (the KV group, or the sharded store's
+    /// controller), and its members.
     pub gid: Gid,
     pub servers: Vec<NodeId>,
     /// Clerk `i` has network address `addr_base + i`.
     addr_base: u64,
-    pub clerks: Vec<KvClient>,
+    pub clerks: Vec<KvClient<C>>,
     pub history: Vec<lin::Operation>,
     /// If set, a clerk gives up on an operation this long after starting it, as a real
     /// client with a deadline does: a write that may have applied then enters the history
@@ -141,7 +143,19 @@ fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
     })
 }
 
-impl KvClient {
+impl<C: KvClerk> KvClient<C> {
+    /// True when the clerk has no operation in flight.
+    pub fn is_idle(&self) -> bool {
+        self.clerk.is_idle()
+    }
+
+    /// The clerk itself.
+    pub fn clerk_mut(&mut self) -> &mut C {
+        &mut self.clerk
+    }
+}
+
+impl<C> KvClient<C> {
     fn next_op(&mut self) -> Option<KvOp> {
         match &mut self.workload {
             Workload::Script(ops) => ops.pop_front(),
@@ -187,9 +201,9 @@ impl KvClient {
     }
 }
 
-impl KvClients {
+impl<C: KvClerk> KvClients<C> {
     /// No clerks yet for group `gid` of `servers`; clerk addresses start at `addr_base`.
-    pub fn new(gid: Gid, servers: Vec<NodeId>, addr_base: u64) -> KvClients {
+    pub fn new(gid: Gid, servers: Vec<NodeId>, addr_base: u64) -> KvClients<C> {
         KvClients {
             gid,
             servers,
@@ -202,11 +216,7 @@ impl KvClients {
     }
 
     /// Adds a clerk (not yet running) with `workload`; returns its index.
-    pub fn add_clerk<A: ServiceApp<KvStore>>(
-        &mut self,
-        sim: &mut Sim<A>,
-        workload: Workload,
-    ) -> usize {
+    pub fn add_clerk<A: App>(&mut self, sim: &mut Sim<A>, workload: Workload) -> usize {
         let index = self.clerks.len() as u64;
         let mut rng = sim.rng.fork();
         let policy = RetryPolicy {
@@ -214,7 +224,7 @@ impl KvClients {
             ..SIM_CLERK_POLICY
         };
         let addr = self.addr_base + index;
-        let clerk = SimClerk::new(addr, self.gid, self.servers.clone(), policy, rng.fork());
+        let clerk = C::create(addr, self.gid, self.servers.clone(), policy, rng.fork());
         self.clerks.push(KvClient {
             addr,
             index,
@@ -236,7 +246,10 @@ impl KvClients {
     }
 
     /// Lets every clerk issue operations until `stop_clients`.
-    pub fn start_clients<A: ServiceApp<KvStore>>(&mut self, sim: &mut Sim<A>) {
+    pub fn start_clients<A: App>(&mut self, sim: &mut Sim<A>)
+    where
+        C: KvClerkIn<A>,
+    {
         for c in 0..self.clerks.len() {
             self.clerks[c].running = true;
             self.kick(sim, c);
@@ -256,18 +269,23 @@ impl KvClients {
     }
 
     /// Starts `op` on clerk `c` without waiting.
-    pub fn begin<A: ServiceApp<KvStore>>(&mut self, sim: &mut Sim<A>, c: usize, op: KvOp) {
+    pub fn begin<A: App>(&mut self, sim: &mut Sim<A>, c: usize, op: KvOp)
+    where
+        C: KvClerkIn<A>,
+    {
         let ended = self.clerks[c].clerk.begin(sim, op);
         self.ended(sim, c, ended);
     }
 
     /// Records how clerk `c`'s operation ended, if it did, and starts its next one.
-    fn ended<A: ServiceApp<KvStore>>(
+    fn ended<A: App>(
         &mut self,
         sim: &mut Sim<A>,
         c: usize,
         ended: Option<Ended<KvCommand, KvQuery, KvOutput>>,
-    ) {
+    ) where
+        C: KvClerkIn<A>,
+    {
         match ended {
             None => return,
             Some(Ended::Done { op, call_ns, out }) => self.complete(sim, c, op, call_ns, out),
@@ -284,7 +302,10 @@ impl KvClients {
         self.kick(sim, c);
     }
 
-    fn kick<A: ServiceApp<KvStore>>(&mut self, sim: &mut Sim<A>, c: usize) {
+    fn kick<A: App>(&mut self, sim: &mut Sim<A>, c: usize)
+    where
+        C: KvClerkIn<A>,
+    {
         if !self.clerks[c].running || !self.clerks[c].clerk.is_idle() {
             return;
         }
@@ -478,18 +499,18 @@ impl KvClients {
     }
 }
 
-impl<A: ServiceApp<KvStore>> Clients<A> for KvClients {
+impl<A: App, C: KvClerkIn<A>> Clients<A> for KvClients<C> {
     fn on_event(&mut self, sim: &mut Sim<A>, ev: ClientEvent<A::Response>) {
-        let c = (ev.client() - self.addr_base) as usize;
+        let c = (C::home(ev.client()) - self.addr_base) as usize;
         let ended = self.clerks[c].clerk.on_event(sim, ev);
         self.ended(sim, c, ended);
     }
 }
 
-impl KvClients {
+impl<C: KvClerk> KvClients<C> {
     /// True if client address `addr` is one of these clerks'.
     pub fn owns(&self, addr: u64) -> bool {
-        (self.addr_base..self.addr_base + self.clerks.len() as u64).contains(&addr)
+        (self.addr_base..self.addr_base + self.clerks.len() as u64).contains(&C::home(addr))
     }
 }
 

@@ -40,15 +40,21 @@ pub mod fuzz;
 mod group;
 mod group_app;
 mod kv;
+mod kv_clerk;
 pub mod kv_fuzz;
 mod net;
 mod node;
+mod ownership;
 mod poller;
 mod queue;
 mod raft_dsl;
 mod raft_tweak;
 mod service_app;
 mod service_node;
+mod shard_clerk;
+pub mod shard_fuzz;
+mod shard_node;
+mod shard_world;
 mod state_machine;
 mod stats;
 mod wire;
@@ -70,17 +76,24 @@ pub use faults::{FaultSchedule, Swarm};
 pub use group::{GroupKind, GroupSpec};
 pub use group_app::{GroupApp, GroupRequest, GroupResponse, Member};
 pub use kv::{KvClient, KvClients, KvCluster, KvSim, Workload, append_value};
+pub use kv_clerk::{KvClerk, KvClerkIn};
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};
+pub use ownership::OwnershipCheck;
 pub use poller::{ConfigPoller, CtrlRequest, POLL_EVERY_MS};
 pub use queue::{EventQueue, Micros};
 pub use raft_tweak::RaftTweak;
-pub use service_app::{ServiceApp, live_replicas};
+pub use service_app::{Carries, ServiceApp, live_replicas};
 pub use service_node::{CtrlNode, KvNode, ServiceNode, SimMachine};
+pub use shard_clerk::{CTRL_ADDR, REFRESH_EVERY_MS, ShardKvClerk};
+pub use shard_node::{DUTY_RETRY_MS, server_name, start_shard_group};
+pub use shard_world::{
+    CTRL_GID, OP_MS_MAX, SAMPLE_EVERY_MS, ShardWorld, ShardWorldOptions, get, shard_world_groups,
+};
 pub use state_machine::{TestStateMachine, digest};
 pub use stats::NetStats;
 pub use wire::Envelope;
-pub use world::{World, WorldClients, WorldSim, four_groups, raft_converged};
+pub use world::{ShardClients, World, WorldClients, WorldSim, four_groups, raft_converged};
 
 /// The seed range a fuzz test runs: `A..B` from the environment variable `var` if set,
 /// else `default`.

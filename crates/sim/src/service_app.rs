@@ -5,7 +5,9 @@
 
 use crate::app::App;
 use crate::cluster::Sim;
+use shardkv_kv::KvStore;
 use shardkv_rsm::{Replica, Reply, Request, StateMachine};
+use shardkv_shardkv::{ShardKv, ShardOutput, ShardQuery};
 use shardkv_types::{Gid, NodeId};
 
 /// An app that can carry service `SM`'s requests and answers, and may be one of its
@@ -46,4 +48,45 @@ pub fn live_replicas<SM: StateMachine, A: ServiceApp<SM>>(
         .filter(|(_, n)| n.is_up())
         .filter_map(|(id, n)| n.app.as_ref()?.replica().map(|r| (id, r)))
         .collect()
+}
+
+/// A service whose requests carry those of `SM`: `SM` itself, or the sharded store carrying
+/// the KV service's (a clerk of the KV interface talking to shard groups).
+pub trait Carries<SM: StateMachine>: StateMachine {
+    /// `SM`'s request as this service's.
+    fn request(r: Request<SM::Command, SM::Query>) -> Request<Self::Command, Self::Query>;
+    /// This service's answer as `SM`'s; `None` for an answer `SM` has no such output for
+    /// (the clerk ignores it, as any unexpected answer).
+    fn reply(r: Reply<Self::Output>) -> Option<Reply<SM::Output>>;
+}
+
+impl<SM: StateMachine> Carries<SM> for SM {
+    fn request(r: Request<SM::Command, SM::Query>) -> Request<SM::Command, SM::Query> {
+        r
+    }
+
+    fn reply(r: Reply<SM::Output>) -> Option<Reply<SM::Output>> {
+        Some(r)
+    }
+}
+
+/// A KV read travels as `ShardQuery::Kv`; writes are the same commands; only
+/// `ShardOutput::Kv` answers a KV request.
+impl Carries<KvStore> for ShardKv {
+    fn request(
+        r: Request<shardkv_kv::KvCommand, shardkv_kv::KvQuery>,
+    ) -> shardkv_shardkv::ShardRequest {
+        match r {
+            Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
+            Request::Write { client, seq, cmd } => Request::Write { client, seq, cmd },
+        }
+    }
+
+    fn reply(r: Reply<ShardOutput>) -> Option<Reply<shardkv_kv::KvOutput>> {
+        match r {
+            Ok(ShardOutput::Kv(o)) => Some(Ok(o)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! [`World`]: one seeded world of several groups of different kinds — a controller group,
-//! KV groups, bare Raft groups — with the clerks of every service running concurrently over
+//! KV groups, bare Raft groups, shard groups — with the clerks of every service (the
+//! sharded store's clerks enter through the controller) running concurrently over
 //! the one simulated network, and the checks a world run ends with: each group's Raft
 //! invariants (checked throughout by its own checker), every KV group's history
-//! linearizable, the controller's replicas byte-identical and its answers consistent with
+//! linearizable, the sharded store's history linearizable, the controller's replicas byte-identical and its answers consistent with
 //! its history, every bare Raft group's members agreeing on one log, and every config
 //! poller's answers never going back.
 
@@ -16,6 +17,7 @@ use crate::group::{GroupKind, GroupSpec};
 use crate::group_app::{GroupApp, GroupResponse};
 use crate::kv::{KvClients, Workload};
 use crate::raft_dsl::propose;
+use crate::shard_clerk::ShardKvClerk;
 use shardkv_types::{Gid, LogIndex, NodeId, Rng};
 
 /// A simulated world of groups of several kinds.
@@ -25,6 +27,11 @@ pub type WorldSim = Sim<GroupApp>;
 /// controller groups' likewise from `CTRL_ADDR_BASE`.
 const KV_ADDR_BASE: u64 = 10_000;
 const CTRL_ADDR_BASE: u64 = 100_000;
+/// The sharded store's clerks' addresses start here.
+const SHARD_ADDR_BASE: u64 = 200_000;
+
+/// The clerks of the sharded store: the KV harness over sharded clerks.
+pub type ShardClients = KvClients<ShardKvClerk>;
 const ADDR_STRIDE: u64 = 1_000;
 
 /// The clerks of every service group of a world, each set over its own group.
@@ -33,6 +40,9 @@ pub struct WorldClients {
     pub kv: Vec<KvClients>,
     /// One per controller group, in gid order.
     pub ctrl: Vec<CtrlClients>,
+    /// The sharded store's clerks, if the world has shard groups (entering through the
+    /// world's controller group).
+    pub shard: Option<ShardClients>,
 }
 
 impl Clients<GroupApp> for WorldClients {
@@ -42,6 +52,8 @@ impl Clients<GroupApp> for WorldClients {
             k.on_event(sim, ev);
         } else if let Some(c) = self.ctrl.iter_mut().find(|c| c.owns(addr)) {
             c.on_event(sim, ev);
+        } else if let Some(s) = self.shard.as_mut().filter(|s| s.owns(addr)) {
+            s.on_event(sim, ev);
         } else {
             sim.fail(&format!("an event for unknown client {addr}"));
         }
@@ -51,7 +63,9 @@ impl Clients<GroupApp> for WorldClients {
 impl WorldClients {
     /// True when no clerk of any service has an operation in flight or queued.
     pub fn idle(&self) -> bool {
-        self.kv.iter().all(|k| k.idle()) && self.ctrl.iter().all(|c| c.idle())
+        self.kv.iter().all(|k| k.idle())
+            && self.ctrl.iter().all(|c| c.idle())
+            && self.shard.as_ref().is_none_or(|s| s.idle())
     }
 }
 
@@ -65,7 +79,7 @@ pub struct World {
 
 impl World {
     /// Builds the world of `cfg` with no clerks yet; every KV and controller group gets its
-    /// (empty) set of clerks.
+    /// (empty) set of clerks, and so does the sharded store if the world has shard groups.
     pub fn new(cfg: ClusterConfig) -> World {
         let sim = Sim::new(cfg);
         let of_kind = |kind| -> Vec<Gid> {
@@ -82,9 +96,13 @@ impl World {
             .zip(0..)
             .map(|(g, i)| CtrlClients::new(g, sim.members(g), CTRL_ADDR_BASE + i * ADDR_STRIDE))
             .collect();
+        let shard = match (of_kind(GroupKind::Shard).is_empty(), sim.cfg.controller()) {
+            (false, Some(c)) => Some(ShardClients::new(c, sim.members(c), SHARD_ADDR_BASE)),
+            _ => None,
+        };
         World {
             sim,
-            clients: WorldClients { kv, ctrl },
+            clients: WorldClients { kv, ctrl, shard },
             raft_proposals: 0,
         }
     }
@@ -178,6 +196,9 @@ impl World {
         for k in &mut self.clients.kv {
             k.stop_clients();
         }
+        if let Some(s) = &mut self.clients.shard {
+            s.stop_clients();
+        }
         for c in &mut self.clients.ctrl {
             for x in &mut c.clients {
                 x.script.clear();
@@ -198,13 +219,16 @@ impl World {
     }
 
     /// The checks a world run ends with (after `finish`, with faults stopped): every KV
-    /// group's history linearizable (undecided fails), each controller group's replicas
+    /// group's history and the sharded store's linearizable (undecided fails), each controller group's replicas
     /// converged and byte-identical and its answers consistent with its history, every
     /// bare Raft group's members converged on one applied index, and every config poller
     /// saw configs in order. Waits up to `ms` for groups to converge.
     pub fn check(&mut self, ms: u64) {
         for k in &self.clients.kv {
             k.check_linearizable(&self.sim);
+        }
+        if let Some(s) = &self.clients.shard {
+            s.check_linearizable(&self.sim);
         }
         for c in &self.clients.ctrl {
             if !c.converge(&mut self.sim, ms) {

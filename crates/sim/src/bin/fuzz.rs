@@ -6,6 +6,7 @@
 //! cargo run -p shardkv-sim --release --bin fuzz -- --kv --seeds 0..1000   # the KV service
 //! cargo run -p shardkv-sim --release --bin fuzz -- --ctrl --seeds 0..1000 # the controller
 //! cargo run -p shardkv-sim --release --bin fuzz -- --world --seeds 0..500 # a world of groups
+//! cargo run -p shardkv-sim --release --bin fuzz -- --sharded --seeds 0..200 # the sharded store
 //! ```
 //!
 //! The run stops at the first failing seed and exits with status 1 after printing
@@ -15,6 +16,7 @@
 use shardkv_sim::ctrl_fuzz::run_ctrl_seed;
 use shardkv_sim::fuzz::run_seed;
 use shardkv_sim::kv_fuzz::run_kv_seed;
+use shardkv_sim::shard_fuzz::run_shard_seed;
 use shardkv_sim::world_fuzz::run_world_seed;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -26,6 +28,7 @@ enum Target {
     Kv,
     Ctrl,
     World,
+    Sharded,
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -39,6 +42,7 @@ fn main() {
         Some("--kv") => Target::Kv,
         Some("--ctrl") => Target::Ctrl,
         Some("--world") => Target::World,
+        Some("--sharded") => Target::Sharded,
         _ => Target::Raft,
     };
     if target != Target::Raft {
@@ -63,6 +67,7 @@ fn main() {
             Target::Kv => format!("{:?}", run_kv_seed(seed)),
             Target::Ctrl => format!("{:?}", run_ctrl_seed(seed)),
             Target::World => format!("{:?}", run_world_seed(seed)),
+            Target::Sharded => format!("{:?}", run_shard_seed(seed)),
         }));
         match run {
             Ok(line) if verbose => println!("{line}"),
@@ -85,7 +90,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: fuzz [--kv | --ctrl | --world] [--seed N | --seeds A..B]   (default --seeds 0..200)"
+        "usage: fuzz [--kv | --ctrl | --world | --sharded] [--seed N | --seeds A..B]   (default --seeds 0..200)"
     );
     std::process::exit(2);
 }

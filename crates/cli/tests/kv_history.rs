@@ -8,11 +8,8 @@
 mod common;
 
 use common::cluster::{Cluster, LEADER_WAIT, run_cli, wait_until};
-use common::history::{
-    Recorded, Shared, assert_linearizable, await_progress, check_own_key, record, run_client,
-};
-use shardkv_client::{ClientOptions, Outcome};
-use shardkv_lincheck::{Op, OpResult, Operation, Output};
+use common::history::{Recorded, Shared, await_progress, read_back_and_check, run_client};
+use shardkv_client::ClientOptions;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -111,7 +108,7 @@ fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable(
         .collect();
     let faults = inject_faults(&mut c, &shared);
     shared.stop.store(true, Ordering::Relaxed);
-    let mut recorded: Vec<Recorded> = handles
+    let recorded: Vec<Recorded> = handles
         .into_iter()
         .map(|h| {
             c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
@@ -120,52 +117,12 @@ fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable(
         })
         .collect();
 
-    // Read every key back, recording the reads into the history too.
     let mut reader = c.client_with(opts);
-    let mut finals = Recorded::empty();
-    for rec in &recorded {
-        let op = Op::Get {
-            key: rec.own_key.clone().into_bytes(),
-        };
-        let (_, out) = c.block_on(record(&mut reader, &shared, &mut finals, op));
-        let Some(Output::Get(value)) = out else {
-            panic!("reading {} back failed", rec.own_key);
-        };
-        let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
-        check_own_key(rec, &value);
-    }
-    for k in 0..SHARED_KEYS {
-        let op = Op::Get {
-            key: format!("s{k}").into_bytes(),
-        };
-        let (outcome, _) = c.block_on(record(&mut reader, &shared, &mut finals, op));
-        assert_eq!(outcome, Outcome::Ok, "reading s{k} back");
-    }
-    recorded.push(finals);
-
-    let history: Vec<Operation> = recorded
-        .iter()
-        .flat_map(|r| r.history.iter().cloned())
-        .collect();
-    let unknown = history
-        .iter()
-        .filter(|o| o.result == OpResult::Unknown)
-        .count();
-    let failed: usize = recorded.iter().map(|r| r.failed).sum();
-    let acked_appends: usize = recorded
-        .iter()
-        .map(|r| r.appends.iter().filter(|(_, o)| *o == Outcome::Ok).count())
-        .sum();
-    println!(
-        "faults: {} leader kills, {} full restarts, {} leader freeze(s); operations: {} \
-         ({} ok, {unknown} unknown, {failed} failed), {acked_appends} acknowledged own-key appends",
-        faults.leader_kills,
-        faults.full_restarts,
-        faults.leader_freezes,
-        history.len() + failed,
-        history.len() - unknown,
+    let what = format!(
+        "faults: {} leader kills, {} full restarts, {} leader freeze(s)",
+        faults.leader_kills, faults.full_restarts, faults.leader_freezes,
     );
-    assert_linearizable(&c, &history);
+    read_back_and_check(&c, &mut reader, &shared, recorded, SHARED_KEYS, &what);
 }
 
 fn stdout(o: &std::process::Output) -> String {

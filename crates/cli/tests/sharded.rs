@@ -13,11 +13,8 @@
 mod common;
 
 use common::cluster::{Cluster, LEADER_WAIT, wait_until};
-use common::history::{
-    Recorded, Shared, assert_linearizable, await_progress, check_own_key, record, run_client,
-};
-use shardkv_client::{ClientOptions, Config, ConfigNum, CtrlClient, Gid, Outcome};
-use shardkv_lincheck::{Op, OpResult, Operation, Output};
+use common::history::{Recorded, Shared, await_progress, read_back_and_check, run_client};
+use shardkv_client::{ClientOptions, Config, ConfigNum, CtrlClient, Gid};
 use shardkv_types::shard_of_key;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -206,7 +203,7 @@ fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
     let config = settle(&c, &mut ctrl);
 
     shared.stop.store(true, Ordering::Relaxed);
-    let mut recorded: Vec<Recorded> = handles
+    let recorded: Vec<Recorded> = handles
         .into_iter()
         .map(|h| {
             c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
@@ -224,52 +221,13 @@ fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
         .expect("group 1 answers");
     assert!(held.shards.is_empty(), "group 1 left yet holds {held:?}");
 
-    // Read every key back, recording the reads into the history too.
     let mut reader = c.sharded_client(patient);
-    let mut finals = Recorded::empty();
-    for rec in &recorded {
-        let op = Op::Get {
-            key: rec.own_key.clone().into_bytes(),
-        };
-        let (_, out) = c.block_on(record(&mut reader, &shared, &mut finals, op));
-        let Some(Output::Get(value)) = out else {
-            panic!("reading {} back failed", rec.own_key);
-        };
-        let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
-        check_own_key(rec, &value);
-    }
-    for k in 0..SHARED_KEYS {
-        let op = Op::Get {
-            key: format!("s{k}").into_bytes(),
-        };
-        let (outcome, _) = c.block_on(record(&mut reader, &shared, &mut finals, op));
-        assert_eq!(outcome, Outcome::Ok, "reading s{k} back");
-    }
-    recorded.push(finals);
-
-    let history: Vec<Operation> = recorded
-        .iter()
-        .flat_map(|r| r.history.iter().cloned())
-        .collect();
-    let unknown = history
-        .iter()
-        .filter(|o| o.result == OpResult::Unknown)
-        .count();
-    let failed: usize = recorded.iter().map(|r| r.failed).sum();
-    let acked_appends: usize = recorded
-        .iter()
-        .map(|r| r.appends.iter().filter(|(_, o)| *o == Outcome::Ok).count())
-        .sum();
-    println!(
-        "config {} after join, 2 moves with leader kills, leave, full restart; operations: {} \
-         ({} ok, {unknown} unknown, {failed} failed), {acked_appends} acknowledged own-key \
-         appends; {:?}",
+    let what = format!(
+        "config {} after join, 2 moves with leader kills, leave, full restart, {:?}",
         config.num,
-        history.len() + failed,
-        history.len() - unknown,
-        started.elapsed(),
+        started.elapsed()
     );
-    assert_linearizable(&c, &history);
+    read_back_and_check(&c, &mut reader, &shared, recorded, SHARED_KEYS, &what);
 }
 
 /// Goal: a group on new processes joins a running cluster, takes shards with their data,

@@ -233,3 +233,57 @@ pub fn assert_linearizable(c: &Cluster, history: &[Operation]) {
         ),
     }
 }
+
+/// The end of a history test: reads every own key and shared key back with `reader`
+/// (recorded into the history too), checks each own key holds exactly its acknowledged
+/// appends, prints `what` with the operation counts, and asserts the whole history is
+/// linearizable.
+pub fn read_back_and_check(
+    c: &Cluster,
+    reader: &mut Client,
+    shared: &Arc<Shared>,
+    mut recorded: Vec<Recorded>,
+    shared_keys: u64,
+    what: &str,
+) {
+    let mut finals = Recorded::empty();
+    for rec in &recorded {
+        let op = Op::Get {
+            key: rec.own_key.clone().into_bytes(),
+        };
+        let (_, out) = c.block_on(record(reader, shared, &mut finals, op));
+        let Some(Output::Get(value)) = out else {
+            panic!("reading {} back failed", rec.own_key);
+        };
+        let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
+        check_own_key(rec, &value);
+    }
+    for k in 0..shared_keys {
+        let op = Op::Get {
+            key: format!("s{k}").into_bytes(),
+        };
+        let (outcome, _) = c.block_on(record(reader, shared, &mut finals, op));
+        assert_eq!(outcome, Outcome::Ok, "reading s{k} back");
+    }
+    recorded.push(finals);
+    let history: Vec<Operation> = recorded
+        .iter()
+        .flat_map(|r| r.history.iter().cloned())
+        .collect();
+    let unknown = history
+        .iter()
+        .filter(|o| o.result == OpResult::Unknown)
+        .count();
+    let failed: usize = recorded.iter().map(|r| r.failed).sum();
+    let acked_appends: usize = recorded
+        .iter()
+        .map(|r| r.appends.iter().filter(|(_, o)| *o == Outcome::Ok).count())
+        .sum();
+    println!(
+        "{what}; operations: {} ({} ok, {unknown} unknown, {failed} failed), \
+         {acked_appends} acknowledged own-key appends",
+        history.len() + failed,
+        history.len() - unknown,
+    );
+    assert_linearizable(c, &history);
+}

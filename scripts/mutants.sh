@@ -13,7 +13,7 @@
 #   --seeds N       Raft fuzz seed budget per mutant (default 10000)
 #   --kv-seeds N    KV fuzz seed budget per mutant (default 1000; a KV seed costs ~40 Raft seeds)
 #   --ctrl-seeds N  controller fuzz seed budget per mutant (default 10000)
-#   --sharded-seeds N  whole-system (sharded) fuzz seed budget per mutant (default 10000)
+#   --sharded-seeds N  sharded store fuzz seed budget per mutant (default 10000; ~12 ms a seed)
 #   --fuzzers LIST  run these fuzzers (comma-separated: raft,kv,ctrl,sharded) for every mutant instead of
 #                   the ones each mutant file names
 #   --baseline      also run the unmodified code on the same seeds (must find nothing)

@@ -77,7 +77,7 @@ pub const CTRL_FRAME_BYTES_MAX: usize = 4 << 20;
 pub const RAFT_FRAME_BYTES_MAX: usize = 16 << 20;
 
 /// The largest Shard service request or reply frame, in bytes: a shard travels in chunks of
-/// about 1 MiB (each then one log entry), so a frame the size of a Raft batch leaves room
+/// about 256 KiB (each then one log entry; answers are capped at 4 MiB), so a frame the size of a Raft batch leaves room
 /// for a chunk whose last item is large.
 pub const SHARD_FRAME_BYTES_MAX: usize = RAFT_FRAME_BYTES_MAX;
 

@@ -229,8 +229,10 @@ struct Started<A: Member> {
 /// pause before a duty that made no progress is tried again.
 const DUTY_POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// About how much of a moving shard one pull answer and one install entry carry: well
-/// under the log's entry limit and the frame limit.
-const DUTY_CHUNK_BYTES: u64 = 1 << 20;
+/// under the log's entry limit and the frame limit, and small enough that the writes behind
+/// an install entry in the new owner's log wait little (docs/bench.md: 256 KiB halves the
+/// other keys' p99 during a move against 1 MiB).
+const DUTY_CHUNK_BYTES: u64 = 256 << 10;
 /// How fast a group pulls moving shards: a move leaves most of the machine to the shards
 /// that do not move (docs/bench.md has the curve).
 const DUTY_PULL_BYTES_PER_S: u64 = 8 << 20;

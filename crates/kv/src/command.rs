@@ -90,19 +90,31 @@ fn check(bytes: usize, max: usize) -> Result<(), Error> {
 /// Checks a request's sizes against the limits.
 pub fn validate(req: &KvRequest) -> Result<(), Error> {
     match req {
-        Request::Read(KvQuery::Get { key }) => check(key.len(), KEY_BYTES_MAX),
-        Request::Write { cmd, .. } => match cmd {
-            KvCommand::Put { key, value } | KvCommand::Append { key, value } => {
-                check(key.len(), KEY_BYTES_MAX)?;
-                check(value.len(), VALUE_BYTES_MAX)
-            }
-            KvCommand::Delete { key } => check(key.len(), KEY_BYTES_MAX),
-            KvCommand::Cas { key, expected, new } => {
-                check(key.len(), KEY_BYTES_MAX)?;
-                check(expected.as_ref().map_or(0, Vec::len), VALUE_BYTES_MAX)?;
-                check(new.len(), VALUE_BYTES_MAX)
-            }
-        },
+        Request::Read(q) => validate_query(q),
+        Request::Write { cmd, .. } => validate_command(cmd),
+    }
+}
+
+/// Checks a read's sizes against the limits.
+pub fn validate_query(q: &KvQuery) -> Result<(), Error> {
+    match q {
+        KvQuery::Get { key } => check(key.len(), KEY_BYTES_MAX),
+    }
+}
+
+/// Checks a write's sizes against the limits.
+pub fn validate_command(cmd: &KvCommand) -> Result<(), Error> {
+    match cmd {
+        KvCommand::Put { key, value } | KvCommand::Append { key, value } => {
+            check(key.len(), KEY_BYTES_MAX)?;
+            check(value.len(), VALUE_BYTES_MAX)
+        }
+        KvCommand::Delete { key } => check(key.len(), KEY_BYTES_MAX),
+        KvCommand::Cas { key, expected, new } => {
+            check(key.len(), KEY_BYTES_MAX)?;
+            check(expected.as_ref().map_or(0, Vec::len), VALUE_BYTES_MAX)?;
+            check(new.len(), VALUE_BYTES_MAX)
+        }
     }
 }
 

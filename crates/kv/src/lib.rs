@@ -14,6 +14,7 @@ mod store;
 
 pub use command::{
     KEY_BYTES_MAX, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, VALUE_BYTES_MAX, validate,
+    validate_command, validate_query,
 };
 pub use store::KvStore;
 

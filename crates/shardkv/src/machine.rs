@@ -97,16 +97,11 @@ impl StateMachine for ShardKv {
     type Internal = ShardInternal;
 
     fn validate(req: &ShardRequest) -> Result<(), Error> {
-        let kv = match req {
-            Request::Read(ShardQuery::Kv(q)) => Request::Read(q.clone()),
-            Request::Read(_) => return Ok(()),
-            Request::Write { client, seq, cmd } => Request::Write {
-                client: *client,
-                seq: *seq,
-                cmd: cmd.clone(),
-            },
-        };
-        shardkv_kv::validate(&kv)
+        match req {
+            Request::Read(ShardQuery::Kv(q)) => shardkv_kv::validate_query(q),
+            Request::Read(_) => Ok(()),
+            Request::Write { cmd, .. } => shardkv_kv::validate_command(cmd),
+        }
     }
 
     /// A write of a key whose shard is not `Serving` here now is refused with `WrongGroup`

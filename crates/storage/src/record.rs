@@ -101,10 +101,13 @@ pub struct RawRecord<'a> {
 /// The result of scanning one file.
 #[derive(Debug)]
 pub struct Scan<'a> {
+    /// The good records before the first bad one.
     pub records: Vec<RawRecord<'a>>,
-    /// Bytes up to the end of the last good record. Less than the file length only when a
-    /// torn tail was found (and the caller must cut it off before appending).
+    /// Bytes up to the end of the last good record before the first bad one.
     pub valid_len: u64,
+    /// The first bad record's offset and what is wrong with it; `None` if every byte from
+    /// the start belongs to a good record.
+    pub bad: Option<(u64, String)>,
 }
 
 enum Parse<'a> {
@@ -146,19 +149,12 @@ fn parse_at(bytes: &[u8], at: usize) -> Parse<'_> {
     })
 }
 
-/// Splits `bytes` (the content of `file`) into records.
-///
-/// A bad record is a torn tail — cut off, reported through `valid_len` — only when
-/// `tail_may_tear` (the file is the newest WAL segment) and no good record starts anywhere
-/// after it: a crash can only damage the end of what was being written. Any other bad
-/// record is [`StorageError::Corrupt`] naming the file and the record's offset.
-pub fn scan<'a>(
-    bytes: &'a [u8],
-    file: &Path,
-    tail_may_tear: bool,
-) -> Result<Scan<'a>, StorageError> {
+/// Splits `bytes` from offset `start` into records, up to the first bad one. Whether a bad
+/// record is a torn or unsynced tail or corruption is the caller's decision (see
+/// `segment::scan` for the WAL's rule).
+pub fn scan(bytes: &[u8], start: usize) -> Scan<'_> {
     let mut records = Vec::new();
-    let mut at = 0usize;
+    let mut at = start.min(bytes.len());
     // Bounded: every iteration advances `at` by at least a header.
     while at < bytes.len() {
         match parse_at(bytes, at) {
@@ -167,33 +163,43 @@ pub fn scan<'a>(
                 records.push(r);
             }
             Parse::Bad(reason) => {
-                if tail_may_tear && !any_good_record_after(bytes, at) {
-                    return Ok(Scan {
-                        records,
-                        valid_len: at as u64,
-                    });
-                }
-                return Err(StorageError::Corrupt {
-                    file: file.to_path_buf(),
-                    offset: at as u64,
-                    reason: if tail_may_tear {
-                        format!("{reason}, and valid records follow it")
-                    } else {
-                        format!("{reason} in a sealed segment")
-                    },
-                });
+                return Scan {
+                    records,
+                    valid_len: at as u64,
+                    bad: Some((at as u64, reason)),
+                };
             }
         }
     }
-    Ok(Scan {
+    Scan {
         records,
         valid_len: at as u64,
-    })
+        bad: None,
+    }
 }
 
-/// True if a record with a valid checksum and known type starts after `bad`.
-fn any_good_record_after(bytes: &[u8], bad: usize) -> bool {
-    (bad + 1..bytes.len()).any(|p| matches!(parse_at(bytes, p), Parse::Good(_)))
+/// [`scan`] of a whole file that must hold only good records (a file written once and
+/// synced before use): a bad record is [`StorageError::Corrupt`] at its offset.
+pub fn scan_all<'a>(bytes: &'a [u8], file: &Path) -> Result<Vec<RawRecord<'a>>, StorageError> {
+    let s = scan(bytes, 0);
+    match s.bad {
+        None => Ok(s.records),
+        Some((offset, reason)) => Err(StorageError::Corrupt {
+            file: file.to_path_buf(),
+            offset,
+            reason,
+        }),
+    }
+}
+
+/// Every good record that starts after offset `bad`, trying each byte position (a record
+/// found inside another's payload included: callers use these only to refuse, never to
+/// keep data).
+pub fn records_after(bytes: &[u8], bad: u64) -> impl Iterator<Item = RawRecord<'_>> {
+    (bad as usize + 1..bytes.len()).filter_map(move |p| match parse_at(bytes, p) {
+        Parse::Good(r) => Some(r),
+        Parse::Bad(_) => None,
+    })
 }
 
 #[cfg(test)]
@@ -208,12 +214,12 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_every_cut_of_the_tail_is_torn_not_corrupt() {
-        // Goal: a file cut at any byte scans as the records before the cut.
+    fn records_round_trip_and_a_cut_file_scans_as_the_records_before_the_cut() {
+        // Goal: a file cut at any byte scans as the records before the cut, the rest bad.
         let buf = two_records();
         let first_len = RECORD_HEADER_BYTES + 5;
         for cut in 0..=buf.len() {
-            let s = scan(&buf[..cut], Path::new("f"), true).unwrap();
+            let s = scan(&buf[..cut], 0);
             let expect = if cut == buf.len() {
                 2
             } else if cut >= first_len {
@@ -222,23 +228,23 @@ mod tests {
                 0
             };
             assert_eq!(s.records.len(), expect, "cut at {cut}");
+            assert_eq!(s.bad.is_some(), cut != buf.len() && cut != first_len && cut != 0);
         }
     }
 
     #[test]
-    fn a_flipped_bit_before_a_good_record_is_corruption_at_its_offset() {
-        // Goal: damage followed by valid data is never mistaken for a torn tail.
+    fn a_flipped_bit_is_bad_at_its_record_and_the_records_after_it_are_found() {
+        // Goal: damage is reported at its record's offset, and a resync finds what follows.
         let mut buf = two_records();
         buf[RECORD_HEADER_BYTES + 1] ^= 4;
-        match scan(&buf, Path::new("seg"), true) {
+        let s = scan(&buf, 0);
+        assert!(s.records.is_empty());
+        assert_eq!(s.bad.as_ref().map(|b| b.0), Some(0));
+        let after: Vec<u64> = records_after(&buf, 0).map(|r| r.offset).collect();
+        assert_eq!(after, vec![(RECORD_HEADER_BYTES + 5) as u64]);
+        match scan_all(&buf, Path::new("f")) {
             Err(StorageError::Corrupt { offset, .. }) => assert_eq!(offset, 0),
             other => panic!("expected corruption, got {other:?}"),
         }
-        // The same damage in the last record is a torn tail.
-        let mut buf = two_records();
-        let last = buf.len() - 1;
-        buf[last] ^= 1;
-        assert_eq!(scan(&buf, Path::new("seg"), true).unwrap().records.len(), 1);
-        assert!(scan(&buf, Path::new("seg"), false).is_err());
     }
 }

@@ -4,6 +4,7 @@
 use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::record::{self, RecordType};
+use crate::segment;
 use crate::snapshot;
 use shardkv_types::{Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 use std::collections::BTreeMap;
@@ -104,14 +105,11 @@ pub fn recover<D: Disk>(disk: &mut D, dir: &Path, id: NodeId) -> Result<Opened, 
     let n_segments = segments.len();
     for (i, seq) in segments.into_iter().enumerate() {
         let is_last = i + 1 == n_segments;
-        states.push(replay_segment(
-            disk,
-            dir,
-            seq,
-            is_last,
-            &mut replay,
-            &mut warnings,
-        )?);
+        if let Some(state) =
+            replay_segment(disk, dir, seq, is_last, &mut replay, &mut warnings)?
+        {
+            states.push(state);
+        }
     }
     let (snapshot, snapshots) = choose_snapshot(disk, dir, &names, &mut warnings)?;
     let meta = snapshot.as_ref().map(|(m, _)| *m).unwrap_or_default();
@@ -167,8 +165,8 @@ fn check_node_id<D: Disk>(
     let path = dir.join(NODE_ID_FILE);
     if names.iter().any(|n| n == NODE_ID_FILE) {
         let bytes = disk.read(&path).map_err(io_err("read", &path))?;
-        let scan = record::scan(&bytes, &path, false)?;
-        let found: NodeId = match scan.records.as_slice() {
+        let records = record::scan_all(&bytes, &path)?;
+        let found: NodeId = match records.as_slice() {
             [r] if r.kind == RecordType::NodeId => record::decode_value(r.payload, &path, 0)?,
             _ => {
                 return Err(StorageError::Corrupt {
@@ -263,6 +261,8 @@ fn live_segments<D: Disk>(
     Ok(seqs[first..].to_vec())
 }
 
+/// Replays one segment; `None` when it was the newest and its creation a crash
+/// interrupted (no header): it is removed.
 fn replay_segment<D: Disk>(
     disk: &mut D,
     dir: &Path,
@@ -270,14 +270,14 @@ fn replay_segment<D: Disk>(
     is_last: bool,
     replay: &mut Replay,
     warnings: &mut Vec<String>,
-) -> Result<SegmentState, StorageError> {
+) -> Result<Option<SegmentState>, StorageError> {
     let path = dir.join(segment_file_name(seq));
     let bytes = disk.read(&path).map_err(io_err("read", &path))?;
-    let scan = record::scan(&bytes, &path, is_last)?;
+    let scan = segment::scan(&bytes, &path, is_last)?;
     for r in &scan.records {
         match r.kind {
             RecordType::Entry => {
-                let e: Entry = record::decode_value(r.payload, &path, r.offset)?;
+                let e: Entry = r.decode(&path)?;
                 let meta = EntryMeta {
                     term: e.term,
                     seq,
@@ -286,11 +286,9 @@ fn replay_segment<D: Disk>(
                 };
                 replay.entry(e, meta, &path)?;
             }
-            RecordType::HardState => {
-                replay.hard_state = record::decode_value(r.payload, &path, r.offset)?;
-            }
+            RecordType::HardState => replay.hard_state = r.decode(&path)?,
             RecordType::SnapshotReset => {
-                let m: SnapshotMeta = record::decode_value(r.payload, &path, r.offset)?;
+                let m: SnapshotMeta = r.decode(&path)?;
                 replay.start = Some((m.index, Some(m.term)));
                 replay.entries.clear();
             }
@@ -303,7 +301,17 @@ fn replay_segment<D: Disk>(
             }
         }
     }
-    if scan.valid_len < bytes.len() as u64 {
+    if scan.valid_len == 0 {
+        disk.remove(&path).map_err(io_err("remove", &path))?;
+        sync_dir(disk, dir)?;
+        warnings.push(format!(
+            "removed {}: {}",
+            path.display(),
+            scan.cut.as_deref().unwrap_or("empty")
+        ));
+        return Ok(None);
+    }
+    if let Some(why) = &scan.cut {
         disk.truncate(&path, scan.valid_len)
             .map_err(io_err("truncate", &path))?;
         disk.sync(&path)
@@ -312,18 +320,18 @@ fn replay_segment<D: Disk>(
                 source,
             })?;
         warnings.push(format!(
-            "cut a torn tail of {} bytes off {} at offset {} (a write the crash interrupted)",
+            "cut an unsynced tail of {} bytes off {} at offset {}: {why}",
             bytes.len() as u64 - scan.valid_len,
             path.display(),
             scan.valid_len
         ));
     }
-    Ok(SegmentState {
+    Ok(Some(SegmentState {
         seq,
         path,
         len: scan.valid_len,
         live_max: LogIndex(0),
-    })
+    }))
 }
 
 /// The newest snapshot that verifies; newer ones that do not are renamed `*.corrupt`.

@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// `SimDisk` per simulated machine: `crash()` hits every file on it.
 ///
 /// Crash model (a pure function of the seed and the operations issued):
-/// - each file keeps its last synced content; of the writes issued since its last `sync`,
-///   a crash keeps none (half of the time) or a random prefix of them, the last one kept
+/// - each file keeps its last synced content; what survives of the writes issued since its
+///   last `sync` depends on the [`CrashMode`]: with [`CrashMode::Prefix`] (`crash()`) a
+///   crash keeps none (half of the time) or a random prefix of them, the last one kept
 ///   possibly torn (a random prefix of it, or its full length with a zero-filled tail as
-///   a filesystem that updated the size but not the data would leave);
+///   a filesystem that updated the size but not the data would leave); with
+///   [`CrashMode::Pages`] any subset of the pages they touched lands, in no order;
 /// - directory entries (create, rename, remove) issued since the last `sync_dir` of their
 ///   directory are all undone; directories themselves are durable at once;
 /// - a file no durable name refers to is gone.
@@ -49,6 +51,21 @@ struct Inode {
     durable: Vec<u8>,
     /// Writes since the last sync, in order. Invariant: applying them to `durable` gives `data`.
     pending: Vec<WriteOp>,
+}
+
+/// How a crash treats the writes issued to a file since its last `sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// A disk that writes in order: a prefix of them survives, the last one possibly torn.
+    Prefix,
+    /// Power loss under a page cache that writes dirty pages back in any order: the file's
+    /// length becomes any value between its synced and its current length, and each page
+    /// (`page_bytes`, aligned to the start of the file) below it holds either its synced or
+    /// its current content, chosen independently (zeros where the chosen version is
+    /// shorter). Holes in the middle of unsynced data, with later pages present, are the
+    /// point. Real pages are whole sectors, and WAL recovery relies on that: use a multiple
+    /// of 512.
+    Pages { page_bytes: usize },
 }
 
 #[derive(Clone, Debug)]
@@ -94,31 +111,30 @@ impl SimDisk {
         }
     }
 
-    /// Power loss: applies the crash model above, then lets the disk work again (clears
-    /// `halt_after_ops` and `fail_next_sync`).
+    /// Power loss with [`CrashMode::Prefix`]: see [`SimDisk::crash_with`].
     pub fn crash(&self) {
+        self.crash_with(CrashMode::Prefix);
+    }
+
+    /// Power loss: applies the crash model above with `mode`, then lets the disk work again
+    /// (clears `halt_after_ops` and `fail_next_sync`).
+    ///
+    /// # Panics
+    /// If `mode` has a page size of 0.
+    pub fn crash_with(&self, mode: CrashMode) {
         let mut s = self.lock();
         let State { rng, inodes, .. } = &mut *s;
         for inode in inodes.values_mut() {
-            let mut content = std::mem::take(&mut inode.durable);
             let pending = std::mem::take(&mut inode.pending);
-            if !pending.is_empty() && rng.chance(500) {
-                let kept = rng.index(pending.len() + 1);
-                for (i, op) in pending.iter().enumerate().take(kept + 1) {
-                    match op {
-                        WriteOp::Truncate(len) if i < kept => content.truncate(*len as usize),
-                        WriteOp::Append(bytes) if i < kept => content.extend_from_slice(bytes),
-                        WriteOp::Append(bytes) if rng.chance(500) => {
-                            let cut = rng.index(bytes.len().max(1)).min(bytes.len());
-                            content.extend_from_slice(&bytes[..cut]);
-                            if rng.chance(250) {
-                                content.resize(content.len() + bytes.len() - cut, 0);
-                            }
-                        }
-                        _ => {}
-                    }
+            let content = match mode {
+                _ if pending.is_empty() => std::mem::take(&mut inode.durable),
+                CrashMode::Prefix => {
+                    crash_prefix(std::mem::take(&mut inode.durable), &pending, rng)
                 }
-            }
+                CrashMode::Pages { page_bytes } => {
+                    crash_pages(&inode.durable, &inode.data, page_bytes, rng)
+                }
+            };
             inode.durable = content.clone();
             inode.data = content;
         }
@@ -372,4 +388,47 @@ impl Disk for SimDisk {
             .retain(|id, _| live.contains(id) || durable_ids.contains(id));
         Ok(())
     }
+}
+
+/// [`CrashMode::Prefix`]: none of `pending` (half of the time) or a prefix of it, the last
+/// write kept possibly torn.
+fn crash_prefix(mut content: Vec<u8>, pending: &[WriteOp], rng: &mut Rng) -> Vec<u8> {
+    if !rng.chance(500) {
+        return content;
+    }
+    let kept = rng.index(pending.len() + 1);
+    for (i, op) in pending.iter().enumerate().take(kept + 1) {
+        match op {
+            WriteOp::Truncate(len) if i < kept => content.truncate(*len as usize),
+            WriteOp::Append(bytes) if i < kept => content.extend_from_slice(bytes),
+            WriteOp::Append(bytes) if rng.chance(500) => {
+                let cut = rng.index(bytes.len().max(1)).min(bytes.len());
+                content.extend_from_slice(&bytes[..cut]);
+                if rng.chance(250) {
+                    content.resize(content.len() + bytes.len() - cut, 0);
+                }
+            }
+            _ => {}
+        }
+    }
+    content
+}
+
+/// [`CrashMode::Pages`]: a length between the synced and the current one, each page from
+/// either version.
+fn crash_pages(durable: &[u8], data: &[u8], page_bytes: usize, rng: &mut Rng) -> Vec<u8> {
+    assert!(page_bytes > 0, "CrashMode::Pages needs a page size");
+    let (lo, hi) = (durable.len().min(data.len()), durable.len().max(data.len()));
+    let len = rng.range(lo as u64, hi as u64 + 1) as usize;
+    let mut out = Vec::with_capacity(len);
+    // Bounded: one iteration per page below `len`.
+    while out.len() < len {
+        let (start, end) = (out.len(), (out.len() + page_bytes).min(len));
+        let from = if rng.chance(500) { data } else { durable };
+        if from.len() > start {
+            out.extend_from_slice(&from[start..from.len().min(end)]);
+        }
+        out.resize(end, 0);
+    }
+    out
 }

@@ -2,8 +2,9 @@
 
 use crate::disk::Disk;
 use crate::error::StorageError;
-use crate::record::{self, RecordType};
+use crate::record::RecordType;
 use crate::recovery::{self, EntryMeta, Recovered, SegmentState};
+use crate::segment;
 use crate::snapshot;
 use shardkv_types::{Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 use std::collections::VecDeque;
@@ -52,6 +53,9 @@ pub struct RaftStore<D: Disk> {
     segments: Vec<SegmentState>,
     /// The active segment has writes not yet fdatasync'ed.
     dirty: bool,
+    /// Bytes of the active segment the last fdatasync made durable: the synced-offset
+    /// marker every record written now carries (see `segment`).
+    synced_len: u64,
     /// Set by any failure after which durability can no longer be promised.
     poisoned: Option<String>,
 }
@@ -92,6 +96,7 @@ impl<D: Disk> RaftStore<D> {
             log,
             segments: opened.segments,
             dirty: false,
+            synced_len: 0,
             poisoned: None,
         };
         if store.segments.is_empty() {
@@ -109,6 +114,7 @@ impl<D: Disk> RaftStore<D> {
                 store.sync_file(&path)?;
             }
             store.sync_dir()?;
+            store.synced_len = store.active().len;
         }
         if opened.reset_needed {
             // The snapshot replaced the log but its reset record never became durable.
@@ -137,15 +143,16 @@ impl<D: Disk> RaftStore<D> {
                 last,
             });
         }
-        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.size_bytes() + 16).sum());
-        let mut spans = Vec::with_capacity(entries.len());
-        for e in entries {
-            let at = buf.len() as u64;
-            record::encode_value(RecordType::Entry, e, &mut buf)?;
-            spans.push((e.term, at, buf.len() as u64 - at));
-        }
-        self.maybe_rotate(buf.len() as u64)?;
-        let base = self.write_active(&buf)?;
+        let (base, spans) = self.write_records(|synced_to, buf| {
+            buf.reserve(entries.iter().map(|e| e.size_bytes() + 24).sum());
+            let mut spans = Vec::with_capacity(entries.len());
+            for e in entries {
+                let at = buf.len() as u64;
+                segment::encode(RecordType::Entry, synced_to, e, buf)?;
+                spans.push((e.term, at, buf.len() as u64 - at));
+            }
+            Ok(spans)
+        })?;
         // The log changes only once the write succeeded.
         let keep = (head.index.0 - first.0) as usize;
         while self.log.len() > keep {
@@ -180,10 +187,9 @@ impl<D: Disk> RaftStore<D> {
         if hs == self.hard_state {
             return Ok(());
         }
-        let mut buf = Vec::new();
-        record::encode_value(RecordType::HardState, &hs, &mut buf)?;
-        self.maybe_rotate(buf.len() as u64)?;
-        self.write_active(&buf)?;
+        self.write_records(|synced_to, buf| {
+            segment::encode(RecordType::HardState, synced_to, &hs, buf)
+        })?;
         self.hard_state = hs;
         Ok(())
     }
@@ -197,6 +203,7 @@ impl<D: Disk> RaftStore<D> {
             let path = self.active().path.clone();
             self.sync_file(&path)?;
             self.dirty = false;
+            self.synced_len = self.active().len;
         }
         Ok(())
     }
@@ -248,7 +255,7 @@ impl<D: Disk> RaftStore<D> {
     /// the live entries after the snapshot.
     pub fn raft_state_bytes(&self) -> u64 {
         let mut buf = Vec::new();
-        let hs = record::encode_value(RecordType::HardState, &self.hard_state, &mut buf);
+        let hs = segment::encode(RecordType::HardState, 0, &self.hard_state, &mut buf);
         debug_assert!(hs.is_ok());
         buf.len() as u64 + self.log_bytes
     }
@@ -278,11 +285,9 @@ impl<D: Disk> RaftStore<D> {
                 .disk
                 .read_at(&path, m.offset, m.len as usize)
                 .map_err(|e| StorageError::io("read", &path, e))?;
-            let scan = record::scan(&bytes, &path, false)?;
-            let entry: Option<Entry> = match scan.records.as_slice() {
-                [r] if r.kind == RecordType::Entry => {
-                    Some(record::decode_value(r.payload, &path, m.offset)?)
-                }
+            let r = segment::parse_one(&bytes, &path, m.offset)?;
+            let entry: Option<Entry> = match r.kind {
+                RecordType::Entry => Some(r.decode(&path)?),
                 _ => None,
             };
             match entry {
@@ -417,42 +422,74 @@ impl<D: Disk> RaftStore<D> {
         Ok(base)
     }
 
-    fn write_reset(&mut self, meta: SnapshotMeta) -> Result<(), StorageError> {
+    /// Encodes records with `encode` (given the synced-offset marker to put in them),
+    /// rotating first if they would take the active segment past its limit, and appends
+    /// them. Returns the offset they start at and what `encode` returned.
+    fn write_records<T>(
+        &mut self,
+        encode: impl Fn(u64, &mut Vec<u8>) -> Result<T, StorageError>,
+    ) -> Result<(u64, T), StorageError> {
         let mut buf = Vec::new();
-        record::encode_value(RecordType::SnapshotReset, &meta, &mut buf)?;
-        self.maybe_rotate(buf.len() as u64)?;
-        self.write_active(&buf).map(drop)
+        let mut out = encode(self.synced_len, &mut buf)?;
+        if self.maybe_rotate(buf.len() as u64)? {
+            // A new segment: the marker changed (its size did not).
+            buf.clear();
+            out = encode(self.synced_len, &mut buf)?;
+        }
+        let base = self.write_active(&buf)?;
+        Ok((base, out))
+    }
+
+    fn write_reset(&mut self, meta: SnapshotMeta) -> Result<(), StorageError> {
+        self.write_records(|synced_to, buf| {
+            segment::encode(RecordType::SnapshotReset, synced_to, &meta, buf)
+        })
+        .map(drop)
     }
 
     /// Seals the active segment and starts the next one if `incoming` bytes would take it
-    /// past the limit.
-    fn maybe_rotate(&mut self, incoming: u64) -> Result<(), StorageError> {
+    /// past the limit. True if it did.
+    fn maybe_rotate(&mut self, incoming: u64) -> Result<bool, StorageError> {
         let active = self.active();
-        if active.len == 0 || active.len + incoming <= self.opts.segment_bytes_max {
-            return Ok(());
+        if active.len <= segment::HEADER_BYTES
+            || active.len + incoming <= self.opts.segment_bytes_max
+        {
+            return Ok(false);
         }
         // Recovery tolerates a torn tail only in the newest segment, so the sealed one must
         // be complete on disk before the next one receives anything.
         let (seq, path) = (active.seq, active.path.clone());
         self.sync_file(&path)?;
         self.dirty = false;
-        self.start_segment(seq + 1)
+        self.start_segment(seq + 1)?;
+        Ok(true)
     }
 
-    /// Creates segment `seq` and makes its directory entry durable.
+    /// Creates segment `seq` with its header, makes the header and the directory entry
+    /// durable (one fdatasync per segment: recovery then knows a segment without a header
+    /// was never written to).
     fn start_segment(&mut self, seq: u64) -> Result<(), StorageError> {
         let path = self.dir.join(recovery::segment_file_name(seq));
         if let Err(e) = self.disk.create(&path) {
             let e = StorageError::io("create", &path, e);
             return Err(self.after_failure(e, false));
         }
+        if let Err(e) = self.disk.append(&path, &segment::MAGIC) {
+            // Recovery removes a newest segment with a torn header, but the store must not
+            // find this name taken at the next rotation: remove it now.
+            let e = StorageError::io("write the header of", &path, e);
+            let removed = self.disk.remove(&path).is_ok();
+            return Err(self.after_failure(e, !removed));
+        }
+        self.sync_file(&path)?;
         self.sync_dir()?;
         self.segments.push(SegmentState {
             seq,
             path,
-            len: 0,
+            len: segment::HEADER_BYTES,
             live_max: LogIndex(0),
         });
+        self.synced_len = segment::HEADER_BYTES;
         Ok(())
     }
 
@@ -485,7 +522,7 @@ impl<D: Disk> RaftStore<D> {
             // The segments about to go may hold the only copy of the hard state: write it
             // again to the active segment and make it durable first.
             let mut buf = Vec::new();
-            record::encode_value(RecordType::HardState, &self.hard_state, &mut buf)?;
+            segment::encode(RecordType::HardState, self.synced_len, &self.hard_state, &mut buf)?;
             match self.write_active(&buf) {
                 Ok(_) => self.sync()?,
                 // The snapshot itself is saved; the segments go at the next snapshot.

@@ -279,7 +279,7 @@ fn torn_tail_cut<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
     let (mut s, r) = RaftStore::open(mk(), dir, ID).unwrap();
     assert_eq!(r.entries, entries(1, 1, 4));
     assert!(
-        r.warnings.iter().any(|w| w.contains("torn tail")),
+        r.warnings.iter().any(|w| w.contains("unsynced tail")),
         "{:?}",
         r.warnings
     );

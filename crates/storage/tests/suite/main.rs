@@ -5,6 +5,8 @@
 //! - `random`: seeded random operations and crashes checked against a model;
 //! - `identity`: the identity file on both disks, and its crash-safe replacement;
 //! - `faults`: fsync failure and full disk on `SimDisk`, corruption;
+//! - `power_loss`: unsynced pages persisted out of order (`CrashMode::Pages`), damage to
+//!   synced records, a WAL of the previous format;
 //! - `real_fs`: SIGKILL of a child process in a loop, and ENOSPC on a small tmpfs.
 
 mod common;
@@ -12,5 +14,6 @@ mod conformance;
 mod crash_points;
 mod faults;
 mod identity;
+mod power_loss;
 mod random;
 mod real_fs;

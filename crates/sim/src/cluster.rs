@@ -18,6 +18,7 @@ use crate::queue::{EventQueue, Micros};
 use crate::state_machine::digest;
 use crate::stats::NetStats;
 use crate::wire::Envelope;
+use shardkv_storage::CrashMode;
 use shardkv_raft::{Config, Message};
 use shardkv_types::{Gid, NodeId, Rng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,7 +46,7 @@ pub struct Sim<A: App> {
     /// (Node-to-node requests between groups follow the node links in `net`.)
     client_cut: BTreeSet<(u64, NodeId)>,
     /// Nodes whose disk will fail after a few more writes.
-    disk_faults_armed: BTreeSet<NodeId>,
+    disk_faults_armed: BTreeMap<NodeId, CrashMode>,
     /// A running digest of everything that happened: equal seeds give equal traces.
     pub trace: u64,
     /// Nodes that crashed between sending a Ready's messages and syncing its entries (a
@@ -96,7 +97,7 @@ impl<A: App> Sim<A> {
             queue: EventQueue::default(),
             client_inbox: Vec::new(),
             client_cut: BTreeSet::new(),
-            disk_faults_armed: BTreeSet::new(),
+            disk_faults_armed: BTreeMap::new(),
             trace: 0,
             crashes_after_early_send: 0,
             clock_permille: BTreeMap::new(),
@@ -185,23 +186,31 @@ impl<A: App> Sim<A> {
         );
     }
 
-    /// Stops a node: it loses everything it did not persist.
+    /// Stops a node: it loses everything it did not persist (unsynced writes survive as a
+    /// prefix, the last possibly torn: [`CrashMode::Prefix`]).
     pub fn crash(&mut self, id: NodeId) {
-        self.nodes.get_mut(&id).expect("node").crash();
+        self.crash_with(id, CrashMode::Prefix);
+    }
+
+    /// Stops a node with power loss of the given kind: [`CrashMode::Pages`] persists any
+    /// subset of the pages its unsynced writes touched (holes before later pages).
+    pub fn crash_with(&mut self, id: NodeId, mode: CrashMode) {
+        self.nodes.get_mut(&id).expect("node").crash(mode);
         self.disk_faults_armed.remove(&id);
     }
 
     /// Makes `id`'s disk fail after `ops` more write operations, so that the node crashes in
     /// the middle of persisting (a torn or partial write, and nothing after it).
-    pub fn crash_mid_write(&mut self, id: NodeId, ops: u64) {
+    /// The crash that follows treats the writes left unsynced as `mode` says.
+    pub fn crash_mid_write(&mut self, id: NodeId, ops: u64, mode: CrashMode) {
         self.nodes[&id].store.disk.halt_after_ops(ops);
-        self.disk_faults_armed.insert(id);
+        self.disk_faults_armed.insert(id, mode);
     }
 
     /// Disarms every pending `crash_mid_write` (the liveness phase of a fuzz run): an armed
     /// node is restarted, which also clears its disk fault.
     pub fn disarm_disk_faults(&mut self) {
-        for id in std::mem::take(&mut self.disk_faults_armed) {
+        for id in std::mem::take(&mut self.disk_faults_armed).into_keys() {
             self.restart(id);
         }
     }
@@ -407,7 +416,8 @@ impl<A: App> Sim<A> {
                 if out.crashed_after_early_send {
                     self.crashes_after_early_send += 1;
                 }
-                self.crash(id);
+                let mode = self.disk_faults_armed.get(&id).copied();
+                self.crash_with(id, mode.unwrap_or(CrashMode::Prefix));
                 return;
             }
         }

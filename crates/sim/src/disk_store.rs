@@ -3,7 +3,7 @@
 //! (`shardkv-storage`). While the node is up its `RaftStore` belongs to the node's host.
 
 use shardkv_raft::Restored;
-use shardkv_storage::{RaftStore, SimDisk, StorageError};
+use shardkv_storage::{CrashMode, RaftStore, SimDisk, StorageError};
 use shardkv_types::NodeId;
 use std::path::PathBuf;
 
@@ -15,6 +15,9 @@ pub struct DiskStore {
     raft_state_bytes: u64,
     /// Size of the newest persisted snapshot (0 if none).
     snapshot_bytes: usize,
+    /// Recoveries that cut an unsynced tail with a hole before valid records (a power cut
+    /// that persisted pages out of order): how often the fuzz reached that case.
+    pub holes_cut: u64,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -36,6 +39,7 @@ impl DiskStore {
             dir: PathBuf::from(format!("/{id}")),
             raft_state_bytes: 0,
             snapshot_bytes: 0,
+            holes_cut: 0,
         }
     }
 
@@ -44,13 +48,17 @@ impl DiskStore {
         let (store, rec) = RaftStore::open(self.disk.clone(), &self.dir, id)?;
         self.raft_state_bytes = store.raft_state_bytes();
         self.snapshot_bytes = rec.snapshot.as_ref().map_or(0, |(_, d)| d.len());
+        if rec.warnings.iter().any(|w| w.contains("out of order")) {
+            self.holes_cut += 1;
+        }
         Ok((store, shardkv_host::restored(rec)))
     }
 
-    /// Power loss: the disk keeps only what was synced (perhaps with a torn last write).
-    /// The caller drops the store first.
-    pub fn crash(&mut self) {
-        self.disk.crash();
+    /// Power loss: the disk keeps what was synced, and of the unsynced writes what `mode`
+    /// lets survive (a prefix with a torn last write, or any subset of their pages). The
+    /// caller drops the store first.
+    pub fn crash(&mut self, mode: CrashMode) {
+        self.disk.crash_with(mode);
     }
 
     /// Records the sizes the node's host reports after processing.

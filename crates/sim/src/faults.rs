@@ -16,7 +16,11 @@
 //!   again in the same term;
 //! - `one-entry-appends`, `tiny-inflight`, `short-elections`: Raft configuration extremes;
 //! - `clock-skew`: every node's clock runs at its own rate in 0.8×–1.25×, so leases and
-//!   election timeouts disagree as they do on real machines.
+//!   election timeouts disagree as they do on real machines;
+//! - `power-cut`: every injected crash (and crash in the middle of a disk write) persists
+//!   a random subset of the pages of the node's unsynced writes (`CrashMode::Pages`, 512 B or 4 KiB pages), so the WAL can be
+//!   left with holes before valid records, as a power cut under out-of-order write-back
+//!   leaves it; without it a crash keeps a prefix of them (`CrashMode::Prefix`).
 //!
 //! Everything draws from the schedule's own RNG in event order: the same seed gives the same
 //! run.
@@ -27,6 +31,7 @@ use crate::net::NetConfig;
 use crate::queue::Micros;
 use crate::raft_tweak::RaftTweak;
 use shardkv_raft::Role;
+use shardkv_storage::CrashMode;
 use shardkv_types::{LogIndex, NodeId, Rng, Term};
 use std::collections::BTreeMap;
 
@@ -41,6 +46,7 @@ pub struct Swarm {
     pub tiny_inflight: bool,
     pub short_elections: bool,
     pub clock_skew: bool,
+    pub power_cut: bool,
 }
 
 impl Swarm {
@@ -59,6 +65,7 @@ impl Swarm {
             tiny_inflight: rng.chance(500),
             short_elections: rng.chance(500),
             clock_skew: rng.chance(500),
+            power_cut: rng.chance(500),
         }
     }
 
@@ -96,6 +103,7 @@ impl Swarm {
             (self.tiny_inflight, "tiny-inflight"),
             (self.short_elections, "short-elections"),
             (self.clock_skew, "clock-skew"),
+            (self.power_cut, "power-cut"),
         ];
         let on: Vec<&str> = all.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         if on.is_empty() {
@@ -195,8 +203,15 @@ impl FaultSchedule {
         let pick = &mut self.rng;
         let id = ids[pick.index(ids.len())];
         match pick.index(9) {
-            0 => c.crash(id),
-            8 => c.crash_mid_write(id, pick.range(0, 8)),
+            0 => {
+                let mode = self.crash_mode();
+                c.crash_with(id, mode);
+            }
+            8 => {
+                let ops = pick.range(0, 8);
+                let mode = self.crash_mode();
+                c.crash_mid_write(id, ops, mode);
+            }
             1 => c.restart(id),
             2 => c.disconnect(id),
             3 => c.connect(id),
@@ -270,10 +285,22 @@ impl FaultSchedule {
         }
     }
 
+    /// How the next injected crash treats unsynced writes (the `power-cut` toggle).
+    fn crash_mode(&mut self) -> CrashMode {
+        if self.swarm.power_cut {
+            CrashMode::Pages {
+                page_bytes: [512, 4096][self.rng.index(2)],
+            }
+        } else {
+            CrashMode::Prefix
+        }
+    }
+
     /// Crashes `id` now and restarts it 50–1500 ms later.
     fn crash_for<A: App>(&mut self, c: &mut Sim<A>, id: NodeId) {
         self.reactions += 1;
-        c.crash(id);
+        let mode = self.crash_mode();
+        c.crash_with(id, mode);
         self.seen.remove(&id);
         let back = c.now + self.rng.range(50, 1_501) * 1000;
         self.undo.push((back, Undo::Restart(id)));

@@ -38,6 +38,8 @@ pub struct FuzzReport {
     pub last_index: LogIndex,
     pub virtual_ms: u64,
     pub messages: u64,
+    /// Recoveries that cut a hole left by a power cut before valid WAL records.
+    pub holes_cut: u64,
 }
 
 /// A client that keeps proposing its current command until it sees it applied.
@@ -168,6 +170,7 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     report.last_index = c.checker().max_applied();
     report.virtual_ms = c.now / 1000;
     report.messages = c.stats.requests + c.stats.replies;
+    report.holes_cut = c.nodes.values().map(|n| n.store.holes_cut).sum();
     report
 }
 

@@ -9,7 +9,7 @@ use crate::event::Origin;
 use crate::group::GroupKind;
 use shardkv_host::{Fatal, Host, HostEvent, HostOptions, Observer};
 use shardkv_raft::{Config, Message, RawNode, Status};
-use shardkv_storage::SimDisk;
+use shardkv_storage::{CrashMode, SimDisk};
 use shardkv_types::{Entry, Gid, NodeId, Term};
 use std::collections::BTreeMap;
 
@@ -171,10 +171,10 @@ impl<A: App> SimNode<A> {
     }
 
     /// Power loss: the host (with its store and any stalled Ready) is gone; the disk keeps
-    /// what was synced.
-    pub fn crash(&mut self) {
+    /// what was synced, and of the rest what `mode` lets survive.
+    pub fn crash(&mut self, mode: CrashMode) {
         self.host = None;
-        self.store.crash();
+        self.store.crash(mode);
     }
 
     /// One tick of the node's clock (the host drops it while stalled).

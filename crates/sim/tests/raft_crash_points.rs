@@ -13,7 +13,7 @@ fn leader_crash_between_early_send_and_sync_keeps_the_entry_through_followers() 
     let mut c = Cluster::new(ClusterConfig::scenario(3, "raft_crash_points", name, 41));
     let l = c.check_one_leader();
     c.one(&Cluster::cmd(1), 3, false);
-    c.crash_mid_write(l, 0);
+    c.crash_mid_write(l, 0, shardkv_storage::CrashMode::Prefix);
     let (index, _) = c.start(l, &Cluster::cmd(2)).expect("the leader accepts");
     assert!(
         !c.is_up(l),

@@ -6,16 +6,24 @@ use shardkv_sim::fuzz::run_seed;
 #[test]
 fn fuzz_fixed_seed_range_keeps_every_invariant_and_stays_live() {
     let (lo, hi) = shardkv_sim::seed_range("SHARDKV_FUZZ_SEEDS", "0..200");
-    let mut committed = 0;
+    let (mut committed, mut holes) = (0, 0);
     for seed in lo..hi {
-        committed += run_seed(seed).commands_committed;
+        let r = run_seed(seed);
+        committed += r.commands_committed;
+        holes += r.holes_cut;
     }
     assert!(
         committed > (hi - lo) * 10,
         "the fuzz made too little progress: {committed} commands"
     );
+    // The power-cut crash mode must reach recovery's hole cutting (over the default range).
+    assert!(
+        hi - lo < 100 || holes > 0,
+        "no recovery cut a hole left by a power cut: the power-cut faults do not reach the WAL"
+    );
     println!(
-        "fuzz: {} seeds, {committed} client commands committed",
+        "fuzz: {} seeds, {committed} client commands committed, {holes} recoveries cut a \
+         power-cut hole",
         hi - lo
     );
 }

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 ///   it survives a crash;
 /// - after `sync_dir(dir)` returns `Ok`, every `create`/`rename`/`remove` of an entry of
 ///   `dir` issued before it survives a crash;
-/// - anything else may be lost in a crash, and the last unsynced append may survive torn
-///   (a prefix of it).
+/// - anything else may be lost in a crash: the unsynced appends of a file may survive as
+///   any subset of its sectors (see [`Disk::sector_bytes`]), written back in any order, and
+///   a sector that was not written reads back as zeros.
 ///
 /// `append` may fail after writing part of its data (a short write on a full disk): the
 /// caller restores the old length with `truncate`.
@@ -43,7 +44,15 @@ pub trait Disk: Send + 'static {
     fn remove(&mut self, path: &Path) -> io::Result<()>;
     /// fsync of a directory: makes its entries (create/rename/remove) durable.
     fn sync_dir(&mut self, dir: &Path) -> io::Result<()>;
+    /// The unit a power cut writes whole or not at all, aligned to the start of a file:
+    /// WAL recovery tells a hole a crash left (an all-zero sector) from damage by it.
+    fn sector_bytes(&self) -> u64 {
+        DEFAULT_SECTOR_BYTES
+    }
 }
+
+/// The sector size of real disks (512 B logical sectors; pages are whole multiples).
+pub const DEFAULT_SECTOR_BYTES: u64 = 512;
 
 /// The real filesystem: `std::fs`, `File::sync_data` (fdatasync) for files and
 /// `File::open(dir).sync_all()` for directories.

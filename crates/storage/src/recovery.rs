@@ -273,7 +273,7 @@ fn replay_segment<D: Disk>(
 ) -> Result<Option<SegmentState>, StorageError> {
     let path = dir.join(segment_file_name(seq));
     let bytes = disk.read(&path).map_err(io_err("read", &path))?;
-    let scan = segment::scan(&bytes, &path, is_last)?;
+    let scan = segment::scan(&bytes, &path, is_last, disk.sector_bytes())?;
     for r in &scan.records {
         match r.kind {
             RecordType::Entry => {

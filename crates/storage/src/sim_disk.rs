@@ -38,6 +38,8 @@ struct State {
     names_durable: BTreeMap<PathBuf, u64>,
     dirs: Vec<PathBuf>,
     capacity_bytes: Option<u64>,
+    /// See [`Disk::sector_bytes`]; [`CrashMode::Pages`] pages are whole multiples of it.
+    sector_bytes: u64,
     sync_fail_next: bool,
     /// Mutating operations issued so far (the clock of `halt_after_ops`).
     ops: u64,
@@ -63,8 +65,8 @@ pub enum CrashMode {
     /// (`page_bytes`, aligned to the start of the file) below it holds either its synced or
     /// its current content, chosen independently (zeros where the chosen version is
     /// shorter). Holes in the middle of unsynced data, with later pages present, are the
-    /// point. Real pages are whole sectors, and WAL recovery relies on that: use a multiple
-    /// of 512.
+    /// point. Pages are whole multiples of the disk's sector size (see
+    /// [`SimDisk::set_sector_bytes`]), as on real disks; WAL recovery relies on that.
     Pages { page_bytes: usize },
 }
 
@@ -93,6 +95,7 @@ impl SimDisk {
                 names_durable: BTreeMap::new(),
                 dirs: Vec::new(),
                 capacity_bytes: None,
+                sector_bytes: crate::disk::DEFAULT_SECTOR_BYTES,
                 sync_fail_next: false,
                 ops: 0,
                 halt_at_ops: None,
@@ -120,9 +123,16 @@ impl SimDisk {
     /// (clears `halt_after_ops` and `fail_next_sync`).
     ///
     /// # Panics
-    /// If `mode` has a page size of 0.
+    /// If `mode` has a page size that is not a positive multiple of the sector size.
     pub fn crash_with(&self, mode: CrashMode) {
         let mut s = self.lock();
+        if let CrashMode::Pages { page_bytes } = mode {
+            let sector = s.sector_bytes as usize;
+            assert!(
+                page_bytes > 0 && page_bytes % sector == 0,
+                "a page of {page_bytes} B is not a whole number of {sector} B sectors"
+            );
+        }
         let State { rng, inodes, .. } = &mut *s;
         for inode in inodes.values_mut() {
             let pending = std::mem::take(&mut inode.pending);
@@ -148,6 +158,16 @@ impl SimDisk {
     /// The next `sync` or `sync_dir` fails with EIO (and makes nothing durable).
     pub fn fail_next_sync(&self) {
         self.lock().sync_fail_next = true;
+    }
+
+    /// Sets the sector size the disk reports (512 by default). A small one (16 B) lets
+    /// tests with small records see out-of-order power cuts often.
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    pub fn set_sector_bytes(&self, bytes: u64) {
+        assert!(bytes > 0, "a sector holds at least one byte");
+        self.lock().sector_bytes = bytes;
     }
 
     /// Limits the total bytes of all files; an append beyond it writes what fits and fails
@@ -365,6 +385,10 @@ impl Disk for SimDisk {
         s.inodes
             .retain(|id, _| live.contains(id) || durable_ids.contains(id));
         Ok(())
+    }
+
+    fn sector_bytes(&self) -> u64 {
+        self.lock().sector_bytes
     }
 
     fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {

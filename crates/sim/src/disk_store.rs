@@ -7,6 +7,9 @@ use shardkv_storage::{CrashMode, RaftStore, SimDisk, StorageError};
 use shardkv_types::NodeId;
 use std::path::PathBuf;
 
+/// The sector size of simulated disks; power-cut pages are multiples of it.
+pub const SECTOR_BYTES: u64 = 16;
+
 /// The disk of one simulated node, and sizes remembered across crashes for reporting.
 pub struct DiskStore {
     pub disk: SimDisk,
@@ -34,8 +37,12 @@ impl std::fmt::Debug for DiskStore {
 
 impl DiskStore {
     pub fn new(id: NodeId, seed: u64) -> DiskStore {
+        let disk = SimDisk::new(seed);
+        // Small sectors: the simulator's records are small, and power cuts that leave a hole
+        // before valid records (`CrashMode::Pages`) need a batch spanning several sectors.
+        disk.set_sector_bytes(SECTOR_BYTES);
         DiskStore {
-            disk: SimDisk::new(seed),
+            disk,
             dir: PathBuf::from(format!("/{id}")),
             raft_state_bytes: 0,
             snapshot_bytes: 0,

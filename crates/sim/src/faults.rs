@@ -18,9 +18,10 @@
 //! - `clock-skew`: every node's clock runs at its own rate in 0.8×–1.25×, so leases and
 //!   election timeouts disagree as they do on real machines;
 //! - `power-cut`: every injected crash (and crash in the middle of a disk write) persists
-//!   a random subset of the pages of the node's unsynced writes (`CrashMode::Pages`, 512 B or 4 KiB pages), so the WAL can be
-//!   left with holes before valid records, as a power cut under out-of-order write-back
-//!   leaves it; without it a crash keeps a prefix of them (`CrashMode::Prefix`).
+//!   a random subset of the pages of the node's unsynced writes (`CrashMode::Pages`, pages
+//!   of 1, 2 or 8 simulated 16-byte sectors), so the WAL can be left with holes before
+//!   valid records, as a power cut under out-of-order write-back leaves it; without it a
+//!   crash keeps a prefix of them (`CrashMode::Prefix`).
 //!
 //! Everything draws from the schedule's own RNG in event order: the same seed gives the same
 //! run.
@@ -288,8 +289,9 @@ impl FaultSchedule {
     /// How the next injected crash treats unsynced writes (the `power-cut` toggle).
     fn crash_mode(&mut self) -> CrashMode {
         if self.swarm.power_cut {
+            let sectors = [1, 2, 8][self.rng.index(3)];
             CrashMode::Pages {
-                page_bytes: [512, 4096][self.rng.index(2)],
+                page_bytes: sectors * crate::disk_store::SECTOR_BYTES as usize,
             }
         } else {
             CrashMode::Prefix

@@ -61,7 +61,8 @@ pub enum CrashMode {
     /// A disk that writes in order: a prefix of them survives, the last one possibly torn.
     Prefix,
     /// Power loss under a page cache that writes dirty pages back in any order: the file's
-    /// length becomes any value between its synced and its current length, and each page
+    /// length becomes its current length (half of the time), its synced one, or any value
+    /// in between, and each page
     /// (`page_bytes`, aligned to the start of the file) below it holds either its synced or
     /// its current content, chosen independently (zeros where the chosen version is
     /// shorter). Holes in the middle of unsynced data, with later pages present, are the
@@ -438,12 +439,18 @@ fn crash_prefix(mut content: Vec<u8>, pending: &[WriteOp], rng: &mut Rng) -> Vec
     content
 }
 
-/// [`CrashMode::Pages`]: a length between the synced and the current one, each page from
-/// either version.
+/// [`CrashMode::Pages`]: a length between the synced and the current one (half of the
+/// time the current one), each page from either version.
 fn crash_pages(durable: &[u8], data: &[u8], page_bytes: usize, rng: &mut Rng) -> Vec<u8> {
     assert!(page_bytes > 0, "CrashMode::Pages needs a page size");
     let (lo, hi) = (durable.len().min(data.len()), durable.len().max(data.len()));
-    let len = rng.range(lo as u64, hi as u64 + 1) as usize;
+    // The size is metadata, journaled apart from the data: mostly the current or the
+    // synced one, sometimes any in between.
+    let len = match rng.index(4) {
+        0 | 1 => data.len(),
+        2 => durable.len(),
+        _ => rng.range(lo as u64, hi as u64 + 1) as usize,
+    };
     let mut out = Vec::with_capacity(len);
     // Bounded: one iteration per page below `len`.
     while out.len() < len {

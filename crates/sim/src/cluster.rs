@@ -18,8 +18,8 @@ use crate::queue::{EventQueue, Micros};
 use crate::state_machine::digest;
 use crate::stats::NetStats;
 use crate::wire::Envelope;
-use shardkv_storage::CrashMode;
 use shardkv_raft::{Config, Message};
+use shardkv_storage::CrashMode;
 use shardkv_types::{Gid, NodeId, Rng};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -13,12 +13,18 @@
 //! - `node-id`: one record naming the node; a directory of another node is refused.
 //! - `wal-<seq>.log`: WAL segments, consecutive sequence numbers, the last one active.
 //!   Before sealed segments are deleted the hard state is written again to the active one.
+//!   Each starts with the 8-byte header `SKVWAL\0\x02` (WAL format 2), made durable when
+//!   the segment is created (one fdatasync per segment).
 //! - `snap-<index>-<term>.snap`: snapshot files (the newest two are kept).
 //!
 //! # Record format
 //! `len: u32 LE | crc32c: u32 LE | type: u8 | payload[len]`, the crc covering the length
 //! bytes, the type and the payload. Types: entry (postcard `Entry`), hard state, snapshot
-//! reset, node id. Replay rules: an entry record replaces every entry at its index and above
+//! reset, node id. In a WAL segment every payload starts with a synced-offset marker,
+//! `synced_to: u64 LE`, then the postcard value: the segment's length at its last completed
+//! fdatasync when the record was written (the header length if none since it was created).
+//! The marker rides in records that are written anyway, so group commit keeps one fdatasync
+//! per batch. Replay rules: an entry record replaces every entry at its index and above
 //! (that is how a conflicting suffix is truncated, without rewriting anything); the last
 //! hard-state record wins; a reset record (written when a snapshot that does not match the
 //! log is installed) discards every entry before it.
@@ -28,15 +34,48 @@
 //! them durable with one fdatasync (group commit). `save_snapshot` is durable when it
 //! returns: temp file, fdatasync, rename, directory fsync. Every create, rename and delete
 //! is followed by a directory fsync before anything depends on it. A sealed segment is
-//! fdatasync'ed before the next one is written to. After a crash, `open` returns a state
-//! that contains everything synced, with contiguous entries that start right after the
-//! snapshot.
+//! fdatasync'ed before the next one is written to. After a crash — a process kill or a
+//! power cut that persisted any subset of the unsynced pages — `open` returns a state that
+//! contains everything synced, with contiguous entries that start right after the
+//! snapshot, plus a prefix of the unsynced writes.
 //!
 //! # Recovery
-//! A bad record at the end of the newest segment (nothing valid after it) is a torn write
-//! and is cut off. A bad record anywhere else is [`StorageError::Corrupt`], naming file
-//! and byte offset, and `open` refuses to start (this fails safe: a torn record whose
-//! surviving bytes happen to contain a well-formed record is also refused, never dropped).
+//! Sealed segments were synced in full before the next one was created: a bad record in
+//! one is [`StorageError::Corrupt`], naming file and byte offset, and `open` refuses to
+//! start. In the newest segment the first bad record, at offset `b`, is judged by what the
+//! segment says was synced: `S` is the highest marker of any valid record in it, those
+//! before `b` and those a resync finds after it.
+//! - `b < S`: a record written after a sync that covered `b` survived, so `b` was synced:
+//!   [`StorageError::Corrupt`] ("synced data is damaged"), whatever the damage looks like.
+//! - `b >= S` and no valid record after it: a write a crash cut short; the tail is cut.
+//! - `b >= S` and valid records after it: after a power cut the page cache may have written
+//!   unsynced pages back in any order (the server writes commit-only hard states without a
+//!   sync), leaving a hole with valid records after it. A hole is unwritten sectors, which
+//!   read back as zeros: if some piece of `b..next valid record` between two sector
+//!   boundaries ([`Disk::sector_bytes`], 512 B on real disks) is all zeros, the tail from
+//!   `b` on is cut (it was never synced: a sync would have made the hole durable and every
+//!   later record would say so); otherwise it is damage, not a power cut, and refused.
+//!
+//! Why nothing synced is cut: a synced record survives a power cut intact, so a bad record
+//! there is damage after the fact (a bit flip, a lost sector); if anything was written
+//! after the sync that covered it, that record's marker exceeds `b` and recovery refuses.
+//! The one case the markers cannot tell is damage to the last synced batch before anything
+//! else was written: a zeroed sector there, or a bad record with nothing valid after it,
+//! looks exactly like a power cut during that batch's sync and is cut (as any WAL that
+//! cuts torn tails does); damage that is not zeros is still refused. A valid-looking
+//! record inside an entry's payload can at worst make recovery refuse, never keep data.
+//!
+//! The first record of a segment carries the header length as its marker. A newest segment
+//! whose header is missing, torn or zero was never written to (the header is synced before
+//! anything else) and is removed. Snapshots and compaction keep their own protocol (temp
+//! file, fdatasync, rename, directory fsync; segments deleted only after the hard state was
+//! rewritten and synced into the active one), so markers only concern the active segment.
+//!
+//! A segment of WAL format 1 (before the markers, no header) is refused with a
+//! [`StorageError::Corrupt`] that says so: there is no upgrade path; restore such a member
+//! from its peers (empty its data dir and re-add it) or run the older version. The node-id
+//! file keeps the plain record format.
+//!
 //! A snapshot that fails its checksum is renamed `*.corrupt` and the previous one is used
 //! together with the log after it, which is kept for exactly this. A log that does not
 //! continue the snapshot is [`StorageError::Gap`].
@@ -79,7 +118,7 @@ mod sim_disk;
 mod snapshot;
 mod store;
 
-pub use disk::{Disk, FsDisk};
+pub use disk::{DEFAULT_SECTOR_BYTES, Disk, FsDisk};
 pub use error::StorageError;
 pub use identity::{Identity, IdentityCheck, check_identity, write_identity};
 pub use record::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};

@@ -228,7 +228,10 @@ mod tests {
                 0
             };
             assert_eq!(s.records.len(), expect, "cut at {cut}");
-            assert_eq!(s.bad.is_some(), cut != buf.len() && cut != first_len && cut != 0);
+            assert_eq!(
+                s.bad.is_some(),
+                cut != buf.len() && cut != first_len && cut != 0
+            );
         }
     }
 

@@ -105,9 +105,7 @@ pub fn recover<D: Disk>(disk: &mut D, dir: &Path, id: NodeId) -> Result<Opened, 
     let n_segments = segments.len();
     for (i, seq) in segments.into_iter().enumerate() {
         let is_last = i + 1 == n_segments;
-        if let Some(state) =
-            replay_segment(disk, dir, seq, is_last, &mut replay, &mut warnings)?
-        {
+        if let Some(state) = replay_segment(disk, dir, seq, is_last, &mut replay, &mut warnings)? {
             states.push(state);
         }
     }

@@ -26,7 +26,6 @@ pub const MAGIC: [u8; 8] = *b"SKVWAL\x00\x02";
 /// Bytes of the segment header: the offset of the first record.
 pub const HEADER_BYTES: u64 = MAGIC.len() as u64;
 
-
 /// Appends one WAL record holding `value`, written while `synced_to` bytes of its segment
 /// are durable.
 pub fn encode<T: serde::Serialize>(
@@ -141,7 +140,10 @@ pub fn scan<'a>(
         match split(r) {
             Some(w) => records.push(w),
             None => {
-                bad = Some((offset, "WAL record without a valid synced-offset marker".into()));
+                bad = Some((
+                    offset,
+                    "WAL record without a valid synced-offset marker".into(),
+                ));
                 break;
             }
         }
@@ -332,7 +334,10 @@ mod tests {
         assert!(reason.contains("synced data is damaged"), "{reason}");
         s.zero(300, 512);
         let (offset, reason) = corrupt_reason(scan(&s.bytes, Path::new("seg"), true, SECTOR));
-        assert!(offset < 512 && reason.contains("synced data is damaged"), "{reason}");
+        assert!(
+            offset < 512 && reason.contains("synced data is damaged"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -522,7 +522,12 @@ impl<D: Disk> RaftStore<D> {
             // The segments about to go may hold the only copy of the hard state: write it
             // again to the active segment and make it durable first.
             let mut buf = Vec::new();
-            segment::encode(RecordType::HardState, self.synced_len, &self.hard_state, &mut buf)?;
+            segment::encode(
+                RecordType::HardState,
+                self.synced_len,
+                &self.hard_state,
+                &mut buf,
+            )?;
             match self.write_active(&buf) {
                 Ok(_) => self.sync()?,
                 // The snapshot itself is saved; the segments go at the next snapshot.

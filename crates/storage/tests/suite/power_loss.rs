@@ -55,7 +55,10 @@ fn a_power_cut_that_leaves_unsynced_holes_recovers_everything_synced() {
             holes += 1;
         }
     }
-    assert!(holes > 10, "only {holes} crashes left a hole before valid records");
+    assert!(
+        holes > 10,
+        "only {holes} crashes left a hole before valid records"
+    );
 }
 
 #[test]
@@ -104,7 +107,10 @@ fn a_wal_of_the_previous_format_is_refused_with_a_clear_error() {
     match open(&disk) {
         Err(e @ StorageError::Corrupt { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("format 1") && msg.contains("no upgrade path"), "{msg}");
+            assert!(
+                msg.contains("format 1") && msg.contains("no upgrade path"),
+                "{msg}"
+            );
         }
         other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
     }

@@ -67,6 +67,12 @@ pub struct ServerArgs {
     /// hosts the controller (0=ctrl).
     #[arg(long, env = "SHARDKV_CTRL")]
     ctrl: Option<String>,
+    /// First start of a brand-new group only: let an empty --data-dir become a new member.
+    /// Without it a member refuses an empty data directory, since that is what a member
+    /// that lost its disk looks like (its votes and log are gone; rejoining under the same
+    /// id could lose acknowledged writes). Ignored when the directory has data.
+    #[arg(long, env = "SHARDKV_BOOTSTRAP")]
+    bootstrap: bool,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -87,6 +93,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         groups: args.groups,
         shards: args.shards,
         ctrl: args.ctrl,
+        bootstrap: args.bootstrap.then_some(true),
     };
     let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -12,6 +12,8 @@
 //! `<data-dir>/cluster-token`, or (first run) a new random one written there. Each member
 //! records its peer list in its data directory, so `up --replicas 5` on a directory made
 //! with 3 members is refused by the members (use the original count or a new directory).
+//! Members start with `--bootstrap` only for groups no member has yet (see [`bootstrap`]):
+//! a member whose directory was deleted refuses to start rather than rejoin empty.
 
 use crate::conn::{BASE_PORT_DEFAULT, ENDPOINTS_DEFAULT, runtime};
 use crate::server_cmd::shutdown_signal;
@@ -35,6 +37,24 @@ fn hosted_groups(groups: u64) -> String {
     std::iter::once("0=ctrl".to_string())
         .chain(shard_groups)
         .collect()
+}
+
+/// Whether member `id` starts with `--bootstrap`: when it lacks a group directory that
+/// every member lacks (a new cluster, or new groups from a larger `--groups`). A member
+/// missing a directory the others have lost its data: it starts without `--bootstrap`,
+/// refuses to run and says why (see `shardkv_storage::check_identity`).
+fn bootstrap(data_dir: &Path, replicas: u64, groups: u64, id: u64) -> bool {
+    let missing = |member: u64, gid: u64| {
+        !data_dir
+            .join(format!("n{member}"))
+            .join(format!("g{gid}"))
+            .exists()
+    };
+    let lacked: Vec<u64> = (0..=groups).filter(|&g| missing(id, g)).collect();
+    !lacked.is_empty()
+        && lacked
+            .iter()
+            .all(|&g| (1..=replicas).all(|member| missing(member, g)))
 }
 
 /// How long the members get to elect a leader before `up` gives up.
@@ -150,7 +170,10 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
             &args,
             &data_dir,
             &token,
-            i as u64 + 1,
+            (
+                i as u64 + 1,
+                bootstrap(&data_dir, args.replicas, args.groups, i as u64 + 1),
+            ),
             addr,
             &peers.join(","),
         );
@@ -172,7 +195,7 @@ fn spawn(
     args: &UpArgs,
     data_dir: &Path,
     token: &str,
-    id: u64,
+    (id, bootstrap): (u64, bool),
     addr: &str,
     peers: &str,
 ) -> Result<Member> {
@@ -193,6 +216,9 @@ fn spawn(
     }
     if let Some(n) = args.shards {
         cmd.args(["--shards", &n.to_string()]);
+    }
+    if bootstrap {
+        cmd.arg("--bootstrap");
     }
     // SAFETY: the closure only makes the prctl syscall, which is async-signal-safe.
     unsafe {

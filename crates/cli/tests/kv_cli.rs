@@ -243,6 +243,7 @@ fn a_server_refuses_another_nodes_data_directory() {
                 &peers,
                 "--disk-reserve",
                 "0",
+                "--bootstrap",
             ])
             .arg("--data-dir")
             .arg(&dir)

@@ -1,5 +1,6 @@
 //! Message dispatch by term and role, and leader election with PreVote and CheckQuorum.
 
+use crate::anomaly::{Anomaly, TERM_JUMP_MAX};
 use crate::{Body, Message, RawNode, Role};
 use shardkv_types::{NodeId, Term};
 
@@ -13,6 +14,17 @@ impl RawNode {
         assert!(!self.ready_outstanding, "step between ready and advance");
         if m.to != self.cfg.id || !self.cfg.voters.contains(&m.from) || m.from == self.cfg.id {
             return; // misrouted, or not a member of this group: ignore rather than trust it
+        }
+        if m.term.0 > self.term.0.saturating_add(TERM_JUMP_MAX) {
+            // No honest peer gets that far ahead (see TERM_JUMP_MAX); taking the term would
+            // leave no term this group can ever reach again.
+            let (term, kind) = (m.term, m.kind());
+            self.note(
+                Anomaly::TermTooFarAhead,
+                m.from,
+                format_args!("{kind} in {term} (bound: {TERM_JUMP_MAX} terms ahead)"),
+            );
+            return;
         }
         if m.term > self.term {
             if !self.step_higher_term(&m) {
@@ -147,7 +159,7 @@ impl RawNode {
             Body::RequestVoteResponse { pre_vote, granted } => {
                 let phase_matches = pre_vote == (self.role == Role::PreCandidate);
                 let term_matches = if pre_vote {
-                    m.term == self.term.next() || !granted
+                    Some(m.term) == self.term.checked_next() || !granted
                 } else {
                     m.term == self.term
                 };
@@ -177,9 +189,18 @@ impl RawNode {
     /// Starts an election: a pre-vote round if `pre_vote`, else a real one. `force` marks a
     /// leadership transfer, which voters honour even inside a leader's lease.
     pub(crate) fn campaign(&mut self, pre_vote: bool, force: bool) {
+        let Some(next) = self.term.checked_next() else {
+            let (id, term) = (self.cfg.id, self.term);
+            self.note(
+                Anomaly::TermExhausted,
+                id,
+                format_args!("no term follows {term}"),
+            );
+            return;
+        };
         let term: Term = if pre_vote {
             self.become_pre_candidate();
-            self.term.next()
+            next
         } else {
             self.become_candidate();
             self.term

@@ -33,6 +33,23 @@
 //! reads confirmed by one heartbeat round; leadership transfer. Membership change is not
 //! implemented: the voter set is fixed by [`Config::voters`].
 //!
+//! # Refused input
+//!
+//! The core trusts a message's sender id (authentication is the transport's job) but not
+//! its fields. A term more than [`TERM_JUMP_MAX`] ahead of the local one is refused and
+//! never becomes the local term; terms and indexes never wrap (`Term::checked_next`; a node
+//! at `u64::MAX` stops campaigning rather than go back to term 0). A leader ignores an
+//! acknowledgement of anything it did not send that peer in this term, and a rejection of
+//! an index it never sent or whose hint points past it; a follower ignores a heartbeat's
+//! commit index beyond its own log and drops malformed appends. Each is an [`Anomaly`]:
+//! counted ([`RawNode::anomaly_count`]) and logged as a `tracing` warning at most once per
+//! kind per election timeout.
+//!
+//! A follower that rejects the append right after what it acknowledged (or reports a log
+//! shorter than that) lost its log, e.g. its data directory was emptied: the leader logs
+//! [`Anomaly::FollowerLogLost`], moves its `match_index` back to 0 and resends the log.
+//! Reordered or duplicate rejections (of an append no longer outstanding) are ignored.
+//!
 //! # Limits
 //!
 //! Every queue and batch has a bound in [`Config`]: entries and bytes per append, appends in
@@ -63,6 +80,7 @@
 //! assert!(applied.contains(&index));
 //! ```
 
+mod anomaly;
 mod config;
 mod election;
 mod error;
@@ -75,6 +93,7 @@ mod ready;
 mod replication;
 mod snapshot;
 
+pub use anomaly::{Anomaly, TERM_JUMP_MAX};
 pub use config::Config;
 pub use error::ProposeError;
 pub use log::RaftLog;

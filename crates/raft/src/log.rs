@@ -146,7 +146,9 @@ impl RaftLog {
             // The prefix is compacted and therefore committed; skip what we already hold.
             let skip = (self.snapshot.index.0 - prev_index.0) as usize;
             if entries.len() <= skip {
-                return Some(self.snapshot.index.max(prev_index));
+                // Only what the leader sent is acknowledged: it refuses an acknowledgement
+                // of more, even of entries our snapshot covers.
+                return Some(LogIndex(prev_index.0 + entries.len() as u64));
             }
             let rest: Vec<Entry> = entries.into_iter().skip(skip).collect();
             let snap = self.snapshot;

@@ -2,6 +2,7 @@
 //! the public API, timers, role transitions and the Ready/advance cycle; elections,
 //! replication and snapshot transfer live in their own modules.
 
+use crate::anomaly::{Anomalies, Anomaly};
 use crate::log::RaftLog;
 use crate::progress::Progress;
 use crate::read_index::ReadQueue;
@@ -72,6 +73,8 @@ pub struct RawNode {
     prev_hard_state: HardState,
     prev_soft_state: SoftState,
     pub(crate) ready_outstanding: bool,
+    /// Refused messages and alarming events, counted and logged at a bounded rate.
+    anomalies: Anomalies,
 }
 
 impl RawNode {
@@ -118,6 +121,7 @@ impl RawNode {
                 role: Role::Follower,
             },
             ready_outstanding: false,
+            anomalies: Anomalies::default(),
             cfg,
         };
         node.prev_hard_state.commit = node.log.committed();
@@ -165,6 +169,21 @@ impl RawNode {
             applied: self.log.applied(),
             last_index: self.log.last_index(),
             snapshot_index: self.log.snapshot_meta().index,
+        }
+    }
+
+    /// How many times this node met `kind` (see [`Anomaly`]).
+    pub fn anomaly_count(&self, kind: Anomaly) -> u64 {
+        self.anomalies.count(kind)
+    }
+
+    /// Counts an anomaly involving `peer` and logs it (warn), at most one line per kind per
+    /// election timeout.
+    pub(crate) fn note(&mut self, kind: Anomaly, peer: NodeId, detail: std::fmt::Arguments<'_>) {
+        let window = u64::from(self.cfg.election_ticks);
+        if let Some(suppressed) = self.anomalies.note(kind, self.ticks, window) {
+            tracing::warn!(node = %self.cfg.id, term = %self.term, peer = %peer, suppressed,
+                "raft: {kind}: {detail}");
         }
     }
 

@@ -27,9 +27,32 @@ pub struct SnapshotTransfer {
     pub sent_tick: u64,
 }
 
+/// One append in flight to a follower (`Replicate` only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inflight {
+    /// The append's `prev_log_index`: a rejection names it.
+    pub prev: LogIndex,
+    /// Its last entry's index: an acknowledgement of it or beyond frees the slot.
+    pub last: LogIndex,
+    /// The leader's tick when it was sent.
+    pub sent_tick: u64,
+}
+
+/// What a rejection did to a follower's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// A stale or reordered answer: nothing changed.
+    Stale,
+    /// `next_index` moved back; `match_index` stands.
+    Backed,
+    /// The follower no longer holds entries it acknowledged (its data was lost):
+    /// `match_index` went back to 0 and the log is sent again from `next_index`.
+    LogLost,
+}
+
 /// Replication progress of one peer, kept by the leader.
 ///
-/// Invariant: `match_index < next_index`.
+/// Invariants: `match_index < next_index`; `match_index <= sent_max`.
 #[derive(Clone, Debug)]
 pub struct Progress {
     pub match_index: LogIndex,
@@ -37,9 +60,11 @@ pub struct Progress {
     pub state: ProgressState,
     /// In `Probe`, an append was sent and no answer or heartbeat came back since.
     pub probe_sent: bool,
-    /// The last index and send tick of each append in flight (`Replicate` only), oldest
-    /// first.
-    pub inflight: VecDeque<(LogIndex, u64)>,
+    /// The appends in flight (`Replicate` only), oldest first.
+    pub inflight: VecDeque<Inflight>,
+    /// The highest index sent to this peer in this term, in an append or as a snapshot's
+    /// point: an honest follower acknowledges nothing beyond it.
+    pub sent_max: LogIndex,
     /// Set in `Snapshot` state.
     pub snapshot: Option<SnapshotTransfer>,
     /// The leader's tick count when this peer last answered anything.
@@ -55,6 +80,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),
+            sent_max: LogIndex(0),
             snapshot: None,
             last_active_tick: now_tick,
         }
@@ -91,6 +117,7 @@ impl Progress {
     pub fn become_snapshot(&mut self, meta: SnapshotMeta, data: Arc<Vec<u8>>, now: u64) {
         self.state = ProgressState::Snapshot;
         self.inflight.clear();
+        self.sent_max = self.sent_max.max(meta.index);
         self.snapshot = Some(SnapshotTransfer {
             meta,
             data,
@@ -99,13 +126,18 @@ impl Progress {
         });
     }
 
-    /// Records that an append ending at `last` was sent at tick `now`.
-    pub fn sent_append(&mut self, last: LogIndex, entries: usize, now: u64) {
+    /// Records that an append after `prev` ending at `last` was sent at tick `now`.
+    pub fn sent_append(&mut self, prev: LogIndex, last: LogIndex, entries: usize, now: u64) {
+        self.sent_max = self.sent_max.max(last);
         match self.state {
             ProgressState::Replicate => {
                 if entries > 0 {
                     self.next_index = last.next();
-                    self.inflight.push_back((last, now));
+                    self.inflight.push_back(Inflight {
+                        prev,
+                        last,
+                        sent_tick: now,
+                    });
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
@@ -114,34 +146,64 @@ impl Progress {
     }
 
     /// A follower acknowledged its log matches up to `index`. Returns true if this is news.
+    ///
+    /// # Panics
+    /// If `index` is beyond `sent_max`: the caller refuses such an acknowledgement first.
     pub fn maybe_update(&mut self, index: LogIndex) -> bool {
+        assert!(
+            index <= self.sent_max,
+            "acknowledged {index} beyond the {} sent",
+            self.sent_max
+        );
         let news = index > self.match_index;
         if news {
             self.match_index = index;
             self.probe_sent = false;
         }
         self.next_index = self.next_index.max(index.next());
-        while self.inflight.front().is_some_and(|&(i, _)| i <= index) {
+        while self.inflight.front().is_some_and(|f| f.last <= index) {
             self.inflight.pop_front();
         }
 
         news
     }
 
-    /// A follower rejected an append whose `prev_log_index` was `rejected`; the leader moves
-    /// `next_index` back to `hint_next`. Returns false if the rejection is stale.
-    pub fn maybe_decr_to(&mut self, rejected: LogIndex, hint_next: LogIndex) -> bool {
-        if self.state == ProgressState::Replicate {
-            if rejected <= self.match_index {
-                return false;
-            }
-        } else if rejected.next() != self.next_index {
-            // In Probe only the answer to the one outstanding probe counts.
-            return false;
+    /// A follower rejected an append whose `prev_log_index` was `rejected`; its hint puts
+    /// the next index to try at `hint_next`, and `short` says the follower's log ends before
+    /// `rejected` (its last index is `hint_next - 1`).
+    ///
+    /// Only the answer to an append still outstanding counts (the probe, or an append in
+    /// flight); anything else is stale. A fresh rejection at or below `match_index`, or a
+    /// follower whose log ends at or below it, means the follower lost entries it had
+    /// acknowledged: nothing is known to match any more, so `match_index` goes back to 0 and
+    /// the log is probed again from the hint.
+    ///
+    /// # Panics
+    /// If `rejected` is beyond `sent_max`: the caller refuses such a rejection first.
+    pub fn on_reject(&mut self, rejected: LogIndex, hint_next: LogIndex, short: bool) -> Rejection {
+        assert!(
+            rejected <= self.sent_max,
+            "rejected {rejected} was never sent"
+        );
+        let fresh = match self.state {
+            ProgressState::Replicate => self.inflight.iter().any(|f| f.prev == rejected),
+            ProgressState::Probe => rejected.next() == self.next_index,
+            ProgressState::Snapshot => false,
+        };
+        if !fresh {
+            return Rejection::Stale;
         }
-        self.next_index = hint_next.min(rejected).max(self.match_index.next());
-        self.probe_sent = false;
-        true
+        let next = hint_next.min(rejected).max(LogIndex(1));
+        let lost = rejected <= self.match_index || (short && next <= self.match_index);
+        if lost {
+            self.match_index = LogIndex(0);
+            self.next_index = next;
+            self.become_probe();
+            return Rejection::LogLost;
+        }
+        self.next_index = next.max(self.match_index.next());
+        self.become_probe();
+        Rejection::Backed
     }
 }
 
@@ -156,7 +218,7 @@ mod tests {
         p.become_replicate();
         for i in 1..=3 {
             assert!(!p.is_paused(3));
-            p.sent_append(LogIndex(i), 1, 0);
+            p.sent_append(LogIndex(i - 1), LogIndex(i), 1, 0);
         }
         assert!(p.is_paused(3));
         assert_eq!(p.next_index, LogIndex(4));
@@ -168,14 +230,56 @@ mod tests {
     #[test]
     fn stale_rejections_are_ignored() {
         let mut p = Progress::new(LogIndex(10), 0);
-        p.sent_append(LogIndex(12), 2, 0);
+        p.sent_append(LogIndex(9), LogIndex(12), 2, 0);
         assert!(p.probe_sent);
-        assert!(
-            !p.maybe_decr_to(LogIndex(5), LogIndex(3)),
+        assert_eq!(
+            p.on_reject(LogIndex(5), LogIndex(3), true),
+            Rejection::Stale,
             "not the outstanding probe"
         );
-        assert!(p.maybe_decr_to(LogIndex(9), LogIndex(4)));
+        assert_eq!(
+            p.on_reject(LogIndex(9), LogIndex(4), true),
+            Rejection::Backed
+        );
         assert_eq!(p.next_index, LogIndex(4));
         assert!(!p.probe_sent);
+        assert_eq!(
+            p.on_reject(LogIndex(9), LogIndex(4), true),
+            Rejection::Stale,
+            "a duplicate of the answer already taken"
+        );
+    }
+
+    /// A follower that acknowledged up to 8 and now rejects the append after 8 lost its
+    /// log: the leader forgets the match and starts over from the follower's end.
+    #[test]
+    fn rejection_below_the_match_resets_it() {
+        let mut p = Progress::new(LogIndex(1), 0);
+        p.sent_append(LogIndex(0), LogIndex(8), 8, 0);
+        p.maybe_update(LogIndex(8));
+        p.become_replicate();
+        p.sent_append(LogIndex(8), LogIndex(9), 1, 1);
+        assert_eq!(
+            p.on_reject(LogIndex(8), LogIndex(1), true),
+            Rejection::LogLost
+        );
+        assert_eq!((p.match_index, p.next_index), (LogIndex(0), LogIndex(1)));
+        assert_eq!(p.state, ProgressState::Probe);
+        assert!(p.inflight.is_empty());
+    }
+
+    /// A rejection whose append is no longer in flight is stale even when it names an
+    /// index at or below the match: a reordered answer, not a lost log.
+    #[test]
+    fn reordered_rejection_keeps_the_match() {
+        let mut p = Progress::new(LogIndex(1), 0);
+        p.sent_append(LogIndex(0), LogIndex(8), 8, 0);
+        p.maybe_update(LogIndex(8));
+        p.become_replicate();
+        assert_eq!(
+            p.on_reject(LogIndex(4), LogIndex(1), true),
+            Rejection::Stale
+        );
+        assert_eq!(p.match_index, LogIndex(8));
     }
 }

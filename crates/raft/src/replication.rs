@@ -1,12 +1,14 @@
 //! Log replication: AppendEntries and heartbeats on both sides, with pipelining, fast
 //! conflict backup and commit propagation.
 
-use crate::progress::ProgressState;
+use crate::anomaly::Anomaly;
+use crate::progress::{ProgressState, Rejection};
 use crate::{Body, ConflictHint, Message, RawNode, ReadState};
 use shardkv_types::{LogIndex, NodeId};
 
 /// True if `entries` could come from an honest leader of `term`: contiguous after `prev`,
-/// terms non-decreasing from `prev_term` and not above `term`. Anything else is dropped.
+/// terms non-decreasing from `prev_term` and not above `term`, no index past `u64::MAX`.
+/// Anything else is dropped.
 fn well_formed(
     term: shardkv_types::Term,
     prev: LogIndex,
@@ -15,7 +17,8 @@ fn well_formed(
 ) -> bool {
     let mut last_term = prev_term;
     for (i, e) in entries.iter().enumerate() {
-        if e.index.0 != prev.0 + 1 + i as u64 || e.term < last_term || e.term > term {
+        let expected = (i as u64).checked_add(1).and_then(|n| prev.checked_add(n));
+        if expected != Some(e.index) || e.term < last_term || e.term > term {
             return false;
         }
         last_term = e.term;
@@ -45,10 +48,30 @@ impl RawNode {
                         entries,
                         leader_commit,
                     );
+                } else {
+                    let n = entries.len();
+                    self.note(
+                        Anomaly::MalformedAppend,
+                        m.from,
+                        format_args!("{n} entries after {prev_log_index}"),
+                    );
                 }
             }
             Body::Heartbeat { commit, read_seq } => {
-                self.log.commit_to(commit);
+                // The leader sends at most what this follower acknowledged: a commit past
+                // our log means the leader believes in entries we do not hold (our log was
+                // lost, or the message is forged). Committing our own unrelated tail on its
+                // word could apply entries the group never chose.
+                let last = self.log.last_index();
+                if commit > last {
+                    self.note(
+                        Anomaly::CommitBeyondLog,
+                        m.from,
+                        format_args!("commit {commit}, last index {last}"),
+                    );
+                } else {
+                    self.log.commit_to(commit);
+                }
                 self.send(m.from, self.term, Body::HeartbeatResponse { read_seq });
             }
             Body::InstallSnapshot {
@@ -116,7 +139,20 @@ impl RawNode {
                 success: true,
                 index,
                 ..
-            } => self.handle_append_success(m.from, index),
+            } => {
+                let sent = self.progress[&m.from].sent_max;
+                if index > sent {
+                    // A follower can only acknowledge what it was sent; counting this would
+                    // commit entries stored nowhere but here.
+                    self.note(
+                        Anomaly::AckBeyondSent,
+                        m.from,
+                        format_args!("acknowledged {index}, sent up to {sent}"),
+                    );
+                    return;
+                }
+                self.handle_append_success(m.from, index)
+            }
             Body::AppendEntriesResponse {
                 success: false,
                 index,
@@ -157,6 +193,18 @@ impl RawNode {
     }
 
     fn handle_append_reject(&mut self, from: NodeId, rejected: LogIndex, hint: ConflictHint) {
+        // A follower rejects a `prev_log_index` it was sent, and its hint never points past
+        // it (its last index + 1 when shorter, else the start of a term it holds there).
+        let sent = self.progress[&from].sent_max;
+        if rejected > sent || hint.conflict_index > rejected {
+            let at = hint.conflict_index;
+            self.note(
+                Anomaly::ImpossibleReject,
+                from,
+                format_args!("rejected {rejected} (sent up to {sent}), hint {at}"),
+            );
+            return;
+        }
         // Fast backup: skip every entry of the conflicting term at once.
         let hint_next = match hint.conflict_term {
             Some(t) => match self.log.last_index_of_term(t).filter(|&i| i <= rejected) {
@@ -166,11 +214,17 @@ impl RawNode {
             None => hint.conflict_index,
         };
         let pr = self.progress.get_mut(&from).expect("peer");
-        if pr.state == ProgressState::Snapshot {
-            return;
-        }
-        if pr.maybe_decr_to(rejected, hint_next) && pr.state == ProgressState::Replicate {
-            pr.become_probe();
+        let matched = pr.match_index;
+        let short = hint.conflict_term.is_none();
+        if pr.on_reject(rejected, hint_next, short) == Rejection::LogLost {
+            let next = pr.next_index;
+            self.note(
+                Anomaly::FollowerLogLost,
+                from,
+                format_args!(
+                    "it acknowledged {matched}, now rejects {rejected}; resending from {next}"
+                ),
+            );
         }
     }
 
@@ -184,7 +238,7 @@ impl RawNode {
         let overdue = |pr: &crate::Progress| {
             pr.inflight
                 .front()
-                .is_some_and(|&(_, sent)| ticks - sent >= stale_ticks)
+                .is_some_and(|f| ticks - f.sent_tick >= stale_ticks)
         };
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
@@ -238,7 +292,7 @@ impl RawNode {
         let leader_commit = self.log.committed();
         let ticks = self.ticks;
         let pr = self.progress.get_mut(&to).expect("peer");
-        pr.sent_append(sent_last, count, ticks);
+        pr.sent_append(prev_log_index, sent_last, count, ticks);
         self.send(
             to,
             self.term,

@@ -1,6 +1,7 @@
 //! InstallSnapshot: a leader streams its snapshot in bounded chunks, one in flight at a time,
 //! to a follower that needs entries the leader has compacted away.
 
+use crate::anomaly::Anomaly;
 use crate::{Body, RawNode, Snapshot};
 use shardkv_types::{NodeId, SnapshotMeta};
 use std::sync::Arc;
@@ -70,6 +71,16 @@ impl RawNode {
         next_offset: u64,
         installed: bool,
     ) {
+        let sent = self.progress[&from].sent_max;
+        if installed && meta.index > sent {
+            let at = meta.index;
+            self.note(
+                Anomaly::AckBeyondSent,
+                from,
+                format_args!("installed a snapshot at {at}, sent up to {sent}"),
+            );
+            return;
+        }
         let pr = self.progress.get_mut(&from).expect("peer");
         let Some(t) = pr.snapshot.as_mut().filter(|t| t.meta == meta) else {
             if installed {

@@ -17,6 +17,8 @@
 //! cluster-token = "shardkv"    # every member of a cluster gives the same token
 //! groups = "0=ctrl,1=kv"        # the groups this process hosts a replica of (or group-id = 1)
 //! shards = 64                   # the controller's shard count, fixed at cluster creation
+//! bootstrap = true              # first start of a new group only: an empty data-dir may
+//!                               # become a new member (otherwise it is refused)
 //! ```
 //!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
@@ -101,6 +103,13 @@ pub struct ServerConfig {
     /// The shard controller's client addresses in node order (the i-th is node i+1), which
     /// this process's shard groups poll for configs. Empty when it hosts no shard group.
     pub ctrl: Vec<String>,
+
+    // -- bootstrap (issue 10, item 2) --
+    /// An empty data directory may become a new member (the first start of a new group).
+    /// Without it an empty directory is refused: it is what a member that lost its data
+    /// looks like (see `shardkv_storage::check_identity`).
+    pub bootstrap: bool,
+    // -- end bootstrap --
 }
 
 impl ServerConfig {
@@ -137,6 +146,11 @@ pub struct ConfigLayer {
     pub shards: Option<u32>,
     /// The controller's addresses, `HOST:PORT,...` in node order (shard groups only).
     pub ctrl: Option<String>,
+
+    // -- bootstrap (issue 10, item 2) --
+    /// Allow an empty data directory to become a new member.
+    pub bootstrap: Option<bool>,
+    // -- end bootstrap --
 }
 
 impl ConfigLayer {
@@ -162,6 +176,8 @@ impl ConfigLayer {
             groups: self.groups.or(lower.groups),
             shards: self.shards.or(lower.shards),
             ctrl: self.ctrl.or(lower.ctrl),
+            // -- bootstrap --
+            bootstrap: self.bootstrap.or(lower.bootstrap),
         }
     }
 
@@ -239,6 +255,8 @@ impl ConfigLayer {
             groups,
             shards,
             ctrl,
+            // -- bootstrap --
+            bootstrap: self.bootstrap.unwrap_or(false),
         })
     }
 }
@@ -364,6 +382,13 @@ mod tests {
             data_dir: Some("/tmp/n2".into()),
             ..ConfigLayer::default()
         }
+    }
+
+    #[test]
+    fn bootstrap_is_off_unless_a_layer_sets_it() {
+        assert!(!layer().resolve().expect("valid").bootstrap);
+        let file: ConfigLayer = toml::from_str("bootstrap = true").expect("toml");
+        assert!(layer().over(file).resolve().expect("valid").bootstrap);
     }
 
     #[test]

@@ -424,8 +424,8 @@ fn check_identity(
             .collect(),
         service: service.to_string(),
     };
-    let checked = shardkv_storage::check_identity(&mut FsDisk::new(), dir, &given)
-        .map_err(|e| anyhow!("{e}"))?;
+    let checked = shardkv_storage::check_identity(&mut FsDisk::new(), dir, &given, cfg.bootstrap)
+        .map_err(|e| anyhow!("group {gid}: {e}"))?;
     Ok((given, checked))
 }
 

@@ -3,7 +3,7 @@
 //! (`shardkv-storage`). While the node is up its `RaftStore` belongs to the node's host.
 
 use shardkv_raft::Restored;
-use shardkv_storage::{CrashMode, RaftStore, SimDisk, StorageError};
+use shardkv_storage::{CrashMode, Identity, IdentityCheck, RaftStore, SimDisk, StorageError};
 use shardkv_types::NodeId;
 use std::path::PathBuf;
 
@@ -66,6 +66,24 @@ impl DiskStore {
     /// caller drops the store first.
     pub fn crash(&mut self, mode: CrashMode) {
         self.disk.crash_with(mode);
+    }
+
+    /// Replaces the disk with an empty one: the data directory was wiped (or the disk
+    /// replaced). The node must be down.
+    pub fn wipe(&mut self, seed: u64) {
+        self.disk = SimDisk::new(seed);
+        self.raft_state_bytes = 0;
+        self.snapshot_bytes = 0;
+    }
+
+    /// The server's start-up check of the data directory (`shardkv_storage::check_identity`):
+    /// an empty one is refused unless `bootstrap`.
+    pub fn check_identity(
+        &mut self,
+        given: &Identity,
+        bootstrap: bool,
+    ) -> Result<IdentityCheck, StorageError> {
+        shardkv_storage::check_identity(&mut self.disk.clone(), &self.dir, given, bootstrap)
     }
 
     /// Records the sizes the node's host reports after processing.

@@ -57,6 +57,7 @@ mod shard_node;
 mod shard_world;
 mod state_machine;
 mod stats;
+mod wipe;
 mod wire;
 mod world;
 pub mod world_fuzz;

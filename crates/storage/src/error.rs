@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Policy (see the crate docs): [`StorageError::NoSpace`] is an operating condition (the
 /// write was rolled back and may be retried once space is freed); [`StorageError::SyncFailed`]
 /// and [`StorageError::Poisoned`] mean the process must stop; [`StorageError::Corrupt`],
-/// [`StorageError::Gap`], [`StorageError::WrongNode`] and
+/// [`StorageError::Gap`], [`StorageError::WrongNode`], [`StorageError::NotBootstrapped`] and
 /// [`StorageError::IdentityMismatch`] refuse to start and need an operator.
 #[derive(Debug)]
 pub enum StorageError {
@@ -42,6 +42,10 @@ pub enum StorageError {
         stored: Box<Identity>,
         given: Box<Identity>,
     },
+    /// The data directory holds nothing (no identity file, no Raft data) and this start was
+    /// not told to bootstrap: a member whose data was lost must not come back as if it had
+    /// never voted or acknowledged anything (see [`crate::check_identity`]).
+    NotBootstrapped { dir: PathBuf },
     /// The log does not continue the snapshot: entries between them are missing.
     Gap {
         dir: PathBuf,
@@ -130,6 +134,15 @@ impl fmt::Display for StorageError {
                 "corrupt data in {} at byte offset {offset}: {reason}; refusing to start \
                  (restore this node from a peer or a backup)",
                 file.display()
+            ),
+            StorageError::NotBootstrapped { dir } => write!(
+                f,
+                "data directory {} is empty (no identity file, no Raft log): if this member \
+                 ran before, its votes and log are gone and rejoining under the same id could \
+                 lose acknowledged writes, so it refuses to start; start it with --bootstrap \
+                 only when creating a brand-new group; to replace a member whose disk was lost \
+                 see \"a member's data directory is lost\" in docs/kv.md",
+                dir.display()
             ),
             StorageError::WrongNode {
                 dir,

@@ -16,8 +16,14 @@
 //! leaves either the old file or the new one; a leftover temp file is removed on open.
 //!
 //! # Rules ([`check_identity`])
-//! - no identity file and no Raft data (no `node-id`, WAL or snapshot file): a new member;
-//!   the file is written ([`IdentityCheck::Created`]);
+//! - no identity file and no Raft data (no `node-id`, WAL or snapshot file), with
+//!   `bootstrap`: a new member; the file is written ([`IdentityCheck::Created`]);
+//! - the same without `bootstrap`: [`StorageError::NotBootstrapped`], nothing is written.
+//!   An empty directory is what a member whose disk was wiped or replaced looks like; had
+//!   it started, it would vote and count toward quorums having forgotten its votes and the
+//!   entries it acknowledged (with one other member lagging, the two could elect a leader
+//!   missing acknowledged writes). Only the first start of a new group bootstraps; a member
+//!   that lost its data comes back through membership change, not here;
 //! - no identity file but Raft data (a directory from before identity files): the given
 //!   identity is adopted and written ([`IdentityCheck::Adopted`]; the caller warns, since
 //!   nothing can tell whether the given peer list is the one the data was created with);
@@ -251,7 +257,8 @@ pub enum IdentityCheck {
 }
 
 /// Checks the identity stored in `dir` against `given`, writing it where the rules (see the
-/// module docs) say so. Creates `dir` if it is missing. Call before opening the store.
+/// module docs) say so; `bootstrap` allows an empty directory to become a new member.
+/// Creates `dir` if it is missing. Call before opening the store.
 ///
 /// # Panics
 /// If `given` does not list its own node among the voters (a caller bug).
@@ -259,6 +266,7 @@ pub fn check_identity<D: Disk>(
     disk: &mut D,
     dir: &Path,
     given: &Identity,
+    bootstrap: bool,
 ) -> Result<IdentityCheck, StorageError> {
     assert!(
         given.voters.contains_key(&given.node_id),
@@ -279,6 +287,11 @@ pub fn check_identity<D: Disk>(
                 || recovery::is_segment_file_name(n)
                 || snapshot::parse_file_name(n).is_some()
         });
+        if !has_data && !bootstrap {
+            return Err(StorageError::NotBootstrapped {
+                dir: dir.to_path_buf(),
+            });
+        }
         write_identity(disk, dir, given)?;
         return Ok(if has_data {
             IdentityCheck::Adopted

@@ -70,27 +70,53 @@ newtype_u64!(
 
 impl LogIndex {
     /// The index right after this one.
+    ///
+    /// # Panics
+    /// At `u64::MAX`: an index never gets there by appending (2^64 entries), and every index a
+    /// peer sends is checked against the local log before any arithmetic on it, so reaching
+    /// it is a bug, not bad input.
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        LogIndex(self.0.checked_add(1).expect("log index space exhausted"))
     }
 
     /// The index right before this one, saturating at 0.
     pub fn prev(self) -> LogIndex {
         LogIndex(self.0.saturating_sub(1))
     }
+
+    /// The index `n` entries after this one, or `None` past `u64::MAX`.
+    pub fn checked_add(self, n: u64) -> Option<LogIndex> {
+        self.0.checked_add(n).map(LogIndex)
+    }
 }
 
 impl Seq {
     /// The number after this one.
+    ///
+    /// # Panics
+    /// At `u64::MAX` (a clerk would need 2^64 requests to get there).
     pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
+        Seq(self
+            .0
+            .checked_add(1)
+            .expect("request number space exhausted"))
     }
 }
 
 impl Term {
+    /// The term after this one, or `None` at `u64::MAX`: no term follows the last one, and
+    /// a node there can no longer campaign (a Raft core refuses messages whose term runs far
+    /// ahead of its own, so honest terms never get near it).
+    pub fn checked_next(self) -> Option<Term> {
+        self.0.checked_add(1).map(Term)
+    }
+
     /// The term after this one.
+    ///
+    /// # Panics
+    /// At `u64::MAX`; use [`Term::checked_next`] where the term may come from a peer.
     pub fn next(self) -> Term {
-        Term(self.0 + 1)
+        self.checked_next().expect("term space exhausted")
     }
 }
 
@@ -103,5 +129,20 @@ mod tests {
         assert_eq!(LogIndex(0).prev(), LogIndex(0));
         assert_eq!(LogIndex(5).next(), LogIndex(6));
         assert_eq!(format!("{}", Term(3)), "t3");
+    }
+
+    #[test]
+    fn term_and_index_never_wrap() {
+        assert_eq!(Term(u64::MAX).checked_next(), None);
+        assert_eq!(Term(7).checked_next(), Some(Term(8)));
+        assert_eq!(LogIndex(u64::MAX - 1).checked_add(2), None);
+        assert_eq!(LogIndex(3).checked_add(2), Some(LogIndex(5)));
+        let wrapped = std::panic::catch_unwind(|| Term(u64::MAX).next());
+        assert!(
+            wrapped.is_err(),
+            "Term::next at the limit panics, never wraps to 0"
+        );
+        let wrapped = std::panic::catch_unwind(|| LogIndex(u64::MAX).next());
+        assert!(wrapped.is_err(), "LogIndex::next at the limit panics");
     }
 }

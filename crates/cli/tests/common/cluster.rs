@@ -31,6 +31,8 @@ pub struct Member {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// Started once: later starts do not pass `--bootstrap`, as an operator would not.
+    bootstrapped: bool,
 }
 
 /// A group of `n` members, ids 1..=n.
@@ -75,6 +77,7 @@ impl Cluster {
                 data_dir: dir.join(format!("n{}", i + 1)),
                 log: dir.join(format!("n{}.log", i + 1)),
                 child: None,
+                bootstrapped: false,
             })
             .collect();
         let peers = members
@@ -125,6 +128,8 @@ impl Cluster {
         let extra = self.extra_args.clone();
         let m = self.member_mut(id);
         assert!(m.child.is_none(), "n{id} is already running");
+        // Only the first start creates the member (`--bootstrap`), like `shardkv up`.
+        let bootstrap = !std::mem::replace(&mut m.bootstrapped, true);
         let log = File::options()
             .create(true)
             .append(true)
@@ -134,6 +139,7 @@ impl Cluster {
             .args(["server", "--id", &id.to_string(), "--peers", &peers])
             .arg("--data-dir")
             .arg(&m.data_dir)
+            .args(bootstrap.then_some("--bootstrap"))
             .args(&extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))

@@ -28,8 +28,9 @@ fn ident(voters: u64) -> Identity {
 }
 
 fn run_all<D: Disk>(mk: Mk<'_, D>, root: &Path) {
-    let cases: [Case<D>; 6] = [
+    let cases: [Case<D>; 7] = [
         ("written_then_matched", written_then_matched),
+        ("empty_dir_needs_bootstrap", empty_dir_needs_bootstrap),
         ("other_voters_refused", other_voters_refused),
         (
             "other_cluster_group_node_refused",
@@ -59,20 +60,20 @@ fn identity_on_sim_disk() {
 }
 
 fn written_then_matched<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    let first = check_identity(&mut mk(), dir, &ident(3)).expect("first start");
+    let first = check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
     assert_eq!(first, IdentityCheck::Created);
-    let again = check_identity(&mut mk(), dir, &ident(3)).expect("restart");
+    let again = check_identity(&mut mk(), dir, &ident(3), false).expect("restart");
     assert_eq!(again, IdentityCheck::Matched);
     // The store opens beside it (the identity file is not one of its files).
     RaftStore::open(mk(), dir, NodeId(1)).expect("store opens");
-    let after_store = check_identity(&mut mk(), dir, &ident(3)).expect("restart");
+    let after_store = check_identity(&mut mk(), dir, &ident(3), false).expect("restart");
     assert_eq!(after_store, IdentityCheck::Matched);
 }
 
 fn other_voters_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3)).expect("first start");
+    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
     for voters in [5, 2] {
-        let err = check_identity(&mut mk(), dir, &ident(voters)).expect_err("refused");
+        let err = check_identity(&mut mk(), dir, &ident(voters), false).expect_err("refused");
         let text = err.to_string();
         assert!(
             matches!(err, StorageError::IdentityMismatch { .. }),
@@ -89,16 +90,16 @@ fn other_voters_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
         );
     }
     // Refusals change nothing: the original still matches.
-    let again = check_identity(&mut mk(), dir, &ident(3)).expect("original peers");
+    let again = check_identity(&mut mk(), dir, &ident(3), false).expect("original peers");
     assert_eq!(again, IdentityCheck::Matched);
 }
 
 fn other_cluster_group_node_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3)).expect("first start");
+    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
     let mut cluster = ident(3);
     cluster.cluster_id = 0xc2;
     cluster.cluster_token = "other".into();
-    let text = check_identity(&mut mk(), dir, &cluster)
+    let text = check_identity(&mut mk(), dir, &cluster, false)
         .expect_err("other cluster")
         .to_string();
     assert!(
@@ -107,21 +108,21 @@ fn other_cluster_group_node_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
     );
     let mut group = ident(3);
     group.group_id = Gid(2);
-    let text = check_identity(&mut mk(), dir, &group)
+    let text = check_identity(&mut mk(), dir, &group, false)
         .expect_err("other group")
         .to_string();
     assert!(text.contains("group: stored 1, given 2"), "{text}");
     let mut node = ident(3);
     node.node_id = NodeId(2);
-    let err = check_identity(&mut mk(), dir, &node).expect_err("other node");
+    let err = check_identity(&mut mk(), dir, &node, false).expect_err("other node");
     assert!(matches!(err, StorageError::WrongNode { .. }), "{err}");
 }
 
 fn addresses_update_the_file<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3)).expect("first start");
+    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
     let mut moved = ident(3);
     moved.voters.insert(NodeId(3), "10.0.0.3:7003".into());
-    let r = check_identity(&mut mk(), dir, &moved).expect("addresses may change");
+    let r = check_identity(&mut mk(), dir, &moved, false).expect("addresses may change");
     assert_eq!(
         r,
         IdentityCheck::AddressesUpdated {
@@ -129,9 +130,33 @@ fn addresses_update_the_file<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
         }
     );
     assert_eq!(
-        check_identity(&mut mk(), dir, &moved).expect("restart"),
+        check_identity(&mut mk(), dir, &moved, false).expect("restart"),
         IdentityCheck::Matched
     );
+}
+
+fn empty_dir_needs_bootstrap<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
+    // An empty directory is a member that lost its data unless this start bootstraps it.
+    let err = check_identity(&mut mk(), dir, &ident(3), false).expect_err("not bootstrapped");
+    assert!(matches!(err, StorageError::NotBootstrapped { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("--bootstrap") && text.contains("votes and log"),
+        "{text}"
+    );
+    let names = mk().list_dir(dir).expect("list");
+    assert!(!names.iter().any(|n| n == IDENTITY_FILE), "nothing written");
+    let first = check_identity(&mut mk(), dir, &ident(3), true).expect("bootstrap");
+    assert_eq!(first, IdentityCheck::Created);
+    // Bootstrapping an existing member changes nothing.
+    let again = check_identity(&mut mk(), dir, &ident(3), true).expect("restart");
+    assert_eq!(again, IdentityCheck::Matched);
+    // Wiped: the same directory emptied is refused again.
+    for name in mk().list_dir(dir).expect("list") {
+        mk().remove(&dir.join(name)).expect("remove");
+    }
+    let err = check_identity(&mut mk(), dir, &ident(3), false).expect_err("wiped");
+    assert!(matches!(err, StorageError::NotBootstrapped { .. }), "{err}");
 }
 
 fn legacy_dir_is_adopted<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
@@ -141,11 +166,11 @@ fn legacy_dir_is_adopted<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
     store.sync().expect("sync");
     drop(store);
     assert_eq!(
-        check_identity(&mut mk(), dir, &ident(3)).expect("adopted"),
+        check_identity(&mut mk(), dir, &ident(3), false).expect("adopted"),
         IdentityCheck::Adopted
     );
     assert!(
-        check_identity(&mut mk(), dir, &ident(5)).is_err(),
+        check_identity(&mut mk(), dir, &ident(5), false).is_err(),
         "once adopted, the voter set is held"
     );
     let (_store, rec) = RaftStore::open(mk(), dir, NodeId(1)).expect("data kept");
@@ -153,14 +178,14 @@ fn legacy_dir_is_adopted<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
 }
 
 fn damaged_file_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3)).expect("first start");
+    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
     let path = dir.join(IDENTITY_FILE);
     let mut disk = mk();
     let len = disk.file_len(&path).expect("len");
     // Torn: a file cut short.
     disk.truncate(&path, len - 3).expect("truncate");
     disk.sync(&path).expect("sync");
-    let err = check_identity(&mut mk(), dir, &ident(3)).expect_err("torn file refused");
+    let err = check_identity(&mut mk(), dir, &ident(3), false).expect_err("torn file refused");
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
     assert!(
         err.to_string().contains(IDENTITY_FILE),
@@ -171,7 +196,7 @@ fn damaged_file_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
     disk.append(&path, &vec![0x5a; len as usize])
         .expect("write");
     disk.sync(&path).expect("sync");
-    let err = check_identity(&mut mk(), dir, &ident(3)).expect_err("corrupt file refused");
+    let err = check_identity(&mut mk(), dir, &ident(3), false).expect_err("corrupt file refused");
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
     assert_eq!(disk.read(&path).expect("read"), vec![0x5a; len as usize]);
 }
@@ -189,11 +214,11 @@ fn a_crash_before_the_rename_keeps_the_old_identity() {
     let mut saw_new = false;
     for halt_after in 0..16u64 {
         let disk = SimDisk::new(100 + halt_after);
-        check_identity(&mut disk.clone(), dir, &old).expect("first start");
+        check_identity(&mut disk.clone(), dir, &old, true).expect("first start");
         disk.halt_after_ops(halt_after);
         let done = write_identity(&mut disk.clone(), dir, &new).is_ok();
         disk.crash();
-        match check_identity(&mut disk.clone(), dir, &old).expect("old or new identity") {
+        match check_identity(&mut disk.clone(), dir, &old, false).expect("old or new identity") {
             IdentityCheck::Matched => assert!(!done, "a completed write survives the crash"),
             IdentityCheck::AddressesUpdated { stored } => {
                 assert_eq!(stored, new.voters, "after step {halt_after}");

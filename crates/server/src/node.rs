@@ -67,8 +67,14 @@ impl Observer for LogObserver {
             HostEvent::SnapshotSaved { index, bytes } => {
                 tracing::debug!(index = %index, bytes, "snapshot saved")
             }
-            HostEvent::SnapshotNotSaved { index } => {
-                tracing::warn!(index = %index, "disk full: snapshot not saved")
+            HostEvent::SnapshotNotSaved {
+                index,
+                error,
+                retry_in_ticks,
+            } => {
+                let retry_in = crate::driver::TICK * retry_in_ticks as u32;
+                tracing::warn!(index = %index, %error, retry_in = ?retry_in,
+                    "snapshot not saved (the log is still complete); will try again")
             }
         }
     }

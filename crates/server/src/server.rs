@@ -9,7 +9,8 @@
 //! read (Shard service) to the shard group it names. A shard group's leader asks the
 //! controller (at `ServerConfig::ctrl`) and other groups through its node's [`Outbox`].
 //!
-//! For each group, in order: check the identity file (cluster, group, node, voters), open
+//! First the data directory's lock (`DirLock`: a second process on it is refused) and the
+//! listening port (bound, not yet served). Then for each group, in order: check the identity file (cluster, group, node, voters), open
 //! storage, restore the replica, start its peer transport and node thread. Then the port
 //! opens. On the shutdown signal every node thread stops (a leader hands off first); a
 //! fatal error in any group stops the process.
@@ -90,6 +91,13 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
     span: tracing::Span,
 ) -> Result<()> {
+    // One process per data directory, checked before anything in it is read or deleted;
+    // the port is bound before storage is touched, so a second process on a taken port
+    // leaves the live member's files alone. Both are held until this function returns.
+    let _lock = shardkv_storage::DirLock::acquire(&cfg.data_dir).map_err(|e| anyhow!("{e}"))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     refuse_single_group_layout(&cfg.data_dir)?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let mut router = GroupRouter {
@@ -141,9 +149,6 @@ async fn serve(
         };
         router.groups.insert(gid, hosted);
     }
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let router = Arc::new(router);
     let raft = RaftService::new(cfg.cluster_id, router.clone());
     let drops = raft.drops();

@@ -207,6 +207,11 @@ impl<D: Disk> RaftStore<D> {
     /// log), every entry is discarded and the log continues at `meta.index + 1`.
     ///
     /// Also makes everything appended before it durable when it writes a reset record.
+    ///
+    /// A failure before the new file got its final name (creating, writing or syncing the
+    /// temp file, the rename) changes nothing and leaves the store writable
+    /// ([`RaftStore::poisoned`] stays `None`): the full log is still there, so the caller
+    /// may go on and try a later snapshot. A failure after the rename poisons the store.
     pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         self.check_writable()?;
         if meta.index <= self.snapshot.index {
@@ -218,7 +223,12 @@ impl<D: Disk> RaftStore<D> {
         let matches = self.term(meta.index) == Some(meta.term);
         let path = match snapshot::write(&mut self.disk, &self.dir, meta, data) {
             Ok(path) => path,
-            Err(f) => return Err(self.after_failure(f.error, f.renamed)),
+            // Nothing but a temp file was touched (and it is gone): the WAL and the current
+            // snapshot are as they were, so any error here (EMFILE, EACCES, even a failed
+            // fdatasync of the temp file, which holds nothing acknowledged) leaves the store
+            // writable, and the caller may try a later snapshot.
+            Err(f) if !f.renamed => return Err(f.error),
+            Err(f) => return Err(self.after_failure(f.error, true)),
         };
         if !matches {
             // Without the reset record a later replay would mix old and new entries.

@@ -17,6 +17,8 @@
 //! cluster-token = "shardkv"    # every member of a cluster gives the same token
 //! groups = "0=ctrl,1=kv"        # the groups this process hosts a replica of (or group-id = 1)
 //! shards = 64                   # the controller's shard count, fixed at cluster creation
+//! max-connections = 4096        # open client and peer connections at most
+//! idle-timeout = "5m"           # a connection silent this long is closed
 //! ```
 //!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
@@ -101,6 +103,12 @@ pub struct ServerConfig {
     /// The shard controller's client addresses in node order (the i-th is node i+1), which
     /// this process's shard groups poll for configs. Empty when it hosts no shard group.
     pub ctrl: Vec<String>,
+    // Connections (see `listen`).
+    /// The most open client and peer connections (lowered to stay below the descriptor
+    /// limit).
+    pub max_connections: usize,
+    /// A connection whose peer sends nothing for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -137,6 +145,10 @@ pub struct ConfigLayer {
     pub shards: Option<u32>,
     /// The controller's addresses, `HOST:PORT,...` in node order (shard groups only).
     pub ctrl: Option<String>,
+    // Connections (see `listen`).
+    pub max_connections: Option<usize>,
+    /// A duration (e.g. `5m`).
+    pub idle_timeout: Option<String>,
 }
 
 impl ConfigLayer {
@@ -162,6 +174,8 @@ impl ConfigLayer {
             groups: self.groups.or(lower.groups),
             shards: self.shards.or(lower.shards),
             ctrl: self.ctrl.or(lower.ctrl),
+            max_connections: self.max_connections.or(lower.max_connections),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
         }
     }
 
@@ -226,6 +240,8 @@ impl ConfigLayer {
         let shards = self.shards.unwrap_or(shardkv_types::SHARDS_DEFAULT);
         shardkv_types::check_shard_count(shards).map_err(|e| e.to_string())?;
         let ctrl = resolve_ctrl(self.ctrl.as_deref(), &groups, &peers)?;
+        let (max_connections, idle_timeout) =
+            resolve_connections(self.max_connections, self.idle_timeout.as_deref())?;
         Ok(ServerConfig {
             id,
             listen,
@@ -239,8 +255,29 @@ impl ConfigLayer {
             groups,
             shards,
             ctrl,
+            max_connections,
+            idle_timeout,
         })
     }
+}
+
+/// The connection limit and idle timeout, checked (both must be positive).
+fn resolve_connections(
+    max_connections: Option<usize>,
+    idle_timeout: Option<&str>,
+) -> Result<(usize, Duration), String> {
+    let max_connections = max_connections.unwrap_or(crate::listen::MAX_CONNECTIONS_DEFAULT);
+    if max_connections == 0 {
+        return Err("max-connections must be at least 1".into());
+    }
+    let idle_timeout = match idle_timeout {
+        None => crate::listen::IDLE_TIMEOUT_DEFAULT,
+        Some(s) => parse_duration(s)?,
+    };
+    if idle_timeout.is_zero() {
+        return Err("idle-timeout must be positive".into());
+    }
+    Ok((max_connections, idle_timeout))
 }
 
 /// The controller addresses shard groups poll: the given list, or (for a process that hosts

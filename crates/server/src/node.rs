@@ -38,7 +38,7 @@ pub const PENDING_REQUESTS_MAX: usize = shardkv_host::REQUESTS_PENDING_MAX_DEFAU
 /// that asks other groups, the outbox that carries its requests.
 ///
 /// Invariant: the replica is only mutated through `host` (which drops ticks and messages
-/// while stalled), except `transfer_leader`, which `begin_hand_off` calls only when not
+/// while stalled), except `transfer_leader`, which `hand_off` calls only when not
 /// stalled, and the answers of other groups, which the app takes on its own clock.
 pub struct Node<A: Member> {
     id: NodeId,
@@ -151,10 +151,11 @@ impl<A: Member> Node<A> {
         self.replica.raft().is_leader()
     }
 
-    /// Graceful shutdown of a leader: asks the next member (by id, wrapping) to take over,
-    /// so clients see a short hand-off instead of an election timeout. False when there is
-    /// nothing to hand off (not the leader, alone, or stalled).
-    pub fn begin_hand_off(&mut self) -> bool {
+    /// A leader asks the next member (by id, wrapping) to take over — on a graceful
+    /// shutdown, so clients see a short hand-off instead of an election timeout, or when
+    /// this process cannot serve clients; `why` is logged. False when there is nothing to
+    /// hand off (not the leader, alone, or stalled).
+    pub fn hand_off(&mut self, why: &str) -> bool {
         if self.host.is_stalled() || !self.is_leader() {
             return false;
         }
@@ -168,7 +169,7 @@ impl<A: Member> Node<A> {
         let Some(to) = next else {
             return false;
         };
-        tracing::info!(term = %self.term(), to = %to, "shutting down: handing leadership off");
+        tracing::info!(term = %self.term(), to = %to, why, "handing leadership off");
         self.replica.transfer_leader(to);
         true
     }

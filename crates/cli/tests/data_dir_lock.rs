@@ -70,7 +70,10 @@ fn a_second_server_on_a_live_data_dir_is_refused_and_the_first_keeps_serving() {
     let mut client = c.client();
     c.block_on(async {
         for i in 0..50 {
-            client.put(format!("k{i}"), "v".repeat(200)).await.expect("put");
+            client
+                .put(format!("k{i}"), "v".repeat(200))
+                .await
+                .expect("put");
         }
     });
     let dir = c.member(1).data_dir.clone();
@@ -82,10 +85,14 @@ fn a_second_server_on_a_live_data_dir_is_refused_and_the_first_keeps_serving() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "second server on {listen} must fail");
         assert!(
-            stderr.contains("in use by another process") && stderr.contains(&dir.display().to_string()),
+            stderr.contains("in use by another process")
+                && stderr.contains(&dir.display().to_string()),
             "the refusal names the data directory: {stderr}"
         );
-        assert!(stderr.contains("pid "), "the refusal names the holder: {stderr}");
+        assert!(
+            stderr.contains("pid "),
+            "the refusal names the holder: {stderr}"
+        );
     }
     // Nothing of the live member's vanished (files may grow, none disappears).
     let after = files(&dir);

@@ -150,19 +150,28 @@ fn a_follower_out_of_descriptors_survives_its_snapshot_and_saves_one_later() {
     wait_until("the follower to fail a snapshot", WAIT, || {
         c.block_on(async {
             for _ in 0..20 {
-                client.put(format!("k{n}"), value.clone()).await.expect("put");
+                client
+                    .put(format!("k{n}"), value.clone())
+                    .await
+                    .expect("put");
                 n += 1;
             }
         });
         log_has(&c, follower, "snapshot not saved")
     });
-    assert!(c.is_running(follower), "the follower survives a failed snapshot");
+    assert!(
+        c.is_running(follower),
+        "the follower survives a failed snapshot"
+    );
     assert_eq!(newest_snapshot(&c, follower), before);
     restore_descriptors(pid, old);
     wait_until("the follower to save a snapshot", WAIT, || {
         c.block_on(async {
             for _ in 0..20 {
-                client.put(format!("k{n}"), value.clone()).await.expect("put");
+                client
+                    .put(format!("k{n}"), value.clone())
+                    .await
+                    .expect("put");
                 n += 1;
             }
         });
@@ -291,7 +300,11 @@ fn half_sent_big_messages_on_many_streams_do_not_grow_server_memory_past_a_bound
     let addr = c.member(1).addr.clone();
     let (sent, streams) = c.block_on(send_half_messages(&addr));
     let grown = rss_bytes(pid).saturating_sub(before);
-    eprintln!("server took {} MiB; RSS grew {} MiB", sent >> 20, grown >> 20);
+    eprintln!(
+        "server took {} MiB; RSS grew {} MiB",
+        sent >> 20,
+        grown >> 20
+    );
     let taken_max = 64 * (DECLARED_BYTES as u64 + 5) + (4 << 20);
     assert!(
         sent <= taken_max,
@@ -299,11 +312,7 @@ fn half_sent_big_messages_on_many_streams_do_not_grow_server_memory_past_a_bound
         sent >> 20,
         taken_max >> 20
     );
-    assert!(
-        grown < 256 << 20,
-        "server RSS grew by {} MiB",
-        grown >> 20
-    );
+    assert!(grown < 256 << 20, "server RSS grew by {} MiB", grown >> 20);
     drop(streams);
     assert!(c.status(1).is_some(), "the server keeps serving");
 }

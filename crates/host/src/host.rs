@@ -658,7 +658,9 @@ mod tests {
             let s = snapshot_scale_permille(NodeId(id));
             assert!((lo..=hi).contains(&s), "id {id}: {s}");
         }
-        let small: Vec<u64> = (1..=7).map(|i| snapshot_scale_permille(NodeId(i))).collect();
+        let small: Vec<u64> = (1..=7)
+            .map(|i| snapshot_scale_permille(NodeId(i)))
+            .collect();
         for (i, a) in small.iter().enumerate() {
             for b in &small[i + 1..] {
                 assert!(a.abs_diff(*b) >= 10, "ids 1..=7 spread apart: {small:?}");

@@ -3,9 +3,9 @@
 //! on fdatasync; the node itself stays synchronous like the core.
 
 use crate::handler::Inbound;
+use crate::listen::StepDownSignal;
 use crate::member::Member;
 use crate::node::{Fatal, Node};
-use crate::listen::StepDownSignal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

@@ -106,7 +106,12 @@ pub fn raise_nofile_limit() -> Option<u64> {
     };
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => {
-            tracing::info!(was = soft, now = hard, hard, "descriptor limit (RLIMIT_NOFILE) raised to the hard limit");
+            tracing::info!(
+                was = soft,
+                now = hard,
+                hard,
+                "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+            );
             Some(hard)
         }
         Err(e) => {
@@ -399,7 +404,10 @@ mod tests {
             effective_max_connections(4096, Some(1024), 2),
             1024 - 128 - 32
         );
-        assert_eq!(effective_max_connections(4096, Some(64), 1), MAX_CONNECTIONS_FLOOR);
+        assert_eq!(
+            effective_max_connections(4096, Some(64), 1),
+            MAX_CONNECTIONS_FLOOR
+        );
     }
 
     #[test]

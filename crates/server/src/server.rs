@@ -121,7 +121,8 @@ async fn serve(
         let hosted = match service {
             Service::Kv => {
                 let (store, replica) = replica_in(&cfg, gid, "kv".into(), KvStore::default())?;
-                let started = start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
+                let started =
+                    start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 started.hosted
             }
@@ -131,7 +132,8 @@ async fn serve(
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
-                let started = start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
+                let started =
+                    start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
                 front.ctrl = Some(started.handler.clone());
                 started.hosted
             }
@@ -141,7 +143,8 @@ async fn serve(
                 let initial = ShardKv::new(gid, cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started = start_node(&cfg, gid, store, group, &ended_tx, &step_down, group_span)?;
+                let started =
+                    start_node(&cfg, gid, store, group, &ended_tx, &step_down, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
@@ -167,8 +170,11 @@ async fn serve(
         idle_timeout: cfg.idle_timeout,
     };
     if limits.max_connections < cfg.max_connections {
-        tracing::warn!(configured = cfg.max_connections, limit = limits.max_connections,
-            "connection limit lowered to stay below the descriptor limit");
+        tracing::warn!(
+            configured = cfg.max_connections,
+            limit = limits.max_connections,
+            "connection limit lowered to stay below the descriptor limit"
+        );
     }
     let incoming = listen::incoming(listener, limits, step_down.clone());
     let mut services = shardkv_net::router(&mut builder, front, raft);

@@ -38,7 +38,11 @@ impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockError::Held { dir, holder } => {
-                write!(f, "data directory {} is in use by another process", dir.display())?;
+                write!(
+                    f,
+                    "data directory {} is in use by another process",
+                    dir.display()
+                )?;
                 match holder {
                     Some(pid) => write!(f, " (pid {pid})")?,
                     None => write!(f, " (pid unknown)")?,

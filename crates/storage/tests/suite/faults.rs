@@ -72,7 +72,10 @@ fn fsync_failure_of_a_snapshot_temp_file_changes_nothing_but_a_rotation_fsync_po
     disk.fail_next_sync();
     let err = s.save_snapshot(meta(3, 1), b"snap").unwrap_err();
     assert!(matches!(err, StorageError::SyncFailed { .. }), "{err}");
-    assert!(s.poisoned().is_none(), "a snapshot temp file's fsync does not poison");
+    assert!(
+        s.poisoned().is_none(),
+        "a snapshot temp file's fsync does not poison"
+    );
     assert_eq!(s.snapshot_meta(), meta(0, 0));
     assert!(
         files(&mut disk.clone(), Path::new(DIR), "snap-").is_empty(),

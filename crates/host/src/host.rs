@@ -4,7 +4,7 @@ use crate::app::HostedApp;
 use crate::observer::{HostEvent, Observer, Transport};
 use shardkv_raft::{Ready, Role};
 use shardkv_rsm::{Error, ReqId};
-use shardkv_storage::{Disk, RaftStore, StorageError};
+use shardkv_storage::{Disk, RaftStore, SnapshotJob, SnapshotWritten, StorageError};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -20,6 +20,16 @@ pub const SNAPSHOT_JITTER_PERMILLE_MAX: u64 = 150;
 /// hold doubles on every failure in a row; a saved snapshot resets it).
 pub const SNAPSHOT_RETRY_TICKS_MIN: u64 = 100;
 pub const SNAPSHOT_RETRY_TICKS_MAX: u64 = 6_000;
+
+/// Where a host has the files of the app's snapshots written (see the crate docs,
+/// "Snapshots in the background"). Without one the host runs each job itself at its next
+/// `drive`, on the store's disk.
+pub trait SnapshotWriter: Send {
+    /// Starts writing; at most one job is outstanding.
+    fn start(&mut self, job: SnapshotJob);
+    /// The outstanding job's outcome, once it is done.
+    fn poll(&mut self) -> Option<SnapshotWritten>;
+}
 
 /// Tunables of a [`Host`].
 #[derive(Clone, Copy, Debug)]
@@ -122,6 +132,12 @@ pub struct Host<A: HostedApp, D: Disk> {
     snapshot_hold_ticks: u64,
     /// The hold the next failed save sets.
     snapshot_retry_ticks: u64,
+    /// Runs snapshot jobs off this thread, if the shell gave one.
+    writer: Option<Box<dyn SnapshotWriter>>,
+    /// A job to run at the next `drive` (no writer).
+    snapshot_deferred: Option<SnapshotJob>,
+    /// Bytes of the snapshot being written, while one is.
+    snapshot_in_flight: Option<usize>,
 }
 
 /// Member `id`'s snapshot threshold relative to the configured one, in thousandths: within
@@ -151,14 +167,28 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             snapshot_scale_permille: snapshot_scale_permille(id),
             snapshot_hold_ticks: 0,
             snapshot_retry_ticks: SNAPSHOT_RETRY_TICKS_MIN,
+            writer: None,
+            snapshot_deferred: None,
+            snapshot_in_flight: None,
         }
+    }
+
+    /// Has the files of the app's snapshots written by `writer` (a thread, in the server).
+    pub fn with_snapshot_writer(mut self, writer: Box<dyn SnapshotWriter>) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// True while a snapshot the app took is being written.
+    pub fn snapshot_in_flight(&self) -> bool {
+        self.snapshot_in_flight.is_some()
     }
 
     /// The persisted Raft state as the app's snapshot policy sees it: the store's size
     /// scaled by this member's jitter, or 0 while snapshots are held back after a failed
     /// save (see the crate docs).
     fn snapshot_pressure(&self) -> u64 {
-        if self.snapshot_hold_ticks > 0 {
+        if self.snapshot_hold_ticks > 0 || self.snapshot_in_flight.is_some() {
             return 0;
         }
         let bytes = u128::from(self.store.raft_state_bytes());
@@ -301,6 +331,7 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         transport: &mut impl Transport,
         observer: &mut impl Observer,
     ) -> Result<(), Fatal> {
+        self.poll_snapshot(observer)?;
         if let Some(p) = self.stalled.take() {
             self.persist_and_finish(app, p, true, transport, observer)?;
         }
@@ -400,41 +431,76 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             .map_err(Fatal::Observer)
     }
 
-    /// Saves a snapshot the app took. A failure that left the store writable (the store
-    /// says which: see `RaftStore::save_snapshot`) is not fatal — the full log is still on
-    /// disk — and holds the app's snapshots back for a while, doubling on every failure in
-    /// a row, so a persistent fault costs neither a crash nor an encode per Ready.
+    /// Starts saving a snapshot the app took: its file is written by the writer (or at
+    /// the next `drive`), and [`Host::poll_snapshot`] completes it.
     fn save_app_snapshot(
         &mut self,
         s: &shardkv_raft::Snapshot,
         observer: &mut impl Observer,
     ) -> Result<(), Fatal> {
-        match self.store.save_snapshot(s.meta, &s.data) {
-            Ok(()) => {
-                self.snapshot_bytes = s.data.len();
-                self.snapshot_retry_ticks = SNAPSHOT_RETRY_TICKS_MIN;
-                let event = HostEvent::SnapshotSaved {
-                    index: s.meta.index,
-                    bytes: s.data.len(),
-                };
-                observer.on_event(self.id, event);
-                Ok(())
-            }
-            Err(error) if self.store.poisoned().is_none() => {
-                self.counters.snapshots_not_saved += 1;
-                self.snapshot_hold_ticks = self.snapshot_retry_ticks;
-                self.snapshot_retry_ticks =
-                    (self.snapshot_retry_ticks * 2).min(SNAPSHOT_RETRY_TICKS_MAX);
-                let event = HostEvent::SnapshotNotSaved {
-                    index: s.meta.index,
-                    error: error.to_string(),
-                    retry_in_ticks: self.snapshot_hold_ticks,
-                };
-                observer.on_event(self.id, event);
-                Ok(())
-            }
-            Err(error) => Err(self.fatal("saving a snapshot", error)),
+        debug_assert!(
+            self.snapshot_in_flight.is_none(),
+            "one snapshot job at a time"
+        );
+        let job = match self.store.start_snapshot(s.meta, s.data.clone()) {
+            Ok(job) => job,
+            Err(error) => return self.snapshot_failed(s.meta.index, error, observer),
+        };
+        self.snapshot_in_flight = Some(s.data.len());
+        match &mut self.writer {
+            Some(w) => w.start(job),
+            None => self.snapshot_deferred = Some(job),
         }
+        Ok(())
+    }
+
+    /// Completes the snapshot being written, if its file is done: the store compacts its
+    /// log only now, once the file is durable.
+    fn poll_snapshot(&mut self, observer: &mut impl Observer) -> Result<(), Fatal> {
+        let written = match (self.snapshot_deferred.take(), &mut self.writer) {
+            (Some(job), _) => Some(job.run(self.store.disk_mut())),
+            (None, Some(w)) if self.snapshot_in_flight.is_some() => w.poll(),
+            (None, _) => None,
+        };
+        let Some(written) = written else {
+            return Ok(());
+        };
+        let bytes = self.snapshot_in_flight.take().unwrap_or(0);
+        let index = written.meta().index;
+        match self.store.finish_snapshot(written) {
+            Ok(()) => {
+                self.snapshot_bytes = bytes;
+                self.snapshot_retry_ticks = SNAPSHOT_RETRY_TICKS_MIN;
+                observer.on_event(self.id, HostEvent::SnapshotSaved { index, bytes });
+                Ok(())
+            }
+            Err(error) => self.snapshot_failed(index, error, observer),
+        }
+    }
+
+    /// A snapshot the app took was not saved. A failure that left the store writable (the
+    /// store says which: see `RaftStore::save_snapshot`) is not fatal — the full log is
+    /// still on disk — and holds the app's snapshots back for a while, doubling on every
+    /// failure in a row, so a persistent fault costs neither a crash nor an encode per Ready.
+    fn snapshot_failed(
+        &mut self,
+        index: shardkv_types::LogIndex,
+        error: StorageError,
+        observer: &mut impl Observer,
+    ) -> Result<(), Fatal> {
+        if self.store.poisoned().is_some() {
+            return Err(self.fatal("saving a snapshot", error));
+        }
+        self.counters.snapshots_not_saved += 1;
+        self.snapshot_hold_ticks = self.snapshot_retry_ticks;
+        self.snapshot_retry_ticks = (self.snapshot_retry_ticks * 2).min(SNAPSHOT_RETRY_TICKS_MAX);
+        let event = HostEvent::SnapshotNotSaved {
+            index,
+            error: error.to_string(),
+            retry_in_ticks: self.snapshot_hold_ticks,
+        };
+        observer.on_event(self.id, event);
+        Ok(())
     }
 
     /// Persists what `p.rd` asks for, skipping the parts already written, with at most one
@@ -484,7 +550,7 @@ mod tests {
     use shardkv_kv::{KvCommand, KvStore};
     use shardkv_raft::Config;
     use shardkv_rsm::{Replica, ReplicaOptions, Request};
-    use shardkv_storage::SimDisk;
+    use shardkv_storage::{SimDisk, SnapshotJob, SnapshotWritten};
     use shardkv_types::{ClientId, Seq};
     use std::io;
     use std::path::Path;
@@ -666,5 +732,76 @@ mod tests {
                 assert!(a.abs_diff(*b) >= 10, "ids 1..=7 spread apart: {small:?}");
             }
         }
+    }
+
+    /// A writer that keeps the job until the test lets it run.
+    struct HeldWriter {
+        disk: SimDisk,
+        job: Arc<std::sync::Mutex<Option<SnapshotJob>>>,
+        release: Arc<AtomicBool>,
+    }
+
+    impl SnapshotWriter for HeldWriter {
+        fn start(&mut self, job: SnapshotJob) {
+            *self.job.lock().unwrap() = Some(job);
+        }
+        fn poll(&mut self) -> Option<SnapshotWritten> {
+            if !self.release.load(Ordering::Relaxed) {
+                return None;
+            }
+            let job = self.job.lock().unwrap().take()?;
+            Some(job.run(&mut self.disk))
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_by_the_writer_compacts_the_log_only_when_it_is_done() {
+        // Goal: while the snapshot's file is being written the node keeps applying, takes
+        // no other snapshot and the store keeps its full log; the completion, collected at a
+        // later drive, compacts it. Method: a writer that holds the job until released.
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (host, mut app) = single_member(&refuse);
+        let disk = host.store().disk().inner.clone();
+        let job = Arc::new(std::sync::Mutex::new(None));
+        let release = Arc::new(AtomicBool::new(false));
+        let writer = HeldWriter {
+            disk,
+            job: job.clone(),
+            release: release.clone(),
+        };
+        let mut host = host.with_snapshot_writer(Box::new(writer));
+        let mut events = Events::default();
+        let mut seq = 1;
+        while !host.snapshot_in_flight() {
+            assert!(seq < 200, "no snapshot was taken");
+            put(&mut host, &mut app, seq, &mut events).expect("put");
+            seq += 1;
+        }
+        let taken = job
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|j| j.meta())
+            .expect("a job");
+        for _ in 0..20 {
+            put(&mut host, &mut app, seq, &mut events).expect("writes go on");
+            seq += 1;
+        }
+        assert!(host.snapshot_in_flight());
+        assert_eq!(host.store().snapshot_meta().index.0, 0, "not compacted yet");
+        assert_eq!(host.store().first_index().0, 1);
+        assert_eq!(
+            app.applied().0,
+            app.raft().status().commit.0,
+            "applying goes on"
+        );
+        release.store(true, Ordering::Relaxed);
+        put(&mut host, &mut app, seq, &mut events).expect("put");
+        // (The log it kept is past the threshold again: the next job may have started.)
+        assert_eq!(host.store().snapshot_meta(), taken);
+        assert!(events.0.iter().any(|e| matches!(
+            e,
+            HostEvent::SnapshotSaved { index, .. } if *index == taken.index
+        )));
     }
 }

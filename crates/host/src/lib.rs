@@ -48,6 +48,18 @@
 //!   for [`SNAPSHOT_RETRY_TICKS_MIN`] ticks, doubling per failure in a row up to
 //!   [`SNAPSHOT_RETRY_TICKS_MAX`]; a saved snapshot resets the hold.
 //!
+//! # Snapshots in the background
+//!
+//! A snapshot the app took (step 5) is not written on the spot: the host asks the store
+//! for a job (`RaftStore::start_snapshot`) and hands it to the shell's [`SnapshotWriter`]
+//! (the server's writes and syncs the file on a thread of its own), or, without one, keeps
+//! it and runs it at the start of the next `drive` (the simulator: the completion comes a
+//! step later, deterministically). At the start of every `drive` the host collects a done
+//! job and completes it (`RaftStore::finish_snapshot`): only then is the log compacted, so
+//! a crash before that leaves the previous snapshot and the full log. One job at a time:
+//! the app takes no snapshot while one is being written. (Encoding the state machine stays
+//! on the node thread: the app does it.)
+//!
 //! # Snapshot points
 //!
 //! The app decides when to snapshot from the `raft_state_bytes` the host passes to
@@ -80,7 +92,7 @@ pub use app::HostedApp;
 pub use host::{
     Fatal, Host, HostCounters, HostOptions, REQUESTS_PENDING_MAX_DEFAULT,
     SNAPSHOT_JITTER_PERMILLE_MAX, SNAPSHOT_RETRY_TICKS_MAX, SNAPSHOT_RETRY_TICKS_MIN,
-    snapshot_scale_permille,
+    SnapshotWriter, snapshot_scale_permille,
 };
 pub use observer::{HostEvent, NoopObserver, Observer, Transport};
 

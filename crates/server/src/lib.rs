@@ -54,6 +54,7 @@ pub mod member;
 pub mod node;
 pub mod outbox;
 mod server;
+mod snapshot_writer;
 pub mod units;
 
 pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};

@@ -19,6 +19,7 @@
 use crate::handler::Inbound;
 use crate::member::Member;
 use crate::outbox::Outbox;
+use crate::snapshot_writer::ThreadWriter;
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
@@ -99,7 +100,8 @@ impl<A: Member> Node<A> {
         Node {
             id,
             gid,
-            host: Host::new(id, store, opts),
+            host: Host::new(id, store, opts)
+                .with_snapshot_writer(Box::new(ThreadWriter::default())),
             replica,
             transport,
             outbox,

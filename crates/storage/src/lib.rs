@@ -29,7 +29,10 @@
 //! # Durability promise
 //! `append` and `set_hard_state` write at once but promise nothing; `sync` makes all of
 //! them durable with one fdatasync (group commit). `save_snapshot` is durable when it
-//! returns: temp file, fdatasync, rename, directory fsync. Every create, rename and delete
+//! returns: temp file, fdatasync, rename, directory fsync. A snapshot of the log's own prefix
+//! can also be saved in two steps (`start_snapshot`, [`SnapshotJob::run`] on another
+//! thread, `finish_snapshot`): the log is compacted only in the last step, once the file is
+//! durable. Every create, rename and delete
 //! is followed by a directory fsync before anything depends on it. A sealed segment is
 //! fdatasync'ed before the next one is written to. After a crash, `open` returns a state
 //! that contains everything synced, with contiguous entries that start right after the
@@ -93,4 +96,7 @@ pub use lock::{DirLock, LOCK_FILE_NAME, LockError};
 pub use record::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use recovery::Recovered;
 pub use sim_disk::SimDisk;
-pub use store::{RaftStore, SEGMENT_BYTES_MAX_DEFAULT, SNAPSHOTS_KEPT, StoreOptions};
+pub use store::{
+    RaftStore, SEGMENT_BYTES_MAX_DEFAULT, SNAPSHOTS_KEPT, SnapshotJob, SnapshotWritten,
+    StoreOptions,
+};

@@ -309,3 +309,58 @@ fn gap_between_snapshot_and_log_is_a_clear_error() {
         other => panic!("expected Gap, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn a_snapshot_in_two_steps_compacts_only_when_finished_and_a_crash_before_keeps_the_full_log() {
+    // Goal: the background path (start, run anywhere, finish) changes nothing before
+    // `finish_snapshot`: a crash in between recovers the old state with the full log, the
+    // file written meanwhile is used (it is complete) or ignored; finishing compacts; an
+    // install that overtook the job wins and the job's file goes. Method: SimDisk, each
+    // case from a fresh store.
+    let disk = SimDisk::new(21);
+    let (mut s, _) = open(&disk);
+    s.append(&entries(1, 1, 6)).unwrap();
+    s.sync().unwrap();
+    let job = s
+        .start_snapshot(meta(4, 1), std::sync::Arc::new(b"s4".to_vec()))
+        .unwrap();
+    assert_eq!(
+        s.first_index(),
+        LogIndex(1),
+        "nothing changes before the job ends"
+    );
+    drop(s);
+    disk.crash();
+    let (mut s, r) = open(&disk);
+    assert!(r.snapshot.is_none());
+    assert_eq!(r.entries, entries(1, 1, 6));
+    // Run it on another handle to the same files, then finish.
+    let written = job.run(&mut disk.clone());
+    assert_eq!(s.first_index(), LogIndex(1));
+    s.finish_snapshot(written).unwrap();
+    assert_eq!(s.first_index(), LogIndex(5));
+    assert_eq!(s.snapshot_meta(), meta(4, 1));
+    drop(s);
+    disk.crash();
+    let (mut s, r) = open(&disk);
+    assert_eq!(r.snapshot, Some((meta(4, 1), b"s4".to_vec())));
+    assert_eq!(r.entries, entries(1, 5, 6));
+    // A leader's snapshot installed while a job runs: the job's outcome is dropped.
+    let job = s
+        .start_snapshot(meta(5, 1), std::sync::Arc::new(b"s5".to_vec()))
+        .unwrap();
+    let written = job.run(&mut disk.clone());
+    s.save_snapshot(meta(9, 2), b"leader9").unwrap();
+    s.finish_snapshot(written).unwrap();
+    assert_eq!(s.snapshot_meta(), meta(9, 2));
+    assert!(
+        !files(&mut disk.clone(), Path::new(DIR), "snap-5-")
+            .iter()
+            .any(|_| true),
+        "the overtaken snapshot's file is removed"
+    );
+    drop(s);
+    disk.crash();
+    let (_, r) = open(&disk);
+    assert_eq!(r.snapshot, Some((meta(9, 2), b"leader9".to_vec())));
+}

@@ -73,6 +73,13 @@ pub struct ServerArgs {
     /// id could lose acknowledged writes). Ignored when the directory has data.
     #[arg(long, env = "SHARDKV_BOOTSTRAP")]
     bootstrap: bool,
+    /// The most open client and peer connections (default 4096, lowered to stay below the
+    /// descriptor limit); further ones are closed at once and logged.
+    #[arg(long, env = "SHARDKV_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// A connection whose peer sends nothing for this long is closed (default 5m).
+    #[arg(long, env = "SHARDKV_IDLE_TIMEOUT")]
+    idle_timeout: Option<String>,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -94,6 +101,8 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         shards: args.shards,
         ctrl: args.ctrl,
         bootstrap: args.bootstrap.then_some(true),
+        max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
     };
     let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -17,8 +17,9 @@ pub trait HostedApp {
     /// The next batch, if Raft has one.
     fn ready(&mut self) -> Option<Ready>;
     /// Applies a Ready whose durable parts were persisted and whose messages were taken and
-    /// sent. `raft_state_bytes` is the persisted Raft state after it. Returns a snapshot the
-    /// host must persist, if the app took one.
+    /// sent. `raft_state_bytes` is the persisted Raft state after it as the snapshot policy
+    /// must see it (scaled per member, 0 while snapshots are held back: see the crate docs,
+    /// "Snapshot points"). Returns a snapshot the host must persist, if the app took one.
     fn advance(&mut self, rd: Ready, raft_state_bytes: u64) -> Result<Option<Snapshot>, String>;
     /// A client request; answered later through `take_responses` under `req`.
     fn request(&mut self, req: ReqId, r: Self::Request);

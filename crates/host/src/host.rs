@@ -4,13 +4,32 @@ use crate::app::HostedApp;
 use crate::observer::{HostEvent, Observer, Transport};
 use shardkv_raft::{Ready, Role};
 use shardkv_rsm::{Error, ReqId};
-use shardkv_storage::{Disk, RaftStore, StorageError};
+use shardkv_storage::{Disk, RaftStore, SnapshotJob, SnapshotWritten, StorageError};
 use shardkv_types::{NodeId, Term};
 use std::collections::BTreeSet;
 use std::fmt;
 
 /// Default bound on requests handed to the app and not yet answered; more are `Busy`.
 pub const REQUESTS_PENDING_MAX_DEFAULT: usize = 16 * 1024;
+
+/// How far a member's snapshot threshold is moved from the configured one, at most, in
+/// thousandths: members of a group snapshot at different log sizes, so one shared fault
+/// (an unwritable directory, exhausted descriptors) does not meet all of them at once.
+pub const SNAPSHOT_JITTER_PERMILLE_MAX: u64 = 150;
+/// Ticks the app's snapshots are held back after a failed save, first and at most (the
+/// hold doubles on every failure in a row; a saved snapshot resets it).
+pub const SNAPSHOT_RETRY_TICKS_MIN: u64 = 100;
+pub const SNAPSHOT_RETRY_TICKS_MAX: u64 = 6_000;
+
+/// Where a host has the files of the app's snapshots written (see the crate docs,
+/// "Snapshots in the background"). Without one the host runs each job itself at its next
+/// `drive`, on the store's disk.
+pub trait SnapshotWriter: Send {
+    /// Starts writing; at most one job is outstanding.
+    fn start(&mut self, job: SnapshotJob);
+    /// The outstanding job's outcome, once it is done.
+    fn poll(&mut self) -> Option<SnapshotWritten>;
+}
 
 /// Tunables of a [`Host`].
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +92,8 @@ pub struct HostCounters {
     /// Fatal storage errors while persisting a Ready whose messages had already left (the
     /// crash point between "sent" and "synced"; the simulator counts it).
     pub fatal_after_early_send: u64,
+    /// Snapshots the app took that could not be saved (not fatal: see the crate docs).
+    pub snapshots_not_saved: u64,
 }
 
 /// A Ready being persisted, with what of it is already written. Kept across drives while
@@ -105,6 +126,27 @@ pub struct Host<A: HostedApp, D: Disk> {
     counters: HostCounters,
     /// Bytes of the newest snapshot this host saved (0 if none in this incarnation).
     snapshot_bytes: usize,
+    /// This member's snapshot threshold relative to the configured one, in thousandths.
+    snapshot_scale_permille: u64,
+    /// Ticks left during which the app takes no snapshot (after a failed save).
+    snapshot_hold_ticks: u64,
+    /// The hold the next failed save sets.
+    snapshot_retry_ticks: u64,
+    /// Runs snapshot jobs off this thread, if the shell gave one.
+    writer: Option<Box<dyn SnapshotWriter>>,
+    /// A job to run at the next `drive` (no writer).
+    snapshot_deferred: Option<SnapshotJob>,
+    /// Bytes of the snapshot being written, while one is.
+    snapshot_in_flight: Option<usize>,
+}
+
+/// Member `id`'s snapshot threshold relative to the configured one, in thousandths: within
+/// `1000 ± SNAPSHOT_JITTER_PERMILLE_MAX`, a pure function of the id (so the simulator stays
+/// deterministic), spread apart for consecutive ids by Fibonacci hashing.
+pub fn snapshot_scale_permille(id: NodeId) -> u64 {
+    let spread = 2 * SNAPSHOT_JITTER_PERMILLE_MAX + 1;
+    let top = id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44; // 20 well-mixed bits
+    1000 - SNAPSHOT_JITTER_PERMILLE_MAX + top * spread / (1 << 20)
 }
 
 impl<A: HostedApp, D: Disk> Host<A, D> {
@@ -122,7 +164,40 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             answered: Vec::new(),
             counters: HostCounters::default(),
             snapshot_bytes: 0,
+            snapshot_scale_permille: snapshot_scale_permille(id),
+            snapshot_hold_ticks: 0,
+            snapshot_retry_ticks: SNAPSHOT_RETRY_TICKS_MIN,
+            writer: None,
+            snapshot_deferred: None,
+            snapshot_in_flight: None,
         }
+    }
+
+    /// Has the files of the app's snapshots written by `writer` (a thread, in the server).
+    pub fn with_snapshot_writer(mut self, writer: Box<dyn SnapshotWriter>) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// True while a snapshot the app took is being written.
+    pub fn snapshot_in_flight(&self) -> bool {
+        self.snapshot_in_flight.is_some()
+    }
+
+    /// The persisted Raft state as the app's snapshot policy sees it: the store's size
+    /// scaled by this member's jitter, or 0 while snapshots are held back after a failed
+    /// save (see the crate docs).
+    fn snapshot_pressure(&self) -> u64 {
+        if self.snapshot_hold_ticks > 0 || self.snapshot_in_flight.is_some() {
+            return 0;
+        }
+        let bytes = u128::from(self.store.raft_state_bytes());
+        (bytes * 1000 / u128::from(self.snapshot_scale_permille)) as u64
+    }
+
+    /// Ticks left before the app may take a snapshot again (0 unless a save failed).
+    pub fn snapshot_hold_ticks(&self) -> u64 {
+        self.snapshot_hold_ticks
     }
 
     pub fn id(&self) -> NodeId {
@@ -176,6 +251,7 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
 
     /// One tick of the logical clock (dropped while stalled).
     pub fn tick(&mut self, app: &mut A) {
+        self.snapshot_hold_ticks = self.snapshot_hold_ticks.saturating_sub(1);
         if self.stalled.is_none() {
             app.tick();
         }
@@ -255,6 +331,7 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         transport: &mut impl Transport,
         observer: &mut impl Observer,
     ) -> Result<(), Fatal> {
+        self.poll_snapshot(observer)?;
         if let Some(p) = self.stalled.take() {
             self.persist_and_finish(app, p, true, transport, observer)?;
         }
@@ -343,32 +420,87 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             observer.on_leader(app.raft()).map_err(Fatal::Observer)?;
         }
         let snapshot = app
-            .advance(rd, self.store.raft_state_bytes())
+            .advance(rd, self.snapshot_pressure())
             .map_err(|error| Fatal::App { id: self.id, error })?;
         self.counters.readys += 1;
         if let Some(s) = snapshot {
-            match self.store.save_snapshot(s.meta, &s.data) {
-                Ok(()) => {
-                    self.snapshot_bytes = s.data.len();
-                    let event = HostEvent::SnapshotSaved {
-                        index: s.meta.index,
-                        bytes: s.data.len(),
-                    };
-                    observer.on_event(self.id, event);
-                }
-                // The full log is still on disk; a later snapshot will try again.
-                Err(StorageError::NoSpace { .. }) => {
-                    let event = HostEvent::SnapshotNotSaved {
-                        index: s.meta.index,
-                    };
-                    observer.on_event(self.id, event);
-                }
-                Err(error) => return Err(self.fatal("saving a snapshot", error)),
-            }
+            self.save_app_snapshot(&s, observer)?;
         }
         observer
             .on_status(&app.raft().status())
             .map_err(Fatal::Observer)
+    }
+
+    /// Starts saving a snapshot the app took: its file is written by the writer (or at
+    /// the next `drive`), and [`Host::poll_snapshot`] completes it.
+    fn save_app_snapshot(
+        &mut self,
+        s: &shardkv_raft::Snapshot,
+        observer: &mut impl Observer,
+    ) -> Result<(), Fatal> {
+        debug_assert!(
+            self.snapshot_in_flight.is_none(),
+            "one snapshot job at a time"
+        );
+        let job = match self.store.start_snapshot(s.meta, s.data.clone()) {
+            Ok(job) => job,
+            Err(error) => return self.snapshot_failed(s.meta.index, error, observer),
+        };
+        self.snapshot_in_flight = Some(s.data.len());
+        match &mut self.writer {
+            Some(w) => w.start(job),
+            None => self.snapshot_deferred = Some(job),
+        }
+        Ok(())
+    }
+
+    /// Completes the snapshot being written, if its file is done: the store compacts its
+    /// log only now, once the file is durable.
+    fn poll_snapshot(&mut self, observer: &mut impl Observer) -> Result<(), Fatal> {
+        let written = match (self.snapshot_deferred.take(), &mut self.writer) {
+            (Some(job), _) => Some(job.run(self.store.disk_mut())),
+            (None, Some(w)) if self.snapshot_in_flight.is_some() => w.poll(),
+            (None, _) => None,
+        };
+        let Some(written) = written else {
+            return Ok(());
+        };
+        let bytes = self.snapshot_in_flight.take().unwrap_or(0);
+        let index = written.meta().index;
+        match self.store.finish_snapshot(written) {
+            Ok(()) => {
+                self.snapshot_bytes = bytes;
+                self.snapshot_retry_ticks = SNAPSHOT_RETRY_TICKS_MIN;
+                observer.on_event(self.id, HostEvent::SnapshotSaved { index, bytes });
+                Ok(())
+            }
+            Err(error) => self.snapshot_failed(index, error, observer),
+        }
+    }
+
+    /// A snapshot the app took was not saved. A failure that left the store writable (the
+    /// store says which: see `RaftStore::save_snapshot`) is not fatal — the full log is
+    /// still on disk — and holds the app's snapshots back for a while, doubling on every
+    /// failure in a row, so a persistent fault costs neither a crash nor an encode per Ready.
+    fn snapshot_failed(
+        &mut self,
+        index: shardkv_types::LogIndex,
+        error: StorageError,
+        observer: &mut impl Observer,
+    ) -> Result<(), Fatal> {
+        if self.store.poisoned().is_some() {
+            return Err(self.fatal("saving a snapshot", error));
+        }
+        self.counters.snapshots_not_saved += 1;
+        self.snapshot_hold_ticks = self.snapshot_retry_ticks;
+        self.snapshot_retry_ticks = (self.snapshot_retry_ticks * 2).min(SNAPSHOT_RETRY_TICKS_MAX);
+        let event = HostEvent::SnapshotNotSaved {
+            index,
+            error: error.to_string(),
+            retry_in_ticks: self.snapshot_hold_ticks,
+        };
+        observer.on_event(self.id, event);
+        Ok(())
     }
 
     /// Persists what `p.rd` asks for, skipping the parts already written, with at most one
@@ -408,5 +540,268 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             what,
             error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observer::NoopObserver;
+    use shardkv_kv::{KvCommand, KvStore};
+    use shardkv_raft::Config;
+    use shardkv_rsm::{Replica, ReplicaOptions, Request};
+    use shardkv_storage::{SimDisk, SnapshotJob, SnapshotWritten};
+    use shardkv_types::{ClientId, Seq};
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A disk that fails creating snapshot temp files with EMFILE while `refuse` is set.
+    struct RefuseSnapshotFiles {
+        inner: SimDisk,
+        refuse: Arc<AtomicBool>,
+    }
+
+    impl Disk for RefuseSnapshotFiles {
+        fn create_dir_all(&mut self, dir: &Path) -> io::Result<()> {
+            self.inner.create_dir_all(dir)
+        }
+        fn list_dir(&mut self, dir: &Path) -> io::Result<Vec<String>> {
+            self.inner.list_dir(dir)
+        }
+        fn create(&mut self, path: &Path) -> io::Result<()> {
+            if path.to_string_lossy().ends_with(".snap.tmp") && self.refuse.load(Ordering::Relaxed)
+            {
+                return Err(io::Error::from_raw_os_error(24)); // EMFILE
+            }
+            self.inner.create(path)
+        }
+        fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+            self.inner.read(path)
+        }
+        fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            self.inner.read_at(path, offset, len)
+        }
+        fn file_len(&mut self, path: &Path) -> io::Result<u64> {
+            self.inner.file_len(path)
+        }
+        fn append(&mut self, path: &Path, data: &[u8]) -> io::Result<()> {
+            self.inner.append(path, data)
+        }
+        fn truncate(&mut self, path: &Path, len: u64) -> io::Result<()> {
+            self.inner.truncate(path, len)
+        }
+        fn sync(&mut self, path: &Path) -> io::Result<()> {
+            self.inner.sync(path)
+        }
+        fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn remove(&mut self, path: &Path) -> io::Result<()> {
+            self.inner.remove(path)
+        }
+        fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+            self.inner.sync_dir(dir)
+        }
+    }
+
+    #[derive(Default)]
+    struct Events(Vec<HostEvent>);
+
+    impl Observer for Events {
+        fn on_event(&mut self, _id: NodeId, event: HostEvent) {
+            self.0.push(event);
+        }
+    }
+
+    type App = Replica<KvStore>;
+
+    /// A single-member KV group over the refusing disk, elected leader.
+    fn single_member(refuse: &Arc<AtomicBool>) -> (Host<App, RefuseSnapshotFiles>, App) {
+        let disk = RefuseSnapshotFiles {
+            inner: SimDisk::new(11),
+            refuse: refuse.clone(),
+        };
+        let id = NodeId(1);
+        let (store, rec) = RaftStore::open(disk, Path::new("/n1"), id).expect("open");
+        let opts = ReplicaOptions {
+            raft_state_bytes_max: Some(2_000),
+            ..ReplicaOptions::default()
+        };
+        let cfg = Config::new(id, vec![id]);
+        let mut app =
+            Replica::new(cfg, crate::restored(rec), 5, opts, KvStore::default()).expect("replica");
+        let mut host = Host::new(id, store, HostOptions::default());
+        for _ in 0..100 {
+            host.tick(&mut app);
+            host.drive(&mut app, &mut Vec::new(), &mut NoopObserver)
+                .expect("drive");
+            if app.raft().is_leader() {
+                return (host, app);
+            }
+        }
+        panic!("a single member never led");
+    }
+
+    fn put(
+        host: &mut Host<App, RefuseSnapshotFiles>,
+        app: &mut App,
+        seq: u64,
+        events: &mut Events,
+    ) -> Result<(), Fatal> {
+        let cmd = KvCommand::Put {
+            key: format!("k{seq}").into_bytes(),
+            value: vec![b'v'; 200],
+        };
+        let r = Request::Write {
+            client: ClientId(1),
+            seq: Seq(seq),
+            cmd,
+        };
+        host.submit(app, seq, r);
+        host.tick(app);
+        host.drive(app, &mut Vec::new(), events)
+    }
+
+    #[test]
+    fn a_snapshot_file_that_cannot_be_created_is_reported_held_back_and_retried_not_fatal() {
+        // Goal: EMFILE creating the snapshot file does not stop the node: the event names the
+        // error, no snapshot is tried during the hold, and once files can be created again a
+        // later snapshot is saved. Method: a single-member group with a small snapshot
+        // threshold over a disk refusing snapshot files; write until a save fails; write
+        // through the hold; allow files; write until a snapshot is saved.
+        let refuse = Arc::new(AtomicBool::new(true));
+        let (mut host, mut app) = single_member(&refuse);
+        let mut events = Events::default();
+        let mut seq = 1;
+        while host.counters().snapshots_not_saved == 0 {
+            assert!(seq < 200, "no snapshot was ever attempted");
+            put(&mut host, &mut app, seq, &mut events).expect("a failed snapshot is not fatal");
+            seq += 1;
+        }
+        let failed = events.0.iter().find_map(|e| match e {
+            HostEvent::SnapshotNotSaved {
+                error,
+                retry_in_ticks,
+                ..
+            } => Some((error.clone(), *retry_in_ticks)),
+            _ => None,
+        });
+        let (error, retry_in_ticks) = failed.expect("reported");
+        assert!(error.contains("create"), "{error}");
+        assert_eq!(retry_in_ticks, SNAPSHOT_RETRY_TICKS_MIN);
+        assert!(host.store().poisoned().is_none());
+        // During the hold, writes go on and no snapshot is attempted.
+        let attempts = host.counters().snapshots_not_saved;
+        for _ in 0..SNAPSHOT_RETRY_TICKS_MIN / 2 {
+            put(&mut host, &mut app, seq, &mut events).expect("writes go on");
+            seq += 1;
+        }
+        assert_eq!(host.counters().snapshots_not_saved, attempts);
+        refuse.store(false, Ordering::Relaxed);
+        let mut saved = false;
+        for _ in 0..3 * SNAPSHOT_RETRY_TICKS_MIN {
+            put(&mut host, &mut app, seq, &mut events).expect("writes go on");
+            seq += 1;
+            if host.store().snapshot_meta().index.0 > 0 {
+                saved = true;
+                break;
+            }
+        }
+        assert!(saved, "a later snapshot is saved once files can be created");
+        assert_eq!(app.applied().0, app.raft().status().commit.0);
+    }
+
+    #[test]
+    fn snapshot_thresholds_differ_between_members_and_stay_within_the_jitter() {
+        // Goal: members of a group do not snapshot at the same log size, and no member's
+        // threshold moves by more than the jitter. Method: the scale of ids 1..=7 pairwise,
+        // and of many ids against the bounds.
+        let lo = 1000 - SNAPSHOT_JITTER_PERMILLE_MAX;
+        let hi = 1000 + SNAPSHOT_JITTER_PERMILLE_MAX;
+        for id in 0..10_000 {
+            let s = snapshot_scale_permille(NodeId(id));
+            assert!((lo..=hi).contains(&s), "id {id}: {s}");
+        }
+        let small: Vec<u64> = (1..=7)
+            .map(|i| snapshot_scale_permille(NodeId(i)))
+            .collect();
+        for (i, a) in small.iter().enumerate() {
+            for b in &small[i + 1..] {
+                assert!(a.abs_diff(*b) >= 10, "ids 1..=7 spread apart: {small:?}");
+            }
+        }
+    }
+
+    /// A writer that keeps the job until the test lets it run.
+    struct HeldWriter {
+        disk: SimDisk,
+        job: Arc<std::sync::Mutex<Option<SnapshotJob>>>,
+        release: Arc<AtomicBool>,
+    }
+
+    impl SnapshotWriter for HeldWriter {
+        fn start(&mut self, job: SnapshotJob) {
+            *self.job.lock().unwrap() = Some(job);
+        }
+        fn poll(&mut self) -> Option<SnapshotWritten> {
+            if !self.release.load(Ordering::Relaxed) {
+                return None;
+            }
+            let job = self.job.lock().unwrap().take()?;
+            Some(job.run(&mut self.disk))
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_by_the_writer_compacts_the_log_only_when_it_is_done() {
+        // Goal: while the snapshot's file is being written the node keeps applying, takes
+        // no other snapshot and the store keeps its full log; the completion, collected at a
+        // later drive, compacts it. Method: a writer that holds the job until released.
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (host, mut app) = single_member(&refuse);
+        let disk = host.store().disk().inner.clone();
+        let job = Arc::new(std::sync::Mutex::new(None));
+        let release = Arc::new(AtomicBool::new(false));
+        let writer = HeldWriter {
+            disk,
+            job: job.clone(),
+            release: release.clone(),
+        };
+        let mut host = host.with_snapshot_writer(Box::new(writer));
+        let mut events = Events::default();
+        let mut seq = 1;
+        while !host.snapshot_in_flight() {
+            assert!(seq < 200, "no snapshot was taken");
+            put(&mut host, &mut app, seq, &mut events).expect("put");
+            seq += 1;
+        }
+        let taken = job
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|j| j.meta())
+            .expect("a job");
+        for _ in 0..20 {
+            put(&mut host, &mut app, seq, &mut events).expect("writes go on");
+            seq += 1;
+        }
+        assert!(host.snapshot_in_flight());
+        assert_eq!(host.store().snapshot_meta().index.0, 0, "not compacted yet");
+        assert_eq!(host.store().first_index().0, 1);
+        assert_eq!(
+            app.applied().0,
+            app.raft().status().commit.0,
+            "applying goes on"
+        );
+        release.store(true, Ordering::Relaxed);
+        put(&mut host, &mut app, seq, &mut events).expect("put");
+        // (The log it kept is past the threshold again: the next job may have started.)
+        assert_eq!(host.store().snapshot_meta(), taken);
+        assert!(events.0.iter().any(|e| matches!(
+            e,
+            HostEvent::SnapshotSaved { index, .. } if *index == taken.index
+        )));
     }
 }

@@ -41,8 +41,33 @@
 //!   `drive`) touches Raft, as the core requires between `ready` and `advance`.
 //! - While free space is below the shell's reserve ([`Host::set_disk_low`]) writes are
 //!   refused with `NoSpace` before they are proposed; reads keep working.
-//! - `NoSpace` while saving a snapshot the app took is not a stall: the full log is still on
-//!   disk and a later snapshot tries again ([`HostEvent::SnapshotNotSaved`]).
+//! - Any error while saving a snapshot the app took that leaves the store writable
+//!   (`NoSpace`, EMFILE, EACCES, a failed fsync of the snapshot's temp file: nothing
+//!   acknowledged is in it) is not a stall and not fatal: the full log is still on disk.
+//!   The host reports [`HostEvent::SnapshotNotSaved`] and holds the app's snapshots back
+//!   for [`SNAPSHOT_RETRY_TICKS_MIN`] ticks, doubling per failure in a row up to
+//!   [`SNAPSHOT_RETRY_TICKS_MAX`]; a saved snapshot resets the hold.
+//!
+//! # Snapshots in the background
+//!
+//! A snapshot the app took (step 5) is not written on the spot: the host asks the store
+//! for a job (`RaftStore::start_snapshot`) and hands it to the shell's [`SnapshotWriter`]
+//! (the server's writes and syncs the file on a thread of its own), or, without one, keeps
+//! it and runs it at the start of the next `drive` (the simulator: the completion comes a
+//! step later, deterministically). At the start of every `drive` the host collects a done
+//! job and completes it (`RaftStore::finish_snapshot`): only then is the log compacted, so
+//! a crash before that leaves the previous snapshot and the full log. One job at a time:
+//! the app takes no snapshot while one is being written. (Encoding the state machine stays
+//! on the node thread: the app does it.)
+//!
+//! # Snapshot points
+//!
+//! The app decides when to snapshot from the `raft_state_bytes` the host passes to
+//! `HostedApp::advance`. The host passes the store's size scaled by a per-member factor
+//! within `1 ± SNAPSHOT_JITTER_PERMILLE_MAX / 1000` ([`snapshot_scale_permille`], a pure
+//! function of the node id, so the simulator stays deterministic): members of a group
+//! snapshot at different log sizes, and one shared fault does not meet them all at the
+//! same moment. While snapshots are held back after a failure it passes 0.
 //! - Any other storage error is [`Fatal`]: after a failed fsync nothing can be promised, so
 //!   the shell stops the process (the simulator crashes the node). Messages already handed
 //!   to the transport stay sent — that is the crash point between "sent" and "synced" that
@@ -64,7 +89,11 @@ use shardkv_storage::Recovered;
 use std::sync::Arc;
 
 pub use app::HostedApp;
-pub use host::{Fatal, Host, HostCounters, HostOptions, REQUESTS_PENDING_MAX_DEFAULT};
+pub use host::{
+    Fatal, Host, HostCounters, HostOptions, REQUESTS_PENDING_MAX_DEFAULT,
+    SNAPSHOT_JITTER_PERMILLE_MAX, SNAPSHOT_RETRY_TICKS_MAX, SNAPSHOT_RETRY_TICKS_MIN,
+    SnapshotWriter, snapshot_scale_permille,
+};
 pub use observer::{HostEvent, NoopObserver, Observer, Transport};
 
 /// What a Raft core restarts from, given what the store recovered (recovery's warnings are

@@ -33,8 +33,14 @@ pub enum HostEvent {
     Resumed,
     /// A snapshot the app took was saved.
     SnapshotSaved { index: LogIndex, bytes: usize },
-    /// A snapshot the app took was not saved for lack of space (the log is still complete).
-    SnapshotNotSaved { index: LogIndex },
+    /// A snapshot the app took was not saved (no space, no file descriptor, no permission,
+    /// a failed fsync of its temp file): the log is still complete and the host holds
+    /// snapshots back for `retry_in_ticks` before the app may take another.
+    SnapshotNotSaved {
+        index: LogIndex,
+        error: String,
+        retry_in_ticks: u64,
+    },
 }
 
 /// Hooks into the Ready loop. Every method has a no-op default; an `Err` from a checking

@@ -19,6 +19,8 @@
 //! shards = 64                   # the controller's shard count, fixed at cluster creation
 //! bootstrap = true              # first start of a new group only: an empty data-dir may
 //!                               # become a new member (otherwise it is refused)
+//! max-connections = 4096        # open client and peer connections at most
+//! idle-timeout = "5m"           # a connection silent this long is closed
 //! ```
 //!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
@@ -110,6 +112,12 @@ pub struct ServerConfig {
     /// looks like (see `shardkv_storage::check_identity`).
     pub bootstrap: bool,
     // -- end bootstrap --
+    // Connections (see `listen`).
+    /// The most open client and peer connections (lowered to stay below the descriptor
+    /// limit).
+    pub max_connections: usize,
+    /// A connection whose peer sends nothing for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -151,6 +159,10 @@ pub struct ConfigLayer {
     /// Allow an empty data directory to become a new member.
     pub bootstrap: Option<bool>,
     // -- end bootstrap --
+    // Connections (see `listen`).
+    pub max_connections: Option<usize>,
+    /// A duration (e.g. `5m`).
+    pub idle_timeout: Option<String>,
 }
 
 impl ConfigLayer {
@@ -178,6 +190,8 @@ impl ConfigLayer {
             ctrl: self.ctrl.or(lower.ctrl),
             // -- bootstrap --
             bootstrap: self.bootstrap.or(lower.bootstrap),
+            max_connections: self.max_connections.or(lower.max_connections),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
         }
     }
 
@@ -242,6 +256,8 @@ impl ConfigLayer {
         let shards = self.shards.unwrap_or(shardkv_types::SHARDS_DEFAULT);
         shardkv_types::check_shard_count(shards).map_err(|e| e.to_string())?;
         let ctrl = resolve_ctrl(self.ctrl.as_deref(), &groups, &peers)?;
+        let (max_connections, idle_timeout) =
+            resolve_connections(self.max_connections, self.idle_timeout.as_deref())?;
         Ok(ServerConfig {
             id,
             listen,
@@ -257,8 +273,29 @@ impl ConfigLayer {
             ctrl,
             // -- bootstrap --
             bootstrap: self.bootstrap.unwrap_or(false),
+            max_connections,
+            idle_timeout,
         })
     }
+}
+
+/// The connection limit and idle timeout, checked (both must be positive).
+fn resolve_connections(
+    max_connections: Option<usize>,
+    idle_timeout: Option<&str>,
+) -> Result<(usize, Duration), String> {
+    let max_connections = max_connections.unwrap_or(crate::listen::MAX_CONNECTIONS_DEFAULT);
+    if max_connections == 0 {
+        return Err("max-connections must be at least 1".into());
+    }
+    let idle_timeout = match idle_timeout {
+        None => crate::listen::IDLE_TIMEOUT_DEFAULT,
+        Some(s) => parse_duration(s)?,
+    };
+    if idle_timeout.is_zero() {
+        return Err("idle-timeout must be positive".into());
+    }
+    Ok((max_connections, idle_timeout))
 }
 
 /// The controller addresses shard groups poll: the given list, or (for a process that hosts

@@ -3,9 +3,11 @@
 //! on fdatasync; the node itself stays synchronous like the core.
 
 use crate::handler::Inbound;
+use crate::listen::StepDownSignal;
 use crate::member::Member;
 use crate::node::{Fatal, Node};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct DriverOptions {
     pub data_dir: PathBuf,
     pub disk_reserve_bytes: u64,
+    /// Asks the node to give up leadership when the process cannot accept connections.
+    pub step_down: Arc<StepDownSignal>,
 }
 
 /// Runs the node until `Stop` arrives or the inbox closes; `Err` on a fatal storage error.
@@ -41,6 +45,7 @@ pub fn run<A: Member>(
     let start = Instant::now();
     let mut ticks_done: u64 = 0;
     let mut next_housekeeping = start;
+    let mut step_downs_seen = opts.step_down.requests();
     loop {
         let next_tick = start + Duration::from_nanos(TICK.as_nanos() as u64 * (ticks_done + 1));
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -57,6 +62,11 @@ pub fn run<A: Member>(
             Err(RecvTimeoutError::Disconnected) => return stop(node, &inbox, start, ticks_done),
         }
         ticks_done = run_due_ticks(&mut node, start, ticks_done);
+        let step_downs = opts.step_down.requests();
+        if step_downs != step_downs_seen {
+            step_downs_seen = step_downs;
+            node.hand_off("this process cannot accept client connections");
+        }
         node.drive()?;
         if Instant::now() >= next_housekeeping {
             next_housekeeping = Instant::now() + DISK_CHECK_INTERVAL;
@@ -74,7 +84,7 @@ fn stop<A: Member>(
     start: Instant,
     mut ticks_done: u64,
 ) -> Result<(), Fatal> {
-    if node.begin_hand_off() {
+    if node.hand_off("shutting down") {
         let deadline = Instant::now() + HAND_OFF_MAX;
         while node.is_leader() && Instant::now() < deadline {
             if let Ok(item) = inbox.recv_timeout(TICK) {

@@ -26,9 +26,18 @@
 //!   into the node's inbox; the duties retry on their own clock whatever is lost.
 //!
 //! # Failure policy
-//! - fsync (or any other non-`NoSpace`) storage error: logged, the node thread stops and
+//! - fsync of the WAL (or any other non-`NoSpace` WAL) storage error: logged, the node thread stops and
 //!   [`run`] returns `Err`; the process exits non-zero. Never retried.
 //! - Disk full: writes are answered `NoSpace`, reads keep working (see [`node`]).
+//! - Descriptors and slow clients (see [`listen`]): a connection limit kept below the
+//!   descriptor limit (raised to the hard limit at start), silent connections closed
+//!   (handshake and idle timeouts), HTTP/2 streams and windows bounded per connection,
+//!   accept errors logged (rate-limited) with a back-off, and a process that cannot accept
+//!   for a while has its leaders hand leadership to another member.
+//! - One process per data directory: a `LOCK` file held for the process's life; the port is
+//!   bound before storage is touched.
+//! - A snapshot that cannot be saved (EMFILE, EACCES, no space) is logged and tried again
+//!   later; the full log is still on disk (see `shardkv-host`).
 //! - Bad input from the network never panics: frames are size-checked by tonic, undecodable
 //!   Raft messages are dropped with a log line, oversized requests get `TooLarge`.
 //!
@@ -40,10 +49,12 @@ pub mod config;
 pub mod driver;
 mod front;
 pub mod handler;
+pub mod listen;
 pub mod member;
 pub mod node;
 pub mod outbox;
 mod server;
+mod snapshot_writer;
 pub mod units;
 
 pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};

@@ -19,6 +19,7 @@
 use crate::handler::Inbound;
 use crate::member::Member;
 use crate::outbox::Outbox;
+use crate::snapshot_writer::ThreadWriter;
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
@@ -38,7 +39,7 @@ pub const PENDING_REQUESTS_MAX: usize = shardkv_host::REQUESTS_PENDING_MAX_DEFAU
 /// that asks other groups, the outbox that carries its requests.
 ///
 /// Invariant: the replica is only mutated through `host` (which drops ticks and messages
-/// while stalled), except `transfer_leader`, which `begin_hand_off` calls only when not
+/// while stalled), except `transfer_leader`, which `hand_off` calls only when not
 /// stalled, and the answers of other groups, which the app takes on its own clock.
 pub struct Node<A: Member> {
     id: NodeId,
@@ -67,8 +68,14 @@ impl Observer for LogObserver {
             HostEvent::SnapshotSaved { index, bytes } => {
                 tracing::debug!(index = %index, bytes, "snapshot saved")
             }
-            HostEvent::SnapshotNotSaved { index } => {
-                tracing::warn!(index = %index, "disk full: snapshot not saved")
+            HostEvent::SnapshotNotSaved {
+                index,
+                error,
+                retry_in_ticks,
+            } => {
+                let retry_in = crate::driver::TICK * retry_in_ticks as u32;
+                tracing::warn!(index = %index, %error, retry_in = ?retry_in,
+                    "snapshot not saved (the log is still complete); will try again")
             }
         }
     }
@@ -93,7 +100,8 @@ impl<A: Member> Node<A> {
         Node {
             id,
             gid,
-            host: Host::new(id, store, opts),
+            host: Host::new(id, store, opts)
+                .with_snapshot_writer(Box::new(ThreadWriter::default())),
             replica,
             transport,
             outbox,
@@ -145,10 +153,11 @@ impl<A: Member> Node<A> {
         self.replica.raft().is_leader()
     }
 
-    /// Graceful shutdown of a leader: asks the next member (by id, wrapping) to take over,
-    /// so clients see a short hand-off instead of an election timeout. False when there is
-    /// nothing to hand off (not the leader, alone, or stalled).
-    pub fn begin_hand_off(&mut self) -> bool {
+    /// A leader asks the next member (by id, wrapping) to take over — on a graceful
+    /// shutdown, so clients see a short hand-off instead of an election timeout, or when
+    /// this process cannot serve clients; `why` is logged. False when there is nothing to
+    /// hand off (not the leader, alone, or stalled).
+    pub fn hand_off(&mut self, why: &str) -> bool {
         if self.host.is_stalled() || !self.is_leader() {
             return false;
         }
@@ -162,7 +171,7 @@ impl<A: Member> Node<A> {
         let Some(to) = next else {
             return false;
         };
-        tracing::info!(term = %self.term(), to = %to, "shutting down: handing leadership off");
+        tracing::info!(term = %self.term(), to = %to, why, "handing leadership off");
         self.replica.transfer_leader(to);
         true
     }

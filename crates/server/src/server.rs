@@ -9,7 +9,8 @@
 //! read (Shard service) to the shard group it names. A shard group's leader asks the
 //! controller (at `ServerConfig::ctrl`) and other groups through its node's [`Outbox`].
 //!
-//! For each group, in order: check the identity file (cluster, group, node, voters), open
+//! First the data directory's lock (`DirLock`: a second process on it is refused) and the
+//! listening port (bound, not yet served). Then for each group, in order: check the identity file (cluster, group, node, voters), open
 //! storage, restore the replica, start its peer transport and node thread. Then the port
 //! opens. On the shutdown signal every node thread stops (a leader hands off first); a
 //! fatal error in any group stops the process.
@@ -18,6 +19,7 @@ use crate::config::{CTRL_GID, ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
 use crate::front::{KvFront, KvGroup, ShardFront};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
+use crate::listen::{self, ListenOptions, StepDownSignal};
 use crate::member::Member;
 use crate::node::{Fatal, Node};
 use crate::outbox::Outbox;
@@ -40,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 /// How long in-flight RPCs get to finish after the node threads stopped.
@@ -90,8 +91,17 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
     span: tracing::Span,
 ) -> Result<()> {
+    // One process per data directory, checked before anything in it is read or deleted;
+    // the port is bound before storage is touched, so a second process on a taken port
+    // leaves the live member's files alone. Both are held until this function returns.
+    let _lock = shardkv_storage::DirLock::acquire(&cfg.data_dir).map_err(|e| anyhow!("{e}"))?;
+    let nofile = listen::raise_nofile_limit();
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     refuse_single_group_layout(&cfg.data_dir)?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
+    let step_down = Arc::new(StepDownSignal::default());
     let mut router = GroupRouter {
         id: cfg.id,
         groups: BTreeMap::new(),
@@ -111,7 +121,8 @@ async fn serve(
         let hosted = match service {
             Service::Kv => {
                 let (store, replica) = replica_in(&cfg, gid, "kv".into(), KvStore::default())?;
-                let started = start_node(&cfg, gid, store, replica, &ended_tx, group_span)?;
+                let started =
+                    start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 started.hosted
             }
@@ -121,7 +132,8 @@ async fn serve(
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
-                let started = start_node(&cfg, gid, store, replica, &ended_tx, group_span)?;
+                let started =
+                    start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
                 front.ctrl = Some(started.handler.clone());
                 started.hosted
             }
@@ -131,7 +143,8 @@ async fn serve(
                 let initial = ShardKv::new(gid, cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started = start_node(&cfg, gid, store, group, &ended_tx, group_span)?;
+                let started =
+                    start_node(&cfg, gid, store, group, &ended_tx, &step_down, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
@@ -141,19 +154,29 @@ async fn serve(
         };
         router.groups.insert(gid, hosted);
     }
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let router = Arc::new(router);
     let raft = RaftService::new(cfg.cluster_id, router.clone());
     let drops = raft.drops();
     let ctrl = front.ctrl.clone();
     let front = Arc::new(front);
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
-    // Without TCP_NODELAY on accepted connections, a reply written in more than one
-    // segment waits on the client's delayed ACK (Nagle): milliseconds per request.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = listen::limit_http2(tonic::transport::Server::builder());
+    let limits = ListenOptions {
+        max_connections: listen::effective_max_connections(
+            cfg.max_connections,
+            nofile,
+            cfg.groups.len(),
+        ),
+        idle_timeout: cfg.idle_timeout,
+    };
+    if limits.max_connections < cfg.max_connections {
+        tracing::warn!(
+            configured = cfg.max_connections,
+            limit = limits.max_connections,
+            "connection limit lowered to stay below the descriptor limit"
+        );
+    }
+    let incoming = listen::incoming(listener, limits, step_down.clone());
     let mut services = shardkv_net::router(&mut builder, front, raft);
     // Without a controller replica the Ctrl service is absent: clients are told so.
     if let Some(ctrl) = ctrl {
@@ -173,6 +196,7 @@ async fn serve(
         .map(|(g, s)| format!("{}={}", g.0, s.name()))
         .collect();
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(),
+        max_connections = limits.max_connections, idle_timeout = ?limits.idle_timeout,
         cluster = %shardkv_net::cluster_hex(cfg.cluster_id), groups = %groups.join(","), "serving");
     tokio::pin!(shutdown);
     let running = cfg.groups.len();
@@ -299,6 +323,7 @@ fn start_node<A: Member>(
     store: RaftStore<FsDisk>,
     app: A,
     ended: &mpsc::UnboundedSender<Ended>,
+    step_down: &Arc<StepDownSignal>,
     span: tracing::Span,
 ) -> Result<Started<A>> {
     let _enter = span.enter();
@@ -333,6 +358,7 @@ fn start_node<A: Member>(
     let dopts = DriverOptions {
         data_dir: cfg.group_dir(gid),
         disk_reserve_bytes: cfg.disk_reserve_bytes,
+        step_down: step_down.clone(),
     };
     let node_span = span.clone();
     let ended = ended.clone();

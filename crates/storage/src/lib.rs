@@ -7,6 +7,9 @@
 //! valid persisted state is; it is used only by the shells (server, simulator).
 //!
 //! # Directory layout
+//! - `LOCK` (in a server's data directory, above the group directories): the exclusive
+//!   lock a server holds for its lifetime ([`DirLock`]), with the holder's pid; a second
+//!   process on the same directory is refused before it reads or deletes anything.
 //! - `identity`: cluster id, group id, node id and the group's voter set, written on first
 //!   start and checked on every later one by [`check_identity`] (see [`identity`] for the
 //!   format and rules); a directory of another cluster, group or voter set is refused.
@@ -32,7 +35,10 @@
 //! # Durability promise
 //! `append` and `set_hard_state` write at once but promise nothing; `sync` makes all of
 //! them durable with one fdatasync (group commit). `save_snapshot` is durable when it
-//! returns: temp file, fdatasync, rename, directory fsync. Every create, rename and delete
+//! returns: temp file, fdatasync, rename, directory fsync. A snapshot of the log's own prefix
+//! can also be saved in two steps (`start_snapshot`, [`SnapshotJob::run`] on another
+//! thread, `finish_snapshot`): the log is compacted only in the last step, once the file is
+//! durable. Every create, rename and delete
 //! is followed by a directory fsync before anything depends on it. A sealed segment is
 //! fdatasync'ed before the next one is written to. After a crash — a process kill or a
 //! power cut that persisted any subset of the unsynced pages — `open` returns a state that
@@ -86,7 +92,11 @@
 //!   failed fsync the kernel may have dropped the data, so retrying would lie.
 //! - full disk: [`StorageError::NoSpace`]; the failed write is cut back so no partial record
 //!   remains, reads keep working, and writes succeed again once space is freed.
-//! - any other I/O error while writing poisons the store too (fail-stop).
+//! - any other I/O error while writing poisons the store too (fail-stop) — except a failed
+//!   snapshot *write* (creating, writing or syncing its temp file, or the rename: EMFILE,
+//!   EACCES, EIO on the temp file): the temp file is removed, the WAL and the current
+//!   snapshot are untouched, and the store stays writable; the caller logs it and tries a
+//!   later snapshot (the full log is still on disk).
 //!
 //! # Example
 //! ```
@@ -111,6 +121,7 @@
 mod disk;
 mod error;
 pub mod identity;
+mod lock;
 mod record;
 mod recovery;
 mod segment;
@@ -121,7 +132,11 @@ mod store;
 pub use disk::{DEFAULT_SECTOR_BYTES, Disk, FsDisk};
 pub use error::StorageError;
 pub use identity::{Identity, IdentityCheck, check_identity, write_identity};
+pub use lock::{DirLock, LOCK_FILE_NAME, LockError};
 pub use record::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use recovery::Recovered;
 pub use sim_disk::{CrashMode, SimDisk};
-pub use store::{RaftStore, SEGMENT_BYTES_MAX_DEFAULT, SNAPSHOTS_KEPT, StoreOptions};
+pub use store::{
+    RaftStore, SEGMENT_BYTES_MAX_DEFAULT, SNAPSHOTS_KEPT, SnapshotJob, SnapshotWritten,
+    StoreOptions,
+};

@@ -109,7 +109,8 @@ pub struct WriteFailure {
 }
 
 /// Makes the snapshot durable under its final name: write `<name>.tmp`, fdatasync, rename,
-/// fsync the directory. On failure before the rename the temp file is removed.
+/// fsync the directory. On failure up to and including the rename the temp file is removed
+/// and nothing else changed (`renamed` false).
 pub fn write<D: Disk>(
     disk: &mut D,
     dir: &Path,
@@ -143,10 +144,11 @@ pub fn write<D: Disk>(
         let _ = disk.remove(&tmp);
         return Err(early(error));
     }
-    disk.rename(&tmp, &path).map_err(|e| WriteFailure {
-        error: StorageError::io("rename", &tmp, e),
-        renamed: true,
-    })?;
+    // rename(2) is atomic: when it fails, the final name was not touched.
+    if let Err(e) = disk.rename(&tmp, &path) {
+        let _ = disk.remove(&tmp);
+        return Err(early(StorageError::io("rename", &tmp, e)));
+    }
     disk.sync_dir(dir).map_err(|source| WriteFailure {
         error: StorageError::SyncFailed {
             path: dir.to_path_buf(),

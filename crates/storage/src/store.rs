@@ -9,6 +9,7 @@ use crate::snapshot;
 use shardkv_types::{Entry, HardState, LogIndex, NodeId, SnapshotMeta, Term};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Default size at which the active WAL segment is sealed and a new one started.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
@@ -30,6 +31,61 @@ impl Default for StoreOptions {
         StoreOptions {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
         }
+    }
+}
+
+/// A snapshot file to write: made by [`RaftStore::start_snapshot`], run anywhere with
+/// [`SnapshotJob::run`], completed by [`RaftStore::finish_snapshot`].
+#[derive(Debug)]
+pub struct SnapshotJob {
+    dir: PathBuf,
+    meta: SnapshotMeta,
+    data: Arc<Vec<u8>>,
+}
+
+impl SnapshotJob {
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// The directory the file goes to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes, syncs and renames the file into place with `disk` (temp file, fdatasync,
+    /// rename, directory fsync), on whatever thread calls it.
+    pub fn run<D: Disk>(self, disk: &mut D) -> SnapshotWritten {
+        SnapshotWritten {
+            meta: self.meta,
+            outcome: snapshot::write(disk, &self.dir, self.meta, &self.data),
+        }
+    }
+}
+
+/// What running a [`SnapshotJob`] did.
+#[derive(Debug)]
+pub struct SnapshotWritten {
+    meta: SnapshotMeta,
+    outcome: Result<PathBuf, snapshot::WriteFailure>,
+}
+
+impl SnapshotWritten {
+    /// A job that could not be run at all (its writer failed to start or died): nothing
+    /// was written.
+    pub fn not_run(meta: SnapshotMeta, dir: &Path, source: std::io::Error) -> SnapshotWritten {
+        let tmp = dir.join(snapshot::file_name(meta));
+        SnapshotWritten {
+            meta,
+            outcome: Err(snapshot::WriteFailure {
+                error: StorageError::io("write in the background", tmp, source),
+                renamed: false,
+            }),
+        }
+    }
+
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
     }
 }
 
@@ -214,6 +270,11 @@ impl<D: Disk> RaftStore<D> {
     /// log), every entry is discarded and the log continues at `meta.index + 1`.
     ///
     /// Also makes everything appended before it durable when it writes a reset record.
+    ///
+    /// A failure before the new file got its final name (creating, writing or syncing the
+    /// temp file, the rename) changes nothing and leaves the store writable
+    /// ([`RaftStore::poisoned`] stays `None`): the full log is still there, so the caller
+    /// may go on and try a later snapshot. A failure after the rename poisons the store.
     pub fn save_snapshot(&mut self, meta: SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         self.check_writable()?;
         if meta.index <= self.snapshot.index {
@@ -225,7 +286,12 @@ impl<D: Disk> RaftStore<D> {
         let matches = self.term(meta.index) == Some(meta.term);
         let path = match snapshot::write(&mut self.disk, &self.dir, meta, data) {
             Ok(path) => path,
-            Err(f) => return Err(self.after_failure(f.error, f.renamed)),
+            // Nothing but a temp file was touched (and it is gone): the WAL and the current
+            // snapshot are as they were, so any error here (EMFILE, EACCES, even a failed
+            // fdatasync of the temp file, which holds nothing acknowledged) leaves the store
+            // writable, and the caller may try a later snapshot.
+            Err(f) if !f.renamed => return Err(f.error),
+            Err(f) => return Err(self.after_failure(f.error, true)),
         };
         if !matches {
             // Without the reset record a later replay would mix old and new entries.
@@ -245,6 +311,65 @@ impl<D: Disk> RaftStore<D> {
             for s in &mut self.segments {
                 s.live_max = LogIndex(0);
             }
+        }
+        self.snapshot = meta;
+        self.snapshots.push(meta);
+        self.compact()
+    }
+
+    /// Starts saving a snapshot of a prefix this log holds (one the state machine took, not
+    /// a leader's install: that is [`RaftStore::save_snapshot`]) in two steps, so the file
+    /// can be written and synced off the thread that owns the store: run the returned
+    /// [`SnapshotJob`] on any thread with any [`Disk`] over the same files, then hand its
+    /// outcome to [`RaftStore::finish_snapshot`]. Nothing changes here until then; a crash
+    /// before it leaves the previous snapshot and the full log.
+    pub fn start_snapshot(
+        &self,
+        meta: SnapshotMeta,
+        data: Arc<Vec<u8>>,
+    ) -> Result<SnapshotJob, StorageError> {
+        self.check_writable()?;
+        if meta.index <= self.snapshot.index {
+            return Err(StorageError::StaleSnapshot {
+                index: meta.index,
+                current: self.snapshot.index,
+            });
+        }
+        assert_eq!(
+            self.term(meta.index),
+            Some(meta.term),
+            "a snapshot started in the background covers a prefix of this log"
+        );
+        Ok(SnapshotJob {
+            dir: self.dir.clone(),
+            meta,
+            data,
+        })
+    }
+
+    /// Completes a snapshot started with [`RaftStore::start_snapshot`]: on success drops the
+    /// log prefix it covers (and old files, as `save_snapshot` does). A failure before the
+    /// file got its final name changes nothing and leaves the store writable; one after
+    /// poisons it. A snapshot overtaken meanwhile (a newer one saved or installed) is
+    /// removed and ignored.
+    pub fn finish_snapshot(&mut self, written: SnapshotWritten) -> Result<(), StorageError> {
+        let meta = written.meta;
+        match written.outcome {
+            Err(f) if !f.renamed => return Err(f.error),
+            Err(f) => return Err(self.after_failure(f.error, true)),
+            Ok(_) if meta.index <= self.snapshot.index => {
+                let path = self.dir.join(snapshot::file_name(meta));
+                // Best effort: recovery takes the newest snapshot anyway.
+                let _ = self.disk.remove(&path);
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+        self.check_writable()?;
+        debug_assert_eq!(self.term(meta.index), Some(meta.term));
+        let covered = meta.index.0 - self.snapshot.index.0;
+        for gone in self.log.drain(..covered as usize) {
+            self.log_bytes -= gone.len;
         }
         self.snapshot = meta;
         self.snapshots.push(meta);
@@ -357,6 +482,11 @@ impl<D: Disk> RaftStore<D> {
     /// The disk this store writes to.
     pub fn disk(&self) -> &D {
         &self.disk
+    }
+
+    /// The disk this store writes to, for running a [`SnapshotJob`] in place.
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
     }
 
     /// Closes the store and hands back its disk.

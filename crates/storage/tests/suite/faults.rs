@@ -60,21 +60,39 @@ fn fsync_failure_is_sync_failed_and_poisons_every_later_write() {
 }
 
 #[test]
-fn fsync_failure_inside_snapshot_and_rotation_poisons_too() {
-    // Goal: the same policy holds for the fsyncs a snapshot and a segment rotation issue.
+fn fsync_failure_of_a_snapshot_temp_file_changes_nothing_but_a_rotation_fsync_poisons() {
+    // Goal: a failed fsync of a snapshot's temp file holds nothing acknowledged: the store
+    // stays writable and a later snapshot succeeds; the fsync sealing a WAL segment still
+    // poisons. Method: fail the snapshot's sync, check the store, snapshot again; restart;
+    // fail the sealing sync.
     let disk = SimDisk::new(4);
     let (mut s, _) = open(&disk);
     s.append(&entries(1, 1, 5)).unwrap();
     s.sync().unwrap();
     disk.fail_next_sync();
-    assert!(matches!(
-        s.save_snapshot(meta(3, 1), b"snap"),
-        Err(StorageError::SyncFailed { .. })
-    ));
-    assert!(matches!(
-        s.append(&entries(1, 6, 6)),
-        Err(StorageError::Poisoned { .. })
-    ));
+    let err = s.save_snapshot(meta(3, 1), b"snap").unwrap_err();
+    assert!(matches!(err, StorageError::SyncFailed { .. }), "{err}");
+    assert!(
+        s.poisoned().is_none(),
+        "a snapshot temp file's fsync does not poison"
+    );
+    assert_eq!(s.snapshot_meta(), meta(0, 0));
+    assert!(
+        files(&mut disk.clone(), Path::new(DIR), "snap-").is_empty(),
+        "the temp file is gone"
+    );
+    s.append(&entries(1, 6, 6)).unwrap();
+    s.sync().unwrap();
+    s.save_snapshot(meta(4, 1), b"snap4").unwrap();
+    drop(s);
+    disk.crash();
+    let (_, r) = open(&disk);
+    assert_eq!(r.snapshot, Some((meta(4, 1), b"snap4".to_vec())));
+    assert_eq!(r.entries, entries(1, 5, 6));
+    let disk = SimDisk::new(4);
+    let (mut s, _) = open(&disk);
+    s.append(&entries(1, 1, 5)).unwrap();
+    s.sync().unwrap();
     drop(s);
     disk.crash();
     let (mut s, r) = open(&disk);
@@ -93,6 +111,88 @@ fn fsync_failure_inside_snapshot_and_rotation_poisons_too() {
     };
     assert!(matches!(err, StorageError::SyncFailed { .. }), "{err}");
     assert_eq!(s.segment_count(), segments);
+    assert!(s.poisoned().is_some());
+}
+
+/// A disk that refuses to create snapshot temp files while `refuse` is set, with EMFILE
+/// (as a process at its descriptor limit sees it).
+struct RefuseSnapshotFiles {
+    inner: SimDisk,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Disk for RefuseSnapshotFiles {
+    fn create_dir_all(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list_dir(&mut self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn create(&mut self, path: &Path) -> std::io::Result<()> {
+        let snapshot = path.to_string_lossy().ends_with(".snap.tmp");
+        if snapshot && self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(24)); // EMFILE
+        }
+        self.inner.create(path)
+    }
+    fn read(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+    fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.inner.read_at(path, offset, len)
+    }
+    fn file_len(&mut self, path: &Path) -> std::io::Result<u64> {
+        self.inner.file_len(path)
+    }
+    fn append(&mut self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        self.inner.append(path, data)
+    }
+    fn truncate(&mut self, path: &Path, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(path, len)
+    }
+    fn sync(&mut self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync(path)
+    }
+    fn rename(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&mut self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn sync_dir(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+}
+
+#[test]
+fn a_snapshot_file_that_cannot_be_created_changes_nothing_and_a_later_snapshot_succeeds() {
+    // Goal: EMFILE (or EACCES) creating a snapshot file is not fatal: the error says what
+    // failed, the store stays writable with its log, and the next snapshot is saved.
+    // Method: refuse snapshot files, snapshot, write on; allow them, snapshot; restart.
+    let disk = SimDisk::new(8);
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let faulty = RefuseSnapshotFiles {
+        inner: disk.clone(),
+        refuse: refuse.clone(),
+    };
+    let (mut s, _) = RaftStore::open(faulty, Path::new(DIR), NodeId(1)).expect("open");
+    s.append(&entries(1, 1, 5)).unwrap();
+    s.sync().unwrap();
+    let err = s.save_snapshot(meta(3, 1), b"s3").unwrap_err();
+    assert!(matches!(err, StorageError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("create"), "{err}");
+    assert!(s.poisoned().is_none());
+    assert_eq!(s.first_index(), LogIndex(1), "the log is whole");
+    s.append(&entries(1, 6, 8)).unwrap();
+    s.sync().unwrap();
+    refuse.store(false, std::sync::atomic::Ordering::Relaxed);
+    s.save_snapshot(meta(7, 1), b"s7").unwrap();
+    assert_eq!(s.first_index(), LogIndex(8));
+    drop(s);
+    disk.crash();
+    let (_, r) = open(&disk);
+    assert_eq!(r.snapshot, Some((meta(7, 1), b"s7".to_vec())));
+    assert_eq!(r.entries, entries(1, 8, 8));
 }
 
 #[test]
@@ -208,4 +308,59 @@ fn gap_between_snapshot_and_log_is_a_clear_error() {
         }
         other => panic!("expected Gap, got {:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn a_snapshot_in_two_steps_compacts_only_when_finished_and_a_crash_before_keeps_the_full_log() {
+    // Goal: the background path (start, run anywhere, finish) changes nothing before
+    // `finish_snapshot`: a crash in between recovers the old state with the full log, the
+    // file written meanwhile is used (it is complete) or ignored; finishing compacts; an
+    // install that overtook the job wins and the job's file goes. Method: SimDisk, each
+    // case from a fresh store.
+    let disk = SimDisk::new(21);
+    let (mut s, _) = open(&disk);
+    s.append(&entries(1, 1, 6)).unwrap();
+    s.sync().unwrap();
+    let job = s
+        .start_snapshot(meta(4, 1), std::sync::Arc::new(b"s4".to_vec()))
+        .unwrap();
+    assert_eq!(
+        s.first_index(),
+        LogIndex(1),
+        "nothing changes before the job ends"
+    );
+    drop(s);
+    disk.crash();
+    let (mut s, r) = open(&disk);
+    assert!(r.snapshot.is_none());
+    assert_eq!(r.entries, entries(1, 1, 6));
+    // Run it on another handle to the same files, then finish.
+    let written = job.run(&mut disk.clone());
+    assert_eq!(s.first_index(), LogIndex(1));
+    s.finish_snapshot(written).unwrap();
+    assert_eq!(s.first_index(), LogIndex(5));
+    assert_eq!(s.snapshot_meta(), meta(4, 1));
+    drop(s);
+    disk.crash();
+    let (mut s, r) = open(&disk);
+    assert_eq!(r.snapshot, Some((meta(4, 1), b"s4".to_vec())));
+    assert_eq!(r.entries, entries(1, 5, 6));
+    // A leader's snapshot installed while a job runs: the job's outcome is dropped.
+    let job = s
+        .start_snapshot(meta(5, 1), std::sync::Arc::new(b"s5".to_vec()))
+        .unwrap();
+    let written = job.run(&mut disk.clone());
+    s.save_snapshot(meta(9, 2), b"leader9").unwrap();
+    s.finish_snapshot(written).unwrap();
+    assert_eq!(s.snapshot_meta(), meta(9, 2));
+    assert!(
+        !files(&mut disk.clone(), Path::new(DIR), "snap-5-")
+            .iter()
+            .any(|_| true),
+        "the overtaken snapshot's file is removed"
+    );
+    drop(s);
+    disk.crash();
+    let (_, r) = open(&disk);
+    assert_eq!(r.snapshot, Some((meta(9, 2), b"leader9".to_vec())));
 }

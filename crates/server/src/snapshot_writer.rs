@@ -1,0 +1,57 @@
+//! `ThreadWriter`: writes and syncs a snapshot's file on a thread of its own, so the node
+//! thread keeps serving (ticks, heartbeats, requests) through the write and fsync of a
+//! large snapshot. The host completes the snapshot (compacts the log) only once the file is
+//! durable; see `shardkv-host`, "Snapshots in the background".
+
+use shardkv_host::SnapshotWriter;
+use shardkv_storage::{FsDisk, SnapshotJob, SnapshotWritten};
+use shardkv_types::SnapshotMeta;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, TryRecvError, channel};
+
+/// One thread per job (snapshots are rare); at most one outstanding.
+#[derive(Default)]
+pub struct ThreadWriter {
+    outstanding: Option<Outstanding>,
+}
+
+struct Outstanding {
+    meta: SnapshotMeta,
+    dir: PathBuf,
+    /// `None` when the thread could not be started.
+    done: Option<Receiver<SnapshotWritten>>,
+}
+
+impl SnapshotWriter for ThreadWriter {
+    fn start(&mut self, job: SnapshotJob) {
+        assert!(self.outstanding.is_none(), "one snapshot job at a time");
+        let (tx, rx) = channel();
+        let (meta, dir) = (job.meta(), job.dir().to_path_buf());
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || {
+                // Its own handles: nothing is shared with the node thread's disk.
+                let _ = tx.send(job.run(&mut FsDisk::new()));
+            });
+        self.outstanding = Some(Outstanding {
+            meta,
+            dir,
+            done: spawned.ok().map(|_| rx),
+        });
+    }
+
+    fn poll(&mut self) -> Option<SnapshotWritten> {
+        let o = self.outstanding.as_ref()?;
+        let written = match o.done.as_ref().map(Receiver::try_recv) {
+            Some(Ok(written)) => written,
+            Some(Err(TryRecvError::Empty)) => return None,
+            // The thread could not start, or died without an answer.
+            None | Some(Err(TryRecvError::Disconnected)) => {
+                let e = std::io::Error::other("the snapshot writer thread failed");
+                SnapshotWritten::not_run(o.meta, &o.dir, e)
+            }
+        };
+        self.outstanding = None;
+        Some(written)
+    }
+}

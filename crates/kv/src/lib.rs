@@ -13,8 +13,8 @@ mod command;
 mod store;
 
 pub use command::{
-    KEY_BYTES_MAX, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, VALUE_BYTES_MAX, validate,
-    validate_command, validate_query,
+    KEY_BYTES_MAX, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, RECORDED_VALUE_BYTES_MAX,
+    VALUE_BYTES_MAX, validate, validate_command, validate_query,
 };
 pub use store::KvStore;
 

@@ -8,13 +8,14 @@ mod common;
 
 use common::{elect_first, settle};
 use shardkv_rsm::testing::{CounterCommand, CounterInternal, CounterQuery, Counters, SLOT_MAX};
-use shardkv_rsm::{Error, Replica, Request, Sessions};
-use shardkv_types::{ClientId, Gid, Seq};
+use shardkv_rsm::{Error, Replica, Request, SessionLimits, Sessions};
+use shardkv_types::{ClientId, Gid, LogIndex, Seq};
 
 fn add(client: u64, seq: u64, slot: u32, n: u64) -> Request<CounterCommand, CounterQuery> {
     Request::Write {
         client: ClientId(client),
         seq: Seq(seq),
+        retry: false,
         cmd: CounterCommand::Add { slot, n },
     }
 }
@@ -112,8 +113,9 @@ fn sessions_arriving_with_a_slot_are_merged_by_highest_sequence_number() {
     let mut g = group();
     // The old owner applied client 9's request 4 (answer 12) before the slot moved.
     let mut old_owner = Sessions::default();
-    old_owner.record(ClientId(9), Seq(4), 12);
-    old_owner.record(ClientId(5), Seq(1), 1);
+    let limits = SessionLimits::default();
+    old_owner.record(ClientId(9), Seq(4), 12, LogIndex(1), &limits);
+    old_owner.record(ClientId(5), Seq(1), 1, LogIndex(2), &limits);
     // Here client 9 is at request 2 (older), client 6 only exists here.
     assert_eq!(call(&mut g, 1, add(9, 2, 1, 1)), Ok(1));
     assert_eq!(call(&mut g, 2, add(6, 8, 1, 1)), Ok(2));

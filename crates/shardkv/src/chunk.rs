@@ -26,6 +26,9 @@ pub enum Cursor {
 pub struct ShardChunk {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     pub sessions: Vec<(ClientId, Session<ShardOutput>)>,
+    /// The giving group's table had dropped sessions when the chunk was read: a retry of a
+    /// client whose session is not here may have applied there.
+    pub sessions_dropped: bool,
     /// Where the next chunk starts; `None` on the last one.
     pub next: Option<Cursor>,
 }
@@ -53,6 +56,7 @@ impl ShardChunk {
         let mut chunk = ShardChunk {
             entries: Vec::new(),
             sessions: Vec::new(),
+            sessions_dropped: sessions.dropped_any(),
             next: None,
         };
         let mut bytes = 0u64;

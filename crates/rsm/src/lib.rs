@@ -37,7 +37,7 @@ pub use error::{Error, Outcome, Reply};
 pub use machine::{Applying, StateMachine};
 pub use replica::{Replica, ReplicaOptions};
 pub use request::{NoInternal, Proposal, Request};
-pub use session::{Seen, Session, SessionLimits, Sessions};
+pub use session::{DROPPED_REMEMBERED, Seen, Session, SessionLimits, Sessions};
 
 /// An identifier the shell gives each request so it can route the reply back.
 pub type ReqId = u64;

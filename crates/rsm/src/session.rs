@@ -12,11 +12,18 @@
 //! A dropped session cannot answer a retry, so the table remembers that it dropped some
 //! ([`Sessions::dropped_any`]): a retry ([`Seen::Expired`]) of a client it holds no
 //! session of is then refused with `SessionExpired` (it may have applied), never applied
-//! again. A first attempt of a write needs no session: it never applied anywhere.
+//! again. A first attempt of a write needs no session: it never applied anywhere. The
+//! last [`DROPPED_REMEMBERED`] dropped sessions are remembered by client and sequence
+//! number only, so a copy of a first attempt that reaches the log twice (a network that
+//! duplicates requests) is not applied twice either, and such a client's next write is
+//! known to be new.
 
 use serde::{Deserialize, Serialize};
 use shardkv_types::{ClientId, LogIndex, Seq};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How many dropped sessions a table remembers (client and sequence number, 16 bytes each).
+pub const DROPPED_REMEMBERED: usize = 1024;
 
 /// The last applied request of one client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +79,8 @@ pub struct Sessions<O> {
     by_activity: BTreeSet<(LogIndex, ClientId)>,
     /// Some session was dropped from this table or from one merged into it.
     dropped_any: bool,
+    /// The last sessions dropped here, oldest first: client and its last applied seq.
+    recently_dropped: VecDeque<(ClientId, Seq)>,
 }
 
 impl<O> Default for Sessions<O> {
@@ -80,6 +89,7 @@ impl<O> Default for Sessions<O> {
             by_client: BTreeMap::new(),
             by_activity: BTreeSet::new(),
             dropped_any: false,
+            recently_dropped: VecDeque::new(),
         }
     }
 }
@@ -87,9 +97,21 @@ impl<O> Default for Sessions<O> {
 impl<O: Clone> Sessions<O> {
     /// Where a request stands. `retry` says an earlier attempt of it may have applied.
     pub fn check(&self, client: ClientId, seq: Seq, retry: bool) -> Seen<'_, O> {
+        let dropped = || {
+            self.recently_dropped
+                .iter()
+                .rev()
+                .find(|(c, _)| *c == client)
+                .map(|(_, s)| *s)
+        };
         match self.by_client.get(&client) {
-            None if retry && self.dropped_any => Seen::Expired,
-            None => Seen::New,
+            // Its latest applied request is known: exact.
+            None => match dropped() {
+                Some(last) if seq <= last => Seen::Expired,
+                Some(_) => Seen::New,
+                None if retry && self.dropped_any => Seen::Expired,
+                None => Seen::New,
+            },
             Some(s) if seq > s.seq => Seen::New,
             Some(s) if seq == s.seq => Seen::Duplicate(&s.output),
             Some(_) => Seen::Stale,
@@ -234,11 +256,37 @@ impl<O: Clone> Sessions<O> {
         let removed = self.by_activity.remove(&(s.active, client));
         assert!(removed, "every session is indexed by its activity");
         self.dropped_any = true;
+        if self.recently_dropped.len() == DROPPED_REMEMBERED {
+            self.recently_dropped.pop_front();
+        }
+        self.recently_dropped.push_back((client, s.seq));
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_last_dropped_sessions_are_remembered() {
+        let limits = SessionLimits {
+            sessions_max: 1,
+            idle_entries_max: u64::MAX,
+        };
+        let mut s = Sessions::default();
+        let n = DROPPED_REMEMBERED as u64 + 2;
+        for c in 0..n {
+            s.record(ClientId(c), Seq(3), (), LogIndex(c + 1), &limits);
+        }
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.recently_dropped.len(), DROPPED_REMEMBERED);
+        assert_eq!(s.check(ClientId(1), Seq(4), true), Seen::New, "remembered");
+        assert_eq!(
+            s.check(ClientId(0), Seq(4), true),
+            Seen::Expired,
+            "forgotten: a retry cannot be told from a new write"
+        );
+        assert_eq!(s.check(ClientId(0), Seq(4), false), Seen::New);
+    }
+
     use super::*;
 
     const WIDE: SessionLimits = SessionLimits {
@@ -291,10 +339,21 @@ mod tests {
         assert!(s.get(ClientId(2)).is_some());
         assert_eq!(s.check(ClientId(1), Seq(1), true), Seen::Expired);
         assert_eq!(
-            s.check(ClientId(1), Seq(2), false),
+            s.check(ClientId(1), Seq(1), false),
+            Seen::Expired,
+            "a duplicated first attempt of a forgotten write is not applied again"
+        );
+        assert_eq!(
+            s.check(ClientId(1), Seq(2), true),
+            Seen::New,
+            "the dropped session's last write is remembered: seq 2 never applied"
+        );
+        assert_eq!(
+            s.check(ClientId(8), Seq(2), false),
             Seen::New,
             "a first attempt never applied: it needs no session"
         );
+        assert_eq!(s.check(ClientId(8), Seq(2), true), Seen::Expired);
         s.expire(LogIndex(9), &limits);
         assert!(s.is_empty());
     }

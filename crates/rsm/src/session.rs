@@ -97,24 +97,27 @@ impl<O> Default for Sessions<O> {
 impl<O: Clone> Sessions<O> {
     /// Where a request stands. `retry` says an earlier attempt of it may have applied.
     pub fn check(&self, client: ClientId, seq: Seq, retry: bool) -> Seen<'_, O> {
-        let dropped = || {
-            self.recently_dropped
-                .iter()
-                .rev()
-                .find(|(c, _)| *c == client)
-                .map(|(_, s)| *s)
-        };
-        match self.by_client.get(&client) {
-            // Its latest applied request is known: exact.
-            None => match dropped() {
-                Some(last) if seq <= last => Seen::Expired,
-                Some(_) => Seen::New,
-                None if retry && self.dropped_any => Seen::Expired,
-                None => Seen::New,
-            },
-            Some(s) if seq > s.seq => Seen::New,
-            Some(s) if seq == s.seq => Seen::Duplicate(&s.output),
-            Some(_) => Seen::Stale,
+        let session = self.by_client.get(&client);
+        match session {
+            Some(s) if seq == s.seq => return Seen::Duplicate(&s.output),
+            Some(s) if seq < s.seq => return Seen::Stale,
+            _ => {}
+        }
+        // Newer than any session here. A remembered dropped session says exactly which of
+        // its requests applied; past that, a retry without a session may have applied in
+        // a forgotten one.
+        let forgotten = self
+            .recently_dropped
+            .iter()
+            .filter(|(c, _)| *c == client)
+            .map(|(_, s)| *s)
+            .max();
+        if forgotten.is_some_and(|last| seq <= last)
+            || (session.is_none() && retry && self.dropped_any)
+        {
+            Seen::Expired
+        } else {
+            Seen::New
         }
     }
 
@@ -162,6 +165,7 @@ impl<O: Clone> Sessions<O> {
     /// Merges another table at log index `at`, keeping the newer session per client.
     pub fn merge(&mut self, other: &Sessions<O>, at: LogIndex, limits: &SessionLimits) {
         self.dropped_any |= other.dropped_any;
+        self.remember_dropped(other.recently_dropped.iter().copied());
         for (c, s) in &other.by_client {
             self.merge_one(*c, s, at, limits);
         }
@@ -195,6 +199,23 @@ impl<O: Clone> Sessions<O> {
     /// Notes that a table merged into this one (piece by piece) had dropped sessions.
     pub fn note_dropped(&mut self) {
         self.dropped_any = true;
+    }
+
+    /// The sessions dropped last here (client and its last applied sequence number),
+    /// oldest first: they travel with a merge so that the new table answers as this one.
+    pub fn recently_dropped(&self) -> impl Iterator<Item = (ClientId, Seq)> + '_ {
+        self.recently_dropped.iter().copied()
+    }
+
+    /// Remembers sessions dropped by a table merged into this one.
+    pub fn remember_dropped(&mut self, dropped: impl IntoIterator<Item = (ClientId, Seq)>) {
+        for d in dropped {
+            self.dropped_any = true;
+            if self.recently_dropped.len() == DROPPED_REMEMBERED {
+                self.recently_dropped.pop_front();
+            }
+            self.recently_dropped.push_back(d);
+        }
     }
 
     /// True once a session was dropped here or in a table merged into this one: a retry
@@ -255,11 +276,7 @@ impl<O: Clone> Sessions<O> {
         let s = self.by_client.remove(&client).expect("indexed session");
         let removed = self.by_activity.remove(&(s.active, client));
         assert!(removed, "every session is indexed by its activity");
-        self.dropped_any = true;
-        if self.recently_dropped.len() == DROPPED_REMEMBERED {
-            self.recently_dropped.pop_front();
-        }
-        self.recently_dropped.push_back((client, s.seq));
+        self.remember_dropped([(client, s.seq)]);
     }
 }
 
@@ -278,13 +295,24 @@ mod tests {
         }
         assert_eq!(s.len(), 1);
         assert_eq!(s.recently_dropped.len(), DROPPED_REMEMBERED);
-        assert_eq!(s.check(ClientId(1), Seq(4), true), Seen::New, "remembered");
         assert_eq!(
-            s.check(ClientId(0), Seq(4), true),
+            s.check(ClientId(1), Seq(3), false),
             Seen::Expired,
-            "forgotten: a retry cannot be told from a new write"
+            "remembered"
         );
-        assert_eq!(s.check(ClientId(0), Seq(4), false), Seen::New);
+        assert_eq!(
+            s.check(ClientId(0), Seq(3), false),
+            Seen::New,
+            "forgotten: only a retry is refused"
+        );
+        assert_eq!(s.check(ClientId(0), Seq(3), true), Seen::Expired);
+        let mut other = Sessions::<()>::default();
+        other.merge(&s, LogIndex(1), &limits);
+        assert_eq!(
+            other.check(ClientId(1), Seq(3), false),
+            Seen::Expired,
+            "remembered drops travel with a merge"
+        );
     }
 
     use super::*;
@@ -344,7 +372,7 @@ mod tests {
             "a duplicated first attempt of a forgotten write is not applied again"
         );
         assert_eq!(
-            s.check(ClientId(1), Seq(2), true),
+            s.check(ClientId(1), Seq(2), false),
             Seen::New,
             "the dropped session's last write is remembered: seq 2 never applied"
         );

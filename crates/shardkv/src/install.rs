@@ -40,6 +40,7 @@ impl ShardKv {
         if chunk.sessions_dropped {
             ctx.sessions.note_dropped();
         }
+        ctx.sessions.remember_dropped(chunk.dropped.iter().copied());
         for (c, session) in &chunk.sessions {
             ctx.sessions.merge_one(*c, session, ctx.index, &ctx.limits);
         }

@@ -64,13 +64,7 @@ impl Drop for Charge {
 
 /// About how many bytes a batch of peer messages holds.
 fn messages_bytes(msgs: &[Message]) -> u64 {
-    use shardkv_raft::Body;
-    let one = |m: &Message| match &m.body {
-        Body::AppendEntries { entries, .. } => entries.iter().map(|e| e.size_bytes()).sum(),
-        Body::InstallSnapshot { data, .. } => data.len(),
-        _ => 0,
-    } as u64;
-    msgs.iter().map(|m| one(m) + ITEM_OVERHEAD_BYTES).sum()
+    msgs.iter().map(shardkv_net::message_bytes).sum()
 }
 
 /// The encoded size of a client request, counted without allocating.

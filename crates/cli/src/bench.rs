@@ -360,6 +360,8 @@ fn history_record(
         ),
         Ok(KvOutput::Cas { swapped, .. }) => (Status::Ok, Some(RecordOutput::Swapped(*swapped))),
         Ok(KvOutput::Done) => (Status::Ok, None),
+        // Only a session record holds it (a failed CAS, which changed nothing).
+        Ok(KvOutput::CasFailed { .. }) => (Status::Failed, None),
         Err(e) => match e.outcome() {
             Outcome::Unknown => (Status::Unknown, None),
             Outcome::Failed | Outcome::Ok => (Status::Failed, None),

@@ -178,6 +178,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
                 Request::Write {
                     client: self.id,
                     seq,
+                    retry: false,
                     cmd,
                 }
             }
@@ -352,9 +353,17 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
                 self.move_on();
             }
             // A bad request never gets better; a stale answer means a later request of
-            // this session was already seen.
-            Error::TooLarge { .. } | Error::Invalid { .. } | Error::Stale => {
+            // this session was already seen; an expired session cannot tell any more.
+            Error::TooLarge { .. }
+            | Error::Invalid { .. }
+            | Error::Stale
+            | Error::SessionExpired => {
                 return self.give_up(now, e);
+            }
+            // The group's answer about the applied write itself (a failed CAS): final.
+            Error::CasFailed { .. } => {
+                self.current = None;
+                return Next::Failed(e);
             }
         }
         if let Some(f) = self.current.as_mut() {
@@ -397,6 +406,11 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         let delay_ticks = self.policy.backoff_ticks(f.fruitless);
         let f = self.current.as_mut().expect("in flight");
         f.attempts += 1;
+        // The server refuses a retry it cannot tell from a new write (its session is gone).
+        let maybe_applied = f.maybe_applied;
+        if let Request::Write { retry, .. } = &mut f.req {
+            *retry = maybe_applied;
+        }
         f.to = Some((route.gid, to));
         Next::Send {
             gid: route.gid,

@@ -378,3 +378,57 @@ fn every_server_of_a_group_failing_asks_for_a_newer_config() {
     };
     assert_eq!(gid, Gid(2), "resumed at the group the new config names");
 }
+
+fn retry_of<C, Q>(req: Option<&Request<C, Q>>) -> bool {
+    match req {
+        Some(Request::Write { retry, .. }) => *retry,
+        _ => panic!("expected a write in flight"),
+    }
+}
+
+#[test]
+fn a_resend_after_an_unknown_outcome_is_marked_a_retry_and_an_expired_session_ends_it() {
+    let mut c = clerk(POLICY);
+    let (first, _) = sent(&c.begin(del(), 0));
+    assert!(!retry_of(c.current()), "a first attempt is not a retry");
+    let next = c.on_response(1, first, Err(Error::NotLeader { leader: None }));
+    let (to, _) = sent(&next);
+    assert!(
+        !retry_of(c.current()),
+        "after a definite refusal the write surely never applied"
+    );
+    let (to2, _) = sent(&c.on_timeout(30, "no answer".into()));
+    assert_ne!(to, to2);
+    assert!(
+        retry_of(c.current()),
+        "the timed-out attempt may have applied"
+    );
+    assert_eq!(
+        c.on_response(31, to2, Err(Error::SessionExpired)),
+        Next::Failed(Error::SessionExpired),
+        "the server cannot tell: the write may have applied"
+    );
+    assert!(Error::SessionExpired.may_have_applied());
+    assert!(c.current().is_none());
+    sent(&c.begin(del(), 40));
+    assert!(!retry_of(c.current()), "the next write starts afresh");
+}
+
+#[test]
+fn a_retried_failed_cas_is_reported_as_not_applied() {
+    let mut c = clerk(POLICY);
+    let cas = Op::Write(KvCommand::Cas {
+        key: b"k".to_vec(),
+        expected: None,
+        new: b"v".to_vec(),
+    });
+    let (to, _) = sent(&c.begin(cas, 0));
+    let (to2, _) = sent(&c.on_timeout(30, "no answer".into()));
+    assert_ne!(to, to2);
+    let e = Error::CasFailed { bytes: 1 << 20 };
+    assert_eq!(
+        c.on_response(31, to2, Err(e.clone())),
+        Next::Failed(e),
+        "the group's own answer about the applied CAS, not 'may have applied'"
+    );
+}

@@ -47,7 +47,9 @@ impl Group {
     fn serve(&mut self, req: CtrlRequest) -> Result<CtrlOutput, Error> {
         match req {
             Request::Read(q) => Ok(self.ctrl.read(&q)),
-            Request::Write { client, seq, cmd } => {
+            Request::Write {
+                client, seq, cmd, ..
+            } => {
                 match self.sessions.get(&client) {
                     Some((done, out)) if *done == seq => return Ok(out.clone()),
                     Some((done, _)) if *done > seq => return Err(Error::Stale),

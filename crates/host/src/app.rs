@@ -1,7 +1,7 @@
 //! What runs above Raft on a host: the app the Ready loop drives.
 
 use shardkv_raft::{Message, RawNode, Ready, Snapshot};
-use shardkv_rsm::{Error, Replica, Reply, ReqId, Request, Seen, StateMachine};
+use shardkv_rsm::{Error, Replica, Reply, ReqId, Request, StateMachine};
 
 /// An application that owns a Raft core: the generic `Replica<SM>` in production and the
 /// simulator's services, or the simulator's bare Raft harness.
@@ -74,13 +74,7 @@ impl<SM: StateMachine> HostedApp for Replica<SM> {
     }
 
     fn duplicate_answer(&self, r: &Self::Request) -> Option<Self::Response> {
-        match r {
-            Request::Write { client, seq, .. } => match self.sessions().check(*client, *seq) {
-                Seen::Duplicate(out) => Some(Ok(out.clone())),
-                _ => None,
-            },
-            Request::Read(_) => None,
-        }
+        self.session_answer(r)
     }
 
     fn refusal(e: Error) -> Self::Response {

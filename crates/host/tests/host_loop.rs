@@ -305,6 +305,7 @@ fn put(client: u64, seq: u64, key: &str, value: &str) -> KvRequest {
     Request::Write {
         client: ClientId(client),
         seq: Seq(seq),
+        retry: false,
         cmd: KvCommand::Put {
             key: key.into(),
             value: value.into(),

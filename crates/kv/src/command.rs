@@ -7,6 +7,9 @@ use shardkv_rsm::{Error, Request};
 pub const KEY_BYTES_MAX: usize = 64 << 10;
 /// The largest value accepted, in bytes.
 pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// The largest value a client session keeps to answer a retry of a failed CAS with the
+/// value it found; a larger one is answered `Error::CasFailed` (read the key instead).
+pub const RECORDED_VALUE_BYTES_MAX: usize = 128;
 
 /// A write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,48 @@ pub enum KvOutput {
         swapped: bool,
         current: Option<Vec<u8>>,
     },
+    /// Only in a session's record, never answered: a CAS that did not swap and found a
+    /// value of `bytes` bytes, too large to keep; its retry is answered `Error::CasFailed`.
+    CasFailed { bytes: u64 },
+}
+
+impl KvOutput {
+    /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
+    /// the same way ([`KvOutput::replay`]), without the data. Put, Append and Delete answer
+    /// `Done`; a CAS that swapped found exactly `expected`, which the retry carries; a CAS
+    /// that failed keeps the value it found only up to [`RECORDED_VALUE_BYTES_MAX`].
+    pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
+        match (cmd, out) {
+            (KvCommand::Cas { .. }, KvOutput::Cas { swapped: true, .. }) => KvOutput::Cas {
+                swapped: true,
+                current: None,
+            },
+            (
+                KvCommand::Cas { .. },
+                KvOutput::Cas {
+                    swapped: false,
+                    current: Some(v),
+                },
+            ) if v.len() > RECORDED_VALUE_BYTES_MAX => KvOutput::CasFailed {
+                bytes: v.len() as u64,
+            },
+            _ => out.clone(),
+        }
+    }
+
+    /// The answer to a retry of `cmd` from its session record.
+    pub fn replay(cmd: &KvCommand, recorded: &KvOutput) -> Result<KvOutput, Error> {
+        match (cmd, recorded) {
+            (KvCommand::Cas { expected, .. }, KvOutput::Cas { swapped: true, .. }) => {
+                Ok(KvOutput::Cas {
+                    swapped: true,
+                    current: expected.clone(),
+                })
+            }
+            (_, KvOutput::CasFailed { bytes }) => Err(Error::CasFailed { bytes: *bytes }),
+            _ => Ok(recorded.clone()),
+        }
+    }
 }
 
 /// A client request as it travels to a server.
@@ -127,6 +172,7 @@ mod tests {
         Request::Write {
             client: ClientId(1),
             seq: Seq(1),
+            retry: false,
             cmd,
         }
     }

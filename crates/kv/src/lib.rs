@@ -6,6 +6,12 @@
 //! [`KEY_BYTES_MAX`] / [`VALUE_BYTES_MAX`] are refused with `TooLarge` by [`validate`]
 //! (the state machine's `validate`, run by `Replica::submit`), before they are proposed.
 //!
+//! An append whose result would pass [`VALUE_BYTES_MAX`] is refused with `TooLarge` when it
+//! is applied ([`KvStore::check_growth`]). A client session keeps only what a retry needs of
+//! an output ([`KvOutput::record`]): `Done`, whether a CAS swapped, and the value a failed
+//! CAS found only up to [`RECORDED_VALUE_BYTES_MAX`] bytes (a retry of one that found more
+//! is answered `CasFailed`).
+//!
 //! [`KvStore::execute`] is the sequential semantics alone, so a sharded store can keep one
 //! `KvStore` per shard and reuse it.
 
@@ -13,8 +19,8 @@ mod command;
 mod store;
 
 pub use command::{
-    KEY_BYTES_MAX, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, VALUE_BYTES_MAX, validate,
-    validate_command, validate_query,
+    KEY_BYTES_MAX, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, RECORDED_VALUE_BYTES_MAX,
+    VALUE_BYTES_MAX, validate, validate_command, validate_query,
 };
 pub use store::KvStore;
 

@@ -114,6 +114,14 @@ impl StateMachine for KvStore {
         Ok(self.execute(cmd))
     }
 
+    fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
+        KvOutput::record(cmd, out)
+    }
+
+    fn replay(cmd: &KvCommand, recorded: &KvOutput) -> Result<KvOutput, Error> {
+        KvOutput::replay(cmd, recorded)
+    }
+
     fn apply_internal(&mut self, cmd: &NoInternal, _: &mut Applying<'_, KvOutput>) {
         match *cmd {}
     }

@@ -27,12 +27,18 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
     let group = group.0;
     match req {
         Request::Read(KvQuery::Get { key }) => WireRequest::Get(pb::GetRequest { key, group }),
-        Request::Write { client, seq, cmd } => {
+        Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        } => {
             let (client, seq) = (client.0, seq.0);
             match cmd {
                 KvCommand::Put { key, value } => WireRequest::Put(pb::PutRequest {
                     client,
                     seq,
+                    retry,
                     key,
                     value,
                     group,
@@ -40,6 +46,7 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
                 KvCommand::Append { key, value } => WireRequest::Append(pb::AppendRequest {
                     client,
                     seq,
+                    retry,
                     key,
                     value,
                     group,
@@ -47,12 +54,14 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
                 KvCommand::Delete { key } => WireRequest::Delete(pb::DeleteRequest {
                     client,
                     seq,
+                    retry,
                     key,
                     group,
                 }),
                 KvCommand::Cas { key, expected, new } => WireRequest::Cas(pb::CasRequest {
                     client,
                     seq,
+                    retry,
                     key,
                     expected,
                     new,
@@ -67,10 +76,11 @@ pub fn get_from_wire(r: pb::GetRequest) -> KvRequest {
     Request::Read(KvQuery::Get { key: r.key })
 }
 
-fn write(client: u64, seq: u64, cmd: KvCommand) -> KvRequest {
+fn write(client: u64, seq: u64, retry: bool, cmd: KvCommand) -> KvRequest {
     Request::Write {
         client: ClientId(client),
         seq: Seq(seq),
+        retry,
         cmd,
     }
 }
@@ -80,7 +90,7 @@ pub fn put_from_wire(r: pb::PutRequest) -> KvRequest {
         key: r.key,
         value: r.value,
     };
-    write(r.client, r.seq, cmd)
+    write(r.client, r.seq, r.retry, cmd)
 }
 
 pub fn append_from_wire(r: pb::AppendRequest) -> KvRequest {
@@ -88,11 +98,11 @@ pub fn append_from_wire(r: pb::AppendRequest) -> KvRequest {
         key: r.key,
         value: r.value,
     };
-    write(r.client, r.seq, cmd)
+    write(r.client, r.seq, r.retry, cmd)
 }
 
 pub fn delete_from_wire(r: pb::DeleteRequest) -> KvRequest {
-    write(r.client, r.seq, KvCommand::Delete { key: r.key })
+    write(r.client, r.seq, r.retry, KvCommand::Delete { key: r.key })
 }
 
 pub fn cas_from_wire(r: pb::CasRequest) -> KvRequest {
@@ -101,7 +111,7 @@ pub fn cas_from_wire(r: pb::CasRequest) -> KvRequest {
         expected: r.expected,
         new: r.new,
     };
-    write(r.client, r.seq, cmd)
+    write(r.client, r.seq, r.retry, cmd)
 }
 
 /// The wire form of a server's answer.
@@ -110,6 +120,10 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
         Ok(KvOutput::Value(value)) => PbResult::Value(pb::Value { value }),
         Ok(KvOutput::Done) => PbResult::Done(pb::Done {}),
         Ok(KvOutput::Cas { swapped, current }) => PbResult::Cas(pb::CasResult { swapped, current }),
+        // Only a session record holds it; answered as the error a retry gets.
+        Ok(KvOutput::CasFailed { bytes }) => {
+            PbResult::Error(error_to_wire(&Error::CasFailed { bytes }))
+        }
         Err(e) => PbResult::Error(error_to_wire(&e)),
     };
     pb::KvReply {
@@ -149,6 +163,11 @@ fn error_to_wire(e: &Error) -> pb::Error {
         }
         Error::Invalid { .. } => C::Invalid,
         Error::Stale => C::Stale,
+        Error::SessionExpired => C::SessionExpired,
+        Error::CasFailed { bytes } => {
+            out.bytes = *bytes;
+            C::CasFailed
+        }
         Error::Timeout { .. } => C::Timeout,
         Error::NoSpace => C::NoSpace,
         Error::Unavailable { .. } => C::Unavailable,
@@ -172,6 +191,8 @@ fn error_from_wire(e: pb::Error) -> Result<Error, String> {
         },
         C::Invalid => Error::Invalid { reason: e.message },
         C::Stale => Error::Stale,
+        C::SessionExpired => Error::SessionExpired,
+        C::CasFailed => Error::CasFailed { bytes: e.bytes },
         C::Timeout => Error::Timeout { detail: e.message },
         C::NoSpace => Error::NoSpace,
         C::Unavailable => Error::Unavailable { reason: e.message },
@@ -239,22 +260,30 @@ pub fn ctrl_request_to_wire(req: CtrlRequest) -> WireCtrlRequest {
         Request::Read(CtrlQuery { num }) => WireCtrlRequest::Query(pb::QueryRequest {
             num: num.map(|n| n.0),
         }),
-        Request::Write { client, seq, cmd } => {
+        Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        } => {
             let (client, seq) = (client.0, seq.0);
             match cmd {
                 CtrlCommand::Join { groups } => WireCtrlRequest::Join(pb::JoinRequest {
                     client,
                     seq,
+                    retry,
                     groups: groups_to_wire(&groups),
                 }),
                 CtrlCommand::Leave { gids } => WireCtrlRequest::Leave(pb::LeaveRequest {
                     client,
                     seq,
+                    retry,
                     gids: gids.iter().map(|g| g.0).collect(),
                 }),
                 CtrlCommand::Move { shard, gid } => WireCtrlRequest::Move(pb::MoveRequest {
                     client,
                     seq,
+                    retry,
                     shard: shard.0,
                     gid: gid.0,
                 }),
@@ -263,22 +292,23 @@ pub fn ctrl_request_to_wire(req: CtrlRequest) -> WireCtrlRequest {
     }
 }
 
-fn ctrl_write(client: u64, seq: u64, cmd: CtrlCommand) -> CtrlRequest {
+fn ctrl_write(client: u64, seq: u64, retry: bool, cmd: CtrlCommand) -> CtrlRequest {
     Request::Write {
         client: ClientId(client),
         seq: Seq(seq),
+        retry,
         cmd,
     }
 }
 
 pub fn join_from_wire(r: pb::JoinRequest) -> CtrlRequest {
     let groups = groups_from_wire(r.groups);
-    ctrl_write(r.client, r.seq, CtrlCommand::Join { groups })
+    ctrl_write(r.client, r.seq, r.retry, CtrlCommand::Join { groups })
 }
 
 pub fn leave_from_wire(r: pb::LeaveRequest) -> CtrlRequest {
     let gids = r.gids.into_iter().map(Gid).collect();
-    ctrl_write(r.client, r.seq, CtrlCommand::Leave { gids })
+    ctrl_write(r.client, r.seq, r.retry, CtrlCommand::Leave { gids })
 }
 
 pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
@@ -286,7 +316,7 @@ pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
         shard: ShardId(r.shard),
         gid: Gid(r.gid),
     };
-    ctrl_write(r.client, r.seq, cmd)
+    ctrl_write(r.client, r.seq, r.retry, cmd)
 }
 
 pub fn query_from_wire(r: pb::QueryRequest) -> CtrlRequest {
@@ -551,6 +581,7 @@ mod tests {
         let req = KvRequest::Write {
             client: ClientId(7),
             seq: Seq(9),
+            retry: false,
             cmd: KvCommand::Cas {
                 key: b"k".to_vec(),
                 expected: None,
@@ -632,6 +663,7 @@ mod tests {
         let write = |cmd| CtrlRequest::Write {
             client: ClientId(7),
             seq: Seq(9),
+            retry: false,
             cmd,
         };
         let cases = vec![

@@ -61,7 +61,7 @@ pub use status::{NodeStatus, ShardPhase, ShardsHeld, role_name};
 /// The gRPC library of this crate's API, so users build servers and channels with the same
 /// version (`tonic::transport::Server::builder()` for [`router`] and [`with_ctrl`]).
 pub use tonic;
-pub use transport::{PeerTransport, TransportOptions};
+pub use transport::{PeerTransport, TransportOptions, message_bytes};
 
 /// The largest Kv request or reply frame accepted, in bytes: the largest key plus the
 /// largest value plus room for the rest, so any request within the KV limits fits and the
@@ -83,6 +83,11 @@ pub const SHARD_FRAME_BYTES_MAX: usize = RAFT_FRAME_BYTES_MAX;
 
 /// The most messages queued for one peer; more are dropped.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+
+/// The most payload bytes (entries, snapshot chunks: [`message_bytes`]) queued for one
+/// peer; a message that would pass it is dropped (Raft resends). A few full batches: a peer
+/// that cannot keep up holds at most this much of the sender's memory.
+pub const PEER_QUEUE_BYTES_MAX: u64 = 64 << 20;
 
 /// The most encoded bytes a sender puts into one batch (a single larger message still goes
 /// alone, if it fits in [`RAFT_FRAME_BYTES_MAX`]).

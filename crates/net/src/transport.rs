@@ -5,8 +5,8 @@
 use crate::convert::encode_message;
 use crate::pb::{self, raft_client::RaftClient};
 use crate::{
-    PEER_QUEUE_MESSAGES_MAX, PeerIdentity, RAFT_BATCH_BYTES_MAX, RAFT_BATCH_MESSAGES_MAX,
-    RAFT_FRAME_BYTES_MAX,
+    PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX, PeerIdentity, RAFT_BATCH_BYTES_MAX,
+    RAFT_BATCH_MESSAGES_MAX, RAFT_FRAME_BYTES_MAX,
 };
 use shardkv_raft::Message;
 use shardkv_types::NodeId;
@@ -49,7 +49,8 @@ impl Default for TransportOptions {
 pub struct PeerTransport {
     me: NodeId,
     identity: PeerIdentity,
-    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    /// Per peer: its queue, and the bytes ([`message_bytes`]) queued in it.
+    queues: BTreeMap<NodeId, (mpsc::Sender<Message>, Arc<AtomicU64>)>,
     /// Messages dropped because a queue was full or the peer unknown.
     dropped: Arc<AtomicU64>,
 }
@@ -73,7 +74,9 @@ impl PeerTransport {
         let mut queues = BTreeMap::new();
         for (&peer, addr) in peers.iter().filter(|(p, _)| **p != me) {
             let (tx, rx) = mpsc::channel(opts.queue_messages_max);
+            let queued = Arc::new(AtomicU64::new(0));
             let sender = PeerSender {
+                queued: queued.clone(),
                 me,
                 identity,
                 peer,
@@ -82,7 +85,7 @@ impl PeerTransport {
                 dropped: dropped.clone(),
             };
             runtime.spawn(sender.run(rx));
-            queues.insert(peer, tx);
+            queues.insert(peer, (tx, queued));
         }
         PeerTransport {
             me,
@@ -95,14 +98,21 @@ impl PeerTransport {
     /// Queues `m` for `m.to`; drops it if that queue is full or the peer is unknown.
     pub fn send(&self, m: Message) {
         debug_assert_eq!(m.from, self.me, "messages leave from this node");
-        let Some(queue) = self.queues.get(&m.to) else {
+        let Some((queue, queued)) = self.queues.get(&m.to) else {
             tracing::warn!(node = %self.me, to = %m.to, "dropping a message to an unknown peer");
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let bytes = message_bytes(&m);
+        if queued.load(Ordering::Acquire).saturating_add(bytes) > PEER_QUEUE_BYTES_MAX {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queued.fetch_add(bytes, Ordering::AcqRel);
         match queue.try_send(m) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                queued.fetch_sub(bytes, Ordering::AcqRel);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -135,6 +145,8 @@ struct PeerSender {
     addr: String,
     opts: TransportOptions,
     dropped: Arc<AtomicU64>,
+    /// The bytes queued for this peer ([`message_bytes`]), released as messages leave.
+    queued: Arc<AtomicU64>,
 }
 
 impl PeerSender {
@@ -156,7 +168,7 @@ impl PeerSender {
                 }
             }
             // What queued up while the peer was unreachable is stale; Raft resends.
-            let stale = drain(&mut rx);
+            let stale = self.drain(&mut rx);
             self.dropped.fetch_add(stale, Ordering::Relaxed);
             if rx.is_closed() && rx.is_empty() {
                 return;
@@ -185,7 +197,7 @@ impl PeerSender {
             let first = tokio::select! {
                 end = &mut call => return self.broken(end.err()),
                 m = rx.recv() => match m {
-                    Some(m) => m,
+                    Some(m) => self.took(m),
                     None => return StreamEnd::Closed,
                 },
             };
@@ -218,7 +230,7 @@ impl PeerSender {
                 messages.push(frame);
             }
             if messages.len() < RAFT_BATCH_MESSAGES_MAX && bytes < RAFT_BATCH_BYTES_MAX {
-                next = rx.try_recv().ok();
+                next = rx.try_recv().ok().map(|m| self.took(m));
             }
         }
         pb::RaftBatch {
@@ -228,13 +240,88 @@ impl PeerSender {
             group_id: self.identity.group_id.0,
         }
     }
+
+    /// `m` left the queue: its bytes no longer count.
+    fn took(&self, m: Message) -> Message {
+        self.queued.fetch_sub(message_bytes(&m), Ordering::AcqRel);
+        m
+    }
+
+    /// Empties `rx` without waiting; returns how many messages it held.
+    fn drain(&self, rx: &mut mpsc::Receiver<Message>) -> u64 {
+        let mut n = 0;
+        while let Ok(m) = rx.try_recv() {
+            self.took(m);
+            n += 1;
+        }
+        n
+    }
 }
 
-/// Empties `rx` without waiting; returns how many messages it held.
-fn drain(rx: &mut mpsc::Receiver<Message>) -> u64 {
-    let mut n = 0;
-    while rx.try_recv().is_ok() {
-        n += 1;
+/// About how many bytes a Raft message holds: its entries or snapshot chunk, and 64 for the
+/// rest. What the peer queues and the node inbox count against their byte bounds.
+pub fn message_bytes(m: &Message) -> u64 {
+    use shardkv_raft::Body;
+    let payload = match &m.body {
+        Body::AppendEntries { entries, .. } => entries.iter().map(|e| e.size_bytes()).sum(),
+        Body::InstallSnapshot { data, .. } => data.len(),
+        _ => 0,
+    };
+    payload as u64 + 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardkv_types::{Entry, EntryKind, Gid, LogIndex, Term};
+
+    fn append(to: NodeId, bytes: usize) -> Message {
+        Message {
+            from: NodeId(1),
+            to,
+            term: Term(1),
+            body: shardkv_raft::Body::AppendEntries {
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: vec![Entry {
+                    term: Term(1),
+                    index: LogIndex(1),
+                    kind: EntryKind::Normal,
+                    data: vec![0; bytes],
+                }],
+                leader_commit: LogIndex(0),
+            },
+        }
     }
-    n
+
+    #[test]
+    fn a_peer_queue_is_bounded_in_bytes_as_well_as_in_messages() {
+        // A runtime that is never driven: the sender task never takes from the queue.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let peers = BTreeMap::from([(NodeId(2), "127.0.0.1:1".to_string())]);
+        let identity = PeerIdentity {
+            cluster_id: 1,
+            group_id: Gid(1),
+        };
+        let t = PeerTransport::start(
+            NodeId(1),
+            identity,
+            &peers,
+            TransportOptions::default(),
+            rt.handle(),
+        );
+        let each = 4 << 20;
+        let fit = (PEER_QUEUE_BYTES_MAX / message_bytes(&append(NodeId(2), each))) as usize;
+        assert!(fit < PEER_QUEUE_MESSAGES_MAX, "the byte bound comes first");
+        for _ in 0..fit {
+            t.send(append(NodeId(2), each));
+        }
+        assert_eq!(t.dropped(), 0);
+        t.send(append(NodeId(2), each));
+        assert_eq!(t.dropped(), 1, "past the byte bound: dropped");
+        t.send(append(NodeId(2), 0));
+        assert_eq!(t.dropped(), 1, "a small message still fits");
+    }
 }

@@ -20,7 +20,7 @@ pub enum Outcome {
 
 /// Why a request did not produce an output.
 ///
-/// `LostLeadership`, `Stale` and `Timeout` leave open whether the request applied; every
+/// `LostLeadership`, `Stale`, `SessionExpired` and `Timeout` leave open whether the request applied; every
 /// other variant means it surely did not. A client may always retry with the same sequence
 /// number: the session table answers a retry of an applied write with its stored reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,14 @@ pub enum Error {
     /// Older than the client's latest request: the client already moved on, so this one's
     /// fate is unknown to it.
     Stale,
+    /// A retry of a write that may have applied, but the group no longer holds the
+    /// client's session (it expired or was evicted: the table is bounded), so it cannot
+    /// tell; the write is not applied again. It may have applied.
+    SessionExpired,
+    /// A retry of a compare-and-swap that already failed (did not swap): the value it
+    /// found (`bytes` long) was too large to keep for retries. Surely not applied (a failed
+    /// CAS changes nothing); read the key to see its value.
+    CasFailed { bytes: u64 },
     /// The outcome was not learned in time (a server deadline passed, or the client gave
     /// up); the request may have applied. `detail` says what was waited for.
     Timeout { detail: String },
@@ -68,7 +76,10 @@ impl Error {
     pub fn may_have_applied(&self) -> bool {
         matches!(
             self,
-            Error::LostLeadership { .. } | Error::Stale | Error::Timeout { .. }
+            Error::LostLeadership { .. }
+                | Error::Stale
+                | Error::SessionExpired
+                | Error::Timeout { .. }
         )
     }
 
@@ -90,6 +101,8 @@ impl Error {
             Error::TooLarge { .. } => "too_large",
             Error::Invalid { .. } => "invalid",
             Error::Stale => "stale",
+            Error::SessionExpired => "session_expired",
+            Error::CasFailed { .. } => "cas_failed",
             Error::Timeout { .. } => "timeout",
             Error::NoSpace => "no_space",
             Error::Unavailable { .. } => "unavailable",
@@ -127,6 +140,15 @@ impl fmt::Display for Error {
                 f,
                 "request older than the client's latest; it may have applied"
             ),
+            Error::SessionExpired => write!(
+                f,
+                "retried write whose client session expired on the server; it may have applied"
+            ),
+            Error::CasFailed { bytes } => write!(
+                f,
+                "compare-and-swap did not swap: the value it found ({bytes} bytes) is not \
+                 kept for retries, read the key; not applied"
+            ),
             Error::Timeout { detail } => {
                 write!(f, "{detail}; the operation may have applied")
             }
@@ -149,10 +171,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_lost_leadership_stale_and_timeout_may_have_applied() {
+    fn only_lost_leadership_stale_expired_and_timeout_may_have_applied() {
         let unknown = [
             Error::LostLeadership { leader: None },
             Error::Stale,
+            Error::SessionExpired,
             Error::Timeout {
                 detail: "deadline".into(),
             },
@@ -168,6 +191,7 @@ mod tests {
             Error::Invalid { reason: "x".into() },
             Error::NoSpace,
             Error::Unavailable { reason: "x".into() },
+            Error::CasFailed { bytes: 9 },
         ];
         for e in failed {
             assert_eq!(e.outcome(), Outcome::Failed, "{e}");

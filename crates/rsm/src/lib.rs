@@ -4,11 +4,22 @@
 //! A [`StateMachine`] implements `apply`, `apply_internal`, `query` and `validate` and is
 //! serializable; [`Replica`] does everything else:
 //! - a client [`Request`] is validated, then read or proposed ([`Replica::submit`]);
-//! - writes become log entries carrying (client id, sequence number, command); applying one
-//!   consults the session table, so a retried request is applied at most once and answered
-//!   with the stored reply (exactly-once across leader changes, restarts and snapshots, since
-//!   the table is part of every snapshot). A refusal (`apply` returning `Err`, such as
-//!   `WrongGroup`) is answered but not recorded, so the request can still apply elsewhere;
+//! - writes become log entries carrying (client id, sequence number, retry flag, command);
+//!   applying one consults the session table, so a retried request is applied at most once
+//!   and answered from the stored record (exactly-once across leader changes, restarts and
+//!   snapshots, since the table is part of every snapshot). A refusal (`apply` returning
+//!   `Err`, such as `WrongGroup`) is answered but not recorded, so the request can still
+//!   apply elsewhere;
+//! - the session table is bounded ([`SessionLimits`], the same on every member): a session
+//!   expires after `idle_entries_max` applied entries without activity, and a full table
+//!   evicts the least recently active one. Expiry counts log entries, not time (thesis
+//!   §6.3 stamps entries with the leader's clock instead): every replica applies the same
+//!   entries, so it drops the same sessions at the same position with no clock in the log,
+//!   and a busier group forgets idle clients sooner, which is what bounds its memory. A
+//!   retry (the client got no definite answer to an earlier attempt) of a client whose
+//!   session is gone is answered `SessionExpired` (may have applied), never applied again;
+//!   a first attempt needs no session. Sessions keep only [`StateMachine::record`] of an
+//!   output (no values), and [`StateMachine::replay`] answers a retry from it;
 //! - the group proposes its own commands ([`Replica::propose_internal`]: config steps, shard
 //!   installs, deletions) without a session; the state machine may read and merge the
 //!   session table while applying ([`Applying`]), so sessions can move with shards;
@@ -37,7 +48,7 @@ pub use error::{Error, Outcome, Reply};
 pub use machine::{Applying, StateMachine};
 pub use replica::{Replica, ReplicaOptions};
 pub use request::{NoInternal, Proposal, Request};
-pub use session::{Seen, Session, Sessions};
+pub use session::{DROPPED_REMEMBERED, Seen, Session, SessionLimits, Sessions};
 
 /// An identifier the shell gives each request so it can route the reply back.
 pub type ReqId = u64;

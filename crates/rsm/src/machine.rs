@@ -1,7 +1,7 @@
 //! What a replicated state machine implements: apply, query, validation, and (through
 //! serde) snapshot and restore. Nothing about Raft.
 
-use crate::{Error, Request, Sessions};
+use crate::{Error, Reply, Request, SessionLimits, Sessions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shardkv_types::LogIndex;
@@ -15,6 +15,8 @@ pub struct Applying<'a, O> {
     /// shard arrives. Invariant kept by the caller: a client write's own session is recorded
     /// after `apply` returns `Ok`, never before.
     pub sessions: &'a mut Sessions<O>,
+    /// The group's session limits, for merging sessions.
+    pub limits: SessionLimits,
 }
 
 /// A deterministic state machine replicated by [`crate::Replica`].
@@ -27,7 +29,7 @@ pub trait StateMachine: Serialize + DeserializeOwned {
     type Command: Serialize + DeserializeOwned + Clone + Debug;
     /// A read, served by ReadIndex without a log entry.
     type Query: Serialize + DeserializeOwned + Clone + Debug;
-    /// The answer to a command or a query. Stored in client sessions, so keep it small.
+    /// The answer to a command or a query. What a session keeps of it is [`Self::record`].
     type Output: Serialize + DeserializeOwned + Clone + Debug + PartialEq;
     /// A command the group proposes itself, without a client session (use
     /// [`crate::NoInternal`] when there is none).
@@ -38,6 +40,20 @@ pub trait StateMachine: Serialize + DeserializeOwned {
     fn validate(req: &Request<Self::Command, Self::Query>) -> Result<(), Error> {
         let _ = req;
         Ok(())
+    }
+
+    /// What a client's session keeps of a write's output to answer the write's retries
+    /// (with [`Self::replay`]). The table is in every snapshot: keep only what a retry
+    /// needs, not the data the output carries. By default the whole output.
+    fn record(cmd: &Self::Command, out: &Self::Output) -> Self::Output {
+        let _ = cmd;
+        out.clone()
+    }
+
+    /// The answer to a retry of an applied write, from its record. By default the record.
+    fn replay(cmd: &Self::Command, recorded: &Self::Output) -> Reply<Self::Output> {
+        let _ = cmd;
+        Ok(recorded.clone())
     }
 
     /// Applies a client write. `Err` is a refusal (e.g. `WrongGroup`): the state must be

@@ -4,7 +4,7 @@
 
 use crate::machine::Applying;
 use crate::request::{Proposal, Request};
-use crate::session::{Seen, Sessions};
+use crate::session::{Seen, SessionLimits, Sessions};
 use crate::{Error, Reply, ReqId, StateMachine};
 use serde::{Deserialize, Serialize};
 use shardkv_raft::{Config, Message, ProposeError, RawNode, Ready, Restored, Role, Snapshot};
@@ -38,6 +38,8 @@ pub struct ReplicaOptions {
     pub raft_state_bytes_max: Option<u64>,
     /// The largest encoded command accepted.
     pub command_bytes_max: usize,
+    /// How many client sessions are kept, and for how long (the same on every member).
+    pub sessions: SessionLimits,
 }
 
 impl Default for ReplicaOptions {
@@ -45,6 +47,7 @@ impl Default for ReplicaOptions {
         ReplicaOptions {
             raft_state_bytes_max: None,
             command_bytes_max: 4 << 20,
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -149,19 +152,39 @@ impl<SM: StateMachine> Replica<SM> {
         }
         match request {
             Request::Read(q) => self.read(req, q),
-            Request::Write { client, seq, cmd } => self.propose(req, client, seq, cmd),
+            Request::Write {
+                client,
+                seq,
+                retry,
+                cmd,
+            } => self.propose(req, client, seq, retry, cmd),
         }
     }
 
     /// Submits a write. A retry (same client, same seq) of an applied write is answered from
-    /// the session table without touching the log.
-    pub fn propose(&mut self, req: ReqId, client: ClientId, seq: Seq, cmd: SM::Command) {
-        match self.sessions.check(client, seq) {
-            Seen::Duplicate(out) => return self.replies.push((req, Ok(out.clone()))),
+    /// the session table without touching the log; so is a retry the table cannot answer
+    /// any more (`SessionExpired`). `retry`: an earlier attempt may have applied.
+    pub fn propose(
+        &mut self,
+        req: ReqId,
+        client: ClientId,
+        seq: Seq,
+        retry: bool,
+        cmd: SM::Command,
+    ) {
+        match self.sessions.check(client, seq, retry) {
+            Seen::Duplicate(out) => return self.replies.push((req, SM::replay(&cmd, out))),
             Seen::Stale => return self.replies.push((req, Err(Error::Stale))),
+            Seen::Expired => return self.replies.push((req, Err(Error::SessionExpired))),
             Seen::New => {}
         }
-        let index = match self.propose_entry(&Proposal::Client { client, seq, cmd }) {
+        let proposal = Proposal::Client {
+            client,
+            seq,
+            retry,
+            cmd,
+        };
+        let index = match self.propose_entry(&proposal) {
             Ok(index) => index,
             Err(e) => return self.replies.push((req, Err(e))),
         };
@@ -172,6 +195,25 @@ impl<SM: StateMachine> Replica<SM> {
             let leader = self.raft.leader();
             self.replies
                 .push((old.req, Err(Error::LostLeadership { leader })));
+        }
+    }
+
+    /// The answer the session table alone gives `r` (a retry of an applied write, or one
+    /// whose session is gone), if any: what a member that cannot write still answers.
+    pub fn session_answer(&self, r: &Request<SM::Command, SM::Query>) -> Option<Reply<SM::Output>> {
+        let Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        } = r
+        else {
+            return None;
+        };
+        match self.sessions.check(*client, *seq, *retry) {
+            Seen::Duplicate(out) => Some(SM::replay(cmd, out)),
+            Seen::Expired => Some(Err(Error::SessionExpired)),
+            Seen::New | Seen::Stale => None,
         }
     }
 
@@ -294,13 +336,17 @@ impl<SM: StateMachine> Replica<SM> {
             EntryKind::Noop => None,
             EntryKind::Normal => {
                 match postcard::from_bytes::<Proposal<SM::Command, SM::Internal>>(&e.data) {
-                    Ok(Proposal::Client { client, seq, cmd }) => {
-                        Some(self.apply_client(e.index, client, seq, &cmd))
-                    }
+                    Ok(Proposal::Client {
+                        client,
+                        seq,
+                        retry,
+                        cmd,
+                    }) => Some(self.apply_client(e.index, client, seq, retry, &cmd)),
                     Ok(Proposal::Internal(cmd)) => {
                         let mut ctx = Applying {
                             index: e.index,
                             sessions: &mut self.sessions,
+                            limits: self.opts.sessions,
                         };
                         self.sm.apply_internal(&cmd, &mut ctx);
                         None
@@ -311,6 +357,8 @@ impl<SM: StateMachine> Replica<SM> {
                 }
             }
         };
+        // Every replica drops idle sessions at the same log position.
+        self.sessions.expire(e.index, &self.opts.sessions);
         if let Some(w) = self.writes.remove(&e.index) {
             let reply = match output {
                 Some(out) if w.term == e.term => out,
@@ -329,19 +377,24 @@ impl<SM: StateMachine> Replica<SM> {
         index: LogIndex,
         client: ClientId,
         seq: Seq,
+        retry: bool,
         cmd: &SM::Command,
     ) -> Reply<SM::Output> {
-        match self.sessions.check(client, seq) {
-            Seen::Duplicate(out) => Ok(out.clone()),
+        match self.sessions.check(client, seq, retry) {
+            Seen::Duplicate(out) => SM::replay(cmd, out),
             Seen::Stale => Err(Error::Stale),
+            Seen::Expired => Err(Error::SessionExpired),
             Seen::New => {
+                let limits = self.opts.sessions;
                 let mut ctx = Applying {
                     index,
                     sessions: &mut self.sessions,
+                    limits,
                 };
                 let out = self.sm.apply(cmd, &mut ctx)?;
                 // A refusal (`Err` above) is not recorded: the request may apply elsewhere.
-                self.sessions.record(client, seq, out.clone());
+                let record = SM::record(cmd, &out);
+                self.sessions.record(client, seq, record, index, &limits);
                 Ok(out)
             }
         }

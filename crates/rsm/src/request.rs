@@ -6,10 +6,19 @@ use shardkv_types::{ClientId, Seq};
 
 /// A client request as it travels to a server: a read, served by ReadIndex without a log
 /// entry, or a write numbered in its client's session for exactly-once application.
+///
+/// `retry` is set when an earlier attempt of the same write may have applied (the client
+/// got no definite answer to it): if the group no longer holds the client's session, such
+/// a write is refused with `SessionExpired` instead of being applied a second time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request<C, Q> {
     Read(Q),
-    Write { client: ClientId, seq: Seq, cmd: C },
+    Write {
+        client: ClientId,
+        seq: Seq,
+        retry: bool,
+        cmd: C,
+    },
 }
 
 impl<C, Q> Request<C, Q> {
@@ -23,7 +32,12 @@ impl<C, Q> Request<C, Q> {
 /// session and no client waiting on it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Proposal<C, I> {
-    Client { client: ClientId, seq: Seq, cmd: C },
+    Client {
+        client: ClientId,
+        seq: Seq,
+        retry: bool,
+        cmd: C,
+    },
     Internal(I),
 }
 

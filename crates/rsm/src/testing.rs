@@ -111,7 +111,7 @@ impl StateMachine for Counters {
                 // Idempotent: a second install of an owned slot changes nothing.
                 if !self.values.contains_key(slot) {
                     self.values.insert(*slot, *value);
-                    ctx.sessions.merge(sessions);
+                    ctx.sessions.merge(sessions, ctx.index, &ctx.limits);
                 }
             }
             CounterInternal::Release { slot } => {

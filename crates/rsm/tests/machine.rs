@@ -8,13 +8,14 @@ mod common;
 
 use common::{elect_first, settle};
 use shardkv_rsm::testing::{CounterCommand, CounterInternal, CounterQuery, Counters, SLOT_MAX};
-use shardkv_rsm::{Error, Replica, Request, Sessions};
-use shardkv_types::{ClientId, Gid, Seq};
+use shardkv_rsm::{Error, Replica, ReplicaOptions, Request, SessionLimits, Sessions};
+use shardkv_types::{ClientId, Gid, LogIndex, Seq};
 
 fn add(client: u64, seq: u64, slot: u32, n: u64) -> Request<CounterCommand, CounterQuery> {
     Request::Write {
         client: ClientId(client),
         seq: Seq(seq),
+        retry: false,
         cmd: CounterCommand::Add { slot, n },
     }
 }
@@ -112,8 +113,9 @@ fn sessions_arriving_with_a_slot_are_merged_by_highest_sequence_number() {
     let mut g = group();
     // The old owner applied client 9's request 4 (answer 12) before the slot moved.
     let mut old_owner = Sessions::default();
-    old_owner.record(ClientId(9), Seq(4), 12);
-    old_owner.record(ClientId(5), Seq(1), 1);
+    let limits = SessionLimits::default();
+    old_owner.record(ClientId(9), Seq(4), 12, LogIndex(1), &limits);
+    old_owner.record(ClientId(5), Seq(1), 1, LogIndex(2), &limits);
     // Here client 9 is at request 2 (older), client 6 only exists here.
     assert_eq!(call(&mut g, 1, add(9, 2, 1, 1)), Ok(1));
     assert_eq!(call(&mut g, 2, add(6, 8, 1, 1)), Ok(2));
@@ -163,4 +165,90 @@ fn limits_are_checked_before_proposing() {
     let err = call(&mut g, 1, add(1, 1, SLOT_MAX + 1, 1)).unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err}");
     assert_eq!(g[0].raft().log().last_index(), last, "nothing proposed");
+}
+
+fn retried(client: u64, seq: u64, slot: u32, n: u64) -> Request<CounterCommand, CounterQuery> {
+    match add(client, seq, slot, n) {
+        Request::Write {
+            client, seq, cmd, ..
+        } => Request::Write {
+            client,
+            seq,
+            retry: true,
+            cmd,
+        },
+        r => r,
+    }
+}
+
+fn bounded_group(limits: SessionLimits) -> Vec<Replica<Counters>> {
+    let opts = ReplicaOptions {
+        sessions: limits,
+        ..ReplicaOptions::default()
+    };
+    let mut g = common::group_with(3, Counters::owning(Gid(7), &[1].into()), opts);
+    elect_first(&mut g);
+    g
+}
+
+fn same_sessions_everywhere(g: &[Replica<Counters>]) -> Vec<u64> {
+    for r in &g[1..] {
+        assert_eq!(
+            r.sessions(),
+            g[0].sessions(),
+            "replicas keep the same sessions"
+        );
+    }
+    g[0].sessions().iter().map(|(c, _)| c.0).collect()
+}
+
+#[test]
+fn a_full_table_evicts_the_least_recently_active_client_on_every_replica() {
+    let mut g = bounded_group(SessionLimits {
+        sessions_max: 2,
+        idle_entries_max: 1_000,
+    });
+    assert_eq!(call(&mut g, 1, add(1, 1, 1, 1)), Ok(1));
+    assert_eq!(call(&mut g, 2, add(2, 1, 1, 1)), Ok(2));
+    assert_eq!(call(&mut g, 3, add(1, 2, 1, 1)), Ok(3));
+    assert_eq!(same_sessions_everywhere(&g), vec![1, 2]);
+    // Client 3 arrives: client 2 was the least recently active.
+    assert_eq!(call(&mut g, 4, add(3, 1, 1, 1)), Ok(4));
+    assert_eq!(same_sessions_everywhere(&g), vec![1, 3]);
+    // Client 2 retries its write (its answer was lost): the group cannot tell whether it
+    // applied, so it says so and does not apply it again.
+    assert_eq!(
+        call(&mut g, 5, retried(2, 1, 1, 1)),
+        Err(Error::SessionExpired)
+    );
+    assert_eq!(
+        call(&mut g, 6, Request::Read(CounterQuery::Get { slot: 1 })),
+        Ok(4),
+        "not applied twice"
+    );
+    // Its next write is new: applied, and it has a session again.
+    assert_eq!(call(&mut g, 7, add(2, 2, 1, 1)), Ok(5));
+    assert_eq!(call(&mut g, 8, retried(2, 2, 1, 1)), Ok(5));
+    assert_eq!(same_sessions_everywhere(&g), vec![2, 3]);
+}
+
+#[test]
+fn idle_sessions_expire_at_the_same_log_position_on_every_replica() {
+    let mut g = bounded_group(SessionLimits {
+        sessions_max: 100,
+        idle_entries_max: 3,
+    });
+    assert_eq!(call(&mut g, 1, add(1, 1, 1, 1)), Ok(1));
+    let active = g[0].sessions().get(ClientId(1)).expect("recorded").active;
+    for seq in 1..=3 {
+        call(&mut g, 1 + seq, add(2, seq, 1, 1)).expect("applies");
+    }
+    assert_eq!(g[0].applied(), LogIndex(active.0 + 3));
+    assert_eq!(same_sessions_everywhere(&g), vec![1, 2], "idle for 3: kept");
+    call(&mut g, 5, add(2, 4, 1, 1)).expect("applies");
+    assert_eq!(same_sessions_everywhere(&g), vec![2], "idle for 4: expired");
+    assert_eq!(
+        call(&mut g, 6, retried(1, 1, 1, 1)),
+        Err(Error::SessionExpired)
+    );
 }

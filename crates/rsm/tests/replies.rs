@@ -18,6 +18,7 @@ fn write_proposed_then_leadership_lost_is_reported_as_maybe_applied() {
         7,
         ClientId(1),
         Seq(1),
+        false,
         CounterCommand::Add { slot: 0, n: 1 },
     );
     let msgs = pump(&mut g);

@@ -50,7 +50,17 @@ impl KvGroup {
 fn kv_to_shard(req: KvRequest) -> ShardRequest {
     match req {
         Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
-        Request::Write { client, seq, cmd } => Request::Write { client, seq, cmd },
+        Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        } => Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        },
     }
 }
 
@@ -184,6 +194,7 @@ mod tests {
         let put = Request::Write {
             client: ClientId(1),
             seq: Seq(1),
+            retry: false,
             cmd: KvCommand::Delete { key: b"k".to_vec() },
         };
         for r in [get, put] {
@@ -216,6 +227,7 @@ mod tests {
         let put = Request::Write {
             client: ClientId(4),
             seq: Seq(9),
+            retry: false,
             cmd: cmd.clone(),
         };
         assert_eq!(
@@ -223,6 +235,7 @@ mod tests {
             Request::Write {
                 client: ClientId(4),
                 seq: Seq(9),
+                retry: false,
                 cmd
             }
         );

@@ -1,6 +1,9 @@
 //! `NodeHandler`: the gRPC side of one hosted replica. It puts what arrives into the node's
 //! bounded inbox and waits (with the server's deadline) for the answer the node thread sends
-//! back. Generic over the hosted app; the KV service's [`Handler`] is implemented for the
+//! back. The inbox is bounded in items ([`INBOX_ITEMS_MAX`]) and in bytes
+//! ([`INBOX_BYTES_MAX`]: peer messages and client requests each carry a [`Charge`] of their
+//! size, released when the node thread drops them): past either, a client request is
+//! answered `Busy` and peer messages are dropped (Raft resends). Generic over the hosted app; the KV service's [`Handler`] is implemented for the
 //! KV store's replica, the controller's for the controller's.
 
 use crate::member::Member;
@@ -12,12 +15,77 @@ use shardkv_raft::Message;
 use shardkv_rsm::{Error, Replica};
 use shardkv_shardkv::DutyAnswer;
 use shardkv_types::NodeId;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Items in a node's inbox, across all kinds.
 pub const INBOX_ITEMS_MAX: usize = 16 * 1024;
+
+/// Bytes of peer messages and client requests in a node's inbox (about 64 of the largest
+/// requests, or a few hundred full append batches): enough to keep the node thread busy
+/// for a while, small enough that a flood cannot grow the process without bound. An item
+/// larger than the whole budget is still taken when the inbox holds nothing else.
+pub const INBOX_BYTES_MAX: u64 = 256 << 20;
+
+/// What an inbox item costs besides its payload (the channel slot, the reply sender).
+const ITEM_OVERHEAD_BYTES: u64 = 64;
+
+/// Bytes an item holds in an inbox's byte budget; released when the item is dropped (the
+/// node thread handled it, or the channel was closed with it inside).
+#[derive(Debug)]
+pub struct Charge {
+    bytes: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl Charge {
+    /// Charges `bytes` to `held` if the budget has room (or holds nothing): `None` if not.
+    pub fn take(held: &Arc<AtomicU64>, bytes: u64) -> Option<Charge> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            (now == 0 || now.saturating_add(bytes) <= INBOX_BYTES_MAX)
+                .then(|| now.saturating_add(bytes))
+        })
+        .ok()?;
+        Some(Charge {
+            bytes,
+            held: held.clone(),
+        })
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// About how many bytes a batch of peer messages holds.
+fn messages_bytes(msgs: &[Message]) -> u64 {
+    msgs.iter().map(shardkv_net::message_bytes).sum()
+}
+
+/// The encoded size of a client request, counted without allocating.
+fn request_bytes<R: serde::Serialize>(req: &R) -> u64 {
+    struct Count(u64);
+    impl postcard::ser_flavors::Flavor for Count {
+        type Output = u64;
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            self.0 += data.len() as u64;
+            Ok(())
+        }
+        fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<u64> {
+            Ok(self.0)
+        }
+    }
+    postcard::serialize_with_flavor(req, Count(0)).unwrap_or(0) + ITEM_OVERHEAD_BYTES
+}
 
 /// How long a Status request waits for the node thread.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -27,12 +95,13 @@ pub type KvReply = Result<KvOutput, Error>;
 
 /// What the node thread takes from its inbox.
 pub enum Inbound<A: Member> {
-    /// Messages from a peer.
-    Raft(Vec<Message>),
-    /// A client request and where to send its answer.
+    /// Messages from a peer, and their share of the inbox's bytes.
+    Raft(Vec<Message>, Charge),
+    /// A client request, where to send its answer, and its share of the inbox's bytes.
     Request {
         req: A::Request,
         reply: oneshot::Sender<A::Response>,
+        charge: Charge,
     },
     Status {
         reply: oneshot::Sender<NodeStatus>,
@@ -51,6 +120,8 @@ pub enum Inbound<A: Member> {
 pub struct NodeHandler<A: Member> {
     pub id: NodeId,
     pub inbox: SyncSender<Inbound<A>>,
+    /// Bytes of the items in the inbox (see [`Charge`]).
+    pub inbox_bytes: Arc<AtomicU64>,
     /// The server-side request deadline.
     pub request_timeout: Duration,
 }
@@ -58,9 +129,20 @@ pub struct NodeHandler<A: Member> {
 impl<A: Member> NodeHandler<A> {
     /// Hands a client request to the node thread and waits for its answer (bounded by the
     /// server's deadline: `Timeout`, may have applied, when it passes).
-    pub async fn submit(&self, req: A::Request) -> A::Response {
+    pub async fn submit(&self, req: A::Request) -> A::Response
+    where
+        A::Request: serde::Serialize,
+    {
         let (tx, rx) = oneshot::channel();
-        match self.inbox.try_send(Inbound::Request { req, reply: tx }) {
+        let Some(charge) = Charge::take(&self.inbox_bytes, request_bytes(&req)) else {
+            return A::refusal(Error::Busy);
+        };
+        let item = Inbound::Request {
+            req,
+            reply: tx,
+            charge,
+        };
+        match self.inbox.try_send(item) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return A::refusal(Error::Busy),
             Err(TrySendError::Disconnected(_)) => {
@@ -100,7 +182,11 @@ impl<A: Member> NodeHandler<A> {
 
     /// Raft messages from peer `from`; dropped when the inbox is full (Raft tolerates loss).
     pub fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
-        if self.inbox.try_send(Inbound::Raft(msgs)).is_err() {
+        let Some(charge) = Charge::take(&self.inbox_bytes, messages_bytes(&msgs)) else {
+            tracing::debug!(node = %self.id, %from, "inbox bytes full: dropping raft messages");
+            return;
+        };
+        if self.inbox.try_send(Inbound::Raft(msgs, charge)).is_err() {
             tracing::debug!(node = %self.id, %from, "inbox full: dropping raft messages");
         }
     }
@@ -132,5 +218,60 @@ impl CtrlHandler for NodeHandler<Replica<ShardCtrl>> {
 
     async fn ctrl_request(&self, req: CtrlRequest) -> Result<CtrlOutput, Error> {
         self.submit(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbox_byte_budget_refuses_past_its_bound_and_frees_what_the_node_dropped() {
+        let held = Arc::new(AtomicU64::new(0));
+        let big = Charge::take(&held, INBOX_BYTES_MAX + 1).expect("an empty inbox takes any item");
+        assert!(Charge::take(&held, 1).is_none(), "full: refused");
+        drop(big);
+        assert_eq!(held.load(Ordering::Acquire), 0, "handled: released");
+        let half = INBOX_BYTES_MAX / 2;
+        let a = Charge::take(&held, half).expect("room");
+        let b = Charge::take(&held, half).expect("room, exactly");
+        assert!(Charge::take(&held, 1).is_none());
+        drop(a);
+        assert!(Charge::take(&held, 1).is_some());
+        drop(b);
+        assert_eq!(held.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn an_item_costs_its_payload() {
+        let entry = shardkv_types::Entry {
+            term: shardkv_types::Term(1),
+            index: shardkv_types::LogIndex(1),
+            kind: shardkv_types::EntryKind::Normal,
+            data: vec![0; 1 << 20],
+        };
+        let m = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: shardkv_types::Term(1),
+            body: shardkv_raft::Body::AppendEntries {
+                prev_log_index: shardkv_types::LogIndex(0),
+                prev_log_term: shardkv_types::Term(0),
+                entries: vec![entry.clone(), entry],
+                leader_commit: shardkv_types::LogIndex(0),
+            },
+        };
+        assert!(messages_bytes(&[m]) >= 2 << 20);
+        let put = shardkv_kv::KvRequest::Write {
+            client: shardkv_types::ClientId(1),
+            seq: shardkv_types::Seq(1),
+            retry: false,
+            cmd: shardkv_kv::KvCommand::Put {
+                key: b"k".to_vec(),
+                value: vec![7; 1 << 20],
+            },
+        };
+        let bytes = request_bytes(&put);
+        assert!((1 << 20..(1 << 20) + 200).contains(&bytes), "{bytes}");
     }
 }

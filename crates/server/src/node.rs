@@ -123,12 +123,12 @@ impl<A: Member> Node<A> {
     /// Takes one inbox item (anything but `Stop`).
     pub fn handle(&mut self, item: Inbound<A>) {
         match item {
-            Inbound::Raft(msgs) => {
+            Inbound::Raft(msgs, _charge) => {
                 for m in msgs {
                     self.host.step(&mut self.replica, m);
                 }
             }
-            Inbound::Request { req, reply } => self.request(req, reply),
+            Inbound::Request { req, reply, .. } => self.request(req, reply),
             Inbound::Status { reply } => {
                 let _ = reply.send(self.status());
             }

@@ -381,6 +381,7 @@ fn start_node<A: Member>(
     let handler = Arc::new(NodeHandler {
         id: cfg.id,
         inbox: inbox_tx.clone(),
+        inbox_bytes: Default::default(),
         request_timeout: cfg.request_timeout,
     });
     let raft_handler = handler.clone();

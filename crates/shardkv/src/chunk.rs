@@ -7,7 +7,7 @@ use crate::command::ShardOutput;
 use serde::{Deserialize, Serialize};
 use shardkv_kv::KvStore;
 use shardkv_rsm::{Session, Sessions};
-use shardkv_types::ClientId;
+use shardkv_types::{ClientId, Seq};
 
 /// How far a pull got: what the chunks so far carried.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,12 @@ pub enum Cursor {
 pub struct ShardChunk {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     pub sessions: Vec<(ClientId, Session<ShardOutput>)>,
+    /// The giving group's table had dropped sessions when the chunk was read: a retry of a
+    /// client whose session is not here may have applied there.
+    pub sessions_dropped: bool,
+    /// On the last chunk: the sessions the giving group dropped last (client and last
+    /// applied sequence number), so that their requests are not applied again here.
+    pub dropped: Vec<(ClientId, Seq)>,
     /// Where the next chunk starts; `None` on the last one.
     pub next: Option<Cursor>,
 }
@@ -53,6 +59,8 @@ impl ShardChunk {
         let mut chunk = ShardChunk {
             entries: Vec::new(),
             sessions: Vec::new(),
+            sessions_dropped: sessions.dropped_any(),
+            dropped: Vec::new(),
             next: None,
         };
         let mut bytes = 0u64;
@@ -94,6 +102,7 @@ impl ShardChunk {
             bytes += postcard::to_allocvec(s).map_or(0, |b| b.len() as u64) + 8;
             chunk.sessions.push((c, s.clone()));
         }
+        chunk.dropped = sessions.recently_dropped().collect();
         chunk
     }
 }

@@ -5,14 +5,16 @@ use crate::chunk::{Cursor, ShardChunk};
 use crate::command::ShardOutput;
 use crate::machine::ShardKv;
 use crate::shard::ShardState;
-use shardkv_rsm::Sessions;
+use shardkv_rsm::Applying;
 use shardkv_types::{ConfigNum, ShardId, shard_of_key};
 
 impl ShardKv {
     /// Installs `chunk` of `shard` if the group is in config `num`, still pulling it, and
     /// the chunk starts where the installed part ends (`from`): idempotent by config
     /// number, shard and position. Its sessions are merged (keeping the newer per client:
-    /// each records a request that did apply). After the last chunk the shard serves.
+    /// each records a request that did apply; each counts as active at this entry, and the
+    /// table's bound applies), and so is the mark that the old owner's table dropped
+    /// sessions. After the last chunk the shard serves.
     /// A chunk that is not in order, or holds a key of another shard, is ignored: it
     /// cannot come from a correct peer.
     pub(crate) fn install(
@@ -21,7 +23,7 @@ impl ShardKv {
         shard: ShardId,
         from: &Cursor,
         chunk: &ShardChunk,
-        sessions: &mut Sessions<ShardOutput>,
+        ctx: &mut Applying<'_, ShardOutput>,
     ) {
         if self.config.num != num || !fits(chunk, from, shard, self.config.shard_count()) {
             return;
@@ -35,8 +37,12 @@ impl ShardKv {
         for (k, v) in &chunk.entries {
             s.store.insert(k.clone(), v.clone());
         }
+        if chunk.sessions_dropped {
+            ctx.sessions.note_dropped();
+        }
+        ctx.sessions.remember_dropped(chunk.dropped.iter().copied());
         for (c, session) in &chunk.sessions {
-            sessions.merge_one(*c, session);
+            ctx.sessions.merge_one(*c, session, ctx.index, &ctx.limits);
         }
         match &chunk.next {
             Some(next) => s.pulled_to = next.clone(),

@@ -10,8 +10,9 @@
 //!   if nobody owned it).
 //! - Ownership is checked when a command is applied (and when a read is served): a key of a
 //!   shard not `Serving` here gets `WrongGroup`, which is not recorded in the session.
-//! - A shard moves with its data and the old owner's session table, installed through the
-//!   new owner's log (idempotent by config number and shard), and serves as soon as it is
+//! - A shard moves with its data and the old owner's session table (with the sessions it
+//!   dropped last, and whether it dropped any, so a retry is never applied twice after a
+//!   move), installed through the new owner's log (idempotent by config number and shard), and serves as soon as it is
 //!   installed. The old owner deletes its copy, through its log, only after the new owner
 //!   confirmed the install.
 //! - A shard given to nobody (every group left) is `Parked` at its last owner, frozen, not

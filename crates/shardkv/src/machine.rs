@@ -4,7 +4,7 @@ use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 use crate::shard::{Shard, ShardState, Source};
 use serde::{Deserialize, Serialize};
 use shardkv_ctrl::Config;
-use shardkv_kv::{KvCommand, KvQuery};
+use shardkv_kv::{KvCommand, KvOutput, KvQuery};
 use shardkv_rsm::{Applying, Error, Request, Sessions, StateMachine};
 use shardkv_types::{Gid, ShardId, shard_of_key};
 use std::collections::BTreeMap;
@@ -117,6 +117,22 @@ impl StateMachine for ShardKv {
         Ok(ShardOutput::Kv(shard.store.execute(cmd)))
     }
 
+    /// A session keeps what the KV store keeps of a client's write
+    /// ([`KvOutput::record`]).
+    fn record(cmd: &KvCommand, out: &ShardOutput) -> ShardOutput {
+        match out {
+            ShardOutput::Kv(o) => ShardOutput::Kv(KvOutput::record(cmd, o)),
+            other => other.clone(),
+        }
+    }
+
+    fn replay(cmd: &KvCommand, recorded: &ShardOutput) -> Result<ShardOutput, Error> {
+        match recorded {
+            ShardOutput::Kv(o) => KvOutput::replay(cmd, o).map(ShardOutput::Kv),
+            other => Ok(other.clone()),
+        }
+    }
+
     fn apply_internal(&mut self, cmd: &ShardInternal, ctx: &mut Applying<'_, ShardOutput>) {
         match cmd {
             ShardInternal::Reconfigure(next) => self.reconfigure(next),
@@ -125,7 +141,7 @@ impl StateMachine for ShardKv {
                 shard,
                 from,
                 chunk,
-            } => self.install(*num, *shard, from, chunk, ctx.sessions),
+            } => self.install(*num, *shard, from, chunk, ctx),
             ShardInternal::Delete { num, shard } => self.delete(*num, *shard),
         }
     }

@@ -3,7 +3,7 @@
 
 use shardkv_ctrl::Config;
 use shardkv_kv::{KvCommand, KvOutput, KvQuery};
-use shardkv_rsm::{Applying, Error, Sessions, StateMachine};
+use shardkv_rsm::{Applying, Error, SessionLimits, Sessions, StateMachine};
 use shardkv_shardkv::{
     Cursor, ShardChunk, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState,
 };
@@ -33,6 +33,7 @@ impl Member {
         let mut ctx = Applying {
             index: LogIndex(self.index),
             sessions: &mut self.sessions,
+            limits: SessionLimits::default(),
         };
         self.sm.apply_internal(&cmd, &mut ctx);
     }
@@ -43,10 +44,17 @@ impl Member {
         let mut ctx = Applying {
             index: LogIndex(self.index),
             sessions: &mut self.sessions,
+            limits: SessionLimits::default(),
         };
         let out = self.sm.apply(&cmd, &mut ctx)?;
-        self.sessions
-            .record(ClientId(client), Seq(seq), out.clone());
+        let record = ShardKv::record(&cmd, &out);
+        self.sessions.record(
+            ClientId(client),
+            Seq(seq),
+            record,
+            LogIndex(self.index),
+            &SessionLimits::default(),
+        );
         Ok(out)
     }
 

@@ -78,6 +78,8 @@ pub struct SimClerk<SM: StateMachine, R = SingleGroup, W = SM> {
     op_no: u64,
     inflight: Option<InFlight<SM::Command, SM::Query>>,
     wire: PhantomData<W>,
+    /// Operations that ended with `SessionExpired` (the group had dropped the session).
+    pub sessions_expired: u64,
 }
 
 impl<SM: StateMachine, R, W> std::fmt::Debug for SimClerk<SM, R, W> {
@@ -107,6 +109,7 @@ where
             op_no: 0,
             inflight: None,
             wire: PhantomData,
+            sessions_expired: 0,
         }
     }
 
@@ -248,6 +251,9 @@ where
             }
             Next::Failed(error) => {
                 let f = self.inflight.take().expect("in flight");
+                if error == Error::SessionExpired {
+                    self.sessions_expired += 1;
+                }
                 Some(if error.may_have_applied() {
                     Ended::Unknown {
                         op: f.op,

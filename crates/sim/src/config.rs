@@ -6,6 +6,7 @@ use crate::net::NetConfig;
 use crate::queue::Micros;
 use crate::raft_tweak::RaftTweak;
 use shardkv_raft::Config;
+use shardkv_rsm::SessionLimits;
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeSet;
 
@@ -27,6 +28,9 @@ pub struct ClusterConfig {
     pub snapshot_every: Option<u64>,
     /// Services: snapshot when the persisted Raft state exceeds this many bytes.
     pub max_raft_state: Option<u64>,
+    /// Services: how many client sessions each group keeps, and for how long (small in
+    /// some fuzz seeds, so that sessions expire and are evicted while clients retry).
+    pub sessions: SessionLimits,
     /// The cluster's shard count (a power of two, at most 16384), fixed at creation.
     pub shards: u32,
     /// Virtual time per Raft tick.
@@ -37,6 +41,26 @@ pub struct ClusterConfig {
     pub tweak: RaftTweak,
     /// Printed on failure: the command that replays this run.
     pub replay: String,
+}
+
+/// The session limits a fuzz seed runs with, from their own random stream (so the seed's
+/// other picks stay as they were): the defaults in half the seeds; else a table of 1 to 4
+/// sessions (fewer than the clerks: sessions are evicted all the time), or sessions that
+/// expire after 20 to 200 idle log entries.
+pub fn fuzz_session_limits(seed: u64) -> SessionLimits {
+    let mut pick = shardkv_types::Rng::new(seed ^ 0x5e55_1075);
+    let default = SessionLimits::default();
+    match pick.index(4) {
+        0 => SessionLimits {
+            sessions_max: pick.range(1, 5) as usize,
+            ..default
+        },
+        1 => SessionLimits {
+            idle_entries_max: pick.range(20, 201),
+            ..default
+        },
+        _ => default,
+    }
 }
 
 impl ClusterConfig {
@@ -59,6 +83,7 @@ impl ClusterConfig {
             net: NetConfig::reliable(),
             snapshot_every: None,
             max_raft_state: None,
+            sessions: SessionLimits::default(),
             shards: shardkv_types::SHARDS_DEFAULT,
             tick_us: 10_000,
             raft: |_| {},

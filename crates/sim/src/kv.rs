@@ -485,6 +485,11 @@ impl<C: KvClerk> KvClients<C> {
     }
 
     /// The largest persisted Raft state and snapshot over all nodes, in bytes.
+    /// Operations of every clerk that ended with `SessionExpired`.
+    pub fn sessions_expired(&self) -> u64 {
+        self.clerks.iter().map(|c| c.clerk.sessions_expired()).sum()
+    }
+
     pub fn sizes<A: App>(&self, sim: &Sim<A>) -> (usize, usize) {
         let members = || self.servers.iter().map(|id| &sim.nodes[id]);
         let raft = members()

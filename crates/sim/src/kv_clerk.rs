@@ -26,6 +26,8 @@ pub trait KvClerk: Sized {
     fn set_policy(&mut self, policy: RetryPolicy);
     /// Gives up on the operation in flight, if any: it ends as unknown.
     fn give_up(&mut self) -> Option<EndedOf<KvStore>>;
+    /// Operations that ended with `SessionExpired`.
+    fn sessions_expired(&self) -> u64;
 }
 
 /// A KV clerk driven in a simulator of app `A`.
@@ -60,6 +62,10 @@ impl KvClerk for SimClerk<KvStore> {
 
     fn give_up(&mut self) -> Option<EndedOf<KvStore>> {
         SimClerk::give_up(self)
+    }
+
+    fn sessions_expired(&self) -> u64 {
+        self.sessions_expired
     }
 }
 

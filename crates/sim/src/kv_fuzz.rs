@@ -33,6 +33,10 @@ pub struct KvFuzzReport {
     /// Writes whose clerk gave up: their outcome is unknown to the checker.
     pub unknown: usize,
     pub virtual_ms: u64,
+    /// Operations that ended with `SessionExpired` (a retry after the session was dropped).
+    pub sessions_expired: u64,
+    /// Whether some member dropped a session (the seed's limits were reached).
+    pub sessions_dropped: bool,
 }
 
 /// The command that replays `seed`.
@@ -56,6 +60,7 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     cfg.tweak = swarm.tweak();
     cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(1_000), Some(5_000)][pick.index(3)];
+    cfg.sessions = crate::config::fuzz_session_limits(seed);
     let clerks = pick.range(1, 9) as usize;
     let random_keys = pick.chance(500);
     let fault_every_ms = pick.range(300, 2_000);
@@ -103,6 +108,13 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
         ));
     }
     k.check_linearizable();
+    report.sessions_expired = k.kv.sessions_expired();
+    report.sessions_dropped = k
+        .sim
+        .nodes
+        .values()
+        .filter_map(|n| n.app.as_ref())
+        .any(|r| r.sessions().dropped_any());
     report.operations = k.history.len();
     report.unknown = k
         .history

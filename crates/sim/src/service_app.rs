@@ -78,7 +78,17 @@ impl Carries<KvStore> for ShardKv {
     ) -> shardkv_shardkv::ShardRequest {
         match r {
             Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
-            Request::Write { client, seq, cmd } => Request::Write { client, seq, cmd },
+            Request::Write {
+                client,
+                seq,
+                retry,
+                cmd,
+            } => Request::Write {
+                client,
+                seq,
+                retry,
+                cmd,
+            },
         }
     }
 

@@ -53,6 +53,7 @@ impl<SM: SimMachine> App for Replica<SM> {
     ) -> Result<Self, String> {
         let opts = ReplicaOptions {
             raft_state_bytes_max: sim.max_raft_state,
+            sessions: sim.sessions,
             ..ReplicaOptions::default()
         };
         Replica::new(cfg, restored, seed, opts, SM::initial(sim))

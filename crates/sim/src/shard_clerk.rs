@@ -130,6 +130,10 @@ impl KvClerk for ShardKvClerk {
         addr & !CTRL_ADDR
     }
 
+    fn sessions_expired(&self) -> u64 {
+        self.kv.sessions_expired
+    }
+
     fn is_idle(&self) -> bool {
         self.kv.is_idle()
     }

@@ -45,6 +45,8 @@ pub struct ShardFuzzReport {
     pub final_config: u64,
     pub operations: usize,
     pub unknown: usize,
+    /// Operations that ended with `SessionExpired` (a retry after the session was dropped).
+    pub sessions_expired: u64,
     pub virtual_ms: u64,
 }
 
@@ -71,6 +73,7 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
     cfg.shards = [4, 16, 64][pick.index(3)];
     cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(1_000), Some(4_000)][pick.index(3)];
+    cfg.sessions = crate::config::fuzz_session_limits(seed);
     let clerks = pick.range(1, 5) as usize;
     let keys = pick.range(1, 8);
     let random_keys = pick.chance(500);
@@ -149,13 +152,8 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
     }
     w.check_history();
     w.world.check(LIVENESS_MS_MAX);
-    let history = &w
-        .world
-        .clients
-        .shard
-        .as_ref()
-        .expect("shard clerks")
-        .history;
+    let clients = w.world.clients.shard.as_ref().expect("shard clerks");
+    let history = &clients.history;
     ShardFuzzReport {
         seed,
         swarm: swarm.describe(),
@@ -171,6 +169,7 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
             .iter()
             .filter(|o| o.result == OpResult::Unknown)
             .count(),
+        sessions_expired: clients.sessions_expired(),
         virtual_ms: w.world.sim.now / 1000,
     }
 }

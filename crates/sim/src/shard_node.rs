@@ -43,6 +43,7 @@ pub fn start_shard_group(
         .collect();
     let opts = ReplicaOptions {
         raft_state_bytes_max: sim.max_raft_state,
+        sessions: sim.sessions,
         ..ReplicaOptions::default()
     };
     let replica = Replica::new(cfg, restored, seed, opts, ShardKv::new(gid, sim.shards))?;

@@ -32,6 +32,7 @@ fn probe(k: &mut KvCluster, to: NodeId, n: u64, r: KvOp) -> Option<KvResponse> {
         KvOp::Write(cmd) => Request::Write {
             client: ClientId(PROBE),
             seq: Seq(n),
+            retry: false,
             cmd,
         },
     };

@@ -7,18 +7,20 @@ use shardkv_types::NodeId;
 
 /// `n` replicas, ids 1..=n, each starting from `initial`.
 pub fn group<SM: StateMachine + Clone>(n: u64, initial: SM) -> Vec<Replica<SM>> {
+    group_with(n, initial, ReplicaOptions::default())
+}
+
+/// `n` replicas with options `opts`, ids 1..=n, each starting from `initial`.
+pub fn group_with<SM: StateMachine + Clone>(
+    n: u64,
+    initial: SM,
+    opts: ReplicaOptions,
+) -> Vec<Replica<SM>> {
     let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
     ids.iter()
         .map(|&id| {
             let cfg = Config::new(id, ids.clone());
-            Replica::new(
-                cfg,
-                Restored::default(),
-                id.0,
-                ReplicaOptions::default(),
-                initial.clone(),
-            )
-            .expect("starts")
+            Replica::new(cfg, Restored::default(), id.0, opts, initial.clone()).expect("starts")
         })
         .collect()
 }

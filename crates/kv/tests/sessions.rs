@@ -1,0 +1,166 @@
+//! What a one-member KV group keeps of its clients: the snapshot stays small however large
+//! the values its clients' failed CASes found (issue 10's repro: 100 failed CASes on a
+//! 1 MiB value grew every snapshot by 105 MB), and an append past the value limit is
+//! refused with a clear error (3 × 1 MiB appends made the key unreadable).
+
+use shardkv_kv::{KvCommand, KvOutput, KvReplica, KvStore, VALUE_BYTES_MAX};
+use shardkv_raft::{Config, Restored, Snapshot};
+use shardkv_rsm::{Error, ReplicaOptions, Request};
+use shardkv_types::{ClientId, NodeId, Seq};
+
+/// A single-member group that snapshots after every batch (so the last snapshot holds
+/// everything applied so far).
+struct One {
+    r: KvReplica,
+    next_req: u64,
+    last_snapshot: Option<Snapshot>,
+}
+
+impl One {
+    fn new() -> One {
+        let id = NodeId(1);
+        let opts = ReplicaOptions {
+            raft_state_bytes_max: Some(1),
+            ..ReplicaOptions::default()
+        };
+        let cfg = Config::new(id, vec![id]);
+        let r =
+            KvReplica::new(cfg, Restored::default(), 1, opts, KvStore::default()).expect("starts");
+        let mut one = One {
+            r,
+            next_req: 1,
+            last_snapshot: None,
+        };
+        for _ in 0..1000 {
+            if one.r.raft().is_leader() {
+                one.pump();
+                return one;
+            }
+            one.r.tick();
+            one.pump();
+        }
+        panic!("a single member did not elect itself within 1000 ticks");
+    }
+
+    fn pump(&mut self) {
+        while let Some(rd) = self.r.ready() {
+            if let Some(s) = self.r.advance(rd, 2).expect("advances") {
+                self.last_snapshot = Some(s);
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        client: u64,
+        seq: u64,
+        retry: bool,
+        cmd: KvCommand,
+    ) -> Result<KvOutput, Error> {
+        let req = self.next_req;
+        self.next_req += 1;
+        let w = Request::Write {
+            client: ClientId(client),
+            seq: Seq(seq),
+            retry,
+            cmd,
+        };
+        self.r.submit(req, w);
+        self.pump();
+        let replies = self.r.take_replies();
+        assert_eq!(replies.len(), 1, "one answer per request: {replies:?}");
+        assert_eq!(replies[0].0, req);
+        replies[0].1.clone()
+    }
+}
+
+fn key() -> Vec<u8> {
+    b"big".to_vec()
+}
+
+#[test]
+fn failed_cases_on_a_large_value_keep_the_snapshot_small() {
+    let mut g = One::new();
+    let big = vec![b'v'; VALUE_BYTES_MAX];
+    let put = KvCommand::Put {
+        key: key(),
+        value: big.clone(),
+    };
+    assert_eq!(g.write(1, 1, false, put), Ok(KvOutput::Done));
+    let cas = KvCommand::Cas {
+        key: key(),
+        expected: Some(b"x".to_vec()),
+        new: b"y".to_vec(),
+    };
+    for client in 100..200 {
+        let out = g.write(client, 1, false, cas.clone());
+        assert_eq!(
+            out,
+            Ok(KvOutput::Cas {
+                swapped: false,
+                current: Some(big.clone())
+            }),
+            "the first answer carries the value found"
+        );
+    }
+    let bytes = g.last_snapshot.as_ref().expect("snapshotted").data.len();
+    assert!(
+        bytes < VALUE_BYTES_MAX + 64 * 1024,
+        "100 failed CASes on a 1 MiB value: snapshot of {bytes} bytes"
+    );
+    assert_eq!(g.r.sessions().len(), 101);
+    // A retry of a failed CAS is told it failed, without the value (not kept).
+    assert_eq!(
+        g.write(150, 1, true, cas),
+        Err(Error::CasFailed {
+            bytes: VALUE_BYTES_MAX as u64
+        })
+    );
+    // A retry of a CAS that swapped gets the same answer: it found `expected`.
+    let swap = KvCommand::Cas {
+        key: key(),
+        expected: Some(big.clone()),
+        new: b"small".to_vec(),
+    };
+    let first = g.write(7, 1, false, swap.clone());
+    assert_eq!(
+        first,
+        Ok(KvOutput::Cas {
+            swapped: true,
+            current: Some(big)
+        })
+    );
+    assert_eq!(g.write(7, 1, true, swap), first);
+    let bytes = g.last_snapshot.as_ref().expect("snapshotted").data.len();
+    assert!(
+        bytes < 64 * 1024,
+        "nothing of the big value is kept: {bytes} bytes"
+    );
+}
+
+#[test]
+fn appends_past_the_value_limit_are_refused_and_the_key_stays_readable() {
+    let mut g = One::new();
+    let mib = vec![b'a'; VALUE_BYTES_MAX];
+    let append = KvCommand::Append {
+        key: key(),
+        value: mib.clone(),
+    };
+    assert_eq!(g.write(1, 1, false, append.clone()), Ok(KvOutput::Done));
+    for seq in 2..=3 {
+        let e = g.write(1, seq, false, append.clone()).unwrap_err();
+        assert_eq!(
+            e,
+            Error::TooLarge {
+                bytes: 2 * VALUE_BYTES_MAX as u64,
+                max: VALUE_BYTES_MAX as u64
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("{} bytes", 2 * VALUE_BYTES_MAX)),
+            "the error names the size the value would reach: {e}"
+        );
+    }
+    assert_eq!(g.r.state_machine().get(&key()), Some(&mib));
+}

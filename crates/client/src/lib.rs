@@ -69,16 +69,21 @@ pub use ctrl_client::CtrlClient;
 #[cfg(feature = "grpc")]
 pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
-pub use endpoints::{Endpoints, fetch_group_status, fetch_status};
+pub use endpoints::{Dial, Endpoints, fetch_group_status, fetch_group_status_with, fetch_status};
 pub use router::{Route, Router, SingleGroup};
 pub use shard_router::{Naming, ShardRouter};
 pub use shardkv_ctrl::{
     Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE,
 };
+/// TLS for clients: [`tls::client_config`] builds [`ClientOptions::tls`] from PEM files.
+#[cfg(feature = "grpc")]
+pub use shardkv_net::tls;
 #[cfg(feature = "grpc")]
 pub use shardkv_net::{NodeStatus, Role, ShardPhase, ShardsHeld, role_name};
 pub use shardkv_rsm::{Error, Outcome};
 pub use shardkv_types::{ConfigNum, Gid, ShardId};
+#[cfg(feature = "grpc")]
+pub use tonic::transport::ClientTlsConfig;
 
 use shardkv_ctrl::ShardCtrl;
 use shardkv_kv::{KvCommand, KvQuery, KvStore};

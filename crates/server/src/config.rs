@@ -17,6 +17,10 @@
 //! cluster-token = "shardkv"    # every member of a cluster gives the same token
 //! groups = "0=ctrl,1=kv"        # the groups this process hosts a replica of (or group-id = 1)
 //! shards = 64                   # the controller's shard count, fixed at cluster creation
+//! # TLS (all three or none; docs/security.md):
+//! cert = "/etc/shardkv/n1.pem"  # this member's certificate (URI SAN shardkv://node/1)
+//! key = "/etc/shardkv/n1.key"
+//! cacert = "/etc/shardkv/ca.pem"
 //! ```
 //!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
@@ -25,6 +29,7 @@
 
 use crate::units::{parse_bytes, parse_duration};
 use serde::Deserialize;
+use shardkv_net::tls::TlsFiles;
 use shardkv_net::{CLUSTER_TOKEN_DEFAULT, PeerIdentity, cluster_id_from_token};
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
@@ -101,6 +106,11 @@ pub struct ServerConfig {
     /// The shard controller's client addresses in node order (the i-th is node i+1), which
     /// this process's shard groups poll for configs. Empty when it hosts no shard group.
     pub ctrl: Vec<String>,
+
+    // --- TLS (docs/security.md) ---
+    /// The certificate (presented when serving and to other members), its key and the CA
+    /// every connection's certificate must be signed by; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -137,6 +147,11 @@ pub struct ConfigLayer {
     pub shards: Option<u32>,
     /// The controller's addresses, `HOST:PORT,...` in node order (shard groups only).
     pub ctrl: Option<String>,
+
+    // --- TLS: `cert`, `key` and `cacert`, all three or none ---
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub cacert: Option<PathBuf>,
 }
 
 impl ConfigLayer {
@@ -162,6 +177,10 @@ impl ConfigLayer {
             groups: self.groups.or(lower.groups),
             shards: self.shards.or(lower.shards),
             ctrl: self.ctrl.or(lower.ctrl),
+            // TLS
+            cert: self.cert.or(lower.cert),
+            key: self.key.or(lower.key),
+            cacert: self.cacert.or(lower.cacert),
         }
     }
 
@@ -226,6 +245,7 @@ impl ConfigLayer {
         let shards = self.shards.unwrap_or(shardkv_types::SHARDS_DEFAULT);
         shardkv_types::check_shard_count(shards).map_err(|e| e.to_string())?;
         let ctrl = resolve_ctrl(self.ctrl.as_deref(), &groups, &peers)?;
+        let tls = resolve_tls(self.cert, self.key, self.cacert)?;
         Ok(ServerConfig {
             id,
             listen,
@@ -239,7 +259,25 @@ impl ConfigLayer {
             groups,
             shards,
             ctrl,
+            tls,
         })
+    }
+}
+
+/// TLS is on when `--cert`, `--key` and `--cacert` are all given, off when none is.
+fn resolve_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cacert: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, String> {
+    match (cert, key, cacert) {
+        (Some(cert), Some(key), Some(cacert)) => Ok(Some(TlsFiles { cert, key, cacert })),
+        (None, None, None) => Ok(None),
+        _ => Err(
+            "TLS needs all of --cert, --key and --cacert (SHARDKV_CERT, SHARDKV_KEY, \
+             SHARDKV_CACERT), or none of them"
+                .into(),
+        ),
     }
 }
 
@@ -523,5 +561,24 @@ mod tests {
         assert!(parse_peers("1:127.0.0.1:1").is_err());
         let unknown: Result<ConfigLayer, _> = toml::from_str("colour = \"blue\"");
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn tls_needs_all_three_files_or_none() {
+        // Goal: a half-configured TLS never starts a plaintext server.
+        assert_eq!(layer().resolve().expect("valid").tls, None);
+        let file: ConfigLayer =
+            toml::from_str("cert = \"n2.pem\"\nkey = \"n2.key\"\ncacert = \"ca.pem\"")
+                .expect("toml");
+        let c = layer().over(file).resolve().expect("valid");
+        let files = c.tls.expect("tls on");
+        assert_eq!(files.cert, PathBuf::from("n2.pem"));
+        assert_eq!(files.cacert, PathBuf::from("ca.pem"));
+        let half = ConfigLayer {
+            cert: Some("n2.pem".into()),
+            key: Some("n2.key".into()),
+            ..layer()
+        };
+        assert!(half.resolve().unwrap_err().contains("--cacert"));
     }
 }

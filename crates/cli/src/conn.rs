@@ -58,13 +58,25 @@ pub struct ConnArgs {
 #[derive(Debug, Args)]
 pub struct TlsArgs {
     /// Connect with TLS, trusting this CA certificate (PEM).
-    #[arg(long, env = "SHARDKV_CACERT", global = true)]
+    #[arg(
+        id = "tls_cacert",
+        long = "cacert",
+        env = "SHARDKV_CACERT",
+        global = true
+    )]
     pub cacert: Option<PathBuf>,
     /// The client certificate (PEM) presented with TLS; needs --key and --cacert.
-    #[arg(long, env = "SHARDKV_CERT", global = true, requires_all = ["key", "cacert"])]
+    #[arg(id = "tls_cert", long = "cert", env = "SHARDKV_CERT", global = true,
+        requires_all = ["tls_key", "tls_cacert"])]
     pub cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, env = "SHARDKV_KEY", global = true, requires = "cert")]
+    #[arg(
+        id = "tls_key",
+        long = "key",
+        env = "SHARDKV_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
     pub key: Option<PathBuf>,
 }
 

@@ -385,7 +385,7 @@ fn on_status<S: Service>(
         )),
         _ => {
             endpoints.reset(slot);
-            Attempt::Lost(format!("{addr}: {}", status.message()))
+            Attempt::Lost(endpoints.explain(slot, &status))
         }
     }
 }

@@ -121,6 +121,13 @@ impl Endpoints {
         Ok(c)
     }
 
+    /// What went wrong on a call to `slot`, for a person: the status, its causes, and a
+    /// hint when TLS is the likely reason (a plaintext client of a TLS port sees a broken
+    /// HTTP/2 connection; a client without an acceptable certificate a cancelled call).
+    pub fn explain(&self, slot: usize, status: &tonic::Status) -> String {
+        explain(self.addr(slot), status, &self.dial)
+    }
+
     /// Drops the connection of `slot` after a failure, so the next use reconnects.
     pub fn reset(&self, slot: usize) {
         *self.channels[slot]
@@ -156,12 +163,46 @@ async fn connect(addr: &str, dial: &Dial) -> Result<Channel, String> {
 /// a TLS handshake the server rejected).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
+    let mut last = text.clone();
     let mut source = e.source();
     while let Some(s) = source {
-        text = format!("{text}: {s}");
+        let this = s.to_string();
+        if this != last {
+            text = format!("{text}: {this}");
+        }
+        last = this;
         source = s.source();
     }
     text
+}
+
+/// `addr: status: causes (hint)`; see [`Endpoints::explain`].
+fn explain(addr: &str, status: &tonic::Status, dial: &Dial) -> String {
+    let mut text = format!("{addr}: {}", status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        let causes = error_chain(source);
+        if !causes.is_empty() && causes != status.message() {
+            text = format!("{text} ({causes})");
+        }
+    }
+    let connection_lost = matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Internal
+    );
+    match (connection_lost, dial.tls.is_some()) {
+        (true, false) => format!(
+            "{text} (if the server has TLS on, it refuses plaintext: connect with TLS, e.g. \
+             the CLI's --cacert, --cert and --key)"
+        ),
+        (true, true) => format!(
+            "{text} (a server with TLS on refuses a client without a certificate signed by \
+             its CA: check --cert, --key and --cacert)"
+        ),
+        (false, _) => text,
+    }
 }
 
 /// Asks the server at `addr` (`HOST:PORT`) for its status, within `timeout`, in plaintext.
@@ -195,7 +236,7 @@ pub async fn fetch_group_status_with(
             })
             .await
             .map(|r| convert::status_from_wire(r.into_inner()))
-            .map_err(|s| format!("{addr}: {}", s.message()))
+            .map_err(|s| explain(addr, &s, dial))
     };
     match tokio::time::timeout(timeout, ask).await {
         Ok(Ok(s)) => Ok(s),

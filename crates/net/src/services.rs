@@ -347,8 +347,9 @@ impl<R: RaftRouter> RaftService<R> {
         {
             self.drops.count(DropReason::ForgedSender, 1, || {
                 format!(
-                    "a batch claiming to be from node {from} (group {}) came on a                      connection authenticated as node {member}",
-                    group.0
+                    "a batch claiming to be from node {} (group {}) came on a connection \
+                     authenticated as node {}",
+                    from.0, group.0, member.0
                 )
             });
             return;

@@ -159,7 +159,7 @@ impl MemberTls {
             Some(named) if named == id => {}
             Some(named) => {
                 return Err(TlsError(format!(
-                    "{} is the certificate of node {named}, not of this node ({id})",
+                    "{} is the certificate of {named}, not of this node ({id})",
                     files.cert.display()
                 )));
             }

@@ -20,6 +20,11 @@
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
 //! `outcome()`.
 //!
+//! Connections are plaintext unless [`ClientOptions::tls`] is set (from
+//! [`tls::client_config`]: the cluster CA and a client certificate; a server with TLS on
+//! refuses a client without one). A failed call's message carries its causes (a refused
+//! connection, a TLS alert) and, for a broken or refused connection, a hint about TLS.
+//!
 //! [`CtrlClient`] is the same loop over the shard controller: `join`, `leave`,
 //! `move_shard` and `query`. A change ends with the new config's number or the
 //! controller's refusal ([`CtrlError`], an answer: nothing changed), inside the same

@@ -285,4 +285,52 @@ mod tests {
         assert!(auth.member(None).is_err());
         assert_eq!(PeerAuth::Open.member(None).ok(), Some(None));
     }
+
+    #[test]
+    fn a_server_refuses_a_certificate_of_another_node_or_a_clients() {
+        // Goal: a member starts only with its own member certificate. Method: load node 2's
+        // certificate as node 2, as node 3, and a client certificate as node 2.
+        let dir = std::env::temp_dir().join(format!("shardkv-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write = |name: &str, uris: &[&str]| {
+            let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("p");
+            for uri in uris {
+                params
+                    .subject_alt_names
+                    .push(SanType::URI((*uri).try_into().expect("ia5")));
+            }
+            let key = KeyPair::generate().expect("key");
+            let cert = params.self_signed(&key).expect("cert");
+            let files = TlsFiles {
+                cert: dir.join(format!("{name}.pem")),
+                key: dir.join(format!("{name}.key")),
+                cacert: dir.join(format!("{name}.pem")),
+            };
+            std::fs::write(&files.cert, cert.pem()).expect("write");
+            std::fs::write(&files.key, key.serialize_pem()).expect("write");
+            files
+        };
+        let n2 = write("n2", &["shardkv://node/2"]);
+        let client = write("client", &[]);
+        assert_eq!(
+            MemberTls::load(&n2, NodeId(2)).map(|t| t.id()),
+            Ok(NodeId(2))
+        );
+        let other = MemberTls::load(&n2, NodeId(3)).expect_err("another node's");
+        assert!(
+            other.0.contains("certificate of n2, not of this node (n3)"),
+            "{other}"
+        );
+        let not_member = MemberTls::load(&client, NodeId(2)).expect_err("a client's");
+        assert!(
+            not_member.0.contains("not a member certificate"),
+            "{not_member}"
+        );
+        let missing = TlsFiles {
+            cert: dir.join("absent.pem"),
+            ..n2
+        };
+        assert!(MemberTls::load(&missing, NodeId(2)).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

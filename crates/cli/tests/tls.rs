@@ -42,9 +42,14 @@ fn printed_flags(text: &str) -> Vec<String> {
 }
 
 fn cli(up: &Up, flags: &[String], args: &[&str]) -> Output {
+    cli_within(up, flags, args, "3s")
+}
+
+/// [`cli`] with `--timeout timeout`.
+fn cli_within(up: &Up, flags: &[String], args: &[&str], timeout: &str) -> Output {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(flags.iter().map(String::as_str));
-    all.extend(["--timeout", "3s"]);
+    all.extend(["--timeout", timeout]);
     let env = [
         ("SHARDKV_ENDPOINTS", up.endpoints.as_str()),
         ("SHARDKV_CTRL_ENDPOINTS", up.endpoints.as_str()),
@@ -107,10 +112,12 @@ async fn ctrl_term(up: &Up, id: usize) -> Option<u64> {
         .map(|s| s.term.0)
 }
 
-/// Goal: `up --tls` serves clients that use the printed flags, and refuses, with a message
-/// that says why, clients without a certificate, with a certificate of another CA, and in
-/// plaintext. Method: put and get with the flags (and with their env form), then the same
-/// get three ways wrong.
+/// Goal: `up --tls` serves clients that use the printed flags, moves shards between groups
+/// over TLS, and refuses, with a message that says why, clients without a certificate, with
+/// a certificate of another CA, and in plaintext. Method: put and get with the flags (and
+/// with their env form); write keys, make group 2 leave (group 1 pulls its shards on the
+/// Shard service with its member certificate) and read them back; then the same get three
+/// ways wrong.
 #[test]
 fn up_tls_serves_clients_with_the_printed_flags_and_refuses_the_others() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -131,6 +138,19 @@ fn up_tls_serves_clients_with_the_printed_flags_and_refuses_the_others() {
     ];
     let by_env = run_cli(&["get", "greeting"], &env, None);
     assert!(by_env.status.success(), "{}", stderr(&by_env));
+
+    let keys: Vec<String> = (0..8).map(|i| format!("key{i}")).collect();
+    for k in &keys {
+        let put = cli(&up, &flags, &["put", k, k]);
+        assert!(put.status.success(), "{}", stderr(&put));
+    }
+    let leave = cli_within(&up, &flags, &["admin", "leave", "2"], "20s");
+    assert!(leave.status.success(), "{}", stderr(&leave));
+    for k in &keys {
+        let get = cli_within(&up, &flags, &["get", k], "20s");
+        assert!(get.status.success(), "{k} after the move: {}", stderr(&get));
+        assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), k.as_str());
+    }
 
     let no_cert = cli(&up, &flags[..2], &["get", "greeting"]);
     assert!(!no_cert.status.success());

@@ -66,7 +66,7 @@ pub struct TlsArgs {
     )]
     pub cacert: Option<PathBuf>,
     /// The client certificate (PEM) presented with TLS; needs --key and --cacert.
-    #[arg(id = "tls_cert", long = "cert", env = "SHARDKV_CERT", global = true,
+    #[arg(id = "tls_cert", long = "cert", value_name = "FILE", env = "SHARDKV_CERT", global = true,
         requires_all = ["tls_key", "tls_cacert"])]
     pub cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).

@@ -61,6 +61,7 @@ pub struct TlsArgs {
     #[arg(
         id = "tls_cacert",
         long = "cacert",
+        value_name = "FILE",
         env = "SHARDKV_CACERT",
         global = true
     )]
@@ -73,6 +74,7 @@ pub struct TlsArgs {
     #[arg(
         id = "tls_key",
         long = "key",
+        value_name = "FILE",
         env = "SHARDKV_KEY",
         global = true,
         requires = "tls_cert"

@@ -268,4 +268,30 @@ mod tests {
         assert!(Endpoints::parse(&["x=127.0.0.1:1".into()], t.clone()).is_err());
         assert!(Endpoints::parse(&["nohost".into()], t.clone()).is_err());
     }
+
+    #[test]
+    fn a_lost_connection_is_explained_with_a_tls_hint() {
+        // Goal: a plaintext client of a TLS port, and a TLS client the server refused, are
+        // told what to check; other errors get no hint.
+        let plain = Dial::plain(Duration::from_secs(1));
+        let lost = tonic::Status::internal("h2 protocol error: http2 error");
+        let text = explain("127.0.0.1:1", &lost, &plain);
+        assert!(text.starts_with("127.0.0.1:1: h2 protocol error"), "{text}");
+        assert!(text.contains("refuses plaintext"), "{text}");
+        let tls = Dial {
+            tls: Some(ClientTlsConfig::new()),
+            ..plain.clone()
+        };
+        let refused = explain(
+            "127.0.0.1:1",
+            &tonic::Status::unknown("transport error"),
+            &tls,
+        );
+        assert!(
+            refused.contains("check --cert, --key and --cacert"),
+            "{refused}"
+        );
+        let other = explain("127.0.0.1:1", &tonic::Status::not_found("no"), &plain);
+        assert_eq!(other, "127.0.0.1:1: no");
+    }
 }

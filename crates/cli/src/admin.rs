@@ -71,6 +71,8 @@ pub struct AdminConn {
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = AdminOut::Table, global = true)]
     pub write_out: AdminOut,
+    #[command(flatten)]
+    pub tls: crate::conn::TlsArgs,
 }
 
 /// One group of a join: its gid and its servers.
@@ -129,6 +131,7 @@ pub fn run(args: AdminArgs) -> Result<ExitCode> {
         .collect();
     let opts = ClientOptions {
         op_timeout: conn.timeout,
+        tls: conn.tls.config()?,
         ..ClientOptions::default()
     };
     let mut client = CtrlClient::connect_with(&endpoints, opts).map_err(|e| anyhow!("{e}"))?;

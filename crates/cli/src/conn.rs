@@ -1,6 +1,9 @@
 //! What every command that talks to a running cluster shares: where it is (`--endpoints`,
 //! `SHARDKV_ENDPOINTS`, default: the ports `shardkv up` uses), which mode, and how to print
-//! (`-w text|json`).
+//! (`-w text|json`), and how to connect: plaintext, or TLS with `--cacert` (the cluster's
+//! CA) and `--cert`/`--key` (a client certificate the CA signed; a server with TLS on
+//! refuses a connection without one), etcdctl's flag names, env `SHARDKV_CACERT`,
+//! `SHARDKV_CERT`, `SHARDKV_KEY`.
 //!
 //! Mode: with `--group GID` the commands talk to that one replica group at `--endpoints`
 //! (`--group 0`: the servers' only KV group). Without it they ask the first server that
@@ -9,8 +12,10 @@
 //! shard to, the controller being at `--ctrl-endpoints` (default: `--endpoints`); a plain KV
 //! group (or no answer) makes it a client of that one group.
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
-use shardkv_client::{Client, ClientOptions, Gid, fetch_status};
+use shardkv_client::{Client, ClientOptions, Dial, Gid, fetch_group_status_with};
+use std::path::PathBuf;
 
 /// The base port `shardkv up` uses; members listen on base, base+1, base+2.
 pub const BASE_PORT_DEFAULT: u16 = 7001;
@@ -45,6 +50,36 @@ pub struct ConnArgs {
     /// The shard controller's servers, for a sharded cluster (default: --endpoints).
     #[arg(long, env = "SHARDKV_CTRL_ENDPOINTS", global = true)]
     pub ctrl_endpoints: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The TLS flags of every command that connects to servers (etcdctl's names).
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS, trusting this CA certificate (PEM).
+    #[arg(
+        id = "tls_cacert",
+        long = "cacert",
+        value_name = "FILE",
+        env = "SHARDKV_CACERT",
+        global = true
+    )]
+    pub cacert: Option<PathBuf>,
+    /// The client certificate (PEM) presented with TLS; needs --key and --cacert.
+    #[arg(id = "tls_cert", long = "cert", value_name = "FILE", env = "SHARDKV_CERT", global = true,
+        requires_all = ["tls_key", "tls_cacert"])]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        id = "tls_key",
+        long = "key",
+        value_name = "FILE",
+        env = "SHARDKV_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
 }
 
 /// How long each server gets to say what it hosts.
@@ -54,16 +89,38 @@ impl ConnArgs {
     /// A client for the cluster (see the module docs for the mode), bounded by `--timeout`.
     /// Must not be called inside a runtime.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let opts = ClientOptions {
-            op_timeout: self.timeout,
-            ..ClientOptions::default()
-        };
-        self.client_with(opts)
+        self.client_with(self.options()?)
     }
 
-    /// A client with `opts` (its `group` is set by the mode). Must not be called inside a
-    /// runtime.
+    /// Client options bounded by `--timeout`, with the TLS flags.
+    pub fn options(&self) -> anyhow::Result<ClientOptions> {
+        Ok(ClientOptions {
+            op_timeout: self.timeout,
+            tls: self.tls()?,
+            ..ClientOptions::default()
+        })
+    }
+
+    /// The TLS configuration the flags ask for (`None`: plaintext).
+    pub fn tls(&self) -> anyhow::Result<Option<shardkv_client::ClientTlsConfig>> {
+        self.tls.config()
+    }
+
+    /// How connections are opened, with `timeout`.
+    pub fn dial(&self, timeout: std::time::Duration) -> anyhow::Result<Dial> {
+        Ok(Dial {
+            timeout,
+            tls: self.tls()?,
+        })
+    }
+
+    /// A client with `opts` (its `group` is set by the mode; its TLS from the flags). Must
+    /// not be called inside a runtime.
     pub fn client_with(&self, opts: ClientOptions) -> anyhow::Result<Client> {
+        let opts = ClientOptions {
+            tls: self.tls()?,
+            ..opts
+        };
         let client = match self.sharded()? {
             Some(ctrl) => Client::connect_sharded(&ctrl, opts),
             None => {
@@ -87,9 +144,10 @@ impl ConnArgs {
                     .map_or(a.clone(), |(_, addr)| addr.to_string())
             })
             .collect();
+        let dial = self.dial(DETECT_TIMEOUT)?;
         let sharded = runtime()?.block_on(async {
             for a in &addrs {
-                if let Ok(s) = fetch_status(a, DETECT_TIMEOUT).await {
+                if let Ok(s) = fetch_group_status_with(a, None, &dial).await {
                     return s.shards.is_some();
                 }
             }
@@ -101,6 +159,18 @@ impl ConnArgs {
 
     pub fn endpoint_list(&self) -> Vec<String> {
         split_list(&self.endpoints)
+    }
+}
+
+impl TlsArgs {
+    /// The TLS configuration the flags ask for (`None`: plaintext).
+    pub fn config(&self) -> anyhow::Result<Option<shardkv_client::ClientTlsConfig>> {
+        let Some(cacert) = &self.cacert else {
+            return Ok(None);
+        };
+        let cert_key = self.cert.as_deref().zip(self.key.as_deref());
+        let config = shardkv_client::tls::client_config(cacert, cert_key).context("TLS")?;
+        Ok(Some(config))
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod bench;
+mod certs;
 mod check_history;
 mod conn;
 mod kv_cmd;

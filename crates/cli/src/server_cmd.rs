@@ -80,6 +80,19 @@ pub struct ServerArgs {
     /// A connection whose peer sends nothing for this long is closed (default 5m).
     #[arg(long, env = "SHARDKV_IDLE_TIMEOUT")]
     idle_timeout: Option<String>,
+    /// TLS: this member's certificate (PEM), signed by --cacert, with the URI SAN
+    /// shardkv://node/<--id>. Presented to clients and, as a client certificate, to the
+    /// other members. With --cert, --key and --cacert every connection must present a
+    /// certificate the CA signed (docs/security.md).
+    #[arg(long, env = "SHARDKV_CERT")]
+    cert: Option<PathBuf>,
+    /// TLS: the private key of --cert (PEM).
+    #[arg(long, env = "SHARDKV_KEY")]
+    key: Option<PathBuf>,
+    /// TLS: the cluster CA's certificate (PEM): members and clients must present a
+    /// certificate it signed.
+    #[arg(long, env = "SHARDKV_CACERT")]
+    cacert: Option<PathBuf>,
 }
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
@@ -103,6 +116,9 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         bootstrap: args.bootstrap.then_some(true),
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout,
+        cert: args.cert,
+        key: args.key,
+        cacert: args.cacert,
     };
     let cfg = flags.over(file).resolve().map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -10,7 +10,8 @@ use crate::conn::{ConnArgs, WriteOut, runtime, split_list};
 use anyhow::Result;
 use clap::Args;
 use shardkv_client::{
-    ClientOptions, Config, CtrlClient, Gid, NodeStatus, Role, fetch_group_status, role_name,
+    ClientOptions, Config, CtrlClient, Dial, Gid, NodeStatus, Role, fetch_group_status_with,
+    role_name,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,7 +49,8 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
         })
         .collect();
     let rt = runtime()?;
-    let answers = rt.block_on(ask_all(&addrs, None));
+    let dial = args.conn.dial(STATUS_TIMEOUT)?;
+    let answers = rt.block_on(ask_all(&addrs, None, &dial));
     let reachable = answers.iter().any(|(_, r)| r.is_ok());
     let sharded = answers
         .iter()
@@ -68,7 +70,7 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
         .ctrl_endpoints
         .as_deref()
         .map_or_else(|| addrs.clone(), split_list);
-    let (config, groups) = rt.block_on(sharded_view(&ctrl_addrs))?;
+    let (config, groups) = rt.block_on(sharded_view(&ctrl_addrs, &dial))?;
     match args.conn.write_out {
         WriteOut::Json => println!("{}", sharded_json(config.as_ref(), &groups)),
         WriteOut::Text => print_sharded(config.as_ref(), &groups),
@@ -86,9 +88,13 @@ fn exit(reachable: bool) -> ExitCode {
 
 /// The controller's latest config (`None` if it gave none in time) and every group's
 /// members: the controller's at `ctrl_addrs`, each shard group's at its config servers.
-async fn sharded_view(ctrl_addrs: &[String]) -> Result<(Option<Config>, Vec<GroupView>)> {
+async fn sharded_view(
+    ctrl_addrs: &[String],
+    dial: &Dial,
+) -> Result<(Option<Config>, Vec<GroupView>)> {
     let opts = ClientOptions {
         op_timeout: CONFIG_TIMEOUT,
+        tls: dial.tls.clone(),
         ..ClientOptions::default()
     };
     let mut ctrl =
@@ -96,25 +102,26 @@ async fn sharded_view(ctrl_addrs: &[String]) -> Result<(Option<Config>, Vec<Grou
     let config = ctrl.query(None).await.ok();
     let mut groups = vec![GroupView {
         gid: Gid(0),
-        members: ask_all(ctrl_addrs, Some(Gid(0))).await,
+        members: ask_all(ctrl_addrs, Some(Gid(0)), dial).await,
     }];
     for (gid, servers) in config.iter().flat_map(|c| c.groups.iter()) {
         groups.push(GroupView {
             gid: *gid,
-            members: ask_all(servers, Some(*gid)).await,
+            members: ask_all(servers, Some(*gid), dial).await,
         });
     }
     Ok((config, groups))
 }
 
 /// Asks every address for the status of `group`, concurrently; answers in order.
-async fn ask_all(addrs: &[String], group: Option<Gid>) -> Vec<Answer> {
+async fn ask_all(addrs: &[String], group: Option<Gid>, dial: &Dial) -> Vec<Answer> {
     let handles: Vec<_> = addrs
         .iter()
         .map(|a| {
             let addr = a.clone();
+            let dial = dial.clone();
             tokio::spawn(async move {
-                let r = fetch_group_status(&addr, group, STATUS_TIMEOUT)
+                let r = fetch_group_status_with(&addr, group, &dial)
                     .await
                     .map_err(|e| e.to_string());
                 (addr, r)

@@ -14,13 +14,19 @@
 //! with 3 members is refused by the members (use the original count or a new directory).
 //! Members start with `--bootstrap` only for groups no member has yet (see [`bootstrap`]):
 //! a member whose directory was deleted refuses to start rather than rejoin empty.
+//!
+//! TLS: with `--tls`, `up` makes a throw-away CA and certificates under `<data-dir>/tls/`
+//! ([`crate::certs`]), starts every member with `--cert`, `--key` and `--cacert`, talks to
+//! them over TLS itself, and prints the client flags (and their `SHARDKV_*` form).
 
+use crate::certs::ClusterCerts;
 use crate::conn::{BASE_PORT_DEFAULT, ENDPOINTS_DEFAULT, runtime};
 use crate::server_cmd::shutdown_signal;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use shardkv_client::{
-    ClientOptions, Config, CtrlClient, Gid, NodeStatus, Role, fetch_group_status,
+    ClientOptions, ClientTlsConfig, Config, CtrlClient, Dial, Gid, NodeStatus, Role,
+    fetch_group_status_with,
 };
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -88,6 +94,10 @@ pub struct UpArgs {
     /// or a new random one on the first run).
     #[arg(long, env = "SHARDKV_CLUSTER_TOKEN")]
     cluster_token: Option<String>,
+    /// Serve TLS with mutual authentication: make a throw-away CA and certificates under
+    /// <data-dir>/tls/ (kept for later runs) and print the client flags to use.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// The file in `up`'s data directory that keeps the cluster token between runs.
@@ -164,6 +174,17 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect();
+    let certs = match args.tls {
+        true => Some(ClusterCerts::ensure(&data_dir.join("tls"), args.replicas)?),
+        false => None,
+    };
+    let client_tls = match &certs {
+        Some(c) => Some(
+            shardkv_client::tls::client_config(&c.ca, Some((&c.client.cert, &c.client.key)))
+                .context("the client certificate up made")?,
+        ),
+        None => None,
+    };
     let mut members = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let spawned = spawn(
@@ -176,6 +197,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
             ),
             addr,
             &peers.join(","),
+            certs.as_ref(),
         );
         match spawned {
             Ok(m) => members.push(m),
@@ -186,7 +208,14 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         }
     }
     let rt = runtime()?;
-    let outcome = rt.block_on(supervise(&mut members, &data_dir, &addrs, args.groups));
+    let started = Started {
+        data_dir: &data_dir,
+        addrs: &addrs,
+        groups: args.groups,
+        tls: client_tls,
+        certs: certs.as_ref(),
+    };
+    let outcome = rt.block_on(supervise(&mut members, &started));
     stop(&mut members);
     outcome
 }
@@ -198,6 +227,7 @@ fn spawn(
     (id, bootstrap): (u64, bool),
     addr: &str,
     peers: &str,
+    certs: Option<&ClusterCerts>,
 ) -> Result<Member> {
     let log = data_dir.join(format!("n{id}.log"));
     let out = File::options().create(true).append(true).open(&log)?;
@@ -220,6 +250,17 @@ fn spawn(
     if bootstrap {
         cmd.arg("--bootstrap");
     }
+    if let Some(certs) = certs {
+        let own = certs
+            .members
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, f)| f)
+            .context("no certificate for this member")?;
+        cmd.arg("--cert").arg(&own.cert);
+        cmd.arg("--key").arg(&own.key);
+        cmd.arg("--cacert").arg(&certs.ca);
+    }
     // SAFETY: the closure only makes the prctl syscall, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -238,17 +279,37 @@ fn spawn(
     })
 }
 
+/// What `up` started and how to reach it.
+struct Started<'a> {
+    data_dir: &'a Path,
+    addrs: &'a [String],
+    groups: u64,
+    /// How `up` itself connects with `--tls`.
+    tls: Option<ClientTlsConfig>,
+    certs: Option<&'a ClusterCerts>,
+}
+
+impl Started<'_> {
+    fn dial(&self, timeout: Duration) -> Dial {
+        Dial {
+            timeout,
+            tls: self.tls.clone(),
+        }
+    }
+}
+
 /// Waits for the controller's leader, joins the shard groups on the first start, waits for
 /// them to take the config, prints how to use the cluster, then waits for a signal.
-async fn supervise(
-    members: &mut [Member],
-    data_dir: &Path,
-    addrs: &[String],
-    groups: u64,
-) -> Result<ExitCode> {
-    let leader = wait_for_leader(members).await?;
-    let config = join_on_first_start(addrs, groups).await?;
-    wait_for_groups(members, &config).await?;
+async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<ExitCode> {
+    let Started {
+        data_dir,
+        addrs,
+        groups,
+        ..
+    } = *started;
+    let leader = wait_for_leader(members, started).await?;
+    let config = join_on_first_start(started).await?;
+    wait_for_groups(members, &config, started).await?;
     let endpoints = addrs.join(",");
     println!(
         "shardkv: {} members up, each hosting the shard controller (group 0) and shard groups \
@@ -265,11 +326,29 @@ async fn supervise(
         println!("  n{}  {}{mark}", m.id, m.addr);
     }
     print!("{}", crate::admin::table(&config));
-    let env = if endpoints == ENDPOINTS_DEFAULT {
+    let mut env = if endpoints == ENDPOINTS_DEFAULT {
         String::new()
     } else {
         format!("export SHARDKV_ENDPOINTS={endpoints} SHARDKV_CTRL_ENDPOINTS={endpoints}; ")
     };
+    if let Some(c) = started.certs {
+        println!(
+            "tls:  every connection needs a certificate signed by {}; clients use\n      \
+             --cacert {} --cert {} --key {}",
+            c.ca.display(),
+            c.ca.display(),
+            c.client.cert.display(),
+            c.client.key.display()
+        );
+        let tls_env = format!(
+            "export SHARDKV_CACERT={} SHARDKV_CERT={} SHARDKV_KEY={}; ",
+            c.ca.display(),
+            c.client.cert.display(),
+            c.client.key.display()
+        );
+        println!("      or: {tls_env}");
+        env.push_str(&tls_env);
+    }
     println!("try:  {env}shardkv put greeting hello && shardkv get greeting && shardkv status");
     println!("      shardkv admin move 0 2 && shardkv admin query   # move shard 0 to group 2");
     println!(
@@ -298,9 +377,11 @@ async fn supervise(
 /// The controller's latest config, after joining shard groups `1..=groups` (every member
 /// hosts each, so each group's servers are `addrs` in node order) if the controller has
 /// never had a config: the first start. A restart keeps the shard map as it is.
-async fn join_on_first_start(addrs: &[String], groups: u64) -> Result<Config> {
+async fn join_on_first_start(started: &Started<'_>) -> Result<Config> {
+    let (addrs, groups) = (started.addrs, started.groups);
     let opts = ClientOptions {
         op_timeout: LEADER_WAIT,
+        tls: started.tls.clone(),
         ..ClientOptions::default()
     };
     let mut ctrl = CtrlClient::connect_with(addrs, opts).map_err(|e| anyhow!("{e}"))?;
@@ -319,7 +400,11 @@ async fn join_on_first_start(addrs: &[String], groups: u64) -> Result<Config> {
 
 /// Waits until a member of every group in `config` reports that config with no shard in
 /// migration, so the first requests do not bounce between groups.
-async fn wait_for_groups(members: &mut [Member], config: &Config) -> Result<()> {
+async fn wait_for_groups(
+    members: &mut [Member],
+    config: &Config,
+    started: &Started<'_>,
+) -> Result<()> {
     let deadline = Instant::now() + LEADER_WAIT;
     let settled = |s: &NodeStatus| {
         s.shards
@@ -342,7 +427,8 @@ async fn wait_for_groups(members: &mut [Member], config: &Config) -> Result<()> 
                         m.log.display()
                     );
                 }
-                let status = fetch_group_status(&m.addr, Some(gid), POLL * 5).await;
+                let dial = started.dial(POLL * 5);
+                let status = fetch_group_status_with(&m.addr, Some(gid), &dial).await;
                 if status.is_ok_and(|s| s.role == Role::Leader && settled(&s)) {
                     break 'group;
                 }
@@ -353,7 +439,7 @@ async fn wait_for_groups(members: &mut [Member], config: &Config) -> Result<()> 
     Ok(())
 }
 
-async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
+async fn wait_for_leader(members: &mut [Member], started: &Started<'_>) -> Result<Option<u64>> {
     let deadline = Instant::now() + LEADER_WAIT;
     while Instant::now() < deadline {
         for m in members.iter_mut() {
@@ -365,7 +451,8 @@ async fn wait_for_leader(members: &mut [Member]) -> Result<Option<u64>> {
                     m.log.display()
                 );
             }
-            let ctrl = fetch_group_status(&m.addr, Some(Gid(0)), Duration::from_millis(500));
+            let dial = started.dial(Duration::from_millis(500));
+            let ctrl = fetch_group_status_with(&m.addr, Some(Gid(0)), &dial);
             if let Ok(s) = ctrl.await
                 && s.role == Role::Leader
             {

@@ -95,7 +95,7 @@ impl Client {
         opts: ClientOptions,
     ) -> Result<Client, Error> {
         let ctrl = CtrlClient::connect_with(ctrl_endpoints, opts.clone())?;
-        let topology = Sharded::new(ctrl, opts.connect_timeout);
+        let topology = Sharded::new(ctrl, opts.dial());
         let router = ShardRouter::new(Naming::Position);
         Ok(Client {
             driver: Mode::Sharded(Box::new(Driver::on(topology, router, opts))),

@@ -15,7 +15,7 @@
 //! have reached a server). What differs between services is only how one request travels:
 //! a [`Service`] sends it on a channel and decodes the answer.
 
-use crate::endpoints::Endpoints;
+use crate::endpoints::{Dial, Endpoints};
 use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, Router, SingleGroup};
 use shardkv_rsm::{Reply, Request, StateMachine};
 use shardkv_types::{ClientId, Gid, NodeId, Rng};
@@ -42,6 +42,8 @@ pub struct ClientOptions {
     /// The group the endpoints serve, sent with every KV request; `Gid(0)`: whatever KV
     /// group the servers host (a server hosting several needs the group named).
     pub group: Gid,
+    /// Connect with TLS (`shardkv_net::tls::client_config`); `None`: plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for ClientOptions {
@@ -53,11 +55,20 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_millis(500),
             backoff_max: Duration::from_millis(200),
             group: Gid(0),
+            tls: None,
         }
     }
 }
 
 impl ClientOptions {
+    /// How connections are opened.
+    pub fn dial(&self) -> Dial {
+        Dial {
+            timeout: self.connect_timeout,
+            tls: self.tls.clone(),
+        }
+    }
+
     /// The clerk core's policy for these options, in clerk ticks.
     fn policy(&self) -> RetryPolicy {
         let ticks = |d: Duration| (d.as_millis() as u64).div_ceil(CLERK_TICK_MS);
@@ -171,7 +182,7 @@ pub(crate) struct Driver<S: Service, R = SingleGroup, T = Fixed> {
 impl<S: Service> Driver<S> {
     /// A session for the group at `endpoints` (parsed; connections open lazily).
     pub(crate) fn connect(endpoints: &[String], opts: ClientOptions) -> Result<Self, Error> {
-        let endpoints = Arc::new(Endpoints::parse(endpoints, opts.connect_timeout)?);
+        let endpoints = Arc::new(Endpoints::parse(endpoints, opts.dial())?);
         let servers = (1..=endpoints.len() as u64).map(NodeId).collect();
         let router = SingleGroup::new(opts.group, servers);
         Ok(Driver::on(Fixed(endpoints), router, opts))
@@ -374,7 +385,7 @@ fn on_status<S: Service>(
         )),
         _ => {
             endpoints.reset(slot);
-            Attempt::Lost(format!("{addr}: {}", status.message()))
+            Attempt::Lost(endpoints.explain(slot, &status))
         }
     }
 }

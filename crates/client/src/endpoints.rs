@@ -1,6 +1,7 @@
 //! `Endpoints`: the servers of one group as the async clients reach them: addresses,
 //! channels (opened on first use, reopened after a failure; any service's client is built
-//! on them) and the map from the node ids servers report to the client's endpoint slots.
+//! on them, over TLS when [`Dial::tls`] is set) and the map from the node ids servers report
+//! to the client's endpoint slots.
 
 use crate::Error;
 use shardkv_net::pb::kv_client::KvClient;
@@ -9,7 +10,23 @@ use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// How to open a connection to a server.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    pub timeout: Duration,
+    /// TLS (`https`), trusting the configured CA and presenting the configured client
+    /// certificate (`shardkv_net::tls::client_config` builds one); `None`: plaintext.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Dial {
+    /// Plaintext, with `timeout`.
+    pub fn plain(timeout: Duration) -> Dial {
+        Dial { timeout, tls: None }
+    }
+}
 
 /// The endpoints of one group. Slot `i` (0-based) is `NodeId(i + 1)` for the clerk core.
 #[derive(Debug)]
@@ -18,13 +35,13 @@ pub struct Endpoints {
     channels: Vec<Mutex<Option<Channel>>>,
     /// Real node id (as servers report it) → slot.
     slots: Mutex<BTreeMap<NodeId, usize>>,
-    connect_timeout: Duration,
+    dial: Dial,
 }
 
 impl Endpoints {
     /// Parses endpoints: `HOST:PORT` items (the i-th is assumed to be node i+1 until a
     /// server says otherwise) or `ID=HOST:PORT` items, one string each or comma-separated.
-    pub fn parse(items: &[String], connect_timeout: Duration) -> Result<Endpoints, Error> {
+    pub fn parse(items: &[String], dial: Dial) -> Result<Endpoints, Error> {
         let mut addrs = Vec::new();
         let mut slots = BTreeMap::new();
         for item in items.iter().flat_map(|s| s.split(',')).map(str::trim) {
@@ -56,7 +73,7 @@ impl Endpoints {
             channels: addrs.iter().map(|_| Mutex::new(None)).collect(),
             addrs,
             slots: Mutex::new(slots),
-            connect_timeout,
+            dial,
         })
     }
 
@@ -97,11 +114,18 @@ impl Endpoints {
         if let Some(c) = cached {
             return Ok(c);
         }
-        let c = connect(&self.addrs[slot], self.connect_timeout).await?;
+        let c = connect(&self.addrs[slot], &self.dial).await?;
         *self.channels[slot]
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
+    }
+
+    /// What went wrong on a call to `slot`, for a person: the status, its causes, and a
+    /// hint when TLS is the likely reason (a plaintext client of a TLS port sees a broken
+    /// HTTP/2 connection; a client without an acceptable certificate a cancelled call).
+    pub fn explain(&self, slot: usize, status: &tonic::Status) -> String {
+        explain(self.addr(slot), status, &self.dial)
     }
 
     /// Drops the connection of `slot` after a failure, so the next use reconnects.
@@ -118,31 +142,93 @@ fn invalid(item: &str) -> Error {
     }
 }
 
-async fn connect(addr: &str, timeout: Duration) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad endpoint {addr}: {e}"))?
-        .connect_timeout(timeout)
-        .tcp_nodelay(true);
+async fn connect(addr: &str, dial: &Dial) -> Result<Channel, String> {
+    let uri = shardkv_net::tls::endpoint_uri(addr, dial.tls.is_some());
+    let mut endpoint =
+        Endpoint::from_shared(uri).map_err(|e| format!("bad endpoint {addr}: {e}"))?;
+    if let Some(tls) = &dial.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS towards {addr}: {e}"))?;
+    }
     endpoint
+        .connect_timeout(dial.timeout)
+        .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+        .map_err(|e| format!("cannot connect to {addr}: {}", error_chain(&e)))
 }
 
-/// Asks the server at `addr` (`HOST:PORT`) for its status, within `timeout`.
+/// An error and its sources, so "transport error" says what failed (a refused connection,
+/// a TLS handshake the server rejected).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut last = text.clone();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let this = s.to_string();
+        if this != last {
+            text = format!("{text}: {this}");
+        }
+        last = this;
+        source = s.source();
+    }
+    text
+}
+
+/// `addr: status: causes (hint)`; see [`Endpoints::explain`].
+fn explain(addr: &str, status: &tonic::Status, dial: &Dial) -> String {
+    let mut text = format!("{addr}: {}", status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        let causes = error_chain(source);
+        if !causes.is_empty() && causes != status.message() {
+            text = format!("{text} ({causes})");
+        }
+    }
+    let connection_lost = matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Internal
+    );
+    match (connection_lost, dial.tls.is_some()) {
+        (true, false) => format!(
+            "{text} (if the server has TLS on, it refuses plaintext: connect with TLS, e.g. \
+             the CLI's --cacert, --cert and --key)"
+        ),
+        (true, true) => format!(
+            "{text} (a server with TLS on refuses a client without a certificate signed by \
+             its CA: check --cert, --key and --cacert)"
+        ),
+        (false, _) => text,
+    }
+}
+
+/// Asks the server at `addr` (`HOST:PORT`) for its status, within `timeout`, in plaintext.
 pub async fn fetch_status(addr: &str, timeout: Duration) -> Result<NodeStatus, Error> {
     fetch_group_status(addr, None, timeout).await
 }
 
 /// Asks the server at `addr` for the status of its replica of `group` (`None`: its
-/// default group; `Some(Gid(0))`: the shard controller), within `timeout`.
+/// default group; `Some(Gid(0))`: the shard controller), within `timeout`, in plaintext.
 pub async fn fetch_group_status(
     addr: &str,
     group: Option<Gid>,
     timeout: Duration,
 ) -> Result<NodeStatus, Error> {
+    fetch_group_status_with(addr, group, &Dial::plain(timeout)).await
+}
+
+/// [`fetch_group_status`] over a connection opened as `dial` says, within `dial.timeout`.
+pub async fn fetch_group_status_with(
+    addr: &str,
+    group: Option<Gid>,
+    dial: &Dial,
+) -> Result<NodeStatus, Error> {
+    let timeout = dial.timeout;
     let ask = async {
-        let channel = connect(addr, timeout).await?;
+        let channel = connect(addr, dial).await?;
         let mut client = KvClient::new(channel);
         client
             .status(pb::StatusRequest {
@@ -150,7 +236,7 @@ pub async fn fetch_group_status(
             })
             .await
             .map(|r| convert::status_from_wire(r.into_inner()))
-            .map_err(|s| format!("{addr}: {}", s.message()))
+            .map_err(|s| explain(addr, &s, dial))
     };
     match tokio::time::timeout(timeout, ask).await {
         Ok(Ok(s)) => Ok(s),
@@ -167,19 +253,45 @@ mod tests {
 
     #[test]
     fn endpoints_parse_with_and_without_ids() {
-        let t = Duration::from_secs(1);
-        let e = Endpoints::parse(&["127.0.0.1:1,127.0.0.1:2".into()], t).expect("valid");
+        let t = Dial::plain(Duration::from_secs(1));
+        let e = Endpoints::parse(&["127.0.0.1:1,127.0.0.1:2".into()], t.clone()).expect("valid");
         assert_eq!(e.len(), 2);
         assert_eq!(e.slot_of(NodeId(2)), Some(1));
-        let e =
-            Endpoints::parse(&["3=127.0.0.1:1".into(), "1=127.0.0.1:2".into()], t).expect("valid");
+        let e = Endpoints::parse(&["3=127.0.0.1:1".into(), "1=127.0.0.1:2".into()], t.clone())
+            .expect("valid");
         assert_eq!(e.slot_of(NodeId(3)), Some(0));
         assert_eq!(e.slot_of(NodeId(1)), Some(1));
         e.learn(0, NodeId(7));
         assert_eq!(e.slot_of(NodeId(7)), Some(0));
         assert_eq!(e.slot_of(NodeId(3)), None, "a slot has one id");
-        assert!(Endpoints::parse(&[], t).is_err());
-        assert!(Endpoints::parse(&["x=127.0.0.1:1".into()], t).is_err());
-        assert!(Endpoints::parse(&["nohost".into()], t).is_err());
+        assert!(Endpoints::parse(&[], t.clone()).is_err());
+        assert!(Endpoints::parse(&["x=127.0.0.1:1".into()], t.clone()).is_err());
+        assert!(Endpoints::parse(&["nohost".into()], t.clone()).is_err());
+    }
+
+    #[test]
+    fn a_lost_connection_is_explained_with_a_tls_hint() {
+        // Goal: a plaintext client of a TLS port, and a TLS client the server refused, are
+        // told what to check; other errors get no hint.
+        let plain = Dial::plain(Duration::from_secs(1));
+        let lost = tonic::Status::internal("h2 protocol error: http2 error");
+        let text = explain("127.0.0.1:1", &lost, &plain);
+        assert!(text.starts_with("127.0.0.1:1: h2 protocol error"), "{text}");
+        assert!(text.contains("refuses plaintext"), "{text}");
+        let tls = Dial {
+            tls: Some(ClientTlsConfig::new()),
+            ..plain.clone()
+        };
+        let refused = explain(
+            "127.0.0.1:1",
+            &tonic::Status::unknown("transport error"),
+            &tls,
+        );
+        assert!(
+            refused.contains("check --cert, --key and --cacert"),
+            "{refused}"
+        );
+        let other = explain("127.0.0.1:1", &tonic::Status::not_found("no"), &plain);
+        assert_eq!(other, "127.0.0.1:1: no");
     }
 }

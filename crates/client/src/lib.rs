@@ -20,6 +20,11 @@
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
 //! `outcome()`.
 //!
+//! Connections are plaintext unless [`ClientOptions::tls`] is set (from
+//! [`tls::client_config`]: the cluster CA and a client certificate; a server with TLS on
+//! refuses a client without one). A failed call's message carries its causes (a refused
+//! connection, a TLS alert) and, for a broken or refused connection, a hint about TLS.
+//!
 //! [`CtrlClient`] is the same loop over the shard controller: `join`, `leave`,
 //! `move_shard` and `query`. A change ends with the new config's number or the
 //! controller's refusal ([`CtrlError`], an answer: nothing changed), inside the same
@@ -69,16 +74,21 @@ pub use ctrl_client::CtrlClient;
 #[cfg(feature = "grpc")]
 pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
-pub use endpoints::{Endpoints, fetch_group_status, fetch_status};
+pub use endpoints::{Dial, Endpoints, fetch_group_status, fetch_group_status_with, fetch_status};
 pub use router::{Route, Router, SingleGroup};
 pub use shard_router::{Naming, ShardRouter};
 pub use shardkv_ctrl::{
     Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, GID_NONE,
 };
+/// TLS for clients: [`tls::client_config`] builds [`ClientOptions::tls`] from PEM files.
+#[cfg(feature = "grpc")]
+pub use shardkv_net::tls;
 #[cfg(feature = "grpc")]
 pub use shardkv_net::{NodeStatus, Role, ShardPhase, ShardsHeld, role_name};
 pub use shardkv_rsm::{Error, Outcome};
 pub use shardkv_types::{ConfigNum, Gid, ShardId};
+#[cfg(feature = "grpc")]
+pub use tonic::transport::ClientTlsConfig;
 
 use shardkv_ctrl::ShardCtrl;
 use shardkv_kv::{KvCommand, KvQuery, KvStore};

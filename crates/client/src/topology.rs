@@ -5,7 +5,7 @@
 
 use crate::ctrl_client::CtrlClient;
 use crate::driver::Topology;
-use crate::endpoints::Endpoints;
+use crate::endpoints::{Dial, Endpoints};
 use crate::{Error, ShardRouter};
 use shardkv_types::Gid;
 use std::collections::BTreeMap;
@@ -20,15 +20,15 @@ pub(crate) struct Sharded {
     ctrl: CtrlClient,
     /// Each group's server list when its endpoints were made, and the endpoints.
     groups: GroupEndpoints,
-    connect_timeout: Duration,
+    dial: Dial,
 }
 
 impl Sharded {
-    pub(crate) fn new(ctrl: CtrlClient, connect_timeout: Duration) -> Sharded {
+    pub(crate) fn new(ctrl: CtrlClient, dial: Dial) -> Sharded {
         Sharded {
             ctrl,
             groups: Arc::default(),
-            connect_timeout,
+            dial,
         }
     }
 }
@@ -49,7 +49,7 @@ impl Topology<ShardRouter> for Sharded {
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(Endpoints::parse(servers, self.connect_timeout)?);
+        let e = Arc::new(Endpoints::parse(servers, self.dial.clone())?);
         groups.insert(gid, (servers.clone(), e.clone()));
         Ok(e)
     }
@@ -69,7 +69,7 @@ impl Topology<ShardRouter> for Sharded {
         Sharded {
             ctrl: self.ctrl.session(),
             groups: self.groups.clone(),
-            connect_timeout: self.connect_timeout,
+            dial: self.dial.clone(),
         }
     }
 }

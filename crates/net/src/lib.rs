@@ -36,12 +36,20 @@
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
 //!   loss). A broken stream is reopened with exponential backoff.
+//! - Authentication (TLS on, [`tls`]): every connection presents a certificate signed by the
+//!   cluster CA (the TLS layer refuses others). The Raft and Shard services refuse a
+//!   connection whose certificate names no member (`shardkv://node/<id>`, PERMISSION_DENIED),
+//!   and the Raft service drops every batch whose `from` is not that member
+//!   ([`DropReason::ForgedSender`]), before the cluster and group checks. Refusals are
+//!   counted in [`RaftDrops`] and logged like the other drops. Without TLS anyone who
+//!   reaches the port is trusted ([`tls::PeerAuth::Open`]).
 //! - A reply's error is `shardkv_rsm::Error`, the one error type from the replica to the
 //!   client; [`convert`] maps it to the wire's `Error` message and back without loss.
 
 pub mod convert;
 pub mod services;
 mod status;
+pub mod tls;
 mod transport;
 
 /// The generated protobuf messages, clients and servers.

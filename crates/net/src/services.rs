@@ -10,6 +10,7 @@ use crate::pb::kv_server::{Kv, KvServer};
 use crate::pb::raft_server::{Raft, RaftServer};
 use crate::pb::shard_server::{Shard, ShardServer};
 use crate::pb::{self};
+use crate::tls::PeerAuth;
 use crate::{
     CTRL_FRAME_BYTES_MAX, KV_FRAME_BYTES_MAX, NodeStatus, RAFT_FRAME_BYTES_MAX,
     SHARD_FRAME_BYTES_MAX, cluster_hex,
@@ -250,20 +251,29 @@ pub trait ShardHandler: Send + Sync + 'static {
 }
 
 /// Adds the Shard service for `handler` to a router built by [`router`], with the frame
-/// limit ([`SHARD_FRAME_BYTES_MAX`]) set.
+/// limit ([`SHARD_FRAME_BYTES_MAX`]) set. Only connections `auth` lets through reach it;
+/// refusals are counted and logged in `drops` (the Raft service's, [`RaftService::drops`]).
 pub fn with_shard<H: ShardHandler>(
     router: tonic::transport::server::Router,
     handler: Arc<H>,
+    auth: PeerAuth,
+    drops: Arc<RaftDrops>,
 ) -> tonic::transport::server::Router {
-    let svc = ShardServer::new(ShardService { handler })
-        .max_decoding_message_size(SHARD_FRAME_BYTES_MAX)
-        .max_encoding_message_size(SHARD_FRAME_BYTES_MAX);
+    let svc = ShardServer::new(ShardService {
+        handler,
+        auth,
+        drops,
+    })
+    .max_decoding_message_size(SHARD_FRAME_BYTES_MAX)
+    .max_encoding_message_size(SHARD_FRAME_BYTES_MAX);
     router.add_service(svc)
 }
 
 /// The Shard service.
 pub struct ShardService<H> {
     handler: Arc<H>,
+    auth: PeerAuth,
+    drops: Arc<RaftDrops>,
 }
 
 #[tonic::async_trait]
@@ -272,6 +282,14 @@ impl<H: ShardHandler> Shard for ShardService<H> {
         &self,
         r: Request<pb::ShardCall>,
     ) -> Result<Response<pb::ShardCallReply>, Status> {
+        let certs = r.peer_certs();
+        if let Err(status) = self.auth.member(certs.as_deref().map(Vec::as_slice)) {
+            let remote = r.remote_addr();
+            self.drops.count(DropReason::NotAMember, 1, || {
+                format!("a Shard call from {remote:?}: {}", status.message())
+            });
+            return Err(status);
+        }
         let r = r.into_inner();
         let reply = self.handler.shard_call(Gid(r.group), r.request).await;
         Ok(Response::new(convert::shard_reply_to_wire(
@@ -285,20 +303,32 @@ impl<H: ShardHandler> Shard for ShardService<H> {
 /// [`RaftRouter`] whether it hosts the batch's group, both before decoding; then decodes,
 /// drops misaddressed or undecodable messages, and delivers the rest. Every drop is
 /// counted in [`RaftDrops`] and logged at most once per [`DROP_LOG_INTERVAL`] per reason.
+///
+/// With [`PeerAuth::MemberCertificates`] a stream is refused (PERMISSION_DENIED) unless its
+/// connection presented a member certificate, and a batch whose `from` is not the member the
+/// certificate names is dropped whole ([`DropReason::ForgedSender`]).
 pub struct RaftService<R> {
     cluster_id: u64,
     routes: Arc<R>,
     drops: Arc<RaftDrops>,
+    auth: PeerAuth,
 }
 
 impl<R: RaftRouter> RaftService<R> {
-    /// A peer service for cluster `cluster_id` over `routes`.
+    /// A peer service for cluster `cluster_id` over `routes`, open to anyone
+    /// ([`PeerAuth::Open`]; [`RaftService::with_auth`] changes that).
     pub fn new(cluster_id: u64, routes: Arc<R>) -> RaftService<R> {
         RaftService {
             cluster_id,
             routes,
             drops: Arc::new(RaftDrops::default()),
+            auth: PeerAuth::Open,
         }
+    }
+
+    /// The same service, accepting only what `auth` lets through.
+    pub fn with_auth(self, auth: PeerAuth) -> RaftService<R> {
+        RaftService { auth, ..self }
     }
 
     /// The drop counters, to read while the service runs.
@@ -306,11 +336,24 @@ impl<R: RaftRouter> RaftService<R> {
         self.drops.clone()
     }
 
-    /// Checks, decodes and delivers one batch.
-    fn receive(&self, batch: pb::RaftBatch) {
+    /// Checks, decodes and delivers one batch that came on a connection authenticated as
+    /// `member` (`None`: an open port).
+    fn receive(&self, batch: pb::RaftBatch, member: Option<NodeId>) {
         let me = self.routes.node_id();
         let from = NodeId(batch.from);
         let group = Gid(batch.group_id);
+        if let Some(member) = member
+            && member != from
+        {
+            self.drops.count(DropReason::ForgedSender, 1, || {
+                format!(
+                    "a batch claiming to be from node {} (group {}) came on a connection \
+                     authenticated as node {}",
+                    from.0, group.0, member.0
+                )
+            });
+            return;
+        }
         if batch.cluster_id != self.cluster_id {
             self.drops.count(DropReason::WrongCluster, 1, || {
                 format!(
@@ -370,10 +413,20 @@ impl<R: RaftRouter> Raft for RaftService<R> {
         r: Request<Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
         let remote = r.remote_addr();
+        let certs = r.peer_certs();
+        let member = match self.auth.member(certs.as_deref().map(Vec::as_slice)) {
+            Ok(member) => member,
+            Err(status) => {
+                self.drops.count(DropReason::NotAMember, 1, || {
+                    format!("a Raft stream from {remote:?}: {}", status.message())
+                });
+                return Err(status);
+            }
+        };
         let mut stream = r.into_inner();
         loop {
             match stream.message().await {
-                Ok(Some(batch)) => self.receive(batch),
+                Ok(Some(batch)) => self.receive(batch, member),
                 Ok(None) => break,
                 Err(status) => {
                     tracing::debug!(node = %self.routes.node_id(), ?remote, %status,
@@ -401,14 +454,20 @@ pub enum DropReason {
     Misaddressed,
     /// A message that does not decode.
     Undecodable,
+    /// A batch whose sender is not the member its connection's certificate names.
+    ForgedSender,
+    /// A Raft stream or Shard call on a connection without a member certificate.
+    NotAMember,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 4] = [
+    const ALL: [DropReason; 6] = [
         DropReason::WrongCluster,
         DropReason::WrongGroup,
         DropReason::Misaddressed,
         DropReason::Undecodable,
+        DropReason::ForgedSender,
+        DropReason::NotAMember,
     ];
 
     fn what(self) -> &'static str {
@@ -417,6 +476,10 @@ impl DropReason {
             DropReason::WrongGroup => "dropping raft batches for a group not hosted here",
             DropReason::Misaddressed => "dropping misaddressed raft messages",
             DropReason::Undecodable => "dropping undecodable raft messages",
+            DropReason::ForgedSender => {
+                "dropping raft batches whose sender is not the certificate's member"
+            }
+            DropReason::NotAMember => "refusing a peer service to a non-member certificate",
         }
     }
 }
@@ -429,13 +492,17 @@ pub struct RaftDropCounts {
     pub wrong_group_batches: u64,
     pub misaddressed_messages: u64,
     pub undecodable_messages: u64,
+    /// Batches whose `from` is not the member the connection's certificate names.
+    pub forged_sender_batches: u64,
+    /// Raft streams and Shard calls refused for want of a member certificate.
+    pub not_a_member_calls: u64,
 }
 
 /// The drop counters of a [`RaftService`] and its log rate limiter.
 #[derive(Debug, Default)]
 pub struct RaftDrops {
     /// Indexed like [`DropReason::ALL`].
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; 6],
     /// Per reason: when the last warning was logged and the count it reported.
     /// Invariant: `reported <= counts[reason]`.
     logged: Mutex<BTreeMap<DropReason, (Instant, u64)>>,
@@ -450,6 +517,8 @@ impl RaftDrops {
             wrong_group_batches: get(DropReason::WrongGroup),
             misaddressed_messages: get(DropReason::Misaddressed),
             undecodable_messages: get(DropReason::Undecodable),
+            forged_sender_batches: get(DropReason::ForgedSender),
+            not_a_member_calls: get(DropReason::NotAMember),
         }
     }
 
@@ -561,11 +630,11 @@ mod tests {
         // kind through `receive`, then look at what the handler got and at the counters.
         let sink = Arc::new(Sink::default());
         let s = service(&sink);
-        s.receive(batch(0xc2, 1));
-        s.receive(batch(0, 1));
-        s.receive(batch(0xc1, 2));
+        s.receive(batch(0xc2, 1), None);
+        s.receive(batch(0, 1), None);
+        s.receive(batch(0xc1, 2), None);
         assert!(sink.got.lock().expect("lock").is_empty());
-        s.receive(batch(0xc1, 1));
+        s.receive(batch(0xc1, 1), None);
         assert_eq!(*sink.got.lock().expect("lock"), vec![good()]);
         assert_eq!(
             s.drops().counts(),
@@ -595,5 +664,18 @@ mod tests {
         assert_eq!(logged.get(&DropReason::WrongGroup).map(|l| l.1), Some(1));
         assert_eq!(logged.get(&DropReason::WrongCluster).map(|l| l.1), Some(1));
         assert_eq!(drops.counts().wrong_group_batches, 100);
+    }
+
+    #[test]
+    fn a_batch_not_from_the_certificates_member_is_dropped_and_counted() {
+        // Goal: on a TLS port, a member cannot speak for another one. Method: the same
+        // batch (from node 2) on connections authenticated as node 3 and as node 2.
+        let sink = Arc::new(Sink::default());
+        let s = service(&sink);
+        s.receive(batch(0xc1, 1), Some(NodeId(3)));
+        assert!(sink.got.lock().expect("lock").is_empty());
+        assert_eq!(s.drops().counts().forged_sender_batches, 1);
+        s.receive(batch(0xc1, 1), Some(NodeId(2)));
+        assert_eq!(*sink.got.lock().expect("lock"), vec![good()]);
     }
 }

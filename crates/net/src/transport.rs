@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Batches handed to one open stream but not yet written to the connection.
 const STREAM_BATCHES_IN_FLIGHT: usize = 4;
@@ -30,6 +30,8 @@ pub struct TransportOptions {
     /// First wait after a failed connection; doubled on each failure up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Connect with TLS, presenting this member's certificate (`None`: plaintext).
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for TransportOptions {
@@ -39,6 +41,7 @@ impl Default for TransportOptions {
             connect_timeout: Duration::from_millis(500),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -178,7 +181,12 @@ impl PeerSender {
     }
 
     async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
-        Endpoint::from_shared(format!("http://{}", self.addr))?
+        let uri = crate::tls::endpoint_uri(&self.addr, self.opts.tls.is_some());
+        let mut endpoint = Endpoint::from_shared(uri)?;
+        if let Some(tls) = &self.opts.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        endpoint
             .connect_timeout(self.opts.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))

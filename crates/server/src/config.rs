@@ -21,6 +21,10 @@
 //!                               # become a new member (otherwise it is refused)
 //! max-connections = 4096        # open client and peer connections at most
 //! idle-timeout = "5m"           # a connection silent this long is closed
+//! # TLS (all three or none; docs/security.md):
+//! cert = "/etc/shardkv/n1.pem"  # this member's certificate (URI SAN shardkv://node/1)
+//! key = "/etc/shardkv/n1.key"
+//! cacert = "/etc/shardkv/ca.pem"
 //! ```
 //!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
@@ -29,6 +33,7 @@
 
 use crate::units::{parse_bytes, parse_duration};
 use serde::Deserialize;
+use shardkv_net::tls::TlsFiles;
 use shardkv_net::{CLUSTER_TOKEN_DEFAULT, PeerIdentity, cluster_id_from_token};
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
@@ -118,6 +123,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A connection whose peer sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    // --- TLS (docs/security.md) ---
+    /// The certificate (presented when serving and to other members), its key and the CA
+    /// every connection's certificate must be signed by; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -163,6 +172,10 @@ pub struct ConfigLayer {
     pub max_connections: Option<usize>,
     /// A duration (e.g. `5m`).
     pub idle_timeout: Option<String>,
+    // --- TLS: `cert`, `key` and `cacert`, all three or none ---
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub cacert: Option<PathBuf>,
 }
 
 impl ConfigLayer {
@@ -192,6 +205,10 @@ impl ConfigLayer {
             bootstrap: self.bootstrap.or(lower.bootstrap),
             max_connections: self.max_connections.or(lower.max_connections),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            // TLS
+            cert: self.cert.or(lower.cert),
+            key: self.key.or(lower.key),
+            cacert: self.cacert.or(lower.cacert),
         }
     }
 
@@ -258,6 +275,7 @@ impl ConfigLayer {
         let ctrl = resolve_ctrl(self.ctrl.as_deref(), &groups, &peers)?;
         let (max_connections, idle_timeout) =
             resolve_connections(self.max_connections, self.idle_timeout.as_deref())?;
+        let tls = resolve_tls(self.cert, self.key, self.cacert)?;
         Ok(ServerConfig {
             id,
             listen,
@@ -275,6 +293,7 @@ impl ConfigLayer {
             bootstrap: self.bootstrap.unwrap_or(false),
             max_connections,
             idle_timeout,
+            tls,
         })
     }
 }
@@ -296,6 +315,21 @@ fn resolve_connections(
         return Err("idle-timeout must be positive".into());
     }
     Ok((max_connections, idle_timeout))
+/// TLS is on when `--cert`, `--key` and `--cacert` are all given, off when none is.
+fn resolve_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cacert: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, String> {
+    match (cert, key, cacert) {
+        (Some(cert), Some(key), Some(cacert)) => Ok(Some(TlsFiles { cert, key, cacert })),
+        (None, None, None) => Ok(None),
+        _ => Err(
+            "TLS needs all of --cert, --key and --cacert (SHARDKV_CERT, SHARDKV_KEY, \
+             SHARDKV_CACERT), or none of them"
+                .into(),
+        ),
+    }
 }
 
 /// The controller addresses shard groups poll: the given list, or (for a process that hosts
@@ -585,5 +619,24 @@ mod tests {
         assert!(parse_peers("1:127.0.0.1:1").is_err());
         let unknown: Result<ConfigLayer, _> = toml::from_str("colour = \"blue\"");
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn tls_needs_all_three_files_or_none() {
+        // Goal: a half-configured TLS never starts a plaintext server.
+        assert_eq!(layer().resolve().expect("valid").tls, None);
+        let file: ConfigLayer =
+            toml::from_str("cert = \"n2.pem\"\nkey = \"n2.key\"\ncacert = \"ca.pem\"")
+                .expect("toml");
+        let c = layer().over(file).resolve().expect("valid");
+        let files = c.tls.expect("tls on");
+        assert_eq!(files.cert, PathBuf::from("n2.pem"));
+        assert_eq!(files.cacert, PathBuf::from("ca.pem"));
+        let half = ConfigLayer {
+            cert: Some("n2.pem".into()),
+            key: Some("n2.key".into()),
+            ..layer()
+        };
+        assert!(half.resolve().unwrap_err().contains("--cacert"));
     }
 }

@@ -20,6 +20,10 @@
 //!   deadline (`request_timeout`, default 2 s) after which the client is told `Timeout`:
 //!   the request may have applied and the client retries with the same sequence number.
 //! - The peer transport keeps one stream per peer with a bounded queue (drop when full).
+//! - TLS (`--cert`, `--key`, `--cacert`; docs/security.md): the port serves mutual TLS, and
+//!   the same certificate, which must name this node (`shardkv://node/<id>`, checked before
+//!   storage is opened), is the client certificate of the peer streams and the outbox. The
+//!   Raft and Shard services then accept only member certificates (`shardkv-net`).
 //! - A shard group's node ([`member::Member`] for `ShardGroup`) drains its duties' requests
 //!   to other groups after every Ready loop into its [`outbox::Outbox`], which sends each
 //!   one as a tokio task (bounded in flight, bounded per attempt) and puts the answer back

@@ -11,6 +11,8 @@
 //! - A request that surely reached no server (no connection, no such service, a reply that
 //!   does not decode) is answered `Unavailable`, so the clerk moves to the next server at
 //!   once instead of waiting out the attempt.
+//! - With TLS ([`Outbox::new`]'s `tls`) every connection presents this member's
+//!   certificate: another group's Shard service accepts only member certificates.
 //! - The answer names the server the request was sent to (`Outbound::to`, its position in
 //!   the group's server list), as the clerk core counts servers.
 
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// The most requests one group has in flight to other groups.
 pub const OUTBOUND_IN_FLIGHT_MAX: usize = 64;
@@ -46,6 +48,8 @@ pub struct Outbox {
     in_flight: Arc<AtomicUsize>,
     /// Lazily connected channels by address (they reconnect on their own).
     channels: Mutex<BTreeMap<String, Channel>>,
+    /// Connect with TLS as this member (`None`: plaintext).
+    tls: Option<ClientTlsConfig>,
 }
 
 /// Where answers go: the node's inbox, as [`crate::handler::Inbound::Answer`].
@@ -61,13 +65,15 @@ impl Drop for InFlight {
 }
 
 impl Outbox {
-    /// An outbox whose answers go to `inbox`; its tasks run on `rt`.
-    pub fn new(rt: Handle, answers: Box<Answers>) -> Outbox {
+    /// An outbox whose answers go to `inbox`; its tasks run on `rt`; it connects with
+    /// `tls` if given.
+    pub fn new(rt: Handle, answers: Box<Answers>, tls: Option<ClientTlsConfig>) -> Outbox {
         Outbox {
             rt,
             answers: Arc::from(answers),
             in_flight: Arc::new(AtomicUsize::new(0)),
             channels: Mutex::new(BTreeMap::new()),
+            tls,
         }
     }
 
@@ -102,10 +108,15 @@ impl Outbox {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad address {addr:?}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+        let uri = shardkv_net::tls::endpoint_uri(addr, self.tls.is_some());
+        let mut endpoint =
+            Endpoint::from_shared(uri).map_err(|e| format!("bad address {addr:?}: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS towards {addr}: {e}"))?;
+        }
+        let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
         // The channel's background task needs the runtime (the node thread is not in it).
         let _rt = self.rt.enter();
         let c = endpoint.connect_lazy();

@@ -27,6 +27,7 @@ use anyhow::{Context, Result, anyhow};
 use shardkv_client::RetryPolicy;
 use shardkv_ctrl::ShardCtrl;
 use shardkv_kv::KvStore;
+use shardkv_net::tls::{MemberTls, PeerAuth};
 use shardkv_net::{PeerTransport, RaftDrops, RaftRouter, RaftService, TransportOptions};
 use shardkv_raft::{Config, Message, Restored};
 use shardkv_rsm::{Replica, ReplicaOptions, StateMachine};
@@ -100,6 +101,7 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     refuse_single_group_layout(&cfg.data_dir)?;
+    let tls = load_tls(&cfg)?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let step_down = Arc::new(StepDownSignal::default());
     let mut router = GroupRouter {
@@ -121,8 +123,16 @@ async fn serve(
         let hosted = match service {
             Service::Kv => {
                 let (store, replica) = replica_in(&cfg, gid, "kv".into(), KvStore::default())?;
-                let started =
-                    start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
+                let started = start_node(
+                    &cfg,
+                    tls.as_ref(),
+                    gid,
+                    store,
+                    replica,
+                    &ended_tx,
+                    &step_down,
+                    group_span,
+                )?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 started.hosted
             }
@@ -132,8 +142,16 @@ async fn serve(
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
-                let started =
-                    start_node(&cfg, gid, store, replica, &ended_tx, &step_down, group_span)?;
+                let started = start_node(
+                    &cfg,
+                    tls.as_ref(),
+                    gid,
+                    store,
+                    replica,
+                    &ended_tx,
+                    &step_down,
+                    group_span,
+                )?;
                 front.ctrl = Some(started.handler.clone());
                 started.hosted
             }
@@ -144,7 +162,7 @@ async fn serve(
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
                 let group = ShardGroup::new(replica, duties(&cfg));
                 let started =
-                    start_node(&cfg, gid, store, group, &ended_tx, &step_down, group_span)?;
+                    start_node(&cfg, tls.as_ref(), gid, store, group, &ended_tx, &step_down, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
@@ -155,12 +173,21 @@ async fn serve(
         router.groups.insert(gid, hosted);
     }
     let router = Arc::new(router);
-    let raft = RaftService::new(cfg.cluster_id, router.clone());
+    let auth = match tls {
+        Some(_) => PeerAuth::MemberCertificates,
+        None => PeerAuth::Open,
+    };
+    let raft = RaftService::new(cfg.cluster_id, router.clone()).with_auth(auth);
     let drops = raft.drops();
     let ctrl = front.ctrl.clone();
     let front = Arc::new(front);
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
     let mut builder = listen::limit_http2(tonic::transport::Server::builder());
+    if let Some(tls) = &tls {
+        builder = builder
+            .tls_config(tls.server_config())
+            .context("cannot use the TLS certificate and key")?;
+    }
     let limits = ListenOptions {
         max_connections: listen::effective_max_connections(
             cfg.max_connections,
@@ -184,7 +211,7 @@ async fn serve(
     }
     // Without a shard group the Shard service is absent as well.
     if !shard_front.shard.is_empty() {
-        services = shardkv_net::with_shard(services, Arc::new(shard_front));
+        services = shardkv_net::with_shard(services, Arc::new(shard_front), auth, drops.clone());
     }
     let serve = services.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rpc_rx.await;
@@ -195,7 +222,7 @@ async fn serve(
         .iter()
         .map(|(g, s)| format!("{}={}", g.0, s.name()))
         .collect();
-    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(),
+    tracing::info!(listen = %cfg.listen, tls = tls.is_some(), data_dir = %cfg.data_dir.display(),
         max_connections = limits.max_connections, idle_timeout = ?limits.idle_timeout,
         cluster = %shardkv_net::cluster_hex(cfg.cluster_id), groups = %groups.join(","), "serving");
     tokio::pin!(shutdown);
@@ -319,6 +346,7 @@ fn replica_in<SM: StateMachine>(
 /// asks other groups, its outbox).
 fn start_node<A: Member>(
     cfg: &ServerConfig,
+    tls: Option<&MemberTls>,
     gid: Gid,
     store: RaftStore<FsDisk>,
     app: A,
@@ -337,7 +365,10 @@ fn start_node<A: Member>(
         cfg.id,
         cfg.peer_identity(gid),
         &peers,
-        TransportOptions::default(),
+        TransportOptions {
+            tls: tls.map(MemberTls::client_config),
+            ..TransportOptions::default()
+        },
         &rt,
     );
     let (inbox_tx, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_ITEMS_MAX);
@@ -351,7 +382,7 @@ fn start_node<A: Member>(
                 answer,
             });
         };
-        Outbox::new(rt, Box::new(answers))
+        Outbox::new(rt, Box::new(answers), tls.map(MemberTls::client_config))
     });
     let id = cfg.id;
     let node = Node::new(gid, app, store, transport, outbox);
@@ -399,6 +430,14 @@ fn start_node<A: Member>(
     Ok(Started { handler, hosted })
 }
 
+/// Reads and checks the TLS files, if configured: the certificate must be this node's.
+fn load_tls(cfg: &ServerConfig) -> Result<Option<MemberTls>> {
+    cfg.tls
+        .as_ref()
+        .map(|files| MemberTls::load(files, cfg.id).map_err(|e| anyhow!("TLS: {e}")))
+        .transpose()
+}
+
 /// Refuses a data directory in the layout of a single-group server (its files directly in
 /// `data-dir`, not in `data-dir/g<gid>/`): starting would create an empty group beside it.
 fn refuse_single_group_layout(data_dir: &Path) -> Result<()> {
@@ -425,6 +464,8 @@ fn log_drops(drops: &RaftDrops) {
             wrong_group_batches = c.wrong_group_batches,
             misaddressed_messages = c.misaddressed_messages,
             undecodable_messages = c.undecodable_messages,
+            forged_sender_batches = c.forged_sender_batches,
+            not_a_member_calls = c.not_a_member_calls,
             "raft traffic dropped by the peer service"
         );
     }

@@ -79,7 +79,7 @@ pub fn run(b: MoveBench<'_>) -> Result<()> {
     );
     let opts = ClientOptions {
         op_timeout: b.conn.timeout.max(Duration::from_secs(30)),
-        ..ClientOptions::default()
+        ..b.conn.options()?
     };
     let ctrl = CtrlClient::connect_with(&ctrl_endpoints, opts.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -475,22 +475,16 @@ fn on_status<S: Service>(
     }
 }
 
-/// The status's message and the chain of errors under it ("transport error" alone hides
-/// whether the connection was refused, timed out, or failed its TLS handshake or name
-/// lookup), each said once.
+/// The status's message and the errors under it (see [`crate::cause`]).
 pub(crate) fn status_cause(status: &tonic::Status) -> String {
-    let mut text = status.message().to_string();
-    if text.is_empty() {
-        text = format!("{:?}", status.code());
+    let message = status.message();
+    let Some(source) = std::error::Error::source(status) else {
+        return message.to_string();
+    };
+    let below = crate::cause::chain(source);
+    if message.is_empty() || below.starts_with(message) {
+        below
+    } else {
+        format!("{message}: {below}")
     }
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !s.is_empty() && !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = e.source();
-    }
-    text
 }

@@ -126,7 +126,7 @@ async fn connect(addr: &str, timeout: Duration) -> Result<Channel, String> {
     endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+        .map_err(|e| format!("cannot connect to {addr}: {}", crate::cause::chain(&e)))
 }
 
 /// Asks the server at `addr` (`HOST:PORT`) for its status, within `timeout`.

@@ -47,6 +47,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "grpc")]
+mod cause;
 mod clerk;
 #[cfg(feature = "grpc")]
 mod client;

@@ -64,7 +64,7 @@ fn clients_of_a_frozen_leader_complete_their_operations_before_the_attempt_timeo
     for h in handles {
         let (rec, wrote, read, out) = c.block_on(h).expect("client task");
         completed += usize::from(wrote == Outcome::Ok) + usize::from(read == Outcome::Ok);
-        if read == Outcome::Ok {
+        if (wrote, read) == (Outcome::Ok, Outcome::Ok) {
             assert_eq!(out, Some(Output::Get(Some(b"after".to_vec()))));
         }
         history.extend(rec.history);

@@ -44,6 +44,7 @@ pub mod member;
 pub mod node;
 pub mod outbox;
 mod server;
+mod stall_log;
 pub mod units;
 
 pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};

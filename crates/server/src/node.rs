@@ -19,6 +19,7 @@
 use crate::handler::Inbound;
 use crate::member::Member;
 use crate::outbox::Outbox;
+use crate::stall_log::StallLog;
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
@@ -26,6 +27,7 @@ use shardkv_rsm::ReqId;
 use shardkv_storage::{FsDisk, RaftStore};
 use shardkv_types::{Gid, NodeId, Term};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 pub use shardkv_host::Fatal;
@@ -53,22 +55,38 @@ pub struct Node<A: Member> {
     seen: (Role, Term, Option<NodeId>),
     /// Why the app last said it cannot go on (logged when it changes).
     stuck: Option<String>,
+    /// The disk-full stall's log lines, rate limited.
+    stalls: StallLog,
 }
 
-/// The production observer: logs what the host reports. Checks nothing.
-struct LogObserver;
+/// The production observer: logs what the host reports, the stall rate limited
+/// ([`StallLog`]). Checks nothing.
+struct LogObserver<'a> {
+    stalls: &'a mut StallLog,
+}
 
-impl Observer for LogObserver {
+impl Observer for LogObserver<'_> {
     fn on_event(&mut self, _id: NodeId, event: HostEvent) {
+        let now = Instant::now();
         match event {
-            HostEvent::Stalled { path } => tracing::warn!(path = %path.display(),
-                "disk full while persisting raft state: stalled until space frees"),
-            HostEvent::Resumed => tracing::info!("raft state persisted again: no longer stalled"),
+            HostEvent::Stalled { path } => {
+                if let Some(line) = self.stalls.on_stalled(now) {
+                    line.log(Some(&path));
+                }
+            }
+            HostEvent::Resumed => {
+                if let Some(line) = self.stalls.on_resumed(now) {
+                    line.log(None);
+                }
+            }
             HostEvent::SnapshotSaved { index, bytes } => {
                 tracing::debug!(index = %index, bytes, "snapshot saved")
             }
             HostEvent::SnapshotNotSaved { index } => {
-                tracing::warn!(index = %index, "disk full: snapshot not saved")
+                tracing::debug!(index = %index, "snapshot not saved");
+                if let Some(line) = self.stalls.on_snapshot_not_saved(now) {
+                    line.log(None);
+                }
             }
         }
     }
@@ -101,6 +119,7 @@ impl<A: Member> Node<A> {
             next_req: 1,
             seen,
             stuck: None,
+            stalls: StallLog::default(),
         }
     }
 
@@ -221,10 +240,14 @@ impl<A: Member> Node<A> {
     pub fn drive(&mut self) -> Result<(), Fatal> {
         let transport = &self.transport;
         let mut send = |m| transport.send(m);
-        if let Err(e) = self
-            .host
-            .drive(&mut self.replica, &mut send, &mut LogObserver)
-        {
+        let mut observer = LogObserver {
+            stalls: &mut self.stalls,
+        };
+        let driven = self.host.drive(&mut self.replica, &mut send, &mut observer);
+        if let Some(line) = self.stalls.on_drive(Instant::now()) {
+            line.log(None);
+        }
+        if let Err(e) = driven {
             tracing::error!(term = %self.term(), error = %e, "fatal error in the ready loop");
             return Err(e);
         }

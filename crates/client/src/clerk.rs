@@ -6,9 +6,10 @@
 //! a [`Router`] which group serves a request: one fixed group for the KV service and the
 //! controller, the group the cached config names for the sharded store. It keeps a leader
 //! cursor per group, one sequence-number stream per client id (valid across groups), and the
-//! retry policy: follow leader hints, move on after timeouts, back off (in ticks) when no
-//! leader is known, and end an operation as "may have applied" whenever some attempt might
-//! have reached a leader.
+//! retry policy: follow leader hints, move on after a silence of
+//! [`RetryPolicy::silence_ticks`] (the hedge delay when hedging: the shell keeps the silent
+//! attempt open and any answer counts), back off (in ticks) when no leader is known, and end
+//! an operation as "may have applied" whenever some attempt might have reached a leader.
 
 use crate::router::Router;
 use shardkv_rsm::{Error, Request, StateMachine};

@@ -12,7 +12,10 @@
 //! each attempt and the whole operation, opens and resets connections, maps the servers'
 //! node ids in leader hints onto endpoint slots, and turns transport failures into the
 //! core's events (`on_unreachable` when nothing was sent, `on_timeout` when a request may
-//! have reached a server). What differs between services is only how one request travels:
+//! have reached a server, `on_unreadable` when an answer exceeds the frame limit). An
+//! attempt silent for the hedge delay stays open (at most one per server, each bounded by
+//! the attempt timeout) while the core's next attempt goes out; the first answer from any of
+//! them wins, and the rest are dropped when the operation ends. What differs between services is only how one request travels:
 //! a [`Service`] sends it on a channel and decodes the answer.
 
 use crate::endpoints::Endpoints;
@@ -20,10 +23,10 @@ use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, Router, Sing
 use shardkv_rsm::{Reply, Request, StateMachine};
 use shardkv_types::{ClientId, Gid, NodeId, Rng};
 use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -99,11 +102,7 @@ pub(crate) enum CallFailure {
 /// How one request of a service travels: the only part of a client that knows its RPCs.
 pub(crate) trait Service {
     /// The state machine the group replicates (for its request and output types).
-    type Machine: StateMachine<
-            Command: Send,
-            Query: Send,
-            Output: Send,
-        >;
+    type Machine: StateMachine<Command: Send, Query: Send, Output: Send>;
     /// What the service is, for messages: "the KV service".
     const WHAT: &'static str;
     /// The largest request frame the servers accept (an over-limit one is refused before

@@ -399,7 +399,11 @@ fn the_shell_waits_the_hedge_delay_for_an_answer_when_hedging() {
         hedge_ticks: 400,
         ..HEDGING
     };
-    assert_eq!(late.silence_ticks(), 250, "never later than the attempt bound");
+    assert_eq!(
+        late.silence_ticks(),
+        250,
+        "never later than the attempt bound"
+    );
 }
 
 /// Goal: a frozen leader (SIGSTOP: it neither answers nor is replaced for a while) costs a
@@ -420,7 +424,9 @@ fn a_frozen_leader_costs_the_hedge_delay_not_the_attempt_timeout() {
         assert!(sends < 100, "bounded");
         let (to, delay) = match &next {
             Next::Done(_) => break now,
-            Next::Send { to, delay_ticks, .. } => (*to, *delay_ticks),
+            Next::Send {
+                to, delay_ticks, ..
+            } => (*to, *delay_ticks),
             other => panic!("unexpected {other:?}"),
         };
         now += delay;
@@ -458,7 +464,11 @@ fn a_hedged_write_keeps_its_sequence_number_and_takes_the_first_answer() {
     assert_eq!(delay, 0, "at once");
     assert_eq!(seq_of(c.current()), seq, "the same request");
     let done = c.on_response(35, first, Ok(KvOutput::Done));
-    assert_eq!(done, Next::Done(KvOutput::Done), "the silent one answered first");
+    assert_eq!(
+        done,
+        Next::Done(KvOutput::Done),
+        "the silent one answered first"
+    );
     assert_eq!(c.leader_of(Gid(1)), Some(first));
 }
 

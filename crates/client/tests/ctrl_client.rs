@@ -389,7 +389,11 @@ async fn a_frozen_leader_is_hedged_around_within_the_operation_deadline() {
         members[0].requests() >= 3,
         "sessions asked the frozen member"
     );
-    assert_eq!(group.lock().expect("lock").applied, joins, "each applied once");
+    assert_eq!(
+        group.lock().expect("lock").applied,
+        joins,
+        "each applied once"
+    );
 }
 
 /// Goal: a member that refuses connections is reported as such, not as a bare "transport

@@ -13,7 +13,8 @@
 //! Failure policy (enforced by the host, logged here): a storage error other than
 //! `NoSpace` is fatal (`drive` returns it and the process exits non-zero). `NoSpace` while
 //! persisting a Ready stalls the node until space frees: peer messages dropped, writes
-//! answered `NoSpace`, reads `Unavailable`. While free space is below the configured
+//! answered `NoSpace`, reads `Unavailable`; the stall is logged rate limited (see
+//! `stall_log`). While free space is below the configured
 //! reserve, writes are answered `NoSpace` before they are proposed and reads keep working.
 
 use crate::handler::Inbound;

@@ -129,7 +129,10 @@ impl StallLog {
     /// A snapshot was not saved for lack of space at `now`.
     pub fn on_snapshot_not_saved(&mut self, now: Instant) -> Option<StallLine> {
         self.snapshot_misses += 1;
-        if self.last_snapshot_line.is_some_and(|t| !every_passed(t, now)) {
+        if self
+            .last_snapshot_line
+            .is_some_and(|t| !every_passed(t, now))
+        {
             return None;
         }
         self.last_snapshot_line = Some(now);
@@ -199,7 +202,10 @@ mod tests {
                 _ => 0,
             })
             .sum();
-        assert!(counted >= 2400, "the stalls left out are counted: {counted}");
+        assert!(
+            counted >= 2400,
+            "the stalls left out are counted: {counted}"
+        );
         // Quiet for longer than the interval: the next stall is a new run, logged at once.
         let later = t0 + Duration::from_secs(200);
         assert_eq!(log.on_stalled(later), Some(StallLine::Started));

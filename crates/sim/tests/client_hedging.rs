@@ -90,7 +90,11 @@ fn clients_of_a_frozen_leader_finish_well_within_one_attempt_timeout() {
         assert_ne!(new, frozen, "seed {seed}");
         for c in 0..CLERKS {
             let last = k.clerks[c].results.last().map(|(_, o)| o.clone());
-            assert_eq!(last, Some(KvOutput::Value(Some(b"1".to_vec()))), "seed {seed}");
+            assert_eq!(
+                last,
+                Some(KvOutput::Value(Some(b"1".to_vec()))),
+                "seed {seed}"
+            );
         }
         k.check_linearizable();
     }

@@ -14,9 +14,10 @@
 //! core's events (`on_unreachable` when nothing was sent, `on_timeout` when a request may
 //! have reached a server, `on_unreadable` when an answer exceeds the frame limit). An
 //! attempt silent for the hedge delay stays open (at most one per server, each bounded by
-//! the attempt timeout) while the core's next attempt goes out; the first answer from any of
-//! them wins, and the rest are dropped when the operation ends. What differs between services is only how one request travels:
-//! a [`Service`] sends it on a channel and decodes the answer.
+//! the attempt timeout) while the core's next attempt goes out; the first answer from any
+//! of them wins, and the rest are dropped when the operation ends. What differs between
+//! services is only how one request travels: a [`Service`] sends it on a channel and
+//! decodes the answer.
 
 use crate::endpoints::Endpoints;
 use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, Router, SingleGroup};
@@ -454,7 +455,6 @@ fn on_status<S: Service>(
 ) -> Attempt<Out<S>> {
     let addr = endpoints.addr(slot);
     match status.code() {
-        // The server's frame limit: the request was refused before it was decoded.
         // A frame over the limit. The request was within the limits (the clerk core
         // refuses any other before sending), so it is the answer that did not fit.
         Code::ResourceExhausted | Code::OutOfRange => Attempt::Unreadable(format!(

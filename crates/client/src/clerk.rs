@@ -6,9 +6,10 @@
 //! a [`Router`] which group serves a request: one fixed group for the KV service and the
 //! controller, the group the cached config names for the sharded store. It keeps a leader
 //! cursor per group, one sequence-number stream per client id (valid across groups), and the
-//! retry policy: follow leader hints, move on after timeouts, back off (in ticks) when no
-//! leader is known, and end an operation as "may have applied" whenever some attempt might
-//! have reached a leader.
+//! retry policy: follow leader hints, move on after a silence of
+//! [`RetryPolicy::silence_ticks`] (the hedge delay when hedging: the shell keeps the silent
+//! attempt open and any answer counts), back off (in ticks) when no leader is known, and end
+//! an operation as "may have applied" whenever some attempt might have reached a leader.
 
 use crate::router::Router;
 use shardkv_rsm::{Error, Request, StateMachine};
@@ -26,8 +27,13 @@ pub enum Op<C, Q> {
 /// simulator).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// How long one attempt waits for an answer before the next server is tried.
+    /// How long one attempt may wait for an answer at all (the shell's bound on one RPC).
     pub attempt_ticks: u64,
+    /// How long an attempt may stay silent before the same request (same client id and
+    /// sequence number) is also sent to the next server: a frozen leader costs this, not
+    /// `attempt_ticks`. The silent attempt's answer still counts if it comes first (the
+    /// sessions keep a write exactly-once whichever member applies it). 0: no hedging.
+    pub hedge_ticks: u64,
     /// The longest pause between attempts while no leader is known.
     pub backoff_ticks_max: u64,
     /// The most attempts of one operation.
@@ -37,6 +43,16 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// How long the shell waits for the answer to an attempt before it calls
+    /// [`ClerkCore::on_timeout`]: `hedge_ticks` when hedging (the shell keeps listening to
+    /// the silent attempt), else `attempt_ticks`.
+    pub fn silence_ticks(&self) -> u64 {
+        match self.hedge_ticks {
+            0 => self.attempt_ticks,
+            h => h.min(self.attempt_ticks),
+        }
+    }
+
     /// The pause before the next attempt after `fruitless` attempts in a row found no
     /// leader: 1, 2, 4, … ticks, capped at `backoff_ticks_max`.
     pub fn backoff_ticks(&self, fruitless: u32) -> u64 {
@@ -51,8 +67,10 @@ impl RetryPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next<O> {
     /// Wait `delay_ticks`, then send [`ClerkCore::current`] (the same request, the same
-    /// sequence number) to server `to` of group `gid`, and wait up to `attempt_ticks` for
-    /// the answer.
+    /// sequence number) to server `to` of group `gid`, and wait up to
+    /// [`RetryPolicy::silence_ticks`] for the answer (then call [`ClerkCore::on_timeout`]).
+    /// A shell that hedges keeps the earlier attempts open (up to `attempt_ticks` each) and
+    /// hands their answers to [`ClerkCore::on_response`] too: the first answer wins.
     Send {
         gid: Gid,
         to: NodeId,
@@ -183,6 +201,11 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
                 }
             }
         };
+        // A request over the limits never gets better: refused here, before any server
+        // sees it (so an over-limit frame from a server is never mistaken for this).
+        if let Err(e) = SM::validate(&req) {
+            return Next::Failed(e);
+        }
         self.current = Some(InFlight {
             req,
             started_tick: now,
@@ -238,8 +261,9 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         self.give_up(now, e)
     }
 
-    /// The attempt was sent but no answer came within `attempt_ticks` (or the connection
-    /// broke mid-request): it may have reached a leader. Try the next server.
+    /// The attempt was sent but no answer came within [`RetryPolicy::silence_ticks`] (or
+    /// the connection broke mid-request): it may have reached a leader. Try the next
+    /// server; a hint naming the silent one is no progress until it answers.
     pub fn on_timeout(&mut self, now: u64, reason: String) -> Out<SM> {
         let Some(f) = self.current.as_mut() else {
             return Next::Failed(Error::Unavailable { reason });
@@ -250,6 +274,16 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
         self.move_on();
         self.attempt_failed();
         self.next_attempt(now)
+    }
+
+    /// An answer came but cannot be read (it exceeds the client's frame limit): a write
+    /// may have applied, and every retry would get the same stored answer, so the
+    /// operation ends: "may have applied" for a write, a failure for a read.
+    pub fn on_unreadable(&mut self, now: u64, reason: String) -> Out<SM> {
+        if let Some(f) = self.current.as_mut() {
+            f.maybe_applied |= f.req.is_write();
+        }
+        self.give_up(now, Error::Unavailable { reason })
     }
 
     /// The attempt could not be sent (no connection): surely not applied there. Try the
@@ -451,11 +485,22 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             let ticks = now.saturating_sub(f.started_tick);
             return Next::Failed(Error::Timeout {
                 detail: format!(
-                    "gave up after {} attempts and {ticks} ticks ({last})",
-                    f.attempts
+                    "gave up after {} attempts and {ticks} ticks (last: {})",
+                    f.attempts,
+                    cause(&last)
                 ),
             });
         }
         Next::Failed(last)
+    }
+}
+
+/// What went wrong in `e`, without its verdict on the outcome: an operation that may have
+/// applied must not quote an attempt's "not applied" (the whole message would say both).
+fn cause(e: &Error) -> String {
+    let text = e.to_string();
+    match text.strip_suffix("; not applied") {
+        Some(c) => c.to_string(),
+        None => text,
     }
 }

@@ -12,8 +12,12 @@
 //! each attempt and the whole operation, opens and resets connections, maps the servers'
 //! node ids in leader hints onto endpoint slots, and turns transport failures into the
 //! core's events (`on_unreachable` when nothing was sent, `on_timeout` when a request may
-//! have reached a server). What differs between services is only how one request travels:
-//! a [`Service`] sends it on a channel and decodes the answer.
+//! have reached a server, `on_unreadable` when an answer exceeds the frame limit). An
+//! attempt silent for the hedge delay stays open (at most one per server, each bounded by
+//! the attempt timeout) while the core's next attempt goes out; the first answer from any
+//! of them wins, and the rest are dropped when the operation ends. What differs between
+//! services is only how one request travels: a [`Service`] sends it on a channel and
+//! decodes the answer.
 
 use crate::endpoints::{Dial, Endpoints};
 use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, Router, SingleGroup};
@@ -21,7 +25,9 @@ use shardkv_rsm::{Reply, Request, StateMachine};
 use shardkv_types::{ClientId, Gid, NodeId, Rng};
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -32,6 +38,11 @@ pub struct ClientOptions {
     /// How long one attempt may wait for a server's answer. Longer than the server's own
     /// deadline (2 s by default), so a slow leader answers `Timeout` itself.
     pub attempt_timeout: Duration,
+    /// How long an attempt may stay silent before the same request is also sent to the
+    /// next member (the silent attempt stays open up to `attempt_timeout`; the first
+    /// answer wins). A frozen leader then costs this, not `attempt_timeout`. Zero: no
+    /// hedging.
+    pub hedge_after: Duration,
     /// How long one operation may take over all its attempts.
     pub op_timeout: Duration,
     /// The most attempts of one operation.
@@ -50,6 +61,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             attempt_timeout: Duration::from_millis(2500),
+            hedge_after: Duration::from_millis(300),
             op_timeout: Duration::from_secs(15),
             attempts_max: 200,
             connect_timeout: Duration::from_millis(500),
@@ -74,6 +86,7 @@ impl ClientOptions {
         let ticks = |d: Duration| (d.as_millis() as u64).div_ceil(CLERK_TICK_MS);
         RetryPolicy {
             attempt_ticks: ticks(self.attempt_timeout),
+            hedge_ticks: ticks(self.hedge_after),
             backoff_ticks_max: ticks(self.backoff_max),
             attempts_max: self.attempts_max,
             op_ticks_max: Some(ticks(self.op_timeout)),
@@ -101,7 +114,7 @@ pub(crate) enum CallFailure {
 /// How one request of a service travels: the only part of a client that knows its RPCs.
 pub(crate) trait Service {
     /// The state machine the group replicates (for its request and output types).
-    type Machine: StateMachine;
+    type Machine: StateMachine<Command: Send, Query: Send, Output: Send>;
     /// What the service is, for messages: "the KV service".
     const WHAT: &'static str;
     /// The largest request frame the servers accept (an over-limit one is refused before
@@ -164,8 +177,53 @@ enum Attempt<O> {
     NotSent(String),
     /// The request may have reached a server, but no answer came.
     Lost(String),
-    /// The server refused the frame (over its size limit). Surely not applied.
-    Refused(Error),
+    /// An answer came but exceeds the frame limit (the request itself was within the
+    /// limits: the clerk core checked it), so it cannot be read. A write may have applied.
+    Unreadable(String),
+}
+
+/// An attempt sent and not yet answered.
+struct Flight<'a, O> {
+    gid: Gid,
+    to: NodeId,
+    endpoints: Arc<Endpoints>,
+    fut: Pin<Box<dyn Future<Output = Attempt<O>> + Send + 'a>>,
+}
+
+/// What one open attempt came to.
+struct Landed<O> {
+    to: NodeId,
+    endpoints: Arc<Endpoints>,
+    attempt: Attempt<O>,
+}
+
+/// Waits up to `within` for an open attempt to land: any attempt's answer, or the failure
+/// of the `latest` one (an earlier attempt that fails without an answer was already given
+/// up as silent, so it is dropped quietly). `None` when nothing landed in time.
+async fn wait_any<O>(
+    flights: &mut Vec<Flight<'_, O>>,
+    latest: Option<(Gid, NodeId)>,
+    within: Duration,
+) -> Option<Landed<O>> {
+    let landed = std::future::poll_fn(|cx| {
+        let mut i = 0;
+        while i < flights.len() {
+            let Poll::Ready(attempt) = flights[i].fut.as_mut().poll(cx) else {
+                i += 1;
+                continue;
+            };
+            let f = flights.swap_remove(i);
+            if matches!(attempt, Attempt::Reply(_)) || latest == Some((f.gid, f.to)) {
+                return Poll::Ready(Landed {
+                    to: f.to,
+                    endpoints: f.endpoints,
+                    attempt,
+                });
+            }
+        }
+        Poll::Pending
+    });
+    tokio::time::timeout(within, landed).await.ok()
 }
 
 /// One client session over one [`Service`]: a [`ClerkCore`] with a random client id (one
@@ -229,6 +287,9 @@ where
         // request yet (its shard unassigned, its group not reachable by name) is asked for
         // again after a growing pause, not in a tight loop.
         let mut refreshes: u32 = 0;
+        // The attempts sent and not yet answered: with hedging, a silent one stays open
+        // while the next server is tried. Dropped (cancelled) when the operation ends.
+        let mut flights: Vec<Flight<'_, Out<S>>> = Vec::new();
         loop {
             let left = self.opts.op_timeout.saturating_sub(started.elapsed());
             let (group, to, delay_ticks) = match next {
@@ -251,8 +312,13 @@ where
                 } => (gid, to, delay_ticks),
             };
             refreshes = 0;
+            // The backoff pause; an earlier attempt's answer may end it.
             if delay_ticks > 0 {
-                tokio::time::sleep(Duration::from_millis(delay_ticks * CLERK_TICK_MS)).await;
+                let pause = Duration::from_millis(delay_ticks * CLERK_TICK_MS);
+                if let Some(landed) = wait_any(&mut flights, None, pause).await {
+                    next = self.land(landed);
+                    continue;
+                }
             }
             let left = self.opts.op_timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
@@ -268,11 +334,6 @@ where
                     continue;
                 }
             };
-            let req = self
-                .clerk
-                .current()
-                .cloned()
-                .expect("an operation in flight");
             // The config's server list and the endpoints parsed from it disagree (a
             // malformed name in the config): that server cannot be reached.
             if to.0 == 0 || to.0 as usize > endpoints.len() {
@@ -281,18 +342,50 @@ where
                 continue;
             }
             let slot = (to.0 - 1) as usize;
-            let timeout = left.min(self.opts.attempt_timeout);
-            let attempt = attempt::<S>(&endpoints, slot, group, req, timeout).await;
-            let now = self.now_ticks();
-            next = match attempt {
-                Attempt::Reply(reply) => {
-                    let reply = reply.map_err(|e| clerk_hint(&endpoints, e));
-                    self.clerk.on_response(now, to, reply)
+            let addr = endpoints.addr(slot).to_string();
+            // An attempt to `to` still open (a silent server named again) is waited for,
+            // not repeated: at most one attempt per server is open.
+            if !flights.iter().any(|f| f.gid == group && f.to == to) {
+                let req = self
+                    .clerk
+                    .current()
+                    .cloned()
+                    .expect("an operation in flight");
+                let timeout = left.min(self.opts.attempt_timeout);
+                let ep = endpoints.clone();
+                let fut = async move { attempt::<S>(&ep, slot, group, req, timeout).await };
+                flights.push(Flight {
+                    gid: group,
+                    to,
+                    endpoints,
+                    fut: Box::pin(fut),
+                });
+            }
+            let silence = self.clerk.policy().silence_ticks() * CLERK_TICK_MS;
+            let silence = Duration::from_millis(silence).min(left);
+            next = match wait_any(&mut flights, Some((group, to)), silence).await {
+                Some(landed) => self.land(landed),
+                // Silent so far: the core tries the next server; this attempt stays open
+                // (when hedging) and its answer still counts.
+                None => {
+                    let reason = format!("{addr} did not answer within {silence:?}");
+                    self.clerk.on_timeout(self.now_ticks(), reason)
                 }
-                Attempt::NotSent(reason) => self.clerk.on_unreachable(now, reason),
-                Attempt::Lost(reason) => self.clerk.on_timeout(now, reason),
-                Attempt::Refused(e) => self.clerk.end(now, e),
             };
+        }
+    }
+
+    /// Hands what an attempt came to to the core.
+    fn land(&mut self, landed: Landed<Out<S>>) -> Next<Out<S>> {
+        let now = self.now_ticks();
+        match landed.attempt {
+            Attempt::Reply(reply) => {
+                let reply = reply.map_err(|e| clerk_hint(&landed.endpoints, e));
+                self.clerk.on_response(now, landed.to, reply)
+            }
+            Attempt::NotSent(reason) => self.clerk.on_unreachable(now, reason),
+            Attempt::Lost(reason) => self.clerk.on_timeout(now, reason),
+            Attempt::Unreadable(reason) => self.clerk.on_unreadable(now, reason),
         }
     }
 
@@ -373,11 +466,13 @@ fn on_status<S: Service>(
 ) -> Attempt<Out<S>> {
     let addr = endpoints.addr(slot);
     match status.code() {
-        // The server's frame limit: the request was refused before it was decoded.
-        Code::ResourceExhausted | Code::OutOfRange => Attempt::Refused(Error::TooLarge {
-            bytes: 0,
-            max: S::FRAME_BYTES_MAX as u64,
-        }),
+        // A frame over the limit. The request was within the limits (the clerk core
+        // refuses any other before sending), so it is the answer that did not fit.
+        Code::ResourceExhausted | Code::OutOfRange => Attempt::Unreadable(format!(
+            "the answer from {addr} exceeds the limit of {} bytes ({})",
+            S::FRAME_BYTES_MAX,
+            status.message()
+        )),
         // No such service on that port: nothing was applied, the connection is fine.
         Code::Unimplemented => Attempt::NotSent(format!(
             "{addr} does not serve {} (is it the right address?)",
@@ -387,5 +482,19 @@ fn on_status<S: Service>(
             endpoints.reset(slot);
             Attempt::Lost(endpoints.explain(slot, &status))
         }
+    }
+}
+
+/// The status's message and the errors under it (see [`crate::cause`]).
+pub(crate) fn status_cause(status: &tonic::Status) -> String {
+    let message = status.message();
+    let Some(source) = std::error::Error::source(status) else {
+        return message.to_string();
+    };
+    let below = crate::cause::chain(source);
+    if message.is_empty() || below.starts_with(message) {
+        below
+    } else {
+        format!("{message}: {below}")
     }
 }

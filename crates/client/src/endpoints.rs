@@ -156,35 +156,12 @@ async fn connect(addr: &str, dial: &Dial) -> Result<Channel, String> {
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {}", error_chain(&e)))
-}
-
-/// An error and its sources, so "transport error" says what failed (a refused connection,
-/// a TLS handshake the server rejected).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut last = text.clone();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let this = s.to_string();
-        if this != last {
-            text = format!("{text}: {this}");
-        }
-        last = this;
-        source = s.source();
-    }
-    text
+        .map_err(|e| format!("cannot connect to {addr}: {}", crate::cause::chain(&e)))
 }
 
 /// `addr: status: causes (hint)`; see [`Endpoints::explain`].
 fn explain(addr: &str, status: &tonic::Status, dial: &Dial) -> String {
-    let mut text = format!("{addr}: {}", status.message());
-    if let Some(source) = std::error::Error::source(status) {
-        let causes = error_chain(source);
-        if !causes.is_empty() && causes != status.message() {
-            text = format!("{text} ({causes})");
-        }
-    }
+    let text = format!("{addr}: {}", crate::driver::status_cause(status));
     let connection_lost = matches!(
         status.code(),
         tonic::Code::Unavailable

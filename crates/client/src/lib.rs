@@ -4,8 +4,12 @@
 //! request type: a random client id chosen at creation, one sequence-number stream per client
 //! (valid across groups) that every retry of a write reuses (so the servers' session tables
 //! apply it at most once), a leader cursor per group, leader hints followed on `NotLeader`,
-//! the next server tried on a timeout, a backoff counted in ticks while no leader is known,
-//! and "may have applied" kept across attempts. A [`Router`] picks the group for each
+//! the next server tried after a silence (with hedging, [`RetryPolicy::hedge_ticks`], the
+//! silent attempt stays open and the first answer wins: a frozen leader costs the hedge
+//! delay, not the attempt timeout), a backoff counted in ticks while no leader is known,
+//! requests over the state machine's limits refused before they are sent, and "may have
+//! applied" kept across attempts (once an attempt may have applied, the operation ends
+//! applied or "may have applied", never "not applied"). A [`Router`] picks the group for each
 //! request ([`SingleGroup`] for one replica group). The simulator drives the core with
 //! virtual time; the async library drives it over gRPC with one loop for every service:
 //! [`Client`] over the Kv service, [`CtrlClient`] over the shard controller's Ctrl service.
@@ -14,7 +18,7 @@
 //! [`Client::connect`] takes the group's endpoints ([`Client::connect_sharded`] the shard
 //! controller's, for a sharded cluster); `get`, `put`, `append`, `delete` and
 //! `cas` run one operation each, bounded by [`ClientOptions`] (per-attempt timeout, total
-//! time, attempt count). An operation ends with its output or an [`Error`] (one error type
+//! time, attempt count, hedge delay). An operation ends with its output or an [`Error`] (one error type
 //! from the servers' state machines to here) whose [`Error::outcome`] is [`Outcome::Failed`]
 //! (surely not applied) or [`Outcome::Unknown`] (may have applied: `Timeout`, `Stale`,
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
@@ -52,6 +56,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "grpc")]
+mod cause;
 mod clerk;
 #[cfg(feature = "grpc")]
 mod client;

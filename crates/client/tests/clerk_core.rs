@@ -11,6 +11,7 @@ use shardkv_types::{Gid, NodeId, Rng, Seq};
 
 const POLICY: RetryPolicy = RetryPolicy {
     attempt_ticks: 25,
+    hedge_ticks: 0,
     backoff_ticks_max: 20,
     attempts_max: 1000,
     op_ticks_max: None,
@@ -431,4 +432,155 @@ fn a_retried_failed_cas_is_reported_as_not_applied() {
         Next::Failed(e),
         "the group's own answer about the applied CAS, not 'may have applied'"
     );
+/// The production policy in ticks: 2.5 s attempts, a hedge after 300 ms of silence.
+const HEDGING: RetryPolicy = RetryPolicy {
+    attempt_ticks: 250,
+    hedge_ticks: 30,
+    ..POLICY
+};
+
+#[test]
+fn the_shell_waits_the_hedge_delay_for_an_answer_when_hedging() {
+    assert_eq!(HEDGING.silence_ticks(), 30);
+    let off = RetryPolicy {
+        hedge_ticks: 0,
+        ..HEDGING
+    };
+    assert_eq!(off.silence_ticks(), 250, "no hedging: the whole attempt");
+    let late = RetryPolicy {
+        hedge_ticks: 400,
+        ..HEDGING
+    };
+    assert_eq!(
+        late.silence_ticks(),
+        250,
+        "never later than the attempt bound"
+    );
+}
+
+/// Goal: a frozen leader (SIGSTOP: it neither answers nor is replaced for a while) costs a
+/// client the hedge delay, not the attempt timeout. Method: a leader that never answers
+/// until the group elects another at tick 80; the followers name the frozen one until
+/// then; the operation must end soon after the election, well within one attempt timeout.
+#[test]
+fn a_frozen_leader_costs_the_hedge_delay_not_the_attempt_timeout() {
+    let mut c = clerk(HEDGING);
+    let (frozen, _) = sent(&c.begin(del(), 0));
+    let elected = NodeId(frozen.0 % 3 + 1);
+    let mut now = 0;
+    let mut next = c.on_timeout(HEDGING.silence_ticks(), "silent".into());
+    now += HEDGING.silence_ticks();
+    let mut sends = 0;
+    let done_at = loop {
+        sends += 1;
+        assert!(sends < 100, "bounded");
+        let (to, delay) = match &next {
+            Next::Done(_) => break now,
+            Next::Send {
+                to, delay_ticks, ..
+            } => (*to, *delay_ticks),
+            other => panic!("unexpected {other:?}"),
+        };
+        now += delay;
+        next = if to == frozen {
+            now += HEDGING.silence_ticks();
+            c.on_timeout(now, "silent".into())
+        } else if now < 80 {
+            now += 1;
+            let hint = Some(frozen);
+            c.on_response(now, to, Err(Error::NotLeader { leader: hint }))
+        } else if to == elected {
+            now += 1;
+            c.on_response(now, to, Ok(KvOutput::Done))
+        } else {
+            now += 1;
+            let hint = Some(elected);
+            c.on_response(now, to, Err(Error::NotLeader { leader: hint }))
+        };
+    };
+    assert!(
+        done_at < 80 + HEDGING.attempt_ticks / 2,
+        "done at tick {done_at}: the election was at 80, one attempt is 250"
+    );
+}
+
+/// Goal: with hedging, the silent attempt's answer still counts: the first answer wins,
+/// whichever server it comes from, and the hedge carries the same sequence number.
+#[test]
+fn a_hedged_write_keeps_its_sequence_number_and_takes_the_first_answer() {
+    let mut c = clerk(HEDGING);
+    let (first, _) = sent(&c.begin(del(), 0));
+    let seq = seq_of(c.current());
+    let (second, delay) = sent(&c.on_timeout(30, "silent".into()));
+    assert_ne!(second, first, "the hedge goes to another member");
+    assert_eq!(delay, 0, "at once");
+    assert_eq!(seq_of(c.current()), seq, "the same request");
+    let done = c.on_response(35, first, Ok(KvOutput::Done));
+    assert_eq!(
+        done,
+        Next::Done(KvOutput::Done),
+        "the silent one answered first"
+    );
+    assert_eq!(c.leader_of(Gid(1)), Some(first));
+}
+
+/// Goal: once an attempt may have applied, the operation ends as "applied" or "may have
+/// applied", never "not applied" — also when the shell ends it with a refusal of its own
+/// (a frame the server refused). Method: a silent attempt, then `end` with `TooLarge`.
+#[test]
+fn a_refusal_after_an_attempt_may_have_applied_ends_as_may_have_applied() {
+    let mut c = clerk(POLICY);
+    let (_, _) = sent(&c.begin(del(), 0));
+    c.on_timeout(25, "silent".into());
+    let end = c.end(26, Error::TooLarge { bytes: 9, max: 5 });
+    let Next::Failed(e) = end else {
+        panic!("ends, got {end:?}")
+    };
+    assert!(e.may_have_applied(), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("may have applied"), "{text}");
+    assert!(
+        !text.contains("not applied"),
+        "one verdict per message: {text}"
+    );
+    // Nothing may have applied: the refusal stands.
+    c.begin(del(), 30);
+    let e = Error::TooLarge { bytes: 9, max: 5 };
+    assert_eq!(c.end(31, e.clone()), Next::Failed(e));
+}
+
+/// Goal: an answer too large to read ends a write as "may have applied" (it was applied,
+/// or its stored answer would be as large on every retry) and a read as a failure.
+#[test]
+fn an_unreadable_answer_ends_a_write_as_unknown_and_a_read_as_failed() {
+    let mut c = clerk(POLICY);
+    c.begin(del(), 0);
+    match c.on_unreadable(1, "answer over the limit".into()) {
+        Next::Failed(e) => assert!(e.may_have_applied(), "{e}"),
+        other => panic!("ends, got {other:?}"),
+    }
+    c.begin(Op::Read(KvQuery::Get { key: b"k".to_vec() }), 2);
+    match c.on_unreadable(3, "answer over the limit".into()) {
+        Next::Failed(e) => assert!(!e.may_have_applied(), "{e}"),
+        other => panic!("ends, got {other:?}"),
+    }
+}
+
+/// Goal: a request over the limits is refused before it is sent, with its real size (so a
+/// frame refused by a server can only be an answer that did not fit).
+#[test]
+fn a_request_over_the_limits_is_refused_before_it_is_sent() {
+    let mut c = clerk(POLICY);
+    let value = vec![0u8; shardkv_kv::VALUE_BYTES_MAX + 1];
+    let put = Op::Write(KvCommand::Put {
+        key: b"k".to_vec(),
+        value,
+    });
+    match c.begin(put, 0) {
+        Next::Failed(Error::TooLarge { bytes, .. }) => {
+            assert_eq!(bytes, shardkv_kv::VALUE_BYTES_MAX as u64 + 1)
+        }
+        other => panic!("refused, got {other:?}"),
+    }
+    assert!(c.current().is_none());
 }

@@ -74,6 +74,8 @@ struct Member {
     group: Arc<Mutex<Group>>,
     requests: AtomicU64,
     lose_next_reply: AtomicBool,
+    /// Takes requests and never answers (a SIGSTOPped process whose socket still accepts).
+    frozen: AtomicBool,
 }
 
 impl Member {
@@ -84,6 +86,7 @@ impl Member {
             group: group.clone(),
             requests: AtomicU64::new(0),
             lose_next_reply: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
         })
     }
 
@@ -102,6 +105,9 @@ impl CtrlHandler for Member {
 
     async fn ctrl_request(&self, req: CtrlRequest) -> Result<CtrlOutput, Error> {
         self.requests.fetch_add(1, Ordering::SeqCst);
+        if self.frozen.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.leader != Some(self.id) {
             return Err(Error::NotLeader {
                 leader: self.leader,
@@ -346,4 +352,67 @@ async fn a_server_without_the_ctrl_service_is_reported_clearly() {
     );
     let err = c.query(None).await.expect_err("not served");
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+}
+
+/// Goal: a frozen leader (it takes the request and never answers, like a SIGSTOPped
+/// process) does not cost a client its attempt timeout: after a short silence the same
+/// request goes to another member, and the write applies once. Method: member 1 frozen,
+/// member 2 the new leader, member 3 still naming the frozen one; attempts may take 60 s
+/// but an operation only 10 s, so an operation that waited for the frozen member would
+/// fail; every one must succeed, and some sessions must have asked the frozen member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_hedged_around_within_the_operation_deadline() {
+    let group = Group::new();
+    let frozen = Member::new(1, 1, &group);
+    frozen.frozen.store(true, Ordering::SeqCst);
+    let members = [frozen, Member::new(2, 2, &group), Member::new(3, 1, &group)];
+    let mut endpoints = Vec::new();
+    for m in &members {
+        endpoints.push(format!("{}={}", m.id.0, serve(m.clone()).await));
+    }
+    let opts = ClientOptions {
+        attempt_timeout: Duration::from_secs(60),
+        op_timeout: Duration::from_secs(10),
+        hedge_after: Duration::from_millis(100),
+        ..ClientOptions::default()
+    };
+    let mut joins = 0;
+    for _ in 0..30 {
+        if members[0].requests() >= 3 {
+            break;
+        }
+        let mut c = CtrlClient::connect_with(&endpoints, opts.clone()).expect("endpoints");
+        let gid = Gid(joins + 1);
+        let num = c.join(BTreeMap::from([(gid, servers(&["a:1"]))])).await;
+        joins += 1;
+        assert_eq!(num, Ok(Ok(ConfigNum(joins))), "join {joins}");
+    }
+    assert!(
+        members[0].requests() >= 3,
+        "sessions asked the frozen member"
+    );
+    assert_eq!(
+        group.lock().expect("lock").applied,
+        joins,
+        "each applied once"
+    );
+}
+
+/// Goal: a member that refuses connections is reported as such, not as a bare "transport
+/// error". Method: a port with no listener (bound, then closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_named_in_the_error() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let opts = ClientOptions {
+        attempts_max: 2,
+        ..opts()
+    };
+    let mut c = CtrlClient::connect_with(&[addr.to_string()], opts).expect("endpoints");
+    let err = c.query(None).await.expect_err("nothing listens");
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("connection refused"), "{err}");
+    assert_eq!(err.outcome(), Outcome::Failed, "{err}");
 }

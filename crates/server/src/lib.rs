@@ -59,6 +59,7 @@ pub mod node;
 pub mod outbox;
 mod server;
 mod snapshot_writer;
+mod stall_log;
 pub mod units;
 
 pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};

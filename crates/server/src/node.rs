@@ -13,13 +13,15 @@
 //! Failure policy (enforced by the host, logged here): a storage error other than
 //! `NoSpace` is fatal (`drive` returns it and the process exits non-zero). `NoSpace` while
 //! persisting a Ready stalls the node until space frees: peer messages dropped, writes
-//! answered `NoSpace`, reads `Unavailable`. While free space is below the configured
+//! answered `NoSpace`, reads `Unavailable`; the stall is logged rate limited (see
+//! `stall_log`). While free space is below the configured
 //! reserve, writes are answered `NoSpace` before they are proposed and reads keep working.
 
 use crate::handler::Inbound;
 use crate::member::Member;
 use crate::outbox::Outbox;
 use crate::snapshot_writer::ThreadWriter;
+use crate::stall_log::{StallLine, StallLog};
 use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
@@ -27,6 +29,7 @@ use shardkv_rsm::ReqId;
 use shardkv_storage::{FsDisk, RaftStore};
 use shardkv_types::{Gid, NodeId, Term};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 pub use shardkv_host::Fatal;
@@ -54,17 +57,30 @@ pub struct Node<A: Member> {
     seen: (Role, Term, Option<NodeId>),
     /// Why the app last said it cannot go on (logged when it changes).
     stuck: Option<String>,
+    /// The disk-full stall's log lines, rate limited.
+    stalls: StallLog,
 }
 
-/// The production observer: logs what the host reports. Checks nothing.
-struct LogObserver;
+/// The production observer: logs what the host reports, the stall rate limited
+/// ([`StallLog`]). Checks nothing.
+struct LogObserver<'a> {
+    stalls: &'a mut StallLog,
+}
 
-impl Observer for LogObserver {
+impl Observer for LogObserver<'_> {
     fn on_event(&mut self, _id: NodeId, event: HostEvent) {
+        let now = Instant::now();
         match event {
-            HostEvent::Stalled { path } => tracing::warn!(path = %path.display(),
-                "disk full while persisting raft state: stalled until space frees"),
-            HostEvent::Resumed => tracing::info!("raft state persisted again: no longer stalled"),
+            HostEvent::Stalled { path } => {
+                if let Some(line) = self.stalls.on_stalled(now) {
+                    line.log(Some(&path));
+                }
+            }
+            HostEvent::Resumed => {
+                if let Some(line) = self.stalls.on_resumed(now) {
+                    line.log(None);
+                }
+            }
             HostEvent::SnapshotSaved { index, bytes } => {
                 tracing::debug!(index = %index, bytes, "snapshot saved")
             }
@@ -74,8 +90,12 @@ impl Observer for LogObserver {
                 retry_in_ticks,
             } => {
                 let retry_in = crate::driver::TICK * retry_in_ticks as u32;
-                tracing::warn!(index = %index, %error, retry_in = ?retry_in,
-                    "snapshot not saved (the log is still complete); will try again")
+                if let Some(StallLine::SnapshotNotSaved { times }) =
+                    self.stalls.on_snapshot_not_saved(now)
+                {
+                    tracing::warn!(index = %index, %error, retry_in = ?retry_in, times,
+                        "snapshot not saved (the log is still complete); will try again")
+                }
             }
         }
     }
@@ -109,6 +129,7 @@ impl<A: Member> Node<A> {
             next_req: 1,
             seen,
             stuck: None,
+            stalls: StallLog::default(),
         }
     }
 
@@ -230,10 +251,14 @@ impl<A: Member> Node<A> {
     pub fn drive(&mut self) -> Result<(), Fatal> {
         let transport = &self.transport;
         let mut send = |m| transport.send(m);
-        if let Err(e) = self
-            .host
-            .drive(&mut self.replica, &mut send, &mut LogObserver)
-        {
+        let mut observer = LogObserver {
+            stalls: &mut self.stalls,
+        };
+        let driven = self.host.drive(&mut self.replica, &mut send, &mut observer);
+        if let Some(line) = self.stalls.on_drive(Instant::now()) {
+            line.log(None);
+        }
+        if let Err(e) = driven {
             tracing::error!(term = %self.term(), error = %e, "fatal error in the ready loop");
             return Err(e);
         }

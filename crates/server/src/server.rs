@@ -301,6 +301,7 @@ fn duties(cfg: &ServerConfig) -> Duties {
         policy: RetryPolicy {
             // A little longer than the outbox's own bound on one request.
             attempt_ticks: ticks(crate::outbox::OUTBOUND_ATTEMPT_TIMEOUT) + 10,
+            hedge_ticks: 0,
             backoff_ticks_max: 20,
             attempts_max: 20,
             op_ticks_max: Some(ticks(std::time::Duration::from_secs(10))),

@@ -24,6 +24,7 @@ use std::marker::PhantomData;
 /// vanishes) and no attempt limit (a clerk gives up only at its deadline, if it has one).
 pub const SIM_CLERK_POLICY: RetryPolicy = RetryPolicy {
     attempt_ticks: 25,
+    hedge_ticks: 0,
     backoff_ticks_max: 20,
     attempts_max: u32::MAX,
     op_ticks_max: None,
@@ -292,7 +293,7 @@ where
     {
         let req = self.core.current().expect("an operation in flight").clone();
         sim.client_send(self.addr, self.op_no, to, &A::wrap(W::request(req)));
-        let ticks = self.core.policy().attempt_ticks;
+        let ticks = self.core.policy().silence_ticks();
         self.wait(sim, Waiting::Answer { to }, ticks);
     }
 }

@@ -202,6 +202,11 @@ impl<C> KvClient<C> {
 }
 
 impl<C: KvClerk> KvClients<C> {
+    /// Gives clerk `c` another retry policy (e.g. the production one, with hedging).
+    pub fn set_policy(&mut self, c: usize, policy: RetryPolicy) {
+        self.clerks[c].clerk.set_policy(policy);
+    }
+
     /// No clerks yet for group `gid` of `servers`; clerk addresses start at `addr_base`.
     pub fn new(gid: Gid, servers: Vec<NodeId>, addr_base: u64) -> KvClients<C> {
         KvClients {

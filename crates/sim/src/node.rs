@@ -136,6 +136,14 @@ impl<A: App> SimNode<A> {
         self.host.as_ref().is_some_and(|h| h.is_stalled())
     }
 
+    /// Sets whether the live node's free space is below its reserve (writes refused at a
+    /// leader before they are proposed), as the server's disk check does.
+    pub fn set_disk_low(&mut self, low: bool) {
+        if let Some(h) = self.host.as_mut() {
+            h.set_disk_low(low);
+        }
+    }
+
     /// The host of a live node.
     pub fn host(&self) -> Option<&Host<A, SimDisk>> {
         self.host.as_ref()

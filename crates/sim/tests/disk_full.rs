@@ -214,3 +214,65 @@ fn disk_full_leader_stalls_while_the_group_elects_another_and_keeps_serving() {
     assert_eq!(value_at(&k, old, "a"), Some(b"10".to_vec()));
     k.check_linearizable();
 }
+
+/// Clerks enough that some start at each member (each picks its first server at random).
+const CLERKS: usize = 6;
+
+/// Goal: a write sent to a follower whose disk is below the reserve is redirected to the
+/// leader (NotLeader with the hint, not a definite NoSpace) and succeeds there; only the
+/// leader's own disk decides. Method: both followers below the reserve; a write probed at
+/// one gets NotLeader naming the leader; clerks starting anywhere all complete their writes.
+#[test]
+fn a_write_at_a_follower_below_the_reserve_is_redirected_and_succeeds_at_the_leader() {
+    let name = "a_write_at_a_follower_below_the_reserve_is_redirected_and_succeeds_at_the_leader";
+    let (mut k, _, leader) = group_with_one_write(name, 41, "k");
+    let followers: Vec<NodeId> = k.sim.ids().into_iter().filter(|&i| i != leader).collect();
+    for &f in &followers {
+        k.sim.nodes.get_mut(&f).expect("node").set_disk_low(true);
+    }
+    let w = probe(&mut k, followers[0], 1, put("x", "y"));
+    assert_eq!(
+        w,
+        Some(Err(Error::NotLeader {
+            leader: Some(leader)
+        })),
+        "a follower below the reserve sends writes to the leader"
+    );
+    for i in 0..CLERKS {
+        let c = k.add_clerk(Workload::Script(Default::default()));
+        let done = k.op(c, put(&format!("c{i}"), "v"), 3_000);
+        assert_eq!(done, Some(KvOutput::Done), "clerk {i}'s write");
+    }
+    for &f in &followers {
+        assert!(!k.sim.nodes[&f].is_stalled(), "{f} has space for the log");
+    }
+    k.check_linearizable();
+}
+
+/// Goal: a write sent to a follower stalled on a full disk is redirected and succeeds at
+/// the healthy leader: no clerk ends it as a definite failure, none is pinned to the
+/// follower. Method: a follower's disk fills and it stalls; clerks starting anywhere each
+/// complete a write and a read within one try.
+#[test]
+fn writes_through_a_stalled_follower_complete_at_the_leader() {
+    let name = "writes_through_a_stalled_follower_complete_at_the_leader";
+    let (mut k, c, leader) = group_with_one_write(name, 43, "k");
+    let f = k
+        .sim
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    fill_disk(&k, f);
+    assert_eq!(k.op(c, put("k", "1"), 3_000), Some(KvOutput::Done));
+    k.run_for(500);
+    assert!(k.sim.nodes[&f].is_stalled(), "{f} stalled on its full disk");
+    for i in 0..CLERKS {
+        let c = k.add_clerk(Workload::Script(Default::default()));
+        let done = k.op(c, put(&format!("c{i}"), "v"), 3_000);
+        assert_eq!(done, Some(KvOutput::Done), "clerk {i}'s write");
+        let read = k.op(c, get(&format!("c{i}")), 3_000);
+        assert_eq!(read, Some(KvOutput::Value(Some(b"v".to_vec()))));
+    }
+    k.check_linearizable();
+}

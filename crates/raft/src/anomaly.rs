@@ -18,6 +18,10 @@ use std::fmt;
 /// the others until an operator restarts it.
 pub const TERM_JUMP_MAX: u64 = 1 << 20;
 
+/// The highest log index a peer may name in an entry or a snapshot. No log gets near 2^63
+/// entries; a larger index would only bring `u64` overflow within reach.
+pub const INDEX_MAX: u64 = u64::MAX >> 1;
+
 /// What the core refused or noticed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Anomaly {
@@ -34,8 +38,12 @@ pub enum Anomaly {
     /// this log is longer than it is): the commit part is ignored.
     CommitBeyondLog,
     /// An append whose entries are not contiguous after its `prev_log_index`, whose terms go
-    /// backwards or past the message's term, or whose indexes overflow: dropped whole.
+    /// backwards or past the message's term, or whose indexes pass [`INDEX_MAX`]: dropped
+    /// whole.
     MalformedAppend,
+    /// A snapshot chunk whose index passes [`INDEX_MAX`] or whose term is newer than the
+    /// sender's: dropped.
+    MalformedSnapshot,
     /// This node's term is `u64::MAX` (only reachable before the term bound existed): it
     /// cannot campaign any more.
     TermExhausted,
@@ -54,6 +62,7 @@ impl fmt::Display for Anomaly {
             Anomaly::ImpossibleReject => "ignored an impossible append rejection",
             Anomaly::CommitBeyondLog => "ignored a commit index beyond this follower's log",
             Anomaly::MalformedAppend => "refused a malformed append",
+            Anomaly::MalformedSnapshot => "refused a malformed snapshot chunk",
             Anomaly::TermExhausted => "the term is at its maximum: this node cannot campaign",
             Anomaly::FollowerLogLost => {
                 "a follower lost entries it had acknowledged (data dir wiped?): resending its log"

@@ -41,7 +41,8 @@
 //! at `u64::MAX` stops campaigning rather than go back to term 0). A leader ignores an
 //! acknowledgement of anything it did not send that peer in this term, and a rejection of
 //! an index it never sent or whose hint points past it; a follower ignores a heartbeat's
-//! commit index beyond its own log and drops malformed appends. Each is an [`Anomaly`]:
+//! commit index beyond its own log and drops malformed appends and snapshot chunks (no index
+//! past [`INDEX_MAX`]). Each is an [`Anomaly`]:
 //! counted ([`RawNode::anomaly_count`]) and logged as a `tracing` warning at most once per
 //! kind per election timeout.
 //!
@@ -93,7 +94,7 @@ mod ready;
 mod replication;
 mod snapshot;
 
-pub use anomaly::{Anomaly, TERM_JUMP_MAX};
+pub use anomaly::{Anomaly, INDEX_MAX, TERM_JUMP_MAX};
 pub use config::Config;
 pub use error::ProposeError;
 pub use log::RaftLog;

@@ -1,7 +1,7 @@
 //! Log replication: AppendEntries and heartbeats on both sides, with pipelining, fast
 //! conflict backup and commit propagation.
 
-use crate::anomaly::Anomaly;
+use crate::anomaly::{Anomaly, INDEX_MAX};
 use crate::progress::{ProgressState, Rejection};
 use crate::{Body, ConflictHint, Message, RawNode, ReadState};
 use shardkv_types::{LogIndex, NodeId};
@@ -18,7 +18,8 @@ fn well_formed(
     let mut last_term = prev_term;
     for (i, e) in entries.iter().enumerate() {
         let expected = (i as u64).checked_add(1).and_then(|n| prev.checked_add(n));
-        if expected != Some(e.index) || e.term < last_term || e.term > term {
+        if expected != Some(e.index) || e.index.0 > INDEX_MAX || e.term < last_term || e.term > term
+        {
             return false;
         }
         last_term = e.term;

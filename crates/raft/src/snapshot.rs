@@ -1,7 +1,7 @@
 //! InstallSnapshot: a leader streams its snapshot in bounded chunks, one in flight at a time,
 //! to a follower that needs entries the leader has compacted away.
 
-use crate::anomaly::Anomaly;
+use crate::anomaly::{Anomaly, INDEX_MAX};
 use crate::{Body, RawNode, Snapshot};
 use shardkv_types::{NodeId, SnapshotMeta};
 use std::sync::Arc;
@@ -122,6 +122,15 @@ impl RawNode {
         data: Vec<u8>,
         done: bool,
     ) {
+        if meta.index.0 > INDEX_MAX || meta.term > self.term {
+            let (index, term) = (meta.index, meta.term);
+            self.note(
+                Anomaly::MalformedSnapshot,
+                from,
+                format_args!("snapshot at {index} of {term}"),
+            );
+            return;
+        }
         if meta.index <= self.log.committed() || self.log.matches(meta.index, meta.term) {
             // We already hold everything the snapshot covers (Raft §7: keep the log). A
             // transfer of a newer snapshot in progress is kept.

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use shardkv_raft::{Anomaly, Body, Config, ConflictHint, RawNode, Restored, TERM_JUMP_MAX};
-use shardkv_types::{HardState, LogIndex, NodeId, Term};
+use shardkv_types::{HardState, LogIndex, NodeId, SnapshotMeta, Term};
 
 fn heartbeat(from: u64, to: u64, term: u64, commit: u64) -> shardkv_raft::Message {
     let body = Body::Heartbeat {
@@ -138,6 +138,36 @@ fn append_overflowing_the_index_is_dropped() {
     ));
     assert!(drain(&mut n).messages.is_empty());
     assert_eq!(n.anomaly_count(Anomaly::MalformedAppend), 1);
+}
+
+/// A snapshot at index u64::MAX would make the follower's next `last_index + 1` overflow:
+/// dropped, as is one whose term is newer than its sender's.
+#[test]
+fn snapshot_at_the_edge_of_the_index_space_is_dropped() {
+    let mut n = node(2, 3);
+    for (index, term) in [(u64::MAX, 1), (5, 9)] {
+        let meta = SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(term),
+        };
+        let body = Body::InstallSnapshot {
+            meta,
+            offset: 0,
+            data: vec![1],
+            done: true,
+        };
+        n.step(msg(1, 2, 1, body));
+    }
+    let rd = drain(&mut n);
+    assert!(rd.snapshot.is_none());
+    assert_eq!(n.log().last_index(), LogIndex(0));
+    assert_eq!(n.anomaly_count(Anomaly::MalformedSnapshot), 2);
+    n.step(append(1, 2, 1, (0, 0), vec![entry(1, 1)], 0));
+    assert_eq!(
+        n.log().last_index(),
+        LogIndex(1),
+        "still takes honest appends"
+    );
 }
 
 /// A node restored at term u64::MAX (written before the bound existed) cannot campaign: it

@@ -11,9 +11,11 @@
 //! sync happened after a record `b` was written, every record written after that sync
 //! claims `synced_to > b`. Recovery therefore takes `S`, the highest marker of any valid
 //! record in the segment (including records found after a bad spot); a bad record at
-//! `b < S` damaged synced data and is [`StorageError::Corrupt`]; a bad record at `b >= S`
-//! lies in writes no sync covered, and everything from `b` on — holes, garbage and valid
-//! records after them that a power cut persisted out of order — is cut off.
+//! `b < S` damaged synced data and is [`StorageError::Corrupt`]. A bad record at `b >= S`
+//! with nothing valid after it is a torn last write and is cut; with valid records after
+//! it, it is a power cut's hole only if it holds an unwritten (all-zero) sector, and then
+//! everything from `b` on is cut; otherwise it is damage and refused. The crate docs give
+//! the whole argument and its one blind spot (the last synced batch).
 
 use crate::error::StorageError;
 use crate::record::{self, RawRecord, RecordType};

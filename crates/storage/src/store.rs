@@ -561,11 +561,19 @@ impl<D: Disk> RaftStore<D> {
     ) -> Result<(u64, T), StorageError> {
         let mut buf = Vec::new();
         let mut out = encode(self.synced_len, &mut buf)?;
-        if self.maybe_rotate(buf.len() as u64)? {
+        let len = buf.len();
+        if self.maybe_rotate(len as u64)? {
             // A new segment: the marker changed (its size did not).
             buf.clear();
             out = encode(self.synced_len, &mut buf)?;
+            debug_assert_eq!(buf.len(), len, "a marker has a fixed size");
         }
+        // The marker never claims more than is on disk, nor less than the header.
+        debug_assert!(
+            (segment::HEADER_BYTES..=self.active().len).contains(&self.synced_len),
+            "synced_len {} outside the active segment",
+            self.synced_len
+        );
         let base = self.write_active(&buf)?;
         Ok((base, out))
     }

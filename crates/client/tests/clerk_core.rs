@@ -432,6 +432,8 @@ fn a_retried_failed_cas_is_reported_as_not_applied() {
         Next::Failed(e),
         "the group's own answer about the applied CAS, not 'may have applied'"
     );
+}
+
 /// The production policy in ticks: 2.5 s attempts, a hedge after 300 ms of silence.
 const HEDGING: RetryPolicy = RetryPolicy {
     attempt_ticks: 250,

@@ -658,6 +658,7 @@ mod tests {
             client: ClientId(1),
             seq: Seq(seq),
             cmd,
+            retry: false,
         };
         host.submit(app, seq, r);
         host.tick(app);

@@ -315,6 +315,8 @@ fn resolve_connections(
         return Err("idle-timeout must be positive".into());
     }
     Ok((max_connections, idle_timeout))
+}
+
 /// TLS is on when `--cert`, `--key` and `--cacert` are all given, off when none is.
 fn resolve_tls(
     cert: Option<PathBuf>,

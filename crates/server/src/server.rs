@@ -161,8 +161,16 @@ async fn serve(
                 let initial = ShardKv::new(gid, cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started =
-                    start_node(&cfg, tls.as_ref(), gid, store, group, &ended_tx, &step_down, group_span)?;
+                let started = start_node(
+                    &cfg,
+                    tls.as_ref(),
+                    gid,
+                    store,
+                    group,
+                    &ended_tx,
+                    &step_down,
+                    group_span,
+                )?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));

@@ -104,6 +104,11 @@ async fn serve(
     let tls = load_tls(&cfg)?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let step_down = Arc::new(StepDownSignal::default());
+    let env = NodeEnv {
+        tls: tls.as_ref(),
+        ended: &ended_tx,
+        step_down: &step_down,
+    };
     let mut router = GroupRouter {
         id: cfg.id,
         groups: BTreeMap::new(),
@@ -123,16 +128,7 @@ async fn serve(
         let hosted = match service {
             Service::Kv => {
                 let (store, replica) = replica_in(&cfg, gid, "kv".into(), KvStore::default())?;
-                let started = start_node(
-                    &cfg,
-                    tls.as_ref(),
-                    gid,
-                    store,
-                    replica,
-                    &ended_tx,
-                    &step_down,
-                    group_span,
-                )?;
+                let started = start_node(&cfg, &env, gid, store, replica, group_span)?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 started.hosted
             }
@@ -142,16 +138,7 @@ async fn serve(
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
-                let started = start_node(
-                    &cfg,
-                    tls.as_ref(),
-                    gid,
-                    store,
-                    replica,
-                    &ended_tx,
-                    &step_down,
-                    group_span,
-                )?;
+                let started = start_node(&cfg, &env, gid, store, replica, group_span)?;
                 front.ctrl = Some(started.handler.clone());
                 started.hosted
             }
@@ -161,16 +148,7 @@ async fn serve(
                 let initial = ShardKv::new(gid, cfg.shards);
                 let (store, replica) = replica_in(&cfg, gid, service, initial)?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started = start_node(
-                    &cfg,
-                    tls.as_ref(),
-                    gid,
-                    store,
-                    group,
-                    &ended_tx,
-                    &step_down,
-                    group_span,
-                )?;
+                let started = start_node(&cfg, &env, gid, store, group, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
@@ -351,18 +329,32 @@ fn replica_in<SM: StateMachine>(
     Ok((store, replica))
 }
 
+/// What every node thread of this process shares.
+#[derive(Clone, Copy)]
+struct NodeEnv<'a> {
+    /// This member's TLS identity (`None`: plaintext).
+    tls: Option<&'a MemberTls>,
+    /// Where a node thread reports that it ended.
+    ended: &'a mpsc::UnboundedSender<Ended>,
+    /// Set by the accept loop when this process cannot take connections.
+    step_down: &'a Arc<StepDownSignal>,
+}
+
 /// Starts group `gid`'s peer transport and node thread around `app` (and, for an app that
 /// asks other groups, its outbox).
 fn start_node<A: Member>(
     cfg: &ServerConfig,
-    tls: Option<&MemberTls>,
+    env: &NodeEnv<'_>,
     gid: Gid,
     store: RaftStore<FsDisk>,
     app: A,
-    ended: &mpsc::UnboundedSender<Ended>,
-    step_down: &Arc<StepDownSignal>,
     span: tracing::Span,
 ) -> Result<Started<A>> {
+    let NodeEnv {
+        tls,
+        ended,
+        step_down,
+    } = *env;
     let _enter = span.enter();
     let peers: BTreeMap<_, _> = cfg
         .peers

@@ -185,16 +185,18 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    // Decided for every member before any starts: a started member creates its group
+    // directories, after which the others would look like members that lost theirs.
+    let bootstraps: Vec<bool> = (1..=args.replicas)
+        .map(|id| bootstrap(&data_dir, args.replicas, args.groups, id))
+        .collect();
     let mut members = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let spawned = spawn(
             &args,
             &data_dir,
             &token,
-            (
-                i as u64 + 1,
-                bootstrap(&data_dir, args.replicas, args.groups, i as u64 + 1),
-            ),
+            (i as u64 + 1, bootstraps[i]),
             addr,
             &peers.join(","),
             certs.as_ref(),

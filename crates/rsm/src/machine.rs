@@ -60,7 +60,7 @@ pub trait StateMachine: Serialize + DeserializeOwned {
     /// it; by default none. A retry that the sessions can no longer answer gets this refusal
     /// before `SessionExpired`, so a group that does not own the request sends its client on
     /// to the one that may still know. Must agree with `apply`'s refusals.
-    fn accepts(&self, cmd: &Self::Command) -> Result<(), Error> {
+    fn admits(&self, cmd: &Self::Command) -> Result<(), Error> {
         let _ = cmd;
         Ok(())
     }

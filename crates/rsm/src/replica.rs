@@ -387,7 +387,7 @@ impl<SM: StateMachine> Replica<SM> {
             Seen::Duplicate(out) => SM::replay(cmd, out),
             Seen::Stale => Err(Error::Stale),
             // A group that would refuse the request sends the client on first.
-            Seen::Expired => self.sm.accepts(cmd).and(Err(Error::SessionExpired)),
+            Seen::Expired => self.sm.admits(cmd).and(Err(Error::SessionExpired)),
             Seen::New => {
                 let limits = self.opts.sessions;
                 let mut ctx = Applying {

@@ -93,7 +93,7 @@ impl StateMachine for Counters {
         Ok(())
     }
 
-    fn accepts(&self, cmd: &CounterCommand) -> Result<(), Error> {
+    fn admits(&self, cmd: &CounterCommand) -> Result<(), Error> {
         let CounterCommand::Add { slot, .. } = cmd;
         self.owned(*slot)
     }

@@ -104,7 +104,7 @@ impl StateMachine for ShardKv {
         }
     }
 
-    fn accepts(&self, cmd: &KvCommand) -> Result<(), Error> {
+    fn admits(&self, cmd: &KvCommand) -> Result<(), Error> {
         self.serving(cmd.key()).map(|_| ())
     }
 

@@ -38,7 +38,7 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
                 KvCommand::Put { key, value } => WireRequest::Put(pb::PutRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     key,
                     value,
                     group,
@@ -46,7 +46,7 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
                 KvCommand::Append { key, value } => WireRequest::Append(pb::AppendRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     key,
                     value,
                     group,
@@ -54,14 +54,14 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
                 KvCommand::Delete { key } => WireRequest::Delete(pb::DeleteRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     key,
                     group,
                 }),
                 KvCommand::Cas { key, expected, new } => WireRequest::Cas(pb::CasRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     key,
                     expected,
                     new,
@@ -90,7 +90,7 @@ pub fn put_from_wire(r: pb::PutRequest) -> KvRequest {
         key: r.key,
         value: r.value,
     };
-    write(r.client, r.seq, r.retry, cmd)
+    write(r.client, r.seq, !r.first_attempt, cmd)
 }
 
 pub fn append_from_wire(r: pb::AppendRequest) -> KvRequest {
@@ -98,11 +98,16 @@ pub fn append_from_wire(r: pb::AppendRequest) -> KvRequest {
         key: r.key,
         value: r.value,
     };
-    write(r.client, r.seq, r.retry, cmd)
+    write(r.client, r.seq, !r.first_attempt, cmd)
 }
 
 pub fn delete_from_wire(r: pb::DeleteRequest) -> KvRequest {
-    write(r.client, r.seq, r.retry, KvCommand::Delete { key: r.key })
+    write(
+        r.client,
+        r.seq,
+        !r.first_attempt,
+        KvCommand::Delete { key: r.key },
+    )
 }
 
 pub fn cas_from_wire(r: pb::CasRequest) -> KvRequest {
@@ -111,7 +116,7 @@ pub fn cas_from_wire(r: pb::CasRequest) -> KvRequest {
         expected: r.expected,
         new: r.new,
     };
-    write(r.client, r.seq, r.retry, cmd)
+    write(r.client, r.seq, !r.first_attempt, cmd)
 }
 
 /// The wire form of a server's answer.
@@ -271,19 +276,19 @@ pub fn ctrl_request_to_wire(req: CtrlRequest) -> WireCtrlRequest {
                 CtrlCommand::Join { groups } => WireCtrlRequest::Join(pb::JoinRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     groups: groups_to_wire(&groups),
                 }),
                 CtrlCommand::Leave { gids } => WireCtrlRequest::Leave(pb::LeaveRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     gids: gids.iter().map(|g| g.0).collect(),
                 }),
                 CtrlCommand::Move { shard, gid } => WireCtrlRequest::Move(pb::MoveRequest {
                     client,
                     seq,
-                    retry,
+                    first_attempt: !retry,
                     shard: shard.0,
                     gid: gid.0,
                 }),
@@ -303,12 +308,22 @@ fn ctrl_write(client: u64, seq: u64, retry: bool, cmd: CtrlCommand) -> CtrlReque
 
 pub fn join_from_wire(r: pb::JoinRequest) -> CtrlRequest {
     let groups = groups_from_wire(r.groups);
-    ctrl_write(r.client, r.seq, r.retry, CtrlCommand::Join { groups })
+    ctrl_write(
+        r.client,
+        r.seq,
+        !r.first_attempt,
+        CtrlCommand::Join { groups },
+    )
 }
 
 pub fn leave_from_wire(r: pb::LeaveRequest) -> CtrlRequest {
     let gids = r.gids.into_iter().map(Gid).collect();
-    ctrl_write(r.client, r.seq, r.retry, CtrlCommand::Leave { gids })
+    ctrl_write(
+        r.client,
+        r.seq,
+        !r.first_attempt,
+        CtrlCommand::Leave { gids },
+    )
 }
 
 pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
@@ -316,7 +331,7 @@ pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
         shard: ShardId(r.shard),
         gid: Gid(r.gid),
     };
-    ctrl_write(r.client, r.seq, r.retry, cmd)
+    ctrl_write(r.client, r.seq, !r.first_attempt, cmd)
 }
 
 pub fn query_from_wire(r: pb::QueryRequest) -> CtrlRequest {
@@ -593,6 +608,46 @@ mod tests {
         };
         assert_eq!(wire.group, 3, "the group travels with the request");
         assert_eq!(cas_from_wire(wire), req);
+    }
+
+    #[test]
+    fn a_write_that_does_not_say_it_is_a_first_attempt_may_be_a_retry() {
+        let unset = pb::PutRequest {
+            client: 7,
+            seq: 9,
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        let Request::Write { retry, .. } = put_from_wire(unset) else {
+            panic!("a put is a write");
+        };
+        assert!(
+            retry,
+            "an older or third-party client's resend is not applied twice"
+        );
+        let unset = pb::MoveRequest {
+            client: 7,
+            seq: 9,
+            ..Default::default()
+        };
+        assert!(matches!(
+            move_from_wire(unset),
+            Request::Write { retry: true, .. }
+        ));
+        for retry in [false, true] {
+            let req = KvRequest::Write {
+                client: ClientId(7),
+                seq: Seq(9),
+                retry,
+                cmd: KvCommand::Delete { key: b"k".to_vec() },
+            };
+            let WireRequest::Delete(wire) = request_to_wire(Gid(3), req.clone()) else {
+                panic!("a delete travels as Delete");
+            };
+            assert_eq!(wire.first_attempt, !retry);
+            assert_eq!(delete_from_wire(wire), req);
+        }
     }
 
     fn sample_config() -> Config {

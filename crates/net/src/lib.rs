@@ -1,8 +1,9 @@
 //! shardkv's wire protocol and peer transport.
 //!
 //! One gRPC port per server carries two or three services (`proto/shardkv.proto`):
-//! - **Kv**, for clients: Get, Put, Append, Delete, Cas (writes carry the client's session id
-//!   and sequence number) and Status;
+//! - **Kv**, for clients: Get, Put, Append, Delete, Cas (writes carry the client's session id,
+//!   sequence number and `first_attempt`; unset, a write is taken as a possible retry) and
+//!   Status;
 //! - **Ctrl**, the shard controller's, only on a server that hosts a controller replica:
 //!   Join, Leave, Move (with session id and sequence number) and Query, over a
 //!   [`CtrlHandler`] ([`with_ctrl`] adds it to the [`router`]); elsewhere it is

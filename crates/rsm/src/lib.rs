@@ -17,9 +17,12 @@
 //!   entries, so it drops the same sessions at the same position with no clock in the log,
 //!   and a busier group forgets idle clients sooner, which is what bounds its memory. A
 //!   retry (the client got no definite answer to an earlier attempt) of a client whose
-//!   session is gone is answered `SessionExpired` (may have applied), never applied again;
-//!   a first attempt needs no session. Sessions keep only [`StateMachine::record`] of an
-//!   output (no values), and [`StateMachine::replay`] answers a retry from it;
+//!   session is gone (or, after a merge with dropped sessions, older than that merge) is
+//!   answered `SessionExpired` (may have applied), never applied again; only its own log
+//!   position decides that, after leadership and the state machine's refusal
+//!   ([`StateMachine::admits`], e.g. `WrongGroup`); a first attempt needs no session.
+//!   Sessions keep only [`StateMachine::record`] of an output (no values), and
+//!   [`StateMachine::replay`] answers a retry from it;
 //! - the group proposes its own commands ([`Replica::propose_internal`]: config steps, shard
 //!   installs, deletions) without a session; the state machine may read and merge the
 //!   session table while applying ([`Applying`]), so sessions can move with shards;

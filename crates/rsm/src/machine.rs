@@ -56,6 +56,15 @@ pub trait StateMachine: Serialize + DeserializeOwned {
         Ok(recorded.clone())
     }
 
+    /// The refusal [`Self::apply`] would give `cmd` now (e.g. `WrongGroup`), without applying
+    /// it; by default none. A retry that the sessions can no longer answer gets this refusal
+    /// before `SessionExpired`, so a group that does not own the request sends its client on
+    /// to the one that may still know. Must agree with `apply`'s refusals.
+    fn admits(&self, cmd: &Self::Command) -> Result<(), Error> {
+        let _ = cmd;
+        Ok(())
+    }
+
     /// Applies a client write. `Err` is a refusal (e.g. `WrongGroup`): the state must be
     /// unchanged, the client is answered with it, and the session does not record it, so
     /// the same request can still apply in the right group.

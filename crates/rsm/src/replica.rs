@@ -162,8 +162,11 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// Submits a write. A retry (same client, same seq) of an applied write is answered from
-    /// the session table without touching the log; so is a retry the table cannot answer
-    /// any more (`SessionExpired`). `retry`: an earlier attempt may have applied.
+    /// the session table without touching the log. A retry the table cannot answer any more
+    /// is still proposed: only its log position decides `SessionExpired`, after leadership
+    /// (a follower answers `NotLeader`), the state machine's own refusal (`WrongGroup`) and
+    /// an earlier attempt still in the log (which makes it a duplicate). `retry`: an earlier
+    /// attempt may have applied.
     pub fn propose(
         &mut self,
         req: ReqId,
@@ -175,8 +178,7 @@ impl<SM: StateMachine> Replica<SM> {
         match self.sessions.check(client, seq, retry) {
             Seen::Duplicate(out) => return self.replies.push((req, SM::replay(&cmd, out))),
             Seen::Stale => return self.replies.push((req, Err(Error::Stale))),
-            Seen::Expired => return self.replies.push((req, Err(Error::SessionExpired))),
-            Seen::New => {}
+            Seen::Expired | Seen::New => {}
         }
         let proposal = Proposal::Client {
             client,
@@ -198,8 +200,10 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    /// The answer the session table alone gives `r` (a retry of an applied write, or one
-    /// whose session is gone), if any: what a member that cannot write still answers.
+    /// The answer the session table alone gives `r` (a retry of an applied write), if any:
+    /// what a member that cannot write still answers. Never `SessionExpired`: a lagging
+    /// member, or one whose group does not own the request, cannot decide that (see
+    /// [`Replica::propose`]).
     pub fn session_answer(&self, r: &Request<SM::Command, SM::Query>) -> Option<Reply<SM::Output>> {
         let Request::Write {
             client,
@@ -212,8 +216,7 @@ impl<SM: StateMachine> Replica<SM> {
         };
         match self.sessions.check(*client, *seq, *retry) {
             Seen::Duplicate(out) => Some(SM::replay(cmd, out)),
-            Seen::Expired => Some(Err(Error::SessionExpired)),
-            Seen::New | Seen::Stale => None,
+            Seen::Expired | Seen::New | Seen::Stale => None,
         }
     }
 
@@ -383,7 +386,8 @@ impl<SM: StateMachine> Replica<SM> {
         match self.sessions.check(client, seq, retry) {
             Seen::Duplicate(out) => SM::replay(cmd, out),
             Seen::Stale => Err(Error::Stale),
-            Seen::Expired => Err(Error::SessionExpired),
+            // A group that would refuse the request sends the client on first.
+            Seen::Expired => self.sm.admits(cmd).and(Err(Error::SessionExpired)),
             Seen::New => {
                 let limits = self.opts.sessions;
                 let mut ctx = Applying {

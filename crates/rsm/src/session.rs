@@ -12,7 +12,11 @@
 //! A dropped session cannot answer a retry, so the table remembers that it dropped some
 //! ([`Sessions::dropped_any`]): a retry ([`Seen::Expired`]) of a client it holds no
 //! session of is then refused with `SessionExpired` (it may have applied), never applied
-//! again. A first attempt of a write needs no session: it never applied anywhere. The
+//! again. Sessions move between groups with shards, so a session that is here may be older
+//! than a request of its client that applied in another table and was dropped there (or
+//! here, its memory flushed by a merge): after a merge that involves dropped sessions, the
+//! sessions active at or before it do not vouch for a retry either, until their client's
+//! next write here (`uncertain_through`, replicated like the rest). A first attempt of a write needs no session: it never applied anywhere. The
 //! last [`DROPPED_REMEMBERED`] dropped sessions are remembered by client and sequence
 //! number only, so a copy of a first attempt that reaches the log twice (a network that
 //! duplicates requests) is not applied twice either, and such a client's next write is
@@ -45,7 +49,8 @@ pub enum Seen<'a, O> {
     /// Older than the client's latest request: the client already has its answer.
     Stale,
     /// A retry of a write that may have applied, from a client whose session is not here
-    /// while this table has dropped sessions: it may have applied and been forgotten.
+    /// (or not trusted since a merge with dropped sessions) while this table has dropped
+    /// sessions: it may have applied and been forgotten.
     Expired,
 }
 
@@ -81,6 +86,11 @@ pub struct Sessions<O> {
     dropped_any: bool,
     /// The last sessions dropped here, oldest first: client and its last applied seq.
     recently_dropped: VecDeque<(ClientId, Seq)>,
+    /// The last merge that involved dropped sessions (`dropped_any` after it): a session
+    /// last active at or before it may be older than a request of its client that applied
+    /// in a table whose record of it was dropped (in the giving group, or here while the
+    /// merge flushed the memory of drops), so it cannot tell a retry from a new write.
+    uncertain_through: LogIndex,
 }
 
 impl<O> Default for Sessions<O> {
@@ -90,6 +100,7 @@ impl<O> Default for Sessions<O> {
             by_activity: BTreeSet::new(),
             dropped_any: false,
             recently_dropped: VecDeque::new(),
+            uncertain_through: LogIndex(0),
         }
     }
 }
@@ -112,9 +123,10 @@ impl<O: Clone> Sessions<O> {
             .filter(|(c, _)| *c == client)
             .map(|(_, s)| *s)
             .max();
-        if forgotten.is_some_and(|last| seq <= last)
-            || (session.is_none() && retry && self.dropped_any)
-        {
+        // A session last active at or before a merge with dropped sessions may be older
+        // than a request of its client that applied elsewhere and was forgotten.
+        let trusted = session.is_some_and(|s| s.active > self.uncertain_through);
+        if forgotten.is_some_and(|last| seq <= last) || (retry && self.dropped_any && !trusted) {
             Seen::Expired
         } else {
             Seen::New
@@ -164,16 +176,42 @@ impl<O: Clone> Sessions<O> {
 
     /// Merges another table at log index `at`, keeping the newer session per client.
     pub fn merge(&mut self, other: &Sessions<O>, at: LogIndex, limits: &SessionLimits) {
-        self.dropped_any |= other.dropped_any;
-        self.remember_dropped(other.recently_dropped.iter().copied());
-        for (c, s) in &other.by_client {
-            self.merge_one(*c, s, at, limits);
+        self.merge_part(
+            other.dropped_any,
+            other.recently_dropped.iter().copied(),
+            other.iter(),
+            at,
+            limits,
+        );
+    }
+
+    /// Merges part of another table at log index `at` (a table that travels piece by
+    /// piece): its mark that it dropped sessions, the drops it remembers (oldest first), and
+    /// some of its sessions, each kept if newer than this table's and then active at `at`.
+    /// If dropped sessions are involved (`dropped_any` after the merge), every session
+    /// active at or before `at` stops being trusted to tell a retry from a new write (see
+    /// [`Sessions::check`]) until its client's next write here.
+    pub fn merge_part<'a>(
+        &mut self,
+        dropped_any: bool,
+        dropped: impl IntoIterator<Item = (ClientId, Seq)>,
+        sessions: impl IntoIterator<Item = (ClientId, &'a Session<O>)>,
+        at: LogIndex,
+        limits: &SessionLimits,
+    ) where
+        O: 'a,
+    {
+        self.dropped_any |= dropped_any;
+        self.remember_dropped(dropped);
+        for (c, s) in sessions {
+            self.merge_one(c, s, at, limits);
+        }
+        if self.dropped_any {
+            self.uncertain_through = self.uncertain_through.max(at);
         }
     }
 
-    /// Merges one session of another table at log index `at` (its activity here): kept if
-    /// newer than this table's.
-    pub fn merge_one(
+    fn merge_one(
         &mut self,
         client: ClientId,
         s: &Session<O>,
@@ -196,19 +234,13 @@ impl<O: Clone> Sessions<O> {
         }
     }
 
-    /// Notes that a table merged into this one (piece by piece) had dropped sessions.
-    pub fn note_dropped(&mut self) {
-        self.dropped_any = true;
-    }
-
     /// The sessions dropped last here (client and its last applied sequence number),
     /// oldest first: they travel with a merge so that the new table answers as this one.
     pub fn recently_dropped(&self) -> impl Iterator<Item = (ClientId, Seq)> + '_ {
         self.recently_dropped.iter().copied()
     }
 
-    /// Remembers sessions dropped by a table merged into this one.
-    pub fn remember_dropped(&mut self, dropped: impl IntoIterator<Item = (ClientId, Seq)>) {
+    fn remember_dropped(&mut self, dropped: impl IntoIterator<Item = (ClientId, Seq)>) {
         for d in dropped {
             self.dropped_any = true;
             if self.recently_dropped.len() == DROPPED_REMEMBERED {
@@ -423,6 +455,122 @@ mod tests {
         assert!(
             clean.dropped_any(),
             "the mark of the merged table comes along"
+        );
+    }
+
+    /// `n` dropped sessions of clients other than those the tests look at.
+    fn others_dropped(n: u64) -> impl Iterator<Item = (ClientId, Seq)> {
+        (0..n).map(|k| (ClientId(100_000 + k), Seq(1)))
+    }
+
+    #[test]
+    fn an_own_older_session_does_not_vouch_for_a_retry_after_a_merge_with_drops() {
+        // C's seq 5 applied here; its seq 7 applied in the giving group, which dropped and
+        // forgot it; that group's table arrives with its mark and without C.
+        let c = ClientId(7);
+        let mut s = Sessions::default();
+        s.record(c, Seq(5), "a", LogIndex(1), &WIDE);
+        s.merge_part(
+            true,
+            others_dropped(DROPPED_REMEMBERED as u64),
+            [],
+            LogIndex(2),
+            &WIDE,
+        );
+        assert_eq!(
+            s.check(c, Seq(7), true),
+            Seen::Expired,
+            "seq 7 may have applied"
+        );
+        assert_eq!(s.check(c, Seq(5), true), Seen::Duplicate(&"a"));
+        assert_eq!(
+            s.check(c, Seq(7), false),
+            Seen::New,
+            "a first attempt never applied"
+        );
+        // C's next write here makes its session trusted again.
+        s.record(c, Seq(8), "b", LogIndex(3), &WIDE);
+        assert_eq!(s.check(c, Seq(9), true), Seen::New);
+    }
+
+    #[test]
+    fn a_merged_older_session_does_not_hide_a_forgotten_drop_here() {
+        // C's seq 7 applied here and C was evicted; one install from the old owner flushes
+        // the memory of (C, 7) and brings C's older session (seq 5).
+        let limits = SessionLimits {
+            sessions_max: 2,
+            idle_entries_max: u64::MAX,
+        };
+        let c = ClientId(7);
+        let mut s = Sessions::default();
+        s.record(c, Seq(7), "x", LogIndex(10), &limits);
+        s.record(ClientId(1), Seq(1), "y", LogIndex(11), &limits);
+        s.record(ClientId(2), Seq(1), "y", LogIndex(12), &limits);
+        assert!(s.get(c).is_none());
+        assert_eq!(s.check(c, Seq(7), true), Seen::Expired);
+        let older = Session {
+            seq: Seq(5),
+            output: "o",
+            active: LogIndex(1),
+        };
+        s.merge_part(
+            true,
+            others_dropped(DROPPED_REMEMBERED as u64),
+            [(c, &older)],
+            LogIndex(13),
+            &limits,
+        );
+        assert_eq!(s.get(c).map(|x| x.seq), Some(Seq(5)));
+        assert_eq!(
+            s.check(c, Seq(7), true),
+            Seen::Expired,
+            "seq 7 applied here"
+        );
+    }
+
+    #[test]
+    fn one_large_merge_into_a_full_table_does_not_resurrect_an_older_session() {
+        // The merge evicts C (seq 7, applied here), flushes its memory with later
+        // evictions, and brings C's older session from a table that never dropped one.
+        let limits = SessionLimits {
+            sessions_max: 3,
+            idle_entries_max: u64::MAX,
+        };
+        let wide = SessionLimits {
+            sessions_max: 1 << 20,
+            idle_entries_max: u64::MAX,
+        };
+        let c = ClientId(1 << 40);
+        let mut giver = Sessions::default();
+        for k in 1..=2 * DROPPED_REMEMBERED as u64 {
+            giver.record(ClientId(k), Seq(1), "g", LogIndex(k), &wide);
+        }
+        giver.record(c, Seq(5), "g", LogIndex(1 << 20), &wide);
+        assert!(!giver.dropped_any());
+        let mut s = Sessions::default();
+        s.record(c, Seq(7), "x", LogIndex(10), &limits);
+        s.merge(&giver, LogIndex(20), &limits);
+        assert_eq!(s.get(c).map(|x| x.seq), Some(Seq(5)));
+        assert_eq!(
+            s.check(c, Seq(7), true),
+            Seen::Expired,
+            "seq 7 applied here"
+        );
+    }
+
+    #[test]
+    fn a_merge_without_any_drop_keeps_sessions_trusted() {
+        let c = ClientId(7);
+        let mut s = Sessions::default();
+        s.record(c, Seq(5), "a", LogIndex(1), &WIDE);
+        let mut other = Sessions::default();
+        other.record(ClientId(2), Seq(1), "b", LogIndex(1), &WIDE);
+        s.merge(&other, LogIndex(2), &WIDE);
+        assert!(!s.dropped_any());
+        assert_eq!(
+            s.check(c, Seq(6), true),
+            Seen::New,
+            "nothing was ever forgotten"
         );
     }
 }

@@ -93,6 +93,11 @@ impl StateMachine for Counters {
         Ok(())
     }
 
+    fn admits(&self, cmd: &CounterCommand) -> Result<(), Error> {
+        let CounterCommand::Add { slot, .. } = cmd;
+        self.owned(*slot)
+    }
+
     fn apply(&mut self, cmd: &CounterCommand, _: &mut Applying<'_, u64>) -> Result<u64, Error> {
         let CounterCommand::Add { slot, n } = cmd;
         self.owned(*slot)?;

@@ -252,3 +252,60 @@ fn idle_sessions_expire_at_the_same_log_position_on_every_replica() {
         Err(Error::SessionExpired)
     );
 }
+
+/// A group whose table dropped client 2's session (seq 1) by eviction.
+fn group_that_evicted_client_2() -> Vec<Replica<Counters>> {
+    let mut g = bounded_group(SessionLimits {
+        sessions_max: 1,
+        idle_entries_max: 1_000,
+    });
+    assert_eq!(call(&mut g, 1, add(2, 1, 1, 1)), Ok(1));
+    assert_eq!(call(&mut g, 2, add(3, 1, 1, 1)), Ok(2));
+    assert!(g[0].sessions().dropped_any());
+    g
+}
+
+#[test]
+fn only_the_log_decides_session_expired_a_follower_redirects() {
+    let mut g = group_that_evicted_client_2();
+    let r = retried(2, 1, 1, 1);
+    assert_eq!(
+        g[1].session_answer(&r),
+        None,
+        "a follower may lag: it cannot tell the retry expired"
+    );
+    g[1].submit(9, r);
+    let replies = g[1].take_replies();
+    assert!(
+        matches!(replies.as_slice(), [(9, Err(Error::NotLeader { .. }))]),
+        "{replies:?}"
+    );
+    assert_eq!(
+        call(&mut g, 10, retried(2, 1, 1, 1)),
+        Err(Error::SessionExpired),
+        "the leader's log decides"
+    );
+}
+
+#[test]
+fn a_group_that_does_not_own_an_expired_retry_answers_wrong_group() {
+    let mut g = group_that_evicted_client_2();
+    assert_eq!(
+        call(&mut g, 9, retried(2, 2, 5, 1)),
+        Err(Error::WrongGroup { gid: Gid(7) }),
+        "slot 5 is not here: the client goes on to its owner, which may know the write"
+    );
+}
+
+#[test]
+fn a_retry_behind_its_first_attempt_in_the_log_is_a_duplicate_not_expired() {
+    let mut g = group_that_evicted_client_2();
+    // Client 4's first attempt is in the log, not applied yet, when its retry arrives.
+    g[0].submit(9, add(4, 1, 1, 5));
+    g[0].submit(10, retried(4, 1, 1, 5));
+    assert!(g[0].take_replies().is_empty(), "both wait for the log");
+    settle(&mut g);
+    let mut replies = g[0].take_replies();
+    replies.sort_by_key(|(req, _)| *req);
+    assert_eq!(replies, vec![(9, Ok(7)), (10, Ok(7))], "applied once");
+}

@@ -13,8 +13,9 @@ impl ShardKv {
     /// the chunk starts where the installed part ends (`from`): idempotent by config
     /// number, shard and position. Its sessions are merged (keeping the newer per client:
     /// each records a request that did apply; each counts as active at this entry, and the
-    /// table's bound applies), and so is the mark that the old owner's table dropped
-    /// sessions. After the last chunk the shard serves.
+    /// table's bound applies), and so are the mark that the old owner's table dropped
+    /// sessions and the drops it remembers ([`shardkv_rsm::Sessions::merge_part`]: after
+    /// dropped sessions are involved, older sessions no longer vouch for a retry). After the last chunk the shard serves.
     /// A chunk that is not in order, or holds a key of another shard, is ignored: it
     /// cannot come from a correct peer.
     pub(crate) fn install(
@@ -37,13 +38,13 @@ impl ShardKv {
         for (k, v) in &chunk.entries {
             s.store.insert(k.clone(), v.clone());
         }
-        if chunk.sessions_dropped {
-            ctx.sessions.note_dropped();
-        }
-        ctx.sessions.remember_dropped(chunk.dropped.iter().copied());
-        for (c, session) in &chunk.sessions {
-            ctx.sessions.merge_one(*c, session, ctx.index, &ctx.limits);
-        }
+        ctx.sessions.merge_part(
+            chunk.sessions_dropped,
+            chunk.dropped.iter().copied(),
+            chunk.sessions.iter().map(|(c, s)| (*c, s)),
+            ctx.index,
+            &ctx.limits,
+        );
         match &chunk.next {
             Some(next) => s.pulled_to = next.clone(),
             None => {

@@ -12,8 +12,10 @@
 //!   shard not `Serving` here gets `WrongGroup`, which is not recorded in the session.
 //! - A shard moves with its data and the old owner's session table (with the sessions it
 //!   dropped last, and whether it dropped any, so a retry is never applied twice after a
-//!   move), installed through the new owner's log (idempotent by config number and shard), and serves as soon as it is
-//!   installed. The old owner deletes its copy, through its log, only after the new owner
+//!   move: once dropped sessions are involved, the new owner's older sessions no longer
+//!   vouch for a retry), installed through the new owner's log (idempotent by config number
+//!   and shard), and serves as soon as it is installed. A retry the sessions cannot answer
+//!   gets `WrongGroup` before `SessionExpired` where its shard is not served. The old owner deletes its copy, through its log, only after the new owner
 //!   confirmed the install.
 //! - A shard given to nobody (every group left) is `Parked` at its last owner, frozen, not
 //!   holding up configs; the group a later config gives it to takes it from there. Every

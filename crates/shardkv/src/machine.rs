@@ -104,6 +104,10 @@ impl StateMachine for ShardKv {
         }
     }
 
+    fn admits(&self, cmd: &KvCommand) -> Result<(), Error> {
+        self.serving(cmd.key()).map(|_| ())
+    }
+
     /// A write of a key whose shard is not `Serving` here now is refused with `WrongGroup`
     /// (and so not recorded in the session): ownership is decided at the write's log
     /// position, not when it arrived.

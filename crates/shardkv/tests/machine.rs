@@ -3,7 +3,9 @@
 
 use shardkv_ctrl::Config;
 use shardkv_kv::{KvCommand, KvOutput, KvQuery};
-use shardkv_rsm::{Applying, Error, SessionLimits, Sessions, StateMachine};
+use shardkv_rsm::{
+    Applying, DROPPED_REMEMBERED, Error, Seen, SessionLimits, Sessions, StateMachine,
+};
 use shardkv_shardkv::{
     Cursor, ShardChunk, ShardInternal, ShardKv, ShardOutput, ShardQuery, ShardState,
 };
@@ -436,4 +438,38 @@ fn a_large_session_table_moves_in_pages_after_the_entries() {
         b.get(&k3),
         Ok(ShardOutput::Kv(KvOutput::Value(Some(b"moved".to_vec()))))
     );
+}
+
+#[test]
+fn a_retry_is_expired_when_its_write_applied_in_a_group_that_forgot_it() {
+    // Client 9's seq 5 applied in B (shard 0); its seq 7 applied in A (shard 2), whose
+    // answer was lost. A drops client 9 and, past many more drops, forgets it; then shard 2
+    // moves to B, which still holds client 9's older session.
+    let (mut a, mut b) = (Member::new(A), Member::new(B));
+    let c1 = config(1, [B, A, A, A]);
+    let c2 = config(2, [B, A, B, A]);
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(c1.clone()));
+    }
+    b.write(9, 5, put(&key_in(0), b"b")).unwrap();
+    a.write(9, 7, put(&key_in(2), b"a")).unwrap();
+    let forget_all = SessionLimits {
+        sessions_max: 1,
+        idle_entries_max: 0,
+    };
+    for c in 0..DROPPED_REMEMBERED as u64 + 1 {
+        a.write(1000 + c, 1, put(&key_in(1), b"x")).unwrap();
+        a.sessions.expire(LogIndex(a.index + 1), &forget_all);
+    }
+    assert!(a.sessions.recently_dropped().all(|(c, _)| c != ClientId(9)));
+    for m in [&mut a, &mut b] {
+        m.internal(ShardInternal::Reconfigure(c2.clone()));
+    }
+    hand_over(&mut a, &mut b, ConfigNum(2));
+    assert_eq!(
+        b.sessions.check(ClientId(9), Seq(7), true),
+        Seen::Expired,
+        "seq 7 may have applied in A: not applied again"
+    );
+    assert_eq!(b.sessions.check(ClientId(9), Seq(7), false), Seen::New);
 }

@@ -61,6 +61,20 @@ pub enum Anomaly {
     FollowerLogLost,
 }
 
+impl Anomaly {
+    /// Every kind.
+    pub const ALL: [Anomaly; 8] = [
+        Anomaly::TermTooFarAhead,
+        Anomaly::AckBeyondSent,
+        Anomaly::ImpossibleReject,
+        Anomaly::CommitBeyondLog,
+        Anomaly::MalformedAppend,
+        Anomaly::MalformedSnapshot,
+        Anomaly::TermExhausted,
+        Anomaly::FollowerLogLost,
+    ];
+}
+
 impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

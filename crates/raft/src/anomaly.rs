@@ -13,9 +13,17 @@ use std::fmt;
 /// election; with PreVote (the default) only elections a majority agreed could succeed
 /// raise them, so even a member partitioned away for years stays far below this. A message
 /// further ahead would move the term at once past anything the group can reach: refused.
-/// Without PreVote an isolated member raises its own term every election timeout and
-/// passes this bound after 2^20 of them (about six days at 500 ms): it is then refused by
-/// the others until an operator restarts it.
+///
+/// Limitation: the bound is relative, so two members whose terms drift more than 2^20
+/// apart never talk again, and the term is persisted, so a restart does not help. That
+/// happens to a member that runs without PreVote while isolated (it raises its own term
+/// every election timeout, passing the bound after about six days at 500 ms), and to a
+/// member that was down while the rest of the group went through more than 2^20 elections
+/// (it refuses every leader). Each side logs [`Anomaly::TermTooFarAhead`] (rate-limited);
+/// the remedy is to remove the member from the group and add it back with a new data dir.
+/// Accepting far-ahead terms from leader messages would fix the second case but let one
+/// forged heartbeat push the whole group's term to any value, which is what this bound
+/// exists to refuse when peer traffic is not authenticated (no TLS).
 pub const TERM_JUMP_MAX: u64 = 1 << 20;
 
 /// The highest log index a peer may name in an entry or a snapshot. No log gets near 2^63
@@ -39,7 +47,8 @@ pub enum Anomaly {
     CommitBeyondLog,
     /// An append whose entries are not contiguous after its `prev_log_index`, whose terms go
     /// backwards or past the message's term, or whose indexes pass [`INDEX_MAX`]: dropped
-    /// whole.
+    /// whole. Also an append this follower refuses after a `prev_log_index` inside its
+    /// snapshot: it contradicts committed entries, which no honest leader does: unanswered.
     MalformedAppend,
     /// A snapshot chunk whose index passes [`INDEX_MAX`] or whose term is newer than the
     /// sender's: dropped.
@@ -50,6 +59,20 @@ pub enum Anomaly {
     /// Not a refusal: a follower reported a log shorter than what it had acknowledged (its
     /// data was lost); the leader forgets its match index and sends the log again.
     FollowerLogLost,
+}
+
+impl Anomaly {
+    /// Every kind.
+    pub const ALL: [Anomaly; 8] = [
+        Anomaly::TermTooFarAhead,
+        Anomaly::AckBeyondSent,
+        Anomaly::ImpossibleReject,
+        Anomaly::CommitBeyondLog,
+        Anomaly::MalformedAppend,
+        Anomaly::MalformedSnapshot,
+        Anomaly::TermExhausted,
+        Anomaly::FollowerLogLost,
+    ];
 }
 
 impl fmt::Display for Anomaly {

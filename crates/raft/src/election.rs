@@ -89,6 +89,7 @@ impl RawNode {
                         success: false,
                         index: Default::default(),
                         hint: None,
+                        seq: 0,
                     },
                 );
             }

@@ -46,10 +46,13 @@
 //! counted ([`RawNode::anomaly_count`]) and logged as a `tracing` warning at most once per
 //! kind per election timeout.
 //!
-//! A follower that rejects the append right after what it acknowledged (or reports a log
-//! shorter than that) lost its log, e.g. its data directory was emptied: the leader logs
+//! Every append carries a per-follower `seq` that the answer echoes, so the leader matches
+//! each rejection to the exact append it answers. A follower that rejects an append sent
+//! after it acknowledged index `m`, at or below `m` (or reports a log ending at or below
+//! `m`), lost its log, e.g. its data directory was emptied: the leader logs
 //! [`Anomaly::FollowerLogLost`], moves its `match_index` back to 0 and resends the log.
-//! Reordered or duplicate rejections (of an append no longer outstanding) are ignored.
+//! Reordered or duplicated rejections (of an append no longer outstanding, or written
+//! before a later acknowledgement) never lower `match_index`.
 //!
 //! # Limits
 //!

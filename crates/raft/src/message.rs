@@ -45,6 +45,10 @@ pub enum Body {
         prev_log_term: Term,
         entries: Vec<Entry>,
         leader_commit: LogIndex,
+        /// The leader's number for this send to this follower in this term (increasing):
+        /// the answer echoes it, so the leader matches a late or duplicated answer to the
+        /// very append it answers.
+        seq: u64,
     },
     AppendEntriesResponse {
         success: bool,
@@ -52,6 +56,8 @@ pub enum Body {
         /// `prev_log_index` that was rejected.
         index: LogIndex,
         hint: Option<ConflictHint>,
+        /// The `seq` of the append answered (0 when answering an older term).
+        seq: u64,
     },
     Heartbeat {
         /// `min(leader commit, follower match)`, so a follower never commits an entry it may

@@ -36,6 +36,11 @@ pub struct Inflight {
     pub last: LogIndex,
     /// The leader's tick when it was sent.
     pub sent_tick: u64,
+    /// Its `seq`: only an answer echoing it answers this append.
+    pub seq: u64,
+    /// `match_index` when it was sent: the follower's answer describes its log after the
+    /// acknowledgement that set this value, and possibly before any later one.
+    pub match_at_send: LogIndex,
 }
 
 /// What a rejection did to a follower's progress.
@@ -60,6 +65,10 @@ pub struct Progress {
     pub state: ProgressState,
     /// In `Probe`, an append was sent and no answer or heartbeat came back since.
     pub probe_sent: bool,
+    /// In `Probe`, the `seq` of the latest probe: only its answer moves `next_index`.
+    pub probe_seq: u64,
+    /// The `seq` of the last append sent to this peer in this term.
+    pub last_seq: u64,
     /// The appends in flight (`Replicate` only), oldest first.
     pub inflight: VecDeque<Inflight>,
     /// The highest index sent to this peer in this term, in an append or as a snapshot's
@@ -79,6 +88,8 @@ impl Progress {
             next_index,
             state: ProgressState::Probe,
             probe_sent: false,
+            probe_seq: 0,
+            last_seq: 0,
             inflight: VecDeque::new(),
             sent_max: LogIndex(0),
             snapshot: None,
@@ -126,9 +137,12 @@ impl Progress {
         });
     }
 
-    /// Records that an append after `prev` ending at `last` was sent at tick `now`.
-    pub fn sent_append(&mut self, prev: LogIndex, last: LogIndex, entries: usize, now: u64) {
+    /// Records that an append after `prev` ending at `last` is sent at tick `now`; returns
+    /// the `seq` to send it with.
+    pub fn sent_append(&mut self, prev: LogIndex, last: LogIndex, entries: usize, now: u64) -> u64 {
         self.sent_max = self.sent_max.max(last);
+        self.last_seq += 1;
+        let seq = self.last_seq;
         match self.state {
             ProgressState::Replicate => {
                 if entries > 0 {
@@ -137,12 +151,18 @@ impl Progress {
                         prev,
                         last,
                         sent_tick: now,
+                        seq,
+                        match_at_send: self.match_index,
                     });
                 }
             }
-            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Probe => {
+                self.probe_sent = true;
+                self.probe_seq = seq;
+            }
             ProgressState::Snapshot => unreachable!("no appends while streaming a snapshot"),
         }
+        seq
     }
 
     /// A follower acknowledged its log matches up to `index`. Returns true if this is news.
@@ -172,29 +192,45 @@ impl Progress {
     /// the next index to try at `hint_next`, and `short` says the follower's log ends before
     /// `rejected` (its last index is `hint_next - 1`).
     ///
-    /// Only the answer to an append still outstanding counts (the probe, or an append in
-    /// flight); anything else is stale. A fresh rejection at or below `match_index`, or a
-    /// follower whose log ends at or below it, means the follower lost entries it had
-    /// acknowledged: nothing is known to match any more, so `match_index` goes back to 0 and
-    /// the log is probed again from the hint.
+    /// Only the answer to an append still outstanding counts (the latest probe, or an
+    /// append in flight), matched by the `seq` it echoes; anything else (reordered,
+    /// duplicated) is stale. The follower wrote the answer after the acknowledgement that
+    /// set `match_index` as it was when that append was sent (`match_at_send`), but maybe
+    /// before later ones: only a rejection at or below `match_at_send`, or a log ending at
+    /// or below it, proves the follower lost entries it had acknowledged. Then nothing is
+    /// known to match any more: `match_index` goes back to 0 and the log is probed again
+    /// from the hint. Any other fresh rejection backs `next_index` off, never below
+    /// `match_index + 1`.
     ///
     /// # Panics
     /// If `rejected` is beyond `sent_max`: the caller refuses such a rejection first.
-    pub fn on_reject(&mut self, rejected: LogIndex, hint_next: LogIndex, short: bool) -> Rejection {
+    pub fn on_reject(
+        &mut self,
+        rejected: LogIndex,
+        hint_next: LogIndex,
+        short: bool,
+        seq: u64,
+    ) -> Rejection {
         assert!(
             rejected <= self.sent_max,
             "rejected {rejected} was never sent"
         );
-        let fresh = match self.state {
-            ProgressState::Replicate => self.inflight.iter().any(|f| f.prev == rejected),
-            ProgressState::Probe => rejected.next() == self.next_index,
-            ProgressState::Snapshot => false,
+        let match_at_send = match self.state {
+            ProgressState::Replicate => self
+                .inflight
+                .iter()
+                .find(|f| f.seq == seq && f.prev == rejected)
+                .map(|f| f.match_at_send),
+            // `match_index` does not move in `Probe` without leaving it.
+            ProgressState::Probe => (self.probe_seq == seq && rejected.next() == self.next_index)
+                .then_some(self.match_index),
+            ProgressState::Snapshot => None,
         };
-        if !fresh {
+        let Some(match_at_send) = match_at_send else {
             return Rejection::Stale;
-        }
+        };
         let next = hint_next.min(rejected).max(LogIndex(1));
-        let lost = rejected <= self.match_index || (short && next <= self.match_index);
+        let lost = rejected <= match_at_send || (short && next <= match_at_send);
         if lost {
             self.match_index = LogIndex(0);
             self.next_index = next;
@@ -230,37 +266,43 @@ mod tests {
     #[test]
     fn stale_rejections_are_ignored() {
         let mut p = Progress::new(LogIndex(10), 0);
-        p.sent_append(LogIndex(9), LogIndex(12), 2, 0);
+        let seq = p.sent_append(LogIndex(9), LogIndex(12), 2, 0);
         assert!(p.probe_sent);
         assert_eq!(
-            p.on_reject(LogIndex(5), LogIndex(3), true),
+            p.on_reject(LogIndex(5), LogIndex(3), true, seq),
             Rejection::Stale,
             "not the outstanding probe"
         );
         assert_eq!(
-            p.on_reject(LogIndex(9), LogIndex(4), true),
+            p.on_reject(LogIndex(9), LogIndex(4), true, seq + 1),
+            Rejection::Stale,
+            "not the answer to this probe"
+        );
+        assert_eq!(
+            p.on_reject(LogIndex(9), LogIndex(4), true, seq),
             Rejection::Backed
         );
         assert_eq!(p.next_index, LogIndex(4));
         assert!(!p.probe_sent);
         assert_eq!(
-            p.on_reject(LogIndex(9), LogIndex(4), true),
+            p.on_reject(LogIndex(9), LogIndex(4), true, seq),
             Rejection::Stale,
             "a duplicate of the answer already taken"
         );
     }
 
-    /// A follower that acknowledged up to 8 and now rejects the append after 8 lost its
-    /// log: the leader forgets the match and starts over from the follower's end.
+    /// A follower that acknowledged up to 8 and then rejects an append sent after that
+    /// acknowledgement, after 8, lost its log: the leader forgets the match and starts
+    /// over from the follower's end.
     #[test]
     fn rejection_below_the_match_resets_it() {
         let mut p = Progress::new(LogIndex(1), 0);
         p.sent_append(LogIndex(0), LogIndex(8), 8, 0);
         p.maybe_update(LogIndex(8));
         p.become_replicate();
-        p.sent_append(LogIndex(8), LogIndex(9), 1, 1);
+        let seq = p.sent_append(LogIndex(8), LogIndex(9), 1, 1);
         assert_eq!(
-            p.on_reject(LogIndex(8), LogIndex(1), true),
+            p.on_reject(LogIndex(8), LogIndex(1), true, seq),
             Rejection::LogLost
         );
         assert_eq!((p.match_index, p.next_index), (LogIndex(0), LogIndex(1)));
@@ -273,13 +315,32 @@ mod tests {
     #[test]
     fn reordered_rejection_keeps_the_match() {
         let mut p = Progress::new(LogIndex(1), 0);
-        p.sent_append(LogIndex(0), LogIndex(8), 8, 0);
+        let seq = p.sent_append(LogIndex(0), LogIndex(8), 8, 0);
         p.maybe_update(LogIndex(8));
         p.become_replicate();
         assert_eq!(
-            p.on_reject(LogIndex(4), LogIndex(1), true),
+            p.on_reject(LogIndex(4), LogIndex(1), true, seq),
             Rejection::Stale
         );
         assert_eq!(p.match_index, LogIndex(8));
+    }
+
+    /// Appends after 1 and after 2 pipelined while the match was 1; the acknowledgement of
+    /// 2 arrives, then the rejection of the second append (written before that
+    /// acknowledgement): it says nothing about entries past 1, so the match stands.
+    #[test]
+    fn rejection_older_than_the_match_only_backs_off() {
+        let mut p = Progress::new(LogIndex(2), 0);
+        p.sent_append(LogIndex(0), LogIndex(1), 1, 0);
+        p.maybe_update(LogIndex(1));
+        p.become_replicate();
+        p.sent_append(LogIndex(1), LogIndex(2), 1, 0);
+        let second = p.sent_append(LogIndex(2), LogIndex(3), 1, 0);
+        p.maybe_update(LogIndex(2));
+        assert_eq!(
+            p.on_reject(LogIndex(2), LogIndex(2), true, second),
+            Rejection::Backed
+        );
+        assert_eq!((p.match_index, p.next_index), (LogIndex(2), LogIndex(3)));
     }
 }

@@ -40,6 +40,7 @@ impl RawNode {
                 prev_log_term,
                 entries,
                 leader_commit,
+                seq,
             } => {
                 if well_formed(m.term, prev_log_index, prev_log_term, &entries) {
                     self.handle_append(
@@ -48,6 +49,7 @@ impl RawNode {
                         prev_log_term,
                         entries,
                         leader_commit,
+                        seq,
                     );
                 } else {
                     let n = entries.len();
@@ -92,6 +94,7 @@ impl RawNode {
         prev_log_term: shardkv_types::Term,
         entries: Vec<shardkv_types::Entry>,
         leader_commit: LogIndex,
+        seq: u64,
     ) {
         let body = match self
             .log
@@ -105,7 +108,22 @@ impl RawNode {
                     success: true,
                     index: last_new,
                     hint: None,
+                    seq,
                 }
+            }
+            None if prev_log_index <= self.log.last_index()
+                && self.log.term(prev_log_index).is_none() =>
+            {
+                // `prev` is inside our snapshot, so committed: an honest leader's entries
+                // agree with every committed one and are never refused there. This append
+                // contradicts committed entries; there is no term to hint at.
+                let snap = self.log.snapshot_meta().index;
+                self.note(
+                    Anomaly::MalformedAppend,
+                    from,
+                    format_args!("refused after {prev_log_index}, inside the snapshot at {snap}"),
+                );
+                return;
             }
             None => {
                 let hint = if prev_log_index > self.log.last_index() {
@@ -123,6 +141,7 @@ impl RawNode {
                     success: false,
                     index: prev_log_index,
                     hint: Some(hint),
+                    seq,
                 }
             }
         };
@@ -158,7 +177,8 @@ impl RawNode {
                 success: false,
                 index,
                 hint: Some(hint),
-            } => self.handle_append_reject(m.from, index, hint),
+                seq,
+            } => self.handle_append_reject(m.from, index, hint, seq),
             Body::HeartbeatResponse { read_seq } => {
                 self.handle_heartbeat_response(m.from, read_seq)
             }
@@ -193,7 +213,13 @@ impl RawNode {
         self.maybe_finish_transfer(from);
     }
 
-    fn handle_append_reject(&mut self, from: NodeId, rejected: LogIndex, hint: ConflictHint) {
+    fn handle_append_reject(
+        &mut self,
+        from: NodeId,
+        rejected: LogIndex,
+        hint: ConflictHint,
+        seq: u64,
+    ) {
         // A follower rejects a `prev_log_index` it was sent, and its hint never points past
         // it (its last index + 1 when shorter, else the start of a term it holds there).
         let sent = self.progress[&from].sent_max;
@@ -217,7 +243,7 @@ impl RawNode {
         let pr = self.progress.get_mut(&from).expect("peer");
         let matched = pr.match_index;
         let short = hint.conflict_term.is_none();
-        if pr.on_reject(rejected, hint_next, short) == Rejection::LogLost {
+        if pr.on_reject(rejected, hint_next, short, seq) == Rejection::LogLost {
             let next = pr.next_index;
             self.note(
                 Anomaly::FollowerLogLost,
@@ -293,7 +319,7 @@ impl RawNode {
         let leader_commit = self.log.committed();
         let ticks = self.ticks;
         let pr = self.progress.get_mut(&to).expect("peer");
-        pr.sent_append(prev_log_index, sent_last, count, ticks);
+        let seq = pr.sent_append(prev_log_index, sent_last, count, ticks);
         self.send(
             to,
             self.term,
@@ -302,6 +328,7 @@ impl RawNode {
                 prev_log_term,
                 entries,
                 leader_commit,
+                seq,
             },
         );
     }

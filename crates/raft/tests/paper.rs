@@ -218,6 +218,7 @@ fn conflicting_follower_answers_with_term_and_its_first_index() {
             prev_log_term: Term(3),
             entries: vec![],
             leader_commit: LogIndex(0),
+            seq: 0,
         };
         msg(1, 2, 3, body)
     };
@@ -231,6 +232,7 @@ fn conflicting_follower_answers_with_term_and_its_first_index() {
         success: false,
         index: LogIndex(4),
         hint: Some(hint),
+        seq: 0,
     };
     assert_eq!(rd.messages, vec![msg(2, 1, 3, want)]);
     n.step(append(9));
@@ -244,7 +246,8 @@ fn conflicting_follower_answers_with_term_and_its_first_index() {
         Body::AppendEntriesResponse {
             success: false,
             index: LogIndex(9),
-            hint: Some(hint)
+            hint: Some(hint),
+            seq: 0,
         }
     );
 }
@@ -303,6 +306,7 @@ fn stale_leader_is_told_the_newer_term() {
         success: false,
         index: LogIndex(0),
         hint: None,
+        seq: 0,
     };
     assert_eq!(rd.messages, vec![msg(2, 1, 5, want)]);
 }

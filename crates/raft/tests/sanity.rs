@@ -18,7 +18,15 @@ fn heartbeat(from: u64, to: u64, term: u64, commit: u64) -> shardkv_raft::Messag
     msg(from, to, term, body)
 }
 
-fn reject(from: u64, term: u64, rejected: u64, conflict_index: u64) -> shardkv_raft::Message {
+/// A rejection by a follower whose log ends before `rejected` (at `conflict_index - 1`),
+/// answering the append numbered `seq`.
+fn reject(
+    from: u64,
+    term: u64,
+    rejected: u64,
+    conflict_index: u64,
+    seq: u64,
+) -> shardkv_raft::Message {
     let body = Body::AppendEntriesResponse {
         success: false,
         index: LogIndex(rejected),
@@ -26,8 +34,21 @@ fn reject(from: u64, term: u64, rejected: u64, conflict_index: u64) -> shardkv_r
             conflict_term: None,
             conflict_index: LogIndex(conflict_index),
         }),
+        seq,
     };
     msg(from, 1, term, body)
+}
+
+/// The `seq` of each append in `rd` addressed to `to`.
+fn seqs_to(rd: &shardkv_raft::Ready, to: u64) -> Vec<u64> {
+    rd.messages
+        .iter()
+        .filter(|m| m.to == NodeId(to))
+        .filter_map(|m| match &m.body {
+            Body::AppendEntries { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The appends in `rd` addressed to `to`, as (prev_log_index, number of entries).
@@ -98,8 +119,8 @@ fn impossible_rejections_are_ignored() {
     let mut n = leader_of_three();
     drain(&mut n);
     let term = n.term().0;
-    n.step(reject(2, term, u64::MAX, 1));
-    n.step(reject(2, term, 0, 5));
+    n.step(reject(2, term, u64::MAX, 1, 1));
+    n.step(reject(2, term, 0, 5, 1));
     assert_eq!(n.anomaly_count(Anomaly::ImpossibleReject), 2);
     ack(&mut n, 2, 1);
     ack(&mut n, 3, 1);
@@ -211,9 +232,10 @@ fn follower_that_lost_its_log_gets_it_resent() {
     n.propose(b"y".to_vec()).unwrap();
     let rd = drain(&mut n);
     assert_eq!(appends_to(&rd, 2), vec![(LogIndex(4), 1)]);
+    let seq = seqs_to(&rd, 2)[0];
     // Node 2 comes back empty and rejects prev 4: its log ends at 0.
     let term = n.term().0;
-    n.step(reject(2, term, 4, 1));
+    n.step(reject(2, term, 4, 1, seq));
     let rd = drain(&mut n);
     assert_eq!(n.anomaly_count(Anomaly::FollowerLogLost), 1);
     assert_eq!(
@@ -237,8 +259,92 @@ fn reordered_rejection_does_not_reset_the_match() {
     ack(&mut n, 2, 2);
     drain(&mut n);
     let term = n.term().0;
-    n.step(reject(2, term, 1, 1));
+    n.step(reject(2, term, 1, 1, 1));
     let rd = drain(&mut n);
     assert!(appends_to(&rd, 2).is_empty());
     assert_eq!(n.anomaly_count(Anomaly::FollowerLogLost), 0);
+}
+
+/// Appends A0 (after 1) and A1 (after 2) reach follower 2 in reverse order, and so do its
+/// answers: the leader sees the acknowledgement of 2 and then the rejection of A1 (the
+/// follower's log ended at 1 when it answered A1). That rejection predates the
+/// acknowledgement; it used to be taken as a lost log (`match_index` back to 0).
+#[test]
+fn reordered_pipeline_is_not_a_lost_log() {
+    let mut n = leader_of_three();
+    drain(&mut n);
+    ack(&mut n, 2, 1);
+    ack(&mut n, 3, 1);
+    drain(&mut n);
+    n.propose(b"x".to_vec()).unwrap();
+    let rd = drain(&mut n);
+    assert_eq!(appends_to(&rd, 2), vec![(LogIndex(1), 1)]);
+    n.propose(b"y".to_vec()).unwrap();
+    let rd = drain(&mut n);
+    assert_eq!(appends_to(&rd, 2), vec![(LogIndex(2), 1)]);
+    let a1 = seqs_to(&rd, 2)[0];
+    let term = n.term().0;
+    ack(&mut n, 2, 2);
+    n.step(reject(2, term, 2, 2, a1));
+    let rd = drain(&mut n);
+    assert_eq!(n.anomaly_count(Anomaly::FollowerLogLost), 0);
+    assert_eq!(
+        appends_to(&rd, 2),
+        vec![(LogIndex(2), 1)],
+        "A1 again, after 2"
+    );
+}
+
+/// A duplicated rejection of a new leader's first probe arrives while the catch-up appends
+/// are in flight, one of them after the same index: it answers the probe, not that append,
+/// and used to be taken as a lost log (the whole log sent again).
+#[test]
+fn duplicated_rejection_is_not_a_lost_log() {
+    let mut cfg = Config::new(NodeId(1), ids(3));
+    cfg.append_entries_max = 5;
+    let mut n = RawNode::new(cfg, restored_at(1, &[1; 10]), 1);
+    elect(&mut n);
+    let rd = drain(&mut n);
+    let probe = appends_to(&rd, 2);
+    assert_eq!(probe.first().map(|a| a.0), Some(LogIndex(10)));
+    let probe_seq = seqs_to(&rd, 2)[0];
+    let term = n.term().0;
+    let dup = reject(2, term, 10, 1, probe_seq);
+    n.step(dup.clone());
+    let rd = drain(&mut n);
+    assert_eq!(appends_to(&rd, 2), vec![(LogIndex(0), 5)]);
+    ack(&mut n, 2, 5);
+    let mut sent = appends_to(&drain(&mut n), 2);
+    sent.extend(appends_to(&drain(&mut n), 2));
+    assert!(sent.iter().any(|a| a.0 == LogIndex(10)), "{sent:?}");
+    n.step(dup);
+    let rd = drain(&mut n);
+    assert_eq!(n.anomaly_count(Anomaly::FollowerLogLost), 0);
+    assert!(appends_to(&rd, 2).is_empty(), "nothing resent");
+}
+
+/// A follower with a snapshot at 3 and commit 5 gets an append after 1 that would replace
+/// committed entry 4: refused, logged, unanswered. Computing the rejection hint for an
+/// index inside the snapshot used to panic ("index must be held").
+#[test]
+fn append_contradicting_the_snapshot_is_refused() {
+    let mut restored = restored_at(1, &[1, 1, 1, 1, 1]);
+    restored.hard_state = HardState {
+        term: Term(2),
+        vote: None,
+        commit: LogIndex(5),
+    };
+    let mut n = RawNode::new(Config::new(NodeId(2), ids(3)), restored, 2);
+    drain(&mut n);
+    n.compact(LogIndex(3), vec![]);
+    let forged = vec![entry(1, 2), entry(1, 3), entry(2, 4)];
+    n.step(append(1, 2, 2, (1, 1), forged, 0));
+    let rd = drain(&mut n);
+    assert!(rd.messages.is_empty(), "{:?}", rd.messages);
+    assert_eq!(n.anomaly_count(Anomaly::MalformedAppend), 1);
+    assert_eq!(
+        n.log().term(LogIndex(4)),
+        Some(Term(1)),
+        "the committed entry stays"
+    );
 }

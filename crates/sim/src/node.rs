@@ -8,7 +8,7 @@ use crate::disk_store::DiskStore;
 use crate::event::Origin;
 use crate::group::GroupKind;
 use shardkv_host::{Fatal, Host, HostEvent, HostOptions, Observer};
-use shardkv_raft::{Config, Message, RawNode, Status};
+use shardkv_raft::{Anomaly, Config, Message, RawNode, Status};
 use shardkv_storage::{CrashMode, SimDisk};
 use shardkv_types::{Entry, Gid, NodeId, Term};
 use std::collections::BTreeMap;
@@ -98,6 +98,8 @@ pub struct SimNode<A: App> {
     next_request: u64,
     /// What the host reported (stalls, snapshots) over every incarnation, in order.
     pub events: Vec<HostEvent>,
+    /// The Raft anomalies counted by earlier incarnations (see [`SimNode::anomaly_count`]).
+    anomalies_before: BTreeMap<Anomaly, u64>,
 }
 
 impl<A: App + std::fmt::Debug> std::fmt::Debug for SimNode<A> {
@@ -124,6 +126,7 @@ impl<A: App> SimNode<A> {
             requests: BTreeMap::new(),
             next_request: 1,
             events: Vec::new(),
+            anomalies_before: BTreeMap::new(),
         }
     }
 
@@ -171,11 +174,25 @@ impl<A: App> SimNode<A> {
             .store
             .open(self.id)
             .map_err(|e| format!("{}: recovery failed: {e}", self.id))?;
+        if let Some(old) = &self.app {
+            for kind in Anomaly::ALL {
+                *self.anomalies_before.entry(kind).or_default() += old.raft().anomaly_count(kind);
+            }
+        }
         self.app = Some(A::start(cfg, restored, seed, sim, kind)?);
         self.host = Some(Host::new(self.id, store, HostOptions::default()));
         self.incarnation += 1;
         self.requests.clear();
         Ok(())
+    }
+
+    /// How many times this node's Raft core met `kind`, over every incarnation.
+    pub fn anomaly_count(&self, kind: Anomaly) -> u64 {
+        let now = self
+            .app
+            .as_ref()
+            .map_or(0, |a| a.raft().anomaly_count(kind));
+        self.anomalies_before.get(&kind).copied().unwrap_or(0) + now
     }
 
     /// Power loss: the host (with its store and any stalled Ready) is gone; the disk keeps

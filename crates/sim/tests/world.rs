@@ -36,6 +36,7 @@ fn forged_append(from: NodeId, to: NodeId, cluster: u64, gid: Gid) -> Envelope {
                 prev_log_term: Term(0),
                 entries: Vec::new(),
                 leader_commit: LogIndex(0),
+                seq: 0,
             },
         },
     }

@@ -45,7 +45,11 @@ pub enum StorageError {
     /// The data directory holds nothing (no identity file, no Raft data) and this start was
     /// not told to bootstrap: a member whose data was lost must not come back as if it had
     /// never voted or acknowledged anything (see [`crate::check_identity`]).
-    NotBootstrapped { dir: PathBuf },
+    NotBootstrapped {
+        dir: PathBuf,
+        /// The directory holds an identity file but no WAL or snapshot.
+        identity_only: bool,
+    },
     /// The log does not continue the snapshot: entries between them are missing.
     Gap {
         dir: PathBuf,
@@ -135,14 +139,21 @@ impl fmt::Display for StorageError {
                  (restore this node from a peer or a backup)",
                 file.display()
             ),
-            StorageError::NotBootstrapped { dir } => write!(
+            StorageError::NotBootstrapped { dir, identity_only } => write!(
                 f,
-                "data directory {} is empty (no identity file, no Raft log): if this member \
+                "data directory {} {}: if this member \
                  ran before, its votes and log are gone and rejoining under the same id could \
                  lose acknowledged writes, so it refuses to start; start it with --bootstrap \
                  only when creating a brand-new group; to replace a member whose disk was lost \
                  see \"a member's data directory is lost\" in docs/kv.md",
-                dir.display()
+                dir.display(),
+                if *identity_only {
+                    "holds an identity file but no Raft log or snapshot (they were lost, or \
+                     the member was bootstrapped and stopped before it first opened its log, \
+                     which --bootstrap again repairs)"
+                } else {
+                    "is empty (no identity file, no Raft log)"
+                }
             ),
             StorageError::WrongNode {
                 dir,

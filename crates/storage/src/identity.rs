@@ -19,6 +19,11 @@
 //! - no identity file and no Raft data (no `node-id`, WAL or snapshot file), with
 //!   `bootstrap`: a new member; the file is written ([`IdentityCheck::Created`]);
 //! - the same without `bootstrap`: [`StorageError::NotBootstrapped`], nothing is written.
+//!   Likewise an identity file with no Raft state beside it (no WAL segment, no snapshot:
+//!   they were lost, the identity file was not): refused unless `bootstrap`. A member that
+//!   was bootstrapped and stopped before its store first opened (which creates the first
+//!   WAL segment at once) looks the same; starting it with `bootstrap` again is then right.
+//!   Other files (`LOCK`, `node-id`) do not count as Raft state.
 //!   An empty directory is what a member whose disk was wiped or replaced looks like; had
 //!   it started, it would vote and count toward quorums having forgotten its votes and the
 //!   entries it acknowledged (with one other member lagging, the two could elect a leader
@@ -281,15 +286,15 @@ pub fn check_identity<D: Disk>(
             .map_err(|e| StorageError::io("remove", &tmp, e))?;
         sync_dir(disk, dir)?;
     }
+    let has_raft_state = names
+        .iter()
+        .any(|n| recovery::is_segment_file_name(n) || snapshot::parse_file_name(n).is_some());
     let Some(stored) = read_identity(disk, dir, &names)? else {
-        let has_data = names.iter().any(|n| {
-            n == recovery::NODE_ID_FILE
-                || recovery::is_segment_file_name(n)
-                || snapshot::parse_file_name(n).is_some()
-        });
+        let has_data = has_raft_state || names.iter().any(|n| n == recovery::NODE_ID_FILE);
         if !has_data && !bootstrap {
             return Err(StorageError::NotBootstrapped {
                 dir: dir.to_path_buf(),
+                identity_only: false,
             });
         }
         write_identity(disk, dir, given)?;
@@ -311,6 +316,15 @@ pub fn check_identity<D: Disk>(
             dir: dir.to_path_buf(),
             stored: Box::new(stored),
             given: Box::new(given.clone()),
+        });
+    }
+    if !has_raft_state && !bootstrap {
+        // The WAL and snapshots are gone but the identity file stayed: as forgetful as an
+        // empty directory. (Or the member was bootstrapped and stopped before its store
+        // first opened; then bootstrapping again is right.)
+        return Err(StorageError::NotBootstrapped {
+            dir: dir.to_path_buf(),
+            identity_only: true,
         });
     }
     if stored.voters != given.voters {

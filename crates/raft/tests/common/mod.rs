@@ -116,6 +116,7 @@ pub fn ack(n: &mut RawNode, from: u64, index: u64) {
             success: true,
             index: LogIndex(index),
             hint: None,
+            seq: 0,
         },
     ));
 }
@@ -138,6 +139,7 @@ pub fn append(
         prev_log_term: Term(prev.1),
         entries,
         leader_commit: LogIndex(commit),
+        seq: 0,
     };
     msg(from, to, term, body)
 }

@@ -59,10 +59,31 @@ fn identity_on_sim_disk() {
     run_all(&mut || disk.clone(), Path::new("/sim"));
 }
 
+/// A member's first start: the identity file, then the store (which writes its first WAL
+/// segment at once).
+fn first_start<D: Disk>(mut disk: D, dir: &Path, id: &Identity) {
+    let first = check_identity(&mut disk, dir, id, true).expect("first start");
+    assert_eq!(first, IdentityCheck::Created);
+    RaftStore::open(disk, dir, id.node_id).expect("store opens");
+}
+
 fn written_then_matched<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
     let first = check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
     assert_eq!(first, IdentityCheck::Created);
-    let again = check_identity(&mut mk(), dir, &ident(3), false).expect("restart");
+    // Stopped before the store first opened: no Raft state yet, so only `bootstrap` again
+    // starts it.
+    let err = check_identity(&mut mk(), dir, &ident(3), false).expect_err("no Raft state");
+    assert!(
+        matches!(
+            err,
+            StorageError::NotBootstrapped {
+                identity_only: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let again = check_identity(&mut mk(), dir, &ident(3), true).expect("bootstrap again");
     assert_eq!(again, IdentityCheck::Matched);
     // The store opens beside it (the identity file is not one of its files).
     RaftStore::open(mk(), dir, NodeId(1)).expect("store opens");
@@ -71,7 +92,7 @@ fn written_then_matched<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
 }
 
 fn other_voters_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
+    first_start(mk(), dir, &ident(3));
     for voters in [5, 2] {
         let err = check_identity(&mut mk(), dir, &ident(voters), false).expect_err("refused");
         let text = err.to_string();
@@ -95,7 +116,7 @@ fn other_voters_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
 }
 
 fn other_cluster_group_node_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
+    first_start(mk(), dir, &ident(3));
     let mut cluster = ident(3);
     cluster.cluster_id = 0xc2;
     cluster.cluster_token = "other".into();
@@ -119,7 +140,7 @@ fn other_cluster_group_node_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
 }
 
 fn addresses_update_the_file<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
+    first_start(mk(), dir, &ident(3));
     let mut moved = ident(3);
     moved.voters.insert(NodeId(3), "10.0.0.3:7003".into());
     let r = check_identity(&mut mk(), dir, &moved, false).expect("addresses may change");
@@ -146,11 +167,33 @@ fn empty_dir_needs_bootstrap<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
     );
     let names = mk().list_dir(dir).expect("list");
     assert!(!names.iter().any(|n| n == IDENTITY_FILE), "nothing written");
-    let first = check_identity(&mut mk(), dir, &ident(3), true).expect("bootstrap");
-    assert_eq!(first, IdentityCheck::Created);
+    first_start(mk(), dir, &ident(3));
     // Bootstrapping an existing member changes nothing.
     let again = check_identity(&mut mk(), dir, &ident(3), true).expect("restart");
     assert_eq!(again, IdentityCheck::Matched);
+    // The WAL (and any snapshot) lost but the identity file (and a lock file) kept: as
+    // forgetful as an empty directory, refused too. It used to start empty.
+    let names = mk().list_dir(dir).expect("list");
+    for name in names
+        .iter()
+        .filter(|n| n.starts_with("wal-") || n.starts_with("snap-"))
+    {
+        mk().remove(&dir.join(name)).expect("remove");
+    }
+    let lock = dir.join("LOCK");
+    mk().create(&lock).expect("lock file");
+    let err = check_identity(&mut mk(), dir, &ident(3), false).expect_err("log lost");
+    assert!(
+        matches!(
+            err,
+            StorageError::NotBootstrapped {
+                identity_only: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--bootstrap"), "{err}");
     // Wiped: the same directory emptied is refused again.
     for name in mk().list_dir(dir).expect("list") {
         mk().remove(&dir.join(name)).expect("remove");
@@ -178,7 +221,7 @@ fn legacy_dir_is_adopted<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
 }
 
 fn damaged_file_refused<D: Disk>(mk: Mk<'_, D>, dir: &Path) {
-    check_identity(&mut mk(), dir, &ident(3), true).expect("first start");
+    first_start(mk(), dir, &ident(3));
     let path = dir.join(IDENTITY_FILE);
     let mut disk = mk();
     let len = disk.file_len(&path).expect("len");
@@ -214,7 +257,7 @@ fn a_crash_before_the_rename_keeps_the_old_identity() {
     let mut saw_new = false;
     for halt_after in 0..16u64 {
         let disk = SimDisk::new(100 + halt_after);
-        check_identity(&mut disk.clone(), dir, &old, true).expect("first start");
+        first_start(disk.clone(), dir, &old);
         disk.halt_after_ops(halt_after);
         let done = write_identity(&mut disk.clone(), dir, &new).is_ok();
         disk.crash();

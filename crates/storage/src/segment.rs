@@ -182,13 +182,17 @@ pub fn scan<'a>(
             by.map_or_else(|| "an earlier offset".to_string(), |o| o.to_string()),
         )));
     }
+    // Where the last sync ended, as far as any record says (the header if none does).
+    let synced = claim.map_or(HEADER_BYTES, |(s, _)| s);
     let cut = match after.first() {
         None => format!("{reason}: a write a crash cut short"),
-        Some(next) if has_zero_sector(bytes, at, next.offset, sector_bytes) => format!(
-            "{reason}, a hole of unwritten sectors before a record at {}: unsynced pages a \
-             power cut persisted out of order",
-            next.offset
-        ),
+        Some(next) if has_zero_sector(bytes, at, next.offset, sector_bytes, at == synced) => {
+            format!(
+                "{reason}, a hole of unwritten sectors before a record at {}: unsynced pages a \
+                 power cut persisted out of order",
+                next.offset
+            )
+        }
         Some(next) => {
             return Err(corrupt(format!(
                 "{reason}, and a valid record follows at {} with no unwritten (zero) \
@@ -204,17 +208,37 @@ pub fn scan<'a>(
     })
 }
 
-/// True if some piece of `bytes[from..to]` between two sector boundaries is all zeros:
-/// the mark a sector that never got written leaves (as etcd's WAL tells a torn write).
-fn has_zero_sector(bytes: &[u8], from: u64, to: u64, sector_bytes: u64) -> bool {
-    let mut lo = from;
-    // Bounded: one iteration per sector between `from` and `to`.
-    while lo < to {
-        let hi = ((lo / sector_bytes + 1) * sector_bytes).min(to);
-        if bytes[lo as usize..hi as usize].iter().all(|&b| b == 0) {
+/// True if `bytes[from..to]` holds a whole sector that is all zeros: the mark a sector
+/// that never got written leaves (as etcd's WAL tells a torn write). Only whole aligned
+/// sectors count, and the piece from `from` to the next sector boundary only when
+/// `from_is_sync_point` (`from` is where the last sync ended, so the rest of that sector
+/// was written after it and may never have reached the disk). The piece before `to` never
+/// counts: the record at `to` was written, so its sector — and the bytes before `to` in it
+/// — reached the disk; zeros there are the damaged record's own bytes (a value ending in
+/// zeros), not a hole.
+fn has_zero_sector(
+    bytes: &[u8],
+    from: u64,
+    to: u64,
+    sector_bytes: u64,
+    from_is_sync_point: bool,
+) -> bool {
+    let zeros = |lo: u64, hi: u64| bytes[lo as usize..hi as usize].iter().all(|&b| b == 0);
+    let first_boundary = from.div_ceil(sector_bytes) * sector_bytes;
+    if from_is_sync_point
+        && from < first_boundary
+        && first_boundary <= to
+        && zeros(from, first_boundary)
+    {
+        return true;
+    }
+    let mut lo = first_boundary;
+    // Bounded: one iteration per whole sector between `from` and `to`.
+    while lo + sector_bytes <= to {
+        if zeros(lo, lo + sector_bytes) {
             return true;
         }
-        lo = hi;
+        lo += sector_bytes;
     }
     false
 }
@@ -355,6 +379,36 @@ mod tests {
         let (offset, reason) = corrupt_reason(scan(&s.bytes, Path::new("seg"), true, SECTOR));
         assert_eq!(offset, victim);
         assert!(reason.contains("not a power cut"), "{reason}");
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_record_ending_in_zeros_is_refused_not_taken_for_a_hole() {
+        // Goal (review finding): the zeros at the end of a damaged record (a value ending in
+        // zero bytes, right before the next record's sector) are no hole: one synced batch,
+        // nothing after it to vouch for it by marker, and one flipped bit must be refused.
+        let mut s = Seg::new();
+        s.put(1, 300).put(0, 250).put(3, 10).sync();
+        let (victim, next) = (s.at[1], s.at[2]);
+        assert!(victim < SECTOR && next > SECTOR && next - victim < SECTOR);
+        s.bytes[victim as usize + 40] ^= 1;
+        let (offset, reason) = corrupt_reason(scan(&s.bytes, Path::new("seg"), true, SECTOR));
+        assert_eq!(offset, victim);
+        assert!(reason.contains("not a power cut"), "{reason}");
+    }
+
+    #[test]
+    fn a_hole_right_after_the_last_sync_is_cut_even_when_it_ends_mid_sector() {
+        // Goal: the piece from the sync point to its sector's end is a hole when zero (the
+        // rest of that sector was written after the sync and never reached the disk).
+        let mut s = Seg::new();
+        s.put(1, 100).sync();
+        let synced = s.bytes.len() as u64;
+        s.put(2, 450).put(3, 10);
+        assert!(s.at[1] < SECTOR && s.at[2] > SECTOR && s.at[2] < 2 * SECTOR);
+        s.zero(synced, SECTOR);
+        let scan = scan(&s.bytes, Path::new("seg"), true, SECTOR).unwrap();
+        assert_eq!(scan.valid_len, synced);
+        assert!(scan.cut.unwrap().contains("out of order"));
     }
 
     #[test]

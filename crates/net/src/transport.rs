@@ -298,6 +298,7 @@ mod tests {
                     data: vec![0; bytes],
                 }],
                 leader_commit: LogIndex(0),
+                seq: 1,
             },
         }
     }

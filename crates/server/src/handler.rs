@@ -259,6 +259,7 @@ mod tests {
                 prev_log_term: shardkv_types::Term(0),
                 entries: vec![entry.clone(), entry],
                 leader_commit: shardkv_types::LogIndex(0),
+                seq: 1,
             },
         };
         assert!(messages_bytes(&[m]) >= 2 << 20);

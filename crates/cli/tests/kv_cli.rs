@@ -5,9 +5,8 @@
 mod common;
 
 use common::cluster::{Cluster, free_ports, run_cli, wait_until};
-use std::io::{BufRead, BufReader};
+use common::up::{Up, free_base_port};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 fn stdout(o: &std::process::Output) -> String {
@@ -114,60 +113,6 @@ fn cli_reports_unreachable_servers_with_a_non_zero_exit() {
     assert!(stdout(&status).contains("no ("), "{}", stdout(&status));
 }
 
-/// Starts `shardkv up` and waits for its "stop:" line; returns the child and its output.
-fn up(dir: &std::path::Path, base: u16) -> (std::process::Child, String) {
-    let mut child = Command::new(common::cluster::BIN)
-        .args(["up", "--base-port", &base.to_string(), "--data-dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn shardkv up");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut text = String::new();
-    while !text.contains("stop:") {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => text.push_str(&(line + "\n")),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("shardkv up did not come up; printed:\n{text}");
-            }
-        }
-    }
-    (child, text)
-}
-
-/// SIGTERM to `up` and a bounded wait for it (and so its members) to exit.
-fn stop_up(child: &mut std::process::Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal");
-    wait_until("shardkv up to exit", Duration::from_secs(20), || {
-        child.try_wait().expect("try_wait").is_some()
-    });
-}
-
-/// Three consecutive free ports starting at the returned base.
-fn free_base_port() -> u16 {
-    for _ in 0..50 {
-        let base = free_ports(1)[0];
-        let all_free = (0..3).all(|i| {
-            base.checked_add(i)
-                .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        });
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no three consecutive free ports found");
-}
-
 /// Goal: `shardkv up` is the one command to run a local sharded cluster (the controller and
 /// two shard groups, joined), and a second run on the same directory keeps the data and the
 /// shard map without joining again. Method: start it, write through the CLI, change the
@@ -177,15 +122,12 @@ fn free_base_port() -> u16 {
 fn up_starts_a_sharded_cluster_and_a_restart_on_the_same_dir_keeps_data_and_map() {
     let tmp = tempfile::tempdir().expect("tmp");
     let base = free_base_port();
-    let endpoints = (0..3)
-        .map(|i| format!("127.0.0.1:{}", base + i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let first = Up::start_at(tmp.path(), base, &[]);
+    let (endpoints, text) = (first.endpoints.clone(), first.text.clone());
     let env = [
         ("SHARDKV_ENDPOINTS", endpoints.as_str()),
         ("SHARDKV_CTRL_ENDPOINTS", endpoints.as_str()),
     ];
-    let (mut child, text) = up(tmp.path(), base);
     assert!(text.contains(&format!("127.0.0.1:{base}")), "{text}");
     assert!(text.contains("(leader)") && text.contains("try:"), "{text}");
     assert!(
@@ -204,7 +146,7 @@ fn up_starts_a_sharded_cluster_and_a_restart_on_the_same_dir_keeps_data_and_map(
         "status shows every group:\n{}",
         stdout(&status)
     );
-    stop_up(&mut child);
+    drop(first);
     let status = run_cli(&["status"], &env, None);
     assert!(
         !status.status.success(),
@@ -212,10 +154,10 @@ fn up_starts_a_sharded_cluster_and_a_restart_on_the_same_dir_keeps_data_and_map(
         stdout(&status)
     );
 
-    let (mut child, _) = up(tmp.path(), base);
+    let second = Up::start_at(tmp.path(), base, &[]);
     let get = run_cli(&["get", "kept"], &env, None);
     let map_after = run_cli(&["admin", "query", "-w", "json"], &env, None);
-    stop_up(&mut child);
+    drop(second);
     assert!(get.status.success(), "{}", stderr(&get));
     assert_eq!(stdout(&get), "across restarts\n");
     assert_eq!(

@@ -24,7 +24,11 @@ pub struct Up {
 impl Up {
     /// Starts `shardkv up --base-port <free> --data-dir <dir> ARGS` and waits until it is up.
     pub fn start(dir: &Path, args: &[&str]) -> Up {
-        let base = free_base_port();
+        Up::start_at(dir, free_base_port(), args)
+    }
+
+    /// [`Up::start`] on the given base port (to start it again where it ran before).
+    pub fn start_at(dir: &Path, base: u16, args: &[&str]) -> Up {
         let mut child = Command::new(BIN)
             .args(["up", "--base-port", &base.to_string(), "--data-dir"])
             .arg(dir)

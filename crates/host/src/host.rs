@@ -5,7 +5,7 @@ use crate::observer::{HostEvent, Observer, Transport};
 use shardkv_raft::{Ready, Role};
 use shardkv_rsm::{Error, ReqId};
 use shardkv_storage::{Disk, RaftStore, SnapshotJob, SnapshotWritten, StorageError};
-use shardkv_types::{NodeId, Term};
+use shardkv_types::{LogIndex, NodeId, Term};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -402,6 +402,24 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
                 self.stalled = Some(p);
                 return Ok(());
             }
+            // The leader's snapshot could not be written (EMFILE, EACCES, ...) and nothing
+            // changed on disk: like a full disk, the Ready waits and is tried again at the
+            // next drive (the leader resends meanwhile). Only a store poisoned by a failed
+            // write of acknowledged data is fatal.
+            Err(error) if self.leader_snapshot_unwritten(&p) => {
+                self.counters.snapshots_not_saved += 1;
+                if !retry {
+                    let index = p.rd.snapshot.as_ref().map_or(LogIndex(0), |s| s.meta.index);
+                    let event = HostEvent::SnapshotNotSaved {
+                        index,
+                        error: error.to_string(),
+                        retry_in_ticks: 0,
+                    };
+                    observer.on_event(self.id, event);
+                }
+                self.stalled = Some(p);
+                return Ok(());
+            }
             Err(error) => return Err(self.fatal("persisting raft state", error)),
         }
         if retry {
@@ -534,6 +552,12 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         Ok(())
     }
 
+    /// True if `p` brings a snapshot from the leader that is not saved yet while the store
+    /// is still writable: its save failed before anything on disk changed.
+    fn leader_snapshot_unwritten(&self, p: &Pending) -> bool {
+        p.rd.snapshot.is_some() && !p.snapshot_saved && self.store.poisoned().is_none()
+    }
+
     fn fatal(&self, what: &'static str, error: StorageError) -> Fatal {
         Fatal::Storage {
             id: self.id,
@@ -548,7 +572,7 @@ mod tests {
     use super::*;
     use crate::observer::NoopObserver;
     use shardkv_kv::{KvCommand, KvStore};
-    use shardkv_raft::Config;
+    use shardkv_raft::{Config, Message};
     use shardkv_rsm::{Replica, ReplicaOptions, Request};
     use shardkv_storage::{SimDisk, SnapshotJob, SnapshotWritten};
     use shardkv_types::{ClientId, Seq};
@@ -712,6 +736,114 @@ mod tests {
         }
         assert!(saved, "a later snapshot is saved once files can be created");
         assert_eq!(app.applied().0, app.raft().status().commit.0);
+    }
+
+    /// Member `id` of the group 1..=3 over a disk refusing snapshot files while `refuse`.
+    fn member(id: u64, refuse: &Arc<AtomicBool>) -> (Host<App, RefuseSnapshotFiles>, App) {
+        let disk = RefuseSnapshotFiles {
+            inner: SimDisk::new(20 + id),
+            refuse: refuse.clone(),
+        };
+        let id = NodeId(id);
+        let dir = format!("/n{}", id.0);
+        let (store, rec) = RaftStore::open(disk, Path::new(&dir), id).expect("open");
+        let opts = ReplicaOptions {
+            raft_state_bytes_max: Some(2_000),
+            ..ReplicaOptions::default()
+        };
+        let cfg = Config::new(id, vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let app = Replica::new(cfg, crate::restored(rec), id.0, opts, KvStore::default())
+            .expect("replica");
+        (Host::new(id, store, HostOptions::default()), app)
+    }
+
+    #[test]
+    fn a_leader_snapshot_that_cannot_be_written_stalls_the_follower_and_is_installed_later() {
+        // Goal: a follower that cannot create the file for a snapshot its leader sends
+        // (EMFILE) does not die: the Ready waits, and once files can be created the snapshot
+        // is installed and the follower catches up. Method: three members; member 3 is cut
+        // off while the others write past a snapshot (so the leader must send it one); it
+        // is reconnected while refusing snapshot files, then allowed.
+        let refuse: Vec<Arc<AtomicBool>> =
+            (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let mut nodes: Vec<_> = (1..=3)
+            .map(|id| member(id, &refuse[id as usize - 1]))
+            .collect();
+        let mut events = Events::default();
+        let mut inflight: Vec<Message> = Vec::new();
+        let mut connected3 = false;
+        let mut seq = 0;
+        // One round: every node ticks and drives; messages are delivered (to 3 only once
+        // connected); the leader gets a write every round while `write`.
+        let mut round = |nodes: &mut Vec<(Host<App, RefuseSnapshotFiles>, App)>,
+                         connected3: bool,
+                         write: bool,
+                         events: &mut Events|
+         -> Result<(), Fatal> {
+            for m in std::mem::take(&mut inflight) {
+                if (m.to == NodeId(3) || m.from == NodeId(3)) && !connected3 {
+                    continue;
+                }
+                let (h, a) = &mut nodes[m.to.0 as usize - 1];
+                h.step(a, m);
+            }
+            for (h, a) in nodes.iter_mut() {
+                if write && a.raft().is_leader() {
+                    seq += 1;
+                    let cmd = KvCommand::Put {
+                        key: format!("k{seq}").into_bytes(),
+                        value: vec![b'v'; 200],
+                    };
+                    let r = Request::Write {
+                        client: ClientId(1),
+                        seq: Seq(seq),
+                        cmd,
+                        retry: false,
+                    };
+                    h.submit(a, seq, r);
+                }
+                h.tick(a);
+                h.drive(a, &mut inflight, events)?;
+            }
+            Ok(())
+        };
+        for _ in 0..2_000 {
+            round(&mut nodes, connected3, true, &mut events).expect("no fatal error");
+            if nodes[..2]
+                .iter()
+                .all(|(h, _)| h.store().snapshot_meta().index.0 > 0)
+            {
+                break;
+            }
+        }
+        assert!(
+            nodes[0].0.store().snapshot_meta().index.0 > 0,
+            "the others snapshotted"
+        );
+        refuse[2].store(true, Ordering::Relaxed);
+        connected3 = true;
+        for _ in 0..300 {
+            round(&mut nodes, connected3, false, &mut events)
+                .expect("a snapshot that cannot be written is not fatal");
+        }
+        assert!(
+            nodes[2].0.is_stalled(),
+            "member 3 waits with the snapshot unsaved"
+        );
+        assert!(nodes[2].0.counters().snapshots_not_saved > 0);
+        assert!(events.0.iter().any(
+            |e| matches!(e, HostEvent::SnapshotNotSaved { error, .. } if error.contains("create"))
+        ));
+        refuse[2].store(false, Ordering::Relaxed);
+        for _ in 0..600 {
+            round(&mut nodes, connected3, false, &mut events).expect("no fatal error");
+            if nodes[2].1.applied() == nodes[0].1.applied() {
+                break;
+            }
+        }
+        assert!(!nodes[2].0.is_stalled());
+        assert!(nodes[2].0.store().snapshot_meta().index.0 > 0, "installed");
+        assert_eq!(nodes[2].1.applied(), nodes[0].1.applied(), "caught up");
     }
 
     #[test]

@@ -47,6 +47,10 @@
 //!   The host reports [`HostEvent::SnapshotNotSaved`] and holds the app's snapshots back
 //!   for [`SNAPSHOT_RETRY_TICKS_MIN`] ticks, doubling per failure in a row up to
 //!   [`SNAPSHOT_RETRY_TICKS_MAX`]; a saved snapshot resets the hold.
+//! - A snapshot *from the leader* that cannot be saved while the store stays writable
+//!   (EMFILE, EACCES, ...) stalls the node like `NoSpace` (reported once as
+//!   [`HostEvent::SnapshotNotSaved`] with `retry_in_ticks` 0): the Ready waits and is
+//!   tried again at every `drive`; nothing was changed on disk.
 //!
 //! # Snapshots in the background
 //!

@@ -47,10 +47,12 @@
 //!   The host reports [`HostEvent::SnapshotNotSaved`] and holds the app's snapshots back
 //!   for [`SNAPSHOT_RETRY_TICKS_MIN`] ticks, doubling per failure in a row up to
 //!   [`SNAPSHOT_RETRY_TICKS_MAX`]; a saved snapshot resets the hold.
-//! - A snapshot *from the leader* that cannot be saved while the store stays writable
-//!   (EMFILE, EACCES, ...) stalls the node like `NoSpace` (reported once as
-//!   [`HostEvent::SnapshotNotSaved`] with `retry_in_ticks` 0): the Ready waits and is
-//!   tried again at every `drive`; nothing was changed on disk.
+//! - A snapshot *from the leader* whose save fails before anything on disk changed (the
+//!   store stays writable: EMFILE or EACCES creating its file, a failed fsync of its temp
+//!   file) stalls the node like `NoSpace` ([`HostEvent::Stalled`] says why): the Ready
+//!   waits and is tried again after [`SNAPSHOT_RETRY_TICKS_MIN`] ticks, doubling per
+//!   failure in a row. A failure after that point (a reset record that must start a new
+//!   segment, the rename's directory fsync) poisons the store and stays fatal.
 //!
 //! # Snapshots in the background
 //!

@@ -26,9 +26,10 @@ impl<F: FnMut(Message)> Transport for F {
 /// Something the shell must know about (and the server logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEvent {
-    /// Persisting a Ready hit `NoSpace`: the node stalls until space frees. Reported once
-    /// per stall.
-    Stalled { path: PathBuf },
+    /// Persisting a Ready failed without harm (`NoSpace`; or a snapshot from the leader
+    /// whose save failed before anything on disk changed): the node stalls and retries
+    /// until it can. `why` says which. Reported once per stall.
+    Stalled { path: PathBuf, why: String },
     /// The stalled Ready was persisted: the node works again.
     Resumed,
     /// A snapshot the app took was saved.

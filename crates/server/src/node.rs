@@ -71,14 +71,14 @@ impl Observer for LogObserver<'_> {
     fn on_event(&mut self, _id: NodeId, event: HostEvent) {
         let now = Instant::now();
         match event {
-            HostEvent::Stalled { path } => {
+            HostEvent::Stalled { path, why } => {
                 if let Some(line) = self.stalls.on_stalled(now) {
-                    line.log(Some(&path));
+                    line.log(Some(&path), &why);
                 }
             }
             HostEvent::Resumed => {
                 if let Some(line) = self.stalls.on_resumed(now) {
-                    line.log(None);
+                    line.log(None, "");
                 }
             }
             HostEvent::SnapshotSaved { index, bytes } => {
@@ -256,7 +256,7 @@ impl<A: Member> Node<A> {
         };
         let driven = self.host.drive(&mut self.replica, &mut send, &mut observer);
         if let Some(line) = self.stalls.on_drive(Instant::now()) {
-            line.log(None);
+            line.log(None, "");
         }
         if let Err(e) = driven {
             tracing::error!(term = %self.term(), error = %e, "fatal error in the ready loop");

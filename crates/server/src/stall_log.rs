@@ -29,19 +29,21 @@ pub enum StallLine {
 }
 
 impl StallLine {
-    /// Writes the line to the log (`path`: the file that could not be written, if known).
-    pub fn log(&self, path: Option<&Path>) {
+    /// Writes the line to the log (`path`: the file that could not be written, if known;
+    /// `why`: the cause of a stall that starts).
+    pub fn log(&self, path: Option<&Path>, why: &str) {
         let path = path.map(|p| p.display().to_string()).unwrap_or_default();
         match self {
             StallLine::Started => tracing::warn!(
                 path,
-                "disk full while persisting raft state: stalled until space frees \
+                why,
+                "cannot persist raft state: stalled, retrying until it can \
                  (writes refused; this member takes no part in replication meanwhile)"
             ),
             StallLine::Continuing { stalls, for_secs } => tracing::warn!(
                 stalls,
                 for_secs,
-                "disk full: still stalled, or stalled again since the last line"
+                "still stalled, or stalled again since the last line"
             ),
             StallLine::Ended { for_secs, stalls } => tracing::info!(
                 for_secs,

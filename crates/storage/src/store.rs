@@ -443,6 +443,11 @@ impl<D: Disk> RaftStore<D> {
         self.hard_state
     }
 
+    /// The data directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The newest snapshot (index 0 when there is none).
     pub fn snapshot_meta(&self) -> SnapshotMeta {
         self.snapshot

@@ -658,22 +658,33 @@ mod tests {
 
     type App = Replica<KvStore>;
 
-    /// A single-member KV group over the refusing disk, elected leader.
-    fn single_member(refuse: &Arc<AtomicBool>) -> (Host<App, RefuseSnapshotFiles>, App) {
+    /// Member `id` of the group 1..=`voters` over a disk refusing snapshot files while
+    /// `refuse`, with a small snapshot threshold.
+    fn member(
+        id: u64,
+        voters: u64,
+        refuse: &Arc<AtomicBool>,
+    ) -> (Host<App, RefuseSnapshotFiles>, App) {
         let disk = RefuseSnapshotFiles {
-            inner: SimDisk::new(11),
+            inner: SimDisk::new(20 + id),
             refuse: refuse.clone(),
         };
-        let id = NodeId(1);
-        let (store, rec) = RaftStore::open(disk, Path::new("/n1"), id).expect("open");
+        let id = NodeId(id);
+        let dir = format!("/n{}", id.0);
+        let (store, rec) = RaftStore::open(disk, Path::new(&dir), id).expect("open");
         let opts = ReplicaOptions {
             raft_state_bytes_max: Some(2_000),
             ..ReplicaOptions::default()
         };
-        let cfg = Config::new(id, vec![id]);
-        let mut app =
-            Replica::new(cfg, crate::restored(rec), 5, opts, KvStore::default()).expect("replica");
-        let mut host = Host::new(id, store, HostOptions::default());
+        let cfg = Config::new(id, (1..=voters).map(NodeId).collect());
+        let app = Replica::new(cfg, crate::restored(rec), id.0, opts, KvStore::default())
+            .expect("replica");
+        (Host::new(id, store, HostOptions::default()), app)
+    }
+
+    /// A single-member KV group over the refusing disk, elected leader.
+    fn single_member(refuse: &Arc<AtomicBool>) -> (Host<App, RefuseSnapshotFiles>, App) {
+        let (mut host, mut app) = member(1, 1, refuse);
         for _ in 0..100 {
             host.tick(&mut app);
             host.drive(&mut app, &mut Vec::new(), &mut NoopObserver)
@@ -755,25 +766,6 @@ mod tests {
         assert_eq!(app.applied().0, app.raft().status().commit.0);
     }
 
-    /// Member `id` of the group 1..=3 over a disk refusing snapshot files while `refuse`.
-    fn member(id: u64, refuse: &Arc<AtomicBool>) -> (Host<App, RefuseSnapshotFiles>, App) {
-        let disk = RefuseSnapshotFiles {
-            inner: SimDisk::new(20 + id),
-            refuse: refuse.clone(),
-        };
-        let id = NodeId(id);
-        let dir = format!("/n{}", id.0);
-        let (store, rec) = RaftStore::open(disk, Path::new(&dir), id).expect("open");
-        let opts = ReplicaOptions {
-            raft_state_bytes_max: Some(2_000),
-            ..ReplicaOptions::default()
-        };
-        let cfg = Config::new(id, vec![NodeId(1), NodeId(2), NodeId(3)]);
-        let app = Replica::new(cfg, crate::restored(rec), id.0, opts, KvStore::default())
-            .expect("replica");
-        (Host::new(id, store, HostOptions::default()), app)
-    }
-
     #[test]
     fn a_leader_snapshot_that_cannot_be_written_stalls_the_follower_and_is_installed_later() {
         // Goal: a follower that cannot create the file for a snapshot its leader sends
@@ -784,7 +776,7 @@ mod tests {
         let refuse: Vec<Arc<AtomicBool>> =
             (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
         let mut nodes: Vec<_> = (1..=3)
-            .map(|id| member(id, &refuse[id as usize - 1]))
+            .map(|id| member(id, 3, &refuse[id as usize - 1]))
             .collect();
         let mut events = Events::default();
         let mut inflight: Vec<Message> = Vec::new();

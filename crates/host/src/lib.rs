@@ -27,7 +27,9 @@
 //!    it), so it rides along with the next sync, as in etcd.
 //! 4. **Send** the remaining messages (all of them unless step 2 took them).
 //! 5. `Observer::on_apply` / `on_leader`; then `HostedApp::advance` applies the committed
-//!    entries and acknowledges the Ready to Raft; a snapshot the app took is saved.
+//!    entries and acknowledges the Ready to Raft; a snapshot the app took is handed to the
+//!    snapshot writer (see "Snapshots in the background"; a finished one is completed at
+//!    the start of `drive`, before any Ready).
 //! 6. `Observer::on_status`.
 //!
 //! # Failure policy

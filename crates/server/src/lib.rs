@@ -12,10 +12,11 @@
 //!   its answer), status queries. After each batch it runs the Ready loop of
 //!   `shardkv-host` — the one the simulator also runs: persist snapshot, entries and hard
 //!   state with ONE fdatasync (group commit: every request that arrived since the last
-//!   batch shares it), send the messages, advance, persist the snapshot the rsm took,
-//!   answer clients. Two latency exceptions (see the host crate docs): a leader whose term
-//!   and vote are unchanged sends its appends before its own sync (Raft thesis §10.2.1),
-//!   and a Ready that only moves the commit index is written without a sync.
+//!   batch shares it), send the messages, advance, hand the snapshot the rsm took to a
+//!   writer thread (the log is compacted once its file is durable), answer clients. Two
+//!   latency exceptions (see the host crate docs): a leader whose term and vote are
+//!   unchanged sends its appends before its own sync (Raft thesis §10.2.1), and a Ready
+//!   that only moves the commit index is written without a sync.
 //! - gRPC handlers ([`handler::NodeHandler`]) only enqueue and wait, with a server-side
 //!   deadline (`request_timeout`, default 2 s) after which the client is told `Timeout`:
 //!   the request may have applied and the client retries with the same sequence number.

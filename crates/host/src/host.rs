@@ -696,23 +696,27 @@ mod tests {
         panic!("a single member never led");
     }
 
+    /// Client 1's write number `seq`: a 200-byte value under `k<seq>`.
+    fn put_request(seq: u64) -> Request<KvCommand, <KvStore as shardkv_rsm::StateMachine>::Query> {
+        let cmd = KvCommand::Put {
+            key: format!("k{seq}").into_bytes(),
+            value: vec![b'v'; 200],
+        };
+        Request::Write {
+            client: ClientId(1),
+            seq: Seq(seq),
+            cmd,
+            retry: false,
+        }
+    }
+
     fn put(
         host: &mut Host<App, RefuseSnapshotFiles>,
         app: &mut App,
         seq: u64,
         events: &mut Events,
     ) -> Result<(), Fatal> {
-        let cmd = KvCommand::Put {
-            key: format!("k{seq}").into_bytes(),
-            value: vec![b'v'; 200],
-        };
-        let r = Request::Write {
-            client: ClientId(1),
-            seq: Seq(seq),
-            cmd,
-            retry: false,
-        };
-        host.submit(app, seq, r);
+        host.submit(app, seq, put_request(seq));
         host.tick(app);
         host.drive(app, &mut Vec::new(), events)
     }
@@ -799,17 +803,7 @@ mod tests {
             for (h, a) in nodes.iter_mut() {
                 if write && a.raft().is_leader() {
                     seq += 1;
-                    let cmd = KvCommand::Put {
-                        key: format!("k{seq}").into_bytes(),
-                        value: vec![b'v'; 200],
-                    };
-                    let r = Request::Write {
-                        client: ClientId(1),
-                        seq: Seq(seq),
-                        cmd,
-                        retry: false,
-                    };
-                    h.submit(a, seq, r);
+                    h.submit(a, seq, put_request(seq));
                 }
                 h.tick(a);
                 h.drive(a, &mut inflight, events)?;

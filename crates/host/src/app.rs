@@ -2,7 +2,6 @@
 
 use shardkv_raft::{Message, RawNode, Ready, Snapshot};
 use shardkv_rsm::{Error, Replica, Reply, ReqId, Request, StateMachine};
-use shardkv_types::NodeId;
 
 /// An application that owns a Raft core: the generic `Replica<SM>` in production and the
 /// simulator's services, or the simulator's bare Raft harness.
@@ -36,10 +35,10 @@ pub trait HostedApp {
     }
     /// The response that carries a refusal made by the host before the app saw the request.
     fn refusal(e: Error) -> Self::Response;
-    /// Leader: starts handing leadership to `to` (`RawNode::transfer_leader`).
-    fn transfer_leader(&mut self, to: NodeId);
-    /// Leader whose disk is full: `RawNode::hand_off_unwritten`.
-    fn hand_off_unwritten(&mut self) -> Option<NodeId>;
+    /// The Raft core, mutably, for the host's and shell's leadership and storage policy
+    /// only (`RawNode::transfer_leader`, `set_storage_full`, `hand_off_unwritten`): nothing
+    /// that proposes an entry the app waits on.
+    fn raft_mut(&mut self) -> &mut RawNode;
 }
 
 impl<SM: StateMachine> HostedApp for Replica<SM> {
@@ -86,11 +85,7 @@ impl<SM: StateMachine> HostedApp for Replica<SM> {
         Err(e)
     }
 
-    fn transfer_leader(&mut self, to: NodeId) {
-        Replica::transfer_leader(self, to);
-    }
-
-    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
-        Replica::hand_off_unwritten(self)
+    fn raft_mut(&mut self) -> &mut RawNode {
+        Replica::raft_mut(self)
     }
 }

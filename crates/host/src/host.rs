@@ -301,8 +301,8 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         let every = u64::from(app.raft().config().heartbeat_ticks).max(1);
         let t = self.unwritten_leader_ticks;
         if t >= UNWRITTEN_HANDOFF_AFTER_TICKS
-            && (t - UNWRITTEN_HANDOFF_AFTER_TICKS) % every == 0
-            && app.hand_off_unwritten().is_some()
+            && (t - UNWRITTEN_HANDOFF_AFTER_TICKS).is_multiple_of(every)
+            && app.raft_mut().hand_off_unwritten().is_some()
         {
             self.counters.unwritten_handoffs += 1;
         }
@@ -465,9 +465,15 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             Err(StorageError::NoSpace { path }) => {
                 self.counters.no_space += 1;
                 if !retry {
-                    let why = "disk full: writes are refused; this member applies what \
-                               the others commit and keeps answering heartbeats and reads"
-                        .to_string();
+                    let why = if p.rd.snapshot.is_some() {
+                        "disk full: the leader's snapshot waits to be written; this member \
+                         answers no peer meanwhile"
+                    } else {
+                        "disk full: this member writes nothing and acknowledges nothing \
+                         meanwhile, but applies what the others commit and keeps answering \
+                         heartbeats (a leader keeps serving reads)"
+                    };
+                    let why = why.to_string();
                     observer.on_event(self.id, HostEvent::Stalled { path, why });
                 }
                 if p.rd.snapshot.is_some() {
@@ -476,6 +482,7 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
                 }
                 self.unwritten = true;
                 self.counters.readys_unwritten += 1;
+                app.raft_mut().set_storage_full(true);
                 return self.finish(app, p.rd, false, transport, observer);
             }
             // The leader's snapshot could not be written (EMFILE, EACCES, ...) and nothing
@@ -500,7 +507,10 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         if retry {
             observer.on_event(self.id, HostEvent::Resumed);
         }
-        self.unwritten = false;
+        if self.unwritten {
+            self.unwritten = false;
+            app.raft_mut().set_storage_full(false);
+        }
         self.finish(app, p.rd, true, transport, observer)
     }
 
@@ -645,7 +655,16 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             p.snapshot_saved = true;
         }
         if !p.entries_saved {
-            self.store.append(&p.rd.entries)?;
+            // Entries a Ready that went on unwritten handed back may be in the store
+            // already (written before its hard state hit NoSpace): the same index and term
+            // is the same entry, and the sync below makes it durable. Written again, they
+            // would need the space a second time.
+            let held =
+                p.rd.entries
+                    .iter()
+                    .take_while(|e| self.store.term(e.index) == Some(e.term))
+                    .count();
+            self.store.append(&p.rd.entries[held..])?;
             p.entries_saved = true;
         }
         if let Some(hs) = p.rd.hard_state {

@@ -39,6 +39,11 @@ pub struct Config {
     pub pending_reads_max: usize,
     /// The largest command a proposal may carry.
     pub proposal_bytes_max: usize,
+    /// The most command bytes a leader holds uncommitted; a proposal beyond it (unless
+    /// nothing is uncommitted) is refused with `ProposeError::Busy`. With
+    /// `uncommitted_entries_max`, bounds the memory of a leader that cannot commit (its
+    /// followers' disks are full, or they are cut off).
+    pub uncommitted_bytes_max: usize,
 }
 
 impl Config {
@@ -60,6 +65,7 @@ impl Config {
             uncommitted_entries_max: 10_000,
             pending_reads_max: 10_000,
             proposal_bytes_max: 8 << 20,
+            uncommitted_bytes_max: 256 << 20,
         }
     }
 

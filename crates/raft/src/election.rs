@@ -142,7 +142,7 @@ impl RawNode {
                 self.leader = Some(m.from);
                 self.handle_leader_message(m);
             }
-            Body::TimeoutNow => {
+            Body::TimeoutNow if !self.storage_full => {
                 // Leadership transfer: campaign at once, skipping the pre-vote.
                 self.campaign(false, true);
             }

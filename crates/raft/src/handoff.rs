@@ -47,3 +47,20 @@ impl RawNode {
         Some(to)
     }
 }
+
+impl RawNode {
+    /// Tells the core whether the application can persist (false while its disk is full
+    /// and Readys go on without their entries and hard state; see [`crate::Ready`]). While
+    /// full, the node does not campaign — neither on its election timeout nor on a leader's
+    /// `TimeoutNow` — since a vote for itself it cannot store would only silence it, and as
+    /// a follower it takes no entry past its last index, so the log it holds in memory for
+    /// want of space does not grow.
+    pub fn set_storage_full(&mut self, full: bool) {
+        self.storage_full = full;
+    }
+
+    /// See [`RawNode::set_storage_full`].
+    pub fn storage_full(&self) -> bool {
+        self.storage_full
+    }
+}

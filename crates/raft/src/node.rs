@@ -73,6 +73,10 @@ pub struct RawNode {
     prev_hard_state: HardState,
     prev_soft_state: SoftState,
     pub(crate) ready_outstanding: bool,
+    /// The application cannot persist (its disk is full): see [`RawNode::set_storage_full`].
+    pub(crate) storage_full: bool,
+    /// Leader: command bytes of the entries after the commit index.
+    pub(crate) uncommitted_bytes: usize,
     /// Refused messages and alarming events, counted and logged at a bounded rate.
     anomalies: Anomalies,
 }
@@ -121,6 +125,8 @@ impl RawNode {
                 role: Role::Follower,
             },
             ready_outstanding: false,
+            storage_full: false,
+            uncommitted_bytes: 0,
             anomalies: Anomalies::default(),
             cfg,
         };
@@ -221,7 +227,10 @@ impl RawNode {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.election_timeout {
                 self.election_elapsed = 0;
-                self.campaign(self.cfg.pre_vote, false);
+                // A vote for itself it could not store would only silence it.
+                if !self.storage_full {
+                    self.campaign(self.cfg.pre_vote, false);
+                }
             }
         }
     }
@@ -275,9 +284,13 @@ impl RawNode {
             });
         }
         let uncommitted = self.log.last_index().0 - self.log.committed().0;
-        if uncommitted >= self.cfg.uncommitted_entries_max as u64 {
+        if uncommitted >= self.cfg.uncommitted_entries_max as u64
+            || (self.uncommitted_bytes > 0
+                && self.uncommitted_bytes + data.len() > self.cfg.uncommitted_bytes_max)
+        {
             return Err(ProposeError::Busy);
         }
+        self.uncommitted_bytes += data.len();
         let index = self.log.last_index().next();
         self.log.append_new(Entry::normal(self.term, index, data));
         Ok(index)
@@ -412,6 +425,7 @@ impl RawNode {
         // Raft §5.4.2: commit an entry of the new term at once, which commits every earlier
         // entry and lets the leader serve reads.
         self.log.append_new(Entry::noop(term, next));
+        self.uncommitted_bytes = self.uncommitted_bytes_in(self.log.committed(), next);
     }
 
     /// Sends what a leader owes its followers: appends for new entries and a heartbeat round
@@ -510,6 +524,17 @@ impl RawNode {
         }
     }
 
+    /// Command bytes of the entries in `(after, through]`.
+    pub(crate) fn uncommitted_bytes_in(&self, after: LogIndex, through: LogIndex) -> usize {
+        let mut bytes = 0;
+        let mut i = after.next();
+        while i <= through {
+            bytes += self.log.entry(i).map_or(0, |e| e.data.len());
+            i = i.next();
+        }
+        bytes
+    }
+
     /// Leader: commits the highest index a quorum has persisted, if it is of this term.
     pub(crate) fn maybe_commit(&mut self) {
         let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index).collect();
@@ -517,6 +542,8 @@ impl RawNode {
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.quorum() - 1];
         if candidate > self.log.committed() && self.log.term(candidate) == Some(self.term) {
+            let newly = self.uncommitted_bytes_in(self.log.committed(), candidate);
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
             self.log.commit_to(candidate);
             // Reads that arrived before this leader could serve them get their index now.
             self.reads.set_unknown_indexes(self.log.committed());

@@ -92,10 +92,16 @@ impl RawNode {
         from: NodeId,
         prev_log_index: LogIndex,
         prev_log_term: shardkv_types::Term,
-        entries: Vec<shardkv_types::Entry>,
+        mut entries: Vec<shardkv_types::Entry>,
         leader_commit: LogIndex,
         seq: u64,
     ) {
+        if self.storage_full {
+            // Nothing past our last index while the disk is full: the log held in memory
+            // for want of space stays bounded, and the leader resends later.
+            let last = self.log.last_index();
+            entries.retain(|e| e.index <= last);
+        }
         let body = match self
             .log
             .maybe_append(prev_log_index, prev_log_term, entries)

@@ -172,3 +172,45 @@ fn no_snapshot_covers_entries_not_written() {
     );
     n.compact(LogIndex(2), vec![]);
 }
+
+#[test]
+fn a_leader_that_cannot_commit_holds_a_bounded_number_of_bytes() {
+    let mut n = leader_of_three();
+    drain(&mut n);
+    let max = n.config().uncommitted_bytes_max;
+    let chunk = n.config().proposal_bytes_max;
+    let fit = max / chunk;
+    for i in 0..fit {
+        n.propose(vec![0; chunk])
+            .unwrap_or_else(|e| panic!("proposal {i}: {e:?}"));
+    }
+    assert_eq!(
+        n.propose(vec![0; chunk]),
+        Err(shardkv_raft::ProposeError::Busy),
+        "one more would pass {max} bytes uncommitted"
+    );
+    let room = max - fit * chunk;
+    assert!(n.propose(vec![0; room]).is_ok(), "what is left still fits");
+    // Once the followers acknowledge, the bytes are committed and room frees.
+    let last = n.log().last_index().0;
+    ack(&mut n, 2, 1);
+    for _ in 0..2 * last {
+        let rd = drain(&mut n);
+        let sent = rd
+            .messages
+            .iter()
+            .filter(|m| m.to == NodeId(2))
+            .filter_map(|m| match &m.body {
+                Body::AppendEntries { entries, .. } => entries.last().map(|e| e.index.0),
+                _ => None,
+            });
+        if let Some(upto) = sent.max() {
+            ack(&mut n, 2, upto);
+        }
+    }
+    assert_eq!(n.log().committed().0, last);
+    assert!(
+        n.propose(vec![0; chunk]).is_ok(),
+        "room again after the commit"
+    );
+}

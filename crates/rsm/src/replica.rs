@@ -144,10 +144,11 @@ impl<SM: StateMachine> Replica<SM> {
         let _ = self.raft.transfer_leader(to);
     }
 
-    /// A leader whose disk is full hands off when the group can do without it
-    /// (`RawNode::hand_off_unwritten`; the host calls this while stalled).
-    pub fn hand_off_unwritten(&mut self) -> Option<shardkv_types::NodeId> {
-        self.raft.hand_off_unwritten()
+    /// The Raft core, for the host's storage policy (`RawNode::set_storage_full`,
+    /// `RawNode::hand_off_unwritten`, `RawNode::transfer_leader`): calls that add no entry
+    /// the replica waits on.
+    pub fn raft_mut(&mut self) -> &mut RawNode {
+        &mut self.raft
     }
 
     /// Takes a client request: checks its limits ([`StateMachine::validate`]), then reads

@@ -196,7 +196,7 @@ impl<A: Member> Node<A> {
             return false;
         };
         tracing::info!(term = %self.term(), to = %to, why, "handing leadership off");
-        self.replica.transfer_leader(to);
+        let _ = self.replica.raft_mut().transfer_leader(to);
         true
     }
 

@@ -38,7 +38,7 @@ impl StallLine {
                 path,
                 why,
                 "cannot persist raft state: stalled, retrying until it can \
-                 (writes refused; this member takes no part in replication meanwhile)"
+                 (writes refused; see why= for what this member still does)"
             ),
             StallLine::Continuing { stalls, for_secs } => tracing::warn!(
                 stalls,

@@ -96,11 +96,7 @@ impl HostedApp for ShardGroup {
         Err(e)
     }
 
-    fn transfer_leader(&mut self, to: NodeId) {
-        self.replica.transfer_leader(to);
-    }
-
-    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
-        self.replica.hand_off_unwritten()
+    fn raft_mut(&mut self) -> &mut RawNode {
+        self.replica.raft_mut()
     }
 }

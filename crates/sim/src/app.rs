@@ -162,12 +162,8 @@ impl HostedApp for RaftApp {
 
     fn refusal(_: Error) {}
 
-    fn transfer_leader(&mut self, to: NodeId) {
-        let _ = self.raft.transfer_leader(to);
-    }
-
-    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
-        self.raft.hand_off_unwritten()
+    fn raft_mut(&mut self) -> &mut RawNode {
+        &mut self.raft
     }
 }
 

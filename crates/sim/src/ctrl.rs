@@ -186,9 +186,12 @@ impl CtrlClients {
                 out,
             }),
             Some(Ended::Unknown { op, .. }) => self.unknown.push(op),
-            // Only a clerk with a deadline gives up; then a surely-failed operation is no
-            // part of the history. Without one, nothing the controller says ends it so.
-            Some(Ended::Failed { op, error, .. }) if self.op_deadline_ms.is_none() => {
+            // Only a clerk with a deadline gives up, or a leader whose disk is full (the
+            // fuzzers' `disk-full` faults); a surely-failed operation is no part of the
+            // history. Nothing else the controller says ends an operation so.
+            Some(Ended::Failed { op, error, .. })
+                if self.op_deadline_ms.is_none() && error != shardkv_rsm::Error::NoSpace =>
+            {
                 sim.fail(&format!("{op:?} failed definitely: {error}"));
             }
             Some(Ended::Failed { .. }) => {}

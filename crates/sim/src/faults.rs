@@ -21,7 +21,11 @@
 //!   a random subset of the pages of the node's unsynced writes (`CrashMode::Pages`, pages
 //!   of 1, 2 or 8 simulated 16-byte sectors), so the WAL can be left with holes before
 //!   valid records, as a power cut under out-of-order write-back leaves it; without it a
-//!   crash keeps a prefix of them (`CrashMode::Prefix`).
+//!   crash keeps a prefix of them (`CrashMode::Prefix`);
+//! - `disk-full`: now and then a node's disk fills (capped at what it holds plus up to
+//!   512 bytes, so a write may get partway) for 0.1–3 s: the host's NoSpace path runs on
+//!   without writing (or freezes on a leader's snapshot) among all the other faults. A
+//!   node is given its space back before it restarts (recovery may need to write).
 //!
 //! Everything draws from the schedule's own RNG in event order: the same seed gives the same
 //! run.
@@ -48,6 +52,7 @@ pub struct Swarm {
     pub short_elections: bool,
     pub clock_skew: bool,
     pub power_cut: bool,
+    pub disk_full: bool,
 }
 
 impl Swarm {
@@ -67,6 +72,7 @@ impl Swarm {
             short_elections: rng.chance(500),
             clock_skew: rng.chance(500),
             power_cut: rng.chance(500),
+            disk_full: rng.chance(500),
         }
     }
 
@@ -105,6 +111,7 @@ impl Swarm {
             (self.short_elections, "short-elections"),
             (self.clock_skew, "clock-skew"),
             (self.power_cut, "power-cut"),
+            (self.disk_full, "disk-full"),
         ];
         let on: Vec<&str> = all.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         if on.is_empty() {
@@ -129,6 +136,7 @@ struct Seen {
 enum Undo {
     Restart(NodeId),
     Reconnect(NodeId),
+    FreeDisk(NodeId),
 }
 
 /// The fault schedule of one seed.
@@ -188,6 +196,9 @@ impl FaultSchedule {
             }
             None => (0, 0),
         };
+        for id in sim.ids() {
+            free_disk(sim, id);
+        }
         sim.disarm_disk_faults();
         for id in sim.ids() {
             if !sim.is_up(id) {
@@ -203,6 +214,13 @@ impl FaultSchedule {
         let ids = c.ids();
         let pick = &mut self.rng;
         let id = ids[pick.index(ids.len())];
+        if self.swarm.disk_full && pick.chance(250) {
+            let disk = &c.nodes[&id].store.disk;
+            disk.set_capacity_bytes(Some(disk.used_bytes() + pick.range(0, 513)));
+            let back = c.now + pick.range(100, 3_001) * 1000;
+            self.undo.push((back, Undo::FreeDisk(id)));
+            return;
+        }
         match pick.index(9) {
             0 => {
                 let mode = self.crash_mode();
@@ -213,7 +231,7 @@ impl FaultSchedule {
                 let mode = self.crash_mode();
                 c.crash_mid_write(id, ops, mode);
             }
-            1 => c.restart(id),
+            1 => restart(c, id),
             2 => c.disconnect(id),
             3 => c.connect(id),
             4 => {
@@ -230,7 +248,7 @@ impl FaultSchedule {
                 c.connect_all();
                 for i in ids {
                     if !c.is_up(i) {
-                        c.restart(i);
+                        restart(c, i);
                     }
                 }
             }
@@ -238,7 +256,7 @@ impl FaultSchedule {
                 // Keep a majority alive now and then so the run makes progress.
                 let down: Vec<NodeId> = ids.into_iter().filter(|&i| !c.is_up(i)).collect();
                 if let Some(&d) = down.first() {
-                    c.restart(d);
+                    restart(c, d);
                 }
             }
         }
@@ -281,7 +299,7 @@ impl FaultSchedule {
             self.crash_for(c, id);
         } else if voted_other && sw.restart_after_vote && self.rng.chance(500) {
             self.reactions += 1;
-            c.restart(id);
+            restart(c, id);
             self.seen.remove(&id);
         }
     }
@@ -317,10 +335,22 @@ impl FaultSchedule {
         self.undo = later;
         for (_, u) in due {
             match u {
-                Undo::Restart(id) if !c.is_up(id) => c.restart(id),
+                Undo::Restart(id) if !c.is_up(id) => restart(c, id),
                 Undo::Reconnect(id) => c.connect(id),
+                Undo::FreeDisk(id) => free_disk(c, id),
                 Undo::Restart(_) => {}
             }
         }
     }
+}
+
+/// Lifts a `disk-full` cap on `id`'s disk.
+fn free_disk<A: App>(c: &mut Sim<A>, id: NodeId) {
+    c.nodes[&id].store.disk.set_capacity_bytes(None);
+}
+
+/// Restarts `id` with its disk's space back (recovery may need to write).
+fn restart<A: App>(c: &mut Sim<A>, id: NodeId) {
+    free_disk(c, id);
+    c.restart(id);
 }

@@ -164,12 +164,8 @@ impl HostedApp for GroupApp {
         GroupResponse::Refused(e)
     }
 
-    fn transfer_leader(&mut self, to: NodeId) {
-        each_member!(&mut self.member, m => m.transfer_leader(to))
-    }
-
-    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
-        each_member!(&mut self.member, m => m.hand_off_unwritten())
+    fn raft_mut(&mut self) -> &mut RawNode {
+        each_member!(&mut self.member, m => m.raft_mut())
     }
 }
 

@@ -2,6 +2,7 @@
 
 use shardkv_raft::{Message, RawNode, Ready, Snapshot};
 use shardkv_rsm::{Error, Replica, Reply, ReqId, Request, StateMachine};
+use shardkv_types::NodeId;
 
 /// An application that owns a Raft core: the generic `Replica<SM>` in production and the
 /// simulator's services, or the simulator's bare Raft harness.
@@ -35,6 +36,10 @@ pub trait HostedApp {
     }
     /// The response that carries a refusal made by the host before the app saw the request.
     fn refusal(e: Error) -> Self::Response;
+    /// Leader: starts handing leadership to `to` (`RawNode::transfer_leader`).
+    fn transfer_leader(&mut self, to: NodeId);
+    /// Leader whose disk is full: `RawNode::hand_off_unwritten`.
+    fn hand_off_unwritten(&mut self) -> Option<NodeId>;
 }
 
 impl<SM: StateMachine> HostedApp for Replica<SM> {
@@ -79,5 +84,13 @@ impl<SM: StateMachine> HostedApp for Replica<SM> {
 
     fn refusal(e: Error) -> Self::Response {
         Err(e)
+    }
+
+    fn transfer_leader(&mut self, to: NodeId) {
+        Replica::transfer_leader(self, to);
+    }
+
+    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
+        Replica::hand_off_unwritten(self)
     }
 }

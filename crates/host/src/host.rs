@@ -20,6 +20,9 @@ pub const SNAPSHOT_JITTER_PERMILLE_MAX: u64 = 150;
 /// hold doubles on every failure in a row; a saved snapshot resets it).
 pub const SNAPSHOT_RETRY_TICKS_MIN: u64 = 100;
 pub const SNAPSHOT_RETRY_TICKS_MAX: u64 = 6_000;
+/// Ticks a leader that cannot write its disk keeps leading before it first tries to hand
+/// off (long enough for its followers to acknowledge what it sent before it stalled).
+pub const UNWRITTEN_HANDOFF_AFTER_TICKS: u64 = 5;
 
 /// Where a host has the files of the app's snapshots written (see the crate docs,
 /// "Snapshots in the background"). Without one the host runs each job itself at its next
@@ -97,6 +100,13 @@ pub struct HostCounters {
     /// Snapshots the app took while another was still being written, dropped (the app
     /// should not take them: the host passes it no log pressure meanwhile).
     pub snapshots_skipped: u64,
+    /// Readys that went on without being persisted (disk full): their entries and hard
+    /// state were handed back to Raft.
+    pub readys_unwritten: u64,
+    /// Messages of those Readys held back because they promise what was not written.
+    pub messages_held: u64,
+    /// Leadership hand-offs started because this leader could not write its disk.
+    pub unwritten_handoffs: u64,
 }
 
 /// A Ready being persisted, with what of it is already written. Kept across drives while
@@ -112,13 +122,20 @@ struct Pending {
 ///
 /// Invariants: while `stalled` is set, the app's Raft core has a Ready outstanding and the
 /// host calls nothing on the app but `advance` (through `drive`) and the read-only
-/// `duplicate_answer`; `synced_vote` is the term and vote the store holds durably;
-/// `pending` holds the ids handed to the app and not yet answered or forgotten.
+/// `duplicate_answer`; while `unwritten` is set no Ready is outstanding, and Raft holds
+/// entries or a hard state this store has not made durable; `synced_vote` is the term and
+/// vote the store holds durably; `pending` holds the ids handed to the app and not yet
+/// answered or forgotten.
 pub struct Host<A: HostedApp, D: Disk> {
     id: NodeId,
     store: RaftStore<D>,
     opts: HostOptions,
     stalled: Option<Pending>,
+    /// The last Ready could not be written for lack of space and went on without (see the
+    /// crate docs, "Failure policy"): the node runs, but its log and vote on disk lag.
+    unwritten: bool,
+    /// Ticks this node has led while `unwritten` (paces the hand-off attempts).
+    unwritten_leader_ticks: u64,
     /// Ticks before a stalled Ready whose leader snapshot could not be written is tried
     /// again (0 otherwise).
     stalled_hold_ticks: u64,
@@ -165,6 +182,8 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             store,
             opts,
             stalled: None,
+            unwritten: false,
+            unwritten_leader_ticks: 0,
             stalled_hold_ticks: 0,
             disk_low: false,
             pending: BTreeSet::new(),
@@ -211,8 +230,15 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         self.id
     }
 
-    /// True while a Ready could not be persisted for lack of space.
+    /// True while this member cannot persist what Raft asks of it: its disk is full (it
+    /// runs on without writing) or a Ready waits to be retried (see [`Host::is_frozen`]).
     pub fn is_stalled(&self) -> bool {
+        self.stalled.is_some() || self.unwritten
+    }
+
+    /// True while a Ready that brings a snapshot waits to be persisted: the app's Raft core
+    /// has it outstanding, so nothing but the host may touch the app.
+    pub fn is_frozen(&self) -> bool {
         self.stalled.is_some()
     }
 
@@ -223,7 +249,7 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
 
     /// True while writes are refused with `NoSpace` (disk low or stalled).
     pub fn no_space(&self) -> bool {
-        self.disk_low || self.stalled.is_some()
+        self.disk_low || self.is_stalled()
     }
 
     pub fn counters(&self) -> HostCounters {
@@ -256,16 +282,33 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         changed
     }
 
-    /// One tick of the logical clock (dropped while stalled).
+    /// One tick of the logical clock (dropped while frozen). A leader that cannot write
+    /// its disk asks Raft to hand off ([`shardkv_raft::RawNode::hand_off_unwritten`]) a few
+    /// ticks into the stall and then every heartbeat interval (Raft starts no second
+    /// transfer while one is in flight; a transfer gives up after an election timeout).
     pub fn tick(&mut self, app: &mut A) {
         self.snapshot_hold_ticks = self.snapshot_hold_ticks.saturating_sub(1);
         self.stalled_hold_ticks = self.stalled_hold_ticks.saturating_sub(1);
-        if self.stalled.is_none() {
-            app.tick();
+        if self.stalled.is_some() {
+            return;
+        }
+        app.tick();
+        if !(self.unwritten && app.raft().is_leader()) {
+            self.unwritten_leader_ticks = 0;
+            return;
+        }
+        self.unwritten_leader_ticks += 1;
+        let every = u64::from(app.raft().config().heartbeat_ticks).max(1);
+        let t = self.unwritten_leader_ticks;
+        if t >= UNWRITTEN_HANDOFF_AFTER_TICKS
+            && (t - UNWRITTEN_HANDOFF_AFTER_TICKS) % every == 0
+            && app.hand_off_unwritten().is_some()
+        {
+            self.counters.unwritten_handoffs += 1;
         }
     }
 
-    /// A peer's message (dropped while stalled: Raft retries).
+    /// A peer's message (dropped while frozen: Raft retries).
     pub fn step(&mut self, app: &mut A, m: shardkv_raft::Message) {
         if self.stalled.is_none() {
             app.step(m);
@@ -275,10 +318,11 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
     /// A client request, answered through [`Host::take_responses`] under `req`. The refusal
     /// policy, in order: a retry of an applied write gets its stored answer (even when
     /// writes are refused); while stalled, a member that believes it leads answers writes
-    /// `NoSpace` and reads `Unavailable`, and a follower answers `NotLeader` with its hint
-    /// (it cannot touch Raft, and the leader may well have space); while disk is low, the
-    /// leader answers writes `NoSpace` (a follower lets the replica redirect the client);
-    /// beyond the pending bound, `Busy`.
+    /// `NoSpace` and reads `Unavailable` if frozen (it cannot touch Raft) — an unfrozen one
+    /// serves reads, since a read index needs no disk —, and a follower answers `NotLeader`
+    /// with its hint (the leader may well have space); while disk is low, the leader
+    /// answers writes `NoSpace` (a follower lets the replica redirect the client); beyond
+    /// the pending bound, `Busy`.
     ///
     /// # Panics
     /// If `req` is already pending (the shell numbers requests).
@@ -288,15 +332,18 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         }
         let is_write = A::is_write(&r);
         let leads = app.raft().is_leader();
-        let refusal = if self.stalled.is_some() {
-            Some(match (leads, is_write) {
-                (true, true) => Error::NoSpace,
-                (true, false) => Error::Unavailable {
-                    reason: "this member's disk is full; ask another member".into(),
-                },
-                (false, _) => Error::NotLeader {
+        // A stalled leader still serves reads unless frozen: a read index needs no disk.
+        let refusal = if self.is_stalled() && (is_write || !leads || self.is_frozen()) {
+            Some(if !leads {
+                Error::NotLeader {
                     leader: app.raft().leader(),
-                },
+                }
+            } else if is_write {
+                Error::NoSpace
+            } else {
+                Error::Unavailable {
+                    reason: "this member's disk is full; ask another member".into(),
+                }
             })
         } else if is_write && self.disk_low && leads {
             Some(Error::NoSpace)
@@ -346,10 +393,14 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         if let Some(p) = self.stalled.take() {
             self.persist_and_finish(app, p, true, transport, observer)?;
         }
-        while self.stalled.is_none() {
+        // While the disk is full, one attempt per drive: every Ready hands back what the
+        // last one could not write.
+        let mut attempts_left = if self.unwritten { 1 } else { usize::MAX };
+        while self.stalled.is_none() && attempts_left > 0 {
             let Some(mut rd) = app.ready() else {
                 break;
             };
+            attempts_left -= 1;
             for e in &rd.entries {
                 let prev_term = app.raft().log().term(e.index.prev());
                 observer
@@ -372,7 +423,11 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
                 snapshot_saved: false,
                 entries_saved: false,
             };
-            let finished = self.persist_and_finish(app, p, false, transport, observer);
+            let retry = self.unwritten;
+            let finished = self.persist_and_finish(app, p, retry, transport, observer);
+            if self.unwritten {
+                attempts_left = 0;
+            }
             if early && matches!(finished, Err(Fatal::Storage { .. })) {
                 self.counters.fatal_after_early_send += 1;
             }
@@ -394,7 +449,9 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
     }
 
     /// Persists `p`, then sends, observes, advances and saves the app's snapshot. On
-    /// `NoSpace` keeps `p` as the stalled Ready and returns `Ok`.
+    /// `NoSpace` goes on without persisting (`unwritten`), or, for a Ready that brings a
+    /// snapshot, keeps `p` as the stalled Ready; either way returns `Ok`. `retry`: the node
+    /// was stalled already (the stall is reported once, and the end of it).
     fn persist_and_finish(
         &mut self,
         app: &mut A,
@@ -408,11 +465,18 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             Err(StorageError::NoSpace { path }) => {
                 self.counters.no_space += 1;
                 if !retry {
-                    let why = "disk full".to_string();
+                    let why = "disk full: writes are refused; this member applies what \
+                               the others commit and keeps answering heartbeats and reads"
+                        .to_string();
                     observer.on_event(self.id, HostEvent::Stalled { path, why });
                 }
-                self.stalled = Some(p);
-                return Ok(());
+                if p.rd.snapshot.is_some() {
+                    self.stalled = Some(p);
+                    return Ok(());
+                }
+                self.unwritten = true;
+                self.counters.readys_unwritten += 1;
+                return self.finish(app, p.rd, false, transport, observer);
             }
             // The leader's snapshot could not be written (EMFILE, EACCES, ...) and nothing
             // changed on disk: like a full disk, the Ready waits and is tried again, after a
@@ -436,11 +500,38 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         if retry {
             observer.on_event(self.id, HostEvent::Resumed);
         }
-        // Everything this Ready promises is durable (or, for a commit-only Ready, need not
-        // be): its messages may go.
-        let mut rd = p.rd;
+        self.unwritten = false;
+        self.finish(app, p.rd, true, transport, observer)
+    }
+
+    /// Steps 4–6 of the Ready loop for `rd`, `persisted` or not. Persisted: everything it
+    /// promises is durable (or, for a commit-only Ready, need not be), so its messages go.
+    /// Not persisted (disk full; never with a snapshot): its entries and hard state go back
+    /// to Raft, which hands them out again, and only the messages that promise nothing
+    /// about this disk go — none if it changes the term or vote (see `shardkv_raft::Ready`).
+    fn finish(
+        &mut self,
+        app: &mut A,
+        mut rd: Ready,
+        persisted: bool,
+        transport: &mut impl Transport,
+        observer: &mut impl Observer,
+    ) -> Result<(), Fatal> {
+        assert!(
+            persisted || rd.snapshot.is_none(),
+            "a Ready with a snapshot must be persisted before it is advanced"
+        );
+        let may_speak = persisted || !self.vote_changes(&rd);
+        if !persisted {
+            rd.entries.clear();
+            rd.hard_state = None;
+        }
         for m in std::mem::take(&mut rd.messages) {
-            transport.send(m);
+            if persisted || (may_speak && !m.waits_for_persist()) {
+                transport.send(m);
+            } else {
+                self.counters.messages_held += 1;
+            }
         }
         for e in &rd.committed_entries {
             observer.on_apply(self.id, e).map_err(Fatal::Observer)?;
@@ -448,8 +539,14 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
         if rd.soft_state.is_some_and(|ss| ss.role == Role::Leader) {
             observer.on_leader(app.raft()).map_err(Fatal::Observer)?;
         }
+        // No snapshot while the disk is full: it could not be saved.
+        let pressure = if persisted {
+            self.snapshot_pressure()
+        } else {
+            0
+        };
         let snapshot = app
-            .advance(rd, self.snapshot_pressure())
+            .advance(rd, pressure)
             .map_err(|error| Fatal::App { id: self.id, error })?;
         self.counters.readys += 1;
         if let Some(s) = snapshot {

@@ -34,13 +34,29 @@
 //!
 //! # Failure policy
 //!
-//! - `NoSpace` while persisting a Ready **stalls** the node: the Ready is kept (with what of
-//!   it is already written) and retried on every `drive`; ticks and peer messages are
-//!   dropped, writes are answered `NoSpace` and reads `Unavailable` (a stalled member
-//!   cannot confirm a read index) — except a retry of an applied write, answered from the
-//!   session table. [`HostEvent::Stalled`] and [`HostEvent::Resumed`] are reported once each,
-//!   so a stall is never silent. While stalled no method of the app but `advance` (through
-//!   `drive`) touches Raft, as the core requires between `ready` and `advance`.
+//! - `NoSpace` while persisting a Ready **stalls** the node, which runs on without writing
+//!   (`Host::is_stalled`): the Ready's entries and hard state go back to Raft, which hands
+//!   them out again (the next `drive` tries once more to write them); its messages that
+//!   promise nothing about this disk still go (`Message::waits_for_persist`: heartbeat
+//!   answers, rejections, a leader's appends and heartbeats — none at all while the term or
+//!   vote is not durable), and its committed entries are applied (they are durable on a
+//!   quorum). So a member with a full WAL keeps answering heartbeats: with a majority full,
+//!   the leader still confirms read indexes and serves linearizable reads, while nothing
+//!   is acknowledged that a full disk did not write (this node's entries count for no
+//!   quorum until synced; its acknowledgements and votes are held). Writes are answered
+//!   `NoSpace` by a stalled leader and `NotLeader` by a stalled follower (the leader may
+//!   well have space); reads are served by a stalled leader. A stalled leader hands off
+//!   (`RawNode::hand_off_unwritten`) once a quorum of the others has acknowledged entries
+//!   it could not write (it appends a no-op to find out), so writes resume on members with
+//!   space; with fewer it keeps its place and its reads. No snapshot is taken while stalled (the app is passed 0 log pressure): it
+//!   could not be saved, and it must not cover entries this disk lacks.
+//!   [`HostEvent::Stalled`] and [`HostEvent::Resumed`] are reported once each, so a stall is
+//!   never silent. Only a Ready that brings a snapshot from the leader **freezes** the node
+//!   instead (`Host::is_frozen`: the core has already replaced its log with the snapshot):
+//!   it is kept, with what of it is already written, and retried on every `drive`; ticks
+//!   and peer messages are dropped and, as the core requires between `ready` and
+//!   `advance`, nothing but `advance` touches Raft; a frozen leader answers reads
+//!   `Unavailable`.
 //! - While free space is below the shell's reserve ([`Host::set_disk_low`]) writes are
 //!   refused with `NoSpace` before they are proposed; reads keep working.
 //! - Any error while saving a snapshot the app took that leaves the store writable
@@ -51,7 +67,7 @@
 //!   [`SNAPSHOT_RETRY_TICKS_MAX`]; a saved snapshot resets the hold.
 //! - A snapshot *from the leader* whose save fails before anything on disk changed (the
 //!   store stays writable: EMFILE or EACCES creating its file, a failed fsync of its temp
-//!   file) stalls the node like `NoSpace` ([`HostEvent::Stalled`] says why): the Ready
+//!   file) freezes the node like `NoSpace` does ([`HostEvent::Stalled`] says why): the Ready
 //!   waits and is tried again after [`SNAPSHOT_RETRY_TICKS_MIN`] ticks, doubling per
 //!   failure in a row. A failure after that point (a reset record that must start a new
 //!   segment, the rename's directory fsync) poisons the store and stays fatal.

@@ -369,8 +369,9 @@ fn followers_and_voters_send_only_what_is_durable() {
 
 /// Goal: a leader sends its appends before its own sync (early send), and such entries
 /// commit only through a majority that synced them: a leader whose disk fills right after
-/// sending never counts them, while the two followers that persisted them elect a new
-/// leader that commits them. Method: fill the leader's disk, propose, deliver.
+/// sending never counts them (one follower's acknowledgement is no quorum without the
+/// leader's own sync), while the followers elect a new leader that commits them. Method:
+/// fill the leader's disk, cut one follower off, propose, deliver.
 #[test]
 fn leader_sends_before_its_sync_but_commits_only_what_a_majority_synced() {
     let mut g = Group::new(11);
@@ -391,7 +392,10 @@ fn leader_sends_before_its_sync_but_commits_only_what_a_majority_synced() {
     assert!(early, "the leader sent appends before syncing them");
     assert!(g.members[&l].host.counters().early_sends > 0);
 
-    // The leader's disk fills: its next write is sent, then its persistence stalls.
+    // The leader's disk fills: its next write is sent, then its persistence stalls. Only
+    // one follower hears it.
+    let followers: Vec<NodeId> = all.iter().copied().filter(|&id| id != l).collect();
+    g.cut.push(followers[1]);
     let m = g.m(l);
     m.disk.set_capacity_bytes(Some(m.disk.used_bytes()));
     let commit_before = g.raft(l).log().committed();
@@ -413,12 +417,12 @@ fn leader_sends_before_its_sync_but_commits_only_what_a_majority_synced() {
     assert_eq!(
         g.raft(l).log().committed(),
         commit_before,
-        "a leader counts no entry it has not synced, even with both followers' acks"
+        "a leader counts no entry it has not synced: one follower's ack is no quorum"
     );
     assert!(!g.answers.contains_key(&req), "the write is not answered");
 
-    // The followers hold the entry durably; one of them takes over and commits it.
-    let followers: Vec<NodeId> = all.iter().copied().filter(|&id| id != l).collect();
+    // The follower that heard it holds the entry durably; it takes over and commits it.
+    g.cut.clear();
     g.cut.push(l);
     let l2 = g.elect(&followers);
     g.submit(l2, put(2, 1, "b", "x"));

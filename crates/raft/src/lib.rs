@@ -88,6 +88,7 @@ mod anomaly;
 mod config;
 mod election;
 mod error;
+mod handoff;
 mod log;
 mod message;
 mod node;

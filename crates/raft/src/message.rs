@@ -101,6 +101,20 @@ impl Message {
         )
     }
 
+    /// True when this message promises something about the sender's disk, so it may leave
+    /// only once the Ready it came in was persisted: an acknowledgement of entries or of a
+    /// snapshot, and a vote granted. Every other message (a heartbeat's answer, a rejection,
+    /// a pre-vote, anything a leader sends) depends only on the sender's term and vote — see
+    /// [`Ready`](crate::Ready) for what an application that could not persist may send.
+    pub fn waits_for_persist(&self) -> bool {
+        match self.body {
+            Body::AppendEntriesResponse { success, .. } => success,
+            Body::InstallSnapshotResponse { installed, .. } => installed,
+            Body::RequestVoteResponse { pre_vote, granted } => granted && !pre_vote,
+            _ => false,
+        }
+    }
+
     /// A short name of the message kind, for traces and metrics.
     pub fn kind(&self) -> &'static str {
         match &self.body {

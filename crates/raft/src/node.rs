@@ -335,9 +335,16 @@ impl RawNode {
     /// snapshot itself before calling this.
     ///
     /// # Panics
-    /// If `index` was not applied yet.
+    /// If `index` was not applied yet, or is beyond the entries marked persisted (an
+    /// application that applies committed entries it could not persist must not snapshot
+    /// them: see [`Ready`]).
     pub fn compact(&mut self, index: LogIndex, data: Vec<u8>) {
         assert!(!self.ready_outstanding, "compact between ready and advance");
+        assert!(
+            index <= self.log.stable(),
+            "compact at {index} beyond the persisted log ({})",
+            self.log.stable()
+        );
         if index <= self.log.snapshot_meta().index {
             return;
         }

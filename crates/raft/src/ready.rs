@@ -49,6 +49,17 @@ pub struct ReadState {
 /// 3. install `snapshot` into the state machine, then apply `committed_entries` in order;
 /// 4. answer `read_states` once the state machine has applied each one's index;
 /// 5. call `advance` with this Ready.
+///
+/// An application that cannot do step 1 (its disk is full) need not stop the node: it may
+/// clear `entries` and `hard_state` — the core then hands them out again in the next Ready,
+/// since `advance` marks as stable only the entries it is given and remembers only the hard
+/// state it is given — send only the messages for which [`Message::waits_for_persist`] is
+/// false, and none at all if `hard_state` changes the term or the vote (they may not leave
+/// before that is durable), then do steps 3–5. Committed entries are durable on a quorum,
+/// so applying them does not depend on this node's disk; but the application must not
+/// snapshot (`RawNode::compact`) past the entries it persisted. Not for a Ready that carries a
+/// `snapshot`: the core has already replaced its log with it, so that one must be persisted
+/// (or retried) before anything else.
 #[derive(Debug, Default)]
 pub struct Ready {
     pub soft_state: Option<SoftState>,

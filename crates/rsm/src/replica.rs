@@ -144,6 +144,12 @@ impl<SM: StateMachine> Replica<SM> {
         let _ = self.raft.transfer_leader(to);
     }
 
+    /// A leader whose disk is full hands off when the group can do without it
+    /// (`RawNode::hand_off_unwritten`; the host calls this while stalled).
+    pub fn hand_off_unwritten(&mut self) -> Option<shardkv_types::NodeId> {
+        self.raft.hand_off_unwritten()
+    }
+
     /// Takes a client request: checks its limits ([`StateMachine::validate`]), then reads
     /// or proposes it. The answer comes back through `take_replies` under `req`.
     pub fn submit(&mut self, req: ReqId, request: Request<SM::Command, SM::Query>) {

@@ -1,5 +1,5 @@
 //! [`Member`]: what a node thread needs of the app it hosts beyond the shared host loop —
-//! the leader hand-off on shutdown, the requests the app sends to other groups (a shard
+//! the requests the app sends to other groups (a shard
 //! group's duties) and the answers to them, and the shard view of the status page.
 
 use shardkv_host::HostedApp;
@@ -13,9 +13,6 @@ pub trait Member: HostedApp<Request: Send, Response: Send> + Send + 'static {
     /// True when the app asks other groups things ([`Member::take_outbound`]): the node
     /// then gets an outbox that carries the requests and feeds the answers back.
     const ASKS_OTHER_GROUPS: bool = false;
-
-    /// Asks the Raft core to hand leadership to `to` (graceful shutdown).
-    fn transfer_leader(&mut self, to: NodeId);
 
     /// Requests to other groups, drained after every Ready loop.
     fn take_outbound(&mut self) -> Vec<Outbound> {
@@ -43,17 +40,10 @@ where
     SM::Query: Send,
     SM::Output: Send,
 {
-    fn transfer_leader(&mut self, to: NodeId) {
-        Replica::transfer_leader(self, to);
-    }
 }
 
 impl Member for ShardGroup {
     const ASKS_OTHER_GROUPS: bool = true;
-
-    fn transfer_leader(&mut self, to: NodeId) {
-        self.replica.transfer_leader(to);
-    }
 
     fn take_outbound(&mut self) -> Vec<Outbound> {
         ShardGroup::take_outbound(self)

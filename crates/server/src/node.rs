@@ -12,9 +12,12 @@
 //!
 //! Failure policy (enforced by the host, logged here): a storage error other than
 //! `NoSpace` is fatal (`drive` returns it and the process exits non-zero). `NoSpace` while
-//! persisting a Ready stalls the node until space frees: peer messages dropped, writes
-//! answered `NoSpace`, reads `Unavailable`; the stall is logged rate limited (see
-//! `stall_log`). While free space is below the configured
+//! persisting a Ready stalls the node until space frees: it runs on without writing (it
+//! answers heartbeats, applies what the others commit; writes are answered `NoSpace` by a
+//! leader, which keeps serving reads and hands off once a quorum of others caught up;
+//! followers redirect), or, for a snapshot from the leader, waits with peer messages
+//! dropped; the stall is logged rate limited (see `stall_log`). While free space is below
+//! the configured
 //! reserve, writes are answered `NoSpace` before they are proposed and reads keep working.
 
 use crate::handler::Inbound;
@@ -42,8 +45,8 @@ pub const PENDING_REQUESTS_MAX: usize = shardkv_host::REQUESTS_PENDING_MAX_DEFAU
 /// that asks other groups, the outbox that carries its requests.
 ///
 /// Invariant: the replica is only mutated through `host` (which drops ticks and messages
-/// while stalled), except `transfer_leader`, which `hand_off` calls only when not
-/// stalled, and the answers of other groups, which the app takes on its own clock.
+/// while frozen), except `transfer_leader`, which `hand_off` calls only when not
+/// frozen, and the answers of other groups, which the app takes on its own clock.
 pub struct Node<A: Member> {
     id: NodeId,
     gid: Gid,
@@ -181,7 +184,7 @@ impl<A: Member> Node<A> {
     /// this process cannot serve clients; `why` is logged. False when there is nothing to
     /// hand off (not the leader, alone, or stalled).
     pub fn hand_off(&mut self, why: &str) -> bool {
-        if self.host.is_stalled() || !self.is_leader() {
+        if self.host.is_frozen() || !self.is_leader() {
             return false;
         }
         let voters = &self.replica.raft().config().voters;

@@ -95,4 +95,12 @@ impl HostedApp for ShardGroup {
     fn refusal(e: Error) -> Reply<ShardOutput> {
         Err(e)
     }
+
+    fn transfer_leader(&mut self, to: NodeId) {
+        self.replica.transfer_leader(to);
+    }
+
+    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
+        self.replica.hand_off_unwritten()
+    }
 }

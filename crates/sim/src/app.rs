@@ -115,7 +115,7 @@ impl HostedApp for RaftApp {
         self.raft.has_ready().then(|| self.raft.ready())
     }
 
-    fn advance(&mut self, rd: Ready, _raft_state_bytes: u64) -> Result<Option<Snapshot>, String> {
+    fn advance(&mut self, rd: Ready, raft_state_bytes: u64) -> Result<Option<Snapshot>, String> {
         let id = self.raft.id();
         if let Some(s) = &rd.snapshot {
             self.sm = TestStateMachine::restore(&s.data, s.meta.index)?;
@@ -125,7 +125,9 @@ impl HostedApp for RaftApp {
         }
         self.reads.extend(rd.read_states.iter().copied());
         self.raft.advance(rd);
-        let Some(every) = self.snapshot_every else {
+        // The host passes 0 while snapshots are held back or could not be saved (a full
+        // disk); as production's replica does, take none then.
+        let Some(every) = self.snapshot_every.filter(|_| raft_state_bytes > 0) else {
             return Ok(None);
         };
         let applied = self.sm.applied;
@@ -159,6 +161,14 @@ impl HostedApp for RaftApp {
     }
 
     fn refusal(_: Error) {}
+
+    fn transfer_leader(&mut self, to: NodeId) {
+        let _ = self.raft.transfer_leader(to);
+    }
+
+    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
+        self.raft.hand_off_unwritten()
+    }
 }
 
 impl RaftApp {

@@ -163,6 +163,14 @@ impl HostedApp for GroupApp {
     fn refusal(e: Error) -> GroupResponse {
         GroupResponse::Refused(e)
     }
+
+    fn transfer_leader(&mut self, to: NodeId) {
+        each_member!(&mut self.member, m => m.transfer_leader(to))
+    }
+
+    fn hand_off_unwritten(&mut self) -> Option<NodeId> {
+        each_member!(&mut self.member, m => m.hand_off_unwritten())
+    }
 }
 
 fn wrap_all<R>(

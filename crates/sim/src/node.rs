@@ -152,10 +152,10 @@ impl<A: App> SimNode<A> {
         self.host.as_ref()
     }
 
-    /// The live app, if the node is up and not stalled (a stalled node's Raft core has a
+    /// The live app, if the node is up and not frozen (a frozen node's Raft core has a
     /// Ready outstanding and must not be called).
     pub fn live(&mut self) -> Option<&mut A> {
-        if self.is_up() && !self.is_stalled() {
+        if self.is_up() && !self.host.as_ref().is_some_and(|h| h.is_frozen()) {
             self.app.as_mut()
         } else {
             None

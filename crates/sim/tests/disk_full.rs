@@ -70,8 +70,9 @@ fn until_done(k: &mut KvCluster, c: usize, op: KvOp) -> KvOutput {
     panic!("{op:?} never completed (seed {})", k.sim.cfg.seed);
 }
 
-fn applied(k: &KvCluster, id: NodeId) -> LogIndex {
-    k.sim.nodes[&id].app.as_ref().expect("started").applied()
+/// The last index in `id`'s write-ahead log.
+fn wal_last(k: &KvCluster, id: NodeId) -> LogIndex {
+    k.sim.nodes[&id].host().expect("up").store().last_index()
 }
 
 fn value_at(k: &KvCluster, id: NodeId, key: &str) -> Option<Vec<u8>> {
@@ -117,9 +118,9 @@ fn catch_up(k: &mut KvCluster, id: NodeId, other: NodeId, ms: u64) -> bool {
     })
 }
 
-/// Goal: a follower whose disk fills stalls — sends clients to the leader it knows,
-/// applies nothing, does not crash — while the leader and the other follower keep
-/// committing; once space frees it resumes and catches up.
+/// Goal: a follower whose disk fills stalls — sends clients to the leader it knows, writes
+/// nothing to its disk, does not crash — while the leader and the other follower keep
+/// committing; once space frees it resumes and its disk catches up.
 #[test]
 fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
     let name = "disk_full_follower_stalls_then_catches_up_when_space_frees";
@@ -137,9 +138,9 @@ fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
     k.run_for(500);
     assert!(k.sim.nodes[&f].is_stalled(), "{f} stalled on its full disk");
     assert!(k.sim.is_up(f), "a full disk is not a crash");
-    let stalled_at = applied(&k, f);
+    let stalled_at = wal_last(&k, f);
     assert!(
-        applied(&k, leader) > stalled_at,
+        wal_last(&k, leader) > stalled_at,
         "the group went on without {f}"
     );
 
@@ -161,9 +162,9 @@ fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
     );
     k.run_for(1_000);
     assert_eq!(
-        applied(&k, f),
+        wal_last(&k, f),
         stalled_at,
-        "a stalled member makes no progress"
+        "a stalled member writes nothing"
     );
     assert_eq!(stalls(&k, f), (1, 0), "the stall is reported once");
 
@@ -274,5 +275,159 @@ fn writes_through_a_stalled_follower_complete_at_the_leader() {
         let read = k.op(c, get(&format!("c{i}")), 3_000);
         assert_eq!(read, Some(KvOutput::Value(Some(b"v".to_vec()))));
     }
+    k.check_linearizable();
+}
+
+/// Reads `key` through clerk `c` a few times: each must succeed with `want`.
+fn reads_succeed(k: &mut KvCluster, c: usize, key: &str, want: &str) {
+    for i in 0..5 {
+        let out = k.op(c, get(key), 3_000);
+        assert_eq!(
+            out,
+            Some(KvOutput::Value(Some(want.as_bytes().to_vec()))),
+            "read {i} of {key} (seed {})",
+            k.sim.cfg.seed
+        );
+    }
+}
+
+/// What clerk `c`'s operations ended with, in order.
+fn outputs(k: &KvCluster, c: usize) -> Vec<KvOutput> {
+    k.kv.clerks[c]
+        .results
+        .iter()
+        .map(|(_, o)| o.clone())
+        .collect()
+}
+
+/// Goal: with the WAL full on both followers (a majority), the leader still confirms read
+/// indexes — the stalled followers keep answering heartbeats — so linearizable reads
+/// succeed, while no write is acknowledged (no quorum can persist it). Once space frees,
+/// the write commits, and it survives a power cut of the whole group.
+#[test]
+fn reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged() {
+    let name = "reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged";
+    let (mut k, c, leader) = group_with_one_write(name, 51, "k");
+    until_done(&mut k, c, put("k", "1"));
+    let followers: Vec<NodeId> = k.sim.ids().into_iter().filter(|&i| i != leader).collect();
+    for &f in &followers {
+        fill_disk(&k, f);
+    }
+    let commit_before = k.sim.nodes[&leader]
+        .app
+        .as_ref()
+        .expect("up")
+        .raft()
+        .log()
+        .committed();
+    let w = k.add_clerk(Workload::Script(Default::default()));
+    k.begin(w, put("k", "2"));
+    k.run_for(2_000);
+    for &f in &followers {
+        assert!(k.sim.nodes[&f].is_stalled(), "{f} stalled on its full disk");
+    }
+    assert_eq!(
+        outputs(&k, w),
+        vec![],
+        "the write is not acknowledged while no quorum can persist it"
+    );
+    let r = k.add_clerk(Workload::Script(Default::default()));
+    reads_succeed(&mut k, r, "k", "1");
+    assert_eq!(k.sim.leader(), Some(leader), "the leader kept its place");
+    let commit = k.sim.nodes[&leader]
+        .app
+        .as_ref()
+        .expect("up")
+        .raft()
+        .log()
+        .committed();
+    assert_eq!(
+        commit, commit_before,
+        "nothing committed without a quorum's disks"
+    );
+
+    for &f in &followers {
+        free_disk(&k, f);
+    }
+    k.run_for(3_000);
+    assert_eq!(
+        outputs(&k, w),
+        vec![KvOutput::Done],
+        "the write completed once space freed"
+    );
+    for id in k.sim.ids() {
+        k.sim.crash(id);
+    }
+    for id in k.sim.ids() {
+        k.sim.restart(id);
+    }
+    reads_succeed(&mut k, r, "k", "2");
+    k.check_linearizable();
+}
+
+/// Goal: with the WAL full on the leader and one follower (a majority), the leader keeps
+/// its place — the one follower with space is no quorum to elect another — and serves
+/// linearizable reads; writes are refused, never acknowledged. Once space frees, writes
+/// work again and nothing acknowledged is lost.
+#[test]
+fn a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads() {
+    let name = "a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads";
+    let (mut k, c, leader) = group_with_one_write(name, 53, "k");
+    until_done(&mut k, c, put("k", "1"));
+    let f = k
+        .sim
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    fill_disk(&k, leader);
+    fill_disk(&k, f);
+    let w = k.add_clerk(Workload::Script(Default::default()));
+    let out = k.op(w, put("k", "2"), 3_000);
+    assert_ne!(out, Some(KvOutput::Done), "no write is acknowledged");
+    k.run_for(2_000);
+    assert!(k.sim.nodes[&leader].is_stalled(), "the leader stalled");
+    assert_eq!(k.sim.leader(), Some(leader), "and kept its place");
+    let r = k.add_clerk(Workload::Script(Default::default()));
+    reads_succeed(&mut k, r, "k", "1");
+
+    free_disk(&k, leader);
+    free_disk(&k, f);
+    until_done(&mut k, r, put("k", "3"));
+    reads_succeed(&mut k, r, "k", "3");
+    k.check_linearizable();
+}
+
+/// Goal: a leader whose disk alone is full hands leadership to a follower once both
+/// followers wrote what it could not, so writes resume without waiting for space. The write
+/// that found the disk full is acknowledged through the followers' quorum alone.
+#[test]
+fn a_full_leader_hands_off_when_the_others_can_write() {
+    let name = "a_full_leader_hands_off_when_the_others_can_write";
+    let (mut k, c, old) = group_with_one_write(name, 55, "k");
+    until_done(&mut k, c, put("k", "1"));
+    fill_disk(&k, old);
+    assert_eq!(
+        k.op(c, put("k", "2"), 3_000),
+        Some(KvOutput::Done),
+        "committed by the two followers that wrote it"
+    );
+    k.run_for(2_000);
+    let new = k.sim.leader().expect("a leader");
+    assert_ne!(new, old, "the full leader handed off");
+    let host = k.sim.nodes[&old].host().expect("up");
+    assert!(
+        host.counters().unwritten_handoffs >= 1,
+        "through the disk-full hand-off"
+    );
+    assert!(host.is_stalled(), "{old} is still full");
+    until_done(&mut k, c, put("k", "3"));
+    reads_succeed(&mut k, c, "k", "3");
+    free_disk(&k, old);
+    assert!(
+        catch_up(&mut k, old, new, 5_000),
+        "the old leader caught up"
+    );
+    assert_eq!(value_at(&k, old, "k"), Some(b"3".to_vec()));
     k.check_linearizable();
 }

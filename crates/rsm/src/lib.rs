@@ -38,6 +38,12 @@
 //! Asserted on the apply path: entries apply contiguously, a read is served only at or after
 //! its confirmed index, an installed or taken snapshot only moves forward.
 //!
+//! A committed entry (or snapshot) this build cannot decode is never skipped: another
+//! member, of another version, may have applied it, so skipping would diverge silently.
+//! [`Replica::advance`] returns an error naming the entry's index and term and saying it
+//! was written by an incompatible version (or is damaged); the host treats that as fatal
+//! and the process exits non-zero.
+//!
 //! Like the Raft core it is deterministic and does no I/O.
 
 mod error;

@@ -277,7 +277,7 @@ impl<SM: StateMachine> Replica<SM> {
             self.restore(s)?;
         }
         for e in &rd.committed_entries {
-            self.apply_entry(e);
+            self.apply_entry(e)?;
         }
         for rs in &rd.read_states {
             if let Some(r) = self.reads_unconfirmed.remove(&rs.ctx) {
@@ -335,36 +335,39 @@ impl<SM: StateMachine> Replica<SM> {
         Ok(())
     }
 
-    fn apply_entry(&mut self, e: &Entry) {
+    /// Applies one committed entry. An entry this build cannot decode is an error, not
+    /// skipped: a member of another version could decode and apply it, and skipping it
+    /// here would make this replica's state silently diverge from theirs.
+    fn apply_entry(&mut self, e: &Entry) -> Result<(), String> {
         assert_eq!(
             e.index,
             self.applied.next(),
             "entries are applied contiguously"
         );
-        self.applied = e.index;
-        let output = match e.kind {
+        let proposal = match e.kind {
             EntryKind::Noop => None,
-            EntryKind::Normal => {
-                match postcard::from_bytes::<Proposal<SM::Command, SM::Internal>>(&e.data) {
-                    Ok(Proposal::Client {
-                        client,
-                        seq,
-                        retry,
-                        cmd,
-                    }) => Some(self.apply_client(e.index, client, seq, retry, &cmd)),
-                    Ok(Proposal::Internal(cmd)) => {
-                        let mut ctx = Applying {
-                            index: e.index,
-                            sessions: &mut self.sessions,
-                            limits: self.opts.sessions,
-                        };
-                        self.sm.apply_internal(&cmd, &mut ctx);
-                        None
-                    }
-                    // Every replica skips an undecodable entry the same way, so they stay
-                    // equal.
-                    Err(_) => None,
-                }
+            EntryKind::Normal => Some(
+                postcard::from_bytes::<Proposal<SM::Command, SM::Internal>>(&e.data)
+                    .map_err(|err| undecodable_entry(e, &err))?,
+            ),
+        };
+        self.applied = e.index;
+        let output = match proposal {
+            None => None,
+            Some(Proposal::Client {
+                client,
+                seq,
+                retry,
+                cmd,
+            }) => Some(self.apply_client(e.index, client, seq, retry, &cmd)),
+            Some(Proposal::Internal(cmd)) => {
+                let mut ctx = Applying {
+                    index: e.index,
+                    sessions: &mut self.sessions,
+                    limits: self.opts.sessions,
+                };
+                self.sm.apply_internal(&cmd, &mut ctx);
+                None
             }
         };
         // Every replica drops idle sessions at the same log position.
@@ -380,6 +383,7 @@ impl<SM: StateMachine> Replica<SM> {
             };
             self.replies.push((w.req, reply));
         }
+        Ok(())
     }
 
     fn apply_client(
@@ -477,6 +481,16 @@ impl<SM: StateMachine> Replica<SM> {
             data: Arc::new(data),
         })
     }
+}
+
+/// Why a committed entry cannot be applied: it names the entry and the likely cause.
+fn undecodable_entry(e: &Entry, err: &postcard::Error) -> String {
+    format!(
+        "committed entry at index {} (term {}) cannot be decoded ({err}): it was written by \
+         an incompatible version of shardkv, or is damaged; refusing to skip it, which would \
+         make this replica diverge from the others",
+        e.index.0, e.term.0
+    )
 }
 
 fn decode_snapshot<SM: StateMachine>(data: &[u8]) -> Result<(SM, Sessions<SM::Output>), String> {

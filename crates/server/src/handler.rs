@@ -106,11 +106,13 @@ pub enum Inbound<A: Member> {
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
-    /// Another group's answer to request `token` the app sent to server `from`.
+    /// Another group's answer to request `token` the app sent to server `from`, and the
+    /// request's share of the outbox's window (given back once handled).
     Answer {
         token: u64,
         from: NodeId,
         answer: DutyAnswer,
+        held: crate::outbox::Held,
     },
     /// Graceful shutdown: the node thread finishes the batch in hand and returns.
     Stop,

@@ -30,6 +30,19 @@
 //!   one as a tokio task (bounded in flight, bounded per attempt) and puts the answer back
 //!   into the node's inbox; the duties retry on their own clock whatever is lost.
 //!
+//! # Memory a peer or client can make a member hold, per hosted group
+//! - The inbox: [`handler::INBOX_ITEMS_MAX`] items and [`handler::INBOX_BYTES_MAX`] bytes of
+//!   peer messages and client requests; past either, messages are dropped and requests
+//!   answered `Busy`.
+//! - Peer send queues: `shardkv_net::PEER_QUEUE_MESSAGES_MAX` messages and
+//!   `PEER_QUEUE_BYTES_MAX` bytes per peer; past either, messages are dropped.
+//! - Requests to other groups: [`outbox::OUTBOUND_IN_FLIGHT_MAX`] requests and
+//!   [`outbox::OUTBOUND_BYTES_MAX`] bytes of the largest answers they may bring, held until
+//!   the answer is handled; past either, requests are dropped (the duties retry).
+//! - Client requests waiting for their outcome: [`node::PENDING_REQUESTS_MAX`] (the host's
+//!   bound); a write's bytes live in the Raft log meanwhile, bounded by the Raft core's
+//!   uncommitted-entry limit (a count; see `shardkv-raft`'s `Config`).
+//!
 //! # Failure policy
 //! - fsync of the WAL (or any other non-`NoSpace` WAL) storage error: logged, the node thread stops and
 //!   [`run`] returns `Err`; the process exits non-zero. Never retried.

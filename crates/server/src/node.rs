@@ -156,10 +156,12 @@ impl<A: Member> Node<A> {
             Inbound::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            // `held` is given back to the outbox when the item is dropped, after this.
             Inbound::Answer {
                 token,
                 from,
                 answer,
+                held: _held,
             } => self.replica.on_answer(token, from, answer),
             Inbound::Stop => {}
         }

@@ -4,8 +4,13 @@
 //!
 //! Contract:
 //! - [`Outbox::send`] never blocks the node thread: each request is a tokio task.
-//! - At most [`OUTBOUND_IN_FLIGHT_MAX`] requests are in flight per group; more are dropped.
-//!   Each attempt is bounded by [`OUTBOUND_ATTEMPT_TIMEOUT`]. A dropped or timed-out request
+//! - Bounded in items and bytes: per group, at most [`OUTBOUND_IN_FLIGHT_MAX`] requests,
+//!   reserving together at most [`OUTBOUND_BYTES_MAX`] bytes of the largest answers they
+//!   may bring back (the frame limit of their service: a Shard answer reserves
+//!   `SHARD_FRAME_BYTES_MAX`, a controller answer `CTRL_FRAME_BYTES_MAX`), are held from
+//!   [`Outbox::send`] until the node thread has handled the answer (an answer waiting in
+//!   the inbox still holds its share: [`Held`] travels with it); more are dropped. Each
+//!   attempt is bounded by [`OUTBOUND_ATTEMPT_TIMEOUT`]. A dropped or timed-out request
 //!   produces no answer: the duty's clerk core gives up on the attempt on its own clock and
 //!   tries again (every request is a read, so a retry is always safe).
 //! - A request that surely reached no server (no connection, no such service, a reply that
@@ -24,7 +29,6 @@ use shardkv_rsm::{Error, Reply};
 use shardkv_shardkv::{CtrlRequest, DutyAnswer, DutyRequest, Outbound, ShardOutput};
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -32,6 +36,10 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// The most requests one group has in flight to other groups.
 pub const OUTBOUND_IN_FLIGHT_MAX: usize = 64;
+
+/// The most answer bytes one group's requests to other groups may hold, counted at the
+/// largest answer each may bring (eight full Shard answers, or 32 controller answers).
+pub const OUTBOUND_BYTES_MAX: u64 = 128 << 20;
 
 /// How long one request may take (a pulled shard can be large).
 pub const OUTBOUND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,22 +53,74 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct Outbox {
     rt: Handle,
     answers: Arc<Answers>,
-    in_flight: Arc<AtomicUsize>,
+    window: Arc<Window>,
     /// Lazily connected channels by address (they reconnect on their own).
     channels: Mutex<BTreeMap<String, Channel>>,
     /// Connect with TLS as this member (`None`: plaintext).
     tls: Option<ClientTlsConfig>,
 }
 
-/// Where answers go: the node's inbox, as [`crate::handler::Inbound::Answer`].
-pub type Answers = dyn Fn(u64, NodeId, DutyAnswer) + Send + Sync;
+/// Where answers go: the node's inbox, as [`crate::handler::Inbound::Answer`], with the
+/// request's share of the window (dropped once the answer is handled).
+pub type Answers = dyn Fn(u64, NodeId, DutyAnswer, Held) + Send + Sync;
 
-/// Decrements the in-flight count when a request task ends, however it ends.
-struct InFlight(Arc<AtomicUsize>);
+/// What the requests of one group hold: how many, and their reserved answer bytes.
+#[derive(Debug)]
+struct Window {
+    held: Mutex<(usize, u64)>,
+    items_max: usize,
+    bytes_max: u64,
+}
 
-impl Drop for InFlight {
+impl Window {
+    fn new(items_max: usize, bytes_max: u64) -> Arc<Window> {
+        Arc::new(Window {
+            held: Mutex::new((0, 0)),
+            items_max,
+            bytes_max,
+        })
+    }
+
+    /// One request reserving `bytes`, if both bounds have room.
+    fn take(self: &Arc<Window>, bytes: u64) -> Option<Held> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let (items, reserved) = *held;
+        if items >= self.items_max || reserved.saturating_add(bytes) > self.bytes_max {
+            return None;
+        }
+        *held = (items + 1, reserved + bytes);
+        Some(Held {
+            window: self.clone(),
+            bytes,
+        })
+    }
+
+    fn held(&self) -> (usize, u64) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One request's share of its group's window, given back when dropped: when the node
+/// thread has handled its answer, or when the request ended without one.
+#[derive(Debug)]
+pub struct Held {
+    window: Arc<Window>,
+    bytes: u64,
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let mut held = self.window.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.0 -= 1;
+        held.1 -= self.bytes;
+    }
+}
+
+/// The most bytes the answer to `request` can hold: its service's frame limit.
+fn answer_bytes_max(request: &DutyRequest) -> u64 {
+    match request {
+        DutyRequest::Ctrl(_) => CTRL_FRAME_BYTES_MAX as u64,
+        DutyRequest::Shard(_) => SHARD_FRAME_BYTES_MAX as u64,
     }
 }
 
@@ -71,7 +131,7 @@ impl Outbox {
         Outbox {
             rt,
             answers: Arc::from(answers),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            window: Window::new(OUTBOUND_IN_FLIGHT_MAX, OUTBOUND_BYTES_MAX),
             channels: Mutex::new(BTreeMap::new()),
             tls,
         }
@@ -79,16 +139,14 @@ impl Outbox {
 
     /// Sends `o` in the background (or drops it: see the module contract).
     pub fn send(&self, o: Outbound) {
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= OUTBOUND_IN_FLIGHT_MAX {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(gid = %o.gid, "too many requests to other groups in flight: dropped one");
+        let Some(held) = self.window.take(answer_bytes_max(&o.request)) else {
+            let (items, bytes) = self.window.held();
+            tracing::debug!(gid = %o.gid, items, bytes, "too many requests to other groups in flight: dropped one");
             return;
-        }
-        let guard = InFlight(self.in_flight.clone());
+        };
         let channel = self.channel(&o.addr);
         let answers = self.answers.clone();
         self.rt.spawn(async move {
-            let _guard = guard;
             let answer = match channel {
                 Ok(ch) => {
                     let call = call(ch, o.gid, o.request);
@@ -99,7 +157,7 @@ impl Outbox {
                 }
                 Err(reason) => unavailable_like(&o.request, reason),
             };
-            answers(o.token, o.to, answer);
+            answers(o.token, o.to, answer, held);
         });
     }
 
@@ -187,5 +245,44 @@ fn unavailable_like(request: &DutyRequest, reason: String) -> DutyAnswer {
     match request {
         DutyRequest::Ctrl(_) => DutyAnswer::Ctrl(Err(unavailable(reason))),
         DutyRequest::Shard(_) => DutyAnswer::Shard(Err(unavailable(reason))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the window refuses a request by bytes even with items to spare, and a share
+    /// given back (its answer handled) makes room again.
+    #[test]
+    fn the_window_is_bounded_in_bytes_as_well_as_items() {
+        let w = Window::new(OUTBOUND_IN_FLIGHT_MAX, OUTBOUND_BYTES_MAX);
+        let shard = SHARD_FRAME_BYTES_MAX as u64;
+        let mut held: Vec<Held> = (0..OUTBOUND_BYTES_MAX / shard)
+            .map(|_| w.take(shard).expect("room for a full Shard answer"))
+            .collect();
+        assert!(
+            held.len() < OUTBOUND_IN_FLIGHT_MAX,
+            "bytes bind before items"
+        );
+        assert!(w.take(shard).is_none(), "no room for another full answer");
+        assert!(w.take(1).is_none(), "not even a byte");
+        held.pop();
+        assert!(w.take(shard).is_some(), "a handled answer makes room");
+        assert_eq!(w.held(), (held.len(), held.len() as u64 * shard));
+        drop(held);
+        assert_eq!(w.held(), (0, 0));
+    }
+
+    /// Goal: small requests are bounded by count.
+    #[test]
+    fn the_window_is_bounded_in_items() {
+        let w = Window::new(OUTBOUND_IN_FLIGHT_MAX, OUTBOUND_BYTES_MAX);
+        let held: Vec<Held> = (0..OUTBOUND_IN_FLIGHT_MAX)
+            .map(|_| w.take(1).expect("room"))
+            .collect();
+        assert!(w.take(1).is_none());
+        drop(held);
+        assert!(w.take(1).is_some());
     }
 }

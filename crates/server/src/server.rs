@@ -376,11 +376,12 @@ fn start_node<A: Member>(
     let outbox = A::ASKS_OTHER_GROUPS.then(|| {
         let tx = inbox_tx.clone();
         // A full inbox drops the answer: the duty times the attempt out and asks again.
-        let answers = move |token, from, answer| {
+        let answers = move |token, from, answer, held| {
             let _ = tx.try_send(Inbound::Answer {
                 token,
                 from,
                 answer,
+                held,
             });
         };
         Outbox::new(rt, Box::new(answers), tls.map(MemberTls::client_config))

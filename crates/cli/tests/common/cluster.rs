@@ -42,6 +42,9 @@ pub struct Cluster {
     peers: String,
     extra_args: Vec<String>,
     rt: tokio::runtime::Runtime,
+    /// Dropped after the members are killed and before the directory is removed (e.g.
+    /// filesystems mounted on data directories, see [`Cluster::hold`]).
+    held: Vec<Box<dyn std::any::Any>>,
     tmp: Option<tempfile::TempDir>,
 }
 
@@ -62,6 +65,16 @@ impl Cluster {
     /// Starts `n` members with the test defaults (no disk reserve, 2 s request deadline)
     /// plus `extra_args` for every member.
     pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let mut c = Cluster::create(n, extra_args);
+        for id in 1..=n as u64 {
+            c.spawn(id);
+        }
+        c
+    }
+
+    /// Like [`Cluster::start`] but starts nothing: the caller prepares the members' data
+    /// directories (which do not exist yet), then calls [`Cluster::start_all`].
+    pub fn create(n: usize, extra_args: &[&str]) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("shardkv-test-")
             .tempdir()
@@ -92,18 +105,28 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("runtime");
-        let mut c = Cluster {
+        Cluster {
             dir,
             members,
             peers,
             extra_args: args,
             rt,
+            held: Vec::new(),
             tmp: Some(tmp),
-        };
-        for id in 1..=n as u64 {
-            c.spawn(id);
         }
-        c
+    }
+
+    /// Starts every member of a [`Cluster::create`]d group.
+    pub fn start_all(&mut self) {
+        for id in 1..=self.members.len() as u64 {
+            self.spawn(id);
+        }
+    }
+
+    /// Keeps `guard` until the cluster is dropped: it is dropped after every member was
+    /// killed, before the directory is removed (an unmount guard, say).
+    pub fn hold(&mut self, guard: Box<dyn std::any::Any>) {
+        self.held.push(guard);
     }
 
     pub fn member(&self, id: u64) -> &Member {
@@ -365,9 +388,12 @@ impl Drop for Cluster {
                     tail(&m.log, 30)
                 );
             }
-            if let Some(tmp) = self.tmp.take() {
-                eprintln!("---- data kept in {} ----", tmp.keep().display());
-            }
+        }
+        self.held.clear();
+        if std::thread::panicking()
+            && let Some(tmp) = self.tmp.take()
+        {
+            eprintln!("---- data kept in {} ----", tmp.keep().display());
         }
     }
 }

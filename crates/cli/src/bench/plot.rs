@@ -1,12 +1,13 @@
 //! The SVG charts of a sweep (plotters' SVG backend: text is written as SVG `<text>`, so no
-//! font library is needed). The swept values are evenly spaced categories on the x axis
-//! (sweeps are usually geometric: 1, 4, 16, ...); one line per target and figure.
+//! font library is needed). The swept values are evenly spaced on the x axis, at positions
+//! 0, 1, 2, ... labelled with the values (sweeps are usually geometric: 1, 4, 16, ...); one
+//! line per target and figure.
 
 use super::sweep::{Dimension, Row};
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord, ValueFormatter};
-use plotters::coord::types::RangedCoordu32;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordi32;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -111,7 +112,8 @@ fn draw(
     let max = figures().fold(0.0, f64::max).max(1e-3);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let x_range = (0u32..xs.len() as u32 - 1).into_segmented();
+    // One empty position either side.
+    let x_range = -1..xs.len() as i32;
     if log_y {
         let min = figures()
             .filter(|&f| f > 0.0)
@@ -145,7 +147,7 @@ fn chart_on<'a, 'b>(
 
 /// Mesh, axis labels, lines and legend on a chart whose x axis is the swept values' index.
 fn finish<'a, Y>(
-    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord<RangedCoordu32>, Y>>,
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordi32, Y>>,
     xs: &[u64],
     dim: Dimension,
     y_label: &str,
@@ -154,24 +156,25 @@ fn finish<'a, Y>(
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let x_label = |v: &SegmentValue<u32>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => xs
-            .get(*i as usize)
+    let x_label = |i: &i32| {
+        usize::try_from(*i)
+            .ok()
+            .and_then(|i| xs.get(i))
             .map(|&v| value_label(dim, v))
-            .unwrap_or_default(),
-        SegmentValue::Last => String::new(),
+            .unwrap_or_default()
     };
     chart
         .configure_mesh()
         .x_desc(dim.label())
         .y_desc(y_label)
-        .x_labels(xs.len())
+        .x_labels(xs.len() + 2)
+        .max_light_lines(1)
         .x_label_formatter(&x_label)
         .y_label_formatter(&|y| format!("{y}"))
         .draw()
         .map_err(plot_err)?;
     for line in lines {
-        let at = |v: u64| SegmentValue::CenterOf(xs.partition_point(|&x| x < v) as u32);
+        let at = |v: u64| xs.partition_point(|&x| x < v) as i32;
         let points: Vec<_> = line.points.iter().map(|&(v, y)| (at(v), y)).collect();
         let style = ShapeStyle::from(line.color).stroke_width(if line.tail { 1 } else { 2 });
         chart
@@ -184,12 +187,12 @@ where
                 .draw_series(
                     points
                         .iter()
-                        .map(|p| TriangleMarker::new(p.clone(), 5, line.color.filled())),
+                        .map(|&p| TriangleMarker::new(p, 5, line.color.filled())),
                 )
                 .map_err(plot_err)?;
         } else {
             chart
-                .draw_series(points.iter().map(|p| Circle::new(p.clone(), 4, line.color.filled())))
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, line.color.filled())))
                 .map_err(plot_err)?;
         }
     }

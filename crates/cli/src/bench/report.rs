@@ -211,6 +211,17 @@ impl Report {
             }
             v
         };
+        let mut total =
+            serde_json::json!({ "ops": self.successes(), "ops_per_s": self.rate(self.successes()) });
+        if self.successes() > 0 {
+            // Reads and writes together.
+            total["latency_us"] = serde_json::json!({
+                "p50": us(self.latency_ns(0.5)),
+                "p99": us(self.latency_ns(0.99)),
+                "p999": us(self.latency_ns(0.999)),
+                "max": us(self.latency_ns(1.0)),
+            });
+        }
         let mut out = serde_json::json!({
             "target": s.target,
             "reads_kind": s.reads,
@@ -224,7 +235,7 @@ impl Report {
             "measured_s": self.measured.as_secs_f64(),
             "writes": kind(&self.writes),
             "reads": kind(&self.reads),
-            "total": { "ops": self.successes(), "ops_per_s": self.rate(self.successes()) },
+            "total": total,
             "errors": self.errors.counts,
         });
         if let Some((path, n)) = &self.history {

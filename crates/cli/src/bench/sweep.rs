@@ -229,7 +229,17 @@ pub fn run(args: &BenchArgs, sweep: &Sweep) -> Result<ExitCode> {
                     dim.name()
                 );
             }
-            rows
+            // Told apart from this run's rows on the charts.
+            let this = args.target.name();
+            rows.into_iter()
+                .map(|r| match r.target == this {
+                    true => Row {
+                        target: format!("{this} (compared)"),
+                        ..r
+                    },
+                    false => r,
+                })
+                .collect()
         }
         None => Vec::new(),
     };
@@ -242,9 +252,9 @@ pub fn run(args: &BenchArgs, sweep: &Sweep) -> Result<ExitCode> {
     };
     let mut rows = Vec::with_capacity(sweep.values.len());
     let mut json = Vec::new();
-    for (i, &v) in sweep.values.iter().enumerate() {
-        let prefix = args.key_prefix.as_ref().map(|p| format!("{p}{i}-"));
-        let report = super::run_point(args, dim.apply(base, v), prefix, None)
+    for &v in &sweep.values {
+        // A given prefix is every point's (reads then find the earlier points' values).
+        let report = super::run_point(args, dim.apply(base, v), args.key_prefix.clone(), None)
             .with_context(|| format!("sweep point {}={v}", dim.name()))?;
         match args.conn.write_out {
             WriteOut::Text => {

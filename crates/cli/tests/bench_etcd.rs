@@ -50,7 +50,9 @@ impl Etcd {
             _dir: dir,
         };
         wait_until("etcd to answer", ETCD_WAIT, || {
-            etcdctl(&etcd.endpoint, &["endpoint", "health"]).status.success()
+            etcdctl(&etcd.endpoint, &["endpoint", "health"])
+                .status
+                .success()
         });
         etcd
     }
@@ -67,16 +69,33 @@ impl Drop for Etcd {
 fn etcdctl(endpoint: &str, args: &[&str]) -> Output {
     Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "5s"])
+        .args([
+            "--endpoints",
+            endpoint,
+            "--dial-timeout",
+            "2s",
+            "--command-timeout",
+            "5s",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run etcdctl (install etcd-client)")
 }
 
-fn bench_json(endpoint: &str, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["bench", "--target", "etcd", "--endpoints", endpoint, "-w", "json"];
-    args.extend_from_slice(extra);
+/// `shardkv bench --target etcd --endpoints ENDPOINT -w json EXTRA` (space-separated),
+/// which must succeed; its JSON report.
+fn bench_json(endpoint: &str, extra: &str) -> serde_json::Value {
+    let mut args = vec![
+        "bench",
+        "--target",
+        "etcd",
+        "--endpoints",
+        endpoint,
+        "-w",
+        "json",
+    ];
+    args.extend(extra.split_whitespace());
     let out = run_cli(&args, &[], None);
     assert!(
         out.status.success(),
@@ -97,10 +116,10 @@ fn etcd_target_completes_puts_and_both_read_kinds_without_errors() {
     for reads in ["linearizable", "serializable"] {
         let r = bench_json(
             &etcd.endpoint,
-            &[
-                "--reads", reads, "--clients", "4", "--keys", "20", "--read-ratio", "0.5",
-                "--value-size", "64", "--warmup", "100ms", "--ops", "300", "--duration", "20s",
-            ],
+            &format!(
+                "--reads {reads} --clients 4 --keys 20 --read-ratio 0.5 --value-size 64 \
+                 --warmup 100ms --ops 300 --duration 20s"
+            ),
         );
         let ops = |kind: &str| r[kind]["ops"].as_u64().expect("an ops count");
         assert_eq!(r["target"], "etcd", "{r}");
@@ -120,15 +139,23 @@ fn a_value_put_through_the_etcd_target_is_what_etcdctl_gets() {
     let etcd = Etcd::start();
     let r = bench_json(
         &etcd.endpoint,
-        &[
-            "--clients", "1", "--keys", "1", "--key-prefix", "probe-", "--value-size", "16",
-            "--warmup", "0s", "--ops", "5", "--duration", "20s",
-        ],
+        "--clients 1 --keys 1 --key-prefix probe- --value-size 16 --warmup 0s --ops 5 \
+         --duration 20s",
     );
     assert_eq!(r["writes"]["ops"], 5, "{r}");
-    let got = etcdctl(&etcd.endpoint, &["get", "probe-00000000", "--print-value-only"]);
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "1.5.xxxxxxxxxxxx");
+    let got = etcdctl(
+        &etcd.endpoint,
+        &["get", "probe-00000000", "--print-value-only"],
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        "1.5.xxxxxxxxxxxx"
+    );
 }
 
 /// Goal: bad input gets a clear error, not a run. Method: serializable reads against
@@ -144,11 +171,22 @@ fn bench_refuses_serializable_shardkv_reads_and_an_unreachable_etcd() {
     );
     let closed = format!("127.0.0.1:{}", free_ports(1)[0]);
     let out = run_cli(
-        &["bench", "--target", "etcd", "--endpoints", &closed, "--duration", "1s"],
+        &[
+            "bench",
+            "--target",
+            "etcd",
+            "--endpoints",
+            &closed,
+            "--duration",
+            "1s",
+        ],
         &[],
         None,
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot connect to etcd at {closed}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot connect to etcd at {closed}")),
+        "{err}"
+    );
 }

@@ -10,10 +10,8 @@ use std::path::Path;
 
 fn sweep(up: &Up, out_dir: &Path, extra: &[&str]) {
     let out_dir = out_dir.to_str().expect("UTF-8 temp path");
-    let mut args = vec![
-        "bench", "--endpoints", &up.endpoints, "--sweep", "clients=1,2", "--duration", "500ms",
-        "--warmup", "100ms", "--value-size", "32", "--out-dir", out_dir,
-    ];
+    let mut args = vec!["bench", "--endpoints", &up.endpoints, "--out-dir", out_dir];
+    args.extend("--sweep clients=1,2 --duration 500ms --warmup 100ms --value-size 32".split(' '));
     args.extend_from_slice(extra);
     let out = run_cli(&args, &[], None);
     assert!(
@@ -26,7 +24,11 @@ fn sweep(up: &Up, out_dir: &Path, extra: &[&str]) {
 
 fn svg(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    assert!(text.starts_with("<svg"), "{path:?} is not SVG: {:.200}", text);
+    assert!(
+        text.starts_with("<svg"),
+        "{path:?} is not SVG: {:.200}",
+        text
+    );
     assert!(text.trim_end().ends_with("</svg>"), "{path:?} is cut short");
     text
 }
@@ -67,7 +69,11 @@ fn a_clients_sweep_writes_one_csv_row_per_point_and_svg_plots() {
 
     let second = dir.path().join("second");
     let compare = first.join("sweep-clients.csv");
-    sweep(&up, &second, &["--compare-csv", compare.to_str().expect("UTF-8")]);
+    sweep(
+        &up,
+        &second,
+        &["--compare-csv", compare.to_str().expect("UTF-8")],
+    );
     let both = svg(&second.join("sweep-clients-throughput.svg"));
     assert!(
         both.contains("shardkv (compared) ops/s") && both.contains("shardkv ops/s"),

@@ -36,7 +36,14 @@ pub fn throughput(path: &Path, dim: Dimension, rows: &[Row]) -> Result<()> {
         })
         .collect::<Vec<_>>();
     let title = format!("throughput vs {}", dim.label());
-    draw(path, &title, dim, "successful operations / s", &lines, false)
+    draw(
+        path,
+        &title,
+        dim,
+        "successful operations / s",
+        &lines,
+        false,
+    )
 }
 
 /// p50 and p99 latency (ms, log scale) against the swept value, two lines per target.
@@ -115,10 +122,7 @@ fn draw(
     // One empty position either side.
     let x_range = -1..xs.len() as i32;
     if log_y {
-        let min = figures()
-            .filter(|&f| f > 0.0)
-            .fold(max, f64::min)
-            .max(1e-3);
+        let min = figures().filter(|&f| f > 0.0).fold(max, f64::min).max(1e-3);
         let chart = chart_on(&root, title)
             .build_cartesian_2d(x_range, (min * 0.7..max * 1.5).log_scale())
             .map_err(plot_err)?;
@@ -192,7 +196,11 @@ where
                 .map_err(plot_err)?;
         } else {
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, line.color.filled())))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Circle::new(p, 4, line.color.filled())),
+                )
                 .map_err(plot_err)?;
         }
     }

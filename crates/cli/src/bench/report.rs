@@ -211,8 +211,7 @@ impl Report {
             }
             v
         };
-        let mut total =
-            serde_json::json!({ "ops": self.successes(), "ops_per_s": self.rate(self.successes()) });
+        let mut total = serde_json::json!({ "ops": self.successes(), "ops_per_s": self.rate(self.successes()) });
         if self.successes() > 0 {
             // Reads and writes together.
             total["latency_us"] = serde_json::json!({

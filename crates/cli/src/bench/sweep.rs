@@ -85,7 +85,11 @@ impl FromStr for Sweep {
             "clients" => Dimension::Clients,
             "value" | "value-size" => Dimension::Value,
             "reads" => Dimension::Reads,
-            other => return Err(format!("unknown dimension {other:?}: clients, value or reads")),
+            other => {
+                return Err(format!(
+                    "unknown dimension {other:?}: clients, value or reads"
+                ));
+            }
         };
         let values = list
             .split(',')
@@ -203,8 +207,8 @@ pub fn csv(rows: &[Row]) -> String {
 
 /// Reads a CSV that [`csv`] wrote; errors name the line.
 pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, h)) if h.trim() == HEADER => {}
@@ -212,7 +216,9 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
     }
     lines
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| Row::parse(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            Row::parse(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -232,12 +238,15 @@ pub fn run(args: &BenchArgs, sweep: &Sweep) -> Result<ExitCode> {
             // Told apart from this run's rows on the charts.
             let this = args.target.name();
             rows.into_iter()
-                .map(|r| match r.target == this {
-                    true => Row {
-                        target: format!("{this} (compared)"),
-                        ..r
-                    },
-                    false => r,
+                .map(|r| {
+                    if r.target == this {
+                        Row {
+                            target: format!("{this} (compared)"),
+                            ..r
+                        }
+                    } else {
+                        r
+                    }
                 })
                 .collect()
         }
@@ -270,8 +279,12 @@ pub fn run(args: &BenchArgs, sweep: &Sweep) -> Result<ExitCode> {
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
     let mut all = compare;
     all.extend(rows.iter().cloned());
-    let throughput = args.out_dir.join(format!("sweep-{}-throughput.svg", dim.name()));
-    let latency = args.out_dir.join(format!("sweep-{}-latency.svg", dim.name()));
+    let throughput = args
+        .out_dir
+        .join(format!("sweep-{}-throughput.svg", dim.name()));
+    let latency = args
+        .out_dir
+        .join(format!("sweep-{}-latency.svg", dim.name()));
     plot::throughput(&throughput, dim, &all)?;
     plot::latency(&latency, dim, &all)?;
     let files = [&csv_path, &throughput, &latency].map(|p| p.display().to_string());
@@ -280,10 +293,7 @@ pub fn run(args: &BenchArgs, sweep: &Sweep) -> Result<ExitCode> {
             print_table(&rows);
             println!("wrote {}", files.join(", "));
         }
-        WriteOut::Json => println!(
-            "{}",
-            serde_json::json!({ "points": json, "files": files })
-        ),
+        WriteOut::Json => println!("{}", serde_json::json!({ "points": json, "files": files })),
     }
     if rows.iter().any(|r| r.ops_per_s == 0.0) {
         eprintln!("bench: a sweep point had no successful operation");
@@ -312,7 +322,10 @@ mod tests {
     #[test]
     fn sweeps_parse_each_dimension_and_refuse_bad_lists() {
         let s: Sweep = "clients=1,4, 16".parse().unwrap();
-        assert_eq!((s.dimension, s.values), (Dimension::Clients, vec![1, 4, 16]));
+        assert_eq!(
+            (s.dimension, s.values),
+            (Dimension::Clients, vec![1, 4, 16])
+        );
         let s: Sweep = "value=256,4KiB".parse().unwrap();
         assert_eq!((s.dimension, s.values), (Dimension::Value, vec![256, 4096]));
         let s: Sweep = "reads=0,50,95".parse().unwrap();

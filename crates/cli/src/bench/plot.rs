@@ -91,8 +91,8 @@ fn color(i: usize) -> RGBColor {
 /// A swept value as an axis label.
 fn value_label(dim: Dimension, v: u64) -> String {
     match dim {
-        Dimension::Value if v >= 1 << 20 && v % (1 << 20) == 0 => format!("{} MiB", v >> 20),
-        Dimension::Value if v >= 1 << 10 && v % (1 << 10) == 0 => format!("{} KiB", v >> 10),
+        Dimension::Value if v >= 1 << 20 && v.is_multiple_of(1 << 20) => format!("{} MiB", v >> 20),
+        Dimension::Value if v >= 1 << 10 && v.is_multiple_of(1 << 10) => format!("{} KiB", v >> 10),
         Dimension::Reads => format!("{v}%"),
         _ => v.to_string(),
     }

@@ -190,3 +190,26 @@ fn bench_refuses_serializable_shardkv_reads_and_an_unreachable_etcd() {
         "{err}"
     );
 }
+
+/// Goal: `--history` works against etcd too, so the same checker judges both systems.
+/// Method: a short mixed run on a few keys with linearizable reads and `--history`; the
+/// file must hold every operation and `shardkv check-history` must pass it.
+#[test]
+fn a_history_of_an_etcd_run_passes_check_history() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("etcd.jsonl");
+    let path = path.to_str().expect("UTF-8 temp path");
+    let r = bench_json(
+        &etcd.endpoint,
+        &format!(
+            "--clients 4 --keys 3 --read-ratio 0.5 --value-size 16 --warmup 0s --ops 400 \
+             --duration 20s --history {path}"
+        ),
+    );
+    assert_eq!(r["history"]["operations"], 400, "{r}");
+    let check = run_cli(&["check-history", path], &[], None);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("verdict: linearizable"), "{text}");
+}

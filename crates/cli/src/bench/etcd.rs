@@ -129,10 +129,11 @@ impl Session for EtcdSession {
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(status)) => Err(status_error(status.code())),
+            Ok(Err(status)) => Err(status_error(&status)),
             Err(_) => Err(OpError {
                 kind: "timeout",
                 may_have_applied: true,
+                message: format!("no answer within {:?}", self.timeout),
             }),
         }
     }
@@ -140,8 +141,8 @@ impl Session for EtcdSession {
 
 /// A gRPC status as a report error kind, and whether the operation may have applied (etcd
 /// refuses invalid, unauthorised and rate-limited requests before proposing them).
-fn status_error(code: Code) -> OpError {
-    let (kind, may_have_applied) = match code {
+fn status_error(status: &tonic::Status) -> OpError {
+    let (kind, may_have_applied) = match status.code() {
         Code::DeadlineExceeded => ("timeout", true),
         Code::Unavailable => ("unavailable", true),
         Code::Cancelled => ("cancelled", true),
@@ -154,5 +155,6 @@ fn status_error(code: Code) -> OpError {
     OpError {
         kind,
         may_have_applied,
+        message: format!("{:?}: {}", status.code(), status.message()),
     }
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct ErrorCounts {
     counts: BTreeMap<&'static str, u64>,
     may_have_applied: BTreeSet<&'static str>,
+    /// The first message of each kind (one per kind: the report stays small).
+    first: BTreeMap<&'static str, String>,
 }
 
 impl ErrorCounts {
@@ -23,6 +25,9 @@ impl ErrorCounts {
         if e.may_have_applied {
             self.may_have_applied.insert(e.kind);
         }
+        self.first
+            .entry(e.kind)
+            .or_insert_with(|| e.message.clone());
     }
 
     fn merge(&mut self, other: &ErrorCounts) {
@@ -31,6 +36,9 @@ impl ErrorCounts {
         }
         self.may_have_applied
             .extend(other.may_have_applied.iter().copied());
+        for (k, m) in &other.first {
+            self.first.entry(k).or_insert_with(|| m.clone());
+        }
     }
 
     /// Failed operations of every kind.
@@ -191,6 +199,9 @@ impl Report {
                 "errors: {} (may have applied: {maybe}; the others did not)",
                 list.join(", ")
             );
+            for (kind, message) in &e.first {
+                println!("  first {kind}: {message}");
+            }
         }
         if let Some((path, n)) = &self.history {
             println!("history: {n} operations written to {}", path.display());
@@ -236,6 +247,7 @@ impl Report {
             "reads": kind(&self.reads),
             "total": total,
             "errors": self.errors.counts,
+            "error_examples": self.errors.first,
         });
         if let Some((path, n)) = &self.history {
             out["history"] =

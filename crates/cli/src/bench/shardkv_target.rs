@@ -45,6 +45,7 @@ impl Session for ShardkvSession {
             Err(e) => Err(OpError {
                 kind: e.kind(),
                 may_have_applied: e.outcome() == Outcome::Unknown,
+                message: e.to_string(),
             }),
         }
     }

@@ -24,6 +24,8 @@ pub struct OpError {
     pub kind: &'static str,
     /// The operation may have taken effect (a write may be in the history).
     pub may_have_applied: bool,
+    /// What the target said, for the report (the first of each kind is shown).
+    pub message: String,
 }
 
 /// One session: one operation in flight at a time.

@@ -10,5 +10,11 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# `shardkv bench --target etcd`'s tests (crates/cli/tests/bench_etcd.rs) run a real etcd.
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  echo "installing etcd (etcd-server, etcd-client)" >&2
+  apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
+
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc

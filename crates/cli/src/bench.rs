@@ -1,11 +1,16 @@
-//! `shardkv bench`: closed-loop load against a running group.
+//! `shardkv bench`: closed-loop load against a running group, or against etcd.
 //!
-//! `--clients` sessions (each its own client id, so each has its own exactly-once sequence)
-//! run concurrently over `--connections` HTTP/2 connections per member. Each session issues
-//! one operation, waits for its end, and issues the next: a linearizable Get with
-//! probability `--read-ratio`, else a Put of a value unique to (session, counter), padded to
-//! `--value-size`. Keys are drawn uniformly from `--keys` keys under a per-run prefix, so a
-//! run never reads another run's data and its history starts from missing keys.
+//! `--clients` sessions run concurrently over `--connections` HTTP/2 connections per
+//! member. Each session issues one operation, waits for its end, and issues the next: a
+//! read with probability `--read-ratio`, else a Put of a value unique to (session,
+//! counter), padded to `--value-size`. Keys are drawn uniformly from `--keys` keys under a
+//! per-run prefix, so a run never reads another run's data and its history starts from
+//! missing keys. The loop ([`load`]) is the same for every target ([`target::Target`]):
+//!
+//! - `--target shardkv` (default): sessions of `shardkv-client`, each its own client id (so
+//!   its own exactly-once sequence); reads are linearizable Gets.
+//! - `--target etcd`: etcd's v3 KV API at `--endpoints` ([`etcd`]): Put, and Range reads,
+//!   linearizable or (`--reads serializable`) serializable.
 //!
 //! Operations in the first `--warmup` are not measured (but are in the history). The run
 //! ends after `--duration` of measurement or `--ops` measured operations, whichever first.
@@ -15,41 +20,80 @@
 //! `--history FILE` writes every operation (warmup included) as one JSON line in
 //! `shardkv-lincheck`'s format, on one monotonic clock, for `shardkv check-history`.
 //!
+//! `--sweep clients=1,4,16` (or `value=256,4KiB`, `reads=0,50,95` in percent) runs one such
+//! run per value and writes a CSV row per point and SVG plots ([`sweep`]).
+//!
 //! What it is not: an open-loop load generator (latency under a fixed arrival rate), or a
 //! timed test: nothing here asserts a figure.
 
+mod etcd;
+mod load;
 mod moves;
+mod plot;
 mod report;
+mod shardkv_target;
+mod sweep;
+mod target;
 
 use crate::conn::{ConnArgs, WriteOut};
 use anyhow::{Context, Result, bail};
-use clap::Args;
-use hdrhistogram::Histogram;
-use report::{ErrorCounts, Report, RunShape, error_kind};
-use shardkv_client::{Client, ClientOptions, Error, KvOp, Outcome};
-use shardkv_kv::{KvCommand, KvOutput, KvQuery};
-use shardkv_lincheck::{HistoryRecord, OpKind, RecordOutput, Status};
-use shardkv_types::Rng;
+use clap::{Args, ValueEnum};
+use report::{Report, RunShape};
+use shardkv_client::{Client, ClientOptions};
 use std::hash::{BuildHasher, RandomState};
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The longest latency a histogram records; longer ones are clamped to it.
-const LATENCY_NS_MAX: u64 = 120_000_000_000;
-/// Significant figures the histograms keep.
-const HISTOGRAM_SIGFIGS: u8 = 3;
 /// The most concurrent sessions one bench runs.
 const CLIENTS_MAX: usize = 16 * 1024;
 /// The most connections per member.
 const CONNECTIONS_MAX: usize = 256;
 
+/// The system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// A shardkv group or sharded cluster.
+    Shardkv,
+    /// An etcd cluster (v3 API, plaintext).
+    Etcd,
+}
+
+impl TargetKind {
+    fn name(self) -> &'static str {
+        match self {
+            TargetKind::Shardkv => "shardkv",
+            TargetKind::Etcd => "etcd",
+        }
+    }
+}
+
+/// Which reads the bench issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadKind {
+    /// Linearizable: the result reflects every write acknowledged before the read began.
+    Linearizable,
+    /// Served from one member's local state, possibly stale (etcd only).
+    Serializable,
+}
+
+impl ReadKind {
+    fn name(self) -> &'static str {
+        match self {
+            ReadKind::Linearizable => "linearizable",
+            ReadKind::Serializable => "serializable",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// The system to load: shardkv, or etcd at --endpoints (HOST:PORT of its client URLs).
+    #[arg(long, value_enum, default_value_t = TargetKind::Shardkv)]
+    pub target: TargetKind,
+    /// Which reads to issue (serializable: etcd only).
+    #[arg(long, value_enum, default_value_t = ReadKind::Linearizable)]
+    pub reads: ReadKind,
     /// Concurrent sessions, each with its own client id and one operation in flight.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -60,7 +104,7 @@ pub struct BenchArgs {
     /// Bytes per written value (e.g. 256, 1KiB); each value is unique, padded to this size.
     #[arg(long, default_value = "256", value_parser = parse_size)]
     pub value_size: usize,
-    /// Fraction of operations that are (linearizable) reads, 0.0 to 1.0.
+    /// Fraction of operations that are reads, 0.0 to 1.0.
     #[arg(long, default_value_t = 0.0)]
     pub read_ratio: f64,
     /// Size of the key space; keys are drawn uniformly.
@@ -84,6 +128,18 @@ pub struct BenchArgs {
     /// the move (a sharded cluster with at least two groups).
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     pub move_sizes: Vec<usize>,
+    /// One run per value of one dimension: `clients=1,4,16,64`, `value=256,4KiB,64KiB` or
+    /// `reads=0,50,95` (read percentage); writes a CSV and SVG plots to --out-dir.
+    #[arg(long, value_name = "DIM=V,V,...")]
+    pub sweep: Option<sweep::Sweep>,
+    /// Where --sweep writes `sweep-DIM.csv`, `sweep-DIM-throughput.svg` and
+    /// `sweep-DIM-latency.svg`.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// With --sweep: also plot the rows of this CSV (another target's sweep of the same
+    /// dimension), both systems on one chart.
+    #[arg(long, value_name = "FILE", requires = "sweep")]
+    pub compare_csv: Option<PathBuf>,
     /// Key prefix (default: `bench-` and a random tag, new for each run).
     #[arg(long)]
     pub key_prefix: Option<String>,
@@ -91,33 +147,17 @@ pub struct BenchArgs {
     pub conn: ConnArgs,
 }
 
+/// The parameters a sweep varies.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub clients: usize,
+    pub value_size: usize,
+    pub read_ratio: f64,
+}
+
 fn parse_size(s: &str) -> Result<usize, String> {
     let n = shardkv_server::units::parse_bytes(s)?;
     usize::try_from(n).map_err(|_| format!("{s:?} is too large"))
-}
-
-/// What every session of one run shares.
-struct Plan {
-    /// The origin of the history clock.
-    origin: Instant,
-    measure_from: Instant,
-    deadline: Instant,
-    /// Measured operations still allowed; `None`: no limit.
-    ops_left: Option<AtomicI64>,
-    read_ratio: f64,
-    keys: u64,
-    value_size: usize,
-    prefix: String,
-    history: Option<mpsc::Sender<HistoryRecord>>,
-}
-
-/// What one session measured.
-struct SessionStats {
-    reads: Histogram<u64>,
-    writes: Histogram<u64>,
-    errors: ErrorCounts,
-    /// When its last measured operation ended.
-    last_end: Option<Instant>,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -133,282 +173,135 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    let connections = args
-        .connections
-        .unwrap_or_else(|| args.clients.div_ceil(32).clamp(1, 8));
-    if connections == 0 || connections > CONNECTIONS_MAX {
-        bail!("--connections must be 1 to {CONNECTIONS_MAX}");
+    if let Some(sweep) = &args.sweep {
+        return sweep::run(&args, sweep);
     }
-    let seed = RandomState::new().hash_one(Instant::now());
-    let prefix = args
-        .key_prefix
-        .clone()
-        .unwrap_or_else(|| format!("bench-{:06x}-", seed & 0xff_ffff));
-    let (history_tx, writer) = match &args.history {
-        Some(path) => {
-            let (tx, w) = start_history_writer(path.clone())?;
-            (Some(tx), Some(w))
-        }
-        None => (None, None),
-    };
-    let opts = ClientOptions {
-        op_timeout: args.conn.timeout,
-        ..ClientOptions::default()
-    };
-    let roots = (0..connections)
-        .map(|_| args.conn.client_with(opts.clone()))
-        .collect::<Result<Vec<Client>>>()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let origin = Instant::now();
-    let plan = Arc::new(Plan {
-        origin,
-        measure_from: origin + args.warmup,
-        deadline: origin + args.warmup + args.duration,
-        ops_left: args
-            .ops
-            .map(|n| AtomicI64::new(i64::try_from(n).unwrap_or(i64::MAX))),
-        read_ratio: args.read_ratio,
-        keys: args.keys,
-        value_size: args.value_size,
-        prefix,
-        history: history_tx,
-    });
-    let stats = rt.block_on(async {
-        let mut rng = Rng::new(seed);
-        let tasks: Vec<_> = (0..args.clients)
-            .map(|i| {
-                let session = roots[i % roots.len()].session();
-                tokio::spawn(run_session(session, plan.clone(), rng.fork()))
-            })
-            .collect();
-        let mut stats = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            stats.push(t.await.context("a bench session panicked")?);
-        }
-        anyhow::Ok(stats)
-    })?;
-    let plan = Arc::into_inner(plan).context("sessions still hold the plan")?;
-    // Closing the channel lets the writer finish.
-    drop(plan.history);
-    let history = match (writer, &args.history) {
-        (Some(w), Some(path)) => {
-            let written = w
-                .join()
-                .map_err(|_| anyhow::anyhow!("the history writer panicked"))?
-                .with_context(|| format!("writing the history to {}", path.display()))?;
-            Some((path.clone(), written))
-        }
-        _ => None,
-    };
-    let shape = RunShape {
+    let point = Point {
         clients: args.clients,
-        connections,
         value_size: args.value_size,
         read_ratio: args.read_ratio,
-        keys: args.keys,
-        warmup: args.warmup,
-        prefix: plan.prefix,
     };
-    let report = Report::merge(shape, plan.measure_from, stats, history)?;
+    let report = run_point(&args, point, args.key_prefix.clone(), args.history.clone())?;
     match args.conn.write_out {
         WriteOut::Text => report.print_text(),
         WriteOut::Json => println!("{}", report.json()),
     }
     if report.successes() == 0 {
-        eprintln!("bench: no operation succeeded (is the group up at the given --endpoints?)");
+        eprintln!(
+            "bench: no operation succeeded (is the {} cluster up at the given --endpoints?)",
+            args.target.name()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// One closed-loop run at `point` against `--target`; `prefix`: the key prefix (`None`: a
+/// fresh random one).
+fn run_point(
+    args: &BenchArgs,
+    point: Point,
+    prefix: Option<String>,
+    history: Option<PathBuf>,
+) -> Result<Report> {
+    check_point(point)?;
+    let connections = args
+        .connections
+        .unwrap_or_else(|| point.clients.div_ceil(32).clamp(1, 8));
+    if connections == 0 || connections > CONNECTIONS_MAX {
+        bail!("--connections must be 1 to {CONNECTIONS_MAX}");
+    }
+    let seed = RandomState::new().hash_one(Instant::now());
+    let prefix = prefix.unwrap_or_else(|| format!("bench-{:06x}-", seed & 0xff_ffff));
+    let load = load::Load {
+        shape: RunShape {
+            target: args.target.name(),
+            reads: args.reads.name(),
+            clients: point.clients,
+            connections,
+            value_size: point.value_size,
+            read_ratio: point.read_ratio,
+            keys: args.keys,
+            warmup: args.warmup,
+            prefix,
+        },
+        duration: args.duration,
+        ops: args.ops,
+        seed,
+        history,
+    };
+    match args.target {
+        TargetKind::Shardkv => {
+            let opts = ClientOptions {
+                op_timeout: args.conn.timeout,
+                ..ClientOptions::default()
+            };
+            // Built before the runtime: connecting may run a runtime of its own.
+            let roots = (0..connections)
+                .map(|_| args.conn.client_with(opts.clone()))
+                .collect::<Result<Vec<Client>>>()?;
+            let rt = bench_runtime()?;
+            load::run(&rt, &shardkv_target::ShardkvTarget::new(roots), load)
+        }
+        TargetKind::Etcd => {
+            let rt = bench_runtime()?;
+            let target = rt.block_on(etcd::EtcdTarget::connect(
+                &args.conn.endpoint_list(),
+                connections,
+                args.conn.timeout,
+                args.reads == ReadKind::Serializable,
+            ))?;
+            load::run(&rt, &target, load)
+        }
+    }
+}
+
+fn bench_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
 fn check_args(args: &BenchArgs) -> Result<()> {
-    if args.clients == 0 || args.clients > CLIENTS_MAX {
-        bail!("--clients must be 1 to {CLIENTS_MAX}");
-    }
-    if !(0.0..=1.0).contains(&args.read_ratio) {
-        bail!("--read-ratio must be between 0.0 and 1.0");
-    }
     if args.keys == 0 {
         bail!("--keys must be at least 1");
     }
-    if args.value_size > shardkv_kv::VALUE_BYTES_MAX {
+    if args.duration.is_zero() {
+        bail!("--duration must be positive (--ops can end the run earlier)");
+    }
+    let etcd = args.target == TargetKind::Etcd;
+    if !etcd && args.reads == ReadKind::Serializable {
+        bail!("--reads serializable is for --target etcd (shardkv's reads are linearizable)");
+    }
+    if etcd && args.conn.tls.cacert.is_some() {
+        bail!("--target etcd speaks plaintext only (no --cacert)");
+    }
+    if etcd && !args.move_sizes.is_empty() {
+        bail!("--move-sizes moves shardkv shards: not with --target etcd");
+    }
+    if args.sweep.is_some() && (args.history.is_some() || !args.move_sizes.is_empty()) {
+        bail!("--sweep runs many points: not with --history or --move-sizes");
+    }
+    check_point(Point {
+        clients: args.clients,
+        value_size: args.value_size,
+        read_ratio: args.read_ratio,
+    })
+}
+
+fn check_point(p: Point) -> Result<()> {
+    if p.clients == 0 || p.clients > CLIENTS_MAX {
+        bail!("--clients must be 1 to {CLIENTS_MAX}");
+    }
+    if !(0.0..=1.0).contains(&p.read_ratio) {
+        bail!("--read-ratio must be between 0.0 and 1.0");
+    }
+    if p.value_size > shardkv_kv::VALUE_BYTES_MAX {
         bail!(
             "--value-size must be at most {} bytes",
             shardkv_kv::VALUE_BYTES_MAX
         );
     }
-    if args.duration.is_zero() {
-        bail!("--duration must be positive (--ops can end the run earlier)");
-    }
     Ok(())
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_NS_MAX, HISTOGRAM_SIGFIGS)
-        .expect("constant histogram bounds are valid")
-}
-
-/// One session's closed loop.
-async fn run_session(mut client: Client, plan: Arc<Plan>, mut rng: Rng) -> SessionStats {
-    let mut stats = SessionStats {
-        reads: histogram(),
-        writes: histogram(),
-        errors: ErrorCounts::default(),
-        last_end: None,
-    };
-    let id = client.id().0;
-    let mut counter: u64 = 0;
-    loop {
-        let now = Instant::now();
-        if now >= plan.deadline {
-            break;
-        }
-        let measured = now >= plan.measure_from;
-        if measured
-            && let Some(left) = &plan.ops_left
-            && left.fetch_sub(1, Ordering::Relaxed) <= 0
-        {
-            break;
-        }
-        let key = format!("{}{:08}", plan.prefix, rng.range(0, plan.keys));
-        let is_read = unit_f64(&mut rng) < plan.read_ratio;
-        let op = if is_read {
-            KvOp::Read(KvQuery::Get {
-                key: key.clone().into_bytes(),
-            })
-        } else {
-            counter += 1;
-            KvOp::Write(KvCommand::Put {
-                key: key.clone().into_bytes(),
-                value: unique_value(id, counter, plan.value_size),
-            })
-        };
-        let value = match (&op, &plan.history) {
-            (KvOp::Write(KvCommand::Put { value, .. }), Some(_)) => {
-                Some(String::from_utf8_lossy(value.as_slice()).into_owned())
-            }
-            _ => None,
-        };
-        let start = Instant::now();
-        let result = client.execute(op).await;
-        let end = Instant::now();
-        if measured {
-            stats.record(is_read, &result, end - start);
-            stats.last_end = Some(end);
-        }
-        if let Some(tx) = &plan.history {
-            let record = history_record(id, key, value, &result, &plan, start, end);
-            // The writer only goes away on an I/O error, which it reports itself.
-            let _ = tx.send(record);
-        }
-    }
-    stats
-}
-
-impl SessionStats {
-    fn record(&mut self, is_read: bool, result: &Result<KvOutput, Error>, took: Duration) {
-        match result {
-            Ok(_) => {
-                let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-                let h = if is_read {
-                    &mut self.reads
-                } else {
-                    &mut self.writes
-                };
-                h.saturating_record(ns.clamp(1, LATENCY_NS_MAX));
-            }
-            Err(e) => self.errors.add(error_kind(e)),
-        }
-    }
-}
-
-/// A uniform draw from [0, 1).
-fn unit_f64(rng: &mut Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// `CLIENT.COUNTER.` padded with `x` to `size` bytes (longer if `size` is too small to be
-/// unique): a value no other write of any session produces.
-fn unique_value(client: u64, counter: u64, size: usize) -> Vec<u8> {
-    let mut v = format!("{client:x}.{counter}.").into_bytes();
-    if v.len() < size {
-        v.resize(size, b'x');
-    }
-    v
-}
-
-fn history_record(
-    client: u64,
-    key: String,
-    value: Option<String>,
-    result: &Result<KvOutput, Error>,
-    plan: &Plan,
-    start: Instant,
-    end: Instant,
-) -> HistoryRecord {
-    let ns = |t: Instant| u64::try_from((t - plan.origin).as_nanos()).unwrap_or(u64::MAX);
-    let (status, output) = match result {
-        Ok(KvOutput::Value(v)) => (
-            Status::Ok,
-            Some(RecordOutput::Value(
-                v.as_deref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned()),
-            )),
-        ),
-        Ok(KvOutput::Cas { swapped, .. }) => (Status::Ok, Some(RecordOutput::Swapped(*swapped))),
-        Ok(KvOutput::Done) => (Status::Ok, None),
-        // Only a session record holds it (a failed CAS, which changed nothing).
-        Ok(KvOutput::CasFailed { .. }) => (Status::Failed, None),
-        Err(e) => match e.outcome() {
-            Outcome::Unknown => (Status::Unknown, None),
-            Outcome::Failed | Outcome::Ok => (Status::Failed, None),
-        },
-    };
-    HistoryRecord {
-        client,
-        // Only puts carry a value.
-        op: if value.is_some() {
-            OpKind::Put
-        } else {
-            OpKind::Get
-        },
-        key,
-        value,
-        expected: None,
-        output,
-        start_ns: ns(start),
-        end_ns: ns(end),
-        status,
-    }
-}
-
-/// Starts the thread that writes history records as they come; it returns how many it
-/// wrote once every sender is gone.
-fn start_history_writer(
-    path: PathBuf,
-) -> Result<(
-    mpsc::Sender<HistoryRecord>,
-    std::thread::JoinHandle<std::io::Result<u64>>,
-)> {
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create the history file {}", path.display()))?;
-    let (tx, rx) = mpsc::channel::<HistoryRecord>();
-    let handle = std::thread::Builder::new()
-        .name("bench-history".into())
-        .spawn(move || {
-            let mut out = BufWriter::with_capacity(1 << 20, file);
-            let mut written = 0u64;
-            for record in rx {
-                shardkv_lincheck::write_record_jsonl(&mut out, &record)?;
-                written += 1;
-            }
-            out.flush()?;
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok(written)
-        })
-        .context("cannot start the history writer")?;
-    Ok((tx, handle))
 }

@@ -1,39 +1,59 @@
 //! The bench report: per-session measurements merged into ops/s and latency percentiles per
 //! kind, error counts by kind, printed as text or JSON.
 
-use super::{SessionStats, histogram};
+use super::load::{SessionStats, histogram};
+use super::target::OpError;
 use anyhow::Result;
 use hdrhistogram::Histogram;
-use shardkv_client::Error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Failed operations by error kind (see [`error_kind`]).
+/// Failed operations by error kind (the target's names, e.g. `shardkv_client::Error::kind`),
+/// and the kinds of which some may have applied.
 #[derive(Debug, Default)]
-pub struct ErrorCounts(BTreeMap<&'static str, u64>);
+pub struct ErrorCounts {
+    counts: BTreeMap<&'static str, u64>,
+    may_have_applied: BTreeSet<&'static str>,
+    /// The first message of each kind (one per kind: the report stays small).
+    first: BTreeMap<&'static str, String>,
+}
 
 impl ErrorCounts {
-    pub fn add(&mut self, kind: &'static str) {
-        *self.0.entry(kind).or_default() += 1;
+    pub fn add(&mut self, e: &OpError) {
+        *self.counts.entry(e.kind).or_default() += 1;
+        if e.may_have_applied {
+            self.may_have_applied.insert(e.kind);
+        }
+        self.first
+            .entry(e.kind)
+            .or_insert_with(|| e.message.clone());
     }
 
     fn merge(&mut self, other: &ErrorCounts) {
-        for (k, n) in &other.0 {
-            *self.0.entry(k).or_default() += n;
+        for (k, n) in &other.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        self.may_have_applied
+            .extend(other.may_have_applied.iter().copied());
+        for (k, m) in &other.first {
+            self.first.entry(k).or_insert_with(|| m.clone());
         }
     }
-}
 
-/// A stable name for an error kind; `timeout`, `stale` and `lost_leadership` may have
-/// applied.
-pub fn error_kind(e: &Error) -> &'static str {
-    e.kind()
+    /// Failed operations of every kind.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
 }
 
 /// The parameters of a run, echoed in the report.
 #[derive(Debug)]
 pub struct RunShape {
+    /// `shardkv` or `etcd`.
+    pub target: &'static str,
+    /// `linearizable` or `serializable`.
+    pub reads: &'static str,
     pub clients: usize,
     pub connections: usize,
     pub value_size: usize,
@@ -88,6 +108,33 @@ impl Report {
         self.reads.len() + self.writes.len()
     }
 
+    pub fn shape(&self) -> &RunShape {
+        &self.shape
+    }
+
+    pub fn errors(&self) -> &ErrorCounts {
+        &self.errors
+    }
+
+    /// Successful measured operations per second: total, writes, reads.
+    pub fn rates(&self) -> (f64, f64, f64) {
+        (
+            self.rate(self.successes()),
+            self.rate(self.writes.len()),
+            self.rate(self.reads.len()),
+        )
+    }
+
+    /// The latency of every successful measured operation (reads and writes together) at
+    /// quantile `q`, in nanoseconds (0 if none succeeded).
+    pub fn latency_ns(&self, q: f64) -> u64 {
+        let mut all = self.writes.clone();
+        // Both come from `histogram()`, so they have the same bounds.
+        all.add(&self.reads)
+            .expect("histograms with the same bounds add");
+        all.value_at_quantile(q)
+    }
+
     fn rate(&self, n: u64) -> f64 {
         let secs = self.measured.as_secs_f64();
         if secs > 0.0 { n as f64 / secs } else { 0.0 }
@@ -96,9 +143,16 @@ impl Report {
     pub fn print_text(&self) {
         let s = &self.shape;
         println!(
-            "shardkv bench: {} clients over {} connection(s) per member, {} B values, \
-             read ratio {:.2}, {} keys ({}*)",
-            s.clients, s.connections, s.value_size, s.read_ratio, s.keys, s.prefix
+            "shardkv bench: target {}, {} clients over {} connection(s) per member, {} B values, \
+             read ratio {:.2} ({} reads), {} keys ({}*)",
+            s.target,
+            s.clients,
+            s.connections,
+            s.value_size,
+            s.read_ratio,
+            s.reads,
+            s.keys,
+            s.prefix
         );
         println!(
             "measured {:.2} s after {:.2} s of warmup",
@@ -130,19 +184,24 @@ impl Report {
             self.successes(),
             self.rate(self.successes())
         );
-        if self.errors.0.is_empty() {
+        let e = &self.errors;
+        if e.counts.is_empty() {
             println!("errors: none");
         } else {
-            let list: Vec<String> = self
-                .errors
-                .0
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
+            let list: Vec<String> = e.counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let maybe: Vec<&str> = e.may_have_applied.iter().copied().collect();
+            let maybe = if maybe.is_empty() {
+                "none".to_string()
+            } else {
+                maybe.join(", ")
+            };
             println!(
-                "errors: {} (timeout, stale, lost_leadership: may have applied; others: not applied)",
+                "errors: {} (may have applied: {maybe}; the others did not)",
                 list.join(", ")
             );
+            for (kind, message) in &e.first {
+                println!("  first {kind}: {message}");
+            }
         }
         if let Some((path, n)) = &self.history {
             println!("history: {n} operations written to {}", path.display());
@@ -163,7 +222,19 @@ impl Report {
             }
             v
         };
+        let mut total = serde_json::json!({ "ops": self.successes(), "ops_per_s": self.rate(self.successes()) });
+        if self.successes() > 0 {
+            // Reads and writes together.
+            total["latency_us"] = serde_json::json!({
+                "p50": us(self.latency_ns(0.5)),
+                "p99": us(self.latency_ns(0.99)),
+                "p999": us(self.latency_ns(0.999)),
+                "max": us(self.latency_ns(1.0)),
+            });
+        }
         let mut out = serde_json::json!({
+            "target": s.target,
+            "reads_kind": s.reads,
             "clients": s.clients,
             "connections": s.connections,
             "value_size": s.value_size,
@@ -174,8 +245,9 @@ impl Report {
             "measured_s": self.measured.as_secs_f64(),
             "writes": kind(&self.writes),
             "reads": kind(&self.reads),
-            "total": { "ops": self.successes(), "ops_per_s": self.rate(self.successes()) },
-            "errors": self.errors.0,
+            "total": total,
+            "errors": self.errors.counts,
+            "error_examples": self.errors.first,
         });
         if let Some((path, n)) = &self.history {
             out["history"] =
@@ -186,7 +258,7 @@ impl Report {
 }
 
 /// Nanoseconds as microseconds with one decimal.
-fn us(ns: u64) -> f64 {
+pub fn us(ns: u64) -> f64 {
     (ns as f64 / 100.0).round() / 10.0
 }
 

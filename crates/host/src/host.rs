@@ -709,59 +709,12 @@ mod tests {
     use shardkv_rsm::{Replica, ReplicaOptions, Request};
     use shardkv_storage::{SimDisk, SnapshotJob, SnapshotWritten};
     use shardkv_types::{ClientId, Seq};
-    use std::io;
     use std::path::Path;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A disk that fails creating snapshot temp files with EMFILE while `refuse` is set.
-    struct RefuseSnapshotFiles {
-        inner: SimDisk,
-        refuse: Arc<AtomicBool>,
-    }
-
-    impl Disk for RefuseSnapshotFiles {
-        fn create_dir_all(&mut self, dir: &Path) -> io::Result<()> {
-            self.inner.create_dir_all(dir)
-        }
-        fn list_dir(&mut self, dir: &Path) -> io::Result<Vec<String>> {
-            self.inner.list_dir(dir)
-        }
-        fn create(&mut self, path: &Path) -> io::Result<()> {
-            if path.to_string_lossy().ends_with(".snap.tmp") && self.refuse.load(Ordering::Relaxed)
-            {
-                return Err(io::Error::from_raw_os_error(24)); // EMFILE
-            }
-            self.inner.create(path)
-        }
-        fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
-            self.inner.read(path)
-        }
-        fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-            self.inner.read_at(path, offset, len)
-        }
-        fn file_len(&mut self, path: &Path) -> io::Result<u64> {
-            self.inner.file_len(path)
-        }
-        fn append(&mut self, path: &Path, data: &[u8]) -> io::Result<()> {
-            self.inner.append(path, data)
-        }
-        fn truncate(&mut self, path: &Path, len: u64) -> io::Result<()> {
-            self.inner.truncate(path, len)
-        }
-        fn sync(&mut self, path: &Path) -> io::Result<()> {
-            self.inner.sync(path)
-        }
-        fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-            self.inner.rename(from, to)
-        }
-        fn remove(&mut self, path: &Path) -> io::Result<()> {
-            self.inner.remove(path)
-        }
-        fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
-            self.inner.sync_dir(dir)
-        }
-    }
+    /// "Too many open files".
+    const EMFILE: i32 = 24;
 
     #[derive(Default)]
     struct Events(Vec<HostEvent>);
@@ -775,16 +728,10 @@ mod tests {
     type App = Replica<KvStore>;
 
     /// Member `id` of the group 1..=`voters` over a disk refusing snapshot files while
-    /// `refuse`, with a small snapshot threshold.
-    fn member(
-        id: u64,
-        voters: u64,
-        refuse: &Arc<AtomicBool>,
-    ) -> (Host<App, RefuseSnapshotFiles>, App) {
-        let disk = RefuseSnapshotFiles {
-            inner: SimDisk::new(20 + id),
-            refuse: refuse.clone(),
-        };
+    /// `disk` (a clone: the test keeps a handle to refuse snapshot files on it), with a small
+    /// snapshot threshold.
+    fn member(id: u64, voters: u64, disk: &SimDisk) -> (Host<App, SimDisk>, App) {
+        let disk = disk.clone();
         let id = NodeId(id);
         let dir = format!("/n{}", id.0);
         let (store, rec) = RaftStore::open(disk, Path::new(&dir), id).expect("open");
@@ -799,8 +746,8 @@ mod tests {
     }
 
     /// A single-member KV group over the refusing disk, elected leader.
-    fn single_member(refuse: &Arc<AtomicBool>) -> (Host<App, RefuseSnapshotFiles>, App) {
-        let (mut host, mut app) = member(1, 1, refuse);
+    fn single_member(disk: &SimDisk) -> (Host<App, SimDisk>, App) {
+        let (mut host, mut app) = member(1, 1, disk);
         for _ in 0..100 {
             host.tick(&mut app);
             host.drive(&mut app, &mut Vec::new(), &mut NoopObserver)
@@ -827,7 +774,7 @@ mod tests {
     }
 
     fn put(
-        host: &mut Host<App, RefuseSnapshotFiles>,
+        host: &mut Host<App, SimDisk>,
         app: &mut App,
         seq: u64,
         events: &mut Events,
@@ -844,8 +791,9 @@ mod tests {
         // later snapshot is saved. Method: a single-member group with a small snapshot
         // threshold over a disk refusing snapshot files; write until a save fails; write
         // through the hold; allow files; write until a snapshot is saved.
-        let refuse = Arc::new(AtomicBool::new(true));
-        let (mut host, mut app) = single_member(&refuse);
+        let disk = SimDisk::new(21);
+        disk.refuse_create(Some((".snap.tmp", EMFILE)));
+        let (mut host, mut app) = single_member(&disk);
         let mut events = Events::default();
         let mut seq = 1;
         while host.counters().snapshots_not_saved == 0 {
@@ -872,7 +820,7 @@ mod tests {
             seq += 1;
         }
         assert_eq!(host.counters().snapshots_not_saved, attempts);
-        refuse.store(false, Ordering::Relaxed);
+        disk.refuse_create(None);
         let mut saved = false;
         for _ in 0..3 * SNAPSHOT_RETRY_TICKS_MIN {
             put(&mut host, &mut app, seq, &mut events).expect("writes go on");
@@ -893,10 +841,9 @@ mod tests {
         // is installed and the follower catches up. Method: three members; member 3 is cut
         // off while the others write past a snapshot (so the leader must send it one); it
         // is reconnected while refusing snapshot files, then allowed.
-        let refuse: Vec<Arc<AtomicBool>> =
-            (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let disks: Vec<SimDisk> = (1..=3).map(|id| SimDisk::new(20 + id)).collect();
         let mut nodes: Vec<_> = (1..=3)
-            .map(|id| member(id, 3, &refuse[id as usize - 1]))
+            .map(|id| member(id, 3, &disks[id as usize - 1]))
             .collect();
         let mut events = Events::default();
         let mut inflight: Vec<Message> = Vec::new();
@@ -904,7 +851,7 @@ mod tests {
         let mut seq = 0;
         // One round: every node ticks and drives; messages are delivered (to 3 only once
         // connected); the leader gets a write every round while `write`.
-        let mut round = |nodes: &mut Vec<(Host<App, RefuseSnapshotFiles>, App)>,
+        let mut round = |nodes: &mut Vec<(Host<App, SimDisk>, App)>,
                          connected3: bool,
                          write: bool,
                          events: &mut Events|
@@ -939,7 +886,7 @@ mod tests {
             nodes[0].0.store().snapshot_meta().index.0 > 0,
             "the others snapshotted"
         );
-        refuse[2].store(true, Ordering::Relaxed);
+        disks[2].refuse_create(Some((".snap.tmp", EMFILE)));
         connected3 = true;
         for _ in 0..300 {
             round(&mut nodes, connected3, false, &mut events)
@@ -962,7 +909,7 @@ mod tests {
         // Retried after a pause that doubles (100, 200 ticks in 300 rounds), not every drive.
         let tries = nodes[2].0.counters().snapshots_not_saved;
         assert!((2..=4).contains(&tries), "{tries} tries in 300 ticks");
-        refuse[2].store(false, Ordering::Relaxed);
+        disks[2].refuse_create(None);
         for _ in 0..600 {
             round(&mut nodes, connected3, false, &mut events).expect("no fatal error");
             if nodes[2].1.applied() == nodes[0].1.applied() {
@@ -1020,9 +967,8 @@ mod tests {
         // Goal: while the snapshot's file is being written the node keeps applying, takes
         // no other snapshot and the store keeps its full log; the completion, collected at a
         // later drive, compacts it. Method: a writer that holds the job until released.
-        let refuse = Arc::new(AtomicBool::new(false));
-        let (host, mut app) = single_member(&refuse);
-        let disk = host.store().disk().inner.clone();
+        let (host, mut app) = single_member(&SimDisk::new(21));
+        let disk = host.store().disk().clone();
         let job = Arc::new(std::sync::Mutex::new(None));
         let release = Arc::new(AtomicBool::new(false));
         let writer = HeldWriter {

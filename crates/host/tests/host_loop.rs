@@ -1,5 +1,5 @@
 //! The host loop's persistence ordering and stall policy, checked on a 3-member KV group
-//! whose members are `Host<Replica<KvStore>, CountingDisk>` over simulated disks, joined by
+//! whose members are `Host<Replica<KvStore>, SimDisk>` over simulated disks, joined by
 //! an in-memory FIFO network this file drives by hand.
 //!
 //! Method: every message a host hands to its transport is checked at that instant against
@@ -10,60 +10,10 @@ use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvReplica, KvRequest, KvResponse, KvStore};
 use shardkv_raft::{Body, Config, Message, RawNode};
 use shardkv_rsm::{Error, ReplicaOptions, ReqId, Request};
-use shardkv_storage::{Disk, RaftStore, SimDisk};
+use shardkv_storage::{RaftStore, SimDisk};
 use shardkv_types::{ClientId, Entry, LogIndex, NodeId, Seq, Term};
 use std::collections::{BTreeMap, VecDeque};
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A simulated disk that counts file syncs (fdatasync), independently of the host's own
-/// counters.
-struct CountingDisk {
-    inner: SimDisk,
-    syncs: Arc<AtomicU64>,
-}
-
-impl Disk for CountingDisk {
-    fn create_dir_all(&mut self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn list_dir(&mut self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(dir)
-    }
-    fn create(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.create(path)
-    }
-    fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
-        self.inner.read(path)
-    }
-    fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.inner.read_at(path, offset, len)
-    }
-    fn file_len(&mut self, path: &Path) -> io::Result<u64> {
-        self.inner.file_len(path)
-    }
-    fn append(&mut self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.inner.append(path, data)
-    }
-    fn truncate(&mut self, path: &Path, len: u64) -> io::Result<()> {
-        self.inner.truncate(path, len)
-    }
-    fn sync(&mut self, path: &Path) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync(path)
-    }
-    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&mut self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-}
 
 /// What a crash right now would leave on a member's disk.
 #[derive(Clone, Copy, Debug)]
@@ -130,10 +80,10 @@ impl Observer for Watch {
 
 struct Member {
     app: KvReplica,
-    host: Host<KvReplica, CountingDisk>,
+    host: Host<KvReplica, SimDisk>,
+    /// A handle on the store's disk (clones share it), which counts its file syncs.
     disk: SimDisk,
     dir: PathBuf,
-    syncs: Arc<AtomicU64>,
 }
 
 struct Group {
@@ -154,13 +104,8 @@ impl Group {
         let mut members = BTreeMap::new();
         for &id in &ids {
             let disk = SimDisk::new(seed ^ id.0);
-            let syncs = Arc::new(AtomicU64::new(0));
-            let counting = CountingDisk {
-                inner: disk.clone(),
-                syncs: syncs.clone(),
-            };
             let dir = PathBuf::from(format!("/{id}"));
-            let (store, rec) = RaftStore::open(counting, &dir, id).expect("open");
+            let (store, rec) = RaftStore::open(disk.clone(), &dir, id).expect("open");
             let restored = shardkv_host::restored(rec);
             let cfg = Config::new(id, ids.clone());
             let opts = ReplicaOptions::default();
@@ -174,7 +119,6 @@ impl Group {
                     host,
                     disk,
                     dir,
-                    syncs,
                 },
             );
         }
@@ -212,7 +156,7 @@ impl Group {
         let m = members.get_mut(&id).expect("member");
         let (disk, dir) = (m.disk.clone(), m.dir.clone());
         let leader = m.app.raft().is_leader();
-        let before = (m.syncs.load(Ordering::Relaxed), m.host.counters());
+        let before = (m.disk.file_syncs(), m.host.counters());
         let mut watch = Watch::default();
         let mut transport = |msg: Message| {
             let durable = durable_now(&disk, &dir, id);
@@ -231,7 +175,7 @@ impl Group {
             id: id.0,
             persisted: watch.persisted,
             applied: watch.applied,
-            file_syncs: m.syncs.load(Ordering::Relaxed) - before.0,
+            file_syncs: m.disk.file_syncs() - before.0,
             host_syncs: after.syncs - before.1.syncs,
             unsynced_writes: after.unsynced_writes - before.1.unsynced_writes,
         });

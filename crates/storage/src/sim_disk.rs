@@ -45,6 +45,10 @@ struct State {
     ops: u64,
     /// Once `ops` reaches this, every operation fails: the machine is "dead" until `crash`.
     halt_at_ops: Option<u64>,
+    /// File syncs (fdatasync) that succeeded.
+    file_syncs: u64,
+    /// Creating a file whose name ends with the suffix fails with the OS error.
+    refuse_create: Option<(String, i32)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -100,6 +104,8 @@ impl SimDisk {
                 sync_fail_next: false,
                 ops: 0,
                 halt_at_ops: None,
+                file_syncs: 0,
+                refuse_create: None,
             })),
         }
     }
@@ -208,6 +214,17 @@ impl SimDisk {
         s.halt_at_ops = Some(s.ops + ops);
     }
 
+    /// File syncs (fdatasync) that succeeded so far.
+    pub fn file_syncs(&self) -> u64 {
+        self.lock().file_syncs
+    }
+
+    /// While set to `(suffix, errno)`, creating a file whose name ends with `suffix` fails
+    /// with that OS error (24 EMFILE, 13 EACCES, ...) and changes nothing.
+    pub fn refuse_create(&self, rule: Option<(&str, i32)>) {
+        self.lock().refuse_create = rule.map(|(suffix, errno)| (suffix.to_string(), errno));
+    }
+
     /// Total bytes of all files (what counts against the capacity).
     pub fn used_bytes(&self) -> u64 {
         self.lock().used_bytes()
@@ -287,6 +304,11 @@ impl Disk for SimDisk {
 
     fn create(&mut self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
+        if let Some((suffix, errno)) = &s.refuse_create
+            && path.to_string_lossy().ends_with(suffix.as_str())
+        {
+            return Err(io::Error::from_raw_os_error(*errno));
+        }
         s.tick()?;
         s.parent_exists(path)?;
         if s.names.contains_key(path) {
@@ -365,6 +387,7 @@ impl Disk for SimDisk {
         let inode = s.inode(path)?;
         inode.durable = inode.data.clone();
         inode.pending.clear();
+        s.file_syncs += 1;
         Ok(())
     }
 

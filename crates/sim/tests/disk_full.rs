@@ -125,12 +125,7 @@ fn catch_up(k: &mut KvCluster, id: NodeId, other: NodeId, ms: u64) -> bool {
 fn disk_full_follower_stalls_then_catches_up_when_space_frees() {
     let name = "disk_full_follower_stalls_then_catches_up_when_space_frees";
     let (mut k, c, leader) = group_with_one_write(name, 21, "k");
-    let f = k
-        .sim
-        .ids()
-        .into_iter()
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let f = a_follower(&k, leader);
     fill_disk(&k, f);
     for i in 1..=10 {
         until_done(&mut k, c, put("k", &i.to_string()));
@@ -258,12 +253,7 @@ fn a_write_at_a_follower_below_the_reserve_is_redirected_and_succeeds_at_the_lea
 fn writes_through_a_stalled_follower_complete_at_the_leader() {
     let name = "writes_through_a_stalled_follower_complete_at_the_leader";
     let (mut k, c, leader) = group_with_one_write(name, 43, "k");
-    let f = k
-        .sim
-        .ids()
-        .into_iter()
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let f = a_follower(&k, leader);
     fill_disk(&k, f);
     assert_eq!(k.op(c, put("k", "1"), 3_000), Some(KvOutput::Done));
     k.run_for(500);
@@ -276,6 +266,15 @@ fn writes_through_a_stalled_follower_complete_at_the_leader() {
         assert_eq!(read, Some(KvOutput::Value(Some(b"v".to_vec()))));
     }
     k.check_linearizable();
+}
+
+/// A member other than `leader`.
+fn a_follower(k: &KvCluster, leader: NodeId) -> NodeId {
+    k.sim
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower")
 }
 
 /// Reads `key` through clerk `c` a few times: each must succeed with `want`.
@@ -308,7 +307,6 @@ fn outputs(k: &KvCluster, c: usize) -> Vec<KvOutput> {
 fn reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged() {
     let name = "reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged";
     let (mut k, c, leader) = group_with_one_write(name, 51, "k");
-    until_done(&mut k, c, put("k", "1"));
     let followers: Vec<NodeId> = k.sim.ids().into_iter().filter(|&i| i != leader).collect();
     for &f in &followers {
         fill_disk(&k, f);
@@ -332,7 +330,7 @@ fn reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged(
         "the write is not acknowledged while no quorum can persist it"
     );
     let r = k.add_clerk(Workload::Script(Default::default()));
-    reads_succeed(&mut k, r, "k", "1");
+    reads_succeed(&mut k, r, "k", "0");
     assert_eq!(k.sim.leader(), Some(leader), "the leader kept its place");
     let commit = k.sim.nodes[&leader]
         .app
@@ -373,13 +371,7 @@ fn reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged(
 fn a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads() {
     let name = "a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads";
     let (mut k, c, leader) = group_with_one_write(name, 53, "k");
-    until_done(&mut k, c, put("k", "1"));
-    let f = k
-        .sim
-        .ids()
-        .into_iter()
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let f = a_follower(&k, leader);
     fill_disk(&k, leader);
     fill_disk(&k, f);
     let w = k.add_clerk(Workload::Script(Default::default()));
@@ -389,7 +381,7 @@ fn a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads() {
     assert!(k.sim.nodes[&leader].is_stalled(), "the leader stalled");
     assert_eq!(k.sim.leader(), Some(leader), "and kept its place");
     let r = k.add_clerk(Workload::Script(Default::default()));
-    reads_succeed(&mut k, r, "k", "1");
+    reads_succeed(&mut k, r, "k", "0");
 
     free_disk(&k, leader);
     free_disk(&k, f);
@@ -405,7 +397,6 @@ fn a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads() {
 fn a_full_leader_hands_off_when_the_others_can_write() {
     let name = "a_full_leader_hands_off_when_the_others_can_write";
     let (mut k, c, old) = group_with_one_write(name, 55, "k");
-    until_done(&mut k, c, put("k", "1"));
     fill_disk(&k, old);
     assert_eq!(
         k.op(c, put("k", "2"), 3_000),

@@ -50,12 +50,14 @@
 //! [`ConfigLayer`] (flags, `SHARDKV_*` environment, TOML file; flags win) resolved into a
 //! [`ServerConfig`]; sizes and durations in human units (`64MiB`, `100ms`).
 
+pub mod admin;
 pub mod config;
 pub mod driver;
 mod front;
 pub mod handler;
 pub mod listen;
 pub mod member;
+pub mod metrics;
 pub mod node;
 pub mod outbox;
 mod server;
@@ -63,5 +65,5 @@ mod snapshot_writer;
 mod stall_log;
 pub mod units;
 
-pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};
+pub use config::{AdminListen, CTRL_GID, ConfigLayer, LogFormat, ServerConfig, Service};
 pub use server::run;

@@ -1,0 +1,420 @@
+//! The process's metrics, as `GET /metrics` serves them (Prometheus text format 0.0.4,
+//! encoded by `prometheus-client`). Names follow etcd's (`etcd_server_has_leader` is
+//! `shardkv_server_has_leader`); every per-group series carries `group` (the group id) and
+//! `member` (this process's node id). docs/operations.md lists them all.
+//!
+//! Collection is cheap by construction: nothing is computed per request beyond atomic adds
+//! ([`GroupMetrics`]); the node thread publishes its Raft view once per drive; a scrape
+//! reads atomics and formats text ([`ProcessMetrics`] is a `prometheus-client`
+//! [`Collector`]). The peer service's drop counters (wrong cluster, wrong group, ...) are
+//! per process and carry `group=""`.
+
+mod group;
+mod histogram;
+mod timed_disk;
+
+pub use group::{
+    GroupHealth, GroupMetrics, GroupReading, OPS, OUTCOMES, RaftView, op_index, outcome_index,
+    proposal_failed,
+};
+pub use histogram::{DISK_BUCKETS, Histogram, HistogramSnapshot, REQUEST_BUCKETS};
+pub use timed_disk::TimedDisk;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use shardkv_net::RaftDrops;
+use shardkv_types::NodeId;
+use std::sync::{Arc, OnceLock};
+
+/// Every hosted group's metrics and the peer service's drop counters.
+#[derive(Debug)]
+pub struct ProcessMetrics {
+    pub member: NodeId,
+    pub groups: Vec<Arc<GroupMetrics>>,
+    /// Set once the peer service exists (after the groups started).
+    pub drops: OnceLock<Arc<RaftDrops>>,
+}
+
+/// Labels of one group's series.
+type Labels = [(&'static str, String); 2];
+
+impl ProcessMetrics {
+    pub fn new(member: NodeId, groups: Vec<Arc<GroupMetrics>>) -> ProcessMetrics {
+        ProcessMetrics {
+            member,
+            groups,
+            drops: OnceLock::new(),
+        }
+    }
+
+    /// The groups that serve client KV requests (not the controller).
+    fn kv_groups(&self) -> impl Iterator<Item = &Arc<GroupMetrics>> {
+        self.groups.iter().filter(|g| g.service != "ctrl")
+    }
+
+    fn labels(&self, g: &GroupMetrics) -> Labels {
+        [
+            ("group", g.gid.0.to_string()),
+            ("member", self.member.0.to_string()),
+        ]
+    }
+
+    /// One gauge or counter family with a series per group, its value read by `value`.
+    fn family(
+        &self,
+        enc: &mut DescriptorEncoder,
+        (name, help, kind): (&str, &str, MetricType),
+        groups: &[(Labels, GroupReading)],
+        value: impl Fn(&GroupReading) -> u64,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = enc.encode_descriptor(name, help, None, kind)?;
+        for (labels, reading) in groups {
+            let v = value(reading);
+            let mut m = family.encode_family(labels)?;
+            encode_value(&mut m, kind, v)?;
+        }
+        Ok(())
+    }
+
+    fn histograms<'a>(
+        &'a self,
+        enc: &mut DescriptorEncoder,
+        (name, help): (&str, &str),
+        series: impl Iterator<Item = (Vec<(&'static str, String)>, &'a Histogram)>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for (labels, h) in series {
+            let s = h.snapshot();
+            family.encode_family(&labels)?.encode_histogram::<Labels>(
+                s.sum_seconds,
+                s.count,
+                &s.buckets,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn encode_drops(
+        &self,
+        enc: &mut DescriptorEncoder,
+        groups: &[(Labels, GroupReading)],
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = enc.encode_descriptor(
+            "shardkv_network_peer_dropped_messages",
+            "Raft messages dropped, by reason: send_queue (this member's queue to a peer was \
+             full or the peer unreachable) and inbox_full per group; the peer service's \
+             wrong_cluster, wrong_group, forged_sender (batches), misaddressed, undecodable \
+             (messages) and not_a_member (calls) per process, with group=\"\"",
+            None,
+            MetricType::Counter,
+        )?;
+        let member = self.member.0.to_string();
+        for (labels, r) in groups {
+            for (reason, v) in [
+                ("send_queue", r.send_dropped),
+                ("inbox_full", r.inbox_dropped),
+            ] {
+                let l = [
+                    labels[0].clone(),
+                    labels[1].clone(),
+                    ("reason", reason.to_string()),
+                ];
+                family
+                    .encode_family(&l)?
+                    .encode_counter::<Labels, _, u64>(&v, None)?;
+            }
+        }
+        if let Some(drops) = self.drops.get() {
+            let c = drops.counts();
+            for (reason, v) in [
+                ("wrong_cluster", c.wrong_cluster_batches),
+                ("wrong_group", c.wrong_group_batches),
+                ("misaddressed", c.misaddressed_messages),
+                ("undecodable", c.undecodable_messages),
+                ("forged_sender", c.forged_sender_batches),
+                ("not_a_member", c.not_a_member_calls),
+            ] {
+                let l = [
+                    ("group", String::new()),
+                    ("member", member.clone()),
+                    ("reason", reason.to_string()),
+                ];
+                family
+                    .encode_family(&l)?
+                    .encode_counter::<Labels, _, u64>(&v, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_requests(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = enc.encode_descriptor(
+            "shardkv_server_client_requests",
+            "Client KV requests answered, by op and outcome (ok or the error's kind)",
+            None,
+            MetricType::Counter,
+        )?;
+        for g in self.kv_groups() {
+            let [group, member] = self.labels(g);
+            for (op, op_name) in OPS.iter().enumerate() {
+                for (outcome, outcome_name) in OUTCOMES.iter().enumerate() {
+                    let n = g.requests(op, outcome);
+                    // Outcomes never seen are left out (a counter appearing later is fine).
+                    if n == 0 && outcome != 0 {
+                        continue;
+                    }
+                    let l = [
+                        group.clone(),
+                        member.clone(),
+                        ("op", op_name.to_string()),
+                        ("outcome", outcome_name.to_string()),
+                    ];
+                    family
+                        .encode_family(&l)?
+                        .encode_counter::<Labels, _, u64>(&n, None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(m: &mut MetricEncoder, kind: MetricType, v: u64) -> Result<(), std::fmt::Error> {
+    match kind {
+        MetricType::Counter => m.encode_counter::<Labels, _, u64>(&v, None),
+        _ => m.encode_gauge(&v),
+    }
+}
+
+const GAUGE: MetricType = MetricType::Gauge;
+const COUNTER: MetricType = MetricType::Counter;
+
+impl Collector for ProcessMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let readings: Vec<(Labels, GroupReading)> = self
+            .groups
+            .iter()
+            .map(|g| (self.labels(g), g.read()))
+            .collect();
+        let shard_groups: Vec<(Labels, GroupReading)> = self
+            .groups
+            .iter()
+            .zip(&readings)
+            .filter(|(g, _)| g.service == "shard")
+            .map(|(_, r)| r.clone())
+            .collect();
+        let families: [((&str, &str, MetricType), fn(&GroupReading) -> u64); 12] = [
+            (
+                (
+                    "shardkv_server_has_leader",
+                    "1 when this replica knows a leader of its group",
+                    GAUGE,
+                ),
+                |r| u64::from(r.has_leader),
+            ),
+            (
+                (
+                    "shardkv_server_is_leader",
+                    "1 when this replica is its group's leader",
+                    GAUGE,
+                ),
+                |r| u64::from(r.is_leader),
+            ),
+            (
+                (
+                    "shardkv_server_term",
+                    "This replica's current Raft term",
+                    GAUGE,
+                ),
+                |r| r.term,
+            ),
+            (
+                (
+                    "shardkv_server_leader_changes_seen",
+                    "Times this replica saw its group's leader change (to a known new one)",
+                    COUNTER,
+                ),
+                |r| r.leader_changes,
+            ),
+            (
+                (
+                    "shardkv_server_proposals_committed",
+                    "The replica's commit index: log entries known committed",
+                    COUNTER,
+                ),
+                |r| r.commit,
+            ),
+            (
+                (
+                    "shardkv_server_proposals_applied",
+                    "The replica's applied index: log entries applied to the state machine",
+                    COUNTER,
+                ),
+                |r| r.applied,
+            ),
+            (
+                (
+                    "shardkv_server_proposals_pending",
+                    "Client requests taken by this replica and not yet answered",
+                    GAUGE,
+                ),
+                |r| r.pending,
+            ),
+            (
+                (
+                    "shardkv_server_proposals_failed",
+                    "Client requests this replica took and answered with a failure: lost leadership, timeout, busy, no space, unavailable",
+                    COUNTER,
+                ),
+                |r| r.failed,
+            ),
+            (
+                (
+                    "shardkv_server_raft_state_bytes",
+                    "Bytes of Raft log kept since the last snapshot (compared with --max-raft-state)",
+                    GAUGE,
+                ),
+                |r| r.raft_state_bytes,
+            ),
+            (
+                (
+                    "shardkv_server_sessions",
+                    "Client sessions in the replica's session table",
+                    GAUGE,
+                ),
+                |r| r.sessions,
+            ),
+            (
+                (
+                    "shardkv_network_peer_sent_messages",
+                    "Raft messages queued to peers",
+                    COUNTER,
+                ),
+                |r| r.sent,
+            ),
+            (
+                (
+                    "shardkv_network_peer_received_messages",
+                    "Raft messages from peers taken into the group's inbox",
+                    COUNTER,
+                ),
+                |r| r.received,
+            ),
+        ];
+        for (desc, value) in families {
+            self.family(&mut enc, desc, &readings, value)?;
+        }
+        self.encode_drops(&mut enc, &readings)?;
+        let shard_families: [((&str, &str, MetricType), fn(&GroupReading) -> u64); 3] = [
+            (
+                (
+                    "shardkv_shard_migrations_started",
+                    "Shards this group started pulling (seen every 100 ms)",
+                    COUNTER,
+                ),
+                |r| r.migrations_started,
+            ),
+            (
+                (
+                    "shardkv_shard_migrations_finished",
+                    "Shards this group finished pulling",
+                    COUNTER,
+                ),
+                |r| r.migrations_finished,
+            ),
+            (
+                (
+                    "shardkv_shard_moved_bytes",
+                    "Bytes of shard data this group pulled from other groups",
+                    COUNTER,
+                ),
+                |r| r.shard_bytes_moved,
+            ),
+        ];
+        for (desc, value) in shard_families {
+            self.family(&mut enc, desc, &shard_groups, value)?;
+        }
+        self.encode_requests(&mut enc)?;
+        let per_op = self.kv_groups().flat_map(|g| {
+            let [group, member] = self.labels(g);
+            OPS.iter().enumerate().map(move |(op, name)| {
+                let l = vec![group.clone(), member.clone(), ("op", name.to_string())];
+                (l, g.latency(op))
+            })
+        });
+        self.histograms(
+            &mut enc,
+            (
+                "shardkv_server_client_request_duration_seconds",
+                "Time from taking a client KV request to answering it, by op",
+            ),
+            per_op,
+        )?;
+        let labelled = |h: fn(&GroupMetrics) -> &Histogram| {
+            self.groups
+                .iter()
+                .map(move |g| (self.labels(g).to_vec(), h(g)))
+        };
+        self.histograms(
+            &mut enc,
+            (
+                "shardkv_disk_wal_fsync_duration_seconds",
+                "Latency of the fdatasyncs of the replica's WAL (one per group commit)",
+            ),
+            labelled(|g| &g.fsync),
+        )?;
+        self.histograms(
+            &mut enc,
+            (
+                "shardkv_disk_snapshot_save_duration_seconds",
+                "Time to write and sync a snapshot file (on the snapshot writer thread)",
+            ),
+            labelled(|g| &g.snapshot_save),
+        )?;
+        Ok(())
+    }
+}
+
+/// Bytes of keys and values a shard group's answer carries (a pulled chunk), else 0.
+pub fn shard_bytes(answer: &shardkv_shardkv::DutyAnswer) -> u64 {
+    use shardkv_shardkv::{DutyAnswer, ShardOutput};
+    match answer {
+        DutyAnswer::Shard(Ok(ShardOutput::Chunk(c))) => c
+            .entries
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// The registry `/metrics` encodes: the process's collector.
+pub struct MetricsRegistry {
+    registry: Registry,
+}
+
+impl MetricsRegistry {
+    pub fn new(metrics: Arc<ProcessMetrics>) -> MetricsRegistry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(metrics));
+        MetricsRegistry { registry }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; a collector error would be a bug.
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
+}
+
+/// The `Content-Type` of [`MetricsRegistry::encode`].
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

@@ -98,9 +98,10 @@ pub fn run<A: Member>(
             step_downs_seen = step_downs;
             node.hand_off("this process cannot accept client connections");
         }
+        // Ticks and messages may have moved the term: the drive's lines carry the new one.
+        term_span.follow(node.term());
         node.drive()?;
         node.publish_metrics();
-        term_span.follow(node.term());
         if Instant::now() >= next_shards_publish {
             next_shards_publish = Instant::now() + SHARDS_PUBLISH_INTERVAL;
             node.publish_shards();

@@ -9,10 +9,12 @@
 //! [`Collector`]). The peer service's drop counters (wrong cluster, wrong group, ...) are
 //! per process and carry `group=""`.
 
+mod families;
 mod group;
 mod histogram;
 mod timed_disk;
 
+use families::{Family, GROUP_FAMILIES, SHARD_FAMILIES};
 pub use group::{
     GroupHealth, GroupMetrics, GroupReading, OPS, OUTCOMES, RaftView, op_index, outcome_index,
     proposal_failed,
@@ -61,19 +63,18 @@ impl ProcessMetrics {
         ]
     }
 
-    /// One gauge or counter family with a series per group, its value read by `value`.
+    /// One gauge or counter family with a series per group.
     fn family(
         &self,
         enc: &mut DescriptorEncoder,
-        (name, help, kind): (&str, &str, MetricType),
+        f: &Family,
         groups: &[(Labels, GroupReading)],
-        value: impl Fn(&GroupReading) -> u64,
     ) -> Result<(), std::fmt::Error> {
-        let mut family = enc.encode_descriptor(name, help, None, kind)?;
+        let mut family = enc.encode_descriptor(f.name, f.help, None, f.kind)?;
         for (labels, reading) in groups {
-            let v = value(reading);
+            let v = (f.value)(reading);
             let mut m = family.encode_family(labels)?;
-            encode_value(&mut m, kind, v)?;
+            encode_value(&mut m, f.kind, v)?;
         }
         Ok(())
     }
@@ -189,9 +190,6 @@ fn encode_value(m: &mut MetricEncoder, kind: MetricType, v: u64) -> Result<(), s
     }
 }
 
-const GAUGE: MetricType = MetricType::Gauge;
-const COUNTER: MetricType = MetricType::Counter;
-
 impl Collector for ProcessMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let readings: Vec<(Labels, GroupReading)> = self
@@ -206,136 +204,12 @@ impl Collector for ProcessMetrics {
             .filter(|(g, _)| g.service == "shard")
             .map(|(_, r)| r.clone())
             .collect();
-        let families: [((&str, &str, MetricType), fn(&GroupReading) -> u64); 12] = [
-            (
-                (
-                    "shardkv_server_has_leader",
-                    "1 when this replica knows a leader of its group",
-                    GAUGE,
-                ),
-                |r| u64::from(r.has_leader),
-            ),
-            (
-                (
-                    "shardkv_server_is_leader",
-                    "1 when this replica is its group's leader",
-                    GAUGE,
-                ),
-                |r| u64::from(r.is_leader),
-            ),
-            (
-                (
-                    "shardkv_server_term",
-                    "This replica's current Raft term",
-                    GAUGE,
-                ),
-                |r| r.term,
-            ),
-            (
-                (
-                    "shardkv_server_leader_changes_seen",
-                    "Times this replica saw its group's leader change (to a known new one)",
-                    COUNTER,
-                ),
-                |r| r.leader_changes,
-            ),
-            (
-                (
-                    "shardkv_server_proposals_committed",
-                    "The replica's commit index: log entries known committed",
-                    COUNTER,
-                ),
-                |r| r.commit,
-            ),
-            (
-                (
-                    "shardkv_server_proposals_applied",
-                    "The replica's applied index: log entries applied to the state machine",
-                    COUNTER,
-                ),
-                |r| r.applied,
-            ),
-            (
-                (
-                    "shardkv_server_proposals_pending",
-                    "Client requests taken by this replica and not yet answered",
-                    GAUGE,
-                ),
-                |r| r.pending,
-            ),
-            (
-                (
-                    "shardkv_server_proposals_failed",
-                    "Client requests this replica took and answered with a failure: lost leadership, timeout, busy, no space, unavailable",
-                    COUNTER,
-                ),
-                |r| r.failed,
-            ),
-            (
-                (
-                    "shardkv_server_raft_state_bytes",
-                    "Bytes of Raft log kept since the last snapshot (compared with --max-raft-state)",
-                    GAUGE,
-                ),
-                |r| r.raft_state_bytes,
-            ),
-            (
-                (
-                    "shardkv_server_sessions",
-                    "Client sessions in the replica's session table",
-                    GAUGE,
-                ),
-                |r| r.sessions,
-            ),
-            (
-                (
-                    "shardkv_network_peer_sent_messages",
-                    "Raft messages queued to peers",
-                    COUNTER,
-                ),
-                |r| r.sent,
-            ),
-            (
-                (
-                    "shardkv_network_peer_received_messages",
-                    "Raft messages from peers taken into the group's inbox",
-                    COUNTER,
-                ),
-                |r| r.received,
-            ),
-        ];
-        for (desc, value) in families {
-            self.family(&mut enc, desc, &readings, value)?;
+        for f in &GROUP_FAMILIES {
+            self.family(&mut enc, f, &readings)?;
         }
         self.encode_drops(&mut enc, &readings)?;
-        let shard_families: [((&str, &str, MetricType), fn(&GroupReading) -> u64); 3] = [
-            (
-                (
-                    "shardkv_shard_migrations_started",
-                    "Shards this group started pulling (seen every 100 ms)",
-                    COUNTER,
-                ),
-                |r| r.migrations_started,
-            ),
-            (
-                (
-                    "shardkv_shard_migrations_finished",
-                    "Shards this group finished pulling",
-                    COUNTER,
-                ),
-                |r| r.migrations_finished,
-            ),
-            (
-                (
-                    "shardkv_shard_moved_bytes",
-                    "Bytes of shard data this group pulled from other groups",
-                    COUNTER,
-                ),
-                |r| r.shard_bytes_moved,
-            ),
-        ];
-        for (desc, value) in shard_families {
-            self.family(&mut enc, desc, &shard_groups, value)?;
+        for f in &SHARD_FAMILIES {
+            self.family(&mut enc, f, &shard_groups)?;
         }
         self.encode_requests(&mut enc)?;
         let per_op = self.kv_groups().flat_map(|g| {

@@ -343,8 +343,16 @@ mod tests {
         assert_eq!(t.dropped(), 1, "past the byte bound: dropped");
         t.send(append(NodeId(2), 0));
         assert_eq!(t.dropped(), 1, "a small message still fits");
-        assert_eq!(t.sent(), fit as u64 + 1, "queued messages are counted as sent");
+        assert_eq!(
+            t.sent(),
+            fit as u64 + 1,
+            "queued messages are counted as sent"
+        );
         t.send(append(NodeId(9), 0));
-        assert_eq!((t.sent(), t.dropped()), (fit as u64 + 1, 2), "an unknown peer");
+        assert_eq!(
+            (t.sent(), t.dropped()),
+            (fit as u64 + 1, 2),
+            "an unknown peer"
+        );
     }
 }

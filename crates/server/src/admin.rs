@@ -11,7 +11,8 @@
 //!
 //! Anything else is 404 (405 for another method on a known path). Health and readiness
 //! read what the node threads last published, so they answer even when a node thread is
-//! stuck (and say so); `/status` asks each node thread, bounded by its status timeout.
+//! stuck (and say so); `/status` asks every node thread at once, each bounded by its
+//! status timeout.
 //!
 //! Bounded like the gRPC port: at most [`ADMIN_CONNECTIONS_MAX`] connections (more are
 //! closed at once), a request's headers must arrive within [`HEADER_READ_TIMEOUT`], a
@@ -152,10 +153,19 @@ impl Admin {
 
     /// `{"member": ID, "groups": [{"gid": G, "members": [MEMBER]}]}` with each MEMBER as
     /// `shardkv status -w json` shows it.
+    /// The groups are asked concurrently, each bounded by its status timeout.
     async fn status_json(&self) -> serde_json::Value {
-        let mut groups = Vec::with_capacity(self.status.len());
-        for (gid, ask) in &self.status {
-            let member = member_json(&self.grpc_addr.to_string(), &ask().await);
+        let asked: Vec<_> = (self.status.iter())
+            .map(|(gid, ask)| (*gid, tokio::spawn(ask())))
+            .collect();
+        let mut groups = Vec::with_capacity(asked.len());
+        for (gid, answer) in asked {
+            let answer = answer.await.unwrap_or_else(|e| {
+                Err(Error::Unavailable {
+                    reason: format!("the status query failed: {e}"),
+                })
+            });
+            let member = member_json(&self.grpc_addr.to_string(), &answer);
             groups.push(serde_json::json!({ "gid": gid.0, "members": [member] }));
         }
         serde_json::json!({ "member": self.metrics.member.0, "groups": groups })

@@ -7,8 +7,8 @@
 //! fdatasync, commit-only Readys written without a sync), the NoSpace stall and the refusal
 //! policy (duplicates from sessions, NoSpace / Unavailable / Busy) live in `shardkv-host`,
 //! the same code the simulator crashes; see its crate docs for the contract. What stays
-//! here is production-only: reply channels, logging, the leader hand-off on shutdown and
-//! the status page.
+//! here is production-only: reply channels, logging, the leader hand-off on shutdown, the
+//! status page and the metrics it publishes for the admin port ([`Node::publish_metrics`]).
 //!
 //! Failure policy (enforced by the host, logged here): a storage error other than
 //! `NoSpace` is fatal (`drive` returns it and the process exits non-zero). `NoSpace` while

@@ -108,13 +108,10 @@ async fn serve(
     let tls = load_tls(&cfg)?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let step_down = Arc::new(StepDownSignal::default());
-    // Replaced per group in the loop below.
-    let no_metrics = Arc::new(GroupMetrics::new(Gid(0), ""));
     let env = NodeEnv {
         tls: tls.as_ref(),
         ended: &ended_tx,
         step_down: &step_down,
-        metrics: &no_metrics,
     };
     let mut router = GroupRouter {
         id: cfg.id,
@@ -137,15 +134,12 @@ async fn serve(
             tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
         let metrics = Arc::new(GroupMetrics::new(gid, service.name()));
         group_metrics.push(metrics.clone());
-        let env = NodeEnv {
-            metrics: &metrics,
-            ..env
-        };
         let hosted = match service {
             Service::Kv => {
-                let (store, replica) = group_span
-                    .in_scope(|| replica_in(&cfg, &env, gid, "kv".into(), KvStore::default()))?;
-                let started = start_node(&cfg, &env, gid, store, replica, group_span)?;
+                let (store, replica) = group_span.in_scope(|| {
+                    replica_in(&cfg, &metrics, gid, "kv".into(), KvStore::default())
+                })?;
+                let started = start_node(&cfg, &env, &metrics, gid, store, replica, group_span)?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 front.metrics.insert(gid, metrics.clone());
                 statuses.push((gid, status_fn(started.handler.clone())));
@@ -157,8 +151,8 @@ async fn serve(
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
                 let (store, replica) =
-                    group_span.in_scope(|| replica_in(&cfg, &env, gid, service, initial))?;
-                let started = start_node(&cfg, &env, gid, store, replica, group_span)?;
+                    group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
+                let started = start_node(&cfg, &env, &metrics, gid, store, replica, group_span)?;
                 front.ctrl = Some(started.handler.clone());
                 statuses.push((gid, status_fn(started.handler.clone())));
                 started.hosted
@@ -168,9 +162,9 @@ async fn serve(
                 let service = format!("shard shards={}", cfg.shards);
                 let initial = ShardKv::new(gid, cfg.shards);
                 let (store, replica) =
-                    group_span.in_scope(|| replica_in(&cfg, &env, gid, service, initial))?;
+                    group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started = start_node(&cfg, &env, gid, store, group, group_span)?;
+                let started = start_node(&cfg, &env, &metrics, gid, store, group, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
@@ -339,18 +333,18 @@ fn duties(cfg: &ServerConfig) -> Duties {
     )
 }
 
-/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/` and restores
-/// its replica from `initial` (or its snapshot).
+/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/` (its fsyncs
+/// timed into `metrics`) and restores its replica from `initial` (or its snapshot).
 fn replica_in<SM: StateMachine>(
     cfg: &ServerConfig,
-    env: &NodeEnv<'_>,
+    metrics: &Arc<GroupMetrics>,
     gid: Gid,
     service: String,
     initial: SM,
 ) -> Result<(RaftStore<TimedDisk>, Replica<SM>)> {
     let dir = cfg.group_dir(gid);
     let (identity, checked) = check_identity(cfg, gid, &service, &dir)?;
-    let disk = TimedDisk::new(env.metrics.clone());
+    let disk = TimedDisk::new(metrics.clone());
     let (store, restored) = open_storage(cfg, disk, &dir)?;
     // Logged only once storage is open: nothing is logged before the data directory is
     // complete.
@@ -375,15 +369,15 @@ struct NodeEnv<'a> {
     ended: &'a mpsc::UnboundedSender<Ended>,
     /// Set by the accept loop when this process cannot take connections.
     step_down: &'a Arc<StepDownSignal>,
-    /// The group's metrics (one per group: set in the loop that starts them).
-    metrics: &'a Arc<GroupMetrics>,
 }
 
 /// Starts group `gid`'s peer transport and node thread around `app` (and, for an app that
-/// asks other groups, its outbox).
+/// asks other groups, its outbox); the node publishes to `metrics`, and the router counts
+/// the peer messages it delivers there.
 fn start_node<A: Member>(
     cfg: &ServerConfig,
     env: &NodeEnv<'_>,
+    metrics: &Arc<GroupMetrics>,
     gid: Gid,
     store: RaftStore<TimedDisk>,
     app: A,
@@ -393,7 +387,6 @@ fn start_node<A: Member>(
         tls,
         ended,
         step_down,
-        metrics,
     } = *env;
     let _enter = span.enter();
     let peers: BTreeMap<_, _> = cfg

@@ -292,3 +292,25 @@ impl MetricsRegistry {
 
 /// The `Content-Type` of [`MetricsRegistry::encode`].
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardkv_rsm::Error;
+    use shardkv_shardkv::{DutyAnswer, ShardChunk, ShardOutput};
+
+    #[test]
+    fn a_pulled_chunk_counts_its_keys_and_values() {
+        let chunk = ShardChunk {
+            entries: vec![(b"ab".to_vec(), vec![0; 10]), (b"c".to_vec(), Vec::new())],
+            sessions: Vec::new(),
+            sessions_dropped: false,
+            dropped: Vec::new(),
+            next: None,
+        };
+        let pulled = DutyAnswer::Shard(Ok(ShardOutput::Chunk(Box::new(chunk))));
+        assert_eq!(shard_bytes(&pulled), 13);
+        assert_eq!(shard_bytes(&DutyAnswer::Shard(Err(Error::Busy))), 0);
+        assert_eq!(shard_bytes(&DutyAnswer::Shard(Ok(ShardOutput::Gone))), 0);
+    }
+}

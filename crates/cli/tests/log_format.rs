@@ -60,6 +60,8 @@ fn span<'a>(line: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::V
 
 #[test]
 fn json_lines_parse_and_a_replicas_lines_carry_node_group_and_term() {
+    // Goal: every JSON line parses and a replica's lines carry node, group and term; method: one
+    // member elects itself.
     let dir = tempfile::tempdir().expect("temp dir");
     let child = start(dir.path(), &["--log-format", "json"]);
     let text = run_until_logged(dir.path(), child, "raft state changed");
@@ -100,6 +102,7 @@ fn json_lines_parse_and_a_replicas_lines_carry_node_group_and_term() {
 
 #[test]
 fn text_lines_show_node_group_and_term_by_default() {
+    // Goal: the text default shows the same spans; method: the election line.
     let dir = tempfile::tempdir().expect("temp dir");
     let child = start(dir.path(), &[]);
     let text = run_until_logged(dir.path(), child, "raft state changed");

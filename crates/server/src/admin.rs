@@ -335,6 +335,8 @@ mod tests {
 
     #[test]
     fn readiness_and_health_follow_what_the_groups_published() {
+        // Goal: /readyz and /health follow the published views, per group; method: publish leaders
+        // one group at a time.
         let (admin, groups) = admin();
         let get = |path| run(admin.route(&Method::GET, path));
         assert_eq!(get("/livez").0, StatusCode::OK);
@@ -361,6 +363,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_and_other_methods_405() {
+        // Goal: the routing table; method: unknown paths, a POST, a query string.
         let (admin, _) = admin();
         assert_eq!(run(admin.route(&Method::GET, "/")).0, StatusCode::NOT_FOUND);
         assert_eq!(
@@ -379,6 +382,8 @@ mod tests {
 
     #[test]
     fn status_is_the_json_of_shardkv_status_per_group() {
+        // Goal: /status has the member fields of `shardkv status -w json`, per group; method:
+        // canned statuses.
         let (admin, _) = admin();
         let (code, ty, body) = run(admin.route(&Method::GET, "/status"));
         assert_eq!((code, ty), (StatusCode::OK, JSON));
@@ -395,6 +400,8 @@ mod tests {
 
     #[test]
     fn metrics_name_every_group_and_member() {
+        // Goal: the exposition names each series with group and member; method: exact lines of one
+        // scrape.
         let (admin, groups) = admin();
         publish(&groups[1], Some(1));
         let (code, ty, body) = run(admin.route(&Method::GET, "/metrics"));

@@ -708,6 +708,7 @@ mod tests {
 
     #[test]
     fn the_admin_port_defaults_to_the_grpc_port_plus_1000_or_is_given_or_off() {
+        // Goal: the admin address rule (default, given, off, out of range, bad); method: layers.
         let c = layer().resolve().expect("valid");
         let default = "127.0.0.1:8002".parse().expect("addr");
         assert_eq!(c.admin_listen, AdminListen::Default(default));
@@ -737,6 +738,7 @@ mod tests {
 
     #[test]
     fn the_log_format_is_text_json_or_refused() {
+        // Goal: the log format layers like every setting and refuses unknown values.
         assert_eq!(layer().log_format(), Ok(LogFormat::Text));
         let file: ConfigLayer = toml::from_str("log-format = \"json\"").expect("toml");
         assert_eq!(file.log_format(), Ok(LogFormat::Json));

@@ -339,6 +339,7 @@ mod tests {
 
     #[test]
     fn leader_changes_count_a_new_leader_not_a_lost_one() {
+        // Goal: etcd's leader_changes_seen semantics; method: publish a sequence of leaders.
         let m = GroupMetrics::new(Gid(1), "kv");
         let t = Instant::now();
         m.publish(&view(None, 0, 0), t);
@@ -352,6 +353,8 @@ mod tests {
 
     #[test]
     fn health_needs_a_leader_a_live_thread_and_applying() {
+        // Goal: each of the three health conditions turns a group unhealthy; method: publish views
+        // at chosen instants.
         let m = GroupMetrics::new(Gid(1), "kv");
         let t = Instant::now();
         assert!(!m.health(t).healthy(), "nothing published yet");
@@ -376,6 +379,7 @@ mod tests {
 
     #[test]
     fn migrations_start_when_a_shard_is_first_seen_pulling_and_finish_when_it_is_not() {
+        // Goal: migrations counted from the pulling set's changes; method: three samples.
         let m = GroupMetrics::new(Gid(1), "shard");
         m.publish_pulling([(2, 0), (2, 1)].into());
         m.publish_pulling([(2, 1)].into());
@@ -386,6 +390,8 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_op_and_outcome() {
+        // Goal: a request lands in its (op, outcome) counter and its op's histogram; method: two
+        // puts.
         let m = GroupMetrics::new(Gid(1), "kv");
         let put = KvRequest::Write {
             client: shardkv_types::ClientId(1),
@@ -413,6 +419,7 @@ mod tests {
 
     #[test]
     fn every_error_kind_has_its_own_outcome() {
+        // Goal: no error kind falls into another's outcome label; method: every variant.
         let errors = [
             Error::NotLeader { leader: None },
             Error::LostLeadership { leader: None },

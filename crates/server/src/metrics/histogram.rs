@@ -85,6 +85,8 @@ mod tests {
 
     #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {
+        // Goal: Prometheus bucket semantics (le is inclusive, +Inf only in count); method: four
+        // observations.
         let h = Histogram::new(&[0.001, 0.01, 0.1]);
         h.observe(Duration::from_micros(500));
         h.observe(Duration::from_millis(1));

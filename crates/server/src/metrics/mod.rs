@@ -301,6 +301,8 @@ mod tests {
 
     #[test]
     fn a_pulled_chunk_counts_its_keys_and_values() {
+        // Goal: shard bytes moved counts a chunk's keys and values only; method: a chunk and two
+        // other answers.
         let chunk = ShardChunk {
             entries: vec![(b"ab".to_vec(), vec![0; 10]), (b"c".to_vec(), Vec::new())],
             sessions: Vec::new(),

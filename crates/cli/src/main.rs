@@ -20,6 +20,7 @@ mod up;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shardkv_server::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,7 +65,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let format = match &cli.command {
+        Command::Server(args) => args.log_format(),
+        _ => LogFormat::Text,
+    };
+    init_logging(format);
     let result = match cli.command {
         Command::Mr(args) => mr::run(args),
         Command::Up(args) => up::run(args),
@@ -88,15 +93,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`).
-fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` overrides the default level (`info`). In JSON each line
+/// is one object: `timestamp`, `level`, `target`, the event's fields (`message` among
+/// them) and `spans`, the spans it was logged in from the outermost: on a node thread
+/// `node` (`id`), `group` (`gid`, `service`) and `raft` (`term`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| LossyStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(|| LossyStderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// Stderr that never fails: a log line that cannot be written (stderr closed, a full pipe)

@@ -8,7 +8,7 @@
 
 use anyhow::{Result, anyhow};
 use clap::Args;
-use shardkv_server::ConfigLayer;
+use shardkv_server::{ConfigLayer, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -86,6 +86,15 @@ pub struct ServerArgs {
     /// certificate the CA signed (docs/security.md).
     #[arg(long, env = "SHARDKV_CERT")]
     cert: Option<PathBuf>,
+    /// The admin HTTP port: /metrics (Prometheus), /health, /livez, /readyz and /status
+    /// (docs/operations.md). Default: the gRPC port + 1000 on the same address (skipped with
+    /// a warning if taken); `off` serves none.
+    #[arg(long, env = "SHARDKV_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Log lines as `text` (default) or `json` (one object per line; a replica's lines carry
+    /// its node id, group and term in their spans).
+    #[arg(long, env = "SHARDKV_LOG_FORMAT")]
+    log_format: Option<String>,
     /// TLS: the private key of --cert (PEM).
     #[arg(long, env = "SHARDKV_KEY")]
     key: Option<PathBuf>,
@@ -116,6 +125,8 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         bootstrap: args.bootstrap.then_some(true),
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout,
+        admin_listen: args.admin_listen,
+        log_format: args.log_format,
         cert: args.cert,
         key: args.key,
         cacert: args.cacert,
@@ -126,6 +137,22 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         .build()?;
     rt.block_on(shardkv_server::run(cfg, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+impl ServerArgs {
+    /// The log format asked for by the flag (or environment), else the config file; text
+    /// when neither says or what they say is unreadable (`run` then reports why).
+    pub fn log_format(&self) -> LogFormat {
+        let layer = match (&self.log_format, &self.config) {
+            (Some(f), _) => ConfigLayer {
+                log_format: Some(f.clone()),
+                ..ConfigLayer::default()
+            },
+            (None, Some(path)) => ConfigLayer::from_toml_file(path).unwrap_or_default(),
+            (None, None) => ConfigLayer::default(),
+        };
+        layer.log_format().unwrap_or_default()
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).

@@ -15,6 +15,9 @@
 //! Members start with `--bootstrap` only for groups no member has yet (see [`bootstrap`]):
 //! a member whose directory was deleted refuses to start rather than rejoin empty.
 //!
+//! Each member serves its admin HTTP port (metrics, health; docs/operations.md) on its
+//! gRPC port + 1000, which `up` prints (`off` when that port was taken).
+//!
 //! TLS: with `--tls`, `up` makes a throw-away CA and certificates under `<data-dir>/tls/`
 //! ([`crate::certs`]), starts every member with `--cert`, `--key` and `--cacert`, talks to
 //! them over TLS itself, and prints the client flags (and their `SHARDKV_*` form).
@@ -325,7 +328,12 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
         } else {
             ""
         };
-        println!("  n{}  {}{mark}", m.id, m.addr);
+        println!(
+            "  n{}  {}  admin {}{mark}",
+            m.id,
+            m.addr,
+            admin_shown(&m.addr).await
+        );
     }
     print!("{}", crate::admin::table(&config));
     let mut env = if endpoints == ENDPOINTS_DEFAULT {
@@ -464,6 +472,25 @@ async fn wait_for_leader(members: &mut [Member], started: &Started<'_>) -> Resul
         tokio::time::sleep(POLL).await;
     }
     bail!("no leader was elected within {LEADER_WAIT:?}; see the logs in each member's log file")
+}
+
+/// A member's admin port as `shardkv server` picks it by default (the gRPC port + 1000):
+/// `http://ADDR` when something listens there, else why not.
+async fn admin_shown(grpc: &str) -> String {
+    let admin = grpc.parse::<std::net::SocketAddr>().ok().and_then(|a| {
+        let port = a
+            .port()
+            .checked_add(shardkv_server::config::ADMIN_PORT_OFFSET)?;
+        Some(std::net::SocketAddr::new(a.ip(), port))
+    });
+    let Some(admin) = admin else {
+        return "off (port out of range)".into();
+    };
+    let connect = tokio::net::TcpStream::connect(admin);
+    match tokio::time::timeout(Duration::from_millis(500), connect).await {
+        Ok(Ok(_)) => format!("http://{admin}"),
+        _ => format!("off ({admin} was taken; see the member's log)"),
+    }
 }
 
 /// The last `error: ...` line of a member's log (what made it exit), if any.

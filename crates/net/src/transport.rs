@@ -56,6 +56,8 @@ pub struct PeerTransport {
     queues: BTreeMap<NodeId, (mpsc::Sender<Message>, Arc<AtomicU64>)>,
     /// Messages dropped because a queue was full or the peer unknown.
     dropped: Arc<AtomicU64>,
+    /// Messages queued for a peer (a metric).
+    sent: AtomicU64,
 }
 
 impl PeerTransport {
@@ -95,6 +97,7 @@ impl PeerTransport {
             identity,
             queues,
             dropped,
+            sent: AtomicU64::new(0),
         }
     }
 
@@ -113,7 +116,9 @@ impl PeerTransport {
         }
         queued.fetch_add(bytes, Ordering::AcqRel);
         match queue.try_send(m) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 queued.fetch_sub(bytes, Ordering::AcqRel);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -129,6 +134,12 @@ impl PeerTransport {
     /// Messages dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages queued for peers so far (some may still be dropped on the way: see
+    /// [`PeerTransport::dropped`]).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 }
 
@@ -332,5 +343,16 @@ mod tests {
         assert_eq!(t.dropped(), 1, "past the byte bound: dropped");
         t.send(append(NodeId(2), 0));
         assert_eq!(t.dropped(), 1, "a small message still fits");
+        assert_eq!(
+            t.sent(),
+            fit as u64 + 1,
+            "queued messages are counted as sent"
+        );
+        t.send(append(NodeId(9), 0));
+        assert_eq!(
+            (t.sent(), t.dropped()),
+            (fit as u64 + 1, 2),
+            "an unknown peer"
+        );
     }
 }

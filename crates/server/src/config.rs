@@ -21,6 +21,9 @@
 //!                               # become a new member (otherwise it is refused)
 //! max-connections = 4096        # open client and peer connections at most
 //! idle-timeout = "5m"           # a connection silent this long is closed
+//! admin-listen = "127.0.0.1:8001" # the admin HTTP port (metrics, health); "off": none;
+//!                               # default: the gRPC port + 1000 on the same address
+//! log-format = "json"           # or "text" (the default); read by the CLI
 //! # TLS (all three or none; docs/security.md):
 //! cert = "/etc/shardkv/n1.pem"  # this member's certificate (URI SAN shardkv://node/1)
 //! key = "/etc/shardkv/n1.key"
@@ -76,6 +79,68 @@ impl Service {
         }
     }
 }
+/// The admin port's default distance from the gRPC port (`shardkv up`'s members on
+/// 7001-7003 serve admin on 8001-8003).
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+
+/// Where the admin HTTP port listens (see `crate::admin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminListen {
+    /// `--admin-listen off`.
+    Off,
+    /// Not configured: the gRPC address with the port + [`ADMIN_PORT_OFFSET`]. If it cannot
+    /// be bound, the server logs a warning and runs without an admin port.
+    Default(SocketAddr),
+    /// Configured: failing to bind it stops the server.
+    Given(SocketAddr),
+}
+
+impl AdminListen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            AdminListen::Off => None,
+            AdminListen::Default(a) | AdminListen::Given(a) => Some(a),
+        }
+    }
+
+    /// `off`, an address, or the default next to `grpc` (off when the port would not fit).
+    pub fn resolve(given: Option<&str>, grpc: SocketAddr) -> Result<AdminListen, String> {
+        match given.map(str::trim) {
+            Some("off" | "none") => Ok(AdminListen::Off),
+            Some(s) => s
+                .parse()
+                .map(AdminListen::Given)
+                .map_err(|e| format!("bad admin listen address {s:?}: {e}")),
+            None => Ok(grpc
+                .port()
+                .checked_add(ADMIN_PORT_OFFSET)
+                .map_or(AdminListen::Off, |p| {
+                    AdminListen::Default(SocketAddr::new(grpc.ip(), p))
+                })),
+        }
+    }
+}
+
+/// How log lines are written (the CLI sets up logging; see docs/operations.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?} (text or json)")),
+        }
+    }
+}
+
 /// The longest cluster token accepted, in bytes.
 pub const CLUSTER_TOKEN_BYTES_MAX: usize = 256;
 
@@ -123,6 +188,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A connection whose peer sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// The admin HTTP port (metrics, health, status).
+    pub admin_listen: AdminListen,
     // --- TLS (docs/security.md) ---
     /// The certificate (presented when serving and to other members), its key and the CA
     /// every connection's certificate must be signed by; `None`: plaintext.
@@ -172,6 +239,10 @@ pub struct ConfigLayer {
     pub max_connections: Option<usize>,
     /// A duration (e.g. `5m`).
     pub idle_timeout: Option<String>,
+    /// `HOST:PORT` or `off`.
+    pub admin_listen: Option<String>,
+    /// `text` or `json`; read by the CLI before logging starts (see [`ConfigLayer::log_format`]).
+    pub log_format: Option<String>,
     // --- TLS: `cert`, `key` and `cacert`, all three or none ---
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -205,6 +276,8 @@ impl ConfigLayer {
             bootstrap: self.bootstrap.or(lower.bootstrap),
             max_connections: self.max_connections.or(lower.max_connections),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            admin_listen: self.admin_listen.or(lower.admin_listen),
+            log_format: self.log_format.or(lower.log_format),
             // TLS
             cert: self.cert.or(lower.cert),
             key: self.key.or(lower.key),
@@ -212,8 +285,16 @@ impl ConfigLayer {
         }
     }
 
+    /// The log format this layer asks for (default text).
+    pub fn log_format(&self) -> Result<LogFormat, String> {
+        self.log_format
+            .as_deref()
+            .map_or(Ok(LogFormat::Text), LogFormat::parse)
+    }
+
     /// Checks the layer and fills defaults.
     pub fn resolve(self) -> Result<ServerConfig, String> {
+        self.log_format()?;
         let id = match self.id {
             Some(0) => return Err("node id 0 is reserved; use 1 or more".into()),
             Some(id) => NodeId(id),
@@ -276,6 +357,7 @@ impl ConfigLayer {
         let (max_connections, idle_timeout) =
             resolve_connections(self.max_connections, self.idle_timeout.as_deref())?;
         let tls = resolve_tls(self.cert, self.key, self.cacert)?;
+        let admin_listen = AdminListen::resolve(self.admin_listen.as_deref(), listen)?;
         Ok(ServerConfig {
             id,
             listen,
@@ -293,6 +375,7 @@ impl ConfigLayer {
             bootstrap: self.bootstrap.unwrap_or(false),
             max_connections,
             idle_timeout,
+            admin_listen,
             tls,
         })
     }
@@ -621,6 +704,49 @@ mod tests {
         assert!(parse_peers("1:127.0.0.1:1").is_err());
         let unknown: Result<ConfigLayer, _> = toml::from_str("colour = \"blue\"");
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn the_admin_port_defaults_to_the_grpc_port_plus_1000_or_is_given_or_off() {
+        // Goal: the admin address rule (default, given, off, out of range, bad); method: layers.
+        let c = layer().resolve().expect("valid");
+        let default = "127.0.0.1:8002".parse().expect("addr");
+        assert_eq!(c.admin_listen, AdminListen::Default(default));
+        let file: ConfigLayer = toml::from_str("admin-listen = \"0.0.0.0:9100\"").expect("toml");
+        let c = layer().over(file).resolve().expect("valid");
+        let given = "0.0.0.0:9100".parse().expect("addr");
+        assert_eq!(c.admin_listen, AdminListen::Given(given));
+        let off = ConfigLayer {
+            admin_listen: Some("off".into()),
+            ..layer()
+        };
+        assert_eq!(off.resolve().expect("valid").admin_listen, AdminListen::Off);
+        let high = ConfigLayer {
+            listen: Some("127.0.0.1:65000".into()),
+            ..layer()
+        };
+        assert_eq!(
+            high.resolve().expect("valid").admin_listen,
+            AdminListen::Off
+        );
+        let bad = ConfigLayer {
+            admin_listen: Some("nowhere".into()),
+            ..layer()
+        };
+        assert!(bad.resolve().unwrap_err().contains("admin listen"));
+    }
+
+    #[test]
+    fn the_log_format_is_text_json_or_refused() {
+        // Goal: the log format layers like every setting and refuses unknown values.
+        assert_eq!(layer().log_format(), Ok(LogFormat::Text));
+        let file: ConfigLayer = toml::from_str("log-format = \"json\"").expect("toml");
+        assert_eq!(file.log_format(), Ok(LogFormat::Json));
+        let bad = ConfigLayer {
+            log_format: Some("xml".into()),
+            ..layer()
+        };
+        assert!(bad.resolve().unwrap_err().contains("log format"));
     }
 
     #[test]

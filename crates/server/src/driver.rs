@@ -6,6 +6,7 @@ use crate::handler::Inbound;
 use crate::listen::StepDownSignal;
 use crate::member::Member;
 use crate::node::{Fatal, Node};
+use shardkv_types::Term;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -27,6 +28,34 @@ pub const HAND_OFF_MAX: Duration = Duration::from_millis(500);
 /// How often free disk space is checked against the reserve.
 const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a shard group publishes the shards it is pulling (the migration counters).
+const SHARDS_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The `raft{term=N}` span every log line of the node thread is inside (under the `node`
+/// and `group` spans the thread entered): a new span when the term changes, so a line
+/// carries the term it was logged in, in text and JSON logs alike.
+struct TermSpan {
+    term: Term,
+    entered: Option<tracing::span::EnteredSpan>,
+}
+
+impl TermSpan {
+    fn new(term: Term) -> TermSpan {
+        TermSpan {
+            term,
+            entered: Some(tracing::info_span!("raft", term = term.0).entered()),
+        }
+    }
+
+    fn follow(&mut self, term: Term) {
+        if term != self.term {
+            // Exit the old span first: the new one's parent is the group's span.
+            drop(self.entered.take());
+            *self = TermSpan::new(term);
+        }
+    }
+}
+
 /// What the driver needs besides the node.
 pub struct DriverOptions {
     pub data_dir: PathBuf,
@@ -41,10 +70,12 @@ pub fn run<A: Member>(
     inbox: Receiver<Inbound<A>>,
     opts: DriverOptions,
 ) -> Result<(), Fatal> {
+    let mut term_span = TermSpan::new(node.term());
     tracing::info!(term = node.term().0, "node thread running");
     let start = Instant::now();
     let mut ticks_done: u64 = 0;
     let mut next_housekeeping = start;
+    let mut next_shards_publish = start;
     let mut step_downs_seen = opts.step_down.requests();
     loop {
         let next_tick = start + Duration::from_nanos(TICK.as_nanos() as u64 * (ticks_done + 1));
@@ -67,7 +98,14 @@ pub fn run<A: Member>(
             step_downs_seen = step_downs;
             node.hand_off("this process cannot accept client connections");
         }
+        // Ticks and messages may have moved the term: the drive's lines carry the new one.
+        term_span.follow(node.term());
         node.drive()?;
+        node.publish_metrics();
+        if Instant::now() >= next_shards_publish {
+            next_shards_publish = Instant::now() + SHARDS_PUBLISH_INTERVAL;
+            node.publish_shards();
+        }
         if Instant::now() >= next_housekeeping {
             next_housekeeping = Instant::now() + DISK_CHECK_INTERVAL;
             node.forget_abandoned();

@@ -7,6 +7,7 @@
 //! same Kv service to a plain KV group and to a shard group.
 
 use crate::handler::NodeHandler;
+use crate::metrics::{GroupMetrics, op_index};
 use shardkv_ctrl::ShardCtrl;
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_net::{Handler, NodeStatus, ShardHandler};
@@ -16,6 +17,7 @@ use shardkv_shardkv::{ShardGroup, ShardOutput, ShardQuery, ShardRequest};
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A group that serves KV requests: a plain KV group or a shard group.
 #[derive(Clone)]
@@ -70,16 +72,18 @@ pub struct KvFront {
     pub id: NodeId,
     pub kv: BTreeMap<Gid, KvGroup>,
     pub ctrl: Option<Arc<NodeHandler<Replica<ShardCtrl>>>>,
+    /// Each KV group's metrics: requests are counted by op and outcome, and timed.
+    pub metrics: BTreeMap<Gid, Arc<GroupMetrics>>,
 }
 
 impl KvFront {
     /// The replica a request for `group` goes to: that group's, or for an unnamed group
     /// (`Gid(0)`, clients from before groups were named) the only one.
-    fn route(&self, group: Gid) -> Result<&KvGroup, Error> {
+    fn route(&self, group: Gid) -> Result<(Gid, &KvGroup), Error> {
         if group == Gid(0) {
-            let mut only = self.kv.values();
+            let mut only = self.kv.iter();
             return match (only.next(), only.next()) {
-                (Some(h), None) => Ok(h),
+                (Some((&gid, h)), None) => Ok((gid, h)),
                 (None, _) => Err(Error::Unavailable {
                     reason: "this server hosts no KV group".into(),
                 }),
@@ -89,7 +93,10 @@ impl KvFront {
             };
         }
         // Not hosted here: the client's view of the groups is out of date.
-        self.kv.get(&group).ok_or(Error::WrongGroup { gid: group })
+        self.kv
+            .get(&group)
+            .map(|h| (group, h))
+            .ok_or(Error::WrongGroup { gid: group })
     }
 }
 
@@ -99,7 +106,14 @@ impl Handler for KvFront {
     }
 
     async fn request(&self, group: Gid, req: KvRequest) -> Result<KvOutput, Error> {
-        self.route(group)?.submit(req).await
+        let (gid, target) = self.route(group)?;
+        let start = Instant::now();
+        let op = op_index(&req);
+        let out = target.submit(req).await;
+        if let Some(m) = self.metrics.get(&gid) {
+            m.observe_request(op, &out, start.elapsed());
+        }
+        out
     }
 
     /// The status of the first KV (or shard) group hosted here, else the controller's.

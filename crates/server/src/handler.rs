@@ -183,14 +183,17 @@ impl<A: Member> NodeHandler<A> {
     }
 
     /// Raft messages from peer `from`; dropped when the inbox is full (Raft tolerates loss).
-    pub fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
+    /// False when they were dropped.
+    pub fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) -> bool {
         let Some(charge) = Charge::take(&self.inbox_bytes, messages_bytes(&msgs)) else {
             tracing::debug!(node = %self.id, %from, "inbox bytes full: dropping raft messages");
-            return;
+            return false;
         };
         if self.inbox.try_send(Inbound::Raft(msgs, charge)).is_err() {
             tracing::debug!(node = %self.id, %from, "inbox full: dropping raft messages");
+            return false;
         }
+        true
     }
 }
 
@@ -209,7 +212,7 @@ impl Handler for NodeHandler<Replica<KvStore>> {
     }
 
     fn raft_messages(&self, from: NodeId, msgs: Vec<Message>) {
-        NodeHandler::raft_messages(self, from, msgs)
+        NodeHandler::raft_messages(self, from, msgs);
     }
 }
 

@@ -25,6 +25,14 @@
 //!   the same certificate, which must name this node (`shardkv://node/<id>`, checked before
 //!   storage is opened), is the client certificate of the peer streams and the outbox. The
 //!   Raft and Shard services then accept only member certificates (`shardkv-net`).
+//! - The admin port ([`admin`], `--admin-listen`, default the gRPC port + 1000): HTTP/1.1
+//!   with `/metrics` (Prometheus, [`metrics`]), `/health`, `/livez`, `/readyz`, `/status`,
+//!   bounded in connections and time. Each node thread publishes its Raft view to its
+//!   group's [`metrics::GroupMetrics`] after every drive (atomic stores, no lock); the KV
+//!   front counts and times client requests; the store's disk ([`metrics::TimedDisk`])
+//!   times each fdatasync. Health and readiness read only what was published.
+//! - Log lines of a node thread are inside the spans `node{id}`, `group{gid}` and
+//!   `raft{term}` (a new span when the term changes: see [`driver`]).
 //! - A shard group's node ([`member::Member`] for `ShardGroup`) drains its duties' requests
 //!   to other groups after every Ready loop into its [`outbox::Outbox`], which sends each
 //!   one as a tokio task (bounded in flight, bounded per attempt) and puts the answer back
@@ -63,12 +71,14 @@
 //! [`ConfigLayer`] (flags, `SHARDKV_*` environment, TOML file; flags win) resolved into a
 //! [`ServerConfig`]; sizes and durations in human units (`64MiB`, `100ms`).
 
+pub mod admin;
 pub mod config;
 pub mod driver;
 mod front;
 pub mod handler;
 pub mod listen;
 pub mod member;
+pub mod metrics;
 pub mod node;
 pub mod outbox;
 mod server;
@@ -76,5 +86,5 @@ mod snapshot_writer;
 mod stall_log;
 pub mod units;
 
-pub use config::{CTRL_GID, ConfigLayer, ServerConfig, Service};
+pub use config::{AdminListen, CTRL_GID, ConfigLayer, LogFormat, ServerConfig, Service};
 pub use server::run;

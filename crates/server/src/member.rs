@@ -31,6 +31,13 @@ pub trait Member: HostedApp<Request: Send, Response: Send> + Send + 'static {
     fn stuck(&self) -> Option<String> {
         None
     }
+
+    /// Client sessions in the replica's session table (a metric).
+    fn sessions(&self) -> usize;
+
+    /// Whether an answer means a proposal this member took failed (a metric; see
+    /// [`crate::metrics::proposal_failed`]).
+    fn proposal_failed(resp: &Self::Response) -> bool;
 }
 
 impl<SM> Member for Replica<SM>
@@ -40,6 +47,13 @@ where
     SM::Query: Send,
     SM::Output: Send,
 {
+    fn sessions(&self) -> usize {
+        Replica::sessions(self).len()
+    }
+
+    fn proposal_failed(resp: &Self::Response) -> bool {
+        crate::metrics::proposal_failed(resp)
+    }
 }
 
 impl Member for ShardGroup {
@@ -55,6 +69,14 @@ impl Member for ShardGroup {
 
     fn stuck(&self) -> Option<String> {
         self.duties.stuck().map(str::to_string)
+    }
+
+    fn sessions(&self) -> usize {
+        self.replica.sessions().len()
+    }
+
+    fn proposal_failed(resp: &Self::Response) -> bool {
+        crate::metrics::proposal_failed(resp)
     }
 
     fn shards_held(&self) -> Option<ShardsHeld> {

@@ -7,8 +7,8 @@
 //! fdatasync, commit-only Readys written without a sync), the NoSpace stall and the refusal
 //! policy (duplicates from sessions, NoSpace / Unavailable / Busy) live in `shardkv-host`,
 //! the same code the simulator crashes; see its crate docs for the contract. What stays
-//! here is production-only: reply channels, logging, the leader hand-off on shutdown and
-//! the status page.
+//! here is production-only: reply channels, logging, the leader hand-off on shutdown, the
+//! status page and the metrics it publishes for the admin port ([`Node::publish_metrics`]).
 //!
 //! Failure policy (enforced by the host, logged here): a storage error other than
 //! `NoSpace` is fatal (`drive` returns it and the process exits non-zero). `NoSpace` while
@@ -22,6 +22,7 @@
 
 use crate::handler::Inbound;
 use crate::member::Member;
+use crate::metrics::{GroupMetrics, RaftView, TimedDisk};
 use crate::outbox::Outbox;
 use crate::snapshot_writer::ThreadWriter;
 use crate::stall_log::{StallLine, StallLog};
@@ -29,9 +30,10 @@ use shardkv_host::{Host, HostEvent, HostOptions, Observer};
 use shardkv_net::{NodeStatus, PeerTransport};
 use shardkv_raft::Role;
 use shardkv_rsm::ReqId;
-use shardkv_storage::{FsDisk, RaftStore};
+use shardkv_storage::RaftStore;
 use shardkv_types::{Gid, NodeId, Term};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -51,7 +53,7 @@ pub struct Node<A: Member> {
     id: NodeId,
     gid: Gid,
     replica: A,
-    host: Host<A, FsDisk>,
+    host: Host<A, TimedDisk>,
     transport: PeerTransport,
     outbox: Option<Outbox>,
     pending: BTreeMap<ReqId, oneshot::Sender<A::Response>>,
@@ -62,6 +64,8 @@ pub struct Node<A: Member> {
     stuck: Option<String>,
     /// The disk-full stall's log lines, rate limited.
     stalls: StallLog,
+    /// What the admin port shows of this member (published after every drive).
+    metrics: Arc<GroupMetrics>,
 }
 
 /// The production observer: logs what the host reports, the stall rate limited
@@ -110,7 +114,7 @@ impl<A: Member> Node<A> {
     pub fn new(
         gid: Gid,
         replica: A,
-        store: RaftStore<FsDisk>,
+        store: RaftStore<TimedDisk>,
         transport: PeerTransport,
         outbox: Option<Outbox>,
     ) -> Self {
@@ -133,7 +137,17 @@ impl<A: Member> Node<A> {
             seen,
             stuck: None,
             stalls: StallLog::default(),
+            metrics: Arc::new(GroupMetrics::new(gid, "")),
         }
+    }
+
+    /// Publishes to `metrics` (shared with the admin port) instead of a private set, and
+    /// times snapshot saves into it.
+    pub fn with_metrics(mut self, metrics: Arc<GroupMetrics>) -> Self {
+        let writer = ThreadWriter::timed(metrics.clone());
+        self.host = self.host.with_snapshot_writer(Box::new(writer));
+        self.metrics = metrics;
+        self
     }
 
     pub fn id(&self) -> NodeId {
@@ -162,7 +176,11 @@ impl<A: Member> Node<A> {
                 from,
                 answer,
                 held: _held,
-            } => self.replica.on_answer(token, from, answer),
+            } => {
+                self.metrics
+                    .add_shard_bytes_moved(crate::metrics::shard_bytes(&answer));
+                self.replica.on_answer(token, from, answer)
+            }
             Inbound::Stop => {}
         }
     }
@@ -275,6 +293,9 @@ impl<A: Member> Node<A> {
 
     fn deliver_replies(&mut self) {
         for (id, reply) in self.host.take_responses(&mut self.replica) {
+            if A::proposal_failed(&reply) {
+                self.metrics.add_proposal_failed();
+            }
             if let Some(tx) = self.pending.remove(&id) {
                 let _ = tx.send(reply);
             }
@@ -317,5 +338,39 @@ impl<A: Member> Node<A> {
     /// Client requests waiting for their outcome.
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Publishes the replica's Raft view to the admin port's metrics (after every drive:
+    /// a few atomic stores).
+    pub fn publish_metrics(&self) {
+        let raft = self.replica.raft().status();
+        let view = RaftView {
+            leader: raft.leader,
+            is_leader: raft.role == Role::Leader,
+            term: raft.term.0,
+            commit: raft.commit.0,
+            applied: raft.applied.0,
+            raft_state_bytes: self.host.raft_state_bytes(),
+            pending_requests: self.pending.len() as u64,
+            sessions: self.replica.sessions() as u64,
+            sent: self.transport.sent(),
+            send_dropped: self.transport.dropped(),
+        };
+        self.metrics.publish(&view, Instant::now());
+    }
+
+    /// Publishes the shards this group is pulling (for the migration counters); a shard
+    /// group only, every few ticks (it walks the shard table).
+    pub fn publish_shards(&self) {
+        let Some(held) = self.replica.shards_held() else {
+            return;
+        };
+        let pulling: BTreeSet<(u64, u64)> = held
+            .shards
+            .iter()
+            .filter(|(_, p)| *p == shardkv_net::ShardPhase::Pulling)
+            .map(|(id, _)| (held.config.0, id.0))
+            .collect();
+        self.metrics.publish_pulling(pulling);
     }
 }

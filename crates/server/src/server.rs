@@ -15,12 +15,14 @@
 //! opens. On the shutdown signal every node thread stops (a leader hands off first); a
 //! fatal error in any group stops the process.
 
-use crate::config::{CTRL_GID, ServerConfig, Service};
+use crate::admin::{Admin, StatusFn};
+use crate::config::{AdminListen, CTRL_GID, ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
 use crate::front::{KvFront, KvGroup, ShardFront};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use crate::member::Member;
+use crate::metrics::{GroupMetrics, ProcessMetrics, TimedDisk};
 use crate::node::{Fatal, Node};
 use crate::outbox::Outbox;
 use anyhow::{Context, Result, anyhow};
@@ -38,6 +40,7 @@ use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +103,7 @@ async fn serve(
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let admin_listener = bind_admin(cfg.admin_listen).await?;
     refuse_single_group_layout(&cfg.data_dir)?;
     let tls = load_tls(&cfg)?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
@@ -117,19 +121,28 @@ async fn serve(
         id: cfg.id,
         kv: BTreeMap::new(),
         ctrl: None,
+        metrics: BTreeMap::new(),
     };
     let mut shard_front = ShardFront {
         id: cfg.id,
         shard: BTreeMap::new(),
     };
+    let mut group_metrics = Vec::new();
+    let mut statuses: Vec<(Gid, StatusFn)> = Vec::new();
     for (&gid, &service) in &cfg.groups {
         let group_span =
             tracing::info_span!(parent: &span, "group", gid = gid.0, service = service.name());
+        let metrics = Arc::new(GroupMetrics::new(gid, service.name()));
+        group_metrics.push(metrics.clone());
         let hosted = match service {
             Service::Kv => {
-                let (store, replica) = replica_in(&cfg, gid, "kv".into(), KvStore::default())?;
-                let started = start_node(&cfg, &env, gid, store, replica, group_span)?;
+                let (store, replica) = group_span.in_scope(|| {
+                    replica_in(&cfg, &metrics, gid, "kv".into(), KvStore::default())
+                })?;
+                let started = start_node(&cfg, &env, &metrics, gid, store, replica, group_span)?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
+                front.metrics.insert(gid, metrics.clone());
+                statuses.push((gid, status_fn(started.handler.clone())));
                 started.hosted
             }
             Service::Ctrl => {
@@ -137,22 +150,27 @@ async fn serve(
                 // The shard count is fixed at creation: a replica started with another one
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
-                let (store, replica) = replica_in(&cfg, gid, service, initial)?;
-                let started = start_node(&cfg, &env, gid, store, replica, group_span)?;
+                let (store, replica) =
+                    group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
+                let started = start_node(&cfg, &env, &metrics, gid, store, replica, group_span)?;
                 front.ctrl = Some(started.handler.clone());
+                statuses.push((gid, status_fn(started.handler.clone())));
                 started.hosted
             }
             Service::Shard => {
                 // Like the controller's, the shard count is part of the identity.
                 let service = format!("shard shards={}", cfg.shards);
                 let initial = ShardKv::new(gid, cfg.shards);
-                let (store, replica) = replica_in(&cfg, gid, service, initial)?;
+                let (store, replica) =
+                    group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started = start_node(&cfg, &env, gid, store, group, group_span)?;
+                let started = start_node(&cfg, &env, &metrics, gid, store, group, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
+                front.metrics.insert(gid, metrics.clone());
                 shard_front.shard.insert(gid, started.handler.clone());
+                statuses.push((gid, status_fn(started.handler.clone())));
                 started.hosted
             }
         };
@@ -165,6 +183,13 @@ async fn serve(
     };
     let raft = RaftService::new(cfg.cluster_id, router.clone()).with_auth(auth);
     let drops = raft.drops();
+    let process_metrics = Arc::new(ProcessMetrics::new(cfg.id, group_metrics));
+    let _ = process_metrics.drops.set(drops.clone());
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let admin = admin_listener.map(|l| {
+        let admin = Arc::new(Admin::new(process_metrics, statuses, cfg.listen));
+        tokio::spawn(crate::admin::serve(l, admin))
+    });
     let ctrl = front.ctrl.clone();
     let front = Arc::new(front);
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
@@ -208,7 +233,8 @@ async fn serve(
         .iter()
         .map(|(g, s)| format!("{}={}", g.0, s.name()))
         .collect();
-    tracing::info!(listen = %cfg.listen, tls = tls.is_some(), data_dir = %cfg.data_dir.display(),
+    let admin_shown = admin_addr.map_or("off".to_string(), |a| a.to_string());
+    tracing::info!(listen = %cfg.listen, admin = %admin_shown, tls = tls.is_some(), data_dir = %cfg.data_dir.display(),
         max_connections = limits.max_connections, idle_timeout = ?limits.idle_timeout,
         cluster = %shardkv_net::cluster_hex(cfg.cluster_id), groups = %groups.join(","), "serving");
     tokio::pin!(shutdown);
@@ -228,6 +254,9 @@ async fn serve(
     let _ = stop_rpc_tx.send(());
     // Peer streams never end on their own; give RPCs a moment, then drop the server.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, serve).await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     log_drops(&drops);
     outcome
 }
@@ -304,17 +333,19 @@ fn duties(cfg: &ServerConfig) -> Duties {
     )
 }
 
-/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/` and restores
-/// its replica from `initial` (or its snapshot).
+/// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/` (its fsyncs
+/// timed into `metrics`) and restores its replica from `initial` (or its snapshot).
 fn replica_in<SM: StateMachine>(
     cfg: &ServerConfig,
+    metrics: &Arc<GroupMetrics>,
     gid: Gid,
     service: String,
     initial: SM,
-) -> Result<(RaftStore<FsDisk>, Replica<SM>)> {
+) -> Result<(RaftStore<TimedDisk>, Replica<SM>)> {
     let dir = cfg.group_dir(gid);
     let (identity, checked) = check_identity(cfg, gid, &service, &dir)?;
-    let (store, restored) = open_storage(cfg, &dir)?;
+    let disk = TimedDisk::new(metrics.clone());
+    let (store, restored) = open_storage(cfg, disk, &dir)?;
     // Logged only once storage is open: nothing is logged before the data directory is
     // complete.
     log_identity(&identity, checked);
@@ -341,12 +372,14 @@ struct NodeEnv<'a> {
 }
 
 /// Starts group `gid`'s peer transport and node thread around `app` (and, for an app that
-/// asks other groups, its outbox).
+/// asks other groups, its outbox); the node publishes to `metrics`, and the router counts
+/// the peer messages it delivers there.
 fn start_node<A: Member>(
     cfg: &ServerConfig,
     env: &NodeEnv<'_>,
+    metrics: &Arc<GroupMetrics>,
     gid: Gid,
-    store: RaftStore<FsDisk>,
+    store: RaftStore<TimedDisk>,
     app: A,
     span: tracing::Span,
 ) -> Result<Started<A>> {
@@ -387,7 +420,7 @@ fn start_node<A: Member>(
         Outbox::new(rt, Box::new(answers), tls.map(MemberTls::client_config))
     });
     let id = cfg.id;
-    let node = Node::new(gid, app, store, transport, outbox);
+    let node = Node::new(gid, app, store, transport, outbox).with_metrics(metrics.clone());
     let dopts = DriverOptions {
         data_dir: cfg.group_dir(gid),
         disk_reserve_bytes: cfg.disk_reserve_bytes,
@@ -418,8 +451,13 @@ fn start_node<A: Member>(
         request_timeout: cfg.request_timeout,
     });
     let raft_handler = handler.clone();
+    let received = metrics.clone();
     let hosted = Hosted {
-        raft: Box::new(move |from, msgs| raft_handler.raft_messages(from, msgs)),
+        raft: Box::new(move |from, msgs| {
+            let n = msgs.len() as u64;
+            let delivered = raft_handler.raft_messages(from, msgs);
+            received.add_received(n, delivered);
+        }),
         // Called from async code: a full inbox must not block a runtime thread.
         stop: Box::new(move || {
             if let Err(std::sync::mpsc::TrySendError::Full(stop)) = inbox_tx.try_send(Inbound::Stop)
@@ -430,6 +468,36 @@ fn start_node<A: Member>(
         }),
     };
     Ok(Started { handler, hosted })
+}
+
+/// A group's status query for `/status`.
+fn status_fn<A: Member>(handler: Arc<NodeHandler<A>>) -> StatusFn {
+    Box::new(move || {
+        let handler = handler.clone();
+        Box::pin(async move { handler.status().await })
+    })
+}
+
+/// Binds the admin port: a configured address must bind; the default one (next to the
+/// gRPC port) is skipped with a warning when taken.
+async fn bind_admin(listen: AdminListen) -> Result<Option<TcpListener>> {
+    let bind = |addr: SocketAddr| TcpListener::bind(addr);
+    match listen {
+        AdminListen::Off => Ok(None),
+        AdminListen::Given(addr) => bind(addr)
+            .await
+            .map(Some)
+            .with_context(|| format!("cannot listen on the admin address {addr}")),
+        AdminListen::Default(addr) => match bind(addr).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e,
+                    "cannot listen on the default admin address; serving without the admin \
+                     port (set --admin-listen to choose another)");
+                Ok(None)
+            }
+        },
+    }
 }
 
 /// Reads and checks the TLS files, if configured: the certificate must be this node's.
@@ -516,8 +584,12 @@ fn log_identity(given: &Identity, checked: IdentityCheck) {
 }
 
 /// Opens a group's directory (refusing another node's) and converts what it recovered.
-fn open_storage(cfg: &ServerConfig, dir: &Path) -> Result<(RaftStore<FsDisk>, Restored)> {
-    let (store, rec) = RaftStore::open(FsDisk::new(), dir, cfg.id)
+fn open_storage(
+    cfg: &ServerConfig,
+    disk: TimedDisk,
+    dir: &Path,
+) -> Result<(RaftStore<TimedDisk>, Restored)> {
+    let (store, rec) = RaftStore::open(disk, dir, cfg.id)
         .with_context(|| format!("cannot open storage in {}", dir.display()))?;
     for w in &rec.warnings {
         tracing::warn!(warning = %w, "storage recovery");

@@ -3,16 +3,31 @@
 //! large snapshot. The host completes the snapshot (compacts the log) only once the file is
 //! durable; see `shardkv-host`, "Snapshots in the background".
 
+use crate::metrics::GroupMetrics;
 use shardkv_host::SnapshotWriter;
 use shardkv_storage::{FsDisk, SnapshotJob, SnapshotWritten};
 use shardkv_types::SnapshotMeta;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError, channel};
+use std::time::Instant;
 
 /// One thread per job (snapshots are rare); at most one outstanding.
 #[derive(Default)]
 pub struct ThreadWriter {
     outstanding: Option<Outstanding>,
+    /// Where each job's duration (write, sync, rename) is recorded, if anywhere.
+    timed: Option<Arc<GroupMetrics>>,
+}
+
+impl ThreadWriter {
+    /// Records each job's duration in the group's snapshot-save histogram.
+    pub fn timed(metrics: Arc<GroupMetrics>) -> ThreadWriter {
+        ThreadWriter {
+            outstanding: None,
+            timed: Some(metrics),
+        }
+    }
 }
 
 struct Outstanding {
@@ -27,11 +42,17 @@ impl SnapshotWriter for ThreadWriter {
         assert!(self.outstanding.is_none(), "one snapshot job at a time");
         let (tx, rx) = channel();
         let (meta, dir) = (job.meta(), job.dir().to_path_buf());
+        let timed = self.timed.clone();
         let spawned = std::thread::Builder::new()
             .name("snapshot-writer".into())
             .spawn(move || {
+                let start = Instant::now();
                 // Its own handles: nothing is shared with the node thread's disk.
-                let _ = tx.send(job.run(&mut FsDisk::new()));
+                let written = job.run(&mut FsDisk::new());
+                if let Some(m) = timed {
+                    m.snapshot_save.observe(start.elapsed());
+                }
+                let _ = tx.send(written);
             });
         self.outstanding = Some(Outstanding {
             meta,

@@ -306,7 +306,7 @@ fn outputs(k: &KvCluster, c: usize) -> Vec<KvOutput> {
 #[test]
 fn reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged() {
     let name = "reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged";
-    let (mut k, c, leader) = group_with_one_write(name, 51, "k");
+    let (mut k, _, leader) = group_with_one_write(name, 51, "k");
     let followers: Vec<NodeId> = k.sim.ids().into_iter().filter(|&i| i != leader).collect();
     for &f in &followers {
         fill_disk(&k, f);
@@ -370,7 +370,7 @@ fn reads_keep_working_with_a_majority_of_wals_full_and_no_write_is_acknowledged(
 #[test]
 fn a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads() {
     let name = "a_full_leader_without_a_writable_quorum_keeps_leading_and_serves_reads";
-    let (mut k, c, leader) = group_with_one_write(name, 53, "k");
+    let (mut k, _, leader) = group_with_one_write(name, 53, "k");
     let f = a_follower(&k, leader);
     fill_disk(&k, leader);
     fill_disk(&k, f);

@@ -8,7 +8,7 @@ use crate::session::{Seen, SessionLimits, Sessions};
 use crate::{Error, Reply, ReqId, StateMachine};
 use serde::{Deserialize, Serialize};
 use shardkv_raft::{Config, Message, ProposeError, RawNode, Ready, Restored, Role, Snapshot};
-use shardkv_types::{ClientId, Entry, EntryKind, LogIndex, Seq, SnapshotMeta, Term};
+use shardkv_types::{ClientId, Entry, EntryKind, LogIndex, Seq, Term};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -336,7 +336,8 @@ impl<SM: StateMachine> Replica<SM> {
         );
         self.applied = e.index;
         let output = match e.kind {
-            EntryKind::Noop => None,
+            // A membership change is Raft's business: the core already follows it.
+            EntryKind::Noop | EntryKind::ConfChange => None,
             EntryKind::Normal => {
                 match postcard::from_bytes::<Proposal<SM::Command, SM::Internal>>(&e.data) {
                     Ok(Proposal::Client {
@@ -462,11 +463,14 @@ impl<SM: StateMachine> Replica<SM> {
             self.raft.log().snapshot_meta().index > snapshot_index,
             "the snapshot index only moves forward"
         );
+        let meta = self.raft.log().snapshot_meta();
+        assert_eq!(
+            (meta.index, meta.term),
+            (applied, term),
+            "the core took this snapshot"
+        );
         Some(Snapshot {
-            meta: SnapshotMeta {
-                index: applied,
-                term,
-            },
+            meta,
             data: Arc::new(data),
         })
     }
@@ -486,6 +490,11 @@ fn from_propose_error(e: ProposeError) -> Error {
         ProposeError::TooLarge { bytes, max } => Error::TooLarge {
             bytes: bytes as u64,
             max: max as u64,
+        },
+        // Only membership changes meet these; commands never do.
+        ProposeError::ConfChangePending { .. } | ProposeError::LeaderNotReady => Error::Busy,
+        ProposeError::ConfChange(_) | ProposeError::LearnerBehind { .. } => Error::Invalid {
+            reason: e.to_string(),
         },
     }
 }

@@ -7,10 +7,14 @@
 //! - Leader completeness: a new leader's log holds every entry committed before.
 //! - State machine safety: no two nodes apply different commands at one index.
 //! - Commit index monotonic per incarnation; applied <= committed.
+//! - Membership: a leader is a voter of the membership in force on it; every node's
+//!   membership is the one its log implies (its latest membership entry's, else its
+//!   snapshot's), recomputed here independently whenever it may have changed. Election
+//!   safety above is per term across every membership.
 
 use crate::state_machine::digest;
-use shardkv_raft::{RaftLog, Status};
-use shardkv_types::{Entry, EntryKind, LogIndex, NodeId, Term};
+use shardkv_raft::{RaftLog, RawNode, Status};
+use shardkv_types::{ConfEntry, Entry, EntryKind, LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
 
 /// Accumulates what every node did and reports the first violation.
@@ -23,17 +27,28 @@ pub struct Checker {
     applied: BTreeMap<LogIndex, (Term, u64)>,
     /// Per node: the last commit index seen in this incarnation.
     commits: BTreeMap<NodeId, LogIndex>,
+    /// Per node: (snapshot index, last index, last term) when its membership was last
+    /// checked; it is checked again only when one moved.
+    conf_checked: BTreeMap<NodeId, (LogIndex, LogIndex, Term)>,
 }
 
 fn entry_digest(e: &Entry) -> u64 {
     match e.kind {
         EntryKind::Normal => digest(&e.data),
         EntryKind::Noop => 0,
+        // Told apart from a command with the same bytes.
+        EntryKind::ConfChange => digest(&e.data).rotate_left(1),
     }
 }
 
 impl Checker {
     pub fn on_leader(&mut self, id: NodeId, term: Term, log: &RaftLog) -> Result<(), String> {
+        if !log.conf().is_voter(id) {
+            return Err(format!(
+                "membership: {id} leads {term} but is no voter of {}",
+                log.conf()
+            ));
+        }
         if let Some(prev) = self.leaders.insert(term, id)
             && prev != id
         {
@@ -102,9 +117,42 @@ impl Checker {
         Ok(())
     }
 
+    /// Checks that `raft`'s membership is the one its log implies.
+    pub fn on_conf(&mut self, raft: &RawNode) -> Result<(), String> {
+        let log = raft.log();
+        let key = (log.snapshot_meta().index, log.last_index(), log.last_term());
+        if self.conf_checked.insert(raft.id(), key) == Some(key) {
+            return Ok(());
+        }
+        let mut implied = (None, log.snapshot_meta().conf);
+        let mut i = log.last_index();
+        while i > log.snapshot_meta().index {
+            let e = log.entry(i).expect("held");
+            if e.kind == EntryKind::ConfChange
+                && let Ok(c) = ConfEntry::decode(&e.data)
+            {
+                implied = (Some(i), c.next);
+                break;
+            }
+            i = i.prev();
+        }
+        if (log.conf_index(), raft.conf()) != implied {
+            return Err(format!(
+                "membership: {} uses {} (change at {:?}), its log implies {} (change at {:?})",
+                raft.id(),
+                raft.conf(),
+                log.conf_index(),
+                implied.1,
+                implied.0
+            ));
+        }
+        Ok(())
+    }
+
     /// A node restarted: its in-memory commit index may restart lower.
     pub fn on_restart(&mut self, id: NodeId) {
         self.commits.remove(&id);
+        self.conf_checked.remove(&id);
     }
 
     /// The highest applied index any node reached.

@@ -42,6 +42,7 @@ mod group_app;
 mod kv;
 mod kv_clerk;
 pub mod kv_fuzz;
+mod membership;
 mod net;
 mod node;
 mod ownership;

@@ -26,10 +26,6 @@ fn conf_entry(term: Term, index: LogIndex, change: ConfChange, next: Membership)
     Entry::conf_change(term, index, &ConfEntry { change, next })
 }
 
-fn conf_entry(term: Term, index: LogIndex, change: ConfChange, next: Membership) -> Entry {
-    Entry::conf_change(term, index, &ConfEntry { change, next })
-}
-
 /// A few nodes wired together in memory: every message is delivered unless its receiver is
 /// down; snapshots are handed back as received.
 struct Net {

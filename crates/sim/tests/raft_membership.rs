@@ -80,6 +80,16 @@ fn a_learner_added_under_load_and_loss_catches_up_by_snapshot_and_is_promoted() 
         .collect();
     c.disconnect(others[0]);
     load(&mut c, 5, 3);
+    // Everyone restarts from disk (snapshots included): the membership comes back from
+    // the snapshot files and the log, not from the nodes' configured voters.
+    c.connect_all();
+    for id in 1..=4 {
+        c.restart(NodeId(id));
+    }
+    c.check_one_leader();
+    assert_confs(&c, &[1, 2, 3, 4], conf(&[1, 2, 3, 4], &[]));
+    assert!(c.app(NodeId(4)).raft.log().snapshot_meta().index.0 > 0);
+    load(&mut c, 5, 4);
 }
 
 #[test]

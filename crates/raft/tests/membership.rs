@@ -434,3 +434,54 @@ fn a_promoted_learner_counts_toward_the_commit_of_its_promotion() {
     net.tick(40);
     assert!(net.node(1).log().committed() >= index);
 }
+
+/// A learner's granted pre-vote and vote count for nothing: a candidate of {1, 2, 3} wins
+/// only with a voter's.
+#[test]
+fn a_learners_vote_does_not_elect() {
+    let mut cfg = Config::new(NodeId(1), ids(&[1, 2, 3]));
+    cfg.learners = ids(&[4]);
+    let mut n = RawNode::new(cfg, Restored::default(), 1);
+    while n.role() == Role::Follower {
+        n.tick();
+    }
+    common::drain(&mut n);
+    let answer = |pre_vote: bool, from: u64, term: u64| {
+        msg(
+            from,
+            1,
+            term,
+            Body::RequestVoteResponse {
+                pre_vote,
+                granted: true,
+            },
+        )
+    };
+    n.step(answer(true, 4, 1));
+    assert_eq!(n.role(), Role::PreCandidate, "a learner's pre-vote");
+    n.step(answer(true, 2, 1));
+    assert_eq!(n.role(), Role::Candidate);
+    let rd = common::drain(&mut n);
+    let asked: BTreeSet<u64> = rd.messages.iter().map(|m| m.to.0).collect();
+    assert_eq!(asked, BTreeSet::from([2, 3]), "only voters are asked");
+    n.step(answer(false, 4, 1));
+    assert!(!n.is_leader(), "a learner's vote");
+    n.step(answer(false, 3, 1));
+    assert!(n.is_leader());
+}
+
+/// CheckQuorum counts voters only: a leader that hears from its learner alone steps down.
+#[test]
+fn a_leader_heard_only_by_a_learner_steps_down() {
+    let mut net = Net::new(&[1, 2, 3]);
+    net.elect(1);
+    net.start(4, &[1, 2, 3], &[4]);
+    net.change(1, ConfChange::add_learner(NodeId(4), ""));
+    net.down.extend([2, 3]);
+    net.tick(120);
+    assert!(
+        !net.node(1).is_leader(),
+        "no voter answered for two election timeouts"
+    );
+    assert_eq!(net.node(4).role(), Role::Follower);
+}

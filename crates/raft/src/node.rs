@@ -8,8 +8,8 @@ use crate::progress::Progress;
 use crate::read_index::ReadQueue;
 use crate::{Body, Config, Message, ProposeError, ReadState, Ready, Role, Snapshot, SoftState};
 use shardkv_types::{
-    ConfChange, ConfChangeKind, ConfEntry, Entry, HardState, LogIndex, Membership, NodeId, Rng,
-    SnapshotMeta, Term,
+    ADDR_BYTES_MAX, ConfChange, ConfChangeKind, ConfEntry, ConfError, Entry, HardState, LogIndex,
+    Membership, NodeId, Rng, SnapshotMeta, Term,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -342,6 +342,14 @@ impl RawNode {
             "propose_conf_change between ready and advance"
         );
         self.check_proposal(cc.encode().len())?;
+        if cc.addr.len() > ADDR_BYTES_MAX || cc.node.0 == 0 {
+            // Every node must read the entry back; one that does not decode changes nothing.
+            return Err(ProposeError::ConfChange(if cc.node.0 == 0 {
+                ConfError::ReservedId
+            } else {
+                ConfError::Malformed
+            }));
+        }
         if let Some(index) = self.log.conf_index()
             && index > self.log.committed()
         {

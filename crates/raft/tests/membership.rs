@@ -240,6 +240,15 @@ fn an_invalid_change_is_refused_with_the_reason() {
         refuse(&mut net, ConfChange::add_learner(NodeId(1), "")),
         ProposeError::ConfChange(ConfError::AlreadyMember(NodeId(1)))
     );
+    let long = "x".repeat(shardkv_types::ADDR_BYTES_MAX + 1);
+    assert_eq!(
+        refuse(&mut net, ConfChange::add_learner(NodeId(2), long)),
+        ProposeError::ConfChange(ConfError::Malformed)
+    );
+    assert_eq!(
+        refuse(&mut net, ConfChange::add_learner(NodeId(0), "")),
+        ProposeError::ConfChange(ConfError::ReservedId)
+    );
     assert_eq!(net.node(1).log().last_index(), last);
 }
 

@@ -1,15 +1,19 @@
 //! Tunables of one Raft node, each with a named bound.
 
-use shardkv_types::NodeId;
+use shardkv_types::{Membership, NodeId};
 
 /// The configuration of one Raft node. Every queue and batch the core keeps is bounded by a
 /// field here.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// This node's id; must be one of `voters`.
+    /// This node's id; must be one of `voters` or `learners`.
     pub id: NodeId,
-    /// Every voting member of the group, this node included.
+    /// The voting members of the group the node starts with. Only the bootstrap membership:
+    /// once the log or a snapshot records one, that one stands (see the crate docs).
     pub voters: Vec<NodeId>,
+    /// The learners (non-voting members) of the bootstrap membership; a node joining an
+    /// existing group starts as one of them.
+    pub learners: Vec<NodeId>,
     /// The minimum election timeout in ticks. Each node draws its timeout uniformly from
     /// `[election_ticks, 2 * election_ticks)` after every reset.
     pub election_ticks: u32,
@@ -44,6 +48,9 @@ pub struct Config {
     /// `uncommitted_entries_max`, bounds the memory of a leader that cannot commit (its
     /// followers' disks are full, or they are cut off).
     pub uncommitted_bytes_max: usize,
+    /// A learner is promoted only when its log is at most this many entries behind the
+    /// leader's (thesis §4.2.1: a voter that cannot keep up would stall commits).
+    pub promote_lag_max: u64,
 }
 
 impl Config {
@@ -53,6 +60,7 @@ impl Config {
         Config {
             id,
             voters,
+            learners: Vec::new(),
             election_ticks: 50,
             heartbeat_ticks: 10,
             pre_vote: true,
@@ -66,7 +74,17 @@ impl Config {
             pending_reads_max: 10_000,
             proposal_bytes_max: 8 << 20,
             uncommitted_bytes_max: 256 << 20,
+            promote_lag_max: 1_000,
         }
+    }
+
+    /// The bootstrap membership: `voters` and `learners`.
+    ///
+    /// # Panics
+    /// If they do not form a valid membership (see [`Config::validate`]).
+    pub fn membership(&self) -> Membership {
+        Membership::new(&self.voters, &self.learners)
+            .unwrap_or_else(|e| panic!("invalid membership in the configuration: {e}"))
     }
 
     /// Checks the invariants between fields.
@@ -75,11 +93,13 @@ impl Config {
     /// If the configuration is inconsistent; that is a programmer error.
     pub fn validate(&self) {
         assert!(
-            self.voters.contains(&self.id),
-            "{} is not among the voters {:?}",
+            self.voters.contains(&self.id) || self.learners.contains(&self.id),
+            "{} is not among the voters {:?} or learners {:?}",
             self.id,
-            self.voters
+            self.voters,
+            self.learners
         );
+        assert!(!self.voters.is_empty(), "a group needs at least one voter");
         assert!(self.id.0 != 0, "node id 0 is reserved");
         assert!(
             self.heartbeat_ticks >= 1,
@@ -93,14 +113,6 @@ impl Config {
         );
         assert!(self.append_entries_max >= 1 && self.inflight_appends_max >= 1);
         assert!(self.snapshot_chunk_bytes_max >= 1);
-        let mut sorted = self.voters.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(
-            sorted.len(),
-            self.voters.len(),
-            "duplicate voters in {:?}",
-            self.voters
-        );
+        self.membership();
     }
 }

@@ -12,8 +12,15 @@ impl RawNode {
     /// change underneath the application).
     pub fn step(&mut self, m: Message) {
         assert!(!self.ready_outstanding, "step between ready and advance");
-        if m.to != self.cfg.id || !self.cfg.voters.contains(&m.from) || m.from == self.cfg.id {
-            return; // misrouted, or not a member of this group: ignore rather than trust it
+        if m.to != self.cfg.id || m.from == self.cfg.id {
+            return; // misrouted
+        }
+        if matches!(m.body, Body::RequestVote { .. }) && !self.log.conf().contains(m.from) {
+            // Not a member as far as this log knows: a removed node that did not learn of
+            // its removal must not disrupt the group. Leader messages are taken from anyone
+            // (term rules apply): a member whose log lags may not yet know of a newly added
+            // member that now leads.
+            return;
         }
         if m.term.0 > self.term.0.saturating_add(TERM_JUMP_MAX) {
             // No honest peer gets that far ahead (see TERM_JUMP_MAX); taking the term would
@@ -142,7 +149,7 @@ impl RawNode {
                 self.leader = Some(m.from);
                 self.handle_leader_message(m);
             }
-            Body::TimeoutNow if !self.storage_full => {
+            Body::TimeoutNow if self.is_voter() && !self.storage_full => {
                 // Leadership transfer: campaign at once, skipping the pre-vote.
                 self.campaign(false, true);
             }
@@ -173,9 +180,13 @@ impl RawNode {
         }
     }
 
+    /// Counts the answers of the voters in force; any other node's answer counts for
+    /// nothing (a learner may answer: it does not know whether it was promoted).
     fn tally_votes(&mut self) {
-        let granted = self.votes.values().filter(|&&g| g).count();
-        let rejected = self.votes.len() - granted;
+        let conf = self.log.conf();
+        let voters = || self.votes.iter().filter(|(id, _)| conf.is_voter(**id));
+        let granted = voters().filter(|(_, g)| **g).count();
+        let rejected = voters().count() - granted;
         if granted >= self.quorum() {
             if self.role == Role::PreCandidate {
                 self.campaign(false, false);
@@ -190,6 +201,9 @@ impl RawNode {
     /// Starts an election: a pre-vote round if `pre_vote`, else a real one. `force` marks a
     /// leadership transfer, which voters honour even inside a leader's lease.
     pub(crate) fn campaign(&mut self, pre_vote: bool, force: bool) {
+        if !self.is_voter() {
+            return; // learners and removed nodes never campaign
+        }
         let Some(next) = self.term.checked_next() else {
             let (id, term) = (self.cfg.id, self.term);
             self.note(
@@ -212,7 +226,7 @@ impl RawNode {
             return;
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        let peers: Vec<NodeId> = self.peers();
+        let peers: Vec<NodeId> = self.voter_peers();
         for p in peers {
             self.send(
                 p,

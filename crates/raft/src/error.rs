@@ -1,6 +1,6 @@
 //! Errors the core returns to the application. They are operating conditions, never bugs.
 
-use shardkv_types::NodeId;
+use shardkv_types::{ConfError, LogIndex, NodeId};
 use std::fmt;
 
 /// Why a proposal or a read was not accepted.
@@ -14,6 +14,22 @@ pub enum ProposeError {
     Busy,
     /// The command exceeds `Config::proposal_bytes_max`.
     TooLarge { bytes: usize, max: usize },
+    /// A membership change is refused while the previous one (at `index`) is not committed:
+    /// one server at a time.
+    ConfChangePending { index: LogIndex },
+    /// A membership change is refused until this leader has committed an entry of its own
+    /// term (its no-op): before that an uncommitted change of an earlier leader could still
+    /// be in flight (thesis §4.1, the fix to the single-server change bug). Retry shortly.
+    LeaderNotReady,
+    /// The membership change does not apply to the current membership.
+    ConfChange(ConfError),
+    /// The learner to promote is too far behind the leader's log (`Config::promote_lag_max`);
+    /// retry once it caught up.
+    LearnerBehind {
+        node: NodeId,
+        matched: LogIndex,
+        last: LogIndex,
+    },
 }
 
 impl fmt::Display for ProposeError {
@@ -31,6 +47,24 @@ impl fmt::Display for ProposeError {
                     "command of {bytes} bytes exceeds the limit of {max} bytes"
                 )
             }
+            ProposeError::ConfChangePending { index } => write!(
+                f,
+                "the membership change at {index} is not committed yet; one change at a time"
+            ),
+            ProposeError::LeaderNotReady => write!(
+                f,
+                "the new leader has not committed an entry of its term yet; retry shortly"
+            ),
+            ProposeError::ConfChange(e) => write!(f, "membership change refused: {e}"),
+            ProposeError::LearnerBehind {
+                node,
+                matched,
+                last,
+            } => write!(
+                f,
+                "learner {node} is behind (it holds the log up to {matched}, the leader's ends \
+                 at {last}); promote it once it caught up"
+            ),
         }
     }
 }

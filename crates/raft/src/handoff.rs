@@ -31,10 +31,11 @@ impl RawNode {
             }
             return None;
         }
+        let conf = self.log.conf();
         let caught_up: Vec<(NodeId, u64)> = self
             .progress
             .iter()
-            .filter(|(_, p)| p.match_index == last)
+            .filter(|(id, p)| conf.is_voter(**id) && p.match_index == last)
             .map(|(&id, p)| (id, p.last_active_tick))
             .collect();
         if caught_up.len() < self.quorum() {

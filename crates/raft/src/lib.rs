@@ -30,8 +30,48 @@
 //! between two `ready` calls share one message per follower), pipelined within a bounded
 //! window; fast conflict backup (conflict term and its first index); the paper's commit rule
 //! and a no-op entry at the start of every term; InstallSnapshot in bounded chunks; ReadIndex
-//! reads confirmed by one heartbeat round; leadership transfer. Membership change is not
-//! implemented: the voter set is fixed by [`Config::voters`].
+//! reads confirmed by one heartbeat round; leadership transfer; membership change one server
+//! at a time (below).
+//!
+//! # Membership
+//!
+//! A group's membership ([`shardkv_types::Membership`]) is its voters and its learners.
+//! Learners receive the log and snapshots but never campaign, and neither their votes nor
+//! their acknowledgements count toward any quorum (elections, commits, ReadIndex rounds,
+//! CheckQuorum). It changes by single-server steps (Raft thesis §4.1–4.3): a
+//! [`shardkv_types::ConfChange`] entry adds a learner, promotes a learner to voter, or
+//! removes a member, proposed with [`RawNode::propose_conf_change`].
+//!
+//! Why single-server changes and not joint consensus: adding or removing one voter at a
+//! time means any majority of the old voters and any majority of the new overlap, so no two
+//! leaders can be elected in one term across the change with a single configuration in
+//! force per node; joint consensus (§4.3) buys arbitrary changes in one step at the cost of
+//! a second configuration kind, two-phase commits and two quorum rules everywhere. Replacing
+//! a machine is add learner → promote → remove, three steps an operator wants to watch
+//! anyway; the learner stage (§4.2.1) keeps a new member from stalling commits while it
+//! catches up.
+//!
+//! The rules:
+//! - Every node uses the latest membership in its log, committed or not (§4.1); a
+//!   membership entry cut off by a new leader's log reverts to the one before it.
+//! - A leader refuses a change while its previous one is uncommitted
+//!   ([`ProposeError::ConfChangePending`]), and before it committed an entry of its own term
+//!   ([`ProposeError::LeaderNotReady`]: the fix to the single-server bug, an earlier
+//!   leader's uncommitted change may still be in flight); a change that does not apply
+//!   ([`ProposeError::ConfChange`]); and promoting a learner more than
+//!   [`Config::promote_lag_max`] entries behind its log ([`ProposeError::LearnerBehind`]).
+//! - A leader may remove itself: it keeps leading (and replicating) without counting itself
+//!   until the removal commits, then steps down (§4.2.2). It keeps replicating to a removed
+//!   member until the removal commits, so that the member learns of it.
+//! - A node that is not a voter in its membership (a learner, a removed node) never
+//!   campaigns. Vote requests from nodes outside the membership are ignored, so a removed
+//!   node that missed its removal cannot disrupt the group; everyone else's vote requests
+//!   are answered, learners included (a learner may have been promoted without knowing it
+//!   yet; its vote counts only for a candidate that knows).
+//! - A snapshot's [`shardkv_types::SnapshotMeta::conf`] is the membership as of its index, so
+//!   an installed snapshot and a restart know it. [`Config::voters`] and
+//!   [`Config::learners`] are only the bootstrap membership, used when neither the log nor
+//!   the snapshot records one.
 //!
 //! # Refused input
 //!
@@ -42,7 +82,9 @@
 //! acknowledgement of anything it did not send that peer in this term, and a rejection of
 //! an index it never sent or whose hint points past it; a follower ignores a heartbeat's
 //! commit index beyond its own log and drops malformed appends and snapshot chunks (no index
-//! past [`INDEX_MAX`]). Each is an [`Anomaly`]:
+//! past [`INDEX_MAX`]). Leader messages are accepted from any sender (a lagging member may
+//! not know a newly added leader yet); vote requests only from members. Each is an
+//! [`Anomaly`]:
 //! counted ([`RawNode::anomaly_count`]) and logged as a `tracing` warning at most once per
 //! kind per election timeout.
 //!

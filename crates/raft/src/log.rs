@@ -1,18 +1,23 @@
 //! The in-memory Raft log: a snapshot point followed by contiguous entries, with the commit,
-//! apply and persistence marks.
+//! apply and persistence marks, and the group membership each membership change in it
+//! implies.
 
-use shardkv_types::{Entry, LogIndex, SnapshotMeta, Term};
+use shardkv_types::{ConfEntry, Entry, EntryKind, LogIndex, Membership, SnapshotMeta, Term};
 
 /// The log of one node.
 ///
 /// Invariants:
 /// - `entries[i].index == snapshot.index + 1 + i`, terms non-decreasing;
 /// - `snapshot.index <= applied <= committed <= last_index()`;
-/// - `stable <= last_index()`: entries up to `stable` were handed to storage.
+/// - `stable <= last_index()`: entries up to `stable` were handed to storage;
+/// - `confs` holds one item per valid `ConfChange` entry in `entries`, in index order, each
+///   the membership after it; the membership before the first is `snapshot.conf`.
 #[derive(Debug)]
 pub struct RaftLog {
     snapshot: SnapshotMeta,
     entries: Vec<Entry>,
+    /// (index of a membership change entry held, the membership after it).
+    confs: Vec<(LogIndex, Membership)>,
     committed: LogIndex,
     applied: LogIndex,
     /// Entries with index <= stable have been handed out for persistence.
@@ -35,11 +40,13 @@ impl RaftLog {
         }
         let mut log = RaftLog {
             snapshot,
-            entries,
+            entries: Vec::new(),
+            confs: Vec::new(),
             committed: snapshot.index,
             applied: snapshot.index,
             stable: snapshot.index,
         };
+        log.extend(entries);
         log.stable = log.last_index();
         log.committed = committed.clamp(snapshot.index, log.last_index());
         log
@@ -49,6 +56,47 @@ impl RaftLog {
         self.snapshot
     }
 
+    /// The membership this log implies: that of its latest membership change, committed or
+    /// not (Raft thesis §4.1), else the snapshot's.
+    pub fn conf(&self) -> Membership {
+        self.confs.last().map_or(self.snapshot.conf, |&(_, c)| c)
+    }
+
+    /// The index of the latest membership change held as an entry (`None` if the log holds
+    /// none after its snapshot).
+    pub fn conf_index(&self) -> Option<LogIndex> {
+        self.confs.last().map(|&(i, _)| i)
+    }
+
+    /// The membership as of `index` (the latest change at or before it).
+    ///
+    /// # Panics
+    /// If `index` is before the snapshot (that history is gone).
+    pub fn conf_at(&self, index: LogIndex) -> Membership {
+        assert!(
+            index >= self.snapshot.index,
+            "conf at {index} before the snapshot"
+        );
+        self.confs
+            .iter()
+            .rev()
+            .find(|&&(i, _)| i <= index)
+            .map_or(self.snapshot.conf, |&(_, c)| c)
+    }
+
+    /// Appends `entries` (contiguous after the last) and follows their membership changes:
+    /// each carries the whole membership it leads to. One that does not decode changes
+    /// nothing, on every node alike.
+    fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        for e in entries {
+            if e.kind == EntryKind::ConfChange
+                && let Ok(conf) = ConfEntry::decode(&e.data)
+            {
+                self.confs.push((e.index, conf.next));
+            }
+            self.entries.push(e);
+        }
+    }
     /// The first index still held as an entry.
     pub fn first_index(&self) -> LogIndex {
         self.snapshot.index.next()
@@ -130,7 +178,7 @@ impl RaftLog {
             "leader append out of order"
         );
         assert!(entry.term >= self.last_term(), "term went backwards");
-        self.entries.push(entry);
+        self.extend([entry]);
     }
 
     /// The follower side of AppendEntries (Raft Figure 2, receiver steps 2–4): if our log
@@ -173,7 +221,7 @@ impl RaftLog {
         if at <= self.last_index() {
             self.truncate_from(at);
         }
-        self.entries.extend(entries.into_iter().skip(first_new));
+        self.extend(entries.into_iter().skip(first_new));
         Some(last_new)
     }
 
@@ -181,6 +229,8 @@ impl RaftLog {
     fn truncate_from(&mut self, index: LogIndex) {
         let keep = (index.0 - self.first_index().0) as usize;
         self.entries.truncate(keep);
+        // An uncommitted membership change cut off here no longer counts (thesis §4.1).
+        self.confs.retain(|&(i, _)| i < index);
         self.stable = self.stable.min(index.prev());
     }
 
@@ -263,22 +313,29 @@ impl RaftLog {
             return self.snapshot;
         }
         let term = self.term(index).expect("applied index must be held");
+        let conf = self.conf_at(index);
         let drop = (index.0 - self.snapshot.index.0) as usize;
         self.entries.drain(..drop);
-        self.snapshot = SnapshotMeta { index, term };
+        self.confs.retain(|&(i, _)| i > index);
+        self.snapshot = SnapshotMeta { index, term, conf };
         self.stable = self.stable.max(index);
         self.snapshot
     }
 
-    /// Replaces the whole log by a snapshot received from the leader.
-    pub fn install_snapshot(&mut self, meta: SnapshotMeta) {
+    /// Replaces the whole log by a snapshot received from the leader. A snapshot without a
+    /// membership (from a node that predates membership changes) keeps the current one.
+    pub fn install_snapshot(&mut self, mut meta: SnapshotMeta) {
         assert!(
             meta.index > self.committed,
             "snapshot {} not newer than commit {}",
             meta.index,
             self.committed
         );
+        if meta.conf.is_empty() {
+            meta.conf = self.conf();
+        }
         self.entries.clear();
+        self.confs.clear();
         self.snapshot = meta;
         self.committed = meta.index;
         self.applied = meta.index;

@@ -7,7 +7,10 @@ use crate::log::RaftLog;
 use crate::progress::Progress;
 use crate::read_index::ReadQueue;
 use crate::{Body, Config, Message, ProposeError, ReadState, Ready, Role, Snapshot, SoftState};
-use shardkv_types::{Entry, HardState, LogIndex, NodeId, Rng, SnapshotMeta, Term};
+use shardkv_types::{
+    ADDR_BYTES_MAX, ConfChange, ConfChangeKind, ConfEntry, ConfError, Entry, HardState, LogIndex,
+    Membership, NodeId, Rng, SnapshotMeta, Term,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,6 +36,8 @@ pub struct Status {
     pub applied: LogIndex,
     pub last_index: LogIndex,
     pub snapshot_index: LogIndex,
+    /// The membership this node's log implies (committed or not).
+    pub conf: Membership,
 }
 
 /// One Raft peer. Feed it `tick`, `step`, `propose` and `read_index`; drain it with `ready`
@@ -57,7 +62,8 @@ pub struct RawNode {
     pub(crate) heartbeat_elapsed: u32,
     /// Candidate: the answers received in this election (true = granted).
     pub(crate) votes: BTreeMap<NodeId, bool>,
-    /// Leader: the replication state of every other voter.
+    /// Leader: the replication state of every other member (voters and learners), and of a
+    /// member being removed until its removal commits.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) reads: ReadQueue,
     /// Leader: the peer leadership is being handed to, and for how many ticks.
@@ -89,11 +95,15 @@ impl RawNode {
     /// If `cfg` is invalid or `restored` is inconsistent.
     pub fn new(cfg: Config, restored: Restored, seed: u64) -> RawNode {
         cfg.validate();
-        let snap_meta = restored
+        let mut snap_meta = restored
             .snapshot
             .as_ref()
             .map(|s| s.meta)
             .unwrap_or_default();
+        if snap_meta.conf.is_empty() {
+            // No snapshot, or one older than membership changes: the bootstrap membership.
+            snap_meta.conf = cfg.membership();
+        }
         let log = RaftLog::restore(snap_meta, restored.entries, restored.hard_state.commit);
         let hs = restored.hard_state;
         let mut node = RawNode {
@@ -112,7 +122,11 @@ impl RawNode {
             reads: ReadQueue::default(),
             transferee: None,
             incoming_snapshot: None,
-            snapshot: restored.snapshot,
+            // The held snapshot carries the membership the log starts from.
+            snapshot: restored.snapshot.map(|s| Snapshot {
+                meta: snap_meta,
+                ..s
+            }),
             pending_snapshot: None,
             msgs: Vec::new(),
             read_states: Vec::new(),
@@ -175,7 +189,18 @@ impl RawNode {
             applied: self.log.applied(),
             last_index: self.log.last_index(),
             snapshot_index: self.log.snapshot_meta().index,
+            conf: self.log.conf(),
         }
+    }
+
+    /// The membership in force on this node: its log's latest (thesis §4.1).
+    pub fn conf(&self) -> Membership {
+        self.log.conf()
+    }
+
+    /// True if this node is a voter of the membership in force.
+    pub fn is_voter(&self) -> bool {
+        self.log.conf().is_voter(self.cfg.id)
     }
 
     /// How many times this node met `kind` (see [`Anomaly`]).
@@ -194,16 +219,27 @@ impl RawNode {
     }
 
     pub(crate) fn quorum(&self) -> usize {
-        self.cfg.voters.len() / 2 + 1
+        self.log.conf().quorum()
     }
 
-    pub(crate) fn peers(&self) -> Vec<NodeId> {
-        self.cfg
-            .voters
-            .iter()
-            .copied()
+    /// The other voters: whom a candidate asks for votes.
+    pub(crate) fn voter_peers(&self) -> Vec<NodeId> {
+        self.log
+            .conf()
+            .voters()
             .filter(|&p| p != self.cfg.id)
             .collect()
+    }
+
+    /// Leader: every peer it replicates to.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.progress.keys().copied().collect()
+    }
+
+    /// True if a quorum can be confirmed without asking anyone: this node is the only voter.
+    pub(crate) fn sole_voter(&self) -> bool {
+        let conf = self.log.conf();
+        conf.voter_count() == 1 && conf.is_voter(self.cfg.id)
     }
 
     pub(crate) fn send(&mut self, to: NodeId, term: Term, body: Body) {
@@ -223,6 +259,9 @@ impl RawNode {
         self.ticks += 1;
         if self.role == Role::Leader {
             self.tick_leader();
+        } else if !self.is_voter() {
+            // A learner, or a removed node: never campaigns.
+            self.election_elapsed = 0;
         } else {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.election_timeout {
@@ -255,20 +294,31 @@ impl RawNode {
         }
     }
 
-    /// True if a quorum (this node included) was heard from within the last election timeout.
+    /// True if a quorum of voters (this node included if it is one) was heard from within
+    /// the last election timeout.
     fn quorum_active(&self) -> bool {
         let window = u64::from(self.cfg.election_ticks);
+        let conf = self.log.conf();
         let active = self
             .progress
-            .values()
-            .filter(|p| self.ticks - p.last_active_tick < window)
+            .iter()
+            .filter(|(id, p)| conf.is_voter(**id) && self.ticks - p.last_active_tick < window)
             .count();
-        active + 1 >= self.quorum()
+        active + usize::from(conf.is_voter(self.cfg.id)) >= self.quorum()
     }
 
     /// Proposes a command. Returns the index it will have if it commits in this term.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
         assert!(!self.ready_outstanding, "propose between ready and advance");
+        self.check_proposal(data.len())?;
+        self.uncommitted_bytes += data.len();
+        let index = self.log.last_index().next();
+        self.log.append_new(Entry::normal(self.term, index, data));
+        Ok(index)
+    }
+
+    /// What refuses any proposal: not the leader, a transfer, too large, too many pending.
+    fn check_proposal(&self, bytes: usize) -> Result<(), ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
@@ -277,23 +327,113 @@ impl RawNode {
         if self.transferee.is_some() {
             return Err(ProposeError::TransferInProgress);
         }
-        if data.len() > self.cfg.proposal_bytes_max {
+        if bytes > self.cfg.proposal_bytes_max {
             return Err(ProposeError::TooLarge {
-                bytes: data.len(),
+                bytes,
                 max: self.cfg.proposal_bytes_max,
             });
         }
         let uncommitted = self.log.last_index().0 - self.log.committed().0;
         if uncommitted >= self.cfg.uncommitted_entries_max as u64
             || (self.uncommitted_bytes > 0
-                && self.uncommitted_bytes + data.len() > self.cfg.uncommitted_bytes_max)
+                && self.uncommitted_bytes + bytes > self.cfg.uncommitted_bytes_max)
         {
             return Err(ProposeError::Busy);
         }
-        self.uncommitted_bytes += data.len();
-        let index = self.log.last_index().next();
-        self.log.append_new(Entry::normal(self.term, index, data));
+        Ok(())
+    }
+
+    /// Proposes a single-server membership change. It takes effect on each node as soon as
+    /// the entry is in its log (this leader at once: a promoted learner counts toward the
+    /// commit of this very entry). Refused while an earlier change is uncommitted, before
+    /// this leader committed an entry of its term, when it does not apply to the current
+    /// membership, and for a promotion of a learner more than `Config::promote_lag_max`
+    /// entries behind. Returns the entry's index.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<LogIndex, ProposeError> {
+        assert!(
+            !self.ready_outstanding,
+            "propose_conf_change between ready and advance"
+        );
+        self.check_proposal(cc.encode().len())?;
+        if cc.addr.len() > ADDR_BYTES_MAX || cc.node.0 == 0 {
+            // Every node must read the entry back; one that does not decode changes nothing.
+            return Err(ProposeError::ConfChange(if cc.node.0 == 0 {
+                ConfError::ReservedId
+            } else {
+                ConfError::Malformed
+            }));
+        }
+        if let Some(index) = self.log.conf_index()
+            && index > self.log.committed()
+        {
+            return Err(ProposeError::ConfChangePending { index });
+        }
+        if !self.can_serve_reads() {
+            return Err(ProposeError::LeaderNotReady);
+        }
+        let next = self
+            .log
+            .conf()
+            .apply(&cc)
+            .map_err(ProposeError::ConfChange)?;
+        let last = self.log.last_index();
+        if cc.kind == ConfChangeKind::Promote {
+            let matched = self
+                .progress
+                .get(&cc.node)
+                .map_or(LogIndex(0), |p| p.match_index);
+            if matched.0.saturating_add(self.cfg.promote_lag_max) < last.0 {
+                return Err(ProposeError::LearnerBehind {
+                    node: cc.node,
+                    matched,
+                    last,
+                });
+            }
+        }
+        let index = last.next();
+        let (kind, member) = (cc.kind, cc.node);
+        let entry = ConfEntry { change: cc, next };
+        let entry = Entry::conf_change(self.term, index, &entry);
+        self.uncommitted_bytes += entry.data.len();
+        self.log.append_new(entry);
+        assert_eq!(
+            self.log.conf(),
+            next,
+            "the log follows the change it just took"
+        );
+        self.sync_progress();
+        tracing::info!(node = %self.cfg.id, term = %self.term, %index, change = ?kind,
+            %member, conf = %next, "raft: membership change proposed");
         Ok(index)
+    }
+
+    /// Leader: one progress per member of the membership in force other than itself. A
+    /// member just added starts probing from the end of the log; a removed member's progress
+    /// stays until its removal commits, so that it learns of it (see `after_commit`).
+    fn sync_progress(&mut self) {
+        let next = self.log.last_index().next();
+        let conf = self.log.conf();
+        for m in conf.members().filter(|&m| m != self.cfg.id) {
+            self.progress
+                .entry(m)
+                .or_insert_with(|| Progress::new(next, self.ticks));
+        }
+    }
+
+    /// Leader, after the commit index moved: once the membership in force is committed,
+    /// forget members it removed, and step down if it removed this leader (thesis §4.2.2).
+    fn after_commit(&mut self) {
+        let committed = self.log.committed();
+        if self.log.conf_index().is_some_and(|i| i > committed) {
+            return;
+        }
+        let conf = self.log.conf();
+        self.progress.retain(|id, _| conf.contains(*id));
+        if !conf.is_voter(self.cfg.id) {
+            tracing::info!(node = %self.cfg.id, term = %self.term, %conf,
+                "raft: this leader's removal committed; stepping down");
+            self.become_follower(self.term, None);
+        }
     }
 
     /// Asks for a linearizable read point. The answer comes back as a [`ReadState`] with
@@ -333,7 +473,7 @@ impl RawNode {
                 leader: self.leader,
             });
         }
-        if to == self.cfg.id || !self.progress.contains_key(&to) {
+        if to == self.cfg.id || !self.progress.contains_key(&to) || !self.conf().is_voter(to) {
             return Ok(());
         }
         self.transferee = Some((to, 0));
@@ -414,14 +554,13 @@ impl RawNode {
             Role::Candidate,
             "only a candidate becomes leader"
         );
+        assert!(self.is_voter(), "only a voter becomes leader");
         let term = self.term;
         self.reset(term);
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
+        self.sync_progress();
         let next = self.log.last_index().next();
-        for p in self.peers() {
-            self.progress.insert(p, Progress::new(next, self.ticks));
-        }
         // Raft §5.4.2: commit an entry of the new term at once, which commits every earlier
         // entry and lets the leader serve reads.
         self.log.append_new(Entry::noop(term, next));
@@ -438,11 +577,12 @@ impl RawNode {
         for p in self.peers() {
             self.maybe_send_append(p);
         }
-        if self.reads.needs_round() && self.quorum() > 1 {
+        if self.reads.needs_round() && !self.sole_voter() {
             let seq = self.reads.start_round();
             self.bcast_heartbeat(seq);
         }
-        let released = self.reads.release(self.quorum());
+        let (conf, id) = (self.log.conf(), self.cfg.id);
+        let released = self.reads.release(&conf, id);
         self.read_states
             .extend(released.into_iter().map(|(ctx, i)| ReadState {
                 ctx,
@@ -535,10 +675,24 @@ impl RawNode {
         bytes
     }
 
-    /// Leader: commits the highest index a quorum has persisted, if it is of this term.
+    /// Leader: commits the highest index a quorum of the voters in force has persisted (this
+    /// leader counts only while it is a voter), if it is of this term.
     pub(crate) fn maybe_commit(&mut self) {
-        let mut matched: Vec<LogIndex> = self.progress.values().map(|p| p.match_index).collect();
-        matched.push(self.log.stable());
+        let conf = self.log.conf();
+        let mut matched: Vec<LogIndex> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| conf.is_voter(**id))
+            .map(|(_, p)| p.match_index)
+            .collect();
+        if conf.is_voter(self.cfg.id) {
+            matched.push(self.log.stable());
+        }
+        assert_eq!(
+            matched.len(),
+            conf.voter_count(),
+            "the leader tracks every voter"
+        );
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.quorum() - 1];
         if candidate > self.log.committed() && self.log.term(candidate) == Some(self.term) {
@@ -547,6 +701,7 @@ impl RawNode {
             self.log.commit_to(candidate);
             // Reads that arrived before this leader could serve them get their index now.
             self.reads.set_unknown_indexes(self.log.committed());
+            self.after_commit();
         }
     }
 }

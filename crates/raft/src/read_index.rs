@@ -4,7 +4,7 @@
 //! leader with one heartbeat round. Once a quorum answered a round started after the read
 //! arrived, the read may be served as soon as the state machine applied the recorded index.
 
-use shardkv_types::{LogIndex, NodeId};
+use shardkv_types::{LogIndex, Membership, NodeId};
 use std::collections::VecDeque;
 
 /// One pending read.
@@ -76,8 +76,14 @@ impl ReadQueue {
     }
 
     /// Records `peer`'s acknowledgement of round `seq` and returns the reads now confirmed
-    /// by a quorum (`quorum` counts the leader itself).
-    pub fn ack(&mut self, peer: NodeId, seq: u64, quorum: usize) -> Vec<(u64, LogIndex)> {
+    /// by a quorum of `conf`'s voters (`leader` counts if it is one of them).
+    pub fn ack(
+        &mut self,
+        peer: NodeId,
+        seq: u64,
+        conf: &Membership,
+        leader: NodeId,
+    ) -> Vec<(u64, LogIndex)> {
         if seq == 0 {
             return Vec::new();
         }
@@ -85,20 +91,28 @@ impl ReadQueue {
             Some((_, s)) => *s = (*s).max(seq),
             None => self.acks.push((peer, seq)),
         }
-        self.release(quorum)
+        self.release(conf, leader)
     }
 
-    /// Releases every read whose round a quorum acknowledged (for a single-node group, every
-    /// read with an index).
-    pub fn release(&mut self, quorum: usize) -> Vec<(u64, LogIndex)> {
+    /// Releases every read whose round a quorum of `conf`'s voters acknowledged (when the
+    /// leader is the only voter, every read with an index). Acknowledgements of members that
+    /// are not voters (learners, removed members) count for nothing.
+    pub fn release(&mut self, conf: &Membership, leader: NodeId) -> Vec<(u64, LogIndex)> {
+        let quorum = conf.quorum();
+        let own = usize::from(conf.is_voter(leader));
         let mut out = Vec::new();
         while let Some(front) = self.pending.front() {
             if front.seq == 0 {
-                if quorum > 1 || front.index.is_none() {
+                if own < quorum || front.index.is_none() {
                     break;
                 }
             } else {
-                let confirmed = 1 + self.acks.iter().filter(|(_, s)| *s >= front.seq).count();
+                let confirmed = own
+                    + self
+                        .acks
+                        .iter()
+                        .filter(|(p, s)| conf.is_voter(*p) && *s >= front.seq)
+                        .count();
                 if confirmed < quorum {
                     break;
                 }
@@ -120,26 +134,59 @@ impl ReadQueue {
 mod tests {
     use super::*;
 
+    fn conf(voters: &[u64], learners: &[u64]) -> Membership {
+        let ids = |v: &[u64]| v.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+        Membership::new(&ids(voters), &ids(learners)).unwrap()
+    }
+
     #[test]
     fn read_released_only_after_quorum_acks_a_round_started_after_it() {
+        let c = conf(&[1, 2, 3], &[]);
         let mut q = ReadQueue::default();
         q.push(7, Some(LogIndex(5)));
         let seq = q.start_round();
         assert!(
-            q.ack(NodeId(2), seq - 1, 2).is_empty(),
+            q.ack(NodeId(2), seq - 1, &c, NodeId(1)).is_empty(),
             "an older round does not confirm"
         );
-        assert_eq!(q.ack(NodeId(2), seq, 2), vec![(7, LogIndex(5))]);
+        assert_eq!(q.ack(NodeId(2), seq, &c, NodeId(1)), vec![(7, LogIndex(5))]);
         assert_eq!(q.len(), 0);
     }
 
     #[test]
     fn reads_before_own_term_commit_wait_for_an_index() {
+        let c = conf(&[1], &[]);
         let mut q = ReadQueue::default();
         q.push(1, None);
         assert!(!q.needs_round());
-        assert!(q.release(1).is_empty());
+        assert!(q.release(&c, NodeId(1)).is_empty());
         q.set_unknown_indexes(LogIndex(9));
-        assert_eq!(q.release(1), vec![(1, LogIndex(9))]);
+        assert_eq!(q.release(&c, NodeId(1)), vec![(1, LogIndex(9))]);
+    }
+
+    /// A learner's acknowledgement confirms nothing, and a leader that is no longer a voter
+    /// (it is removing itself) does not count itself.
+    #[test]
+    fn only_voters_confirm_a_read() {
+        let c = conf(&[1, 2, 3], &[4]);
+        let mut q = ReadQueue::default();
+        q.push(7, Some(LogIndex(5)));
+        let seq = q.start_round();
+        assert!(q.ack(NodeId(4), seq, &c, NodeId(1)).is_empty(), "a learner");
+        assert_eq!(q.ack(NodeId(3), seq, &c, NodeId(1)), vec![(7, LogIndex(5))]);
+        let without_leader = conf(&[2, 3], &[]);
+        q.push(8, Some(LogIndex(6)));
+        let seq = q.start_round();
+        assert!(q.ack(NodeId(2), seq, &without_leader, NodeId(1)).is_empty());
+        assert_eq!(
+            q.ack(NodeId(3), seq, &without_leader, NodeId(1)),
+            vec![(8, LogIndex(6))]
+        );
+        let sole = conf(&[2], &[]);
+        q.push(9, Some(LogIndex(7)));
+        assert!(
+            q.release(&sole, NodeId(1)).is_empty(),
+            "a non-voter leader needs a round"
+        );
     }
 }

@@ -284,7 +284,8 @@ impl RawNode {
         // A lost TimeoutNow is sent again: proposals are refused during a transfer, so no
         // append acknowledgement would trigger it.
         self.maybe_finish_transfer(from);
-        let released = self.reads.ack(from, read_seq, self.quorum());
+        let (conf, id) = (self.log.conf(), self.cfg.id);
+        let released = self.reads.ack(from, read_seq, &conf, id);
         self.read_states
             .extend(released.into_iter().map(|(ctx, i)| ReadState {
                 ctx,

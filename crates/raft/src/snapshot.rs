@@ -171,8 +171,9 @@ impl RawNode {
         }
         let (_, data) = self.incoming_snapshot.take().expect("checked above");
         self.log.install_snapshot(meta);
+        // The log's meta: a snapshot without a membership keeps the one in force.
         let snap = Snapshot {
-            meta,
+            meta: self.log.snapshot_meta(),
             data: Arc::new(data),
         };
         self.snapshot = Some(snap.clone());

@@ -100,10 +100,7 @@ fn lower_term_append_answered_without_prevote_or_check_quorum() {
 }
 
 fn chunk(index: u64, offset: u64, len: usize, done: bool) -> shardkv_raft::Message {
-    let meta = SnapshotMeta {
-        index: LogIndex(index),
-        term: Term(2),
-    };
+    let meta = SnapshotMeta::at(LogIndex(index), Term(2));
     msg(
         1,
         2,

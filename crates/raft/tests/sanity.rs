@@ -167,10 +167,7 @@ fn append_overflowing_the_index_is_dropped() {
 fn snapshot_at_the_edge_of_the_index_space_is_dropped() {
     let mut n = node(2, 3);
     for (index, term) in [(u64::MAX, 1), (5, 9)] {
-        let meta = SnapshotMeta {
-            index: LogIndex(index),
-            term: Term(term),
-        };
+        let meta = SnapshotMeta::at(LogIndex(index), Term(term));
         let body = Body::InstallSnapshot {
             meta,
             offset: 0,

@@ -30,6 +30,10 @@
 //!   the state machine applied the confirmed index;
 //! - a snapshot (state machine + sessions) is taken when the persisted Raft state exceeds
 //!   `raft_state_bytes_max` bytes, never when it is unset;
+//! - membership changes go through [`Replica::propose_conf_change`] (one server at a time,
+//!   the Raft core's rules); they are not state machine commands, and each one applied is
+//!   reported to the shell ([`Replica::take_applied_conf_changes`]) so that it can record
+//!   the voter set and learn a new member's address;
 //! - the persistence contract of the Raft core is kept: the shell persists each Ready and
 //!   sends its messages before calling [`Replica::advance`], which applies.
 //!
@@ -55,7 +59,7 @@ pub mod testing;
 
 pub use error::{Error, Outcome, Reply};
 pub use machine::{Applying, StateMachine};
-pub use replica::{Replica, ReplicaOptions};
+pub use replica::{CONF_APPLIED_MAX, Replica, ReplicaOptions};
 pub use request::{NoInternal, Proposal, Request};
 pub use session::{DROPPED_REMEMBERED, Seen, Session, SessionLimits, Sessions};
 

@@ -8,7 +8,9 @@ use crate::session::{Seen, SessionLimits, Sessions};
 use crate::{Error, Reply, ReqId, StateMachine};
 use serde::{Deserialize, Serialize};
 use shardkv_raft::{Config, Message, ProposeError, RawNode, Ready, Restored, Role, Snapshot};
-use shardkv_types::{ClientId, Entry, EntryKind, LogIndex, Seq, SnapshotMeta, Term};
+use shardkv_types::{
+    ClientId, ConfChange, ConfEntry, Entry, EntryKind, LogIndex, Membership, Seq, Term,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -75,7 +77,13 @@ pub struct Replica<SM: StateMachine> {
     reads_confirmed: Vec<(LogIndex, PendingRead<SM::Query>)>,
     next_read_ctx: u64,
     replies: Vec<(ReqId, Reply<SM::Output>)>,
+    /// Membership changes applied and not yet taken by the shell (bounded).
+    conf_applied: Vec<(LogIndex, ConfEntry)>,
 }
+
+/// The most applied membership changes kept for the shell between two
+/// [`Replica::take_applied_conf_changes`]; older ones are dropped (logged).
+pub const CONF_APPLIED_MAX: usize = 64;
 
 impl<SM: StateMachine> Replica<SM> {
     /// Starts a replica from what storage recovered. `initial` is the state before the first
@@ -111,11 +119,30 @@ impl<SM: StateMachine> Replica<SM> {
             reads_confirmed: Vec::new(),
             next_read_ctx: 1,
             replies: Vec::new(),
+            conf_applied: Vec::new(),
         })
     }
 
     pub fn raft(&self) -> &RawNode {
         &self.raft
+    }
+
+    /// The group's membership as this member's log has it (committed or not).
+    pub fn conf(&self) -> Membership {
+        self.raft.conf()
+    }
+
+    /// Proposes a single-server membership change (see `RawNode::propose_conf_change` for
+    /// what is refused and why). Returns the entry's index; it is in force at once and
+    /// reported by [`Replica::take_applied_conf_changes`] once applied.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<LogIndex, ProposeError> {
+        self.raft.propose_conf_change(cc)
+    }
+
+    /// The membership changes applied since the last call, in log order: the shell records
+    /// the voter set and learns new members' addresses from them.
+    pub fn take_applied_conf_changes(&mut self) -> Vec<(LogIndex, ConfEntry)> {
+        std::mem::take(&mut self.conf_applied)
     }
 
     pub fn state_machine(&self) -> &SM {
@@ -346,6 +373,16 @@ impl<SM: StateMachine> Replica<SM> {
         );
         let proposal = match e.kind {
             EntryKind::Noop => None,
+            // The core already follows a membership change; the shell hears of it applied.
+            EntryKind::ConfChange => {
+                let c = ConfEntry::decode(&e.data).map_err(|err| undecodable_entry(e, &err))?;
+                if self.conf_applied.len() >= CONF_APPLIED_MAX {
+                    let (dropped, _) = self.conf_applied.remove(0);
+                    tracing::warn!(%dropped, "membership changes not taken; dropped the oldest");
+                }
+                self.conf_applied.push((e.index, c));
+                None
+            }
             EntryKind::Normal => Some(
                 postcard::from_bytes::<Proposal<SM::Command, SM::Internal>>(&e.data)
                     .map_err(|err| undecodable_entry(e, &err))?,
@@ -473,18 +510,21 @@ impl<SM: StateMachine> Replica<SM> {
             self.raft.log().snapshot_meta().index > snapshot_index,
             "the snapshot index only moves forward"
         );
+        let meta = self.raft.log().snapshot_meta();
+        assert_eq!(
+            (meta.index, meta.term),
+            (applied, term),
+            "the core took this snapshot"
+        );
         Some(Snapshot {
-            meta: SnapshotMeta {
-                index: applied,
-                term,
-            },
+            meta,
             data: Arc::new(data),
         })
     }
 }
 
 /// Why a committed entry cannot be applied: it names the entry and the likely cause.
-fn undecodable_entry(e: &Entry, err: &postcard::Error) -> String {
+fn undecodable_entry(e: &Entry, err: &dyn std::fmt::Display) -> String {
     format!(
         "committed entry at index {} (term {}) cannot be decoded ({err}): it was written by \
          an incompatible version of shardkv, or is damaged; refusing to skip it, which would \
@@ -507,6 +547,11 @@ fn from_propose_error(e: ProposeError) -> Error {
         ProposeError::TooLarge { bytes, max } => Error::TooLarge {
             bytes: bytes as u64,
             max: max as u64,
+        },
+        // Only membership changes meet these; commands never do.
+        ProposeError::ConfChangePending { .. } | ProposeError::LeaderNotReady => Error::Busy,
+        ProposeError::ConfChange(_) | ProposeError::LearnerBehind { .. } => Error::Invalid {
+            reason: e.to_string(),
         },
     }
 }

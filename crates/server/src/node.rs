@@ -205,7 +205,7 @@ impl<A: Member> Node<A> {
         if self.host.is_frozen() || !self.is_leader() {
             return false;
         }
-        let voters = &self.replica.raft().config().voters;
+        let voters: Vec<NodeId> = self.replica.raft().conf().voters().collect();
         let next = voters
             .iter()
             .copied()

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use shardkv_host::HostedApp;
 use shardkv_raft::{Config, Message, RawNode, ReadState, Ready, Restored, Snapshot};
 use shardkv_rsm::{Error, ReqId};
-use shardkv_types::{LogIndex, NodeId, SnapshotMeta};
+use shardkv_types::{LogIndex, NodeId};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -141,11 +141,10 @@ impl HostedApp for RaftApp {
             .ok_or("applied index not in log")?;
         let data = self.sm.snapshot();
         self.raft.compact(applied, data.clone());
+        let meta = self.raft.log().snapshot_meta();
+        debug_assert_eq!((meta.index, meta.term), (applied, term));
         Ok(Some(Snapshot {
-            meta: SnapshotMeta {
-                index: applied,
-                term,
-            },
+            meta,
             data: Arc::new(data),
         }))
     }

@@ -7,10 +7,15 @@
 //! - Leader completeness: a new leader's log holds every entry committed before.
 //! - State machine safety: no two nodes apply different commands at one index.
 //! - Commit index monotonic per incarnation; applied <= committed.
+//! - Membership: a leader is a voter of the membership in force on it; every node's
+//!   membership is the one its log implies (its latest membership entry's, else its
+//!   snapshot's), recomputed here independently whenever it may have changed; a snapshot
+//!   point carries the same membership on every node and across restarts. Election
+//!   safety above is per term across every membership.
 
 use crate::state_machine::digest;
-use shardkv_raft::{RaftLog, Status};
-use shardkv_types::{Entry, EntryKind, LogIndex, NodeId, Term};
+use shardkv_raft::{RaftLog, RawNode, Status};
+use shardkv_types::{ConfEntry, Entry, EntryKind, LogIndex, Membership, NodeId, Term};
 use std::collections::BTreeMap;
 
 /// Accumulates what every node did and reports the first violation.
@@ -23,17 +28,40 @@ pub struct Checker {
     applied: BTreeMap<LogIndex, (Term, u64)>,
     /// Per node: the last commit index seen in this incarnation.
     commits: BTreeMap<NodeId, LogIndex>,
+    /// Per node: how far its membership was checked.
+    conf_checked: BTreeMap<NodeId, ConfChecked>,
+    /// The membership recorded with every snapshot point any node held: a snapshot
+    /// restored from disk or received must bring the same one.
+    snapshot_confs: BTreeMap<(LogIndex, Term), Membership>,
+}
+
+/// A node's log as of its last membership check.
+#[derive(Debug)]
+struct ConfChecked {
+    snapshot: LogIndex,
+    last: LogIndex,
+    last_term: Term,
+    /// The latest membership entry up to `last` (index, membership), else the snapshot's.
+    implied: (Option<LogIndex>, Membership),
 }
 
 fn entry_digest(e: &Entry) -> u64 {
     match e.kind {
         EntryKind::Normal => digest(&e.data),
         EntryKind::Noop => 0,
+        // Told apart from a command with the same bytes.
+        EntryKind::ConfChange => digest(&e.data).rotate_left(1),
     }
 }
 
 impl Checker {
     pub fn on_leader(&mut self, id: NodeId, term: Term, log: &RaftLog) -> Result<(), String> {
+        if !log.conf().is_voter(id) {
+            return Err(format!(
+                "membership: {id} leads {term} but is no voter of {}",
+                log.conf()
+            ));
+        }
         if let Some(prev) = self.leaders.insert(term, id)
             && prev != id
         {
@@ -102,9 +130,72 @@ impl Checker {
         Ok(())
     }
 
+    /// Checks that `raft`'s membership is the one its log implies. Incremental: only the
+    /// entries appended since the last check are read, unless the log was cut or replaced.
+    pub fn on_conf(&mut self, raft: &RawNode) -> Result<(), String> {
+        let log = raft.log();
+        let snap = log.snapshot_meta();
+        if snap.index > LogIndex(0) {
+            let seen = *self
+                .snapshot_confs
+                .entry((snap.index, snap.term))
+                .or_insert(snap.conf);
+            if seen != snap.conf {
+                return Err(format!(
+                    "membership: {} holds the snapshot at {} with {}, it was taken with {seen}",
+                    raft.id(),
+                    snap.index,
+                    snap.conf
+                ));
+            }
+        }
+        let (last, last_term) = (log.last_index(), log.last_term());
+        let base = match self.conf_checked.get(&raft.id()) {
+            Some(c) if c.snapshot == snap.index && log.term(c.last) == Some(c.last_term) => {
+                if c.last == last {
+                    return Ok(());
+                }
+                (c.last, c.implied)
+            }
+            // First look, a new snapshot, or the checked tail was cut: from the snapshot.
+            _ => (snap.index, (None, snap.conf)),
+        };
+        let (mut i, mut implied) = base;
+        while i < last {
+            i = i.next();
+            let e = log.entry(i).expect("held");
+            if e.kind == EntryKind::ConfChange
+                && let Ok(c) = ConfEntry::decode(&e.data)
+            {
+                implied = (Some(i), c.next);
+            }
+        }
+        self.conf_checked.insert(
+            raft.id(),
+            ConfChecked {
+                snapshot: snap.index,
+                last,
+                last_term,
+                implied,
+            },
+        );
+        if (log.conf_index(), raft.conf()) != implied {
+            return Err(format!(
+                "membership: {} uses {} (change at {:?}), its log implies {} (change at {:?})",
+                raft.id(),
+                raft.conf(),
+                log.conf_index(),
+                implied.1,
+                implied.0
+            ));
+        }
+        Ok(())
+    }
+
     /// A node restarted: its in-memory commit index may restart lower.
     pub fn on_restart(&mut self, id: NodeId) {
         self.commits.remove(&id);
+        self.conf_checked.remove(&id);
     }
 
     /// The highest applied index any node reached.

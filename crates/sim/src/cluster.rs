@@ -160,13 +160,18 @@ impl<A: App> Sim<A> {
     fn raft_config(&self, id: NodeId) -> Config {
         let g = self.group(self.gid_of(id));
         let mut rc = Config::new(id, g.members.clone());
+        if !g.members.contains(&id) {
+            // A node that joined later (`Sim::join`): a learner of the first membership
+            // until the log tells it better (see membership.rs).
+            rc.learners = vec![id];
+        }
         (self.cfg.raft)(&mut rc);
         (g.raft)(&mut rc);
         self.cfg.tweak.apply(&mut rc);
         rc
     }
 
-    fn start_node(&mut self, id: NodeId) {
+    pub(crate) fn start_node(&mut self, id: NodeId) {
         let rc = self.raft_config(id);
         let kind = self.group(self.gid_of(id)).kind;
         let seed = self.rng.next_u64();
@@ -403,6 +408,13 @@ impl<A: App> Sim<A> {
         let node = self.nodes.get_mut(&id).expect("node");
         let checker = self.checkers.get_mut(&node.gid).expect("checker");
         let out = node.process(checker);
+        let conf_view = match node.app.as_ref().filter(|_| node.is_up()) {
+            Some(app) => checker.on_conf(app.raft()),
+            None => Ok(()),
+        };
+        if let Err(e) = conf_view {
+            self.fail(&format!("group {}: {e}", self.gid_of(id)));
+        }
         match out.fault {
             None => {}
             Some(Fault::Violation(e)) => self.fail(&format!("group {}: {e}", self.gid_of(id))),

@@ -64,12 +64,12 @@ impl<A: App> Sim<A> {
         self.leader_of(self.gid())
     }
 
-    /// The leader of the highest term among connected live members of group `gid`; panics
-    /// if one term has two.
+    /// The leader of the highest term among connected live nodes of group `gid` (those it
+    /// started with and those that joined); panics if one term has two.
     pub fn leader_of(&self, gid: Gid) -> Option<NodeId> {
         let mut by_term: std::collections::BTreeMap<Term, Vec<NodeId>> = Default::default();
-        let members = self.group(gid).members.iter();
-        for &id in members.filter(|id| self.connected.contains(id)) {
+        let nodes = self.nodes.values().filter(|n| n.gid == gid).map(|n| n.id);
+        for id in nodes.filter(|id| self.connected.contains(id)) {
             if let Some((t, true)) = self.state(id) {
                 by_term.entry(t).or_default().push(id);
             }

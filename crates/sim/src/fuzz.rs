@@ -3,11 +3,13 @@
 //! runs:
 //!
 //! 1. a safety phase: faults (crashes, crashes in the middle of a disk write, restarts,
-//!    isolations, random partitions, one-way cuts, loss, delay, reordering, duplication, and
-//!    the seed's swarm patterns) while clients propose continuously and a reader asks every
-//!    leader for ReadIndex reads;
+//!    isolations, random partitions, one-way cuts, loss, delay, reordering, duplication, the
+//!    seed's swarm patterns, and on half of the seeds membership changes: fresh nodes added
+//!    as learners, promoted, random voters removed, the leader included) while clients
+//!    propose continuously and a reader asks every leader for ReadIndex reads;
 //! 2. a liveness phase: faults stop, everything restarts and reconnects, and every client's
-//!    outstanding command must commit and every node must apply the same log.
+//!    outstanding command must commit and every member (of the leader's final membership)
+//!    must apply the same log.
 //!
 //! The invariant checker runs throughout, and every ReadIndex answer is checked to cover
 //! every entry committed (anywhere) before the read was asked; at the end no Raft core may
@@ -18,6 +20,7 @@
 use crate::cluster::Cluster;
 use crate::config::ClusterConfig;
 use crate::faults::{FaultSchedule, Swarm};
+use crate::membership::MembershipFaults;
 use crate::net::NetConfig;
 use crate::state_machine::digest;
 use shardkv_raft::Anomaly;
@@ -43,6 +46,8 @@ pub struct FuzzReport {
     pub messages: u64,
     /// Recoveries that cut a hole left by a power cut before valid WAL records.
     pub holes_cut: u64,
+    /// Membership changes proposed (and accepted by a leader) among the faults.
+    pub conf_changes: u64,
 }
 
 /// A client that keeps proposing its current command until it sees it applied.
@@ -116,6 +121,13 @@ pub fn run_seed(seed: u64) -> FuzzReport {
         })
         .collect();
 
+    // Membership changes draw from their own stream, so seeds without them run as before.
+    let mut membership = {
+        let mut m = shardkv_types::Rng::new(seed ^ 0xc0f_c4a9);
+        m.chance(500)
+            .then(|| MembershipFaults::new(&c, m.next_u64()))
+    };
+
     // Safety phase.
     let end = c.now + safety_ms * 1000;
     let mut next_fault = c.now + fault_every_ms * 1000;
@@ -123,6 +135,9 @@ pub fn run_seed(seed: u64) -> FuzzReport {
         drive_clients(&mut c, &mut cl, &mut next_value, &mut report);
         reader.drive(&mut c);
         if c.now >= next_fault {
+            if let Some(m) = membership.as_mut() {
+                m.step(&mut c);
+            }
             FaultSchedule::inject(&mut c);
             next_fault = c.now + pick.range(fault_every_ms / 2, fault_every_ms * 3 / 2 + 1) * 1000;
         }
@@ -175,6 +190,7 @@ pub fn run_seed(seed: u64) -> FuzzReport {
     report.virtual_ms = c.now / 1000;
     report.messages = c.stats.requests + c.stats.replies;
     report.holes_cut = c.nodes.values().map(|n| n.store.holes_cut).sum();
+    report.conf_changes = membership.map_or(0, |m| m.proposed);
     report
 }
 
@@ -198,12 +214,25 @@ fn check_no_impossible_input(c: &Cluster) {
     }
 }
 
-/// True when every node applied the same, highest index.
+/// True when a leader exists whose membership is committed and every member of it applied
+/// the same, highest index (a removed node may lag forever).
 fn converged(c: &Cluster) -> bool {
+    let Some(l) = c.leader() else { return false };
+    let leader = &c.app(l).raft;
+    if leader
+        .log()
+        .conf_index()
+        .is_some_and(|i| i > leader.log().committed())
+    {
+        return false;
+    }
     let max = c.checker().max_applied();
-    c.nodes
-        .values()
-        .all(|n| n.app.as_ref().is_some_and(|a| a.sm.applied == max))
+    leader.conf().members().all(|id| {
+        c.nodes[&id]
+            .app
+            .as_ref()
+            .is_some_and(|a| a.sm.applied == max)
+    })
 }
 
 fn drive_clients(

@@ -16,8 +16,13 @@
 //! writes, can tear the last one on a crash, can stop in the middle of a write and can fill
 //! up. The same seed yields the same run, event for event (`Sim::trace` digests it).
 //!
+//! A group's membership can change while it runs: [`Sim::join`] starts a fresh node that a
+//! leader then adds as a learner, and `Cluster::change_membership` drives a single-server
+//! change through whichever node leads (the Raft fuzz target draws such changes among its
+//! faults).
+//!
 //! Each group has its own invariant checker ([`Checker`]), watching every persisted and
-//! applied entry and every election of that group. The service harnesses ([`KvClients`],
+//! applied entry, every election and every node's membership of that group. The service harnesses ([`KvClients`],
 //! [`CtrlClients`]) run over one group of any simulator whose app carries the service
 //! ([`ServiceApp`]): a lone group ([`KvCluster`], [`CtrlCluster`]) or a [`World`]. A
 //! failure panics with the seed and the command that replays it.
@@ -42,6 +47,7 @@ mod group_app;
 mod kv;
 mod kv_clerk;
 pub mod kv_fuzz;
+mod membership;
 mod net;
 mod node;
 mod ownership;

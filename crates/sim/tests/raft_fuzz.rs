@@ -6,12 +6,18 @@ use shardkv_sim::fuzz::run_seed;
 #[test]
 fn fuzz_fixed_seed_range_keeps_every_invariant_and_stays_live() {
     let (lo, hi) = shardkv_sim::seed_range("SHARDKV_FUZZ_SEEDS", "0..200");
-    let (mut committed, mut holes) = (0, 0);
+    let (mut committed, mut holes, mut conf_changes) = (0, 0, 0);
     for seed in lo..hi {
         let r = run_seed(seed);
         committed += r.commands_committed;
         holes += r.holes_cut;
+        conf_changes += r.conf_changes;
     }
+    // Membership changes must be among the faults (over the default range).
+    assert!(
+        hi - lo < 100 || conf_changes > 0,
+        "no membership change was proposed: the fuzz does not exercise them"
+    );
     assert!(
         committed > (hi - lo) * 10,
         "the fuzz made too little progress: {committed} commands"
@@ -23,7 +29,7 @@ fn fuzz_fixed_seed_range_keeps_every_invariant_and_stays_live() {
     );
     println!(
         "fuzz: {} seeds, {committed} client commands committed, {holes} recoveries cut a \
-         power-cut hole",
+         power-cut hole, {conf_changes} membership changes",
         hi - lo
     );
 }

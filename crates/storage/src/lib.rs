@@ -18,7 +18,8 @@
 //!   Before sealed segments are deleted the hard state is written again to the active one.
 //!   Each starts with the 8-byte header `SKVWAL\0\x02` (WAL format 2), made durable when
 //!   the segment is created (one fdatasync per segment).
-//! - `snap-<index>-<term>.snap`: snapshot files (the newest two are kept).
+//! - `snap-<index>-<term>.snap`: snapshot files (the newest two are kept), each recording
+//!   the group membership as of its index.
 //!
 //! # Record format
 //! `len: u32 LE | crc32c: u32 LE | type: u8 | payload[len]`, the crc covering the length

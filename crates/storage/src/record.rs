@@ -19,8 +19,9 @@ pub enum RecordType {
     Entry = 1,
     /// A postcard `HardState`; the last one wins.
     HardState = 2,
-    /// A postcard `SnapshotMeta`: a snapshot that did not match the log was installed, so
-    /// every earlier entry is discarded and the log restarts after `meta.index`.
+    /// A postcard `(LogIndex, Term)` (a snapshot's point, encoded as the first layout's
+    /// `SnapshotMeta`): a snapshot that did not match the log was installed, so every earlier
+    /// entry is discarded and the log restarts after that index.
     SnapshotReset = 3,
     /// A postcard `NodeId`: the content of the node-id marker file.
     NodeId = 4,

@@ -286,8 +286,9 @@ fn replay_segment<D: Disk>(
             }
             RecordType::HardState => replay.hard_state = r.decode(&path)?,
             RecordType::SnapshotReset => {
-                let m: SnapshotMeta = r.decode(&path)?;
-                replay.start = Some((m.index, Some(m.term)));
+                // Only the point: the membership lives in the snapshot file.
+                let (index, term): (LogIndex, Term) = r.decode(&path)?;
+                replay.start = Some((index, Some(term)));
                 replay.entries.clear();
             }
             RecordType::NodeId => {
@@ -348,7 +349,7 @@ fn choose_snapshot<D: Disk>(
     // Bounded by the number of snapshot files.
     while let Some(&meta) = metas.last() {
         match snapshot::load(disk, dir, meta) {
-            Ok(data) => return Ok((Some((meta, data)), metas)),
+            Ok((loaded, data)) => return Ok((Some((loaded, data)), metas)),
             Err(e @ StorageError::Corrupt { .. }) => {
                 let path = dir.join(snapshot::file_name(meta));
                 let aside = dir.join(format!(

@@ -139,7 +139,11 @@ impl<D: Disk> RaftStore<D> {
             "segment_bytes_max must be positive"
         );
         let opened = recovery::recover(&mut disk, dir, id)?;
-        let snapshot = opened.snapshots.last().copied().unwrap_or_default();
+        // The loaded snapshot's meta carries its membership; the names only index and term.
+        let snapshot = match &opened.recovered.snapshot {
+            Some((meta, _)) => *meta,
+            None => opened.snapshots.last().copied().unwrap_or_default(),
+        };
         let log: VecDeque<EntryMeta> = opened.metas.into();
         let mut store = RaftStore {
             disk,
@@ -434,8 +438,8 @@ impl<D: Disk> RaftStore<D> {
         if self.snapshot.index == LogIndex(0) {
             return Ok(None);
         }
-        let data = snapshot::load(&mut self.disk, &self.dir, self.snapshot)?;
-        Ok(Some((self.snapshot, data)))
+        let (meta, data) = snapshot::load(&mut self.disk, &self.dir, self.snapshot)?;
+        Ok(Some((meta, data)))
     }
 
     /// The hard state last set (durable once synced).
@@ -585,7 +589,14 @@ impl<D: Disk> RaftStore<D> {
 
     fn write_reset(&mut self, meta: SnapshotMeta) -> Result<(), StorageError> {
         self.write_records(|synced_to, buf| {
-            segment::encode(RecordType::SnapshotReset, synced_to, &meta, buf)
+            // The point only, as the first WAL layout wrote it: the membership is in the
+            // snapshot file.
+            segment::encode(
+                RecordType::SnapshotReset,
+                synced_to,
+                &(meta.index, meta.term),
+                buf,
+            )
         })
         .map(drop)
     }

@@ -10,16 +10,22 @@
 //!   node that never voted has term 0.
 //! - A key's shard is Redis Cluster's slot ([`key_slot`]) mapped to contiguous ranges
 //!   ([`shard_of_slot`]); the shard count is a power of two up to [`SHARDS_MAX`].
+//! - A group's membership ([`Membership`]) is voters plus learners, at most [`MEMBERS_MAX`],
+//!   changed one server at a time by a [`ConfChange`] entry.
 //! - [`Rng`] is a pure function of its seed: the same seed yields the same stream on every
 //!   platform, which is what makes simulations replayable.
 
 mod ids;
 mod log;
+mod membership;
 mod rng;
 mod slot;
 
 pub use ids::{ClientId, ConfigNum, Gid, LogIndex, NodeId, Seq, ShardId, Term};
 pub use log::{Entry, EntryKind, HardState, SnapshotMeta};
+pub use membership::{
+    ADDR_BYTES_MAX, ConfChange, ConfChangeKind, ConfEntry, ConfError, MEMBERS_MAX, Membership,
+};
 pub use rng::Rng;
 pub use slot::{
     SHARDS_DEFAULT, SHARDS_MAX, SLOTS, ShardCountError, check_shard_count, crc16, hash_tag,

@@ -1,6 +1,6 @@
 //! The records Raft persists: log entries, the hard state, and snapshot metadata.
 
-use crate::{LogIndex, NodeId, Term};
+use crate::{ConfEntry, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 /// What a log entry carries.
@@ -11,6 +11,10 @@ pub enum EntryKind {
     /// The empty entry a new leader appends at once so that it can commit an entry of its
     /// own term (Raft §5.4.2, §8). `data` is empty.
     Noop,
+    /// A single-server membership change (Raft thesis §4.1): `data` is a
+    /// [`ConfEntry::encode`]. It takes effect on every node as soon as it is in the log,
+    /// committed or not.
+    ConfChange,
 }
 
 /// One entry of the replicated log.
@@ -43,6 +47,16 @@ impl Entry {
         }
     }
 
+    /// A membership change entry.
+    pub fn conf_change(term: Term, index: LogIndex, conf: &ConfEntry) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::ConfChange,
+            data: conf.encode(),
+        }
+    }
+
     /// The approximate number of bytes this entry costs on the wire and on disk; used to
     /// bound batches.
     pub fn size_bytes(&self) -> usize {
@@ -67,4 +81,19 @@ pub struct SnapshotMeta {
     pub index: LogIndex,
     /// The term of the entry at `index`.
     pub term: Term,
+    /// The group's membership as of `index` (the latest change at or before it). Empty in
+    /// snapshots written before membership changes existed: the node's configured voters
+    /// then stand.
+    pub conf: Membership,
+}
+
+impl SnapshotMeta {
+    /// The point `index`/`term` with an unknown (empty) membership.
+    pub fn at(index: LogIndex, term: Term) -> SnapshotMeta {
+        SnapshotMeta {
+            index,
+            term,
+            conf: Membership::default(),
+        }
+    }
 }

@@ -61,10 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
         if batches.is_multiple_of(9) && to > 10 {
             let index = LogIndex(to - 5);
-            let meta = SnapshotMeta {
-                index,
-                term: store.term(index).ok_or("term of a live entry")?,
-            };
+            let meta = SnapshotMeta::at(index, store.term(index).ok_or("term of a live entry")?);
             store.save_snapshot(meta, format!("snapshot@{}", index.0).as_bytes())?;
         }
     }

@@ -42,10 +42,7 @@ pub fn payload(term: u64, index: u64) -> Vec<u8> {
 }
 
 pub fn meta(index: u64, term: u64) -> SnapshotMeta {
-    SnapshotMeta {
-        index: LogIndex(index),
-        term: Term(term),
-    }
+    SnapshotMeta::at(LogIndex(index), Term(term))
 }
 
 /// Asserts the structural validity of a recovered state: entries contiguous and starting

@@ -217,16 +217,10 @@ fn run_seed(seed: u64) {
             let divergent = rng.chance(300) || last <= snap_index;
             let meta = if divergent {
                 term += 1;
-                SnapshotMeta {
-                    index: LogIndex(rng.range(snap_index + 1, last + 4)),
-                    term: Term(term),
-                }
+                SnapshotMeta::at(LogIndex(rng.range(snap_index + 1, last + 4)), Term(term))
             } else {
                 let index = LogIndex(rng.range(snap_index + 1, last + 1));
-                SnapshotMeta {
-                    index,
-                    term: store.term(index).expect("in log"),
-                }
+                SnapshotMeta::at(index, store.term(index).expect("in log"))
             };
             let data = format!("snap@{}", meta.index.0).into_bytes();
             let matches = store.term(meta.index) == Some(meta.term);

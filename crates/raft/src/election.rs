@@ -15,11 +15,20 @@ impl RawNode {
         if m.to != self.cfg.id || m.from == self.cfg.id {
             return; // misrouted
         }
-        if matches!(m.body, Body::RequestVote { .. }) && !self.log.conf().contains(m.from) {
-            // Not a member as far as this log knows: a removed node that did not learn of
-            // its removal must not disrupt the group. Leader messages are taken from anyone
-            // (term rules apply): a member whose log lags may not yet know of a newly added
-            // member that now leads.
+        if let Body::RequestVote {
+            last_log_index,
+            last_log_term,
+            ..
+        } = m.body
+            && !self.log.conf().contains(m.from)
+            && !self.log.is_up_to_date(last_log_index, last_log_term)
+        {
+            // Not a member as far as this log knows, and behind it: a removed node that did
+            // not learn of its removal (its log lacks the committed removal every member
+            // holds) must not disrupt the group with its terms. A non-member whose log is
+            // ahead is answered as usual: this log may lag behind the change that added it,
+            // and its vote may be the one the group needs. Leader messages are taken from
+            // anyone (term rules apply), for the same reason.
             return;
         }
         if m.term.0 > self.term.0.saturating_add(TERM_JUMP_MAX) {

@@ -260,8 +260,10 @@ impl RawNode {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if !self.is_voter() {
-            // A learner, or a removed node: never campaigns.
-            self.election_elapsed = 0;
+            // A learner, or a removed node: never campaigns. Its clock still runs, so that
+            // the leader lease it grants ends: it may have been promoted without knowing yet,
+            // and its vote may be needed.
+            self.election_elapsed = self.election_elapsed.saturating_add(1);
         } else {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.election_timeout {

@@ -354,17 +354,93 @@ fn a_removed_node_does_not_disturb_the_group() {
     // vote request to 3 is answered; only 2's term moved.
     let before = net.node(2).term();
     assert!(before >= term);
-    // A stranger's vote request (not a member) is ignored outright.
-    let mut n = RawNode::new(Config::new(NodeId(2), ids(&[1, 2])), Restored::default(), 2);
+    // A stranger's vote request (not a member) whose log is behind this one — a removed
+    // node lacks the removal every member holds — is ignored outright.
+    let restored = common::restored_at(2, &[1, 1, 2]);
+    let mut n = RawNode::new(Config::new(NodeId(2), ids(&[1, 2])), restored, 2);
+    let req = |index, term| Body::RequestVote {
+        pre_vote: false,
+        force: false,
+        last_log_index: LogIndex(index),
+        last_log_term: Term(term),
+    };
+    n.step(msg(3, 2, 5, req(2, 1)));
+    assert_eq!(n.term(), Term(2), "the term did not move");
+    assert!(n.ready().messages.is_empty(), "no answer");
+}
+
+/// A voter whose log lags behind the change that added a node still answers that node's
+/// vote request when the node's log is ahead: it may be the vote the group needs (a lagging
+/// voter ignoring every stranger could leave a majority of the voters unable to elect).
+#[test]
+fn a_stranger_ahead_of_this_log_gets_an_answer() {
+    let restored = common::restored_at(2, &[1, 1, 2]);
+    let mut n = RawNode::new(Config::new(NodeId(2), ids(&[1, 2, 3])), restored, 2);
     let req = Body::RequestVote {
         pre_vote: false,
         force: false,
         last_log_index: LogIndex(9),
-        last_log_term: Term(9),
+        last_log_term: Term(3),
     };
-    n.step(msg(3, 2, 5, req));
-    assert_eq!(n.term(), Term(0), "the term did not move");
-    assert!(n.ready().messages.is_empty(), "no answer");
+    n.step(msg(4, 2, 5, req));
+    assert_eq!(n.term(), Term(5), "the term moved");
+    let rd = n.ready();
+    assert!(
+        rd.messages.iter().any(|m| m.to == NodeId(4)
+            && matches!(m.body, Body::RequestVoteResponse { granted: true, .. })),
+        "the vote is granted: {:?}",
+        rd.messages
+    );
+}
+
+/// A learner (or a node that does not know yet it was promoted) grants the leader lease
+/// only for an election timeout: past it, it answers a candidate's pre-vote, which a group
+/// that lost its leader may need.
+#[test]
+fn a_learners_leader_lease_ends() {
+    let mut n = RawNode::new(
+        Config {
+            learners: ids(&[4]),
+            ..Config::new(NodeId(4), ids(&[1, 2, 3]))
+        },
+        Restored::default(),
+        4,
+    );
+    n.step(msg(
+        1,
+        4,
+        1,
+        Body::Heartbeat {
+            commit: LogIndex(0),
+            read_seq: 0,
+        },
+    ));
+    assert_eq!(n.leader(), Some(NodeId(1)));
+    let _ = n.ready();
+    n.advance(Default::default());
+    for _ in 0..2 * n.config().election_ticks {
+        n.tick();
+    }
+    let pre = Body::RequestVote {
+        pre_vote: true,
+        force: false,
+        last_log_index: LogIndex(0),
+        last_log_term: Term(0),
+    };
+    n.step(msg(2, 4, 2, pre));
+    let rd = n.ready();
+    assert!(
+        rd.messages.iter().any(|m| m.to == NodeId(2)
+            && matches!(
+                m.body,
+                Body::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true
+                }
+            )),
+        "the pre-vote is answered: {:?}",
+        rd.messages
+    );
 }
 
 /// A snapshot records the membership as of its index; installing it or restarting from it

@@ -32,7 +32,7 @@ pub struct Checker {
     conf_checked: BTreeMap<NodeId, ConfChecked>,
     /// The membership recorded with every snapshot point any node held: a snapshot
     /// restored from disk or received must bring the same one.
-    snapshot_confs: BTreeMap<(LogIndex, Term), Membership>,
+    snapshot_confs: BTreeMap<(LogIndex, Term), (Membership, NodeId)>,
 }
 
 /// A node's log as of its last membership check.
@@ -136,11 +136,21 @@ impl Checker {
         let log = raft.log();
         let snap = log.snapshot_meta();
         if snap.index > LogIndex(0) {
-            let seen = *self
+            let (seen, first) = *self
                 .snapshot_confs
                 .entry((snap.index, snap.term))
-                .or_insert(snap.conf);
-            if seen != snap.conf {
+                .or_insert((snap.conf, raft.id()));
+            // A node that joined starts out assuming the group's voters and itself as a
+            // learner; a snapshot it takes of entries from before the change that added it
+            // lists it as a learner already. Only that difference is allowed: the voters
+            // (what quorums are made of) must agree exactly.
+            let holders = [raft.id(), first];
+            let learners_but = |c: &Membership| -> Vec<NodeId> {
+                c.learners().filter(|l| !holders.contains(l)).collect()
+            };
+            let same = seen.voters().eq(snap.conf.voters())
+                && learners_but(&seen) == learners_but(&snap.conf);
+            if !same {
                 return Err(format!(
                     "membership: {} holds the snapshot at {} with {}, it was taken with {seen}",
                     raft.id(),

@@ -234,34 +234,7 @@ fn print_rows(rows: &[(Option<Gid>, &Answer)]) {
 }
 
 fn member_json((addr, r): &Answer) -> serde_json::Value {
-    match r {
-        Ok(s) => {
-            let mut v = serde_json::json!({
-                "id": s.id.0,
-                "address": addr,
-                "reachable": true,
-                "role": role_name(s.role),
-                "term": s.term.0,
-                "leader": s.leader.map(|l| l.0),
-                "commit": s.commit.0,
-                "applied": s.applied.0,
-                "last_index": s.last_index.0,
-                "snapshot_index": s.snapshot_index.0,
-                "raft_state_bytes": s.raft_state_bytes,
-                "no_space": s.no_space,
-            });
-            if let Some(h) = &s.shards {
-                v["config"] = h.config.0.into();
-                v["shards"] = h
-                    .shards
-                    .iter()
-                    .map(|(id, p)| serde_json::json!({"shard": id.0, "state": p.name()}))
-                    .collect();
-            }
-            v
-        }
-        Err(e) => serde_json::json!({ "address": addr, "reachable": false, "error": e }),
-    }
+    shardkv_server::admin::member_json(addr, r)
 }
 
 fn sharded_json(config: Option<&Config>, groups: &[GroupView]) -> serde_json::Value {

@@ -180,7 +180,11 @@ fn up_or_unavailable(ok: bool) -> StatusCode {
 }
 
 /// One member's status in the JSON of `shardkv status -w json`.
-pub fn member_json(addr: &str, r: &Result<NodeStatus, Error>) -> serde_json::Value {
+/// One definition for the admin port's `/status` and the CLI's `status -w json`.
+pub fn member_json<E: std::fmt::Display>(
+    addr: &str,
+    r: &Result<NodeStatus, E>,
+) -> serde_json::Value {
     match r {
         Ok(s) => {
             let mut v = serde_json::json!({

@@ -31,7 +31,7 @@ impl KvGroup {
     pub async fn submit(&self, req: KvRequest) -> Reply<KvOutput> {
         match self {
             KvGroup::Kv(h) => h.submit(req).await,
-            KvGroup::Shard(h) => match h.submit(kv_to_shard(req)).await? {
+            KvGroup::Shard(h) => match h.submit(shardkv_shardkv::kv_request(req)).await? {
                 ShardOutput::Kv(out) => Ok(out),
                 other => Err(Error::Unavailable {
                     reason: format!("a shard group answered a key request with {other:?}"),
@@ -45,24 +45,6 @@ impl KvGroup {
             KvGroup::Kv(h) => h.status().await,
             KvGroup::Shard(h) => h.status().await,
         }
-    }
-}
-
-/// A client's KV request as a shard group's request.
-fn kv_to_shard(req: KvRequest) -> ShardRequest {
-    match req {
-        Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
-        Request::Write {
-            client,
-            seq,
-            retry,
-            cmd,
-        } => Request::Write {
-            client,
-            seq,
-            retry,
-            cmd,
-        },
     }
 }
 
@@ -231,7 +213,7 @@ mod tests {
     fn a_key_request_becomes_the_shard_groups_request_unchanged() {
         let get = Request::Read(KvQuery::Get { key: b"k".to_vec() });
         assert_eq!(
-            kv_to_shard(get),
+            shardkv_shardkv::kv_request(get),
             Request::Read(ShardQuery::Kv(KvQuery::Get { key: b"k".to_vec() }))
         );
         let cmd = KvCommand::Put {
@@ -245,7 +227,7 @@ mod tests {
             cmd: cmd.clone(),
         };
         assert_eq!(
-            kv_to_shard(put),
+            shardkv_shardkv::kv_request(put),
             Request::Write {
                 client: ClientId(4),
                 seq: Seq(9),

@@ -33,6 +33,25 @@ pub enum ShardQuery {
 /// A request to a shard group.
 pub type ShardRequest = Request<KvCommand, ShardQuery>;
 
+/// A client's KV request as a shard group's request (the same write; a read of the KV
+/// state).
+pub fn kv_request(req: Request<KvCommand, KvQuery>) -> ShardRequest {
+    match req {
+        Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
+        Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        } => Request::Write {
+            client,
+            seq,
+            retry,
+            cmd,
+        },
+    }
+}
+
 /// The answer to any request of a shard group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardOutput {

@@ -40,7 +40,7 @@ mod shard;
 
 pub use call::{Call, Progress};
 pub use chunk::{Cursor, ShardChunk};
-pub use command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
+pub use command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest, kv_request};
 pub use duties::{CtrlRequest, Duties, DutyAnswer, DutyOptions, DutyRequest, Outbound, Task};
 pub use group::ShardGroup;
 pub use machine::ShardKv;

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::cluster::Sim;
 use shardkv_kv::KvStore;
 use shardkv_rsm::{Replica, Reply, Request, StateMachine};
-use shardkv_shardkv::{ShardKv, ShardOutput, ShardQuery};
+use shardkv_shardkv::{ShardKv, ShardOutput};
 use shardkv_types::{Gid, NodeId};
 
 /// An app that can carry service `SM`'s requests and answers, and may be one of its
@@ -76,20 +76,7 @@ impl Carries<KvStore> for ShardKv {
     fn request(
         r: Request<shardkv_kv::KvCommand, shardkv_kv::KvQuery>,
     ) -> shardkv_shardkv::ShardRequest {
-        match r {
-            Request::Read(q) => Request::Read(ShardQuery::Kv(q)),
-            Request::Write {
-                client,
-                seq,
-                retry,
-                cmd,
-            } => Request::Write {
-                client,
-                seq,
-                retry,
-                cmd,
-            },
-        }
+        shardkv_shardkv::kv_request(r)
     }
 
     fn reply(r: Reply<ShardOutput>) -> Option<Reply<shardkv_kv::KvOutput>> {

@@ -19,6 +19,11 @@ mod up;
 
 use std::process::ExitCode;
 
+/// mimalloc for every subcommand: under load, glibc malloc and free took about a fifth of a
+/// leader's CPU (docs/bench.md, "Where the CPU goes").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use shardkv_server::LogFormat;
 

@@ -11,23 +11,33 @@ pub const VALUE_BYTES_MAX: usize = 1 << 20;
 /// value it found; a larger one is answered `Error::CasFailed` (read the key instead).
 pub const RECORDED_VALUE_BYTES_MAX: usize = 128;
 
-/// A write.
+/// A write. Byte fields are encoded as byte strings (`serde_bytes`): in postcard the same
+/// bytes as a sequence of u8, so logs and snapshots of older builds still read
+/// (tests/encoding.rs), without a call per byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvCommand {
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Append {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     Cas {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
 }
@@ -47,7 +57,10 @@ impl KvCommand {
 /// A read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvQuery {
-    Get { key: Vec<u8> },
+    Get {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
 }
 
 impl KvQuery {
@@ -63,12 +76,13 @@ impl KvQuery {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOutput {
     /// Get: the value, `None` if absent.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// Put, Append, Delete.
     Done,
     /// CAS: whether it swapped, and the value it found.
     Cas {
         swapped: bool,
+        #[serde(with = "serde_bytes")]
         current: Option<Vec<u8>>,
     },
     /// Only in a session's record, never answered: a CAS that did not swap and found a

@@ -8,7 +8,34 @@ use std::collections::BTreeMap;
 /// The store: an ordered map from key to value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
+    #[serde(with = "byte_map")]
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// A map of byte strings to byte strings, each key and value encoded as a byte string
+/// (`serde_bytes`): in postcard the same bytes as sequences of u8, so snapshots of older
+/// builds still read (tests/encoding.rs), without a call per byte.
+mod byte_map {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<Vec<u8>, Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (Bytes::new(k), Bytes::new(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, D::Error> {
+        let map = BTreeMap::<ByteBuf, ByteBuf>::deserialize(d)?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect())
+    }
 }
 
 impl KvStore {

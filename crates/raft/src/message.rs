@@ -73,6 +73,7 @@ pub enum Body {
         meta: SnapshotMeta,
         /// Byte offset of `data` within the whole snapshot.
         offset: u64,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// True for the last chunk.
         done: bool,

@@ -23,6 +23,9 @@ pub struct Entry {
     pub term: Term,
     pub index: LogIndex,
     pub kind: EntryKind,
+    /// Encoded as a byte string: the same bytes as a sequence of u8 in postcard, without a
+    /// call per byte (the WAL and peers read what older builds wrote).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

@@ -1,6 +1,9 @@
 //! `PeerTransport`: outbound Raft traffic. One bounded queue and one sender task per peer;
-//! the task keeps a client stream open to the peer's Raft service and pushes batches on it,
-//! reopening it with exponential backoff when it breaks.
+//! the task keeps a client stream open to the peer's Raft service, reopening it with
+//! exponential backoff when it breaks. The stream's body is the queue itself
+//! ([`QueueStream`]): the HTTP/2 side takes what is queued, as one batch, straight from it
+//! when it can send, so a message crosses no task between the node thread and the
+//! connection besides the one that writes the stream.
 
 use crate::convert::encode_message;
 use crate::pb::{self, raft_client::RaftClient};
@@ -11,15 +14,13 @@ use crate::{
 use shardkv_raft::Message;
 use shardkv_types::NodeId;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-
-/// Batches handed to one open stream but not yet written to the connection.
-const STREAM_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Tunables of the peer transport.
 #[derive(Clone, Debug)]
@@ -164,14 +165,15 @@ struct PeerSender {
 }
 
 impl PeerSender {
-    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+    async fn run(self, rx: mpsc::Receiver<Message>) {
+        let rx = Arc::new(Mutex::new(rx));
         let mut backoff = self.opts.backoff_min;
         loop {
             match self.connect().await {
                 Ok(channel) => {
                     tracing::debug!(node = %self.me, peer = %self.peer, "peer stream open");
                     backoff = self.opts.backoff_min;
-                    if let StreamEnd::Closed = self.pump(channel, &mut rx).await {
+                    if let StreamEnd::Closed = self.pump(channel, &rx).await {
                         return;
                     }
                 }
@@ -182,10 +184,13 @@ impl PeerSender {
                 }
             }
             // What queued up while the peer was unreachable is stale; Raft resends.
-            let stale = self.drain(&mut rx);
-            self.dropped.fetch_add(stale, Ordering::Relaxed);
-            if rx.is_closed() && rx.is_empty() {
-                return;
+            {
+                let mut rx = lock(&rx);
+                let stale = self.drain(&mut rx);
+                self.dropped.fetch_add(stale, Ordering::Relaxed);
+                if rx.is_closed() && rx.is_empty() {
+                    return;
+                }
             }
             tokio::time::sleep(backoff).await;
         }
@@ -206,31 +211,66 @@ impl PeerSender {
             .await
     }
 
-    /// Pushes batches on one stream until it breaks or the queue closes.
-    async fn pump(&self, channel: Channel, rx: &mut mpsc::Receiver<Message>) -> StreamEnd {
-        let (tx, batches) = mpsc::channel::<pb::RaftBatch>(STREAM_BATCHES_IN_FLIGHT);
+    /// Streams the queue to the peer until the stream breaks or the queue closes.
+    async fn pump(&self, channel: Channel, rx: &Arc<Mutex<mpsc::Receiver<Message>>>) -> StreamEnd {
+        let closed = Arc::new(AtomicBool::new(false));
+        let body = QueueStream {
+            rx: rx.clone(),
+            closed: closed.clone(),
+            me: self.me,
+            peer: self.peer,
+            identity: self.identity,
+            dropped: self.dropped.clone(),
+            queued: self.queued.clone(),
+        };
         let mut client = RaftClient::new(channel).max_encoding_message_size(RAFT_FRAME_BYTES_MAX);
-        let call = async move { client.send(ReceiverStream::new(batches)).await };
-        tokio::pin!(call);
-        loop {
-            let first = tokio::select! {
-                end = &mut call => return self.broken(end.err()),
-                m = rx.recv() => match m {
-                    Some(m) => self.took(m),
-                    None => return StreamEnd::Closed,
-                },
-            };
-            let batch = self.batch(first, rx);
-            tokio::select! {
-                sent = tx.send(batch) => if sent.is_err() { return StreamEnd::Broken },
-                end = &mut call => return self.broken(end.err()),
-            }
+        let end = client.send(body).await;
+        if closed.load(Ordering::Acquire) {
+            return StreamEnd::Closed;
         }
+        tracing::debug!(node = %self.me, peer = %self.peer, status = ?end.err(),
+            "peer stream broke");
+        StreamEnd::Broken
     }
 
-    fn broken(&self, status: Option<tonic::Status>) -> StreamEnd {
-        tracing::debug!(node = %self.me, peer = %self.peer, ?status, "peer stream broke");
-        StreamEnd::Broken
+    /// Empties `rx` without waiting; returns how many messages it held.
+    fn drain(&self, rx: &mut mpsc::Receiver<Message>) -> u64 {
+        let mut n = 0;
+        while let Ok(m) = rx.try_recv() {
+            self.queued.fetch_sub(message_bytes(&m), Ordering::AcqRel);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The peer's queue, locked by the one stream that sends it at a time (a broken stream's
+/// body may linger a moment after the next one opened: they share the queue, and each
+/// message goes out at most once).
+fn lock(rx: &Mutex<mpsc::Receiver<Message>>) -> std::sync::MutexGuard<'_, mpsc::Receiver<Message>> {
+    // A poisoned lock only means a panic elsewhere; the receiver itself is intact.
+    rx.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The body of the stream to one peer: each item is what the queue holds when the HTTP/2
+/// side asks for more (at least one message, within [`RAFT_BATCH_MESSAGES_MAX`] and
+/// [`RAFT_BATCH_BYTES_MAX`]), encoded. It ends when the transport is dropped and the queue
+/// is empty, and says so in `closed`.
+struct QueueStream {
+    rx: Arc<Mutex<mpsc::Receiver<Message>>>,
+    closed: Arc<AtomicBool>,
+    me: NodeId,
+    peer: NodeId,
+    identity: PeerIdentity,
+    dropped: Arc<AtomicU64>,
+    queued: Arc<AtomicU64>,
+}
+
+impl QueueStream {
+    /// `m` left the queue: its bytes no longer count.
+    fn took(&self, m: Message) -> Message {
+        self.queued.fetch_sub(message_bytes(&m), Ordering::AcqRel);
+        m
     }
 
     /// `first` and whatever else is queued, within the batch bounds.
@@ -259,21 +299,33 @@ impl PeerSender {
             group_id: self.identity.group_id.0,
         }
     }
+}
 
-    /// `m` left the queue: its bytes no longer count.
-    fn took(&self, m: Message) -> Message {
-        self.queued.fetch_sub(message_bytes(&m), Ordering::AcqRel);
-        m
-    }
+impl tokio_stream::Stream for QueueStream {
+    type Item = pb::RaftBatch;
 
-    /// Empties `rx` without waiting; returns how many messages it held.
-    fn drain(&self, rx: &mut mpsc::Receiver<Message>) -> u64 {
-        let mut n = 0;
-        while let Ok(m) = rx.try_recv() {
-            self.took(m);
-            n += 1;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<pb::RaftBatch>> {
+        let this = self.get_mut();
+        let rx = this.rx.clone();
+        let mut rx = lock(&rx);
+        loop {
+            return match rx.poll_recv(cx) {
+                Poll::Ready(Some(m)) => {
+                    let first = this.took(m);
+                    let batch = this.batch(first, &mut rx);
+                    if batch.messages.is_empty() {
+                        // Only oversized messages, all dropped: wait for the next.
+                        continue;
+                    }
+                    Poll::Ready(Some(batch))
+                }
+                Poll::Ready(None) => {
+                    this.closed.store(true, Ordering::Release);
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
         }
-        n
     }
 }
 

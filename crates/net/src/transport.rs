@@ -407,4 +407,50 @@ mod tests {
             "an unknown peer"
         );
     }
+
+    #[test]
+    fn the_stream_body_takes_what_is_queued_as_one_batch_and_ends_with_the_queue() {
+        use tokio_stream::StreamExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = mpsc::channel(16);
+        let queued = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        let identity = PeerIdentity {
+            cluster_id: 7,
+            group_id: Gid(3),
+        };
+        let mut body = QueueStream {
+            rx: Arc::new(Mutex::new(rx)),
+            closed: closed.clone(),
+            me: NodeId(1),
+            peer: NodeId(2),
+            identity,
+            dropped: Arc::new(AtomicU64::new(0)),
+            queued: queued.clone(),
+        };
+        let sent = [append(NodeId(2), 10), append(NodeId(2), 20)];
+        for m in &sent {
+            queued.fetch_add(message_bytes(m), Ordering::AcqRel);
+            tx.try_send(m.clone()).expect("room");
+        }
+        let batch = rt.block_on(body.next()).expect("a batch");
+        assert_eq!((batch.from, batch.cluster_id, batch.group_id), (1, 7, 3));
+        let got: Vec<Message> = batch
+            .messages
+            .iter()
+            .map(|f| crate::convert::decode_message(f).expect("decodes"))
+            .collect();
+        assert_eq!(got, sent, "everything queued, in order, in one batch");
+        assert_eq!(
+            queued.load(Ordering::Acquire),
+            0,
+            "their bytes left the queue"
+        );
+        assert!(!closed.load(Ordering::Acquire));
+        drop(tx);
+        assert!(rt.block_on(body.next()).is_none(), "the transport is gone");
+        assert!(closed.load(Ordering::Acquire), "and the sender is told so");
+    }
 }

@@ -78,7 +78,8 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_base() { # a base port with 3 free ports after it (and their admin ports, +1000)
   local base i ok
   for _ in $(seq 100); do
-    base=$((20000 + RANDOM % 30000))
+    # Below the usual ephemeral range (32768-60999), where clients' ports would collide.
+    base=$((12000 + RANDOM % 19000))
     ok=1
     for i in 0 1 2 1000 1001 1002; do
       if port_taken $((base + i)); then ok=0; break; fi
@@ -93,7 +94,11 @@ EPS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
 "$BIN" up --groups 1 --base-port "$BASE" --data-dir "$TMP/data" >"$TMP/up.log" 2>&1 &
 UP_PID=$!
 log "waiting for shardkv up ($EPS)"
-for _ in $(seq 600); do grep -q '^stop:' "$TMP/up.log" && break; sleep 0.1; done
+for _ in $(seq 1200); do
+  grep -q '^stop:' "$TMP/up.log" && break
+  kill -0 "$UP_PID" 2>/dev/null || break
+  sleep 0.1
+done
 grep -q '^stop:' "$TMP/up.log" || { tail -n 20 "$TMP/up.log" >&2; echo "shardkv up did not come up" >&2; exit 1; }
 
 # The member processes: `up`'s children.
@@ -130,7 +135,13 @@ bench() {
 }
 
 log "filling the keys the reads read"
-bench --clients 32 --key-prefix kv- --ops 5000 --warmup 0s --duration 60s >"$TMP/fill.json"
+filled=0
+for _ in 1 2 3; do
+  if bench --clients 32 --key-prefix kv- --ops 5000 --warmup 0s --duration 60s \
+    >"$TMP/fill.json" 2>"$TMP/fill.err"; then filled=1; break; fi
+  log "filling failed, trying again: $(tail -n 1 "$TMP/fill.err")"
+done
+[ "$filled" = 1 ] || { echo "cannot fill the keys: $(tail -n 3 "$TMP/fill.err")" >&2; exit 1; }
 
 # Idle: what the cluster costs with no load (ticks, heartbeats), µs of CPU per second.
 t0=$(cluster_ticks); sleep 2; t1=$(cluster_ticks)
@@ -151,11 +162,15 @@ for r in $(seq "$REPEATS"); do
     if [ "$SECONDS" -gt "$TIME_LIMIT" ]; then log "--time-limit reached"; break 2; fi
     args=$(workload_args "$w")
     # shellcheck disable=SC2086
-    bench $args --duration 1s --warmup 0s >/dev/null # warm-up, not counted
+    bench $args --duration 1s --warmup 0s >/dev/null 2>&1 || true # warm-up, not counted
     before=$(load1)
     t0=$(cluster_ticks)
     # shellcheck disable=SC2086
-    bench $args --duration "$DURATION" --warmup 0s >"$TMP/run.json"
+    if ! bench $args --duration "$DURATION" --warmup 0s >"$TMP/run.json" 2>"$TMP/run.err"; then
+      log "$w run $r failed: $(tail -n 1 "$TMP/run.err")"
+      ROWS+=("$w|$r|$CLIENTS|failed|-|-|-|-|$before→$(load1)")
+      continue
+    fi
     t1=$(cluster_ticks)
     after=$(load1)
     ops=$(jq -r '.total.ops' "$TMP/run.json")

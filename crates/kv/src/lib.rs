@@ -14,6 +14,11 @@
 //!
 //! [`KvStore::execute`] is the sequential semantics alone, so a sharded store can keep one
 //! `KvStore` per shard and reuse it.
+//!
+//! Encoding (postcard, in log entries and snapshots): keys and values are byte strings
+//! (`serde_bytes`), which postcard writes exactly as it wrote them as sequences of `u8`, so
+//! what older builds stored still reads; `tests/encoding.rs` holds stored encodings and
+//! checks both directions. A change to these types must keep those bytes.
 
 mod command;
 mod store;

@@ -137,7 +137,7 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
     }
 }
 
-fn error_to_wire(e: &Error) -> pb::Error {
+pub(crate) fn error_to_wire(e: &Error) -> pb::Error {
     use pb::ErrorCode as C;
     let message = match e {
         Error::Unavailable { reason } | Error::Invalid { reason } => reason.clone(),
@@ -181,7 +181,7 @@ fn error_to_wire(e: &Error) -> pb::Error {
     out
 }
 
-fn error_from_wire(e: pb::Error) -> Result<Error, String> {
+pub(crate) fn error_from_wire(e: pb::Error) -> Result<Error, String> {
     use pb::ErrorCode as C;
     let code = C::try_from(e.code).map_err(|_| format!("unknown error code {}", e.code))?;
     let leader = (e.leader != 0).then_some(NodeId(e.leader));
@@ -490,6 +490,12 @@ pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
                 })
                 .collect()
         }),
+        members: s
+            .members
+            .iter()
+            .map(crate::members::member_to_wire)
+            .collect(),
+        hosted_groups: s.hosted.iter().map(|g| g.0).collect(),
     }
 }
 
@@ -514,6 +520,12 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
                 .filter_map(|h| Some((ShardId(h.shard), ShardPhase::from_name(&h.state)?)))
                 .collect(),
         }),
+        members: s
+            .members
+            .into_iter()
+            .map(crate::members::member_from_wire)
+            .collect(),
+        hosted: s.hosted_groups.into_iter().map(Gid).collect(),
     }
 }
 
@@ -828,6 +840,13 @@ mod tests {
                     (ShardId(9), ShardPhase::BePulled),
                 ],
             }),
+            members: vec![crate::MemberInfo {
+                id: NodeId(4),
+                addr: "h:4".into(),
+                learner: true,
+                matched: Some(LogIndex(7)),
+            }],
+            hosted: vec![Gid(0), Gid(2)],
         };
         assert_eq!(status_from_wire(status_to_wire(&s)), s);
         s.shards = None;

@@ -299,6 +299,8 @@ mod tests {
             no_space: false,
             group: gid,
             shards: None,
+            members: Vec::new(),
+            hosted: Vec::new(),
         }
     }
 

@@ -31,6 +31,7 @@ impl<A: App> Sim<A> {
                 .map(|m| (m, m.to_string()))
                 .collect(),
             service: "sim".into(),
+            learners: Default::default(),
         };
         let node = self.nodes.get_mut(&id).expect("node");
         node.store.check_identity(&given, bootstrap)?;

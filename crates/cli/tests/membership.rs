@@ -161,8 +161,8 @@ fn a_member_whose_disk_is_gone_is_replaced_under_load_losing_nothing() {
 
 /// Goal: the refusals an operator meets say what to do, and leave the group unchanged.
 /// Method: promote a node that is not a member, add a member that exists, start a
-/// member with `--join` and `--bootstrap` together, and restart a member with a member list
-/// that is not the group's.
+/// member with `--join` and `--bootstrap` together, restart a member with a member list
+/// that is not the group's, and bring a wiped member back with `--join` under its old id.
 #[test]
 fn membership_refusals_are_clear_and_change_nothing() {
     let mut c = Cluster::start(3, &[]);
@@ -217,4 +217,33 @@ fn membership_refusals_are_clear_and_change_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("members: stored 1="), "{stderr}");
+
+    // Its disk is gone; coming back with --join under its old id is refused (it would
+    // vote having forgotten its votes), naming the way back.
+    std::fs::remove_dir_all(&m.data_dir).expect("wipe");
+    let peers = c.endpoints_with_ids();
+    let out = run_cli(
+        &[
+            "server",
+            "--id",
+            "3",
+            "--peers",
+            &peers,
+            "--data-dir",
+            dir,
+            "--join",
+        ],
+        &[],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("already a voter") && stderr.contains("NEW id"),
+        "{stderr}"
+    );
+    assert!(
+        !m.data_dir.join("g1").join("identity").exists(),
+        "nothing created"
+    );
 }

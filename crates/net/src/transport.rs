@@ -136,7 +136,8 @@ impl PeerTransport {
     pub fn send(&self, m: Message) {
         debug_assert_eq!(m.from, self.me, "messages leave from this node");
         let Some((queue, queued)) = self.queues.get(&m.to) else {
-            tracing::warn!(node = %self.me, to = %m.to, "dropping a message to an unknown peer");
+            // Logged once per member by the shell (a member whose address it does not know).
+            tracing::debug!(node = %self.me, to = %m.to, "dropping a message to an unknown peer");
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };

@@ -9,11 +9,16 @@
 //!   logged (a member that caught up from a snapshot missed the entry: restart it with
 //!   `--peers` naming the new member).
 //! - **The identity file follows the log.** When the log's membership changes (an entry
-//!   appended or truncated, a snapshot installed), the identity file is rewritten with the
-//!   new voters and learners, so the next start checks `--peers` against the membership
-//!   the member last knew and starts Raft from it (the log still has the last word: its
-//!   membership entries override the file's). A member removed from the group leaves its
-//!   file as it was and logs that it was removed.
+//!   appended or truncated, a snapshot installed) and the member is not stalled on a full
+//!   disk, the identity file's members are rewritten, so the next start checks `--peers`
+//!   against the membership the member last knew and has its members' addresses. Raft
+//!   never starts from them: its bootstrap membership is the one the directory was created
+//!   with (`initial_voters`), and the log's membership entries and snapshot override it.
+//!   A member removed from the group leaves its file as it was and logs it.
+//! - **A joining member is new.** `--join` starts an empty directory as a learner; before
+//!   that, [`check_join`] asks the members in `--peers` and refuses an id that is already a
+//!   voter of the group (a voter whose disk was lost would vote having forgotten its votes
+//!   and the entries it acknowledged).
 //! - **Changes asked by `shardkv member`.** A request is proposed by the leader only (else
 //!   `NotLeader`) and answered once its entry applied here (`MembershipDone`); a term change
 //!   or lost leadership before that answers `LostLeadership` (the change may still apply:
@@ -21,14 +26,17 @@
 //!   change before the first committed, a change before the leader's no-op committed, a
 //!   learner promoted while far behind); the refusal is returned as a clear error.
 
-use crate::node::Fatal;
+use shardkv_client::{ClientTlsConfig, Dial};
 use shardkv_net::{MemberInfo, MembershipDone, PeerTransport};
 use shardkv_raft::{ProposeError, RawNode};
 use shardkv_rsm::Error;
 use shardkv_storage::{FsDisk, Identity};
-use shardkv_types::{ConfChange, ConfChangeKind, ConfEntry, LogIndex, Membership, NodeId, Term};
+use shardkv_types::{
+    ConfChange, ConfChangeKind, ConfEntry, Gid, LogIndex, Membership, NodeId, Term,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Changes proposed here and not yet answered; more are answered `Busy` (the core allows
@@ -42,6 +50,7 @@ pub type ChangeReply = Result<MembershipDone, Error>;
 struct Pending {
     index: LogIndex,
     term: Term,
+    change: ConfChange,
     reply: oneshot::Sender<ChangeReply>,
 }
 
@@ -100,6 +109,7 @@ impl Members {
     pub fn propose(
         &mut self,
         raft: &mut RawNode,
+        transport: &mut PeerTransport,
         stalled: bool,
         change: ConfChange,
         reply: oneshot::Sender<ChangeReply>,
@@ -129,11 +139,14 @@ impl Members {
             Ok(index) => {
                 tracing::info!(term = %raft.term(), %index, ?change, "membership change proposed");
                 if let Some(addr) = new_addr {
+                    // At once: the leader replicates to the learner from its next message.
+                    transport.add_peer(change.node, &addr);
                     self.addrs.insert(change.node, addr);
                 }
                 self.pending.push(Pending {
                     index,
                     term: raft.term(),
+                    change,
                     reply,
                 });
             }
@@ -142,15 +155,16 @@ impl Members {
     }
 
     /// After a drive: learns the addresses of the changes that applied, answers the
-    /// requests they complete, records a new membership in the identity file and points the
-    /// transport at the members. A failure to write the identity file is returned (fatal:
-    /// like a WAL write, a member that cannot record what it agreed to must stop).
+    /// requests they complete, records a new membership in the identity file (not while
+    /// `stalled`: the log may hold entries not yet on disk) and points the transport at
+    /// the members.
     pub fn after_drive(
         &mut self,
         raft: &RawNode,
+        stalled: bool,
         applied: Vec<(LogIndex, ConfEntry)>,
         transport: &mut PeerTransport,
-    ) -> Result<(), Fatal> {
+    ) {
         for (index, entry) in &applied {
             tracing::info!(%index, change = ?entry.change, members = %entry.next, "membership change applied");
             if entry.change.kind == ConfChangeKind::AddLearner && !entry.change.addr.is_empty() {
@@ -160,11 +174,10 @@ impl Members {
         }
         self.answer(raft, &applied);
         let conf = raft.conf();
-        if conf != self.recorded {
-            self.record(conf)?;
+        if conf != self.recorded && !stalled {
+            self.record(conf);
         }
         self.point_transport(conf, transport);
-        Ok(())
     }
 
     /// Answers the pending requests whose entry applied, and those that can no longer be
@@ -173,16 +186,22 @@ impl Members {
         let members = self.infos(raft);
         let (term, leader) = (raft.term(), raft.is_leader());
         for p in std::mem::take(&mut self.pending) {
-            if applied.iter().any(|(i, _)| *i == p.index) {
+            // The term first: an entry applied at the index after leadership changed may be
+            // another leader's. While this member leads the term it proposed in, the entry
+            // at its index is its own.
+            if p.term != term || !leader {
+                let _ = p.reply.send(Err(Error::LostLeadership {
+                    leader: raft.leader(),
+                }));
+            } else if applied
+                .iter()
+                .any(|(i, e)| *i == p.index && e.change == p.change)
+            {
                 let done = MembershipDone {
                     index: p.index,
                     members: members.clone(),
                 };
                 let _ = p.reply.send(Ok(done));
-            } else if p.term != term || !leader {
-                let _ = p.reply.send(Err(Error::LostLeadership {
-                    leader: raft.leader(),
-                }));
             } else if !p.reply.is_closed() {
                 self.pending.push(p);
             }
@@ -190,16 +209,19 @@ impl Members {
     }
 
     /// Rewrites the identity file with membership `conf` (unless this member is not in it).
-    fn record(&mut self, conf: Membership) -> Result<(), Fatal> {
+    /// A failure is logged and not retried until the membership changes again: the file
+    /// only serves the `--peers` check and addresses (see the module docs).
+    fn record(&mut self, conf: Membership) {
+        self.recorded = conf;
         if !conf.contains(self.id) {
             if !self.removed {
                 tracing::warn!(members = %conf,
-                    "this member was removed from the group: it no longer votes or serves; \
-                     stop it (its data directory can be deleted once the removal committed)");
+                    "this member is not in the group's membership (it is being removed): \
+                     once the removal commits it neither votes nor serves; stop it then \
+                     (`shardkv member list` shows the group)");
                 self.removed = true;
             }
-            self.recorded = conf;
-            return Ok(());
+            return;
         }
         self.removed = false;
         let addr = |m: NodeId| self.addrs.get(&m).cloned().unwrap_or_default();
@@ -208,16 +230,15 @@ impl Members {
             learners: conf.learners().map(|m| (m, addr(m))).collect(),
             ..self.identity.clone()
         };
-        shardkv_storage::write_identity(&mut FsDisk::new(), &self.dir, &identity).map_err(|e| {
-            Fatal::App {
-                id: self.id,
-                error: format!("cannot record the group's membership: {e}"),
+        match shardkv_storage::write_identity(&mut FsDisk::new(), &self.dir, &identity) {
+            Ok(()) => {
+                tracing::info!(members = %identity.peer_list(), "membership recorded in the identity file");
+                self.identity = identity;
             }
-        })?;
-        tracing::info!(members = %identity.peer_list(), "membership recorded in the identity file");
-        self.identity = identity;
-        self.recorded = conf;
-        Ok(())
+            Err(e) => tracing::warn!(error = %e, members = %identity.peer_list(),
+                "cannot record the group's membership in the identity file; a restart will \
+                 check --peers against the one recorded before"),
+        }
     }
 
     /// The transport sends to exactly the other members of `conf` with a known address.
@@ -290,5 +311,56 @@ fn propose_error(e: ProposeError) -> Error {
         } => unavailable(format!(
             "learner {node} has the log up to {matched} of {last}: promote it once it caught up"
         )),
+    }
+}
+
+/// How long a joining member tries to reach a member of each group it joins.
+const JOIN_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one member gets to answer.
+const JOIN_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Before a member with `--join` creates the directory of group `gid`: asks the other
+/// members (`peers`) for the group's membership and refuses if `id` is already a voter of
+/// it; also refuses when no member answers within [`JOIN_CHECK_TIMEOUT`] (the check cannot
+/// be skipped). An `id` the group does not know yet, or knows as a learner, may join.
+pub async fn check_join(
+    id: NodeId,
+    gid: Gid,
+    peers: &BTreeMap<NodeId, String>,
+    tls: Option<ClientTlsConfig>,
+) -> Result<(), String> {
+    let dial = Dial {
+        timeout: JOIN_ASK_TIMEOUT,
+        tls,
+    };
+    let deadline = tokio::time::Instant::now() + JOIN_CHECK_TIMEOUT;
+    let mut last = String::from("no other member listed in --peers");
+    loop {
+        for (&peer, addr) in peers.iter().filter(|(p, _)| **p != id) {
+            match shardkv_client::fetch_group_status_with(addr, Some(gid), &dial).await {
+                Ok(s) if s.members.iter().any(|m| m.id == id && !m.learner) => {
+                    return Err(format!(
+                        "node {id} is already a voter of group {} (member {peer} says so): a \
+                         member that lost its data must not rejoin under its old id, since it \
+                         would vote having forgotten its votes and the entries it \
+                         acknowledged; start it under a NEW id and replace the old one \
+                         (docs/membership.md)",
+                        gid.0
+                    ));
+                }
+                Ok(s) if !s.members.is_empty() => return Ok(()),
+                Ok(_) => last = format!("member {peer} at {addr} does not report its members"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "--join: no member of group {} answered within {JOIN_CHECK_TIMEOUT:?}, so \
+                 this node cannot check that id {id} is new (last: {last})",
+                gid.0
+            ));
+        }
+        tracing::info!(group = gid.0, %last, "--join: waiting for a member of the group to answer");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -178,8 +178,9 @@ impl<A: Member> Node<A> {
             }
             Inbound::ChangeMembership { change, reply } => {
                 let stalled = self.host.is_stalled();
+                let raft = self.replica.raft_mut();
                 self.members
-                    .propose(self.replica.raft_mut(), stalled, change, reply);
+                    .propose(raft, &mut self.transport, stalled, change, reply);
             }
             // `held` is given back to the outbox when the item is dropped, after this.
             Inbound::Answer {
@@ -300,8 +301,9 @@ impl<A: Member> Node<A> {
         }
         self.deliver_replies();
         let applied = self.replica.take_applied_conf_changes();
+        let stalled = self.host.is_stalled();
         self.members
-            .after_drive(self.replica.raft(), applied, &mut self.transport)?;
+            .after_drive(self.replica.raft(), stalled, applied, &mut self.transport);
         self.send_outbound();
         self.log_role_change();
         Ok(())

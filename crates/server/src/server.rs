@@ -107,6 +107,7 @@ async fn serve(
     let admin_listener = bind_admin(cfg.admin_listen).await?;
     refuse_single_group_layout(&cfg.data_dir)?;
     let tls = load_tls(&cfg)?;
+    check_joins(&cfg, tls.as_ref()).await?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let step_down = Arc::new(StepDownSignal::default());
     let env = NodeEnv {
@@ -352,14 +353,14 @@ fn replica_in<SM: StateMachine>(
     // Logged only once storage is open: nothing is logged before the data directory is
     // complete.
     log_identity(&identity, checked);
-    // Raft starts from the membership the directory recorded (the log's own entries and
-    // snapshot, if any, override it: see `crate::membership`).
+    // Raft's bootstrap membership is the one the directory was created with, never the
+    // rewritten members; the log's membership entries and snapshot override it.
     let opts = ReplicaOptions {
         raft_state_bytes_max: cfg.max_raft_state,
         ..ReplicaOptions::default()
     };
-    let mut rc = Config::new(cfg.id, identity.voters.keys().copied().collect());
-    rc.learners = identity.learners.keys().copied().collect();
+    let mut rc = Config::new(cfg.id, identity.initial_voters.iter().copied().collect());
+    rc.learners = identity.initial_learners.iter().copied().collect();
     let replica = Replica::new(rc, restored, random_seed(), opts, initial)
         .map_err(|e| anyhow!("group {gid}: cannot restore the state machine: {e}"))?;
     let members = Members::new(dir, identity, replica.conf());
@@ -501,6 +502,29 @@ async fn bind_admin(listen: AdminListen) -> Result<Option<TcpListener>> {
     }
 }
 
+/// With `--join`, for every group whose directory is not created yet: the id must be new to
+/// the group (see [`crate::membership::check_join`]).
+async fn check_joins(cfg: &ServerConfig, tls: Option<&MemberTls>) -> Result<()> {
+    if !cfg.join {
+        return Ok(());
+    }
+    let peers: BTreeMap<NodeId, String> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| (*id, a.to_string()))
+        .collect();
+    for &gid in cfg.groups.keys() {
+        if cfg.group_dir(gid).join("identity").exists() {
+            continue;
+        }
+        let client_tls = tls.map(MemberTls::client_config);
+        crate::membership::check_join(cfg.id, gid, &peers, client_tls)
+            .await
+            .map_err(|e| anyhow!("group {gid}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Reads and checks the TLS files, if configured: the certificate must be this node's.
 fn load_tls(cfg: &ServerConfig) -> Result<Option<MemberTls>> {
     cfg.tls
@@ -567,6 +591,8 @@ fn check_identity(
         cluster_token: cfg.cluster_token.clone(),
         group_id: gid,
         node_id: cfg.id,
+        initial_voters: voters.keys().copied().collect(),
+        initial_learners: learners.keys().copied().collect(),
         voters,
         service: service.to_string(),
         learners,

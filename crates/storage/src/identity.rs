@@ -44,6 +44,11 @@
 //!   - a member joining an existing group (`--join`) gives an identity that lists itself as
 //!     a learner; with an empty directory it is written like a bootstrap (the caller
 //!     passes `bootstrap` true for it). Joining only ever happens under a new node id.
+//! - the membership a directory was created with (`initial_voters`, `initial_learners`) is
+//!   written once and never rewritten: it is Raft's bootstrap membership, in force for the
+//!   log until its first membership entry. The rewritten members are for the `--peers`
+//!   check and addresses only, never for Raft (they may name a membership whose entry
+//!   was later cut from the log).
 //! - a damaged file (bad magic, crc, length, version, or payload) is
 //!   [`StorageError::Corrupt`]: refused, never rewritten, since the data beside it may
 //!   still be good and the operator must decide.
@@ -53,7 +58,7 @@ use crate::error::StorageError;
 use crate::{recovery, snapshot};
 use serde::{Deserialize, Serialize};
 use shardkv_types::{Gid, NodeId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -90,6 +95,12 @@ pub struct Identity {
     pub service: String,
     /// The group's learners (non-voting members being caught up) and their addresses.
     pub learners: BTreeMap<NodeId, String>,
+    /// The membership this member started the group (or joined it) with, never rewritten:
+    /// Raft's bootstrap membership, in force for the log until its first membership entry
+    /// (the rewritten `voters` and `learners` must never be: they may name a membership
+    /// whose entry is later cut from the log). Invariant: `initial_voters` is not empty.
+    pub initial_voters: BTreeSet<NodeId>,
+    pub initial_learners: BTreeSet<NodeId>,
 }
 
 /// The payload of a version 2 file, before `learners`.
@@ -188,7 +199,7 @@ impl Identity {
 
     /// Checks the invariants a decoded or given identity must hold.
     fn check(&self) -> Result<(), String> {
-        if self.voters.is_empty() {
+        if self.voters.is_empty() || self.initial_voters.is_empty() {
             return Err("no voters".into());
         }
         if self.voters.keys().any(|id| self.learners.contains_key(id)) {
@@ -273,9 +284,11 @@ impl Identity {
                     cluster_token: v1.cluster_token,
                     group_id: v1.group_id,
                     node_id: v1.node_id,
-                    voters: v1.voters,
                     service: String::new(),
                     learners: BTreeMap::new(),
+                    initial_voters: v1.voters.keys().copied().collect(),
+                    voters: v1.voters,
+                    initial_learners: BTreeSet::new(),
                 }
             }
             2 => {
@@ -285,9 +298,11 @@ impl Identity {
                     cluster_token: v2.cluster_token,
                     group_id: v2.group_id,
                     node_id: v2.node_id,
-                    voters: v2.voters,
                     service: v2.service,
                     learners: BTreeMap::new(),
+                    initial_voters: v2.voters.keys().copied().collect(),
+                    voters: v2.voters,
+                    initial_learners: BTreeSet::new(),
                 }
             }
             _ => postcard::from_bytes(payload).map_err(undecodable)?,
@@ -519,6 +534,8 @@ mod tests {
             voters: (1..=3).map(|i| (NodeId(i), format!("h:{i}"))).collect(),
             service: "ctrl shards=64".into(),
             learners: BTreeMap::new(),
+            initial_voters: (1..=3).map(NodeId).collect(),
+            initial_learners: BTreeSet::new(),
         }
     }
 
@@ -665,6 +682,7 @@ mod tests {
             Some("moved:3")
         );
         assert!(!now.voters.contains_key(&NodeId(3)));
+        assert_eq!(now.initial_voters, joined.initial_voters, "never rewritten");
     }
 
     /// A version 2 payload, as the old code wrote it.

@@ -150,6 +150,15 @@ impl Cluster {
             .join(",")
     }
 
+    /// `1=HOST:PORT,2=...` of every member (the `--peers` syntax).
+    pub fn endpoints_with_ids(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     fn spawn(&mut self, id: u64) {
         let peers = self.peers.clone();
         let extra = self.extra_args.clone();

@@ -25,6 +25,8 @@ fn ident(voters: u64) -> Identity {
             .collect(),
         service: "kv".into(),
         learners: Default::default(),
+        initial_voters: (1..=voters).map(NodeId).collect(),
+        initial_learners: Default::default(),
     }
 }
 

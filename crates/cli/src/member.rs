@@ -7,7 +7,10 @@
 //! Where: `--endpoints` (any members; the leader of each group is found from there and from
 //! the addresses the members report). A change is sent to the group's leader and waits until
 //! it applied there; a refusal that may pass (another change in flight, a learner still
-//! catching up, no leader yet) is retried until `--timeout`. Output: `-w table` (the
+//! catching up, no leader yet) is retried until `--timeout`. After a change of a shard
+//! group, the shard controller's record of the group's servers is replaced by its voters,
+//! listed `ID=HOST:PORT` (`--ctrl-endpoints`, default `--endpoints`), so clients and other
+//! groups find the new member. Output: `-w table` (the
 //! default) or `-w json`. Exit status: 0 when every group took the change (or, for
 //! `remove`, no longer had the member; for `add`, had it already at that address); 1 on a
 //! refusal or when a group could not be reached (what was done so far is printed); 2 on
@@ -18,8 +21,8 @@ use crate::conn::{TlsArgs, runtime, split_list};
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 use shardkv_client::{
-    ConfChange, ConfChangeKind, Dial, Error, Gid, MemberInfo, MembershipDone, NodeId, NodeStatus,
-    Role, change_membership_with, fetch_group_status_with,
+    ClientOptions, ConfChange, ConfChangeKind, CtrlClient, Dial, Error, Gid, MemberInfo,
+    MembershipDone, NodeId, NodeStatus, Role, change_membership_with, fetch_group_status_with,
 };
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,6 +37,10 @@ pub struct MemberArgs {
     /// Only this group (0: the shard controller). Default: every group the servers host.
     #[arg(long, env = "SHARDKV_GROUP", global = true)]
     pub group: Option<u64>,
+    /// The shard controller's servers, told a shard group's new servers (default:
+    /// --endpoints).
+    #[arg(long, env = "SHARDKV_CTRL_ENDPOINTS", global = true)]
+    pub ctrl_endpoints: Option<String>,
     /// Give up on a group after this long (a promotion waits for the learner to catch up).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
@@ -99,6 +106,12 @@ pub fn run(args: MemberArgs) -> Result<ExitCode> {
                     change(&endpoints, gid, cc, &dial, args.timeout).await
                 }
             };
+            let result = match result {
+                Ok(r) if r.sharded && !matches!(args.command, MemberCommand::List) => {
+                    tell_controller(&args, &r).await.map(|()| r)
+                }
+                other => other,
+            };
             match result {
                 Ok(r) => out.push(r),
                 Err(e) => {
@@ -131,6 +144,44 @@ struct GroupResult {
     index: Option<u64>,
     leader: Option<NodeId>,
     members: Vec<MemberInfo>,
+    /// A shard group (the controller records its servers).
+    sharded: bool,
+}
+
+/// Replaces the controller's server list of shard group `r.gid` by its voters, when it
+/// differs.
+async fn tell_controller(args: &MemberArgs, r: &GroupResult) -> Result<()> {
+    let servers: Vec<String> = r
+        .members
+        .iter()
+        .filter(|m| !m.learner && !m.addr.is_empty())
+        .map(|m| format!("{}={}", m.id.0, m.addr))
+        .collect();
+    let endpoints = split_list(args.ctrl_endpoints.as_deref().unwrap_or(&args.endpoints));
+    let opts = ClientOptions {
+        op_timeout: args.timeout,
+        tls: args.tls.config()?,
+        ..ClientOptions::default()
+    };
+    let mut ctrl = CtrlClient::connect_with(&endpoints, opts).map_err(|e| anyhow!("{e}"))?;
+    let config = ctrl
+        .query(None)
+        .await
+        .map_err(|e| anyhow!("asking the controller: {e}"))?;
+    if config.groups.get(&r.gid) == Some(&servers) || !config.groups.contains_key(&r.gid) {
+        return Ok(());
+    }
+    match ctrl.set_servers(r.gid, servers).await {
+        Ok(Ok(num)) => {
+            eprintln!(
+                "shardkv member: the controller now lists group {}'s voters (config {})",
+                r.gid.0, num.0
+            );
+            Ok(())
+        }
+        Ok(Err(refused)) => Err(anyhow!("the controller refused the new servers: {refused}")),
+        Err(e) => Err(anyhow!("telling the controller the new servers: {e}")),
+    }
 }
 
 /// The groups the first server that answers hosts.
@@ -181,6 +232,7 @@ async fn list(endpoints: &[String], gid: Gid, dial: &Dial) -> Result<GroupResult
         index: None,
         leader: best.1.leader,
         members: best.1.members.clone(),
+        sharded: best.1.shards.is_some(),
     })
 }
 
@@ -207,6 +259,7 @@ async fn change(
         let mut targets: Vec<String> = leader_addr.map(|m| m.addr.clone()).into_iter().collect();
         targets.extend(all.iter().map(|(a, _)| a.clone()));
         targets.dedup();
+        let sharded = all.iter().any(|(_, s)| s.shards.is_some());
         for t in &targets {
             match change_membership_with(t, Some(gid), &cc, dial).await {
                 Ok((server, Ok(MembershipDone { index, members }))) => {
@@ -215,6 +268,7 @@ async fn change(
                         index: Some(index.0),
                         leader: Some(server),
                         members,
+                        sharded,
                     });
                 }
                 Ok((_, Err(Error::NotLeader { .. }))) => continue,
@@ -249,6 +303,7 @@ fn already(all: &[(String, NodeStatus)], cc: &ConfChange) -> Option<GroupResult>
         index: None,
         leader: s.leader,
         members: s.members.clone(),
+        sharded: s.shards.is_some(),
     })
 }
 

@@ -8,7 +8,8 @@ mod common;
 
 use common::cluster::{Cluster, run_cli};
 use common::history::{Recorded, Shared, await_progress, read_back_and_check, run_client};
-use shardkv_client::ClientOptions;
+use shardkv_client::{ClientOptions, CtrlClient, Gid};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -36,44 +37,100 @@ fn member(endpoints: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// The members `member list -w json` reports for the one group: (id, learner).
-fn listed(endpoints: &str) -> Vec<(u64, bool)> {
+/// The members `member list -w json` reports, per group: (id, learner), sorted.
+fn listed_groups(endpoints: &str) -> Vec<(u64, Vec<(u64, bool)>)> {
     let out = member(endpoints, &["list", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let groups = v["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1, "one group: {out}");
-    groups[0]["members"]
+    v["groups"]
         .as_array()
-        .expect("members")
+        .expect("groups")
         .iter()
-        .map(|m| {
-            let id = m["id"].as_u64().expect("id");
-            (id, m["learner"].as_bool().expect("learner"))
+        .map(|g| {
+            let mut members: Vec<(u64, bool)> = g["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .map(|m| {
+                    let id = m["id"].as_u64().expect("id");
+                    (id, m["learner"].as_bool().expect("learner"))
+                })
+                .collect();
+            members.sort_unstable();
+            (g["group"].as_u64().expect("group"), members)
         })
         .collect()
 }
 
+/// The members of the one group `member list` reports.
+fn listed(endpoints: &str) -> Vec<(u64, bool)> {
+    let groups = listed_groups(endpoints);
+    assert_eq!(groups.len(), 1, "one group: {groups:?}");
+    groups.into_iter().next().expect("one").1
+}
+
+/// How the cluster under test is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One KV group per process.
+    Single,
+    /// Every process hosts the shard controller and shard groups 1 and 2 (as `shardkv up`).
+    Sharded,
+}
+
+/// Starts the cluster; for the sharded layout joins groups 1 and 2 and waits until a key
+/// can be written.
+fn start(layout: Layout) -> Cluster {
+    let mut args = vec!["--max-raft-state", "64KiB"];
+    if layout == Layout::Sharded {
+        args.extend(["--groups", "0=ctrl,1=shard,2=shard", "--shards", "16"]);
+    }
+    let c = Cluster::start(3, &args);
+    if layout == Layout::Sharded {
+        let eps = c.endpoints();
+        let servers: Vec<String> = eps.split(',').map(String::from).collect();
+        let mut ctrl = CtrlClient::connect_with(&[eps], patient()).expect("endpoints");
+        let groups: BTreeMap<Gid, Vec<String>> =
+            [(Gid(1), servers.clone()), (Gid(2), servers)].into();
+        c.block_on(ctrl.join(groups))
+            .expect("the controller answers")
+            .expect("groups 1 and 2 join");
+        let mut client = c.sharded_client(patient());
+        c.block_on(client.put("warm", "up")).expect("a first write");
+    }
+    c
+}
+
+fn patient() -> ClientOptions {
+    ClientOptions {
+        op_timeout: Duration::from_secs(15),
+        ..ClientOptions::default()
+    }
+}
+
+fn client(c: &Cluster, layout: Layout) -> shardkv_client::Client {
+    match layout {
+        Layout::Single => c.client_with(patient()),
+        Layout::Sharded => c.sharded_client(patient()),
+    }
+}
+
 /// Goal: the documented replacement of a member whose disk is gone loses nothing
-/// acknowledged and leaves a working 3-voter group. Method: 3 members (small
+/// acknowledged and leaves working 3-voter groups. Method: 3 members (small
 /// max-raft-state, so the new member catches up from a snapshot), 3 clients recording a
 /// history; a follower is killed and its data directory deleted; member 4 starts with
 /// `--join` and is added, promoted, and the dead member removed, each through `shardkv
-/// member`; then another original member is killed, so the group can only go on with the
-/// new member's vote; the survivors restart with the new `--peers`; finally every own key
-/// is read back and the whole history checked.
-#[test]
-fn a_member_whose_disk_is_gone_is_replaced_under_load_losing_nothing() {
-    let mut c = Cluster::start(3, &["--max-raft-state", "64KiB"]);
+/// member` (every group the processes host; for shard groups the controller then lists
+/// the new servers); then another original member is killed, so the groups can only go
+/// on with the new member's vote; the survivors restart with the new `--peers`; finally
+/// every own key is read back and the whole history checked.
+fn replace_under_load(layout: Layout) {
+    let mut c = start(layout);
     let newcomer = c.add_member();
     let leader = c.leader();
     let shared = Shared::new();
-    let opts = ClientOptions {
-        op_timeout: Duration::from_secs(10),
-        ..ClientOptions::default()
-    };
     let handles: Vec<_> = (0..CLIENTS)
         .map(|w| {
-            let client = c.client_with(opts.clone());
+            let client = client(&c, layout);
             c.spawn_task(run_client(client, w, SHARED_KEYS, shared.clone()))
         })
         .collect();
@@ -99,29 +156,43 @@ fn a_member_whose_disk_is_gone_is_replaced_under_load_losing_nothing() {
     let addr = c.member(newcomer).addr.clone();
     let id = newcomer.to_string();
     member(&old, &["add", &id, &addr]);
-    assert!(
-        listed(&old).contains(&(newcomer, true)),
-        "added as a learner"
-    );
+    for (g, members) in listed_groups(&old) {
+        assert!(members.contains(&(newcomer, true)), "group {g}: a learner");
+    }
     member(&old, &["promote", &id, "--timeout", "60s"]);
     let promoted = started.elapsed();
     await_progress(&shared, PROGRESS_OPS, "with the new member a voter");
     member(&old, &["remove", &dead.to_string()]);
     let replaced = started.elapsed();
     let now: Vec<u64> = survivors.iter().copied().chain([newcomer]).collect();
-    let mut members = listed(&eps(&now));
-    members.sort_unstable();
     let want: Vec<(u64, bool)> = now.iter().map(|&id| (id, false)).collect();
-    assert_eq!(members, want, "three voters, the dead one gone");
+    let groups = listed_groups(&eps(&now));
+    let hosted = if layout == Layout::Sharded { 3 } else { 1 };
+    assert_eq!(groups.len(), hosted, "{groups:?}");
+    for (g, members) in groups {
+        assert_eq!(members, want, "group {g}: three voters, the dead one gone");
+    }
     // Removing it again is a no-op that succeeds.
     member(&old, &["remove", &dead.to_string()]);
     println!(
         "membership change under load: add + promote took {promoted:?}, with the removal \
          {replaced:?}"
     );
+    if layout == Layout::Sharded {
+        // The controller lists each shard group's voters under their ids.
+        let mut ctrl = CtrlClient::connect_with(&[eps(&now)], patient()).expect("endpoints");
+        let config = c.block_on(ctrl.query(None)).expect("a config");
+        let want: Vec<String> = now
+            .iter()
+            .map(|&id| format!("{id}={}", c.member(id).addr))
+            .collect();
+        for g in [Gid(1), Gid(2)] {
+            assert_eq!(config.groups.get(&g), Some(&want), "group {}", g.0);
+        }
+    }
     await_progress(&shared, PROGRESS_OPS, "after the replacement");
 
-    // The group now needs the new member: with one original member down, the other and
+    // The groups now need the new member: with one original member down, the other and
     // the newcomer are the quorum.
     let down = survivors[0];
     c.kill(down);
@@ -148,7 +219,7 @@ fn a_member_whose_disk_is_gone_is_replaced_under_load_losing_nothing() {
                 .expect("client task")
         })
         .collect();
-    let mut reader = c.client_with(opts);
+    let mut reader = client(&c, layout);
     read_back_and_check(
         &c,
         &mut reader,
@@ -157,6 +228,16 @@ fn a_member_whose_disk_is_gone_is_replaced_under_load_losing_nothing() {
         SHARED_KEYS,
         "member replaced under load",
     );
+}
+
+#[test]
+fn a_member_whose_disk_is_gone_is_replaced_under_load_losing_nothing() {
+    replace_under_load(Layout::Single);
+}
+
+#[test]
+fn a_sharded_cluster_member_is_replaced_in_every_group_under_load_losing_nothing() {
+    replace_under_load(Layout::Sharded);
 }
 
 /// Goal: the refusals an operator meets say what to do, and leave the group unchanged.

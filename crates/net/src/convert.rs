@@ -257,6 +257,7 @@ pub enum WireCtrlRequest {
     Leave(pb::LeaveRequest),
     Move(pb::MoveRequest),
     Query(pb::QueryRequest),
+    Servers(pb::ServersRequest),
 }
 
 /// The wire form of a controller request.
@@ -292,6 +293,15 @@ pub fn ctrl_request_to_wire(req: CtrlRequest) -> WireCtrlRequest {
                     shard: shard.0,
                     gid: gid.0,
                 }),
+                CtrlCommand::Servers { gid, servers } => {
+                    WireCtrlRequest::Servers(pb::ServersRequest {
+                        client,
+                        seq,
+                        first_attempt: !retry,
+                        gid: gid.0,
+                        servers,
+                    })
+                }
             }
         }
     }
@@ -330,6 +340,14 @@ pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
     let cmd = CtrlCommand::Move {
         shard: ShardId(r.shard),
         gid: Gid(r.gid),
+    };
+    ctrl_write(r.client, r.seq, !r.first_attempt, cmd)
+}
+
+pub fn servers_from_wire(r: pb::ServersRequest) -> CtrlRequest {
+    let cmd = CtrlCommand::Servers {
+        gid: Gid(r.gid),
+        servers: r.servers,
     };
     ctrl_write(r.client, r.seq, !r.first_attempt, cmd)
 }
@@ -740,6 +758,10 @@ mod tests {
             write(CtrlCommand::Leave {
                 gids: vec![Gid(2), Gid(1)],
             }),
+            write(CtrlCommand::Servers {
+                gid: Gid(2),
+                servers: vec!["4=127.0.0.1:7004".into(), "1=127.0.0.1:7001".into()],
+            }),
             write(CtrlCommand::Move {
                 shard: ShardId(3),
                 gid: Gid(1),
@@ -755,6 +777,7 @@ mod tests {
                 WireCtrlRequest::Leave(r) => leave_from_wire(r),
                 WireCtrlRequest::Move(r) => move_from_wire(r),
                 WireCtrlRequest::Query(r) => query_from_wire(r),
+                WireCtrlRequest::Servers(r) => servers_from_wire(r),
             };
             assert_eq!(back, req);
         }

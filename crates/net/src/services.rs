@@ -259,6 +259,13 @@ impl<H: CtrlHandler> Ctrl for CtrlService<H> {
         self.serve(convert::move_from_wire(r.into_inner())).await
     }
 
+    async fn servers(
+        &self,
+        r: Request<pb::ServersRequest>,
+    ) -> Result<Response<pb::CtrlReply>, Status> {
+        self.serve(convert::servers_from_wire(r.into_inner())).await
+    }
+
     async fn query(&self, r: Request<pb::QueryRequest>) -> Result<Response<pb::CtrlReply>, Status> {
         self.serve(convert::query_from_wire(r.into_inner())).await
     }

@@ -456,7 +456,12 @@ fn resolve_ctrl(
             .filter(|a| !a.is_empty())
             .map(String::from)
             .collect();
-        if let Some(bad) = addrs.iter().find(|a| a.parse::<SocketAddr>().is_err()) {
+        // `HOST:PORT` (the i-th is node i+1) or `ID=HOST:PORT`.
+        let addr_of = |a: &String| a.split_once('=').map_or(a.clone(), |(_, x)| x.to_string());
+        if let Some(bad) = addrs
+            .iter()
+            .find(|a| addr_of(a).trim().parse::<SocketAddr>().is_err())
+        {
             return Err(format!("bad controller address {bad:?} in --ctrl"));
         }
         if addrs.is_empty() {
@@ -465,7 +470,11 @@ fn resolve_ctrl(
         return Ok(addrs);
     }
     if groups.contains_key(&CTRL_GID) {
-        return Ok(peers.values().map(ToString::to_string).collect());
+        // With ids: after a membership change the members are not 1..=n.
+        return Ok(peers
+            .iter()
+            .map(|(id, a)| format!("{}={a}", id.0))
+            .collect());
     }
     Err(
         "a shard group needs the controller's addresses (--ctrl HOST:PORT,... or \
@@ -665,8 +674,8 @@ mod tests {
         assert_eq!(hosted.groups[&Gid(1)], Service::Shard);
         assert_eq!(
             hosted.ctrl,
-            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"],
-            "the members' addresses, by node id"
+            ["1=127.0.0.1:7001", "2=127.0.0.1:7002", "3=127.0.0.1:7003"],
+            "the members' addresses, with their node ids"
         );
         let given = ConfigLayer {
             groups: Some("3=shard".into()),

@@ -34,9 +34,9 @@ use shardkv_storage::{FsDisk, Identity};
 use shardkv_types::{
     ConfChange, ConfChangeKind, ConfEntry, Gid, LogIndex, Membership, NodeId, Term,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Changes proposed here and not yet answered; more are answered `Busy` (the core allows
@@ -65,8 +65,10 @@ pub struct Members {
     /// Every peer address known, by member.
     addrs: BTreeMap<NodeId, String>,
     pending: Vec<Pending>,
-    /// Members already logged as having no known address.
-    unaddressed: BTreeSet<NodeId>,
+    /// Members of the log's membership with no known address: since when, and whether
+    /// that was logged (after [`UNADDRESSED_GRACE`]: a follower learns an added member's
+    /// address when the entry applies, a little after the membership takes it in).
+    unaddressed: BTreeMap<NodeId, (Instant, bool)>,
     /// This member was removed from the group (logged once).
     removed: bool,
 }
@@ -92,7 +94,7 @@ impl Members {
             recorded,
             addrs,
             pending: Vec::new(),
-            unaddressed: BTreeSet::new(),
+            unaddressed: BTreeMap::new(),
             removed: false,
         }
     }
@@ -243,11 +245,18 @@ impl Members {
 
     /// The transport sends to exactly the other members of `conf` with a known address.
     fn point_transport(&mut self, conf: Membership, transport: &mut PeerTransport) {
+        let now = Instant::now();
+        self.unaddressed.retain(|m, _| conf.contains(*m));
         for m in conf.members().filter(|&m| m != self.id) {
             match self.addrs.get(&m) {
-                Some(addr) => transport.add_peer(m, addr),
+                Some(addr) => {
+                    self.unaddressed.remove(&m);
+                    transport.add_peer(m, addr)
+                }
                 None => {
-                    if self.unaddressed.insert(m) {
+                    let (since, logged) = self.unaddressed.entry(m).or_insert((now, false));
+                    if !*logged && now.duration_since(*since) >= UNADDRESSED_GRACE {
+                        *logged = true;
                         tracing::warn!(member = %m,
                             "a member of the group has no known address, so this member \
                              cannot send to it; restart this member with --peers naming it");
@@ -313,6 +322,9 @@ fn propose_error(e: ProposeError) -> Error {
         )),
     }
 }
+
+/// How long a member of the membership may lack an address before it is logged.
+const UNADDRESSED_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a joining member tries to reach a member of each group it joins.
 const JOIN_CHECK_TIMEOUT: Duration = Duration::from_secs(30);

@@ -308,7 +308,7 @@ const DUTY_PULL_BYTES_PER_S: u64 = 8 << 20;
 const DUTY_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The duties of a shard group member: poll the controller at `cfg.ctrl`, whose servers
-/// (like every group's in a config) are named by position.
+/// (like every group's in a config) are named `ID=HOST:PORT`, or `HOST:PORT` by position.
 fn duties(cfg: &ServerConfig) -> Duties {
     let tick_ms = driver::TICK.as_millis() as u64;
     let ticks = |d: std::time::Duration| d.as_millis() as u64 / tick_ms;
@@ -330,7 +330,7 @@ fn duties(cfg: &ServerConfig) -> Duties {
     Duties::new(
         CTRL_GID,
         &cfg.ctrl,
-        Naming::Position,
+        Naming::Ids,
         opts,
         Rng::new(random_seed()),
     )

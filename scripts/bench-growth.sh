@@ -108,7 +108,10 @@ stop_cluster() {
   UP_PID=
   rm -f "$TMP/up.pid"
 }
+POLLERS=()
 cleanup() {
+  local p
+  for p in "${POLLERS[@]}"; do kill "$p" 2>/dev/null || true; done
   stop_cluster
   if [ -n "$WATCH_PID" ]; then kill "$WATCH_PID" 2>/dev/null || true; wait "$WATCH_PID" 2>/dev/null || true; fi
   if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
@@ -132,11 +135,12 @@ WATCH_PID=$!
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A base port with the 3 members' ports and their admin ports (+1000) free.
+# A base port with the 3 members' ports and their admin ports (+1000) free, below the
+# ephemeral range (32768 and up on Linux by default) that the bench's connections use.
 pick_base() {
   local base i ok
   for _ in $(seq 100); do
-    base=$((20000 + RANDOM % 30000))
+    base=$((10000 + RANDOM % 20000))
     ok=1
     for i in 0 1 2 1000 1001 1002; do
       if port_taken $((base + i)); then ok=0; break; fi
@@ -171,11 +175,15 @@ wait_up() { # DIR: waits (at most 10 min: a restart may replay a long log) for `
   echo "shardkv up did not come up (see above)" >&2
   return 1
 }
-fresh_cluster() { # NAME GROUPS [UP ARGS...]
+fresh_cluster() { # NAME GROUPS [UP ARGS...]: three tries (a port may be taken meanwhile)
   local name=$1; shift
-  BASE=
-  start_cluster "$TMP/$name" "$@"
-  wait_up "$TMP/$name"
+  for _ in 1 2 3; do
+    BASE=
+    start_cluster "$TMP/$name" "$@"
+    wait_up "$TMP/$name" && return 0
+    drop_cluster "$name"
+  done
+  return 1
 }
 drop_cluster() { # NAME: stops the cluster and deletes its data
   stop_cluster
@@ -316,14 +324,18 @@ restart_case() {
     return 0
   fi
   took=$(since "$t0")
-  local i targets=() state snap disk written
-  for i in 1 2 3; do targets[i]=$(member_field "$i" last_index || true); done
+  local i targets settle written state snap disk elections
+  # Restarts measure recovery, not a follower's lag: first let every member apply what the
+  # group committed (a member that fell behind during the load catches up here).
+  t0=$(now)
+  if targets=$(wait_settled 300); then settle=$(since "$t0"); else settle="not within 300"; fi
   written=$(written_mib 1 || echo '?')
   state=$( (member_field 1 raft_state_bytes || true) | awk '$1 == 1 { printf "%.0f", $2 / 1048576 }')
   snap=$( (member_field 1 snapshot_index || true) | awk '$1 == 1 { print $2 }')
+  elections=$(cat "$TMP/$name"/n[123].log | grep -c 'gid=1 .*role=Leader' || true)
   stop_cluster
   disk=$(du -sm "$TMP/$name/n1" | cut -f1)
-  log "restart $name: loaded in ${took}s; member 1: group 1 log since snapshot $state MiB, snapshot index $snap, $disk MiB on disk, $written MiB written"
+  log "restart $name: loaded in ${took}s, $elections leader election(s) in group 1, members settled in ${settle}s; member 1: group 1 log since snapshot $state MiB, snapshot index $snap, $disk MiB on disk, $written MiB written"
   local r ld
   for r in $(seq "$REPEATS"); do
     ld=$(load1)
@@ -331,12 +343,13 @@ restart_case() {
     start_cluster "$TMP/$name" 1 "${CASE_UP_ARGS[@]}"
     local pollers=() ready=() applied=()
     for i in 1 2 3; do
-      poll_member "$i" "$t0" "${targets[$i]}" >"$TMP/poll-$i" &
+      poll_member "$i" "$t0" "$targets" >"$TMP/poll-$i" &
       pollers+=($!)
+      POLLERS+=($!)
     done
     for i in "${pollers[@]}"; do wait "$i" || true; done
     for i in 1 2 3; do read -r "ready[$i]" "applied[$i]" <"$TMP/poll-$i" || true; done
-    RESTART_ROWS+=("$name|$what|$r|${ready[1]:--} / ${ready[2]:--} / ${ready[3]:--} s|${applied[1]:--} / ${applied[2]:--} / ${applied[3]:--} s|$state MiB, snapshot at $snap|$disk MiB|$written MiB in ${took}s|$ld→$(load1)")
+    RESTART_ROWS+=("$name|$what|$r|${ready[1]:--} / ${ready[2]:--} / ${ready[3]:--} s|${applied[1]:--} / ${applied[2]:--} / ${applied[3]:--} s|$state MiB, snapshot at $snap|$disk MiB|$written MiB in ${took}s, $elections elections, settled in ${settle}s|$ld→$(load1)")
     wait_up "$TMP/$name" || true
     stop_cluster
   done
@@ -358,6 +371,21 @@ poll_member() {
     sleep 0.05
   done
   echo "${up_at:--} ${caught_at:--}"
+}
+# wait_settled SECONDS: waits until, in every group, every member has applied the highest
+# commit index any member reports; prints that index per group ("gid index" lines).
+wait_settled() {
+  local deadline=$(( SECONDS + $1 )) rows i
+  while [ "$SECONDS" -le "$deadline" ]; do
+    rows=$(for i in 1 2 3; do member_field "$i" commit 1 | sed "s/^/$i c /"; member_field "$i" applied 1 | sed "s/^/$i a /"; done 2>/dev/null || true)
+    if echo "$rows" | awk '$2 == "c" { if ($4 > c[$3]) c[$3] = $4 } $2 == "a" { n[$3]++; if (!($3 in a) || $4 < a[$3]) a[$3] = $4 }
+        END { if (length(c) == 0) exit 1; for (g in c) if (n[g] < 3 || a[g] < c[g]) exit 1 }'; then
+      echo "$rows" | awk '$2 == "c" { if ($4 > c[$3]) c[$3] = $4 } END { for (g in c) print g, c[g] }'
+      return 0
+    fi
+    sleep 0.5
+  done
+  return 1
 }
 step_restart() {
   local big_ops=$(( BIG_MIB * 1048576 / RESTART_VALUE )) t

@@ -9,7 +9,8 @@
 #            --clients sessions, 1000 keys filled with values of that size first; 1 group.
 #   restart  time from starting every member (`shardkv up` again on the stopped cluster's
 #            directory) until each member answers /readyz (it knows a leader) and until it
-#            has applied everything it had before the stop, for four data shapes (1 group,
+#            has applied all the group had committed before the stop (the load is followed
+#            by a wait until every member applied it), for four data shapes (1 group,
 #            --restart-value values):
 #              history   --big-mib of overwrites of 1000 keys, snapshots on (default
 #                        --max-raft-state): a long history, a short tail, little live data
@@ -19,14 +20,15 @@
 #                        snapshots on
 #   memory   VmRSS of each member with --memory-keys keys of 256 B (bench --fill), minus
 #            the same member's RSS in the empty cluster, per key; also after a restart.
-#   groups   puts/s and linearizable gets/s (--clients sessions, 256 B) with `shardkv up
+#   groups   puts/s and linearizable gets/s (256 clients, 256 B) with `shardkv up
 #            --groups 1`, 2 and 4, a fresh cluster each time, alternating 1 2 4 1 2 4.
 #
 # Usage: scripts/bench-growth.sh [--quick] [--steps LIST] [--repeats 2] [--duration 5s]
 #          [--clients 64] [--big-mib 1024] [--tails-mib 256,1024] [--restart-value 4096]
-#          [--memory-keys 1000000] [--bin PATH] [--time-limit SECONDS] [--keep]
+#          [--memory-keys 1000000] [--bin PATH] [--time-limit SECONDS] [--min-free-gib 15]
+#          [--keep]
 # --quick: small sizes (64 MiB, tails 16,64 MiB, 100000 keys, 2 s runs) to check the
-# script in a few minutes. A full run takes 30-60 minutes on 2 CPUs.
+# script in a few minutes. A full run takes 15-20 minutes on 2 CPUs.
 #
 # Builds the release binary (`cargo build --release -p shardkv`, honouring
 # CARGO_TARGET_DIR) unless --bin is given; installs jq when missing. Every cluster it starts
@@ -66,7 +68,7 @@ while [ $# -gt 0 ]; do
     --time-limit) TIME_LIMIT=$2; shift 2 ;;
     --min-free-gib) MIN_FREE_GIB=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -7,6 +7,8 @@
 # Steps (--steps values,restart,memory,groups; all by default):
 #   values   puts/s and linearizable gets/s vs value size (256 B, 1, 4, 16, 64 KiB),
 #            --clients sessions, 1000 keys filled with values of that size first; 1 group.
+#            With --out-dir DIR, also one puts sweep (`shardkv bench --sweep value=...`)
+#            whose CSV and SVG plots go to DIR.
 #   restart  time from starting every member (`shardkv up` again on the stopped cluster's
 #            directory) until each member answers /readyz (it knows a leader) and until it
 #            has applied all the group had committed before the stop (the load is followed
@@ -26,7 +28,7 @@
 # Usage: scripts/bench-growth.sh [--quick] [--steps LIST] [--repeats 2] [--duration 5s]
 #          [--clients 64] [--big-mib 1024] [--tails-mib 256,1024] [--restart-value 4096]
 #          [--memory-keys 1000000] [--bin PATH] [--time-limit SECONDS] [--min-free-gib 15]
-#          [--keep]
+#          [--out-dir DIR] [--keep]
 # --quick: small sizes (64 MiB, tails 16,64 MiB, 100000 keys, 2 s runs) to check the
 # script in a few minutes. A full run takes 15-20 minutes on 2 CPUs.
 #
@@ -53,6 +55,7 @@ TIME_LIMIT=5400
 MIN_FREE_GIB=15
 KEEP=0
 QUICK=0
+OUT_DIR=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
@@ -67,8 +70,9 @@ while [ $# -gt 0 ]; do
     --bin) BIN=$2; shift 2 ;;
     --time-limit) TIME_LIMIT=$2; shift 2 ;;
     --min-free-gib) MIN_FREE_GIB=$2; shift 2 ;;
+    --out-dir) OUT_DIR=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -294,6 +298,13 @@ step_values() {
       rows+=("$f")
     done
   done
+  if [ -n "$OUT_DIR" ] && ! over_time; then
+    log "values: puts sweep, plots in $OUT_DIR"
+    mkdir -p "$OUT_DIR"
+    timeout $(( RUN_LIMIT * ${#VALUE_SIZES[@]} )) "$BIN" bench --endpoints "$EPS" \
+      --sweep "value=$(IFS=,; echo "${VALUE_SIZES[*]}")" --clients "$CLIENTS" --keys 1000 \
+      --duration "$DURATION" --out-dir "$OUT_DIR" >/dev/null || log "values: the sweep failed"
+  fi
   drop_cluster values
   echo
   echo "### Throughput vs value size ($CLIENTS clients, 1000 keys, $DURATION per run, shardkv up --groups 1)"

@@ -416,7 +416,7 @@ step_restart() {
   echo
   echo "### Restart time ($RESTART_VALUE B values, shardkv up --groups 1; members n1 / n2 / n3, from starting them)"
   echo
-  echo "| case | data | run | /readyz 200 | applied all it had | n1's group-1 log tail | n1 data dir | n1 wrote while loading | load |"
+  echo "| case | data | run | /readyz 200 | applied all the group had committed | n1's group-1 log tail | n1 data dir | n1 wrote while loading | load |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for f in "${RESTART_ROWS[@]}"; do echo "| ${f//|/ | } |"; done
 }

@@ -316,3 +316,30 @@ fn check_point(p: Point) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let argv = ["shardkv", "bench"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Bench(b) => b,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// Goal: `--fill` loads data; reads or shard moves alongside it are refused up front.
+    #[test]
+    fn fill_is_writes_only() {
+        let fill = parse(&["--fill", "--keys", "10", "--key-prefix", "f-"]);
+        assert!(fill.fill);
+        check_args(&fill).expect("a plain fill is fine");
+        let err = check_args(&parse(&["--fill", "--read-ratio", "0.5"])).unwrap_err();
+        assert!(err.to_string().contains("--fill"), "{err}");
+        let err = check_args(&parse(&["--fill", "--move-sizes", "1MiB"])).unwrap_err();
+        assert!(err.to_string().contains("--fill"), "{err}");
+    }
+}

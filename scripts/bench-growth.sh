@@ -4,7 +4,7 @@
 # case), measured with `shardkv bench`, one markdown table per step with the 1-minute load
 # average next to every figure. Every figure is measured --repeats times (default 2).
 #
-# Steps (--steps values,restart,memory,groups; all by default):
+# Steps (--steps values,restart,snapshots,memory,groups; all by default):
 #   values   puts/s and linearizable gets/s vs value size (256 B, 1, 4, 16, 64 KiB),
 #            --clients sessions, 1000 keys filled with values of that size first; 1 group.
 #            With --out-dir DIR, also one puts sweep (`shardkv bench --sweep value=...`)
@@ -22,6 +22,9 @@
 #                        snapshots on
 #   memory   VmRSS of each member with --memory-keys keys of 256 B (bench --fill), minus
 #            the same member's RSS in the empty cluster, per key; also after a restart.
+#   snapshots  loading --big-mib / 2 of live data (bench --fill, --restart-value values)
+#            with snapshots on (default --max-raft-state) and off, alternately: load time,
+#            puts/s, leader elections in group 1 and snapshots saved while loading.
 #   groups   puts/s and linearizable gets/s (256 clients, 256 B) with `shardkv up
 #            --groups 1`, 2 and 4, a fresh cluster each time, alternating 1 2 4 1 2 4.
 #
@@ -42,7 +45,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-STEPS=values,restart,memory,groups
+STEPS=values,restart,snapshots,memory,groups
 REPEATS=2
 DURATION=5s
 CLIENTS=64
@@ -72,7 +75,7 @@ while [ $# -gt 0 ]; do
     --min-free-gib) MIN_FREE_GIB=$2; shift 2 ;;
     --out-dir) OUT_DIR=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -421,6 +424,34 @@ step_restart() {
   for f in "${RESTART_ROWS[@]}"; do echo "| ${f//|/ | } |"; done
 }
 
+# --- step: snapshots -----------------------------------------------------------------
+step_snapshots() {
+  local keys=$(( BIG_MIB * 1048576 / 2 / RESTART_VALUE )) r mode rows=() ld took el saved
+  for r in $(seq "$REPEATS"); do
+    for mode in on off; do
+      over_time && break 2
+      local args=()
+      [ "$mode" = off ] && args=(--max-raft-state off)
+      # The node's debug lines include "snapshot saved".
+      RUST_LOG=info,shardkv_server::node=debug fresh_cluster "snap-$mode" 1 "${args[@]}"
+      log "snapshots $mode: run $r, loading $keys keys of $RESTART_VALUE B"
+      ld=$(load1)
+      fill live- "$keys" "$RESTART_VALUE" >"$TMP/fill.json" || echo '{}' >"$TMP/fill.json"
+      took=$(jq -r '(.measured_s // 0) * 10 | round / 10' "$TMP/fill.json")
+      el=$(cat "$TMP/snap-$mode"/n[123].log | grep -c 'gid=1 .*role=Leader' || true)
+      saved=$(cat "$TMP/snap-$mode"/n[123].log | grep -c 'gid=1 .*snapshot saved' || true)
+      rows+=("$mode|$r|${took}s|$(jq -r '(.writes.ops_per_s // 0) | round' "$TMP/fill.json")|$el|$saved|$ld→$(load1)|$(errors "$TMP/fill.json")")
+      drop_cluster "snap-$mode"
+    done
+  done
+  echo
+  echo "### Loading $(( BIG_MIB / 2 )) MiB of live data ($keys keys × $RESTART_VALUE B, 256 clients), snapshots on and off"
+  echo
+  echo "| snapshots | run | load time | puts/s | group-1 leader elections | snapshots saved (3 members) | load | errors |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for f in "${rows[@]}"; do echo "| ${f//|/ | } |"; done
+}
+
 # --- step: memory ----------------------------------------------------------------------
 step_memory() {
   local r i rows=() before=() after=() restarted=() ld
@@ -483,6 +514,7 @@ for step in ${STEPS//,/ }; do
   case "$step" in
     values) step_values ;;
     restart) step_restart ;;
+    snapshots) step_snapshots ;;
     memory) step_memory ;;
     groups) step_groups ;;
     *) echo "unknown step: $step" >&2; exit 2 ;;

@@ -33,7 +33,7 @@
 #          [--memory-keys 1000000] [--bin PATH] [--time-limit SECONDS] [--min-free-gib 15]
 #          [--out-dir DIR] [--keep]
 # --quick: small sizes (64 MiB, tails 16,64 MiB, 100000 keys, 2 s runs) to check the
-# script in a few minutes. A full run takes 15-20 minutes on 2 CPUs.
+# script in a few minutes. A full run takes 20-25 minutes on 2 CPUs.
 #
 # Builds the release binary (`cargo build --release -p shardkv`, honouring
 # CARGO_TARGET_DIR) unless --bin is given; installs jq when missing. Every cluster it starts

@@ -20,11 +20,11 @@
 #                        whole history is the log tail the restart replays (--tails-mib)
 #              live      --big-mib of live data: distinct keys written once (bench --fill),
 #                        snapshots on
-#   memory   VmRSS of each member with --memory-keys keys of 256 B (bench --fill), minus
-#            the same member's RSS in the empty cluster, per key; also after a restart.
 #   snapshots  loading --big-mib / 2 of live data (bench --fill, --restart-value values)
 #            with snapshots on (default --max-raft-state) and off, alternately: load time,
 #            puts/s, leader elections in group 1 and snapshots saved while loading.
+#   memory   VmRSS of each member with --memory-keys keys of 256 B (bench --fill), minus
+#            the same member's RSS in the empty cluster, per key; also after a restart.
 #   groups   puts/s and linearizable gets/s (256 clients, 256 B) with `shardkv up
 #            --groups 1`, 2 and 4, a fresh cluster each time, alternating 1 2 4 1 2 4.
 #

@@ -22,8 +22,10 @@ use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 use shardkv_client::{
     ClientOptions, ConfChange, ConfChangeKind, CtrlClient, Dial, Error, Gid, MemberInfo,
-    MembershipDone, NodeId, NodeStatus, Role, change_membership_with, fetch_group_status_with,
+    MembershipDone, Naming, NodeId, NodeStatus, Role, change_membership_with,
+    fetch_group_status_with,
 };
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -42,8 +44,12 @@ pub struct MemberArgs {
     #[arg(long, env = "SHARDKV_CTRL_ENDPOINTS", global = true)]
     pub ctrl_endpoints: Option<String>,
     /// Give up on a group after this long (a promotion waits for the learner to catch up).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
+    /// Change a group even while it moves shards, or remove a voter while a learner is not
+    /// promoted yet (both refused by default: see docs/membership.md).
+    #[arg(long, global = true)]
+    pub force: bool,
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = AdminOut::Table, global = true)]
     pub write_out: AdminOut,
@@ -95,25 +101,34 @@ pub fn run(args: MemberArgs) -> Result<ExitCode> {
                 MemberCommand::List => list(&endpoints, gid, &dial).await,
                 MemberCommand::Add { id, addr } => {
                     let cc = ConfChange::add_learner(NodeId(*id), addr.trim());
-                    change(&endpoints, gid, cc, &dial, args.timeout).await
+                    change(&endpoints, gid, cc, &dial, &args).await
                 }
                 MemberCommand::Promote { id } => {
                     let cc = ConfChange::promote(NodeId(*id));
-                    change(&endpoints, gid, cc, &dial, args.timeout).await
+                    change(&endpoints, gid, cc, &dial, &args).await
                 }
                 MemberCommand::Remove { id } => {
                     let cc = ConfChange::remove(NodeId(*id));
-                    change(&endpoints, gid, cc, &dial, args.timeout).await
+                    change(&endpoints, gid, cc, &dial, &args).await
                 }
-            };
-            let result = match result {
-                Ok(r) if r.sharded && !matches!(args.command, MemberCommand::List) => {
-                    tell_controller(&args, &r).await.map(|()| r)
-                }
-                other => other,
             };
             match result {
-                Ok(r) => out.push(r),
+                Ok(r) => {
+                    let told = match r.sharded && !matches!(args.command, MemberCommand::List) {
+                        true => tell_controller(&args, &r).await,
+                        false => Ok(()),
+                    };
+                    out.push(r);
+                    if let Err(e) = told {
+                        eprintln!(
+                            "shardkv member: group {}: the change applied, but {e}; run the \
+                             command again to tell the controller",
+                            gid.0
+                        );
+                        failed = true;
+                        break;
+                    }
+                }
                 Err(e) => {
                     eprintln!("shardkv member: group {}: {e}", gid.0);
                     failed = true;
@@ -168,7 +183,19 @@ async fn tell_controller(args: &MemberArgs, r: &GroupResult) -> Result<()> {
         .query(None)
         .await
         .map_err(|e| anyhow!("asking the controller: {e}"))?;
-    if config.groups.get(&r.gid) == Some(&servers) || !config.groups.contains_key(&r.gid) {
+    let Some(listed) = config.groups.get(&r.gid) else {
+        eprintln!(
+            "shardkv member: group {} is not in the controller's latest config (it left); \
+             nothing recorded there",
+            r.gid.0
+        );
+        return Ok(());
+    };
+    // The same servers (ids and addresses), however written: nothing to record.
+    let set = |l: &[String]| -> BTreeSet<(NodeId, String)> {
+        Naming::Ids.servers(l).into_iter().collect()
+    };
+    if set(listed) == set(&servers) {
         return Ok(());
     }
     match ctrl.set_servers(r.gid, servers).await {
@@ -242,8 +269,9 @@ async fn change(
     gid: Gid,
     cc: ConfChange,
     dial: &Dial,
-    timeout: Duration,
+    args: &MemberArgs,
 ) -> Result<GroupResult> {
+    let timeout = args.timeout;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no member answered");
     loop {
@@ -251,14 +279,22 @@ async fn change(
         if let Some(done) = already(&all, &cc) {
             return Ok(GroupResult { gid, ..done });
         }
+        if !args.force
+            && let Some(why) = unsafe_now(&all, &cc)
+        {
+            return Err(anyhow!("{why} (--force to change it anyway)"));
+        }
         // The leader first (as any member reports it), then every member that answered.
         let leader_addr = all.iter().find_map(|(_, s)| {
             let l = s.leader?;
             s.members.iter().find(|m| m.id == l && !m.addr.is_empty())
         });
         let mut targets: Vec<String> = leader_addr.map(|m| m.addr.clone()).into_iter().collect();
-        targets.extend(all.iter().map(|(a, _)| a.clone()));
-        targets.dedup();
+        for (a, _) in &all {
+            if !targets.contains(a) {
+                targets.push(a.clone());
+            }
+        }
         let sharded = all.iter().any(|(_, s)| s.shards.is_some());
         for t in &targets {
             match change_membership_with(t, Some(gid), &cc, dial).await {
@@ -285,6 +321,43 @@ async fn change(
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
+}
+
+/// Why changing the group now would be unsafe, as the leader (else any member) reports it:
+/// it is moving shards (the other group of a move calls it by the server list of the
+/// config the move began in, which a membership change makes stale: the move could stall),
+/// or `cc` removes a voter while a learner is not promoted yet (the group would be left
+/// with fewer voters than the replacement meant: the next loss could take its majority).
+fn unsafe_now(all: &[(String, NodeStatus)], cc: &ConfChange) -> Option<String> {
+    let (_, s) = all
+        .iter()
+        .max_by_key(|(_, s)| (s.role == Role::Leader, s.term))?;
+    if let Some(held) = &s.shards {
+        let moving = held.moving().count();
+        if moving > 0 {
+            return Some(format!(
+                "group {} is moving {moving} shards; wait until `shardkv status` shows none \
+                 moving",
+                s.group.0
+            ));
+        }
+    }
+    let removes_voter = cc.kind == ConfChangeKind::Remove
+        && s.members.iter().any(|m| m.id == cc.node && !m.learner);
+    let learners: Vec<String> = s
+        .members
+        .iter()
+        .filter(|m| m.learner)
+        .map(|m| m.id.0.to_string())
+        .collect();
+    (removes_voter && !learners.is_empty()).then(|| {
+        format!(
+            "group {} has learners not yet promoted ({}): promote them before removing a \
+             voter",
+            s.group.0,
+            learners.join(", ")
+        )
+    })
 }
 
 /// The group already is as `cc` asks (an added member at that address, a promoted one a

@@ -8,10 +8,11 @@
 
 use crate::handler::NodeHandler;
 use crate::membership::ChangeReply;
-use crate::metrics::{GroupMetrics, op_index};
-use shardkv_ctrl::ShardCtrl;
+use crate::metrics::{GroupMetrics, ctrl_op_index, op_index};
+use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
-use shardkv_net::{Handler, NodeStatus, ShardHandler};
+use shardkv_net::convert::CtrlRequest;
+use shardkv_net::{CtrlHandler, Handler, NodeStatus, ShardHandler};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Replica, Reply, Request};
 use shardkv_shardkv::{ShardGroup, ShardOutput, ShardQuery, ShardRequest};
@@ -168,6 +169,27 @@ impl Handler for KvFront {
                 None => Err(Error::WrongGroup { gid: g }),
             },
         }
+    }
+}
+
+/// The Ctrl service's view of the process: its controller replica, its requests counted
+/// and timed by op and outcome like the KV groups'.
+pub struct CtrlFront {
+    pub handler: Arc<NodeHandler<Replica<ShardCtrl>>>,
+    pub metrics: Arc<GroupMetrics>,
+}
+
+impl CtrlHandler for CtrlFront {
+    fn node_id(&self) -> NodeId {
+        self.handler.id
+    }
+
+    async fn ctrl_request(&self, req: CtrlRequest) -> Result<CtrlOutput, Error> {
+        let start = Instant::now();
+        let op = ctrl_op_index(&req);
+        let out = self.handler.submit(req).await;
+        self.metrics.observe_request(op, &out, start.elapsed());
+        out
     }
 }
 

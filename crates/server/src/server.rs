@@ -18,7 +18,7 @@
 use crate::admin::{Admin, StatusFn};
 use crate::config::{AdminListen, CTRL_GID, ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
-use crate::front::{KvFront, KvGroup, ShardFront};
+use crate::front::{CtrlFront, KvFront, KvGroup, ShardFront};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use crate::member::Member;
@@ -130,6 +130,7 @@ async fn serve(
         shard: BTreeMap::new(),
     };
     let mut group_metrics = Vec::new();
+    let mut ctrl_metrics = None;
     let mut statuses: Vec<(Gid, StatusFn)> = Vec::new();
     for (&gid, &service) in &cfg.groups {
         let group_span =
@@ -156,6 +157,7 @@ async fn serve(
                     group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
                 let started = start_node(&cfg, &env, &metrics, gid, opened, group_span)?;
                 front.ctrl = Some(started.handler.clone());
+                ctrl_metrics = Some(metrics.clone());
                 statuses.push((gid, status_fn(started.handler.clone())));
                 started.hosted
             }
@@ -193,7 +195,11 @@ async fn serve(
         let admin = Arc::new(Admin::new(process_metrics, statuses, cfg.listen));
         tokio::spawn(crate::admin::serve(l, admin))
     });
-    let ctrl = front.ctrl.clone();
+    let ctrl = front
+        .ctrl
+        .clone()
+        .zip(ctrl_metrics)
+        .map(|(handler, metrics)| Arc::new(CtrlFront { handler, metrics }));
     let front = Arc::new(front);
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
     let mut builder = listen::limit_http2(tonic::transport::Server::builder());

@@ -241,7 +241,8 @@ fn a_sharded_cluster_member_is_replaced_in_every_group_under_load_losing_nothing
 }
 
 /// Goal: the refusals an operator meets say what to do, and leave the group unchanged.
-/// Method: promote a node that is not a member, add a member that exists, start a
+/// Method: promote a node that is not a member, add a member that exists, remove a voter
+/// while a learner is unpromoted, start a
 /// member with `--join` and `--bootstrap` together, restart a member with a member list
 /// that is not the group's, and bring a wiped member back with `--join` under its old id.
 #[test]
@@ -264,6 +265,12 @@ fn membership_refusals_are_clear_and_change_nothing() {
         vec![(1, false), (2, false), (3, false)],
         "unchanged"
     );
+    // With a learner not promoted yet, removing a voter is refused; the learner itself
+    // may go.
+    member(&eps, &["add", "9", "127.0.0.1:1"]);
+    fails(&["remove", "3"], "not yet promoted");
+    member(&eps, &["remove", "9"]);
+    assert_eq!(listed(&eps), vec![(1, false), (2, false), (3, false)]);
 
     let dir = c.dir.join("both");
     let dir = dir.to_str().expect("utf-8");

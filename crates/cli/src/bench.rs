@@ -20,6 +20,9 @@
 //! `--history FILE` writes every operation (warmup included) as one JSON line in
 //! `shardkv-lincheck`'s format, on one monotonic clock, for `shardkv check-history`.
 //!
+//! `--fill` loads data instead: each key of `--keys` is written once, in order (shared by
+//! the sessions), and the run ends when all are written (or at `--duration` / `--ops`).
+//!
 //! `--sweep clients=1,4,16` (or `value=256,4KiB`, `reads=0,50,95` in percent) runs one such
 //! run per value and writes a CSV row per point and SVG plots ([`sweep`]).
 //!
@@ -110,6 +113,10 @@ pub struct BenchArgs {
     /// Size of the key space; keys are drawn uniformly.
     #[arg(long, default_value_t = 1000)]
     pub keys: u64,
+    /// Load data: write each of the --keys keys once, in order, then stop (puts only; still
+    /// bounded by --duration and --ops). Use --key-prefix to read the keys afterwards.
+    #[arg(long)]
+    pub fill: bool,
     /// How long to measure, after the warmup (e.g. 10s, 1m).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -229,6 +236,7 @@ fn run_point(
         ops: args.ops,
         seed,
         history,
+        fill: args.fill,
     };
     match args.target {
         TargetKind::Shardkv => {
@@ -280,6 +288,9 @@ fn check_args(args: &BenchArgs) -> Result<()> {
     if etcd && !args.move_sizes.is_empty() {
         bail!("--move-sizes moves shardkv shards: not with --target etcd");
     }
+    if args.fill && (args.read_ratio > 0.0 || !args.move_sizes.is_empty()) {
+        bail!("--fill writes every key once: not with --read-ratio or --move-sizes");
+    }
     if args.sweep.is_some() && (args.history.is_some() || !args.move_sizes.is_empty()) {
         bail!("--sweep runs many points: not with --history or --move-sizes");
     }
@@ -304,4 +315,31 @@ fn check_point(p: Point) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let argv = ["shardkv", "bench"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Bench(b) => b,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// Goal: `--fill` loads data; reads or shard moves alongside it are refused up front.
+    #[test]
+    fn fill_is_writes_only() {
+        let fill = parse(&["--fill", "--keys", "10", "--key-prefix", "f-"]);
+        assert!(fill.fill);
+        check_args(&fill).expect("a plain fill is fine");
+        let err = check_args(&parse(&["--fill", "--read-ratio", "0.5"])).unwrap_err();
+        assert!(err.to_string().contains("--fill"), "{err}");
+        let err = check_args(&parse(&["--fill", "--move-sizes", "1MiB"])).unwrap_err();
+        assert!(err.to_string().contains("--fill"), "{err}");
+    }
 }

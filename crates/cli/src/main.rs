@@ -12,6 +12,7 @@ mod certs;
 mod check_history;
 mod conn;
 mod kv_cmd;
+mod member;
 mod mr;
 mod server_cmd;
 mod status;
@@ -59,6 +60,8 @@ enum Command {
     Cas(kv_cmd::CasArgs),
     /// Change or read the shard controller's configuration: join, leave, move, query.
     Admin(admin::AdminArgs),
+    /// Change or list the members of the replica groups: list, add, promote, remove.
+    Member(member::MemberArgs),
     /// Show each member's role, term, commit and applied index; for a sharded cluster also
     /// the shard map, each group's members and the shards in migration.
     Status(status::StatusArgs),
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Cas(args) => kv_cmd::cas(args),
         Command::Admin(args) => admin::run(args),
         Command::Status(args) => status::run(args),
+        Command::Member(args) => member::run(args),
         Command::Bench(args) => bench::run(args),
         Command::CheckHistory(args) => check_history::run(args),
     };

@@ -28,8 +28,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SHARDKV_PEERS")]
     peers: Option<String>,
     /// This member's data directory. Its first start records the cluster, group, node and
-    /// --peers ids there; a later start with another node id, cluster token, group id or set
-    /// of peer ids is refused.
+    /// --peers ids there (kept following membership changes); a later start with another
+    /// node id, cluster token, group id or set of member ids is refused.
     #[arg(long, env = "SHARDKV_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Snapshot when the persisted Raft state exceeds this (e.g. 64MiB); `off` never does.
@@ -73,6 +73,13 @@ pub struct ServerArgs {
     /// id could lose acknowledged writes). Ignored when the directory has data.
     #[arg(long, env = "SHARDKV_BOOTSTRAP")]
     bootstrap: bool,
+    /// First start of a member being added to running groups, under a NEW node id: an
+    /// empty --data-dir starts as a non-voting learner of every group in --groups, which
+    /// `shardkv member add` then adds and `member promote` makes a voter
+    /// (docs/membership.md). --peers lists the current members and this one. Ignored when
+    /// the directory has data.
+    #[arg(long, env = "SHARDKV_JOIN", conflicts_with = "bootstrap")]
+    join: bool,
     /// The most open client and peer connections (default 4096, lowered to stay below the
     /// descriptor limit); further ones are closed at once and logged.
     #[arg(long, env = "SHARDKV_MAX_CONNECTIONS")]
@@ -123,6 +130,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         shards: args.shards,
         ctrl: args.ctrl,
         bootstrap: args.bootstrap.then_some(true),
+        join: args.join.then_some(true),
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout,
         admin_listen: args.admin_listen,

@@ -229,6 +229,21 @@ fn metrics_carry_etcd_like_names_with_a_group_label_and_move_with_load() {
         puts_after - puts_before >= PUTS as f64,
         "put requests counted: {puts_before} -> {puts_after}"
     );
+    // The controller's requests count too: the join, and the clients' config queries.
+    let ctrl = |op: &str| -> f64 {
+        (1..=3)
+            .map(|m| {
+                total(
+                    &p,
+                    &format!(
+                        "shardkv_server_client_requests_total{{group=\"0\",member=\"{m}\",op=\"{op}\",outcome=\"ok\"}}"
+                    ),
+                )
+            })
+            .sum()
+    };
+    assert!(ctrl("join") >= 1.0, "the join counted");
+    assert!(ctrl("query") >= 1.0, "the clients' config queries counted");
     // Followers learn the commit index with the next append: poll n1.
     wait_until("n1's commit index to count the puts", LEADER_WAIT, || {
         let m = p.get(0, "/metrics").map(|r| r.1).unwrap_or_default();

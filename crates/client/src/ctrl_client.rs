@@ -53,6 +53,7 @@ impl Service for CtrlService {
             WireCtrlRequest::Leave(r) => client.leave(r).await,
             WireCtrlRequest::Move(r) => client.r#move(r).await,
             WireCtrlRequest::Query(r) => client.query(r).await,
+            WireCtrlRequest::Servers(r) => client.servers(r).await,
         };
         let reply: pb::CtrlReply = reply.map_err(CallFailure::Status)?.into_inner();
         convert::ctrl_reply_from_wire(reply).map_err(CallFailure::Malformed)
@@ -112,6 +113,15 @@ impl CtrlClient {
         gid: Gid,
     ) -> Result<Result<ConfigNum, CtrlError>, Error> {
         self.change(CtrlCommand::Move { shard, gid }).await
+    }
+
+    /// Replaces the server list of joined group `gid` (shards stay where they are).
+    pub async fn set_servers(
+        &mut self,
+        gid: Gid,
+        servers: Vec<String>,
+    ) -> Result<Result<ConfigNum, CtrlError>, Error> {
+        self.change(CtrlCommand::Servers { gid, servers }).await
     }
 
     /// Config `num`; `None` (or a number past the latest) gives the latest. Linearizable.

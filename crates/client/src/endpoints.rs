@@ -5,8 +5,8 @@
 
 use crate::Error;
 use shardkv_net::pb::kv_client::KvClient;
-use shardkv_net::{NodeStatus, convert, pb};
-use shardkv_types::{Gid, NodeId};
+use shardkv_net::{MembershipDone, NodeStatus, convert, members, pb};
+use shardkv_types::{ConfChange, Gid, NodeId};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -217,6 +217,33 @@ pub async fn fetch_group_status_with(
     };
     match tokio::time::timeout(timeout, ask).await {
         Ok(Ok(s)) => Ok(s),
+        Ok(Err(reason)) => Err(Error::Unavailable { reason }),
+        Err(_) => Err(Error::Unavailable {
+            reason: format!("{addr} did not answer within {timeout:?}"),
+        }),
+    }
+}
+
+/// Asks the server at `addr` to change the membership of its replica of `group` (see
+/// `shardkv_net::members`), within `dial.timeout`: the server that answered and its answer
+/// (`NotLeader` names the leader), or `Err` when no answer came.
+pub async fn change_membership_with(
+    addr: &str,
+    group: Option<Gid>,
+    change: &ConfChange,
+    dial: &Dial,
+) -> Result<(NodeId, Result<MembershipDone, Error>), Error> {
+    let timeout = dial.timeout;
+    let ask = async {
+        let channel = connect(addr, dial).await?;
+        let reply = KvClient::new(channel)
+            .change_membership(members::change_to_wire(group, change))
+            .await
+            .map_err(|s| explain(addr, &s, dial))?;
+        members::membership_reply_from_wire(reply.into_inner()).map_err(|e| format!("{addr}: {e}"))
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(reason)) => Err(Error::Unavailable { reason }),
         Err(_) => Err(Error::Unavailable {
             reason: format!("{addr} did not answer within {timeout:?}"),

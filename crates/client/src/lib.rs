@@ -80,7 +80,10 @@ pub use ctrl_client::CtrlClient;
 #[cfg(feature = "grpc")]
 pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
-pub use endpoints::{Dial, Endpoints, fetch_group_status, fetch_group_status_with, fetch_status};
+pub use endpoints::{
+    Dial, Endpoints, change_membership_with, fetch_group_status, fetch_group_status_with,
+    fetch_status,
+};
 pub use router::{Route, Router, SingleGroup};
 pub use shard_router::{Naming, ShardRouter};
 pub use shardkv_ctrl::{
@@ -90,9 +93,11 @@ pub use shardkv_ctrl::{
 #[cfg(feature = "grpc")]
 pub use shardkv_net::tls;
 #[cfg(feature = "grpc")]
-pub use shardkv_net::{NodeStatus, Role, ShardPhase, ShardsHeld, role_name};
+pub use shardkv_net::{
+    MemberInfo, MembershipDone, NodeStatus, Role, ShardPhase, ShardsHeld, role_name,
+};
 pub use shardkv_rsm::{Error, Outcome};
-pub use shardkv_types::{ConfigNum, Gid, ShardId};
+pub use shardkv_types::{ConfChange, ConfChangeKind, ConfigNum, Gid, NodeId, ShardId};
 #[cfg(feature = "grpc")]
 pub use tonic::transport::ClientTlsConfig;
 

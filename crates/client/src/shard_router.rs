@@ -11,9 +11,15 @@ use shardkv_types::{NodeId, shard_of_key};
 /// How the servers named in a config become node ids for the clerk core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Naming {
-    /// The i-th server listed is node `i + 1` of its group (production: `admin join` lists
-    /// a group's servers in node order).
+    /// The i-th server listed is node `i + 1` of its group, whatever its name: the ids
+    /// are the client's endpoint slots, which its `Endpoints` map to the ids the servers
+    /// report (and to an `ID=` a name gives). The production client router.
     Position,
+    /// A server listed as `ID=HOST:PORT` is node `ID` (what `shardkv member` records after
+    /// a membership change); one listed as `HOST:PORT` is node `i + 1` when it is the i-th
+    /// (`admin join` lists a group's servers in node order). A shard group's duties, which
+    /// call servers by the ids they report.
+    Ids,
     /// Each name is a node id, `n4` or `4` (the simulator, whose node ids are global).
     NodeIds,
 }
@@ -23,16 +29,26 @@ impl Naming {
     pub fn node(self, i: usize, name: &str) -> Option<NodeId> {
         match self {
             Naming::Position => Some(NodeId(i as u64 + 1)),
+            Naming::Ids => Some(
+                name.split_once('=')
+                    .and_then(|(id, _)| id.trim().parse().ok())
+                    .map_or(NodeId(i as u64 + 1), NodeId),
+            ),
             Naming::NodeIds => name.trim_start_matches('n').parse().ok().map(NodeId),
         }
     }
 
-    /// The servers of a group as (node id, name), skipping names that are not node ids.
+    /// The servers of a group as (node id, name to dial: an `ID=` prefix taken off),
+    /// skipping names that are not node ids.
     pub fn servers(self, names: &[String]) -> Vec<(NodeId, String)> {
+        let dial = |n: &String| match (self, n.split_once('=')) {
+            (Naming::Position | Naming::Ids, Some((_, addr))) => addr.trim().to_string(),
+            _ => n.clone(),
+        };
         names
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| self.node(i, n).map(|id| (id, n.clone())))
+            .filter_map(|(i, n)| self.node(i, n).map(|id| (id, dial(n))))
             .collect()
     }
 }
@@ -104,6 +120,32 @@ impl Router<KvCommand, KvQuery> for ShardRouter {
 mod tests {
     use super::*;
     use shardkv_types::{ConfigNum, Gid};
+
+    #[test]
+    fn id_naming_takes_an_explicit_id_and_both_dial_the_address() {
+        // Goal: after a membership change a group's servers are listed `ID=ADDR`; plain
+        // addresses keep meaning node i+1.
+        let names: Vec<String> = vec!["1=a:1".into(), "4=d:4".into(), "c:3".into()];
+        assert_eq!(
+            Naming::Ids.servers(&names),
+            vec![
+                (NodeId(1), "a:1".to_string()),
+                (NodeId(4), "d:4".to_string()),
+                (NodeId(3), "c:3".to_string()),
+            ]
+        );
+        // The client router's slots: positions, whatever the names say.
+        let ids: Vec<NodeId> = Naming::Position
+            .servers(&names)
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(ids, [NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(
+            Naming::NodeIds.servers(&["n4".into()]),
+            vec![(NodeId(4), "n4".into())]
+        );
+    }
 
     #[test]
     fn routes_by_shard_and_asks_again_after_wrong_group() {

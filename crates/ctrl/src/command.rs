@@ -16,6 +16,9 @@ pub enum CtrlCommand {
     Leave { gids: Vec<Gid> },
     /// Assign one shard to one member, exactly; no rebalance.
     Move { shard: ShardId, gid: Gid },
+    /// Replace the server list of a joined group (after its membership changed: `shardkv
+    /// member`); shards stay where they are.
+    Servers { gid: Gid, servers: Vec<String> },
 }
 
 /// A read of one configuration: `None`, or a number past the latest, means the latest.

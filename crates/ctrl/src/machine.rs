@@ -111,6 +111,21 @@ impl ShardCtrl {
         Ok(self.push(next, true))
     }
 
+    /// Replaces the servers of joined group `gid` (shards unchanged); returns the new
+    /// config's number. A list equal to the current one still makes a config (a retried
+    /// command is deduplicated by its session, not here).
+    pub fn set_servers(&mut self, gid: Gid, servers: &[String]) -> Result<ConfigNum, CtrlError> {
+        if !self.latest().has_group(gid) {
+            return Err(CtrlError::NotMember(gid));
+        }
+        if servers.is_empty() {
+            return Err(CtrlError::NoServers(gid));
+        }
+        let mut next = self.next_config();
+        next.groups.insert(gid, servers.to_vec());
+        Ok(self.push(next, false))
+    }
+
     /// Removes `gids` and rebalances their shards; returns the new config's number.
     pub fn leave(&mut self, gids: &[Gid]) -> Result<ConfigNum, CtrlError> {
         if gids.is_empty() {
@@ -208,6 +223,7 @@ impl ShardCtrl {
             CtrlCommand::Join { groups } => self.join(groups),
             CtrlCommand::Leave { gids } => self.leave(gids),
             CtrlCommand::Move { shard, gid } => self.move_shard(*shard, *gid),
+            CtrlCommand::Servers { gid, servers } => self.set_servers(*gid, servers),
         };
         // A refused command makes no config; an accepted one makes exactly one.
         assert_eq!(self.configs.len(), before + usize::from(result.is_ok()));

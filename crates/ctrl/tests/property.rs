@@ -24,7 +24,7 @@ fn random_gids(rng: &mut Rng, count_max: u64) -> Vec<Gid> {
 
 /// A random command, valid or not, biased towards ones the current config accepts.
 fn random_command(rng: &mut Rng, latest: &Config) -> CtrlCommand {
-    match rng.range(0, 10) {
+    match rng.range(0, 12) {
         0..=3 => {
             let groups = random_gids(rng, 3)
                 .into_iter()
@@ -44,6 +44,17 @@ fn random_command(rng: &mut Rng, latest: &Config) -> CtrlCommand {
                 gids = members.into_iter().collect();
             }
             CtrlCommand::Leave { gids }
+        }
+        10..=11 => {
+            // Mostly a member; sometimes no servers.
+            let gid = match latest.groups.keys().nth(rng.index(latest.groups.len() + 1)) {
+                Some(&g) if !rng.chance(200) => g,
+                _ => Gid(rng.range(0, GID_POOL_MAX + 1)),
+            };
+            let servers = (0..rng.range(0, 4))
+                .map(|i| format!("{i}={gid}-{i}"))
+                .collect();
+            CtrlCommand::Servers { gid, servers }
         }
         _ => {
             let shard = ShardId(rng.range(0, latest.shards.len() as u64 + 1));
@@ -90,6 +101,15 @@ fn check_step(seed: u64, cmd: &CtrlCommand, before: &Config, ctrl: &ShardCtrl, a
         "seed {seed}: numbering"
     );
     assert_eq!(after.check(), Ok(()), "seed {seed}: {cmd:?}");
+    if let CtrlCommand::Servers { gid, servers } = cmd {
+        assert_eq!(
+            after.shards, before.shards,
+            "seed {seed}: servers moved shards"
+        );
+        assert_eq!(after.groups.get(gid), Some(servers), "seed {seed}");
+        assert_eq!(after.groups.len(), before.groups.len(), "seed {seed}");
+        return;
+    }
     if let CtrlCommand::Move { shard, gid } = cmd {
         for (i, (old, new)) in before.shards.iter().zip(&after.shards).enumerate() {
             let want = if i as u64 == shard.0 { gid } else { old };
@@ -177,12 +197,13 @@ fn random_commands_cover_accepts_and_refusals() {
                 CtrlCommand::Join { .. } => "join",
                 CtrlCommand::Leave { .. } => "leave",
                 CtrlCommand::Move { .. } => "move",
+                CtrlCommand::Servers { .. } => "servers",
             };
             let ok = ctrl.execute(&cmd).is_ok();
             *outcomes.entry((kind, ok)).or_insert(0) += 1;
         }
     }
-    for kind in ["join", "leave", "move"] {
+    for kind in ["join", "leave", "move", "servers"] {
         for ok in [true, false] {
             let n = outcomes.get(&(kind, ok)).copied().unwrap_or(0);
             assert!(n >= 100, "{kind} ok={ok} seen only {n} times: {outcomes:?}");

@@ -137,7 +137,7 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
     }
 }
 
-fn error_to_wire(e: &Error) -> pb::Error {
+pub(crate) fn error_to_wire(e: &Error) -> pb::Error {
     use pb::ErrorCode as C;
     let message = match e {
         Error::Unavailable { reason } | Error::Invalid { reason } => reason.clone(),
@@ -181,7 +181,7 @@ fn error_to_wire(e: &Error) -> pb::Error {
     out
 }
 
-fn error_from_wire(e: pb::Error) -> Result<Error, String> {
+pub(crate) fn error_from_wire(e: pb::Error) -> Result<Error, String> {
     use pb::ErrorCode as C;
     let code = C::try_from(e.code).map_err(|_| format!("unknown error code {}", e.code))?;
     let leader = (e.leader != 0).then_some(NodeId(e.leader));
@@ -257,6 +257,7 @@ pub enum WireCtrlRequest {
     Leave(pb::LeaveRequest),
     Move(pb::MoveRequest),
     Query(pb::QueryRequest),
+    Servers(pb::ServersRequest),
 }
 
 /// The wire form of a controller request.
@@ -292,6 +293,15 @@ pub fn ctrl_request_to_wire(req: CtrlRequest) -> WireCtrlRequest {
                     shard: shard.0,
                     gid: gid.0,
                 }),
+                CtrlCommand::Servers { gid, servers } => {
+                    WireCtrlRequest::Servers(pb::ServersRequest {
+                        client,
+                        seq,
+                        first_attempt: !retry,
+                        gid: gid.0,
+                        servers,
+                    })
+                }
             }
         }
     }
@@ -330,6 +340,14 @@ pub fn move_from_wire(r: pb::MoveRequest) -> CtrlRequest {
     let cmd = CtrlCommand::Move {
         shard: ShardId(r.shard),
         gid: Gid(r.gid),
+    };
+    ctrl_write(r.client, r.seq, !r.first_attempt, cmd)
+}
+
+pub fn servers_from_wire(r: pb::ServersRequest) -> CtrlRequest {
+    let cmd = CtrlCommand::Servers {
+        gid: Gid(r.gid),
+        servers: r.servers,
     };
     ctrl_write(r.client, r.seq, !r.first_attempt, cmd)
 }
@@ -490,6 +508,12 @@ pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
                 })
                 .collect()
         }),
+        members: s
+            .members
+            .iter()
+            .map(crate::members::member_to_wire)
+            .collect(),
+        hosted_groups: s.hosted.iter().map(|g| g.0).collect(),
     }
 }
 
@@ -514,6 +538,12 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
                 .filter_map(|h| Some((ShardId(h.shard), ShardPhase::from_name(&h.state)?)))
                 .collect(),
         }),
+        members: s
+            .members
+            .into_iter()
+            .map(crate::members::member_from_wire)
+            .collect(),
+        hosted: s.hosted_groups.into_iter().map(Gid).collect(),
     }
 }
 
@@ -728,6 +758,10 @@ mod tests {
             write(CtrlCommand::Leave {
                 gids: vec![Gid(2), Gid(1)],
             }),
+            write(CtrlCommand::Servers {
+                gid: Gid(2),
+                servers: vec!["4=127.0.0.1:7004".into(), "1=127.0.0.1:7001".into()],
+            }),
             write(CtrlCommand::Move {
                 shard: ShardId(3),
                 gid: Gid(1),
@@ -743,6 +777,7 @@ mod tests {
                 WireCtrlRequest::Leave(r) => leave_from_wire(r),
                 WireCtrlRequest::Move(r) => move_from_wire(r),
                 WireCtrlRequest::Query(r) => query_from_wire(r),
+                WireCtrlRequest::Servers(r) => servers_from_wire(r),
             };
             assert_eq!(back, req);
         }
@@ -828,6 +863,13 @@ mod tests {
                     (ShardId(9), ShardPhase::BePulled),
                 ],
             }),
+            members: vec![crate::MemberInfo {
+                id: NodeId(4),
+                addr: "h:4".into(),
+                learner: true,
+                matched: Some(LogIndex(7)),
+            }],
+            hosted: vec![Gid(0), Gid(2)],
         };
         assert_eq!(status_from_wire(status_to_wire(&s)), s);
         s.shards = None;

@@ -48,6 +48,7 @@
 //!   client; [`convert`] maps it to the wire's `Error` message and back without loss.
 
 pub mod convert;
+pub mod members;
 pub mod services;
 mod status;
 pub mod tls;
@@ -59,6 +60,7 @@ pub mod pb {
     tonic::include_proto!("shardkv.v1");
 }
 
+pub use members::MembershipDone;
 pub use services::{
     CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
     RaftService, ShardHandler, ShardService, ctrl_service, router, with_ctrl, with_shard,
@@ -66,7 +68,7 @@ pub use services::{
 /// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
 pub use shardkv_raft::{Body, Message, Role};
 use shardkv_types::Gid;
-pub use status::{NodeStatus, ShardPhase, ShardsHeld, role_name};
+pub use status::{MemberInfo, NodeStatus, ShardPhase, ShardsHeld, role_name};
 /// The gRPC library of this crate's API, so users build servers and channels with the same
 /// version (`tonic::transport::Server::builder()` for [`router`] and [`with_ctrl`]).
 pub use tonic;

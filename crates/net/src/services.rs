@@ -5,6 +5,7 @@
 //! requests to the handler; it makes no decision about them.
 
 use crate::convert::{self, CtrlRequest, decode_message};
+use crate::members::{self, MembershipDone};
 use crate::pb::ctrl_server::{Ctrl, CtrlServer};
 use crate::pb::kv_server::{Kv, KvServer};
 use crate::pb::raft_server::{Raft, RaftServer};
@@ -19,7 +20,7 @@ use shardkv_ctrl::CtrlOutput;
 use shardkv_kv::{KvOutput, KvRequest};
 use shardkv_raft::Message;
 use shardkv_rsm::Error;
-use shardkv_types::{Gid, NodeId};
+use shardkv_types::{ConfChange, Gid, NodeId};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,22 @@ pub trait Handler: Send + Sync + 'static {
     /// Raft messages that arrived from peer `from`, decoded. Must not block: a handler that
     /// cannot take them now drops them (Raft tolerates loss).
     fn raft_messages(&self, from: NodeId, msgs: Vec<Message>);
+
+    /// Changes the membership of this server's replica of `group` (`None`: the default
+    /// one, as [`Handler::group_status`]). Served by the group's leader; resolves once the
+    /// change applied there, or with the reason it was refused. A handler without
+    /// membership change refuses it.
+    fn change_membership(
+        &self,
+        _group: Option<Gid>,
+        _change: ConfChange,
+    ) -> impl Future<Output = Result<MembershipDone, Error>> + Send {
+        async {
+            Err(Error::Invalid {
+                reason: "this server does not change memberships".into(),
+            })
+        }
+    }
 }
 
 /// Where the Raft traffic of a port goes, by group id: the seam between the peer service
@@ -165,6 +182,20 @@ impl<H: Handler> Kv for KvService<H> {
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
+
+    async fn change_membership(
+        &self,
+        r: Request<pb::MembershipChange>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let reply = match members::change_from_wire(r.into_inner()) {
+            Ok((group, change)) => self.handler.change_membership(group, change).await,
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(members::membership_reply_to_wire(
+            self.handler.node_id(),
+            &reply,
+        )))
+    }
 }
 
 /// What a server that hosts a shard controller replica does with controller requests.
@@ -226,6 +257,13 @@ impl<H: CtrlHandler> Ctrl for CtrlService<H> {
 
     async fn r#move(&self, r: Request<pb::MoveRequest>) -> Result<Response<pb::CtrlReply>, Status> {
         self.serve(convert::move_from_wire(r.into_inner())).await
+    }
+
+    async fn servers(
+        &self,
+        r: Request<pb::ServersRequest>,
+    ) -> Result<Response<pb::CtrlReply>, Status> {
+        self.serve(convert::servers_from_wire(r.into_inner())).await
     }
 
     async fn query(&self, r: Request<pb::QueryRequest>) -> Result<Response<pb::CtrlReply>, Status> {

@@ -23,6 +23,22 @@ pub struct NodeStatus {
     pub group: Gid,
     /// A shard group's view of its shards; `None` for other groups.
     pub shards: Option<ShardsHeld>,
+    /// The group's members as this member's log has them (empty from servers that do not
+    /// report them).
+    pub members: Vec<MemberInfo>,
+    /// Every group the answering server hosts (empty from servers that do not say).
+    pub hosted: Vec<Gid>,
+}
+
+/// One member of a group, as a member's status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    /// Its peer address; empty when the reporting member does not know it.
+    pub addr: String,
+    pub learner: bool,
+    /// The leader's view of how far the member's log matches; `None` from a non-leader.
+    pub matched: Option<LogIndex>,
 }
 
 /// What a shard group member holds: the config it applied and each shard it holds.

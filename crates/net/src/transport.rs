@@ -59,6 +59,11 @@ pub struct PeerTransport {
     dropped: Arc<AtomicU64>,
     /// Messages queued for a peer (a metric).
     sent: AtomicU64,
+    /// What a sender task started later ([`PeerTransport::add_peer`]) needs.
+    opts: TransportOptions,
+    runtime: tokio::runtime::Handle,
+    /// Each peer's address as its sender task dials it.
+    addrs: BTreeMap<NodeId, String>,
 }
 
 impl PeerTransport {
@@ -76,37 +81,64 @@ impl PeerTransport {
             "a peer queue holds at least one message"
         );
         assert_ne!(identity.cluster_id, 0, "cluster id 0 is reserved");
-        let dropped = Arc::new(AtomicU64::new(0));
-        let mut queues = BTreeMap::new();
-        for (&peer, addr) in peers.iter().filter(|(p, _)| **p != me) {
-            let (tx, rx) = mpsc::channel(opts.queue_messages_max);
-            let queued = Arc::new(AtomicU64::new(0));
-            let sender = PeerSender {
-                queued: queued.clone(),
-                me,
-                identity,
-                peer,
-                addr: addr.clone(),
-                opts: opts.clone(),
-                dropped: dropped.clone(),
-            };
-            runtime.spawn(sender.run(rx));
-            queues.insert(peer, (tx, queued));
-        }
-        PeerTransport {
+        let mut transport = PeerTransport {
             me,
             identity,
-            queues,
-            dropped,
+            queues: BTreeMap::new(),
+            dropped: Arc::new(AtomicU64::new(0)),
             sent: AtomicU64::new(0),
+            opts,
+            runtime: runtime.clone(),
+            addrs: BTreeMap::new(),
+        };
+        for (&peer, addr) in peers {
+            transport.add_peer(peer, addr);
         }
+        transport
+    }
+
+    /// Starts sending to `peer` at `addr` (a member added to the group), or, for a known
+    /// peer at another address, redials it there (what was queued for the old address is
+    /// dropped: Raft resends). `me` and an unchanged address are ignored.
+    pub fn add_peer(&mut self, peer: NodeId, addr: &str) {
+        if peer == self.me || self.addrs.get(&peer).is_some_and(|a| a == addr) {
+            return;
+        }
+        self.remove_peer(peer);
+        let (tx, rx) = mpsc::channel(self.opts.queue_messages_max);
+        let queued = Arc::new(AtomicU64::new(0));
+        let sender = PeerSender {
+            queued: queued.clone(),
+            me: self.me,
+            identity: self.identity,
+            peer,
+            addr: addr.to_string(),
+            opts: self.opts.clone(),
+            dropped: self.dropped.clone(),
+        };
+        self.runtime.spawn(sender.run(rx));
+        self.queues.insert(peer, (tx, queued));
+        self.addrs.insert(peer, addr.to_string());
+    }
+
+    /// Stops sending to `peer` (a member removed from the group): its sender task ends once
+    /// its queue is empty.
+    pub fn remove_peer(&mut self, peer: NodeId) {
+        self.queues.remove(&peer);
+        self.addrs.remove(&peer);
+    }
+
+    /// The peers this transport sends to, with their addresses.
+    pub fn peers(&self) -> &BTreeMap<NodeId, String> {
+        &self.addrs
     }
 
     /// Queues `m` for `m.to`; drops it if that queue is full or the peer is unknown.
     pub fn send(&self, m: Message) {
         debug_assert_eq!(m.from, self.me, "messages leave from this node");
         let Some((queue, queued)) = self.queues.get(&m.to) else {
-            tracing::warn!(node = %self.me, to = %m.to, "dropping a message to an unknown peer");
+            // Logged once per member by the shell (a member whose address it does not know).
+            tracing::debug!(node = %self.me, to = %m.to, "dropping a message to an unknown peer");
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };

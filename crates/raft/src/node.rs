@@ -198,6 +198,18 @@ impl RawNode {
         self.log.conf()
     }
 
+    /// A leader's view of how far `peer`'s log is known to match its own (`None`: not the
+    /// leader, or not a member). The leader itself matches its last index.
+    pub fn matched(&self, peer: NodeId) -> Option<LogIndex> {
+        if !self.is_leader() {
+            return None;
+        }
+        if peer == self.cfg.id {
+            return Some(self.log.last_index());
+        }
+        self.progress.get(&peer).map(|p| p.match_index)
+    }
+
     /// True if this node is a voter of the membership in force.
     pub fn is_voter(&self) -> bool {
         self.log.conf().is_voter(self.cfg.id)

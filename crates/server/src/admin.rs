@@ -299,6 +299,8 @@ mod tests {
             no_space: false,
             group: gid,
             shards: None,
+            members: Vec::new(),
+            hosted: Vec::new(),
         }
     }
 
@@ -427,7 +429,15 @@ mod tests {
             "shard metrics only for shard groups"
         );
         assert!(
-            !body.contains("shardkv_server_client_requests_total{group=\"0\""),
+            body.contains(
+                "shardkv_server_client_requests_total{group=\"0\",member=\"2\",op=\"join\",outcome=\"ok\"} 0"
+            ),
+            "the controller counts its own ops"
+        );
+        assert!(
+            !body.contains(
+                "shardkv_server_client_requests_total{group=\"0\",member=\"2\",op=\"put\""
+            ),
             "the controller serves no KV requests"
         );
     }

@@ -19,6 +19,9 @@
 //! shards = 64                   # the controller's shard count, fixed at cluster creation
 //! bootstrap = true              # first start of a new group only: an empty data-dir may
 //!                               # become a new member (otherwise it is refused)
+//! join = true                   # first start of a member added to existing groups (under a
+//!                               # new id): an empty data-dir starts as a learner; see
+//!                               # docs/membership.md
 //! max-connections = 4096        # open client and peer connections at most
 //! idle-timeout = "5m"           # a connection silent this long is closed
 //! admin-listen = "127.0.0.1:8001" # the admin HTTP port (metrics, health); "off": none;
@@ -182,6 +185,9 @@ pub struct ServerConfig {
     /// looks like (see `shardkv_storage::check_identity`).
     pub bootstrap: bool,
     // -- end bootstrap --
+    /// An empty data directory may become a new *learner* of the existing groups (a
+    /// member being added under a new id, docs/membership.md). Exclusive with `bootstrap`.
+    pub join: bool,
     // Connections (see `listen`).
     /// The most open client and peer connections (lowered to stay below the descriptor
     /// limit).
@@ -235,6 +241,8 @@ pub struct ConfigLayer {
     /// Allow an empty data directory to become a new member.
     pub bootstrap: Option<bool>,
     // -- end bootstrap --
+    /// Allow an empty data directory to become a learner of existing groups.
+    pub join: Option<bool>,
     // Connections (see `listen`).
     pub max_connections: Option<usize>,
     /// A duration (e.g. `5m`).
@@ -274,6 +282,7 @@ impl ConfigLayer {
             ctrl: self.ctrl.or(lower.ctrl),
             // -- bootstrap --
             bootstrap: self.bootstrap.or(lower.bootstrap),
+            join: self.join.or(lower.join),
             max_connections: self.max_connections.or(lower.max_connections),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             admin_listen: self.admin_listen.or(lower.admin_listen),
@@ -358,6 +367,17 @@ impl ConfigLayer {
             resolve_connections(self.max_connections, self.idle_timeout.as_deref())?;
         let tls = resolve_tls(self.cert, self.key, self.cacert)?;
         let admin_listen = AdminListen::resolve(self.admin_listen.as_deref(), listen)?;
+        let (bootstrap, join) = (self.bootstrap.unwrap_or(false), self.join.unwrap_or(false));
+        if bootstrap && join {
+            return Err(
+                "give --bootstrap (the first start of a new group) or --join (a new member of \
+                 existing groups), not both"
+                    .into(),
+            );
+        }
+        if join && peers.len() < 2 {
+            return Err("--join needs --peers listing the group's members besides this one".into());
+        }
         Ok(ServerConfig {
             id,
             listen,
@@ -372,7 +392,8 @@ impl ConfigLayer {
             shards,
             ctrl,
             // -- bootstrap --
-            bootstrap: self.bootstrap.unwrap_or(false),
+            bootstrap,
+            join,
             max_connections,
             idle_timeout,
             admin_listen,
@@ -435,7 +456,12 @@ fn resolve_ctrl(
             .filter(|a| !a.is_empty())
             .map(String::from)
             .collect();
-        if let Some(bad) = addrs.iter().find(|a| a.parse::<SocketAddr>().is_err()) {
+        // `HOST:PORT` (the i-th is node i+1) or `ID=HOST:PORT`.
+        let addr_of = |a: &String| a.split_once('=').map_or(a.clone(), |(_, x)| x.to_string());
+        if let Some(bad) = addrs
+            .iter()
+            .find(|a| addr_of(a).trim().parse::<SocketAddr>().is_err())
+        {
             return Err(format!("bad controller address {bad:?} in --ctrl"));
         }
         if addrs.is_empty() {
@@ -444,7 +470,11 @@ fn resolve_ctrl(
         return Ok(addrs);
     }
     if groups.contains_key(&CTRL_GID) {
-        return Ok(peers.values().map(ToString::to_string).collect());
+        // With ids: after a membership change the members are not 1..=n.
+        return Ok(peers
+            .iter()
+            .map(|(id, a)| format!("{}={a}", id.0))
+            .collect());
     }
     Err(
         "a shard group needs the controller's addresses (--ctrl HOST:PORT,... or \
@@ -644,8 +674,8 @@ mod tests {
         assert_eq!(hosted.groups[&Gid(1)], Service::Shard);
         assert_eq!(
             hosted.ctrl,
-            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"],
-            "the members' addresses, by node id"
+            ["1=127.0.0.1:7001", "2=127.0.0.1:7002", "3=127.0.0.1:7003"],
+            "the members' addresses, with their node ids"
         );
         let given = ConfigLayer {
             groups: Some("3=shard".into()),

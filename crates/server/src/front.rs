@@ -7,14 +7,16 @@
 //! same Kv service to a plain KV group and to a shard group.
 
 use crate::handler::NodeHandler;
-use crate::metrics::{GroupMetrics, op_index};
-use shardkv_ctrl::ShardCtrl;
+use crate::membership::ChangeReply;
+use crate::metrics::{GroupMetrics, ctrl_op_index, op_index};
+use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
-use shardkv_net::{Handler, NodeStatus, ShardHandler};
+use shardkv_net::convert::CtrlRequest;
+use shardkv_net::{CtrlHandler, Handler, NodeStatus, ShardHandler};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Replica, Reply, Request};
 use shardkv_shardkv::{ShardGroup, ShardOutput, ShardQuery, ShardRequest};
-use shardkv_types::{Gid, NodeId};
+use shardkv_types::{ConfChange, Gid, NodeId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +46,13 @@ impl KvGroup {
         match self {
             KvGroup::Kv(h) => h.status().await,
             KvGroup::Shard(h) => h.status().await,
+        }
+    }
+
+    pub async fn change_membership(&self, change: ConfChange) -> ChangeReply {
+        match self {
+            KvGroup::Kv(h) => h.change_membership(change).await,
+            KvGroup::Shard(h) => h.change_membership(change).await,
         }
     }
 }
@@ -82,6 +91,24 @@ impl KvFront {
     }
 }
 
+impl KvFront {
+    async fn one_group_status(&self, group: Option<Gid>) -> Result<NodeStatus, Error> {
+        match group {
+            None => self.status().await,
+            Some(Gid(0)) => match &self.ctrl {
+                Some(ctrl) => ctrl.status().await,
+                None => Err(Error::Unavailable {
+                    reason: "this server hosts no controller replica".into(),
+                }),
+            },
+            Some(g) => match self.kv.get(&g) {
+                Some(kv) => kv.status().await,
+                None => Err(Error::WrongGroup { gid: g }),
+            },
+        }
+    }
+}
+
 impl Handler for KvFront {
     fn node_id(&self) -> NodeId {
         self.id
@@ -109,25 +136,60 @@ impl Handler for KvFront {
         }
     }
 
-    /// `Some(Gid(0))` is the controller; any other named group must be hosted here.
+    /// `Some(Gid(0))` is the controller; any other named group must be hosted here. The
+    /// answer lists every group hosted here.
     async fn group_status(&self, group: Option<Gid>) -> Result<NodeStatus, Error> {
-        match group {
-            None => self.status().await,
-            Some(Gid(0)) => match &self.ctrl {
-                Some(ctrl) => ctrl.status().await,
-                None => Err(Error::Unavailable {
-                    reason: "this server hosts no controller replica".into(),
-                }),
-            },
-            Some(g) => match self.kv.get(&g) {
-                Some(kv) => kv.status().await,
-                None => Err(Error::WrongGroup { gid: g }),
-            },
-        }
+        let mut status = self.one_group_status(group).await?;
+        let ctrl = self.ctrl.iter().map(|_| Gid(0));
+        status.hosted = ctrl.chain(self.kv.keys().copied()).collect();
+        Ok(status)
     }
 
     fn raft_messages(&self, _from: NodeId, _msgs: Vec<Message>) {
         // Raft traffic goes through the process's RaftRouter, never through the Kv front.
+    }
+
+    /// Routed like [`Handler::group_status`].
+    async fn change_membership(&self, group: Option<Gid>, change: ConfChange) -> ChangeReply {
+        let no_ctrl = || Error::Unavailable {
+            reason: "this server hosts no controller replica".into(),
+        };
+        match group {
+            None => match (self.kv.values().next(), &self.ctrl) {
+                (Some(kv), _) => kv.change_membership(change).await,
+                (None, Some(ctrl)) => ctrl.change_membership(change).await,
+                (None, None) => Err(no_ctrl()),
+            },
+            Some(Gid(0)) => match &self.ctrl {
+                Some(ctrl) => ctrl.change_membership(change).await,
+                None => Err(no_ctrl()),
+            },
+            Some(g) => match self.kv.get(&g) {
+                Some(kv) => kv.change_membership(change).await,
+                None => Err(Error::WrongGroup { gid: g }),
+            },
+        }
+    }
+}
+
+/// The Ctrl service's view of the process: its controller replica, its requests counted
+/// and timed by op and outcome like the KV groups'.
+pub struct CtrlFront {
+    pub handler: Arc<NodeHandler<Replica<ShardCtrl>>>,
+    pub metrics: Arc<GroupMetrics>,
+}
+
+impl CtrlHandler for CtrlFront {
+    fn node_id(&self) -> NodeId {
+        self.handler.id
+    }
+
+    async fn ctrl_request(&self, req: CtrlRequest) -> Result<CtrlOutput, Error> {
+        let start = Instant::now();
+        let op = ctrl_op_index(&req);
+        let out = self.handler.submit(req).await;
+        self.metrics.observe_request(op, &out, start.elapsed());
+        out
     }
 }
 

@@ -7,6 +7,7 @@
 //! KV store's replica, the controller's for the controller's.
 
 use crate::member::Member;
+use crate::membership::ChangeReply;
 use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_net::convert::CtrlRequest;
@@ -14,7 +15,7 @@ use shardkv_net::{CtrlHandler, Handler, NodeStatus};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Replica};
 use shardkv_shardkv::DutyAnswer;
-use shardkv_types::NodeId;
+use shardkv_types::{ConfChange, NodeId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -106,6 +107,11 @@ pub enum Inbound<A: Member> {
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// A membership change from `shardkv member` (see [`crate::membership`]).
+    ChangeMembership {
+        change: ConfChange,
+        reply: oneshot::Sender<ChangeReply>,
+    },
     /// Another group's answer to request `token` the app sent to server `from`, and the
     /// request's share of the outbox's window (given back once handled).
     Answer {
@@ -179,6 +185,32 @@ impl<A: Member> NodeHandler<A> {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(_)) => Err(unavailable("shutting down")),
             Err(_) => Err(unavailable("node thread did not answer in time")),
+        }
+    }
+
+    /// Hands a membership change to the node thread and waits for its answer (bounded by
+    /// the server's deadline: `Timeout`, the change may still apply).
+    pub async fn change_membership(&self, change: ConfChange) -> ChangeReply {
+        let (tx, rx) = oneshot::channel();
+        let item = Inbound::ChangeMembership { change, reply: tx };
+        match self.inbox.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Error::Unavailable {
+                    reason: "shutting down".into(),
+                });
+            }
+        }
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
+                detail: format!(
+                    "the change did not apply within the server's deadline of {:?}; it may \
+                     still: list the members to see",
+                    self.request_timeout
+                ),
+            }),
         }
     }
 

@@ -78,6 +78,7 @@ mod front;
 pub mod handler;
 pub mod listen;
 pub mod member;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

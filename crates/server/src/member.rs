@@ -6,7 +6,7 @@ use shardkv_host::HostedApp;
 use shardkv_net::{ShardPhase, ShardsHeld};
 use shardkv_rsm::{Replica, StateMachine};
 use shardkv_shardkv::{DutyAnswer, Outbound, ShardGroup, ShardState};
-use shardkv_types::NodeId;
+use shardkv_types::{ConfEntry, LogIndex, NodeId};
 
 /// A hosted app as the node thread drives it.
 pub trait Member: HostedApp<Request: Send, Response: Send> + Send + 'static {
@@ -35,6 +35,10 @@ pub trait Member: HostedApp<Request: Send, Response: Send> + Send + 'static {
     /// Client sessions in the replica's session table (a metric).
     fn sessions(&self) -> usize;
 
+    /// The membership changes applied since the last call (see
+    /// `Replica::take_applied_conf_changes`).
+    fn take_applied_conf_changes(&mut self) -> Vec<(LogIndex, ConfEntry)>;
+
     /// Whether an answer means a proposal this member took failed (a metric; see
     /// [`crate::metrics::proposal_failed`]).
     fn proposal_failed(resp: &Self::Response) -> bool;
@@ -49,6 +53,10 @@ where
 {
     fn sessions(&self) -> usize {
         Replica::sessions(self).len()
+    }
+
+    fn take_applied_conf_changes(&mut self) -> Vec<(LogIndex, ConfEntry)> {
+        Replica::take_applied_conf_changes(self)
     }
 
     fn proposal_failed(resp: &Self::Response) -> bool {
@@ -73,6 +81,10 @@ impl Member for ShardGroup {
 
     fn sessions(&self) -> usize {
         self.replica.sessions().len()
+    }
+
+    fn take_applied_conf_changes(&mut self) -> Vec<(LogIndex, ConfEntry)> {
+        self.replica.take_applied_conf_changes()
     }
 
     fn proposal_failed(resp: &Self::Response) -> bool {

@@ -22,6 +22,7 @@
 
 use crate::handler::Inbound;
 use crate::member::Member;
+use crate::membership::Members;
 use crate::metrics::{GroupMetrics, RaftView, TimedDisk};
 use crate::outbox::Outbox;
 use crate::snapshot_writer::ThreadWriter;
@@ -66,6 +67,9 @@ pub struct Node<A: Member> {
     stalls: StallLog,
     /// What the admin port shows of this member (published after every drive).
     metrics: Arc<GroupMetrics>,
+    /// The group's membership as the shell keeps it: addresses, the identity file, the
+    /// changes `shardkv member` asked for.
+    members: Members,
 }
 
 /// The production observer: logs what the host reports, the stall rate limited
@@ -117,6 +121,7 @@ impl<A: Member> Node<A> {
         store: RaftStore<TimedDisk>,
         transport: PeerTransport,
         outbox: Option<Outbox>,
+        members: Members,
     ) -> Self {
         let raft = replica.raft();
         let id = raft.id();
@@ -138,6 +143,7 @@ impl<A: Member> Node<A> {
             stuck: None,
             stalls: StallLog::default(),
             metrics: Arc::new(GroupMetrics::new(gid, "")),
+            members,
         }
     }
 
@@ -169,6 +175,12 @@ impl<A: Member> Node<A> {
             Inbound::Request { req, reply, .. } => self.request(req, reply),
             Inbound::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Inbound::ChangeMembership { change, reply } => {
+                let stalled = self.host.is_stalled();
+                let raft = self.replica.raft_mut();
+                self.members
+                    .propose(raft, &mut self.transport, stalled, change, reply);
             }
             // `held` is given back to the outbox when the item is dropped, after this.
             Inbound::Answer {
@@ -265,6 +277,8 @@ impl<A: Member> Node<A> {
             no_space: self.host.no_space(),
             group: self.gid,
             shards: self.replica.shards_held(),
+            members: self.members.infos(self.replica.raft()),
+            hosted: Vec::new(),
         }
     }
 
@@ -286,6 +300,10 @@ impl<A: Member> Node<A> {
             return Err(e);
         }
         self.deliver_replies();
+        let applied = self.replica.take_applied_conf_changes();
+        let stalled = self.host.is_stalled();
+        self.members
+            .after_drive(self.replica.raft(), stalled, applied, &mut self.transport);
         self.send_outbound();
         self.log_role_change();
         Ok(())

@@ -203,6 +203,7 @@ async fn call_ctrl(channel: Channel, req: CtrlRequest) -> Reply<shardkv_ctrl::Ct
         WireCtrlRequest::Leave(r) => client.leave(r).await,
         WireCtrlRequest::Move(r) => client.r#move(r).await,
         WireCtrlRequest::Query(r) => client.query(r).await,
+        WireCtrlRequest::Servers(r) => client.servers(r).await,
     };
     let reply: pb::CtrlReply = reply.map_err(status_error)?.into_inner();
     match convert::ctrl_reply_from_wire(reply) {

@@ -18,10 +18,11 @@
 use crate::admin::{Admin, StatusFn};
 use crate::config::{AdminListen, CTRL_GID, ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
-use crate::front::{KvFront, KvGroup, ShardFront};
+use crate::front::{CtrlFront, KvFront, KvGroup, ShardFront};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use crate::member::Member;
+use crate::membership::Members;
 use crate::metrics::{GroupMetrics, ProcessMetrics, TimedDisk};
 use crate::node::{Fatal, Node};
 use crate::outbox::Outbox;
@@ -106,6 +107,7 @@ async fn serve(
     let admin_listener = bind_admin(cfg.admin_listen).await?;
     refuse_single_group_layout(&cfg.data_dir)?;
     let tls = load_tls(&cfg)?;
+    check_joins(&cfg, tls.as_ref()).await?;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Ended>();
     let step_down = Arc::new(StepDownSignal::default());
     let env = NodeEnv {
@@ -128,6 +130,7 @@ async fn serve(
         shard: BTreeMap::new(),
     };
     let mut group_metrics = Vec::new();
+    let mut ctrl_metrics = None;
     let mut statuses: Vec<(Gid, StatusFn)> = Vec::new();
     for (&gid, &service) in &cfg.groups {
         let group_span =
@@ -136,10 +139,10 @@ async fn serve(
         group_metrics.push(metrics.clone());
         let hosted = match service {
             Service::Kv => {
-                let (store, replica) = group_span.in_scope(|| {
+                let opened = group_span.in_scope(|| {
                     replica_in(&cfg, &metrics, gid, "kv".into(), KvStore::default())
                 })?;
-                let started = start_node(&cfg, &env, &metrics, gid, store, replica, group_span)?;
+                let started = start_node(&cfg, &env, &metrics, gid, opened, group_span)?;
                 front.kv.insert(gid, KvGroup::Kv(started.handler.clone()));
                 front.metrics.insert(gid, metrics.clone());
                 statuses.push((gid, status_fn(started.handler.clone())));
@@ -150,10 +153,11 @@ async fn serve(
                 // The shard count is fixed at creation: a replica started with another one
                 // would apply the same log differently, so it is part of the identity.
                 let service = format!("ctrl shards={}", cfg.shards);
-                let (store, replica) =
+                let opened =
                     group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
-                let started = start_node(&cfg, &env, &metrics, gid, store, replica, group_span)?;
+                let started = start_node(&cfg, &env, &metrics, gid, opened, group_span)?;
                 front.ctrl = Some(started.handler.clone());
+                ctrl_metrics = Some(metrics.clone());
                 statuses.push((gid, status_fn(started.handler.clone())));
                 started.hosted
             }
@@ -161,10 +165,11 @@ async fn serve(
                 // Like the controller's, the shard count is part of the identity.
                 let service = format!("shard shards={}", cfg.shards);
                 let initial = ShardKv::new(gid, cfg.shards);
-                let (store, replica) =
+                let (store, replica, members) =
                     group_span.in_scope(|| replica_in(&cfg, &metrics, gid, service, initial))?;
                 let group = ShardGroup::new(replica, duties(&cfg));
-                let started = start_node(&cfg, &env, &metrics, gid, store, group, group_span)?;
+                let opened = (store, group, members);
+                let started = start_node(&cfg, &env, &metrics, gid, opened, group_span)?;
                 front
                     .kv
                     .insert(gid, KvGroup::Shard(started.handler.clone()));
@@ -190,7 +195,11 @@ async fn serve(
         let admin = Arc::new(Admin::new(process_metrics, statuses, cfg.listen));
         tokio::spawn(crate::admin::serve(l, admin))
     });
-    let ctrl = front.ctrl.clone();
+    let ctrl = front
+        .ctrl
+        .clone()
+        .zip(ctrl_metrics)
+        .map(|(handler, metrics)| Arc::new(CtrlFront { handler, metrics }));
     let front = Arc::new(front);
     let (stop_rpc_tx, stop_rpc_rx) = oneshot::channel::<()>();
     let mut builder = listen::limit_http2(tonic::transport::Server::builder());
@@ -305,7 +314,7 @@ const DUTY_PULL_BYTES_PER_S: u64 = 8 << 20;
 const DUTY_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The duties of a shard group member: poll the controller at `cfg.ctrl`, whose servers
-/// (like every group's in a config) are named by position.
+/// (like every group's in a config) are named `ID=HOST:PORT`, or `HOST:PORT` by position.
 fn duties(cfg: &ServerConfig) -> Duties {
     let tick_ms = driver::TICK.as_millis() as u64;
     let ticks = |d: std::time::Duration| d.as_millis() as u64 / tick_ms;
@@ -327,21 +336,22 @@ fn duties(cfg: &ServerConfig) -> Duties {
     Duties::new(
         CTRL_GID,
         &cfg.ctrl,
-        Naming::Position,
+        Naming::Ids,
         opts,
         Rng::new(random_seed()),
     )
 }
 
 /// Checks group `gid`'s identity, opens its storage under `data-dir/g<gid>/` (its fsyncs
-/// timed into `metrics`) and restores its replica from `initial` (or its snapshot).
+/// timed into `metrics`) and restores its replica from `initial` (or its snapshot), with
+/// the membership the directory records.
 fn replica_in<SM: StateMachine>(
     cfg: &ServerConfig,
     metrics: &Arc<GroupMetrics>,
     gid: Gid,
     service: String,
     initial: SM,
-) -> Result<(RaftStore<TimedDisk>, Replica<SM>)> {
+) -> Result<(RaftStore<TimedDisk>, Replica<SM>, Members)> {
     let dir = cfg.group_dir(gid);
     let (identity, checked) = check_identity(cfg, gid, &service, &dir)?;
     let disk = TimedDisk::new(metrics.clone());
@@ -349,15 +359,18 @@ fn replica_in<SM: StateMachine>(
     // Logged only once storage is open: nothing is logged before the data directory is
     // complete.
     log_identity(&identity, checked);
-    let voters = cfg.peers.keys().copied().collect();
+    // Raft's bootstrap membership is the one the directory was created with, never the
+    // rewritten members; the log's membership entries and snapshot override it.
     let opts = ReplicaOptions {
         raft_state_bytes_max: cfg.max_raft_state,
         ..ReplicaOptions::default()
     };
-    let rc = Config::new(cfg.id, voters);
+    let mut rc = Config::new(cfg.id, identity.initial_voters.iter().copied().collect());
+    rc.learners = identity.initial_learners.iter().copied().collect();
     let replica = Replica::new(rc, restored, random_seed(), opts, initial)
         .map_err(|e| anyhow!("group {gid}: cannot restore the state machine: {e}"))?;
-    Ok((store, replica))
+    let members = Members::new(dir, identity, replica.conf());
+    Ok((store, replica, members))
 }
 
 /// What every node thread of this process shares.
@@ -379,8 +392,7 @@ fn start_node<A: Member>(
     env: &NodeEnv<'_>,
     metrics: &Arc<GroupMetrics>,
     gid: Gid,
-    store: RaftStore<TimedDisk>,
-    app: A,
+    (store, app, members): (RaftStore<TimedDisk>, A, Members),
     span: tracing::Span,
 ) -> Result<Started<A>> {
     let NodeEnv {
@@ -389,11 +401,7 @@ fn start_node<A: Member>(
         step_down,
     } = *env;
     let _enter = span.enter();
-    let peers: BTreeMap<_, _> = cfg
-        .peers
-        .iter()
-        .map(|(id, a)| (*id, a.to_string()))
-        .collect();
+    let peers = members.addresses();
     let rt = tokio::runtime::Handle::current();
     let transport = PeerTransport::start(
         cfg.id,
@@ -420,7 +428,7 @@ fn start_node<A: Member>(
         Outbox::new(rt, Box::new(answers), tls.map(MemberTls::client_config))
     });
     let id = cfg.id;
-    let node = Node::new(gid, app, store, transport, outbox).with_metrics(metrics.clone());
+    let node = Node::new(gid, app, store, transport, outbox, members).with_metrics(metrics.clone());
     let dopts = DriverOptions {
         data_dir: cfg.group_dir(gid),
         disk_reserve_bytes: cfg.disk_reserve_bytes,
@@ -500,6 +508,29 @@ async fn bind_admin(listen: AdminListen) -> Result<Option<TcpListener>> {
     }
 }
 
+/// With `--join`, for every group whose directory is not created yet: the id must be new to
+/// the group (see [`crate::membership::check_join`]).
+async fn check_joins(cfg: &ServerConfig, tls: Option<&MemberTls>) -> Result<()> {
+    if !cfg.join {
+        return Ok(());
+    }
+    let peers: BTreeMap<NodeId, String> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| (*id, a.to_string()))
+        .collect();
+    for &gid in cfg.groups.keys() {
+        if cfg.group_dir(gid).join("identity").exists() {
+            continue;
+        }
+        let client_tls = tls.map(MemberTls::client_config);
+        crate::membership::check_join(cfg.id, gid, &peers, client_tls)
+            .await
+            .map_err(|e| anyhow!("group {gid}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Reads and checks the TLS files, if configured: the certificate must be this node's.
 fn load_tls(cfg: &ServerConfig) -> Result<Option<MemberTls>> {
     cfg.tls
@@ -542,7 +573,8 @@ fn log_drops(drops: &RaftDrops) {
 }
 
 /// Checks (or, on first start, writes) a group directory's identity file: the cluster,
-/// group, node and voter set it was created for. A different one refuses to start.
+/// group, node and members it was created for (or, after membership changes, last
+/// recorded). A different one refuses to start. Returns what the directory now records.
 fn check_identity(
     cfg: &ServerConfig,
     gid: Gid,
@@ -550,21 +582,35 @@ fn check_identity(
     dir: &Path,
 ) -> Result<(Identity, IdentityCheck)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut voters: BTreeMap<NodeId, String> = cfg
+        .peers
+        .iter()
+        .map(|(id, a)| (*id, a.to_string()))
+        .collect();
+    // A joining member starts as a learner of the groups it joins.
+    let learners = match cfg.join {
+        true => voters.remove_entry(&cfg.id).into_iter().collect(),
+        false => BTreeMap::new(),
+    };
     let given = Identity {
         cluster_id: cfg.cluster_id,
         cluster_token: cfg.cluster_token.clone(),
         group_id: gid,
         node_id: cfg.id,
-        voters: cfg
-            .peers
-            .iter()
-            .map(|(id, a)| (*id, a.to_string()))
-            .collect(),
+        initial_voters: voters.keys().copied().collect(),
+        initial_learners: learners.keys().copied().collect(),
+        voters,
         service: service.to_string(),
+        learners,
     };
-    let checked = shardkv_storage::check_identity(&mut FsDisk::new(), dir, &given, cfg.bootstrap)
+    let mut disk = FsDisk::new();
+    let may_create = cfg.bootstrap || cfg.join;
+    let checked = shardkv_storage::check_identity(&mut disk, dir, &given, may_create)
         .map_err(|e| anyhow!("group {gid}: {e}"))?;
-    Ok((given, checked))
+    let recorded = shardkv_storage::read_identity_file(&mut disk, dir)
+        .map_err(|e| anyhow!("group {gid}: {e}"))?
+        .ok_or_else(|| anyhow!("group {gid}: the identity file vanished after its check"))?;
+    Ok((recorded, checked))
 }
 
 fn log_identity(given: &Identity, checked: IdentityCheck) {
@@ -572,7 +618,7 @@ fn log_identity(given: &Identity, checked: IdentityCheck) {
         IdentityCheck::Created => tracing::info!(identity = %given, "new data directory"),
         IdentityCheck::Matched => {}
         IdentityCheck::AddressesUpdated { stored } => {
-            tracing::info!(?stored, given = ?given.voters, "member addresses changed; recorded")
+            tracing::info!(?stored, now = %given.peer_list(), "member addresses changed; recorded")
         }
         IdentityCheck::Adopted => tracing::warn!(
             identity = %given,

@@ -348,6 +348,11 @@ impl CtrlClients {
             CtrlCommand::Move { shard, gid } => {
                 after.owner(*shard) == Some(*gid) && after.groups == before.groups
             }
+            CtrlCommand::Servers { gid, servers } => {
+                before.has_group(*gid)
+                    && after.groups.get(gid) == Some(servers)
+                    && after.shards == before.shards
+            }
         };
         if !ok {
             sim.fail(&format!("config {num} does not show the effect of {cmd:?}"));

@@ -1,6 +1,8 @@
 //! The identity file: which cluster, group and node a data directory belongs to, and the
-//! group's voter set, written when the directory is first used and checked on every later
-//! start, so a member never joins a group it was not created for.
+//! group's members (voters and learners), written when the directory is first used, kept
+//! following the log's membership by the server (rewritten when a membership change
+//! enters the log), and checked on every later start, so a member never joins a group it
+//! was not created for.
 //!
 //! Why: Raft's safety rests on every member agreeing on the voter set. A member restarted
 //! with a different peer list (`up --replicas 5` on a 3-member directory, a typo in
@@ -10,7 +12,7 @@
 //!
 //! # Layout
 //! One file, `identity`, little-endian:
-//! `magic "SKVIDENT" | version u32 (= 1) | payload_len u32 | payload | crc32c u32`, the crc
+//! `magic "SKVIDENT" | version u32 (= 3) | payload_len u32 | payload | crc32c u32`, the crc
 //! covering every byte before it; the payload is the postcard encoding of [`Identity`].
 //! Written as temp file (`identity.tmp`), fdatasync, rename, directory fsync, so a crash
 //! leaves either the old file or the new one; a leftover temp file is removed on open.
@@ -32,10 +34,21 @@
 //! - no identity file but Raft data (a directory from before identity files): the given
 //!   identity is adopted and written ([`IdentityCheck::Adopted`]; the caller warns, since
 //!   nothing can tell whether the given peer list is the one the data was created with);
-//! - an identity file: cluster id, group id and the voter *ids* must equal the given ones,
-//!   else [`StorageError::IdentityMismatch`]; another node id is [`StorageError::WrongNode`].
-//!   Voter addresses are informative (a member may move): when only they differ the file is
-//!   rewritten ([`IdentityCheck::AddressesUpdated`]);
+//! - an identity file: cluster id, group id and the member *ids* (voters and learners: the
+//!   given identity lists every member of `--peers`, whatever its role) must equal the
+//!   given ones, else [`StorageError::IdentityMismatch`]; another node id is
+//!   [`StorageError::WrongNode`]. Addresses are informative (a member may move): when only
+//!   they differ the file is rewritten with the stored roles and the given addresses
+//!   ([`IdentityCheck::AddressesUpdated`]). Roles come from the file, never from the
+//!   given identity: after a membership change the file records the log's membership;
+//!   - a member joining an existing group (`--join`) gives an identity that lists itself as
+//!     a learner; with an empty directory it is written like a bootstrap (the caller
+//!     passes `bootstrap` true for it). Joining only ever happens under a new node id.
+//! - the membership a directory was created with (`initial_voters`, `initial_learners`) is
+//!   written once and never rewritten: it is Raft's bootstrap membership, in force for the
+//!   log until its first membership entry. The rewritten members are for the `--peers`
+//!   check and addresses only, never for Raft (they may name a membership whose entry
+//!   was later cut from the log).
 //! - a damaged file (bad magic, crc, length, version, or payload) is
 //!   [`StorageError::Corrupt`]: refused, never rewritten, since the data beside it may
 //!   still be good and the operator must decide.
@@ -45,15 +58,16 @@ use crate::error::StorageError;
 use crate::{recovery, snapshot};
 use serde::{Deserialize, Serialize};
 use shardkv_types::{Gid, NodeId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::Path;
 
 /// The file name of the identity file in a data directory.
 pub const IDENTITY_FILE: &str = "identity";
-/// The format version this code writes. Version 1 (no `service`) is still read.
-pub const IDENTITY_VERSION: u32 = 2;
+/// The format version this code writes. Versions 1 (no `service`) and 2 (no `learners`)
+/// are still read.
+pub const IDENTITY_VERSION: u32 = 3;
 /// The largest identity file accepted; bounds what a damaged file can make us allocate.
 pub const IDENTITY_FILE_BYTES_MAX: u64 = 64 << 10;
 
@@ -71,13 +85,33 @@ pub struct Identity {
     pub cluster_token: String,
     pub group_id: Gid,
     pub node_id: NodeId,
-    /// The group's voters and their addresses as last started. Invariant: contains
-    /// `node_id`. Only the ids are compared.
+    /// The group's voters and their addresses as last recorded. Invariant: `voters` or
+    /// `learners` contains `node_id`; the two are disjoint; `voters` is not empty. Only
+    /// the ids are compared.
     pub voters: BTreeMap<NodeId, String>,
     /// What the group replicates and the parameters fixed at its creation (e.g. `kv`, or
     /// `ctrl shards=64`): every replica must start the same state machine the same way.
     /// Compared; empty (a version 1 file) matches anything.
     pub service: String,
+    /// The group's learners (non-voting members being caught up) and their addresses.
+    pub learners: BTreeMap<NodeId, String>,
+    /// The membership this member started the group (or joined it) with, never rewritten:
+    /// Raft's bootstrap membership, in force for the log until its first membership entry
+    /// (the rewritten `voters` and `learners` must never be: they may name a membership
+    /// whose entry is later cut from the log). Invariant: `initial_voters` is not empty.
+    pub initial_voters: BTreeSet<NodeId>,
+    pub initial_learners: BTreeSet<NodeId>,
+}
+
+/// The payload of a version 2 file, before `learners`.
+#[derive(Deserialize)]
+struct IdentityV2 {
+    cluster_id: u64,
+    cluster_token: String,
+    group_id: Gid,
+    node_id: NodeId,
+    voters: BTreeMap<NodeId, String>,
+    service: String,
 }
 
 /// The payload of a version 1 file, before `service`.
@@ -116,19 +150,65 @@ impl Identity {
                 self.service, given.service
             ));
         }
-        if !self.voters.keys().eq(given.voters.keys()) {
+        if !self.members().keys().eq(given.members().keys()) {
             out.push(format!(
-                "voters: stored {}, given {}",
-                peer_list(&self.voters),
-                peer_list(&given.voters)
+                "members: stored {}, given {}",
+                self.peer_list(),
+                given.peer_list()
             ));
         }
         out
     }
 
-    /// The voters in `--peers` syntax: `1=ADDR,2=ADDR`.
+    /// Every member (voters and learners) with its address.
+    pub fn members(&self) -> BTreeMap<NodeId, String> {
+        let mut all = self.voters.clone();
+        all.extend(self.learners.iter().map(|(id, a)| (*id, a.clone())));
+        all
+    }
+
+    /// The members in `--peers` syntax: `1=ADDR,2=ADDR`, learners marked `(learner)`.
     pub fn peer_list(&self) -> String {
-        peer_list(&self.voters)
+        let learners = self
+            .learners
+            .iter()
+            .map(|(id, addr)| format!("{}={addr} (learner)", id.0));
+        let voters = peer_list(&self.voters);
+        std::iter::once(voters)
+            .filter(|v| !v.is_empty())
+            .chain(learners)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// This identity with the roles of `self` and the addresses of `given` where it has
+    /// one (the file after [`IdentityCheck::AddressesUpdated`]).
+    fn with_addresses_of(&self, given: &Identity) -> Identity {
+        let given = given.members();
+        let readdress = |m: &BTreeMap<NodeId, String>| {
+            m.iter()
+                .map(|(id, a)| (*id, given.get(id).unwrap_or(a).clone()))
+                .collect()
+        };
+        Identity {
+            voters: readdress(&self.voters),
+            learners: readdress(&self.learners),
+            ..self.clone()
+        }
+    }
+
+    /// Checks the invariants a decoded or given identity must hold.
+    fn check(&self) -> Result<(), String> {
+        if self.voters.is_empty() || self.initial_voters.is_empty() {
+            return Err("no voters".into());
+        }
+        if self.voters.keys().any(|id| self.learners.contains_key(id)) {
+            return Err("a member is both a voter and a learner".into());
+        }
+        if !self.voters.contains_key(&self.node_id) && !self.learners.contains_key(&self.node_id) {
+            return Err(format!("node {} is not among its members", self.node_id));
+        }
+        Ok(())
     }
 
     fn encode(&self) -> Result<Vec<u8>, StorageError> {
@@ -173,7 +253,7 @@ impl Identity {
             return Err(corrupt(body_len, "identity checksum mismatch".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != IDENTITY_VERSION && version != 1 {
+        if !(1..=IDENTITY_VERSION).contains(&version) {
             return Err(corrupt(
                 8,
                 format!("identity format version {version}; this build reads {IDENTITY_VERSION}"),
@@ -196,25 +276,38 @@ impl Identity {
             )
         };
         let payload = &bytes[HEADER_BYTES..body_len];
-        let id: Identity = if version == 1 {
-            let v1: IdentityV1 = postcard::from_bytes(payload).map_err(undecodable)?;
-            Identity {
-                cluster_id: v1.cluster_id,
-                cluster_token: v1.cluster_token,
-                group_id: v1.group_id,
-                node_id: v1.node_id,
-                voters: v1.voters,
-                service: String::new(),
+        let id: Identity = match version {
+            1 => {
+                let v1: IdentityV1 = postcard::from_bytes(payload).map_err(undecodable)?;
+                Identity {
+                    cluster_id: v1.cluster_id,
+                    cluster_token: v1.cluster_token,
+                    group_id: v1.group_id,
+                    node_id: v1.node_id,
+                    service: String::new(),
+                    learners: BTreeMap::new(),
+                    initial_voters: v1.voters.keys().copied().collect(),
+                    voters: v1.voters,
+                    initial_learners: BTreeSet::new(),
+                }
             }
-        } else {
-            postcard::from_bytes(payload).map_err(undecodable)?
+            2 => {
+                let v2: IdentityV2 = postcard::from_bytes(payload).map_err(undecodable)?;
+                Identity {
+                    cluster_id: v2.cluster_id,
+                    cluster_token: v2.cluster_token,
+                    group_id: v2.group_id,
+                    node_id: v2.node_id,
+                    service: v2.service,
+                    learners: BTreeMap::new(),
+                    initial_voters: v2.voters.keys().copied().collect(),
+                    voters: v2.voters,
+                    initial_learners: BTreeSet::new(),
+                }
+            }
+            _ => postcard::from_bytes(payload).map_err(undecodable)?,
         };
-        if !id.voters.contains_key(&id.node_id) {
-            return Err(corrupt(
-                HEADER_BYTES,
-                format!("node {} is not among its voters", id.node_id),
-            ));
-        }
+        id.check().map_err(|e| corrupt(HEADER_BYTES, e))?;
         Ok(id)
     }
 }
@@ -237,12 +330,12 @@ impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cluster {} (token {:?}), group {}, node {}, voters {}",
+            "cluster {} (token {:?}), group {}, node {}, members {}",
             cluster_hex(self.cluster_id),
             self.cluster_token,
             self.group_id.0,
             self.node_id.0,
-            peer_list(&self.voters)
+            self.peer_list()
         )
     }
 }
@@ -254,7 +347,7 @@ pub enum IdentityCheck {
     Created,
     /// The stored identity equals the given one.
     Matched,
-    /// Same voters, other addresses: the file now holds the given addresses.
+    /// Same members, other addresses: the file now holds the given addresses.
     AddressesUpdated { stored: BTreeMap<NodeId, String> },
     /// Raft data without an identity file (written before identity files existed): the
     /// given identity was adopted and written. The caller should warn.
@@ -265,18 +358,19 @@ pub enum IdentityCheck {
 /// module docs) say so; `bootstrap` allows an empty directory to become a new member.
 /// Creates `dir` if it is missing. Call before opening the store.
 ///
+/// What the directory records afterwards (its members' roles) is [`read_identity_file`]'s.
+///
 /// # Panics
-/// If `given` does not list its own node among the voters (a caller bug).
+/// If `given` does not hold the identity invariants (a caller bug).
 pub fn check_identity<D: Disk>(
     disk: &mut D,
     dir: &Path,
     given: &Identity,
     bootstrap: bool,
 ) -> Result<IdentityCheck, StorageError> {
-    assert!(
-        given.voters.contains_key(&given.node_id),
-        "the given identity lists its node among the voters"
-    );
+    if let Err(e) = given.check() {
+        panic!("the given identity is invalid: {e}");
+    }
     let names = list_or_create(disk, dir)?;
     let tmp_name = format!("{IDENTITY_FILE}{}", snapshot::TMP_SUFFIX);
     if names.contains(&tmp_name) {
@@ -327,14 +421,24 @@ pub fn check_identity<D: Disk>(
             identity_only: true,
         });
     }
-    if stored.voters != given.voters {
-        write_identity(disk, dir, given)?;
+    if stored.members() != given.members() {
+        write_identity(disk, dir, &stored.with_addresses_of(given))?;
         return Ok(IdentityCheck::AddressesUpdated {
-            stored: stored.voters,
+            stored: stored.members(),
         });
     }
-    debug_assert_eq!(&stored, given);
     Ok(IdentityCheck::Matched)
+}
+
+/// The identity `dir` records, `None` if it has no identity file.
+pub fn read_identity_file<D: Disk>(
+    disk: &mut D,
+    dir: &Path,
+) -> Result<Option<Identity>, StorageError> {
+    let names = disk
+        .list_dir(dir)
+        .map_err(|e| StorageError::io("list directory", dir, e))?;
+    read_identity(disk, dir, &names)
 }
 
 /// Reads the identity file of `dir` (whose file names are `names`), `None` if there is none.
@@ -370,6 +474,9 @@ pub fn write_identity<D: Disk>(
     dir: &Path,
     id: &Identity,
 ) -> Result<(), StorageError> {
+    if let Err(e) = id.check() {
+        panic!("writing an invalid identity: {e}");
+    }
     let buf = id.encode()?;
     let path = dir.join(IDENTITY_FILE);
     let tmp = dir.join(format!("{IDENTITY_FILE}{}", snapshot::TMP_SUFFIX));
@@ -426,6 +533,9 @@ mod tests {
             node_id: NodeId(2),
             voters: (1..=3).map(|i| (NodeId(i), format!("h:{i}"))).collect(),
             service: "ctrl shards=64".into(),
+            learners: BTreeMap::new(),
+            initial_voters: (1..=3).map(NodeId).collect(),
+            initial_learners: BTreeSet::new(),
         }
     }
 
@@ -462,7 +572,7 @@ mod tests {
         let d = stored.differences(&given);
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].contains("stored 1, given 5"), "{d:?}");
-        assert!(d[1].contains("stored 1=h:1,2=h:2,3=h:3"), "{d:?}");
+        assert!(d[1].contains("members: stored 1=h:1,2=h:2,3=h:3"), "{d:?}");
         assert!(d[1].contains("given 1=h:1,2=moved:9,3=h:3,4=h:4"), "{d:?}");
     }
 
@@ -497,6 +607,93 @@ mod tests {
         let back = Identity::decode(&buf, Path::new("identity")).expect("a version 1 file reads");
         assert_eq!(back.service, "");
         assert!(back.differences(&given).is_empty());
+    }
+
+    fn file(version: u32, payload: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&version.to_le_bytes());
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(payload);
+        let crc = crc32c::crc32c(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    #[test]
+    fn version_2_files_read_with_no_learners_and_learners_count_as_members() {
+        // Goal: files from before membership change still load; a learner is a member the
+        // given peer list must name, and a member listed in neither role is corrupt.
+        let stored = ident();
+        let v2 = IdentityV2Out {
+            cluster_id: stored.cluster_id,
+            cluster_token: stored.cluster_token.clone(),
+            group_id: stored.group_id,
+            node_id: stored.node_id,
+            voters: stored.voters.clone(),
+            service: stored.service.clone(),
+        };
+        let payload = postcard::to_allocvec(&v2).expect("encodes");
+        let back = Identity::decode(&file(2, &payload), Path::new("identity")).expect("reads");
+        assert_eq!(back, stored);
+
+        let mut joined = ident();
+        joined.learners.insert(NodeId(4), "h:4".into());
+        let bytes = joined.encode().expect("encodes");
+        assert_eq!(
+            Identity::decode(&bytes, Path::new("f")).expect("reads"),
+            joined
+        );
+        // `--peers 1,2,3,4` matches (roles come from the file); `1,2,3` does not.
+        let mut given = ident();
+        given.voters.insert(NodeId(4), "h:4".into());
+        assert!(joined.differences(&given).is_empty());
+        let d = joined.differences(&ident());
+        assert!(d[0].contains("4=h:4 (learner)"), "{d:?}");
+
+        let mut orphan = ident();
+        orphan.voters.remove(&NodeId(2));
+        let payload = postcard::to_allocvec(&orphan).expect("encodes");
+        let r = Identity::decode(&file(IDENTITY_VERSION, &payload), Path::new("f"));
+        assert!(matches!(r, Err(StorageError::Corrupt { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_moved_member_keeps_its_recorded_role() {
+        // Goal: an address change rewrites addresses only; the roles the log gave stay.
+        let mut disk = crate::SimDisk::new(1);
+        let dir = Path::new("/g1");
+        let mut joined = ident();
+        joined.voters.remove(&NodeId(3));
+        joined.learners.insert(NodeId(3), "h:3".into());
+        disk.create_dir_all(dir).expect("dir");
+        write_identity(&mut disk, dir, &joined).expect("written");
+        disk.create(&dir.join("wal-00000000000000000001.log"))
+            .expect("a segment");
+        let mut given = ident();
+        given.voters.insert(NodeId(3), "moved:3".into());
+        let c = check_identity(&mut disk, dir, &given, false).expect("same members");
+        assert!(matches!(c, IdentityCheck::AddressesUpdated { .. }), "{c:?}");
+        let now = read_identity_file(&mut disk, dir)
+            .expect("reads")
+            .expect("a file");
+        assert_eq!(
+            now.learners.get(&NodeId(3)).map(String::as_str),
+            Some("moved:3")
+        );
+        assert!(!now.voters.contains_key(&NodeId(3)));
+        assert_eq!(now.initial_voters, joined.initial_voters, "never rewritten");
+    }
+
+    /// A version 2 payload, as the old code wrote it.
+    #[derive(serde::Serialize)]
+    struct IdentityV2Out {
+        cluster_id: u64,
+        cluster_token: String,
+        group_id: Gid,
+        node_id: NodeId,
+        voters: BTreeMap<NodeId, String>,
+        service: String,
     }
 
     /// A version 1 payload, as the old code wrote it.

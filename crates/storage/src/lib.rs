@@ -132,7 +132,7 @@ mod store;
 
 pub use disk::{DEFAULT_SECTOR_BYTES, Disk, FsDisk};
 pub use error::StorageError;
-pub use identity::{Identity, IdentityCheck, check_identity, write_identity};
+pub use identity::{Identity, IdentityCheck, check_identity, read_identity_file, write_identity};
 pub use lock::{DirLock, LOCK_FILE_NAME, LockError};
 pub use record::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 pub use recovery::Recovered;

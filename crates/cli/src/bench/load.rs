@@ -1,6 +1,8 @@
 //! The closed loop every target shares: `clients` sessions, each issuing one operation,
 //! waiting for its end and issuing the next, on keys drawn uniformly from the run's key
 //! space; measured after the warmup, until the duration or the operation budget is spent.
+//! A fill run ([`Load::fill`]) instead hands out the keys in order, each to one write, and
+//! ends when every key was handed out (so a run loads exactly `keys` keys).
 
 use super::report::{ErrorCounts, Report, RunShape};
 use super::target::{Op, OpError, OpOk, Session, Target};
@@ -11,7 +13,7 @@ use shardkv_types::Rng;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ pub struct Load {
     pub seed: u64,
     /// Write every operation to this file (JSON lines).
     pub history: Option<PathBuf>,
+    /// Write each key of the key space once, in order, instead of drawing keys (no reads).
+    pub fill: bool,
 }
 
 /// What every session of one run shares.
@@ -41,6 +45,8 @@ struct Plan {
     ops_left: Option<AtomicI64>,
     read_ratio: f64,
     keys: u64,
+    /// In a fill run: the next key to hand out.
+    fill_next: Option<AtomicU64>,
     value_size: usize,
     prefix: String,
     history: Option<mpsc::Sender<HistoryRecord>>,
@@ -80,6 +86,7 @@ pub fn run<T: Target>(rt: &tokio::runtime::Runtime, target: &T, load: Load) -> R
             .map(|n| AtomicI64::new(i64::try_from(n).unwrap_or(i64::MAX))),
         read_ratio: shape.read_ratio,
         keys: shape.keys,
+        fill_next: load.fill.then(|| AtomicU64::new(0)),
         value_size: shape.value_size,
         prefix: shape.prefix.clone(),
         history: history_tx,
@@ -133,8 +140,11 @@ async fn run_session<S: Session>(mut session: S, plan: Arc<Plan>, mut rng: Rng) 
         {
             break;
         }
-        let key = format!("{}{:08}", plan.prefix, rng.range(0, plan.keys));
-        let is_read = unit_f64(&mut rng) < plan.read_ratio;
+        let Some(index) = plan.next_key(&mut rng) else {
+            break;
+        };
+        let key = key_name(&plan.prefix, index);
+        let is_read = plan.fill_next.is_none() && unit_f64(&mut rng) < plan.read_ratio;
         let mut written = None;
         let op = if is_read {
             Op::Get {
@@ -165,6 +175,22 @@ async fn run_session<S: Session>(mut session: S, plan: Arc<Plan>, mut rng: Rng) 
         }
     }
     stats
+}
+
+impl Plan {
+    /// The index of the next operation's key: the next unwritten one in a fill run (`None`
+    /// once all were handed out), else a uniform draw.
+    fn next_key(&self, rng: &mut Rng) -> Option<u64> {
+        match &self.fill_next {
+            Some(next) => Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < self.keys),
+            None => Some(rng.range(0, self.keys)),
+        }
+    }
+}
+
+/// The key of index `i` under `prefix`.
+pub fn key_name(prefix: &str, i: u64) -> String {
+    format!("{prefix}{i:08}")
 }
 
 impl SessionStats {
@@ -267,6 +293,41 @@ fn start_history_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(keys: u64, fill: bool) -> Plan {
+        let now = Instant::now();
+        Plan {
+            origin: now,
+            measure_from: now,
+            deadline: now,
+            ops_left: None,
+            read_ratio: 0.5,
+            keys,
+            fill_next: fill.then(|| AtomicU64::new(0)),
+            value_size: 8,
+            prefix: "p-".into(),
+            history: None,
+        }
+    }
+
+    #[test]
+    fn a_fill_hands_out_every_key_once_then_stops() {
+        let plan = plan(5, true);
+        let mut rng = Rng::new(7);
+        let keys: Vec<u64> = std::iter::from_fn(|| plan.next_key(&mut rng)).collect();
+        assert_eq!(keys, [0, 1, 2, 3, 4]);
+        assert_eq!(plan.next_key(&mut rng), None, "stays done");
+        assert_eq!(key_name("p-", 4), "p-00000004");
+    }
+
+    #[test]
+    fn without_fill_keys_are_drawn_from_the_key_space() {
+        let plan = plan(3, false);
+        let mut rng = Rng::new(7);
+        for _ in 0..100 {
+            assert!(plan.next_key(&mut rng).is_some_and(|i| i < 3));
+        }
+    }
 
     #[test]
     fn unique_values_are_padded_and_distinct() {

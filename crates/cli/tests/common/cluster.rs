@@ -33,6 +33,9 @@ pub struct Member {
     child: Option<Child>,
     /// Started once: later starts do not pass `--bootstrap`, as an operator would not.
     bootstrapped: bool,
+    /// Added to the running group ([`Cluster::add_member`]): its first start passes `--join`
+    /// instead of `--bootstrap`.
+    joins: bool,
 }
 
 /// A group of `n` members, ids 1..=n.
@@ -91,6 +94,7 @@ impl Cluster {
                 log: dir.join(format!("n{}.log", i + 1)),
                 child: None,
                 bootstrapped: false,
+                joins: false,
             })
             .collect();
         let peers = members
@@ -146,13 +150,24 @@ impl Cluster {
             .join(",")
     }
 
+    /// `1=HOST:PORT,2=...` of every member (the `--peers` syntax).
+    pub fn endpoints_with_ids(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     fn spawn(&mut self, id: u64) {
         let peers = self.peers.clone();
         let extra = self.extra_args.clone();
         let m = self.member_mut(id);
         assert!(m.child.is_none(), "n{id} is already running");
-        // Only the first start creates the member (`--bootstrap`), like `shardkv up`.
-        let bootstrap = !std::mem::replace(&mut m.bootstrapped, true);
+        // Only the first start creates the member (`--bootstrap`, or `--join` for one added
+        // to the running group), like `shardkv up`.
+        let first = !std::mem::replace(&mut m.bootstrapped, true);
+        let create = if m.joins { "--join" } else { "--bootstrap" };
         let log = File::options()
             .create(true)
             .append(true)
@@ -162,7 +177,7 @@ impl Cluster {
             .args(["server", "--id", &id.to_string(), "--peers", &peers])
             .arg("--data-dir")
             .arg(&m.data_dir)
-            .args(bootstrap.then_some("--bootstrap"))
+            .args(first.then_some(create))
             .args(&extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -170,6 +185,33 @@ impl Cluster {
             .spawn()
             .expect("spawn shardkv server");
         m.child = Some(child);
+    }
+
+    /// A new member (id n+1, on a free port, not started) for a membership change: its first
+    /// start passes `--join`; every start from now on names it in `--peers`.
+    pub fn add_member(&mut self) -> u64 {
+        let id = self.members.len() as u64 + 1;
+        let port = free_ports(1)[0];
+        self.members.push(Member {
+            id,
+            addr: format!("127.0.0.1:{port}"),
+            data_dir: self.dir.join(format!("n{id}")),
+            log: self.dir.join(format!("n{id}.log")),
+            child: None,
+            bootstrapped: false,
+            joins: true,
+        });
+        self.set_peers(&(1..=id).collect::<Vec<_>>());
+        id
+    }
+
+    /// The members that starts from now on name in `--peers`.
+    pub fn set_peers(&mut self, ids: &[u64]) {
+        self.peers = ids
+            .iter()
+            .map(|&id| format!("{id}={}", self.member(id).addr))
+            .collect::<Vec<_>>()
+            .join(",");
     }
 
     /// Starts member `id` again on its data directory.

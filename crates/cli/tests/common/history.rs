@@ -253,7 +253,8 @@ pub fn read_back_and_check(
         };
         let (_, out) = c.block_on(record(reader, shared, &mut finals, op));
         let Some(Output::Get(value)) = out else {
-            panic!("reading {} back failed", rec.own_key);
+            let again = c.block_on(reader.get(rec.own_key.as_str()));
+            panic!("reading {} back failed (once more: {again:?})", rec.own_key);
         };
         let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
         check_own_key(rec, &value);

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 /// Client operations, as the `op` label names them.
 pub const OPS: [&str; 5] = ["get", "put", "append", "delete", "cas"];
+/// The shard controller's request ops, as the `op` label names them (indexed like
+/// [`OPS`]: a controller group counts these in the same slots).
+pub const CTRL_OPS: [&str; 5] = ["query", "join", "leave", "move", "servers"];
 
 /// Request outcomes, as the `outcome` label names them: `ok` or an error's kind.
 pub const OUTCOMES: [&str; 13] = [
@@ -208,6 +211,16 @@ impl GroupMetrics {
     }
 
     /// A client request answered after `took`.
+    /// The names of the ops this group counts: [`CTRL_OPS`] for the controller, else
+    /// [`OPS`].
+    pub fn ops(&self) -> &'static [&'static str; 5] {
+        if self.service == "ctrl" {
+            &CTRL_OPS
+        } else {
+            &OPS
+        }
+    }
+
     pub fn observe_request<T>(&self, op: usize, outcome: &Result<T, Error>, took: Duration) {
         self.requests[op][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
         self.latency[op].observe(took);
@@ -283,6 +296,20 @@ pub struct GroupReading {
     pub migrations_started: u64,
     pub migrations_finished: u64,
     pub shard_bytes_moved: u64,
+}
+
+/// The index in [`CTRL_OPS`] of a controller request.
+pub fn ctrl_op_index(req: &shardkv_net::convert::CtrlRequest) -> usize {
+    use shardkv_ctrl::CtrlCommand;
+    match req {
+        Request::Read(_) => 0,
+        Request::Write { cmd, .. } => match cmd {
+            CtrlCommand::Join { .. } => 1,
+            CtrlCommand::Leave { .. } => 2,
+            CtrlCommand::Move { .. } => 3,
+            CtrlCommand::Servers { .. } => 4,
+        },
+    }
 }
 
 /// The index in [`OPS`] of a KV request.

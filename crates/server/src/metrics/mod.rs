@@ -16,8 +16,8 @@ mod timed_disk;
 
 use families::{Family, GROUP_FAMILIES, SHARD_FAMILIES};
 pub use group::{
-    GroupHealth, GroupMetrics, GroupReading, OPS, OUTCOMES, RaftView, op_index, outcome_index,
-    proposal_failed,
+    GroupHealth, GroupMetrics, GroupReading, OPS, OUTCOMES, RaftView, ctrl_op_index, op_index,
+    outcome_index, proposal_failed,
 };
 pub use histogram::{DISK_BUCKETS, Histogram, HistogramSnapshot, REQUEST_BUCKETS};
 pub use timed_disk::TimedDisk;
@@ -52,8 +52,10 @@ impl ProcessMetrics {
     }
 
     /// The groups that serve client KV requests (not the controller).
-    fn kv_groups(&self) -> impl Iterator<Item = &Arc<GroupMetrics>> {
-        self.groups.iter().filter(|g| g.service != "ctrl")
+    /// Every group that serves client requests (all of them: the controller counts its
+    /// own ops, see [`GroupMetrics::ops`]).
+    fn client_groups(&self) -> impl Iterator<Item = &Arc<GroupMetrics>> {
+        self.groups.iter()
     }
 
     fn labels(&self, g: &GroupMetrics) -> Labels {
@@ -154,13 +156,13 @@ impl ProcessMetrics {
     fn encode_requests(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family = enc.encode_descriptor(
             "shardkv_server_client_requests",
-            "Client KV requests answered, by op and outcome (ok or the error's kind)",
+            "Client requests answered, by op and outcome (ok or the error's kind)",
             None,
             MetricType::Counter,
         )?;
-        for g in self.kv_groups() {
+        for g in self.client_groups() {
             let [group, member] = self.labels(g);
-            for (op, op_name) in OPS.iter().enumerate() {
+            for (op, op_name) in g.ops().iter().enumerate() {
                 for (outcome, outcome_name) in OUTCOMES.iter().enumerate() {
                     let n = g.requests(op, outcome);
                     // Outcomes never seen are left out (a counter appearing later is fine).
@@ -212,9 +214,9 @@ impl Collector for ProcessMetrics {
             self.family(&mut enc, f, &shard_groups)?;
         }
         self.encode_requests(&mut enc)?;
-        let per_op = self.kv_groups().flat_map(|g| {
+        let per_op = self.client_groups().flat_map(|g| {
             let [group, member] = self.labels(g);
-            OPS.iter().enumerate().map(move |(op, name)| {
+            g.ops().iter().enumerate().map(move |(op, name)| {
                 let l = vec![group.clone(), member.clone(), ("op", name.to_string())];
                 (l, g.latency(op))
             })
@@ -223,7 +225,7 @@ impl Collector for ProcessMetrics {
             &mut enc,
             (
                 "shardkv_server_client_request_duration_seconds",
-                "Time from taking a client KV request to answering it, by op",
+                "Time from taking a client request to answering it, by op",
             ),
             per_op,
         )?;

@@ -24,6 +24,9 @@ fn ident(voters: u64) -> Identity {
             .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i)))
             .collect(),
         service: "kv".into(),
+        learners: Default::default(),
+        initial_voters: (1..=voters).map(NodeId).collect(),
+        initial_learners: Default::default(),
     }
 }
 

@@ -331,6 +331,10 @@ fn readyz_waits_for_a_leader_and_health_fails_when_a_majority_is_gone() {
         me["role"].is_string() && me["term"].as_u64() >= Some(1),
         "{status}"
     );
+    let ids: Vec<u64> = (me["membership"].as_array().expect("membership").iter())
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [1, 2, 3], "the group's members: {status}");
 
     p.kill(1);
     p.kill(2);

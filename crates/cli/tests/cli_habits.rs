@@ -44,3 +44,25 @@ fn cas_help_names_key_old_new_and_a_wrong_count_exits_2() {
     assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
     assert!(stderr(&usage).contains("KEY OLD NEW"), "{}", stderr(&usage));
 }
+
+/// Goal: `status` is loud and non-zero when a group cannot serve: no quorum answers.
+/// Method: a 3-member group: `status` exits 0 with the LEADER and NO-SPACE columns; then
+/// 2 members are killed and `status` exits 1 with a warning on stderr.
+#[test]
+fn status_exits_non_zero_without_a_quorum() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.leader();
+    let healthy = c.cli(&["status"], None);
+    assert!(healthy.status.success(), "{}", stderr(&healthy));
+    let table = String::from_utf8_lossy(&healthy.stdout).into_owned();
+    assert!(
+        table.contains("LEADER") && table.contains("NO-SPACE"),
+        "{table}"
+    );
+    for id in (1..=3).filter(|&id| id != leader).take(2) {
+        c.kill(id);
+    }
+    let broken = c.cli(&["status"], None);
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    assert!(stderr(&broken).contains("no quorum"), "{}", stderr(&broken));
+}

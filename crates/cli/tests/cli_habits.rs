@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, run_cli};
+use common::cluster::{Cluster, free_ports, run_cli};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -65,4 +65,63 @@ fn status_exits_non_zero_without_a_quorum() {
     let broken = c.cli(&["status"], None);
     assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
     assert!(stderr(&broken).contains("no quorum"), "{}", stderr(&broken));
+}
+
+/// Goal: the connection flags work before the subcommand and from the environment.
+/// Method: `shardkv --endpoints E -w json put`, then `get` with only SHARDKV_* variables.
+#[test]
+fn global_flags_work_before_the_subcommand_and_from_the_environment() {
+    let c = Cluster::start(3, &[]);
+    c.leader();
+    let endpoints = c.endpoints();
+    let put = run_cli(
+        &["--endpoints", &endpoints, "-w", "json", "put", "k", "v"],
+        &[],
+        None,
+    );
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert_eq!(
+        String::from_utf8_lossy(&put.stdout).trim(),
+        r#"{"ok":true}"#
+    );
+    let env = [
+        ("SHARDKV_ENDPOINTS", endpoints.as_str()),
+        ("SHARDKV_WRITE_OUT", "json"),
+        ("SHARDKV_TIMEOUT", "10s"),
+    ];
+    let get = run_cli(&["get", "k"], &env, None);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(
+        String::from_utf8_lossy(&get.stdout).trim(),
+        r#"{"found":true,"key":"k","value":"v"}"#
+    );
+}
+
+/// Goal: with nothing listening at any endpoint, a command fails at once, not after its
+/// `--timeout`, naming every address it tried and hinting at `shardkv up`. Method: closed
+/// ports and a one-hour timeout (the CLI runner kills anything past 30 s).
+#[test]
+fn nothing_listening_fails_at_once_naming_every_address() {
+    let ports = free_ports(2);
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let endpoints = addrs.join(",");
+    for (args, var) in [
+        (&["--timeout", "1h", "get", "k"][..], "SHARDKV_ENDPOINTS"),
+        (
+            &["put", "k", "v", "--timeout", "1h", "--group", "1"],
+            "SHARDKV_ENDPOINTS",
+        ),
+        (
+            &["admin", "query", "--timeout", "1h"],
+            "SHARDKV_CTRL_ENDPOINTS",
+        ),
+    ] {
+        let out = run_cli(args, &[(var, endpoints.as_str())], None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            addrs.iter().all(|a| err.contains(a.as_str())) && err.contains("shardkv up"),
+            "{args:?}: {err}"
+        );
+    }
 }

@@ -125,3 +125,42 @@ fn nothing_listening_fails_at_once_naming_every_address() {
         );
     }
 }
+
+/// Goal: `shardkv up` on a busy port exits non-zero naming it, before claiming anything.
+/// Method: hold a member's gRPC port (and, in a second run, an admin port) with a listener
+/// and run `up` there: exit 1, the port on stderr, no "members up" and no "leader" line.
+#[test]
+fn up_on_a_busy_port_exits_non_zero_naming_it() {
+    for busy_offset in [1u16, 1000] {
+        let base = common::up::free_base_port();
+        let busy = base + busy_offset;
+        // If something else holds it already, the port is just as busy.
+        let _holder = std::net::TcpListener::bind(("127.0.0.1", busy)).ok();
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("up");
+        let dir_arg = dir.to_str().expect("a UTF-8 temp path");
+        let out = run_cli(
+            &[
+                "up",
+                "--base-port",
+                &base.to_string(),
+                "--data-dir",
+                dir_arg,
+            ],
+            &[],
+            None,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("127.0.0.1:{busy}")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            !text.contains("members up") && !text.contains("leader"),
+            "{text}"
+        );
+        assert!(!dir.exists(), "nothing was created");
+    }
+}

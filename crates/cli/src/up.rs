@@ -231,7 +231,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
 }
 
 /// Fails, naming the port, unless every member's gRPC port (`base` + i) and admin port (that
-/// + `ADMIN_PORT_OFFSET`) can be bound on loopback now. The ports are released again before
+/// plus `ADMIN_PORT_OFFSET`) can be bound on loopback now. The ports are released again before
 /// the members start, so another program may still take one in between: a member then
 /// exits with "Address already in use", which `up` reports.
 fn check_ports(base: u16, replicas: u64) -> Result<()> {

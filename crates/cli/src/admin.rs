@@ -125,17 +125,21 @@ fn groups_map(groups: Vec<GroupSpec>) -> Result<BTreeMap<Gid, Vec<String>>, Gid>
 pub fn run(args: AdminArgs) -> Result<ExitCode> {
     let conn = &args.conn;
     let endpoints = split_list(&conn.endpoints);
-    let addrs: Vec<String> = endpoints.iter().map(|a| strip_id(a)).collect();
-    check_listening(&addrs, "--endpoints (SHARDKV_CTRL_ENDPOINTS)")?;
     let opts = ClientOptions {
         op_timeout: conn.timeout,
         tls: conn.tls.config()?,
         ..ClientOptions::default()
     };
-    let mut client = CtrlClient::connect_with(&endpoints, opts).map_err(|e| anyhow!("{e}"))?;
+    // Called after the arguments are checked: a usage error never waits for the network.
+    let connect = || -> Result<CtrlClient> {
+        let addrs: Vec<String> = endpoints.iter().map(|a| strip_id(a)).collect();
+        check_listening(&addrs, "--endpoints (SHARDKV_CTRL_ENDPOINTS)")?;
+        CtrlClient::connect_with(&endpoints, opts.clone()).map_err(|e| anyhow!("{e}"))
+    };
     let rt = runtime()?;
     let changed = match args.command {
         AdminCommand::Query { num } => {
+            let mut client = connect()?;
             let config = rt
                 .block_on(client.query(num.map(ConfigNum)))
                 .map_err(|e| anyhow!("{e}"))?;
@@ -153,14 +157,14 @@ pub fn run(args: AdminArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_USAGE));
                 }
             };
-            rt.block_on(client.join(groups))
+            rt.block_on(connect()?.join(groups))
         }
         AdminCommand::Leave { gids } => {
             let gids: Vec<Gid> = gids.into_iter().map(Gid).collect();
-            rt.block_on(client.leave(&gids))
+            rt.block_on(connect()?.leave(&gids))
         }
         AdminCommand::Move { shard, gid } => {
-            rt.block_on(client.move_shard(ShardId(shard), Gid(gid)))
+            rt.block_on(connect()?.move_shard(ShardId(shard), Gid(gid)))
         }
     };
     let outcome = changed.map_err(|e| anyhow!("{e}"))?;

@@ -217,7 +217,7 @@ pub fn check_listening(addrs: &[String], flag: &str) -> anyhow::Result<()> {
         .map(|a| format!("{a} (connection refused)"))
         .collect();
     anyhow::bail!(
-        "nothing listens at any of the {} endpoints tried: {}; is the cluster running? Start \
+        "unavailable: nothing listens at any of the {} endpoints tried: {}; is the cluster running? Start \
          a local one with `shardkv up`, or point {flag} at yours; not applied",
         addrs.len(),
         tried.join(", ")

@@ -47,6 +47,7 @@ pub struct CasArgs {
     /// Expect the key to be absent (then give only KEY NEW).
     #[arg(long)]
     pub absent: bool,
+    /// The key to compare and set.
     pub key: String,
     /// The value the key must hold for the swap (with --absent: the new value).
     #[arg(value_name = "OLD")]

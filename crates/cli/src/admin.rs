@@ -3,12 +3,14 @@
 //!
 //! Where: `--endpoints` (the controller group's servers, comma-separated;
 //! `SHARDKV_CTRL_ENDPOINTS`; default the ports `shardkv up` uses). How to print: `-w table`
-//! (the default) or `-w json`. Exit status: 0 when the controller applied the change or
+//! (the default) or `-w json`; env `SHARDKV_TIMEOUT`, `SHARDKV_WRITE_OUT`. When every
+//! endpoint refuses connections it fails at once, naming them (`conn::check_listening`).
+//! Exit status: 0 when the controller applied the change or
 //! answered the query; 1 when it refused the change (the reason on stderr; nothing changed)
 //! or could not be reached (the error on stderr, saying whether the change may have
 //! applied); 2 on bad usage.
 
-use crate::conn::runtime;
+use crate::conn::{check_listening, runtime, split_list, strip_id};
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use shardkv_client::{
@@ -66,10 +68,10 @@ pub struct AdminConn {
     #[arg(long, env = "SHARDKV_CTRL_ENDPOINTS", default_value = CTRL_ENDPOINTS_DEFAULT, global = true)]
     pub endpoints: String,
     /// Give up on an operation after this long (e.g. 5s, 500ms).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "SHARDKV_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
     /// Output format.
-    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = AdminOut::Table, global = true)]
+    #[arg(short = 'w', long = "write-out", env = "SHARDKV_WRITE_OUT", value_enum, default_value_t = AdminOut::Table, global = true)]
     pub write_out: AdminOut,
     #[command(flatten)]
     pub tls: crate::conn::TlsArgs,
@@ -122,22 +124,22 @@ fn groups_map(groups: Vec<GroupSpec>) -> Result<BTreeMap<Gid, Vec<String>>, Gid>
 
 pub fn run(args: AdminArgs) -> Result<ExitCode> {
     let conn = &args.conn;
-    let endpoints: Vec<String> = conn
-        .endpoints
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
+    let endpoints = split_list(&conn.endpoints);
     let opts = ClientOptions {
         op_timeout: conn.timeout,
         tls: conn.tls.config()?,
         ..ClientOptions::default()
     };
-    let mut client = CtrlClient::connect_with(&endpoints, opts).map_err(|e| anyhow!("{e}"))?;
+    // Called after the arguments are checked: a usage error never waits for the network.
+    let connect = || -> Result<CtrlClient> {
+        let addrs: Vec<String> = endpoints.iter().map(|a| strip_id(a)).collect();
+        check_listening(&addrs, "--endpoints (SHARDKV_CTRL_ENDPOINTS)")?;
+        CtrlClient::connect_with(&endpoints, opts.clone()).map_err(|e| anyhow!("{e}"))
+    };
     let rt = runtime()?;
     let changed = match args.command {
         AdminCommand::Query { num } => {
+            let mut client = connect()?;
             let config = rt
                 .block_on(client.query(num.map(ConfigNum)))
                 .map_err(|e| anyhow!("{e}"))?;
@@ -155,14 +157,14 @@ pub fn run(args: AdminArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_USAGE));
                 }
             };
-            rt.block_on(client.join(groups))
+            rt.block_on(connect()?.join(groups))
         }
         AdminCommand::Leave { gids } => {
             let gids: Vec<Gid> = gids.into_iter().map(Gid).collect();
-            rt.block_on(client.leave(&gids))
+            rt.block_on(connect()?.leave(&gids))
         }
         AdminCommand::Move { shard, gid } => {
-            rt.block_on(client.move_shard(ShardId(shard), Gid(gid)))
+            rt.block_on(connect()?.move_shard(ShardId(shard), Gid(gid)))
         }
     };
     let outcome = changed.map_err(|e| anyhow!("{e}"))?;

@@ -5,6 +5,13 @@
 //! refuses a connection without one), etcdctl's flag names, env `SHARDKV_CACERT`,
 //! `SHARDKV_CERT`, `SHARDKV_KEY`.
 //!
+//! Every flag has an environment variable (`SHARDKV_TIMEOUT`, `SHARDKV_WRITE_OUT`,
+//! `SHARDKV_GROUP`, `SHARDKV_CTRL_ENDPOINTS` besides the above) and may also come before
+//! the subcommand (`shardkv --endpoints X get k`, see `main`).
+//!
+//! When every endpoint refuses connections the command fails at once (not after
+//! `--timeout`), naming each address it tried, with a hint ([`check_listening`]).
+//!
 //! Mode: with `--group GID` the commands talk to that one replica group at `--endpoints`
 //! (`--group 0`: the servers' only KV group). Without it they ask the first server that
 //! answers what its default group is: a shard group (as in `shardkv up`'s cluster) makes
@@ -38,10 +45,10 @@ pub struct ConnArgs {
     #[arg(long, env = "SHARDKV_ENDPOINTS", default_value = ENDPOINTS_DEFAULT, global = true)]
     pub endpoints: String,
     /// Give up on an operation after this long (e.g. 5s, 500ms).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "SHARDKV_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: std::time::Duration,
     /// Output format.
-    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = WriteOut::Text, global = true)]
+    #[arg(short = 'w', long = "write-out", env = "SHARDKV_WRITE_OUT", value_enum, default_value_t = WriteOut::Text, global = true)]
     pub write_out: WriteOut,
     /// Talk to this one group at --endpoints, not the sharded cluster (0: the servers'
     /// only KV group). Default: sharded when the servers host shard groups.
@@ -117,6 +124,8 @@ impl ConnArgs {
     /// A client with `opts` (its `group` is set by the mode; its TLS from the flags). Must
     /// not be called inside a runtime.
     pub fn client_with(&self, opts: ClientOptions) -> anyhow::Result<Client> {
+        let addrs: Vec<String> = self.endpoint_list().iter().map(|a| strip_id(a)).collect();
+        check_listening(&addrs, "--endpoints (SHARDKV_ENDPOINTS)")?;
         let opts = ClientOptions {
             tls: self.tls()?,
             ..opts
@@ -136,14 +145,7 @@ impl ConnArgs {
         if self.group.is_some() {
             return Ok(None);
         }
-        let addrs: Vec<String> = self
-            .endpoint_list()
-            .into_iter()
-            .map(|a| {
-                a.split_once('=')
-                    .map_or(a.clone(), |(_, addr)| addr.to_string())
-            })
-            .collect();
+        let addrs: Vec<String> = self.endpoint_list().iter().map(|a| strip_id(a)).collect();
         let dial = self.dial(DETECT_TIMEOUT)?;
         let sharded = runtime()?.block_on(async {
             for a in &addrs {
@@ -172,6 +174,54 @@ impl TlsArgs {
         let config = shardkv_client::tls::client_config(cacert, cert_key).context("TLS")?;
         Ok(Some(config))
     }
+}
+
+/// An endpoint's address: `HOST:PORT` of `ID=HOST:PORT` or `HOST:PORT`.
+pub fn strip_id(endpoint: &str) -> String {
+    endpoint
+        .split_once('=')
+        .map_or(endpoint, |(_, addr)| addr)
+        .to_string()
+}
+
+/// How long each address gets to accept a TCP connection in [`check_listening`].
+const LISTEN_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Fails at once, naming every address and how it failed, with a hint, when every one of
+/// `addrs` refuses a TCP connection (nothing listens there: retrying for the whole
+/// `--timeout` cannot help). Any other outcome (one accepts, one does not answer in time, a
+/// name does not resolve) passes: the operation's own retries handle it. `flag` names where
+/// the addresses came from. Must not be called inside a runtime.
+pub fn check_listening(addrs: &[String], flag: &str) -> anyhow::Result<()> {
+    use std::io::ErrorKind;
+    let refused = runtime()?.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for addr in addrs {
+            let connect = tokio::net::TcpStream::connect(addr.clone());
+            tasks.spawn(async move {
+                let r = tokio::time::timeout(LISTEN_CHECK_TIMEOUT, connect).await;
+                matches!(r, Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused)
+            });
+        }
+        let mut refused = 0;
+        while let Some(r) = tasks.join_next().await {
+            refused += usize::from(r.unwrap_or(false));
+        }
+        refused
+    });
+    if addrs.is_empty() || refused < addrs.len() {
+        return Ok(());
+    }
+    let tried: Vec<String> = addrs
+        .iter()
+        .map(|a| format!("{a} (connection refused)"))
+        .collect();
+    anyhow::bail!(
+        "unavailable: nothing listens at any of the {} endpoints tried: {}; is the cluster running? Start \
+         a local one with `shardkv up`, or point {flag} at yours; not applied",
+        addrs.len(),
+        tried.join(", ")
+    )
 }
 
 /// A comma-separated list, trimmed, without empty items.

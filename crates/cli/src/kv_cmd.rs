@@ -3,12 +3,13 @@
 //! one group (`--group GID`, or servers of a plain KV group); see `conn`.
 //!
 //! Values are bytes: given on the command line, or read from stdin (all of it, exactly)
-//! when omitted. Exit status 0 on success; 1 on any failure (error on stderr, saying whether
+//! when omitted. `get` prints the value and a newline; `get --raw` prints exactly the value's
+//! bytes, so `put k < file` then `get k --raw > out` gives `out` equal to `file`. Exit status 0 on success; 1 on any failure (error on stderr, saying whether
 //! the operation may have applied), including `get` of a missing key and a `cas` that did not
 //! swap (both still print their result).
 
 use crate::conn::{ConnArgs, WriteOut, bytes_json, runtime};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use shardkv_client::{Client, Error};
 use std::io::{Read, Write};
@@ -17,6 +18,10 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub struct GetArgs {
     pub key: String,
+    /// Print the value's bytes exactly, without the newline text output adds (for
+    /// `get k --raw > file`: the file then holds what `put k < file` wrote).
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -42,9 +47,14 @@ pub struct CasArgs {
     /// Expect the key to be absent (then give only KEY NEW).
     #[arg(long)]
     pub absent: bool,
-    /// KEY OLD NEW, or KEY NEW with --absent.
-    #[arg(num_args = 2..=3, required = true)]
-    pub args: Vec<String>,
+    /// The key to compare and set.
+    pub key: String,
+    /// The value the key must hold for the swap (with --absent: the new value).
+    #[arg(value_name = "OLD")]
+    pub old: String,
+    /// The value to set (left out with --absent).
+    #[arg(value_name = "NEW")]
+    pub new: Option<String>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -83,7 +93,10 @@ pub fn get(args: GetArgs) -> Result<ExitCode> {
     if args.conn.write_out == WriteOut::Text {
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(&v)?;
-        stdout.write_all(b"\n")?;
+        if !args.raw {
+            stdout.write_all(b"\n")?;
+        }
+        stdout.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -105,6 +118,8 @@ pub fn write(kind: WriteKind, args: WriteArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints `OK` whether or not the key existed: the state machine answers a Delete with
+/// `KvOutput::Done`, which does not say (use `cas` or `get` first to know).
 pub fn del(args: DelArgs) -> Result<ExitCode> {
     let mut client = connect(&args.conn)?;
     runtime()?
@@ -115,11 +130,12 @@ pub fn del(args: DelArgs) -> Result<ExitCode> {
 }
 
 pub fn cas(args: CasArgs) -> Result<ExitCode> {
-    let (key, expected, new) = match (args.absent, args.args.as_slice()) {
-        (false, [k, old, new]) => (k, Some(old.as_bytes().to_vec()), new),
-        (true, [k, new]) => (k, None, new),
-        (false, _) => bail!("cas takes KEY OLD NEW (or --absent KEY NEW)"),
-        (true, _) => bail!("cas --absent takes KEY NEW"),
+    let key = &args.key;
+    let (expected, new) = match (args.absent, &args.new) {
+        (false, Some(new)) => (Some(args.old.as_bytes().to_vec()), new),
+        (true, None) => (None, &args.old),
+        (false, None) => usage_error("cas takes KEY OLD NEW (or --absent KEY NEW)"),
+        (true, Some(_)) => usage_error("cas --absent takes KEY NEW"),
     };
     let mut client = connect(&args.conn)?;
     let r = runtime()?
@@ -145,6 +161,16 @@ pub fn cas(args: CasArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exits 2 with `message` and the usage, as clap does for the usage errors it finds itself.
+fn usage_error(message: &str) -> ! {
+    use clap::CommandFactory;
+    let mut cli = crate::Cli::command();
+    cli.build();
+    let cas = cli.find_subcommand_mut("cas").expect("cas is a subcommand");
+    cas.error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
 }
 
 fn print_ok(w: WriteOut) {

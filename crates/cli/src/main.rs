@@ -5,6 +5,11 @@
 //! subcommand, add a module, a variant to [`Command`] and an arm to the `match` in `main`.
 //!
 //! Exit status: 0 on success, 1 on failure (the error is printed to stderr), 2 on bad usage.
+//!
+//! The flags a subcommand marks global (the connection flags: `--endpoints`, `--timeout`,
+//! `-w`, `--group`, `--ctrl-endpoints`, `--cacert`, `--cert`, `--key`) may also come before
+//! the subcommand: `shardkv --endpoints X get k` is read as `shardkv get --endpoints X k`
+//! ([`hoist_global_flags`]).
 
 mod admin;
 mod bench;
@@ -25,8 +30,10 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shardkv_server::LogFormat;
+use std::collections::HashMap;
+use std::ffi::OsString;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,7 +79,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_global_flags(std::env::args_os().collect()));
     let format = match &cli.command {
         Command::Server(args) => args.log_format(),
         _ => LogFormat::Text,
@@ -100,6 +107,62 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `args` with the global flags given before the subcommand moved to just after it, where
+/// clap accepts them (a flag defined by subcommands is unknown to the top level). Stops at
+/// the first token that is not such a flag (the subcommand, `--help`, a typo), so anything
+/// else is left for clap to parse or reject.
+fn hoist_global_flags(args: Vec<OsString>) -> Vec<OsString> {
+    let globals = global_flags();
+    let mut hoisted = Vec::new();
+    let mut i = 1;
+    while let Some(token) = args.get(i).and_then(|a| a.to_str()) {
+        let (name, value_attached) = match token.split_once('=') {
+            Some((name, _)) if token.starts_with("--") => (name, true),
+            _ if !token.starts_with("--") && token.len() > 2 => {
+                (token.get(..2).unwrap_or(""), true)
+            }
+            _ => (token, false),
+        };
+        let Some(&takes_value) = globals.get(name) else {
+            break;
+        };
+        hoisted.push(args[i].clone());
+        if takes_value && !value_attached {
+            i += 1;
+            hoisted.extend(args.get(i).cloned());
+        }
+        i += 1;
+    }
+    if hoisted.is_empty() || i >= args.len() {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), args[i].clone()];
+    out.extend(hoisted);
+    out.extend(args[i + 1..].iter().cloned());
+    out
+}
+
+/// Every global flag any subcommand defines (`--long` and `-s`), and whether it takes a value.
+fn global_flags() -> HashMap<String, bool> {
+    fn collect(cmd: &clap::Command, out: &mut HashMap<String, bool>) {
+        for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
+            let takes_value = arg.get_action().takes_values();
+            if let Some(long) = arg.get_long() {
+                out.insert(format!("--{long}"), takes_value);
+            }
+            if let Some(short) = arg.get_short() {
+                out.insert(format!("-{short}"), takes_value);
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            collect(sub, out);
+        }
+    }
+    let mut out = HashMap::new();
+    collect(&Cli::command(), &mut out);
+    out
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default level (`info`). In JSON each line
@@ -139,5 +202,66 @@ impl std::io::Write for LossyStderr {
     fn flush(&mut self) -> std::io::Result<()> {
         let _ = std::io::stderr().flush();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoist(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(OsString::from).collect();
+        hoist_global_flags(args)
+            .into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
+    #[test]
+    fn global_flags_before_the_subcommand_move_after_it() {
+        assert_eq!(
+            hoist(&[
+                "shardkv",
+                "--endpoints",
+                "a:1",
+                "-w",
+                "json",
+                "--timeout=2s",
+                "get",
+                "k"
+            ]),
+            [
+                "shardkv",
+                "get",
+                "--endpoints",
+                "a:1",
+                "-w",
+                "json",
+                "--timeout=2s",
+                "k"
+            ]
+        );
+        assert_eq!(
+            hoist(&["shardkv", "-wjson", "admin", "query"]),
+            ["shardkv", "admin", "-wjson", "query"]
+        );
+        let parsed = Cli::try_parse_from(hoist(&["shardkv", "--endpoints", "a:1", "get", "k"]))
+            .expect("parses");
+        let Command::Get(get) = parsed.command else {
+            panic!("not get: {parsed:?}");
+        };
+        assert_eq!(get.conn.endpoints, "a:1");
+    }
+
+    #[test]
+    fn anything_else_is_left_for_clap() {
+        for args in [
+            &["shardkv", "get", "k", "--endpoints", "a:1"][..],
+            &["shardkv", "--help"],
+            &["shardkv", "--bogus", "get", "k"],
+            &["shardkv", "--endpoints", "a:1"],
+        ] {
+            assert_eq!(hoist(args), args);
+        }
     }
 }

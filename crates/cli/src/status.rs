@@ -2,8 +2,11 @@
 //! whether it answered. Against a sharded cluster (servers that host shard groups) it shows
 //! the controller's latest config (the shard → group map, as compact ranges), then every
 //! group's members (the controller as group 0) with the config each shard group member
-//! applied, then every shard in migration as each group's leader sees it. Exit status 1
-//! when no member answered.
+//! applied, then every shard in migration as each group's leader sees it.
+//!
+//! Exit status 1, with a warning per group on stderr, when any group it shows (the one group
+//! at `--endpoints`, or the controller and every shard group) has no leader or fewer than a
+//! majority of its members answered, or the controller gave no config; 0 when all are well.
 
 use crate::admin::{config_json, table};
 use crate::conn::{ConnArgs, WriteOut, runtime, split_list};
@@ -51,7 +54,6 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     let dial = args.conn.dial(STATUS_TIMEOUT)?;
     let answers = rt.block_on(ask_all(&addrs, None, &dial));
-    let reachable = answers.iter().any(|(_, r)| r.is_ok());
     let sharded = answers
         .iter()
         .any(|(_, r)| r.as_ref().is_ok_and(|s| s.shards.is_some()));
@@ -63,7 +65,11 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
             ),
             WriteOut::Text => print_members(&answers),
         }
-        return Ok(exit(reachable));
+        let group = GroupView {
+            gid: Gid(args.conn.group.unwrap_or(0)),
+            members: answers,
+        };
+        return Ok(exit(&problems(&[group], None)));
     }
     let ctrl_addrs = args
         .conn
@@ -75,15 +81,51 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
         WriteOut::Json => println!("{}", sharded_json(config.as_ref(), &groups)),
         WriteOut::Text => print_sharded(config.as_ref(), &groups),
     }
-    Ok(exit(reachable))
+    Ok(exit(&problems(&groups, Some(config.is_some()))))
 }
 
-fn exit(reachable: bool) -> ExitCode {
-    if reachable {
+/// Prints each problem on stderr: failure when there is any.
+fn exit(problems: &[String]) -> ExitCode {
+    for p in problems {
+        eprintln!("WARNING: {p}");
+    }
+    if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// What is wrong with the cluster as the answers show it: per group, no leader among the
+/// members that answered, or no majority answering; `config`: whether the controller gave
+/// its config (`None`: not a sharded cluster).
+fn problems(groups: &[GroupView], config: Option<bool>) -> Vec<String> {
+    let mut out = Vec::new();
+    if config == Some(false) {
+        out.push("the shard controller gave no config: no quorum or no leader".to_string());
+    }
+    for g in groups {
+        let asked = g.members.len();
+        let answered = g.members.iter().filter(|(_, r)| r.is_ok()).count();
+        let leader = g
+            .members
+            .iter()
+            .any(|(_, r)| r.as_ref().is_ok_and(|s| s.role == Role::Leader));
+        let name = match g.gid {
+            Gid(0) if config.is_some() => "group 0 (controller)".to_string(),
+            Gid(0) => "the group".to_string(),
+            Gid(n) => format!("group {n}"),
+        };
+        if answered * 2 <= asked {
+            out.push(format!(
+                "{name}: only {answered} of {asked} members answered: no quorum"
+            ));
+        }
+        if !leader {
+            out.push(format!("{name}: no member answered as leader"));
+        }
+    }
+    out
 }
 
 /// The controller's latest config (`None` if it gave none in time) and every group's
@@ -190,8 +232,8 @@ fn print_members(answers: &[Answer]) {
 fn print_rows(rows: &[(Option<Gid>, &Answer)]) {
     let grouped = rows.iter().any(|(g, _)| g.is_some());
     let head = format!(
-        "{:<4} {:<22} {:<13} {:>6} {:>10} {:>10} {:<9}",
-        "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "REACHABLE"
+        "{:<4} {:<22} {:<13} {:>6} {:>6} {:>10} {:>10} {:<8} {:<9}",
+        "ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "NO-SPACE", "REACHABLE"
     );
     if grouped {
         println!("{:<6} {:>6} {head}", "GROUP", "CONFIG");
@@ -201,18 +243,19 @@ fn print_rows(rows: &[(Option<Gid>, &Answer)]) {
     for (gid, (addr, r)) in rows {
         let line = match r {
             Ok(s) => format!(
-                "{:<4} {:<22} {:<13} {:>6} {:>10} {:>10} {:<9}",
+                "{:<4} {:<22} {:<13} {:>6} {:>6} {:>10} {:>10} {:<8} yes",
                 s.id.0,
                 addr,
                 role_name(s.role),
                 s.term.0,
+                s.leader.map_or("-".to_string(), |l| l.0.to_string()),
                 s.commit.0,
                 s.applied.0,
-                if s.no_space { "yes (disk full)" } else { "yes" }
+                if s.no_space { "yes" } else { "no" }
             ),
             Err(e) => format!(
-                "{:<4} {:<22} {:<13} {:>6} {:>10} {:>10} no ({e})",
-                "-", addr, "-", "-", "-", "-"
+                "{:<4} {:<22} {:<13} {:>6} {:>6} {:>10} {:>10} {:<8} no ({e})",
+                "-", addr, "-", "-", "-", "-", "-", "-"
             ),
         };
         if grouped {

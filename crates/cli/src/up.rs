@@ -16,7 +16,12 @@
 //! a member whose directory was deleted refuses to start rather than rejoin empty.
 //!
 //! Each member serves its admin HTTP port (metrics, health; docs/operations.md) on its
-//! gRPC port + 1000, which `up` prints (`off` when that port was taken).
+//! gRPC port + 1000, which `up` prints (`off` when that port was taken after `up` checked).
+//!
+//! Ports: before it creates or starts anything, `up` binds every member's gRPC port on
+//! loopback; when one is in use (another cluster, another program) it exits 1 naming that
+//! port, and so never reports another cluster's members as its own; a busy admin port only
+//! gets a warning ([`check_ports`]).
 //!
 //! TLS: with `--tls`, `up` makes a throw-away CA and certificates under `<data-dir>/tls/`
 //! ([`crate::certs`]), starts every member with `--cert`, `--key` and `--cacert`, talks to
@@ -165,6 +170,7 @@ impl Member {
 }
 
 pub fn run(args: UpArgs) -> Result<ExitCode> {
+    check_ports(args.base_port, args.replicas)?;
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = fs::canonicalize(&args.data_dir)?;
@@ -223,6 +229,39 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     let outcome = rt.block_on(supervise(&mut members, &started));
     stop(&mut members);
     outcome
+}
+
+/// Fails, naming the port, unless every member's gRPC port (`base` + i) can be bound on
+/// loopback now. A busy admin port (that plus `ADMIN_PORT_OFFSET`) only gets a warning: the
+/// member then serves no admin HTTP (`off`), as before. The ports are released again before
+/// the members start, so another program may still take one in between: a member then
+/// exits with "Address already in use", which `up` reports.
+fn check_ports(base: u16, replicas: u64) -> Result<()> {
+    use shardkv_server::config::ADMIN_PORT_OFFSET;
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port));
+    for i in 0..replicas {
+        let id = i + 1;
+        let grpc = u16::try_from(u64::from(base) + i)
+            .ok()
+            .with_context(|| format!("--base-port {base}: member n{id}'s port is past 65535"))?;
+        if let Err(e) = free(grpc) {
+            bail!(
+                "port 127.0.0.1:{grpc} (member n{id}'s gRPC port) is not free: {e}; is another \
+                 cluster running there? Stop it, or start on other ports with --base-port \
+                 (this one uses {base}..={}); nothing was started",
+                u64::from(base) + replicas - 1
+            );
+        }
+        let admin = grpc.checked_add(ADMIN_PORT_OFFSET);
+        if let Some(Err(e)) = admin.map(free) {
+            let admin = admin.unwrap_or_default();
+            eprintln!(
+                "warning: port 127.0.0.1:{admin} (member n{id}'s admin HTTP port) is not free \
+                 ({e}): n{id} will serve no metrics or health"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn spawn(

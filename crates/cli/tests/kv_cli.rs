@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, free_ports, run_cli, wait_until};
+use common::cluster::{Cluster, LEADER_WAIT, free_ports, run_cli, wait_until};
 use common::up::{Up, free_base_port};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -72,15 +72,20 @@ fn cli_commands_read_and_write_a_three_member_group() {
         stderr(&missing)
     );
 
-    let status = ok(&["status", "-w", "json"]);
-    let members: serde_json::Value = serde_json::from_str(&status).expect("status json");
-    let members = members.as_array().expect("an array");
-    assert_eq!(members.len(), 3);
-    assert_eq!(members.iter().filter(|m| m["role"] == "leader").count(), 1);
-    assert!(
-        members
-            .iter()
-            .all(|m| m["reachable"] == true && m["commit"].as_u64() >= Some(6))
+    // Followers learn the commit index with the leader's next message: poll, bounded.
+    wait_until(
+        "every member to report the writes committed",
+        LEADER_WAIT,
+        || {
+            let status = ok(&["status", "-w", "json"]);
+            let members: serde_json::Value = serde_json::from_str(&status).expect("status json");
+            let members = members.as_array().expect("an array");
+            members.len() == 3
+                && members.iter().filter(|m| m["role"] == "leader").count() == 1
+                && members
+                    .iter()
+                    .all(|m| m["reachable"] == true && m["commit"].as_u64() >= Some(6))
+        },
     );
     let table = ok(&["status"]);
     assert!(

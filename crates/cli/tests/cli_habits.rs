@@ -1,0 +1,166 @@
+//! The CLI's habits against real server processes: bytes round-trip through `put` and
+//! `get --raw`, `status` fails loudly without a quorum, `del` and `cas` say what they do,
+//! global flags before the subcommand and from the environment, a fast failure with a hint
+//! when nothing listens, and `up` refusing busy ports.
+
+mod common;
+
+use common::cluster::{Cluster, free_ports, run_cli};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Goal: a binary value written from stdin is read back byte for byte. Method: all 256
+/// byte values through `put k` (stdin) and `get k --raw` (to a pipe).
+#[test]
+fn a_binary_value_round_trips_through_put_and_get_raw() {
+    let c = Cluster::start(3, &[]);
+    c.leader();
+    let value: Vec<u8> = (0..=255u8).collect();
+    let put = c.cli(&["put", "bin"], Some(&value));
+    assert!(put.status.success(), "{}", stderr(&put));
+    let get = c.cli(&["get", "bin", "--raw"], None);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(get.stdout, value, "get --raw prints the value exactly");
+    let text = c.cli(&["get", "bin"], None);
+    assert_eq!(
+        text.stdout.split_last(),
+        Some((&b'\n', value.as_slice())),
+        "text output is the value and a newline"
+    );
+}
+
+/// Goal: `cas --help` names its arguments, and a wrong count of them is a usage error
+/// (exit 2). Method: the help text, and `cas` with two arguments but no --absent.
+#[test]
+fn cas_help_names_key_old_new_and_a_wrong_count_exits_2() {
+    let help = run_cli(&["cas", "--help"], &[], None);
+    assert!(help.status.success(), "{}", stderr(&help));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("<KEY> <OLD> [NEW]"), "{text}");
+    assert!(!text.contains("<ARGS>"), "{text}");
+    let usage = run_cli(&["cas", "k", "new"], &[], None);
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    assert!(stderr(&usage).contains("KEY OLD NEW"), "{}", stderr(&usage));
+}
+
+/// Goal: `status` is loud and non-zero when a group cannot serve: no quorum answers.
+/// Method: a 3-member group: `status` exits 0 with the LEADER and NO-SPACE columns; then
+/// 2 members are killed and `status` exits 1 with a warning on stderr.
+#[test]
+fn status_exits_non_zero_without_a_quorum() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.leader();
+    let healthy = c.cli(&["status"], None);
+    assert!(healthy.status.success(), "{}", stderr(&healthy));
+    let table = String::from_utf8_lossy(&healthy.stdout).into_owned();
+    assert!(
+        table.contains("LEADER") && table.contains("NO-SPACE"),
+        "{table}"
+    );
+    for id in (1..=3).filter(|&id| id != leader).take(2) {
+        c.kill(id);
+    }
+    let broken = c.cli(&["status"], None);
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    assert!(stderr(&broken).contains("no quorum"), "{}", stderr(&broken));
+}
+
+/// Goal: the connection flags work before the subcommand and from the environment.
+/// Method: `shardkv --endpoints E -w json put`, then `get` with only SHARDKV_* variables.
+#[test]
+fn global_flags_work_before_the_subcommand_and_from_the_environment() {
+    let c = Cluster::start(3, &[]);
+    c.leader();
+    let endpoints = c.endpoints();
+    let put = run_cli(
+        &["--endpoints", &endpoints, "-w", "json", "put", "k", "v"],
+        &[],
+        None,
+    );
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert_eq!(
+        String::from_utf8_lossy(&put.stdout).trim(),
+        r#"{"ok":true}"#
+    );
+    let env = [
+        ("SHARDKV_ENDPOINTS", endpoints.as_str()),
+        ("SHARDKV_WRITE_OUT", "json"),
+        ("SHARDKV_TIMEOUT", "10s"),
+    ];
+    let get = run_cli(&["get", "k"], &env, None);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(
+        String::from_utf8_lossy(&get.stdout).trim(),
+        r#"{"found":true,"key":"k","value":"v"}"#
+    );
+}
+
+/// Goal: with nothing listening at any endpoint, a command fails at once, not after its
+/// `--timeout`, naming every address it tried and hinting at `shardkv up`. Method: closed
+/// ports and a one-hour timeout (the CLI runner kills anything past 30 s).
+#[test]
+fn nothing_listening_fails_at_once_naming_every_address() {
+    let ports = free_ports(2);
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let endpoints = addrs.join(",");
+    for (args, var) in [
+        (&["--timeout", "1h", "get", "k"][..], "SHARDKV_ENDPOINTS"),
+        (
+            &["put", "k", "v", "--timeout", "1h", "--group", "1"],
+            "SHARDKV_ENDPOINTS",
+        ),
+        (
+            &["admin", "query", "--timeout", "1h"],
+            "SHARDKV_CTRL_ENDPOINTS",
+        ),
+    ] {
+        let out = run_cli(args, &[(var, endpoints.as_str())], None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            addrs.iter().all(|a| err.contains(a.as_str())) && err.contains("shardkv up"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Goal: `shardkv up` on a busy port exits non-zero naming it, before claiming anything.
+/// Method: hold a member's gRPC port with a listener and run `up` there: exit 1, the port
+/// on stderr, no "members up" and no "leader" line, no data directory.
+#[test]
+fn up_on_a_busy_port_exits_non_zero_naming_it() {
+    for busy_offset in [0u16, 2] {
+        let base = common::up::free_base_port();
+        let busy = base + busy_offset;
+        // If something else holds it already, the port is just as busy.
+        let _holder = std::net::TcpListener::bind(("127.0.0.1", busy)).ok();
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("up");
+        let dir_arg = dir.to_str().expect("a UTF-8 temp path");
+        let out = run_cli(
+            &[
+                "up",
+                "--base-port",
+                &base.to_string(),
+                "--data-dir",
+                dir_arg,
+            ],
+            &[],
+            None,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("127.0.0.1:{busy}")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            !text.contains("members up") && !text.contains("leader"),
+            "{text}"
+        );
+        assert!(!dir.exists(), "nothing was created");
+    }
+}

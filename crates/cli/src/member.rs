@@ -44,14 +44,14 @@ pub struct MemberArgs {
     #[arg(long, env = "SHARDKV_CTRL_ENDPOINTS", global = true)]
     pub ctrl_endpoints: Option<String>,
     /// Give up on a group after this long (a promotion waits for the learner to catch up).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "SHARDKV_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Duration,
     /// Change a group even while it moves shards, or remove a voter while a learner is not
     /// promoted yet (both refused by default: see docs/membership.md).
     #[arg(long, global = true)]
     pub force: bool,
     /// Output format.
-    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = AdminOut::Table, global = true)]
+    #[arg(short = 'w', long = "write-out", env = "SHARDKV_WRITE_OUT", value_enum, default_value_t = AdminOut::Table, global = true)]
     pub write_out: AdminOut,
     #[command(flatten)]
     pub tls: TlsArgs,

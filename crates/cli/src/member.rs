@@ -395,18 +395,7 @@ fn print(out: &[GroupResult], w: AdminOut, command: &MemberCommand) {
             let groups: Vec<serde_json::Value> = out
                 .iter()
                 .map(|r| {
-                    let members: Vec<serde_json::Value> = r
-                        .members
-                        .iter()
-                        .map(|m| {
-                            serde_json::json!({
-                                "id": m.id.0,
-                                "addr": m.addr,
-                                "learner": m.learner,
-                                "match": m.matched.map(|i| i.0),
-                            })
-                        })
-                        .collect();
+                    let members = shardkv_server::admin::membership_json(&r.members);
                     serde_json::json!({
                         "group": r.gid.0,
                         "index": r.index,

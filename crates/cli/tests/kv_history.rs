@@ -8,9 +8,8 @@
 mod common;
 
 use common::cluster::{Cluster, LEADER_WAIT, run_cli, wait_until};
-use common::history::{Recorded, Shared, await_progress, read_back_and_check, run_client};
+use common::history::{Shared, await_progress, read_back_and_check, run_client, stop_clients};
 use shardkv_client::ClientOptions;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Clients running concurrently.
@@ -107,15 +106,7 @@ fn history_under_leader_kills_full_restarts_and_a_frozen_leader_is_linearizable(
         })
         .collect();
     let faults = inject_faults(&mut c, &shared);
-    shared.stop.store(true, Ordering::Relaxed);
-    let recorded: Vec<Recorded> = handles
-        .into_iter()
-        .map(|h| {
-            c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
-                .expect("clients stop within their operation timeout")
-                .expect("client task")
-        })
-        .collect();
+    let recorded = stop_clients(&c, &shared, handles, CLIENT_STOP_WAIT);
 
     let mut reader = c.client_with(opts);
     let what = format!(

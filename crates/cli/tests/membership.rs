@@ -7,10 +7,9 @@
 mod common;
 
 use common::cluster::{Cluster, run_cli};
-use common::history::{Recorded, Shared, await_progress, read_back_and_check, run_client};
+use common::history::{Shared, await_progress, read_back_and_check, run_client, stop_clients};
 use shardkv_client::{ClientOptions, CtrlClient, Gid};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Clients writing throughout.
@@ -210,15 +209,7 @@ fn replace_under_load(layout: Layout) {
         );
     }
 
-    shared.stop.store(true, Ordering::Relaxed);
-    let recorded: Vec<Recorded> = handles
-        .into_iter()
-        .map(|h| {
-            c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
-                .expect("clients stop within their operation timeout")
-                .expect("client task")
-        })
-        .collect();
+    let recorded = stop_clients(&c, &shared, handles, CLIENT_STOP_WAIT);
     let mut reader = client(&c, layout);
     read_back_and_check(
         &c,

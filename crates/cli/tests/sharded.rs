@@ -13,11 +13,10 @@
 mod common;
 
 use common::cluster::{Cluster, LEADER_WAIT, wait_until};
-use common::history::{Recorded, Shared, await_progress, read_back_and_check, run_client};
+use common::history::{Shared, await_progress, read_back_and_check, run_client, stop_clients};
 use shardkv_client::{ClientOptions, Config, ConfigNum, CtrlClient, Gid};
 use shardkv_types::shard_of_key;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What every process hosts: the controller and three shard groups.
@@ -202,15 +201,7 @@ fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
     await_progress(&shared, PROGRESS_OPS, "after restarting every process");
     let config = settle(&c, &mut ctrl);
 
-    shared.stop.store(true, Ordering::Relaxed);
-    let recorded: Vec<Recorded> = handles
-        .into_iter()
-        .map(|h| {
-            c.block_on(async { tokio::time::timeout(CLIENT_STOP_WAIT, h).await })
-                .expect("clients stop within their operation timeout")
-                .expect("client task")
-        })
-        .collect();
+    let recorded = stop_clients(&c, &shared, handles, CLIENT_STOP_WAIT);
 
     // The drained group gave every shard away and deleted each once its new owner had it.
     assert!(!config.groups.contains_key(&Gid(1)), "{config:?}");

@@ -181,6 +181,22 @@ fn up_or_unavailable(ok: bool) -> StatusCode {
 
 /// One member's status in the JSON of `shardkv status -w json`.
 /// One definition for the admin port's `/status` and the CLI's `status -w json`.
+/// A group's members as JSON: `[{"id", "addr", "learner", "match"}]` (`match` is `null`
+/// unless the leader reported it). Shared with `shardkv member list -w json`.
+pub fn membership_json(members: &[shardkv_net::MemberInfo]) -> serde_json::Value {
+    members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id.0,
+                "addr": m.addr,
+                "learner": m.learner,
+                "match": m.matched.map(|i| i.0),
+            })
+        })
+        .collect()
+}
+
 pub fn member_json<E: std::fmt::Display>(
     addr: &str,
     r: &Result<NodeStatus, E>,
@@ -203,18 +219,7 @@ pub fn member_json<E: std::fmt::Display>(
             });
             if !s.members.is_empty() {
                 // The group's membership as this member's log has it (`match` on the leader).
-                v["membership"] = s
-                    .members
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "id": m.id.0,
-                            "addr": m.addr,
-                            "learner": m.learner,
-                            "match": m.matched.map(|i| i.0),
-                        })
-                    })
-                    .collect();
+                v["membership"] = membership_json(&s.members);
             }
             if let Some(h) = &s.shards {
                 v["config"] = h.config.0.into();

@@ -150,6 +150,24 @@ pub async fn run_client(
     rec
 }
 
+/// Tells the clients to stop and collects their records, each within `wait`.
+pub fn stop_clients(
+    c: &Cluster,
+    shared: &Shared,
+    handles: Vec<tokio::task::JoinHandle<Recorded>>,
+    wait: std::time::Duration,
+) -> Vec<Recorded> {
+    shared.stop.store(true, Ordering::Relaxed);
+    handles
+        .into_iter()
+        .map(|h| {
+            c.block_on(async { tokio::time::timeout(wait, h).await })
+                .expect("clients stop within their operation timeout")
+                .expect("client task")
+        })
+        .collect()
+}
+
 /// Waits (bounded) until `n` more operations were acknowledged.
 pub fn await_progress(shared: &Shared, n: u64, what: &str) {
     let target = shared.acked.load(Ordering::Relaxed) + n;

@@ -59,7 +59,8 @@ fn a_wiped_member_refuses_to_start_and_the_group_keeps_every_write() {
         "is empty",
         "votes and log are gone",
         "--bootstrap",
-        "docs/kv.md",
+        "NEW id with --join",
+        "docs/membership.md",
     ] {
         assert!(stderr.contains(want), "{want:?} not in: {stderr}");
     }

@@ -144,8 +144,10 @@ impl fmt::Display for StorageError {
                 "data directory {} {}: if this member \
                  ran before, its votes and log are gone and rejoining under the same id could \
                  lose acknowledged writes, so it refuses to start; start it with --bootstrap \
-                 only when creating a brand-new group; to replace a member whose disk was lost \
-                 see \"a member's data directory is lost\" in docs/kv.md",
+                 only when creating a brand-new group; to replace a member whose disk was lost, \
+                 start a new member under a NEW id with --join and add, promote it and remove \
+                 this one with `shardkv member` (docs/membership.md; see also \"a member's data \
+                 directory is lost\" in docs/kv.md)",
                 dir.display(),
                 if *identity_only {
                     "holds an identity file but no Raft log or snapshot (they were lost, or \

@@ -142,22 +142,8 @@ free_gib() { df -P -B1G / | awk 'NR == 2 { print $4 }'; }
 ) &
 WATCH_PID=$!
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A base port with the 3 members' ports and their admin ports (+1000) free, below the
-# ephemeral range (32768 and up on Linux by default) that the bench's connections use.
-pick_base() {
-  local base i ok
-  for _ in $(seq 100); do
-    base=$((10000 + RANDOM % 20000))
-    ok=1
-    for i in 0 1 2 1000 1001 1002; do
-      if port_taken $((base + i)); then ok=0; break; fi
-    done
-    [ "$ok" = 1 ] && { echo "$base"; return 0; }
-  done
-  return 1
-}
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 # start_cluster DIR GROUPS [UP ARGS...]: `shardkv up` on DIR (fresh or stopped before, on
 # the same ports), returns once it printed its endpoints. Sets UP_PID, BASE, EPS.
@@ -165,7 +151,7 @@ BASE=
 EPS=
 start_cluster() {
   local dir=$1 groups=$2; shift 2
-  [ -n "$BASE" ] || BASE=$(pick_base) || { echo "no free ports found" >&2; return 1; }
+  [ -n "$BASE" ] || BASE=$(pick_base 0 1 2 1000 1001 1002) || { echo "no free ports found" >&2; return 1; }
   EPS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
   mkdir -p "$dir"
   : >"$dir.up.log"
@@ -199,15 +185,6 @@ drop_cluster() { # NAME: stops the cluster and deletes its data
   rm -rf "${TMP:?}/$1" "$TMP/$1.up.log"
 }
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-secs() { # a humantime duration like 3s, 500ms, 1m as whole seconds, rounded up
-  case "$1" in
-    *ms) echo $(( (${1%ms} + 999) / 1000 )) ;;
-    *s) echo "${1%s}" ;;
-    *m) echo $(( ${1%m} * 60 )) ;;
-    *) echo 60 ;;
-  esac
-}
 RUN_LIMIT=$(( $(secs "$DURATION") + 60 ))
 
 # bench ARGS...: one bounded run against the running cluster, its JSON report on stdout.

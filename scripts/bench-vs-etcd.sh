@@ -95,22 +95,10 @@ wait_for() {
   return 1
 }
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A base port with 9 free ports after it: 3 etcd client, 3 etcd peer, 3 shardkv members.
-pick_ports() {
-  local base i ok
-  for _ in $(seq 100); do
-    base=$((20000 + RANDOM % 40000))
-    ok=1
-    for i in $(seq 0 8); do
-      if port_taken $((base + i)); then ok=0; break; fi
-    done
-    [ "$ok" = 1 ] && { echo "$base"; return 0; }
-  done
-  return 1
-}
-BASE=$(pick_ports) || { echo "no 9 free consecutive ports found" >&2; exit 1; }
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+# 9 ports: 3 etcd client, 3 etcd peer, 3 shardkv members (and their admin ports, +1000).
+BASE=$(pick_base 0 1 2 3 4 5 6 7 8 1006 1007 1008) || { echo "no 9 free consecutive ports found" >&2; exit 1; }
 
 ETCD_CLUSTER=
 ETCD_EPS=
@@ -139,14 +127,6 @@ wait_for 600 grep -q '^stop:' "$TMP/up.log" \
   || { tail -n 20 "$TMP/up.log" >&2; echo "shardkv up did not come up" >&2; exit 1; }
 
 # --- runs ------------------------------------------------------------------------------
-secs() { # a humantime duration like 3s, 500ms, 1m as whole seconds, rounded up
-  case "$1" in
-    *ms) echo $(( (${1%ms} + 999) / 1000 )) ;;
-    *s) echo "${1%s}" ;;
-    *m) echo $(( ${1%m} * 60 )) ;;
-    *) echo 60 ;;
-  esac
-}
 RUN_LIMIT=$(( $(secs "$DURATION") + $(secs "$WARMUP") + 60 ))
 
 target_args() { # system
@@ -161,7 +141,6 @@ bench() {
     --duration "$DURATION" --warmup "$WARMUP" -w json "$@"
 }
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # The keys the read workloads read: 5000 puts over 1000 keys (all but ~0.7% written).
 for sys in etcd shardkv; do

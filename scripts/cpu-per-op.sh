@@ -74,21 +74,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_base() { # a base port with 3 free ports after it (and their admin ports, +1000)
-  local base i ok
-  for _ in $(seq 100); do
-    # Below the usual ephemeral range (32768-60999), where clients' ports would collide.
-    base=$((12000 + RANDOM % 19000))
-    ok=1
-    for i in 0 1 2 1000 1001 1002; do
-      if port_taken $((base + i)); then ok=0; break; fi
-    done
-    [ "$ok" = 1 ] && { echo "$base"; return 0; }
-  done
-  return 1
-}
-BASE=$(pick_base) || { echo "no 3 free consecutive ports found" >&2; exit 1; }
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+BASE=$(pick_base 0 1 2 1000 1001 1002) || { echo "no 3 free consecutive ports found" >&2; exit 1; }
 EPS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
 
 "$BIN" up --groups 1 --base-port "$BASE" --data-dir "$TMP/data" >"$TMP/up.log" 2>&1 &
@@ -117,16 +105,6 @@ cluster_ticks() {
     total=$((total + ${12} + ${13}))
   done
   echo "$total"
-}
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-secs() { # a humantime duration like 3s, 500ms, 1m as whole seconds, rounded up
-  case "$1" in
-    *ms) echo $(( (${1%ms} + 999) / 1000 )) ;;
-    *s) echo "${1%s}" ;;
-    *m) echo $(( ${1%m} * 60 )) ;;
-    *) echo 60 ;;
-  esac
 }
 RUN_LIMIT=$(( $(secs "$DURATION") + 60 ))
 

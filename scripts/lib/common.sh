@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Helpers shared by the benchmark scripts (bench-vs-etcd.sh, cpu-per-op.sh,
+# bench-growth.sh): sourced, never run.
+
+# The 1-minute load average.
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# secs DURATION: a humantime duration like 3s, 500ms, 1m as whole seconds, rounded up.
+secs() {
+  case "$1" in
+    *ms) echo $(( (${1%ms} + 999) / 1000 )) ;;
+    *s) echo "${1%s}" ;;
+    *m) echo $(( ${1%m} * 60 )) ;;
+    *) echo 60 ;;
+  esac
+}
+
+# port_taken PORT: something accepts connections on 127.0.0.1:PORT.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_base OFFSET...: a base port whose base+OFFSET ports are all free, below the
+# ephemeral range (32768 and up on Linux by default) that the bench's own connections use.
+pick_base() {
+  local base i ok
+  for _ in $(seq 100); do
+    base=$((12000 + RANDOM % 19000))
+    ok=1
+    for i in "$@"; do
+      if port_taken $((base + i)); then ok=0; break; fi
+    done
+    [ "$ok" = 1 ] && { echo "$base"; return 0; }
+  done
+  return 1
+}

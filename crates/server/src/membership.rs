@@ -71,6 +71,9 @@ pub struct Members {
     unaddressed: BTreeMap<NodeId, (Instant, bool)>,
     /// This member was removed from the group (logged once).
     removed: bool,
+    /// The membership the transport was last pointed at (`None`: not yet). The transport is
+    /// re-pointed only when it or the addresses change, not on every drive.
+    pointed: Option<Membership>,
 }
 
 impl Members {
@@ -96,6 +99,7 @@ impl Members {
             pending: Vec::new(),
             unaddressed: BTreeMap::new(),
             removed: false,
+            pointed: None,
         }
     }
 
@@ -144,6 +148,7 @@ impl Members {
                     // At once: the leader replicates to the learner from its next message.
                     transport.add_peer(change.node, &addr);
                     self.addrs.insert(change.node, addr);
+                    self.pointed = None;
                 }
                 self.pending.push(Pending {
                     index,
@@ -172,14 +177,22 @@ impl Members {
             if entry.change.kind == ConfChangeKind::AddLearner && !entry.change.addr.is_empty() {
                 self.addrs
                     .insert(entry.change.node, entry.change.addr.clone());
+                self.pointed = None;
             }
         }
-        self.answer(raft, &applied);
+        if !self.pending.is_empty() {
+            self.answer(raft, &applied);
+        }
         let conf = raft.conf();
         if conf != self.recorded && !stalled {
             self.record(conf);
         }
-        self.point_transport(conf, transport);
+        // Members without an address are looked at again on every drive (their grace
+        // period runs out); otherwise only a change re-points the transport.
+        if self.pointed != Some(conf) || !self.unaddressed.is_empty() {
+            self.point_transport(conf, transport);
+            self.pointed = Some(conf);
+        }
     }
 
     /// Answers the pending requests whose entry applied, and those that can no longer be

@@ -103,8 +103,8 @@ pub struct Identity {
     pub initial_learners: BTreeSet<NodeId>,
 }
 
-/// The payload of a version 2 file, before `learners`.
-#[derive(Deserialize)]
+/// The payload of a version 2 file, before `learners` (serialized by the tests only).
+#[derive(Serialize, Deserialize)]
 struct IdentityV2 {
     cluster_id: u64,
     cluster_token: String,
@@ -114,8 +114,8 @@ struct IdentityV2 {
     service: String,
 }
 
-/// The payload of a version 1 file, before `service`.
-#[derive(Deserialize)]
+/// The payload of a version 1 file, before `service` (serialized by the tests only).
+#[derive(Serialize, Deserialize)]
 struct IdentityV1 {
     cluster_id: u64,
     cluster_token: String,
@@ -589,7 +589,7 @@ mod tests {
             d[0].contains("shards=64") && d[0].contains("shards=16"),
             "{d:?}"
         );
-        let v1 = IdentityV1Out {
+        let v1 = IdentityV1 {
             cluster_id: stored.cluster_id,
             cluster_token: stored.cluster_token.clone(),
             group_id: stored.group_id,
@@ -625,7 +625,7 @@ mod tests {
         // Goal: files from before membership change still load; a learner is a member the
         // given peer list must name, and a member listed in neither role is corrupt.
         let stored = ident();
-        let v2 = IdentityV2Out {
+        let v2 = IdentityV2 {
             cluster_id: stored.cluster_id,
             cluster_token: stored.cluster_token.clone(),
             group_id: stored.group_id,
@@ -683,26 +683,5 @@ mod tests {
         );
         assert!(!now.voters.contains_key(&NodeId(3)));
         assert_eq!(now.initial_voters, joined.initial_voters, "never rewritten");
-    }
-
-    /// A version 2 payload, as the old code wrote it.
-    #[derive(serde::Serialize)]
-    struct IdentityV2Out {
-        cluster_id: u64,
-        cluster_token: String,
-        group_id: Gid,
-        node_id: NodeId,
-        voters: BTreeMap<NodeId, String>,
-        service: String,
-    }
-
-    /// A version 1 payload, as the old code wrote it.
-    #[derive(serde::Serialize)]
-    struct IdentityV1Out {
-        cluster_id: u64,
-        cluster_token: String,
-        group_id: Gid,
-        node_id: NodeId,
-        voters: BTreeMap<NodeId, String>,
     }
 }

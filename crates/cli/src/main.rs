@@ -19,6 +19,7 @@ mod conn;
 mod kv_cmd;
 mod member;
 mod mr;
+mod ports;
 mod server_cmd;
 mod status;
 mod up;

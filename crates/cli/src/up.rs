@@ -18,10 +18,11 @@
 //! Each member serves its admin HTTP port (metrics, health; docs/operations.md) on its
 //! gRPC port + 1000, which `up` prints (`off` when that port was taken after `up` checked).
 //!
-//! Ports: before it creates or starts anything, `up` binds every member's gRPC port on
-//! loopback; when one is in use (another cluster, another program) it exits 1 naming that
-//! port, and so never reports another cluster's members as its own; a busy admin port only
-//! gets a warning ([`check_ports`]).
+//! Ports: before it creates or starts anything, `up` binds every member's gRPC and admin
+//! port on loopback; when one is in use (another cluster, another program) it exits 1 naming
+//! that port. Before it reads anything from its members' ports it checks (on Linux) that
+//! each one's listener belongs to its own member process, and exits 1 otherwise, so it never
+//! reports another cluster's members or leader as its own ([`crate::ports`]).
 //!
 //! TLS: with `--tls`, `up` makes a throw-away CA and certificates under `<data-dir>/tls/`
 //! ([`crate::certs`]), starts every member with `--cert`, `--key` and `--cacert`, talks to
@@ -170,7 +171,7 @@ impl Member {
 }
 
 pub fn run(args: UpArgs) -> Result<ExitCode> {
-    check_ports(args.base_port, args.replicas)?;
+    crate::ports::check_free(args.base_port, args.replicas)?;
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = fs::canonicalize(&args.data_dir)?;
@@ -229,39 +230,6 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     let outcome = rt.block_on(supervise(&mut members, &started));
     stop(&mut members);
     outcome
-}
-
-/// Fails, naming the port, unless every member's gRPC port (`base` + i) can be bound on
-/// loopback now. A busy admin port (that plus `ADMIN_PORT_OFFSET`) only gets a warning: the
-/// member then serves no admin HTTP (`off`), as before. The ports are released again before
-/// the members start, so another program may still take one in between: a member then
-/// exits with "Address already in use", which `up` reports.
-fn check_ports(base: u16, replicas: u64) -> Result<()> {
-    use shardkv_server::config::ADMIN_PORT_OFFSET;
-    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port));
-    for i in 0..replicas {
-        let id = i + 1;
-        let grpc = u16::try_from(u64::from(base) + i)
-            .ok()
-            .with_context(|| format!("--base-port {base}: member n{id}'s port is past 65535"))?;
-        if let Err(e) = free(grpc) {
-            bail!(
-                "port 127.0.0.1:{grpc} (member n{id}'s gRPC port) is not free: {e}; is another \
-                 cluster running there? Stop it, or start on other ports with --base-port \
-                 (this one uses {base}..={}); nothing was started",
-                u64::from(base) + replicas - 1
-            );
-        }
-        let admin = grpc.checked_add(ADMIN_PORT_OFFSET);
-        if let Some(Err(e)) = admin.map(free) {
-            let admin = admin.unwrap_or_default();
-            eprintln!(
-                "warning: port 127.0.0.1:{admin} (member n{id}'s admin HTTP port) is not free \
-                 ({e}): n{id} will serve no metrics or health"
-            );
-        }
-    }
-    Ok(())
 }
 
 fn spawn(
@@ -351,6 +319,7 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
         groups,
         ..
     } = *started;
+    wait_for_own_ports(members).await?;
     let leader = wait_for_leader(members, started).await?;
     let config = join_on_first_start(started).await?;
     wait_for_groups(members, &config, started).await?;
@@ -483,6 +452,48 @@ async fn wait_for_groups(
                 }
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every member listens on its gRPC port itself (see [`crate::ports`]), so
+/// that what `up` reads there next is its own cluster's. Fails when another process holds
+/// a member's port (taken after [`crate::ports::check_free`]) or a member exits.
+async fn wait_for_own_ports(members: &mut [Member]) -> Result<()> {
+    use crate::ports::{Owner, owner};
+    let deadline = Instant::now() + LEADER_WAIT;
+    for m in members.iter_mut() {
+        let port = m
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .context("a member address without a port")?;
+        loop {
+            if !m.check() {
+                bail!(
+                    "member n{} exited during startup{}; see {}",
+                    m.id,
+                    last_error(&m.log).map_or(String::new(), |e| format!(": {e}")),
+                    m.log.display()
+                );
+            }
+            match owner(port, m.child.id()) {
+                Owner::Pid | Owner::Unknown => break,
+                Owner::Other => bail!(
+                    "another process listens on {} (member n{}'s port, taken after up checked \
+                     it): not this cluster's; stop it or use another --base-port",
+                    m.addr,
+                    m.id
+                ),
+                Owner::Nobody if Instant::now() >= deadline => bail!(
+                    "member n{} did not listen on {} within {LEADER_WAIT:?}; see {}",
+                    m.id,
+                    m.addr,
+                    m.log.display()
+                ),
+                Owner::Nobody => tokio::time::sleep(POLL).await,
+            }
         }
     }
     Ok(())

@@ -127,11 +127,12 @@ fn nothing_listening_fails_at_once_naming_every_address() {
 }
 
 /// Goal: `shardkv up` on a busy port exits non-zero naming it, before claiming anything.
-/// Method: hold a member's gRPC port with a listener and run `up` there: exit 1, the port
-/// on stderr, no "members up" and no "leader" line, no data directory.
+/// Method: hold a member's gRPC port (n1's, n3's) or admin HTTP port (gRPC + 1000: n1's,
+/// n3's) with a listener and run `up` there: exit 1, the port on stderr, no "members up"
+/// and no "leader" line, no data directory.
 #[test]
 fn up_on_a_busy_port_exits_non_zero_naming_it() {
-    for busy_offset in [0u16, 2] {
+    for busy_offset in [0u16, 2, 1000, 1002] {
         let base = common::up::free_base_port();
         let busy = base + busy_offset;
         // If something else holds it already, the port is just as busy.
@@ -163,4 +164,35 @@ fn up_on_a_busy_port_exits_non_zero_naming_it() {
         );
         assert!(!dir.exists(), "nothing was created");
     }
+}
+
+/// Goal: `shardkv up` on a data directory another `up` is running on exits non-zero before
+/// claiming anything, not printing the other cluster's members. Method: one `up` runs; a
+/// second on the same directory (other free ports) exits 1 saying the directory is in use,
+/// with no "members up" or "leader" line.
+#[test]
+fn up_on_a_data_directory_in_use_exits_non_zero() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("up");
+    let first = common::up::Up::start(&dir, &[]);
+    let base = common::up::free_base_port();
+    let out = run_cli(
+        &[
+            "up",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+            dir.to_str().expect("a UTF-8 temp path"),
+        ],
+        &[],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+    assert!(
+        !text.contains("members up") && !text.contains("leader"),
+        "{text}"
+    );
+    drop(first);
 }

@@ -125,6 +125,8 @@ pub struct ClerkCore<SM: StateMachine, R> {
     router: R,
     policy: RetryPolicy,
     next_seq: Seq,
+    /// The next write retries one that may have applied ([`ClerkCore::resume_session`]).
+    next_is_retry: bool,
     /// The server last seen acting as leader, per group.
     leaders: BTreeMap<Gid, NodeId>,
     current: Option<InFlight<SM::Command, SM::Query>>,
@@ -154,6 +156,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             router,
             policy,
             next_seq: Seq(1),
+            next_is_retry: false,
             leaders: BTreeMap::new(),
             current: None,
             rng,
@@ -162,6 +165,25 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
 
     pub fn router(&self) -> &R {
         &self.router
+    }
+
+    /// Continues a session kept outside this clerk (the CLI's `--session FILE`): the client
+    /// id becomes `id` and the next write gets sequence number `next_seq`. With `retrying`
+    /// that write repeats one of this session that may have applied (same `next_seq`, same
+    /// command): it is sent as a retry from its first attempt, so the servers answer it from
+    /// the session table if it applied (or `SessionExpired` if they no longer can), and it
+    /// can end "may have applied" but never "not applied".
+    ///
+    /// # Panics
+    /// If an operation is in flight (its sequence number is taken from the old stream).
+    pub fn resume_session(&mut self, id: ClientId, next_seq: Seq, retrying: bool) {
+        assert!(
+            self.current.is_none(),
+            "a session is resumed between operations"
+        );
+        self.id = id;
+        self.next_seq = next_seq;
+        self.next_is_retry = retrying;
     }
 
     /// The router, to hand it a newer config.
@@ -188,6 +210,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
     /// gets a new sequence number.
     pub fn begin(&mut self, op: Op<SM::Command, SM::Query>, now: u64) -> Out<SM> {
         self.abandon();
+        let retrying = matches!(op, Op::Write(_)) && std::mem::take(&mut self.next_is_retry);
         let req = match op {
             Op::Read(q) => Request::Read(q),
             Op::Write(cmd) => {
@@ -210,7 +233,7 @@ impl<SM: StateMachine, R: Router<SM::Command, SM::Query>> ClerkCore<SM, R> {
             req,
             started_tick: now,
             attempts: 0,
-            maybe_applied: false,
+            maybe_applied: retrying,
             fruitless: 0,
             to: None,
             unreachable: None,

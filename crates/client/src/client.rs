@@ -119,6 +119,20 @@ impl Client {
         }
     }
 
+    /// Continues a session kept outside this process (the CLI's `--session FILE`): this
+    /// client takes client id `id`, and its next write sequence number `next_seq`. With
+    /// `retrying`, that write must be the very command that was last sent under `next_seq`
+    /// and may have applied: it is sent as a retry, so it applies at most once (answered
+    /// from the servers' session table, or `SessionExpired` if they no longer hold it).
+    /// Call it before any operation; `next_seq` must be past every sequence number `id`
+    /// used before, except the one retried.
+    pub fn resume_session(&mut self, id: ClientId, next_seq: shardkv_types::Seq, retrying: bool) {
+        match &mut self.driver {
+            Mode::Group(d) => d.resume_session(id, next_seq, retrying),
+            Mode::Sharded(d) => d.resume_session(id, next_seq, retrying),
+        }
+    }
+
     pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, Error> {
         match self
             .execute(Op::Read(KvQuery::Get { key: key.into() }))

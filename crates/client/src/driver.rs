@@ -278,6 +278,16 @@ where
         self.clerk.id
     }
 
+    /// See [`ClerkCore::resume_session`].
+    pub(crate) fn resume_session(
+        &mut self,
+        id: ClientId,
+        next_seq: shardkv_types::Seq,
+        retrying: bool,
+    ) {
+        self.clerk.resume_session(id, next_seq, retrying);
+    }
+
     /// Runs one operation to its end: an output, or an error whose [`Error::outcome`] says
     /// whether it may have applied.
     pub(crate) async fn execute(&mut self, op: Op<Cmd<S>, Qry<S>>) -> Result<Out<S>, Error> {

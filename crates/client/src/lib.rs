@@ -97,7 +97,9 @@ pub use shardkv_net::{
     MemberInfo, MembershipDone, NodeStatus, Role, ShardPhase, ShardsHeld, role_name,
 };
 pub use shardkv_rsm::{Error, Outcome};
-pub use shardkv_types::{ConfChange, ConfChangeKind, ConfigNum, Gid, NodeId, ShardId};
+pub use shardkv_types::{
+    ClientId, ConfChange, ConfChangeKind, ConfigNum, Gid, NodeId, Seq, ShardId,
+};
 #[cfg(feature = "grpc")]
 pub use tonic::transport::ClientTlsConfig;
 

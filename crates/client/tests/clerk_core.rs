@@ -586,3 +586,33 @@ fn a_request_over_the_limits_is_refused_before_it_is_sent() {
     }
     assert!(c.current().is_none());
 }
+
+#[test]
+fn a_resumed_session_continues_its_id_and_sequence_and_retries_the_pending_write() {
+    use shardkv_types::ClientId;
+    let mut c = clerk(POLICY);
+    c.resume_session(ClientId(77), Seq(5), true);
+    assert_eq!(c.id, ClientId(77));
+    let (to, _) = sent(&c.begin(del(), 0));
+    assert_eq!(seq_of(c.current()), Seq(5), "the recorded sequence number");
+    assert!(
+        retry_of(c.current()),
+        "a write that may have applied is resent as a retry from its first attempt"
+    );
+    let next = c.on_response(1, to, Err(Error::TooLarge { bytes: 10, max: 5 }));
+    let Next::Failed(e) = next else {
+        panic!("expected the write to end, got {next:?}");
+    };
+    assert!(
+        e.may_have_applied(),
+        "a retry never ends as \"not applied\": {e}"
+    );
+    sent(&c.begin(del(), 10));
+    assert_eq!(seq_of(c.current()), Seq(6), "the stream goes on");
+    assert!(!retry_of(c.current()), "only the first write is the retry");
+    c.abandon();
+    c.resume_session(ClientId(78), Seq(9), false);
+    sent(&c.begin(del(), 20));
+    assert_eq!(seq_of(c.current()), Seq(9));
+    assert!(!retry_of(c.current()), "a new write is a first attempt");
+}

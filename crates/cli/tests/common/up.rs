@@ -80,17 +80,22 @@ impl Drop for Up {
     }
 }
 
-/// Three consecutive free ports starting at the returned base.
+/// The offset of a member's admin HTTP port from its gRPC port (`shardkv server`'s default).
+pub const ADMIN_PORT_OFFSET: u16 = 1000;
+
+/// A base port for `shardkv up`: the three consecutive gRPC ports from it, and their admin
+/// ports (each + [`ADMIN_PORT_OFFSET`]), are all free.
 pub fn free_base_port() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
     for _ in 0..50 {
         let base = free_ports(1)[0];
         let all_free = (0..3).all(|i| {
             base.checked_add(i)
-                .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+                .is_some_and(|p| free(p) && p.checked_add(ADMIN_PORT_OFFSET).is_some_and(free))
         });
         if all_free {
             return base;
         }
     }
-    panic!("no three consecutive free ports found");
+    panic!("no three consecutive free ports (and their admin ports) found");
 }

@@ -9,6 +9,7 @@
 //! swap (both still print their result).
 
 use crate::conn::{ConnArgs, WriteOut, bytes_json, runtime};
+use crate::session::{SessionArgs, command};
 use anyhow::{Context, Result};
 use clap::Args;
 use shardkv_client::{Client, Error};
@@ -32,12 +33,16 @@ pub struct WriteArgs {
     /// The value; read from stdin when omitted.
     pub value: Option<String>,
     #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct DelArgs {
     pub key: String,
+    #[command(flatten)]
+    pub session: SessionArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -56,6 +61,8 @@ pub struct CasArgs {
     #[arg(value_name = "NEW")]
     pub new: Option<String>,
     #[command(flatten)]
+    pub session: SessionArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
 }
 
@@ -72,6 +79,38 @@ fn connect(conn: &ConnArgs) -> Result<Client> {
 
 fn fail(e: Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
+}
+
+/// Runs the write `op` (recorded as `command`, see [`command`]) in the `--session` given,
+/// if any. A write that may have applied says how to retry it safely.
+fn send_write<T>(
+    conn: &ConnArgs,
+    session: &SessionArgs,
+    command: serde_json::Value,
+    op: impl AsyncFnOnce(&mut Client) -> Result<T, Error>,
+) -> Result<T> {
+    let mut client = connect(conn)?;
+    let mut kept = session.open(conn.timeout)?;
+    if let Some(s) = &mut kept {
+        s.begin(&mut client, command)?;
+    }
+    let result = runtime()?.block_on(op(&mut client));
+    if let Some(s) = &mut kept {
+        s.end(result.as_ref().map(|_| ()))?;
+    }
+    result.map_err(|e| {
+        let hint = match (&session.session, e.may_have_applied()) {
+            (_, false) => String::new(),
+            (Some(file), true) => format!(
+                " (run the same command again with --session {} to apply it at most once)",
+                file.display()
+            ),
+            (None, true) => " (running it again may apply it twice; --session FILE makes a \
+                             retry apply at most once: docs/kv.md)"
+                .to_string(),
+        };
+        anyhow::anyhow!("{e}{hint}")
+    })
 }
 
 pub fn get(args: GetArgs) -> Result<ExitCode> {
@@ -106,14 +145,16 @@ pub fn write(kind: WriteKind, args: WriteArgs) -> Result<ExitCode> {
         Some(v) => v.into_bytes(),
         None => read_stdin()?,
     };
-    let mut client = connect(&args.conn)?;
-    let rt = runtime()?;
     let key = args.key.into_bytes();
-    match kind {
-        WriteKind::Put => rt.block_on(client.put(key, value)),
-        WriteKind::Append => rt.block_on(client.append(key, value)),
-    }
-    .map_err(fail)?;
+    let name = match kind {
+        WriteKind::Put => "put",
+        WriteKind::Append => "append",
+    };
+    let recorded = command(name, &[("key", Some(&key)), ("value", Some(&value))]);
+    send_write(&args.conn, &args.session, recorded, async |c| match kind {
+        WriteKind::Put => c.put(key, value).await,
+        WriteKind::Append => c.append(key, value).await,
+    })?;
     print_ok(args.conn.write_out);
     Ok(ExitCode::SUCCESS)
 }
@@ -121,10 +162,11 @@ pub fn write(kind: WriteKind, args: WriteArgs) -> Result<ExitCode> {
 /// Prints `OK` whether or not the key existed: the state machine answers a Delete with
 /// `KvOutput::Done`, which does not say (use `cas` or `get` first to know).
 pub fn del(args: DelArgs) -> Result<ExitCode> {
-    let mut client = connect(&args.conn)?;
-    runtime()?
-        .block_on(client.delete(args.key.into_bytes()))
-        .map_err(fail)?;
+    let key = args.key.into_bytes();
+    let recorded = command("del", &[("key", Some(&key))]);
+    send_write(&args.conn, &args.session, recorded, async |c| {
+        c.delete(key).await
+    })?;
     print_ok(args.conn.write_out);
     Ok(ExitCode::SUCCESS)
 }
@@ -137,10 +179,17 @@ pub fn cas(args: CasArgs) -> Result<ExitCode> {
         (false, None) => usage_error("cas takes KEY OLD NEW (or --absent KEY NEW)"),
         (true, Some(_)) => usage_error("cas --absent takes KEY NEW"),
     };
-    let mut client = connect(&args.conn)?;
-    let r = runtime()?
-        .block_on(client.cas(key.as_bytes(), expected, new.as_bytes()))
-        .map_err(fail)?;
+    let recorded = command(
+        "cas",
+        &[
+            ("key", Some(key.as_bytes())),
+            ("old", expected.as_deref()),
+            ("new", Some(new.as_bytes())),
+        ],
+    );
+    let r = send_write(&args.conn, &args.session, recorded, async |c| {
+        c.cas(key.as_bytes(), expected, new.as_bytes()).await
+    })?;
     match args.conn.write_out {
         WriteOut::Json => {
             let current = r.current.as_deref().map(bytes_json);

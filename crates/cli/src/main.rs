@@ -21,6 +21,7 @@ mod member;
 mod mr;
 mod ports;
 mod server_cmd;
+mod session;
 mod status;
 mod up;
 

@@ -196,3 +196,67 @@ fn up_on_a_data_directory_in_use_exits_non_zero() {
     );
     drop(first);
 }
+
+/// The session file's contents.
+fn session_doc(file: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(file).expect("read the session file");
+    serde_json::from_str(&text).expect("a JSON session file")
+}
+
+/// Goal: `--session FILE` keeps one client across CLI calls: consecutive sequence numbers
+/// from one client id, and a write that may have applied, run again with the same file, is
+/// applied at most once; another command moves on; a second call while the file is in use
+/// fails clearly. Method: a put and an append through one file (flag, then
+/// `SHARDKV_SESSION`); then the file is set back to what the append's call recorded before
+/// sending it (as after a lost answer) and the same append is run again: the value shows
+/// it once; then another append; then a call while the test holds the file's lock.
+#[test]
+fn a_session_file_keeps_one_client_and_a_retried_append_applies_once() {
+    let c = Cluster::start(3, &[]);
+    c.leader();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("session.json");
+    let file_arg = file.to_str().expect("a UTF-8 temp path");
+    let endpoints = c.endpoints();
+    let env = [
+        ("SHARDKV_ENDPOINTS", endpoints.as_str()),
+        ("SHARDKV_SESSION", file_arg),
+    ];
+    let put = c.cli(&["put", "k", "x", "--session", file_arg], None);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let first = session_doc(&file);
+    let client = first["client_id"].as_u64().expect("a client id");
+    assert_eq!(first["next_seq"], 2, "{first}");
+    assert!(first["pending"].is_null(), "the put ended: {first}");
+    let append = run_cli(&["append", "k", "a"], &env, None);
+    assert!(append.status.success(), "{}", stderr(&append));
+    let second = session_doc(&file);
+    assert_eq!(second["client_id"], client, "one client id: {second}");
+    assert_eq!(second["next_seq"], 3, "the next sequence number: {second}");
+    // What the append's call wrote before sending: had its answer been lost, the file
+    // would have stayed so.
+    let pending = serde_json::json!({
+        "client_id": client,
+        "next_seq": 3,
+        "pending": { "seq": 2, "command": { "kind": "append", "key": "k", "value": "a" } },
+    });
+    std::fs::write(&file, pending.to_string()).expect("write the session file");
+    let retry = run_cli(&["append", "k", "a"], &env, None);
+    assert!(retry.status.success(), "{}", stderr(&retry));
+    let get = c.cli(&["get", "k", "--raw"], None);
+    assert_eq!(get.stdout, b"xa", "the retried append applied once");
+    let after = session_doc(&file);
+    assert_eq!(after["next_seq"], 3, "the retry reused its number: {after}");
+    assert!(after["pending"].is_null(), "{after}");
+    let other = run_cli(&["append", "k", "b"], &env, None);
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert_eq!(session_doc(&file)["next_seq"], 4);
+    assert_eq!(c.cli(&["get", "k", "--raw"], None).stdout, b"xab");
+    let lock = std::fs::File::open(tmp.path().join("session.json.lock")).expect("the lock file");
+    lock.try_lock().expect("the lock is free between calls");
+    let busy = run_cli(&["append", "k", "c", "--timeout", "300ms"], &env, None);
+    assert_eq!(busy.status.code(), Some(1), "{}", stderr(&busy));
+    assert!(stderr(&busy).contains("in use"), "{}", stderr(&busy));
+    drop(lock);
+    assert_eq!(c.cli(&["get", "k", "--raw"], None).stdout, b"xab");
+}

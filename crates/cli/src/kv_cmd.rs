@@ -21,7 +21,7 @@ pub struct GetArgs {
     pub key: String,
     /// Print the value's bytes exactly, without the newline text output adds (for
     /// `get k --raw > file`: the file then holds what `put k < file` wrote).
-    #[arg(long)]
+    #[arg(long, env = "SHARDKV_RAW")]
     pub raw: bool,
     #[command(flatten)]
     pub conn: ConnArgs,

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 pub struct SessionArgs {
     /// Keep this client's id and sequence numbers in FILE across calls (created if absent),
     /// so that repeating a write that "may have applied" applies it at most once.
-    #[arg(long, value_name = "FILE", env = "SHARDKV_SESSION")]
+    #[arg(long, value_name = "FILE", env = "SHARDKV_SESSION", global = true)]
     pub session: Option<PathBuf>,
 }
 

@@ -24,6 +24,10 @@
 //! each one's listener belongs to its own member process, and exits 1 otherwise, so it never
 //! reports another cluster's members or leader as its own ([`crate::ports`]).
 //!
+//! Every flag has an environment variable, `SHARDKV_UP_<FLAG>` (`SHARDKV_UP_BASE_PORT`,
+//! ...; `SHARDKV_CLUSTER_TOKEN` for `--cluster-token`): `up`'s own names, so that the
+//! members it starts, which inherit its environment, never read them as theirs.
+//!
 //! TLS: with `--tls`, `up` makes a throw-away CA and certificates under `<data-dir>/tls/`
 //! ([`crate::certs`]), starts every member with `--cert`, `--key` and `--cacert`, talks to
 //! them over TLS itself, and prints the client flags (and their `SHARDKV_*` form).
@@ -84,20 +88,20 @@ pub struct UpArgs {
     #[arg(long, env = "SHARDKV_UP_DATA_DIR", default_value = "shardkv-data")]
     data_dir: PathBuf,
     /// Member i listens on 127.0.0.1:(base-port + i - 1).
-    #[arg(long, default_value_t = BASE_PORT_DEFAULT)]
+    #[arg(long, env = "SHARDKV_UP_BASE_PORT", default_value_t = BASE_PORT_DEFAULT)]
     base_port: u16,
     /// Number of members.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
+    #[arg(long, env = "SHARDKV_UP_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
     replicas: u64,
     /// Passed to each member (e.g. 64MiB, or off).
-    #[arg(long)]
+    #[arg(long, env = "SHARDKV_UP_MAX_RAFT_STATE")]
     max_raft_state: Option<String>,
     /// Number of shard groups (each with a replica on every member). Joined on the first
     /// start only: more on a restart start unjoined (`shardkv admin join` them).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    #[arg(long, env = "SHARDKV_UP_GROUPS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
     groups: u64,
     /// The shard count, fixed when the cluster is created (a power of two; default 64).
-    #[arg(long)]
+    #[arg(long, env = "SHARDKV_UP_SHARDS")]
     shards: Option<u32>,
     /// The cluster token every member gets (default: the one kept in the data directory,
     /// or a new random one on the first run).
@@ -105,7 +109,7 @@ pub struct UpArgs {
     cluster_token: Option<String>,
     /// Serve TLS with mutual authentication: make a throw-away CA and certificates under
     /// <data-dir>/tls/ (kept for later runs) and print the client flags to use.
-    #[arg(long)]
+    #[arg(long, env = "SHARDKV_UP_TLS")]
     tls: bool,
 }
 

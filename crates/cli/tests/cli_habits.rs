@@ -29,10 +29,19 @@ fn a_binary_value_round_trips_through_put_and_get_raw() {
         Some((&b'\n', value.as_slice())),
         "text output is the value and a newline"
     );
+    let endpoints = c.endpoints();
+    let env = [
+        ("SHARDKV_ENDPOINTS", endpoints.as_str()),
+        ("SHARDKV_RAW", "true"),
+    ];
+    let get = run_cli(&["get", "bin"], &env, None);
+    assert_eq!(get.stdout, value, "SHARDKV_RAW=true is --raw");
 }
 
 /// Goal: `cas --help` names its arguments, and a wrong count of them is a usage error
-/// (exit 2). Method: the help text, and `cas` with two arguments but no --absent.
+/// (exit 2, as docs/kv.md says), as are a missing argument and an unknown flag. Method: the
+/// help text, `cas` with two arguments but no --absent, `get` without a key, `put --bogus`;
+/// none of them needs a cluster.
 #[test]
 fn cas_help_names_key_old_new_and_a_wrong_count_exits_2() {
     let help = run_cli(&["cas", "--help"], &[], None);
@@ -43,6 +52,21 @@ fn cas_help_names_key_old_new_and_a_wrong_count_exits_2() {
     let usage = run_cli(&["cas", "k", "new"], &[], None);
     assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
     assert!(stderr(&usage).contains("KEY OLD NEW"), "{}", stderr(&usage));
+    for args in [
+        &["get"][..],
+        &["put", "k", "v", "--bogus"],
+        &["--bogus", "get", "k"],
+    ] {
+        let out = run_cli(args, &[], None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("Usage"), "{args:?}: {}", stderr(&out));
+    }
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/kv.md"))
+        .expect("docs/kv.md");
+    assert!(
+        docs.contains("2 on bad usage"),
+        "docs/kv.md states exit 2 for bad usage"
+    );
 }
 
 /// Goal: `status` is loud and non-zero when a group cannot serve: no quorum answers.
@@ -128,8 +152,9 @@ fn nothing_listening_fails_at_once_naming_every_address() {
 
 /// Goal: `shardkv up` on a busy port exits non-zero naming it, before claiming anything.
 /// Method: hold a member's gRPC port (n1's, n3's) or admin HTTP port (gRPC + 1000: n1's,
-/// n3's) with a listener and run `up` there: exit 1, the port on stderr, no "members up"
-/// and no "leader" line, no data directory.
+/// n3's) with a listener and run `up` there (its base port by flag, or for the admin ports
+/// by `SHARDKV_UP_BASE_PORT`): exit 1, the port on stderr, no "members up" and no "leader"
+/// line, no data directory.
 #[test]
 fn up_on_a_busy_port_exits_non_zero_naming_it() {
     for busy_offset in [0u16, 2, 1000, 1002] {
@@ -140,17 +165,20 @@ fn up_on_a_busy_port_exits_non_zero_naming_it() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("up");
         let dir_arg = dir.to_str().expect("a UTF-8 temp path");
-        let out = run_cli(
-            &[
-                "up",
-                "--base-port",
-                &base.to_string(),
-                "--data-dir",
-                dir_arg,
-            ],
-            &[],
-            None,
-        );
+        // The base port by flag, and (admin ports) by SHARDKV_UP_BASE_PORT.
+        let base_arg = base.to_string();
+        let (args, env): (Vec<&str>, Vec<(&str, &str)>) = if busy_offset < 1000 {
+            (
+                vec!["up", "--base-port", &base_arg, "--data-dir", dir_arg],
+                vec![],
+            )
+        } else {
+            (
+                vec!["up", "--data-dir", dir_arg],
+                vec![("SHARDKV_UP_BASE_PORT", base_arg.as_str())],
+            )
+        };
+        let out = run_cli(&args, &env, None);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
         assert!(

@@ -76,7 +76,11 @@ async fn run(endpoints: &str) -> Result<(), String> {
         .cas(key, Some(b"hello".to_vec()), "never")
         .await
         .map_err(|e| failed("cas", e))?;
-    expect("the failed cas's current value", r.current.as_deref(), Some(b"bye"))?;
+    expect(
+        "the failed cas's current value",
+        r.current.as_deref(),
+        Some(b"bye"),
+    )?;
     println!("cas {key} hello -> never: not swapped (it holds bye)");
 
     c.delete(key).await.map_err(|e| failed("delete", e))?;

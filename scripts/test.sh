@@ -16,5 +16,8 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
   apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
 
+# --workspace also runs the docs check (crates/cli/tests/docs_check.rs: every runnable block
+# of README.md and docs/*.md against a fresh `shardkv up`) and the client-library example
+# against one (examples/quickstart/tests/against_up.rs).
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc

@@ -7,6 +7,10 @@
 //! bytes, so `put k < file` then `get k --raw > out` gives `out` equal to `file`. Exit status 0 on success; 1 on any failure (error on stderr, saying whether
 //! the operation may have applied), including `get` of a missing key and a `cas` that did not
 //! swap (both still print their result).
+//!
+//! The writes take `--session FILE` (see `session`): one client id and sequence stream kept
+//! across calls, so repeating a write that "may have applied" applies it at most once. A
+//! write that may have applied says so and how to retry it safely.
 
 use crate::conn::{ConnArgs, WriteOut, bytes_json, runtime};
 use crate::session::{SessionArgs, command};

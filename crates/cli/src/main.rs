@@ -7,7 +7,8 @@
 //! Exit status: 0 on success, 1 on failure (the error is printed to stderr), 2 on bad usage.
 //!
 //! The flags a subcommand marks global (the connection flags: `--endpoints`, `--timeout`,
-//! `-w`, `--group`, `--ctrl-endpoints`, `--cacert`, `--cert`, `--key`) may also come before
+//! `-w`, `--group`, `--ctrl-endpoints`, `--cacert`, `--cert`, `--key`, and the writes'
+//! `--session`) may also come before
 //! the subcommand: `shardkv --endpoints X get k` is read as `shardkv get --endpoints X k`
 //! ([`hoist_global_flags`]).
 
@@ -41,7 +42,11 @@ use std::ffi::OsString;
 #[command(
     name = "shardkv",
     version,
-    about = "A sharded, Raft-replicated KV store and a small MapReduce framework"
+    about = "A sharded, Raft-replicated KV store and a small MapReduce framework",
+    after_help = "Environment: the flags of the cluster commands have SHARDKV_* variables \
+                  (SHARDKV_ENDPOINTS, SHARDKV_TIMEOUT, SHARDKV_WRITE_OUT, SHARDKV_SESSION, \
+                  ...; `up`'s are SHARDKV_UP_*): `shardkv <COMMAND> --help` shows each as \
+                  [env: ...]. Exit status: 0 success, 1 failure, 2 bad usage."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -1,7 +1,8 @@
 //! Clients of shardkv.
 //!
 //! [`ClerkCore`] is the transport-free clerk logic every client shares, generic over the
-//! request type: a random client id chosen at creation, one sequence-number stream per client
+//! request type: a random client id chosen at creation (or a session continued from outside
+//! the process, [`ClerkCore::resume_session`]), one sequence-number stream per client
 //! (valid across groups) that every retry of a write reuses (so the servers' session tables
 //! apply it at most once), a leader cursor per group, leader hints followed on `NotLeader`,
 //! the next server tried after a silence (with hedging, [`RetryPolicy::hedge_ticks`], the

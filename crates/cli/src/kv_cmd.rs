@@ -27,6 +27,10 @@ pub struct GetArgs {
     /// `get k --raw > file`: the file then holds what `put k < file` wrote).
     #[arg(long, env = "SHARDKV_RAW")]
     pub raw: bool,
+    // Reads use no session; `--session` is accepted (and ignored) so that one
+    // `shardkv --session FILE ...` prefix serves every KV command of a script.
+    #[command(flatten)]
+    pub session: SessionArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

@@ -279,7 +279,13 @@ fn a_session_file_keeps_one_client_and_a_retried_append_applies_once() {
     let other = run_cli(&["append", "k", "b"], &env, None);
     assert!(other.status.success(), "{}", stderr(&other));
     assert_eq!(session_doc(&file)["next_seq"], 4);
-    assert_eq!(c.cli(&["get", "k", "--raw"], None).stdout, b"xab");
+    let read = run_cli(&["--session", file_arg, "get", "k"], &env, None);
+    assert_eq!(read.stdout, b"xab\n", "get takes (and ignores) --session");
+    assert_eq!(
+        session_doc(&file)["next_seq"],
+        4,
+        "a read uses no sequence number"
+    );
     let lock = std::fs::File::open(tmp.path().join("session.json.lock")).expect("the lock file");
     lock.try_lock().expect("the lock is free between calls");
     let busy = run_cli(&["append", "k", "c", "--timeout", "300ms"], &env, None);

@@ -103,8 +103,10 @@ fn send_write<T>(
         s.begin(&mut client, command)?;
     }
     let result = runtime()?.block_on(op(&mut client));
-    if let Some(s) = &mut kept {
-        s.end(result.as_ref().map(|_| ()))?;
+    // The outcome stands whatever happens to the file: a write that applied but stays
+    // recorded as pending is answered from the servers' session table if run again.
+    if let Some(Err(e)) = kept.as_mut().map(|s| s.end(result.as_ref().map(|_| ()))) {
+        eprintln!("warning: {e:#}");
     }
     result.map_err(|e| {
         let hint = match (&session.session, e.may_have_applied()) {

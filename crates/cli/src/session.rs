@@ -15,6 +15,8 @@
 //!    before the request is sent;
 //! 4. after the answer, clears the pending write unless the outcome is unknown ("may have
 //!    applied"): then the same command, run again with the same FILE, is a retry of it.
+//!    If FILE cannot be written then, the outcome stands and a warning says so (a write
+//!    left pending that did apply is answered from the session table when run again).
 //!
 //! A different command moves on to a new sequence number: the unknown write is then given
 //! up (it applied once or never). The servers keep a session for a bounded time (see

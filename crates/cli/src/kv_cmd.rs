@@ -109,8 +109,13 @@ fn send_write<T>(
         eprintln!("warning: {e:#}");
     }
     result.map_err(|e| {
+        let lost = matches!(e, Error::SessionExpired | Error::Stale);
         let hint = match (&session.session, e.may_have_applied()) {
             (_, false) => String::new(),
+            (Some(_), true) if lost => " (the servers no longer know this session's write, so \
+                                        no retry can tell whether it applied: read the key to \
+                                        see; the session moves on)"
+                .to_string(),
             (Some(file), true) => format!(
                 " (run the same command again with --session {} to apply it at most once)",
                 file.display()

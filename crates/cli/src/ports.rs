@@ -72,8 +72,9 @@ pub fn owner(port: u16, pid: u32) -> Owner {
         return Owner::Nobody;
     }
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        // The process is gone (or not ours to read): it does not hold the port.
-        return Owner::Other;
+        // Not ours to read (a restricted /proc) or gone: the caller checks whether its
+        // child is alive; this cannot tell who listens.
+        return Owner::Unknown;
     };
     let held = fds.filter_map(|fd| {
         let link = std::fs::read_link(fd.ok()?.path()).ok()?;

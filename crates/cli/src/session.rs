@@ -74,6 +74,9 @@ impl SessionArgs {
 
 impl Session {
     fn open(path: &Path, wait: Duration) -> Result<Session> {
+        // Every name of one file (a symlink, a relative path) must share one lock and be
+        // replaced in place, or two copies of the session would hand out the same numbers.
+        let path = &resolve(path)?;
         let lock_path = with_suffix(path, ".lock");
         let lock = File::options()
             .create(true)
@@ -147,7 +150,11 @@ impl Session {
         let Some(state) = self.state.clone() else {
             return Ok(());
         };
-        if result.is_err_and(Error::may_have_applied) {
+        // A write that may have applied stays pending, to be retried under its number;
+        // unless the group no longer knows the session (`SessionExpired`) or the number
+        // is behind it (`Stale`): a retry could never learn more, so it is given up.
+        let lost = matches!(result, Err(Error::SessionExpired | Error::Stale));
+        if result.is_err_and(Error::may_have_applied) && !lost {
             return Ok(());
         }
         self.save(State {
@@ -157,6 +164,7 @@ impl Session {
     }
 
     fn save(&mut self, state: State) -> Result<()> {
+        debug_assert!(state.next_seq > state.pending.as_ref().map_or(Seq(0), |(s, _)| *s));
         let tmp = with_suffix(&self.path, ".tmp");
         let text = render(&state);
         let write = || -> std::io::Result<()> {
@@ -177,6 +185,27 @@ impl Session {
 }
 
 /// `path` with `suffix` added to its file name.
+/// The session file's real path: symlinks followed (of the file, or of its directory when
+/// the file does not exist yet), so every name of it locks and rewrites the same file.
+fn resolve(path: &Path) -> Result<std::path::PathBuf> {
+    match fs::canonicalize(path) {
+        Ok(real) => Ok(real),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let name = path
+                .file_name()
+                .with_context(|| format!("session: {} names no file", path.display()))?;
+            let dir = fs::canonicalize(dir)
+                .with_context(|| format!("session: no directory {}", dir.display()))?;
+            Ok(dir.join(name))
+        }
+        Err(e) => Err(e).with_context(|| format!("session: cannot resolve {}", path.display())),
+    }
+}
+
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
@@ -240,6 +269,34 @@ pub fn command(kind: &str, parts: &[(&str, Option<&[u8]>)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_name_of_a_session_file_is_the_same_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("s.session");
+        let link = dir.path().join("link.session");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        // Not created yet: the directory is resolved, the name kept.
+        let canonical_dir = fs::canonicalize(dir.path()).expect("dir");
+        assert_eq!(
+            resolve(&real).expect("resolves"),
+            canonical_dir.join("s.session")
+        );
+        fs::write(&real, "x").expect("write");
+        assert_eq!(
+            resolve(&link).expect("resolves"),
+            canonical_dir.join("s.session")
+        );
+        let session = Session::open(&link, Duration::ZERO);
+        assert!(
+            session.is_err(),
+            "the damaged real file is read through the link"
+        );
+        assert!(
+            canonical_dir.join("s.session.lock").exists(),
+            "the lock is the real file's"
+        );
+    }
 
     #[test]
     fn a_state_round_trips_through_its_text() {

@@ -482,21 +482,26 @@ async fn wait_for_own_ports(members: &mut [Member]) -> Result<()> {
                     m.log.display()
                 );
             }
+            // Another listener on the port number (another address, or one that raced
+            // up's check) does not end the wait at once: the member may not listen yet.
+            let late = Instant::now() >= deadline;
             match owner(port, m.child.id()) {
                 Owner::Pid | Owner::Unknown => break,
-                Owner::Other => bail!(
+                Owner::Other if late => bail!(
                     "another process listens on {} (member n{}'s port, taken after up checked \
                      it): not this cluster's; stop it or use another --base-port",
                     m.addr,
                     m.id
                 ),
-                Owner::Nobody if Instant::now() >= deadline => bail!(
+                // A /proc that lists no sockets (some sandboxes): a connection tells.
+                Owner::Nobody if late && std::net::TcpStream::connect(&m.addr).is_ok() => break,
+                Owner::Nobody if late => bail!(
                     "member n{} did not listen on {} within {LEADER_WAIT:?}; see {}",
                     m.id,
                     m.addr,
                     m.log.display()
                 ),
-                Owner::Nobody => tokio::time::sleep(POLL).await,
+                Owner::Other | Owner::Nobody => tokio::time::sleep(POLL).await,
             }
         }
     }

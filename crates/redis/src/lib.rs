@@ -22,6 +22,7 @@
 pub mod backend;
 pub mod cluster;
 pub mod command;
+pub mod conn;
 pub mod reply;
 pub mod request;
 pub mod session;
@@ -29,6 +30,7 @@ pub mod session;
 pub use backend::{Backend, DataOp, DataOut, ServerInfo};
 pub use cluster::{ClusterView, Node, SlotRange, node_id};
 pub use command::{ClusterCmd, Command, CommandCmd, SetAnswer, SetWhen, parse, parse_i64};
+pub use conn::{Ended, serve};
 pub use reply::{Protocol, Reply};
 pub use request::{Limits, ProtocolError, take_request};
 pub use session::{After, Session};

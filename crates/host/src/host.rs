@@ -1,6 +1,7 @@
 //! `Host`: the Ready loop and the refusal policy over one app and one store.
 
 use crate::app::HostedApp;
+use crate::leader_preference::LeaderPreference;
 use crate::observer::{HostEvent, Observer, Transport};
 use shardkv_raft::{Ready, Role};
 use shardkv_rsm::{Error, ReqId};
@@ -39,12 +40,16 @@ pub trait SnapshotWriter: Send {
 pub struct HostOptions {
     /// Requests handed to the app and not yet answered (nor forgotten); more are `Busy`.
     pub requests_pending_max: usize,
+    /// The group's rank for preferred leaders (its group id), or `None` to leave
+    /// leadership where elections put it (see [`crate::leader_preference`]).
+    pub leader_rank: Option<u64>,
 }
 
 impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {
             requests_pending_max: REQUESTS_PENDING_MAX_DEFAULT,
+            leader_rank: None,
         }
     }
 }
@@ -107,6 +112,8 @@ pub struct HostCounters {
     pub messages_held: u64,
     /// Leadership hand-offs started because this leader could not write its disk.
     pub unwritten_handoffs: u64,
+    /// Leadership transfers started towards the group's preferred leader.
+    pub preferred_transfers: u64,
 }
 
 /// A Ready being persisted, with what of it is already written. Kept across drives while
@@ -161,6 +168,8 @@ pub struct Host<A: HostedApp, D: Disk> {
     snapshot_deferred: Option<SnapshotJob>,
     /// Bytes of the snapshot being written, while one is.
     snapshot_in_flight: Option<usize>,
+    /// The preferred-leader policy, when the group has a rank.
+    preference: Option<LeaderPreference>,
 }
 
 /// Member `id`'s snapshot threshold relative to the configured one, in thousandths: within
@@ -196,6 +205,7 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             writer: None,
             snapshot_deferred: None,
             snapshot_in_flight: None,
+            preference: opts.leader_rank.map(LeaderPreference::new),
         }
     }
 
@@ -293,6 +303,11 @@ impl<A: HostedApp, D: Disk> Host<A, D> {
             return;
         }
         app.tick();
+        if let Some(to) = self.preference.as_mut().and_then(|p| p.on_tick(app.raft())) {
+            if app.raft_mut().transfer_leader(to).is_ok() {
+                self.counters.preferred_transfers += 1;
+            }
+        }
         if !(self.unwritten && app.raft().is_leader()) {
             self.unwritten_leader_ticks = 0;
             return;

@@ -97,6 +97,14 @@
 //!   to the transport stay sent — that is the crash point between "sent" and "synced" that
 //!   the simulator exercises.
 //!
+//! # Preferred leaders
+//!
+//! With [`HostOptions::leader_rank`] set, a leader hands leadership to its group's
+//! preferred member (see [`leader_preference`]) through Raft's leadership transfer, at most
+//! every few election timeouts and only once that member's log matches the leader's, so the
+//! leaders of groups that share processes spread over them. It adds no safety obligation:
+//! the transfer is the core's.
+//!
 //! # Ownership
 //!
 //! The host owns the [`RaftStore`](shardkv_storage::RaftStore) and the policy state; the
@@ -106,6 +114,7 @@
 
 mod app;
 mod host;
+pub mod leader_preference;
 mod observer;
 
 use shardkv_raft::{Restored, Snapshot};

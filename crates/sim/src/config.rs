@@ -33,6 +33,9 @@ pub struct ClusterConfig {
     pub sessions: SessionLimits,
     /// The cluster's shard count (a power of two, at most 16384), fixed at creation.
     pub shards: u32,
+    /// Every group's leaders hand leadership to the group's preferred member
+    /// (`shardkv_host::leader_preference`, ranked by gid), as the server does by default.
+    pub leader_preference: bool,
     /// Virtual time per Raft tick.
     pub tick_us: Micros,
     /// Adjusts every node's Raft configuration (then the group's own `GroupSpec::raft`).
@@ -63,6 +66,12 @@ pub fn fuzz_session_limits(seed: u64) -> SessionLimits {
     }
 }
 
+/// Whether a fuzz seed runs with preferred leaders: half the seeds, from their own random
+/// stream (so the seed's other picks stay as they were).
+pub fn fuzz_leader_preference(seed: u64) -> bool {
+    shardkv_types::Rng::new(seed ^ 0x1ead_e125).chance(500)
+}
+
 impl ClusterConfig {
     /// One group (gid 1) of `nodes` bare-Raft nodes numbered 1..=nodes; the service
     /// harnesses set the kind they run.
@@ -85,6 +94,7 @@ impl ClusterConfig {
             max_raft_state: None,
             sessions: SessionLimits::default(),
             shards: shardkv_types::SHARDS_DEFAULT,
+            leader_preference: false,
             tick_us: 10_000,
             raft: |_| {},
             tweak: RaftTweak::default(),

@@ -180,7 +180,11 @@ impl<A: App> SimNode<A> {
             }
         }
         self.app = Some(A::start(cfg, restored, seed, sim, kind)?);
-        self.host = Some(Host::new(self.id, store, HostOptions::default()));
+        let opts = HostOptions {
+            leader_rank: sim.leader_preference.then_some(self.gid.0),
+            ..HostOptions::default()
+        };
+        self.host = Some(Host::new(self.id, store, opts));
         self.incarnation += 1;
         self.requests.clear();
         Ok(())

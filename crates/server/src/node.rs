@@ -128,6 +128,10 @@ impl<A: Member> Node<A> {
         let seen = (raft.role(), raft.term(), raft.leader());
         let opts = HostOptions {
             requests_pending_max: PENDING_REQUESTS_MAX,
+            // Leaders of the groups a process hosts spread over the processes, and a large
+            // state is not rewritten once per `--max-raft-state` of log (shardkv-host docs).
+            leader_rank: Some(gid.0),
+            log_grows_with_state: true,
         };
         Node {
             id,

@@ -429,7 +429,9 @@ fn leadership_settles_on_the_preferred_member_and_returns_after_its_crash() {
     k.start_clients();
     let settled = |k: &KvCluster| k.sim.leader() == Some(preferred);
     if !run_clients_until(&mut k, 20_000, settled) {
-        k.sim.fail(&format!("leadership did not settle on {preferred} within 20 s"));
+        k.sim.fail(&format!(
+            "leadership did not settle on {preferred} within 20 s"
+        ));
     }
     k.sim.crash(preferred);
     if !run_clients_until(&mut k, 10_000, |k| {
@@ -440,12 +442,15 @@ fn leadership_settles_on_the_preferred_member_and_returns_after_its_crash() {
     k.run_for(2_000);
     k.sim.restart(preferred);
     if !run_clients_until(&mut k, 30_000, settled) {
-        k.sim.fail(&format!("leadership did not return to {preferred} within 30 s"));
+        k.sim.fail(&format!(
+            "leadership did not return to {preferred} within 30 s"
+        ));
     }
     k.run_for(1_000);
     k.stop_clients();
     if !k.run_until_idle(30_000) {
-        k.sim.fail("clients did not finish their last operation within 30 s");
+        k.sim
+            .fail("clients did not finish their last operation within 30 s");
     }
     for &w in &workers {
         let index = k.clerks[w].index;
@@ -456,7 +461,11 @@ fn leadership_settles_on_the_preferred_member_and_returns_after_its_crash() {
         .sim
         .ids()
         .into_iter()
-        .filter_map(|id| k.sim.nodes[&id].host().map(|h| h.counters().preferred_transfers))
+        .filter_map(|id| {
+            k.sim.nodes[&id]
+                .host()
+                .map(|h| h.counters().preferred_transfers)
+        })
         .sum();
     assert!(transfers >= 1, "leadership came back without a transfer");
     k.check_linearizable();

@@ -7,8 +7,12 @@
 //! voters in id order. A leader that is not the preferred member hands leadership to it with
 //! Raft's leadership transfer once the preferred member's log matches its own (so the
 //! transfer is quick), and never more often than every [`TRY_EVERY_ELECTIONS`] election
-//! timeouts, doubling the wait after each attempt that left it leader (a preferred member
-//! that cannot win is not pestered) up to [`BACKOFF_ELECTIONS_MAX`].
+//! timeouts, doubling the wait after each attempt up to [`BACKOFF_ELECTIONS_MAX`] (a
+//! preferred member that cannot win, or cannot keep leadership, is not pestered); the wait
+//! returns to the base once the preferred member has led for a base wait without a break.
+//! A member that should not lead declines the transfer (`RawNode::set_declines_transfers`,
+//! set by the host while its disk is low or its log unwritten, and after its shell handed
+//! leadership off), and the attempt times out.
 //!
 //! Safety does not depend on any of this: a transfer is an ordinary Raft leadership
 //! transfer, which the core already makes safe (proposals are refused while it is in flight
@@ -45,6 +49,8 @@ pub struct LeaderPreference {
     next_try: u64,
     /// The wait after the next attempt, in ticks (0 until the first tick).
     backoff: u64,
+    /// Since when (in ticks) the preferred member has led without a break, if it leads.
+    preferred_since: Option<u64>,
 }
 
 impl LeaderPreference {
@@ -55,6 +61,7 @@ impl LeaderPreference {
             led_term: None,
             next_try: 0,
             backoff: 0,
+            preferred_since: None,
         }
     }
 
@@ -64,8 +71,18 @@ impl LeaderPreference {
         let election = u64::from(raft.config().election_ticks).max(1);
         let base = TRY_EVERY_ELECTIONS * election;
         let preferred = preferred_leader(self.rank, raft.conf().voters())?;
-        if self.backoff == 0 || raft.leader() == Some(preferred) {
-            // Settled (or just started): the next deviation starts from the base wait.
+        if raft.leader() == Some(preferred) {
+            let since = *self.preferred_since.get_or_insert(self.now);
+            // Settled (it kept leadership for a base wait): the next deviation starts from
+            // the base wait again. A preferred member that keeps losing leadership soon
+            // after taking it is not reset, so the attempts back off.
+            if self.now - since >= base {
+                self.backoff = base;
+            }
+        } else {
+            self.preferred_since = None;
+        }
+        if self.backoff == 0 {
             self.backoff = base;
         }
         if !raft.is_leader() || preferred == raft.id() {

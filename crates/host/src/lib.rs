@@ -93,8 +93,8 @@
 //! function of the node id, so the simulator stays deterministic): members of a group
 //! snapshot at different log sizes, and one shared fault does not meet them all at the
 //! same moment. While snapshots are held back after a failure it passes 0. With
-//! [`HostOptions::log_grows_with_state`] (the server's default) the last snapshot's size
-//! is subtracted first: the log may grow as large as the state before the threshold
+//! [`HostOptions::log_grows_with_state_up_to`] (the server's default) the last snapshot's
+//! size, up to a cap, is subtracted first: the log may grow as large as the state before the threshold
 //! counts, so each full rewrite of a large state is paid for by as many bytes of log, and
 //! snapshots cost at most about the log's own bytes however large the state grows. Recovery
 //! then reads at most about the state's size of log after the snapshot, which costs about
@@ -110,7 +110,10 @@
 //! preferred member (see [`leader_preference`]) through Raft's leadership transfer, at most
 //! every few election timeouts and only once that member's log matches the leader's, so the
 //! leaders of groups that share processes spread over them. It adds no safety obligation:
-//! the transfer is the core's.
+//! the transfer is the core's. A member whose disk is low, whose log is unwritten, or
+//! whose shell handed leadership off ([`Host::decline_leadership_for`]) declines
+//! transfers to it (`RawNode::set_declines_transfers`), so the policy never pulls
+//! leadership onto a member that cannot serve.
 //!
 //! # Ownership
 //!

@@ -81,6 +81,8 @@ pub struct RawNode {
     pub(crate) ready_outstanding: bool,
     /// The application cannot persist (its disk is full): see [`RawNode::set_storage_full`].
     pub(crate) storage_full: bool,
+    /// Ignore `TimeoutNow`: see [`RawNode::set_declines_transfers`].
+    pub(crate) declines_transfers: bool,
     /// Leader: command bytes of the entries after the commit index.
     pub(crate) uncommitted_bytes: usize,
     /// Refused messages and alarming events, counted and logged at a bounded rate.
@@ -140,6 +142,7 @@ impl RawNode {
             },
             ready_outstanding: false,
             storage_full: false,
+            declines_transfers: false,
             uncommitted_bytes: 0,
             anomalies: Anomalies::default(),
             cfg,

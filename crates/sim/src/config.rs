@@ -37,7 +37,8 @@ pub struct ClusterConfig {
     /// (`shardkv_host::leader_preference`, ranked by gid), as the server does by default.
     pub leader_preference: bool,
     /// Services: the log may also grow by the last snapshot's size before it counts towards
-    /// `max_raft_state` (`HostOptions::log_grows_with_state`, the server's default).
+    /// `max_raft_state` (`HostOptions::log_grows_with_state_up_to`, uncapped; the server's
+    /// default, capped).
     pub log_grows_with_state: bool,
     /// Virtual time per Raft tick.
     pub tick_us: Micros,

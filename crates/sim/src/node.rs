@@ -182,7 +182,7 @@ impl<A: App> SimNode<A> {
         self.app = Some(A::start(cfg, restored, seed, sim, kind)?);
         let opts = HostOptions {
             leader_rank: sim.leader_preference.then_some(self.gid.0),
-            log_grows_with_state: sim.log_grows_with_state,
+            log_grows_with_state_up_to: sim.log_grows_with_state.then_some(u64::MAX),
             ..HostOptions::default()
         };
         self.host = Some(Host::new(self.id, store, opts));

@@ -82,7 +82,8 @@
 //! job and completes it (`RaftStore::finish_snapshot`): only then is the log compacted, so
 //! a crash before that leaves the previous snapshot and the full log. One job at a time:
 //! the app takes no snapshot while one is being written. (Encoding the state machine stays
-//! on the node thread: the app does it.)
+//! on the node thread: the app does it, into one allocation sized first, shared with the
+//! Raft core rather than copied.)
 //!
 //! # Snapshot points
 //!
@@ -91,11 +92,28 @@
 //! within `1 ± SNAPSHOT_JITTER_PERMILLE_MAX / 1000` ([`snapshot_scale_permille`], a pure
 //! function of the node id, so the simulator stays deterministic): members of a group
 //! snapshot at different log sizes, and one shared fault does not meet them all at the
-//! same moment. While snapshots are held back after a failure it passes 0.
+//! same moment. While snapshots are held back after a failure it passes 0. With
+//! [`HostOptions::log_grows_with_state_up_to`] (the server's default) the last snapshot's
+//! size, up to a cap, is subtracted first: the log may grow as large as the state before the threshold
+//! counts, so each full rewrite of a large state is paid for by as many bytes of log, and
+//! snapshots cost at most about the log's own bytes however large the state grows. Recovery
+//! then reads at most about the state's size of log after the snapshot, which costs about
+//! what reading the snapshot costs.
 //! - Any other storage error is [`Fatal`]: after a failed fsync nothing can be promised, so
 //!   the shell stops the process (the simulator crashes the node). Messages already handed
 //!   to the transport stay sent — that is the crash point between "sent" and "synced" that
 //!   the simulator exercises.
+//!
+//! # Preferred leaders
+//!
+//! With [`HostOptions::leader_rank`] set, a leader hands leadership to its group's
+//! preferred member (see [`leader_preference`]) through Raft's leadership transfer, at most
+//! every few election timeouts and only once that member's log matches the leader's, so the
+//! leaders of groups that share processes spread over them. It adds no safety obligation:
+//! the transfer is the core's. A member whose disk is low, whose log is unwritten, or
+//! whose shell handed leadership off ([`Host::decline_leadership_for`]) declines
+//! transfers to it (`RawNode::set_declines_transfers`), so the policy never pulls
+//! leadership onto a member that cannot serve.
 //!
 //! # Ownership
 //!
@@ -106,6 +124,7 @@
 
 mod app;
 mod host;
+pub mod leader_preference;
 mod observer;
 
 use shardkv_raft::{Restored, Snapshot};

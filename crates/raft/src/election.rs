@@ -158,7 +158,9 @@ impl RawNode {
                 self.leader = Some(m.from);
                 self.handle_leader_message(m);
             }
-            Body::TimeoutNow if self.is_voter() && !self.storage_full => {
+            Body::TimeoutNow
+                if self.is_voter() && !self.storage_full && !self.declines_transfers =>
+            {
                 // Leadership transfer: campaign at once, skipping the pre-vote.
                 self.campaign(false, true);
             }

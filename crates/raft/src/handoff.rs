@@ -64,4 +64,18 @@ impl RawNode {
     pub fn storage_full(&self) -> bool {
         self.storage_full
     }
+
+    /// Tells the core to ignore (or again obey) a leader's `TimeoutNow`: a member that should
+    /// not lead right now (its disk is low, its process cannot take clients) declines
+    /// leadership transfers, and the transferring leader's attempt times out after an
+    /// election timeout. Ordinary elections are unaffected: a group whose leader is gone
+    /// still elects this member if it must.
+    pub fn set_declines_transfers(&mut self, decline: bool) {
+        self.declines_transfers = decline;
+    }
+
+    /// Whether a leadership transfer this leader started is still in flight.
+    pub fn transfer_in_flight(&self) -> bool {
+        self.transferee.is_some()
+    }
 }

@@ -81,6 +81,8 @@ pub struct RawNode {
     pub(crate) ready_outstanding: bool,
     /// The application cannot persist (its disk is full): see [`RawNode::set_storage_full`].
     pub(crate) storage_full: bool,
+    /// Ignore `TimeoutNow`: see [`RawNode::set_declines_transfers`].
+    pub(crate) declines_transfers: bool,
     /// Leader: command bytes of the entries after the commit index.
     pub(crate) uncommitted_bytes: usize,
     /// Refused messages and alarming events, counted and logged at a bounded rate.
@@ -140,6 +142,7 @@ impl RawNode {
             },
             ready_outstanding: false,
             storage_full: false,
+            declines_transfers: false,
             uncommitted_bytes: 0,
             anomalies: Anomalies::default(),
             cfg,
@@ -499,13 +502,14 @@ impl RawNode {
 
     /// The application took a snapshot of its state covering entries up to `index` (which
     /// it has applied); the log prefix it covers is dropped. The application persists the
-    /// snapshot itself before calling this.
+    /// snapshot itself before calling this. `data` may be shared with the application (an
+    /// `Arc`), so a large state is not copied to be kept here for followers.
     ///
     /// # Panics
     /// If `index` was not applied yet, or is beyond the entries marked persisted (an
     /// application that applies committed entries it could not persist must not snapshot
     /// them: see [`Ready`]).
-    pub fn compact(&mut self, index: LogIndex, data: Vec<u8>) {
+    pub fn compact(&mut self, index: LogIndex, data: impl Into<Arc<Vec<u8>>>) {
         assert!(!self.ready_outstanding, "compact between ready and advance");
         assert!(
             index <= self.log.stable(),
@@ -518,7 +522,7 @@ impl RawNode {
         let meta = self.log.compact(index);
         self.snapshot = Some(Snapshot {
             meta,
-            data: Arc::new(data),
+            data: data.into(),
         });
     }
 

@@ -157,3 +157,19 @@ fn lost_timeout_now_is_resent() {
             .any(|m| m.body == Body::TimeoutNow && m.to == NodeId(2))
     );
 }
+
+/// A member that declines transfers ignores a leader's TimeoutNow; once it no longer
+/// declines, the same message makes it campaign at once.
+#[test]
+fn a_member_declining_transfers_ignores_timeout_now() {
+    let mut n = node(2, 3);
+    n.set_declines_transfers(true);
+    n.step(msg(1, 2, 1, Body::TimeoutNow));
+    assert!(drain(&mut n).messages.is_empty(), "no campaign");
+    assert_eq!(n.term(), Term(1));
+    n.set_declines_transfers(false);
+    n.step(msg(1, 2, 1, Body::TimeoutNow));
+    let rd = drain(&mut n);
+    assert!(n.term() > Term(1), "campaigned");
+    assert!(!rd.messages.is_empty(), "vote requests sent");
+}

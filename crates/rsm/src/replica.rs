@@ -500,11 +500,18 @@ impl<SM: StateMachine> Replica<SM> {
             .log()
             .term(applied)
             .expect("applied index is held");
-        let data = postcard::to_allocvec(&SnapshotBody {
+        let body = SnapshotBody {
             sm: &self.sm,
             sessions: &self.sessions,
-        })
-        .expect("encoding to memory cannot fail");
+        };
+        // Sized first (a walk that copies nothing), so a large state is encoded into one
+        // allocation instead of a buffer that doubles and copies itself as it grows; and
+        // shared with the core rather than copied.
+        let size = postcard::experimental::serialized_size(&body).expect("sizing cannot fail");
+        let data = postcard::to_extend(&body, Vec::with_capacity(size))
+            .expect("encoding to memory cannot fail");
+        debug_assert_eq!(data.len(), size);
+        let data = Arc::new(data);
         self.raft.compact(applied, data.clone());
         assert!(
             self.raft.log().snapshot_meta().index > snapshot_index,
@@ -516,10 +523,7 @@ impl<SM: StateMachine> Replica<SM> {
             (applied, term),
             "the core took this snapshot"
         );
-        Some(Snapshot {
-            meta,
-            data: Arc::new(data),
-        })
+        Some(Snapshot { meta, data })
     }
 }
 

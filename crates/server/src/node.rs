@@ -112,6 +112,27 @@ impl Observer for LogObserver<'_> {
     }
 }
 
+/// Ticks a member that handed leadership off declines it back (three of the starved
+/// process's step-down periods: `listen::STARVED_STEP_DOWN_AFTER`).
+const HAND_OFF_DECLINE_TICKS: u64 = 1_500;
+
+/// How much the log may grow with the state, in multiples of `--max-raft-state`: with the
+/// 64 MiB default, a state is rewritten at most once per its own size of log up to 512 MiB
+/// of state, and a member holds at most 576 MiB of log in memory.
+pub const LOG_GROWTH_MAX_FACTOR: u64 = 8;
+
+/// The host options of group `gid`'s member: the leaders of the groups a process hosts
+/// spread over the processes (preferred leaders, ranked by gid), and a large state is not
+/// rewritten once per `max_raft_state` of log (shardkv-host docs, "Snapshot points").
+pub fn host_options(gid: Gid, max_raft_state: Option<u64>) -> HostOptions {
+    HostOptions {
+        requests_pending_max: PENDING_REQUESTS_MAX,
+        leader_rank: Some(gid.0),
+        log_grows_with_state_up_to: max_raft_state
+            .map(|max| max.saturating_mul(LOG_GROWTH_MAX_FACTOR)),
+    }
+}
+
 impl<A: Member> Node<A> {
     /// A member of group `gid`; `outbox` carries the requests of an app that asks other
     /// groups (without one they are dropped).
@@ -122,13 +143,11 @@ impl<A: Member> Node<A> {
         transport: PeerTransport,
         outbox: Option<Outbox>,
         members: Members,
+        opts: HostOptions,
     ) -> Self {
         let raft = replica.raft();
         let id = raft.id();
         let seen = (raft.role(), raft.term(), raft.leader());
-        let opts = HostOptions {
-            requests_pending_max: PENDING_REQUESTS_MAX,
-        };
         Node {
             id,
             gid,
@@ -214,6 +233,8 @@ impl<A: Member> Node<A> {
     /// this process cannot serve clients; `why` is logged. False when there is nothing to
     /// hand off (not the leader, alone, or stalled).
     pub fn hand_off(&mut self, why: &str) -> bool {
+        // Whether or not it leads now, it should not be handed leadership back soon.
+        self.host.decline_leadership_for(HAND_OFF_DECLINE_TICKS);
         if self.host.is_frozen() || !self.is_leader() {
             return false;
         }

@@ -428,7 +428,9 @@ fn start_node<A: Member>(
         Outbox::new(rt, Box::new(answers), tls.map(MemberTls::client_config))
     });
     let id = cfg.id;
-    let node = Node::new(gid, app, store, transport, outbox, members).with_metrics(metrics.clone());
+    let host_opts = crate::node::host_options(gid, cfg.max_raft_state);
+    let node = Node::new(gid, app, store, transport, outbox, members, host_opts)
+        .with_metrics(metrics.clone());
     let dopts = DriverOptions {
         data_dir: cfg.group_dir(gid),
         disk_reserve_bytes: cfg.disk_reserve_bytes,

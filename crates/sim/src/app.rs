@@ -139,14 +139,11 @@ impl HostedApp for RaftApp {
             .log()
             .term(applied)
             .ok_or("applied index not in log")?;
-        let data = self.sm.snapshot();
+        let data = Arc::new(self.sm.snapshot());
         self.raft.compact(applied, data.clone());
         let meta = self.raft.log().snapshot_meta();
         debug_assert_eq!((meta.index, meta.term), (applied, term));
-        Ok(Some(Snapshot {
-            meta,
-            data: Arc::new(data),
-        }))
+        Ok(Some(Snapshot { meta, data }))
     }
 
     fn request(&mut self, _req: ReqId, _r: ()) {}

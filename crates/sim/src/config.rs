@@ -33,6 +33,13 @@ pub struct ClusterConfig {
     pub sessions: SessionLimits,
     /// The cluster's shard count (a power of two, at most 16384), fixed at creation.
     pub shards: u32,
+    /// Every group's leaders hand leadership to the group's preferred member
+    /// (`shardkv_host::leader_preference`, ranked by gid), as the server does by default.
+    pub leader_preference: bool,
+    /// Services: the log may also grow by the last snapshot's size before it counts towards
+    /// `max_raft_state` (`HostOptions::log_grows_with_state_up_to`, uncapped; the server's
+    /// default, capped).
+    pub log_grows_with_state: bool,
     /// Virtual time per Raft tick.
     pub tick_us: Micros,
     /// Adjusts every node's Raft configuration (then the group's own `GroupSpec::raft`).
@@ -63,6 +70,15 @@ pub fn fuzz_session_limits(seed: u64) -> SessionLimits {
     }
 }
 
+/// The host options a fuzz seed runs with, from their own random stream (so the seed's
+/// other picks stay as they were): preferred leaders in half the seeds, a log that grows
+/// with the state in half (independently), as the server runs by default.
+pub fn fuzz_host_options(cfg: &mut ClusterConfig) {
+    let mut pick = shardkv_types::Rng::new(cfg.seed ^ 0x1ead_e125);
+    cfg.leader_preference = pick.chance(500);
+    cfg.log_grows_with_state = pick.chance(500);
+}
+
 impl ClusterConfig {
     /// One group (gid 1) of `nodes` bare-Raft nodes numbered 1..=nodes; the service
     /// harnesses set the kind they run.
@@ -85,6 +101,8 @@ impl ClusterConfig {
             max_raft_state: None,
             sessions: SessionLimits::default(),
             shards: shardkv_types::SHARDS_DEFAULT,
+            leader_preference: false,
+            log_grows_with_state: false,
             tick_us: 10_000,
             raft: |_| {},
             tweak: RaftTweak::default(),

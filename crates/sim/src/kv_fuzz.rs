@@ -61,6 +61,7 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(1_000), Some(5_000)][pick.index(3)];
     cfg.sessions = crate::config::fuzz_session_limits(seed);
+    crate::config::fuzz_host_options(&mut cfg);
     let clerks = pick.range(1, 9) as usize;
     let random_keys = pick.chance(500);
     let fault_every_ms = pick.range(300, 2_000);

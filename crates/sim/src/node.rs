@@ -180,7 +180,12 @@ impl<A: App> SimNode<A> {
             }
         }
         self.app = Some(A::start(cfg, restored, seed, sim, kind)?);
-        self.host = Some(Host::new(self.id, store, HostOptions::default()));
+        let opts = HostOptions {
+            leader_rank: sim.leader_preference.then_some(self.gid.0),
+            log_grows_with_state_up_to: sim.log_grows_with_state.then_some(u64::MAX),
+            ..HostOptions::default()
+        };
+        self.host = Some(Host::new(self.id, store, opts));
         self.incarnation += 1;
         self.requests.clear();
         Ok(())

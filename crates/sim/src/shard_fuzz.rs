@@ -74,6 +74,7 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
     cfg.net = Swarm::pick_net(&mut pick);
     cfg.max_raft_state = [None, Some(1_000), Some(4_000)][pick.index(3)];
     cfg.sessions = crate::config::fuzz_session_limits(seed);
+    crate::config::fuzz_host_options(&mut cfg);
     let clerks = pick.range(1, 5) as usize;
     let keys = pick.range(1, 8);
     let random_keys = pick.chance(500);

@@ -410,3 +410,74 @@ fn lagging_server_catches_up_by_snapshot() {
         "no InstallSnapshot was needed"
     );
 }
+
+/// Preferred leaders (the server's default, `shardkv_host::leader_preference`): with clients
+/// appending, leadership settles on the group's preferred member, moves when that member
+/// crashes, and returns once it is back and caught up; nothing acknowledged is lost and the
+/// history is linearizable.
+#[test]
+fn leadership_settles_on_the_preferred_member_and_returns_after_its_crash() {
+    let name = "leadership_settles_on_the_preferred_member_and_returns_after_its_crash";
+    let mut cfg = ClusterConfig::scenario(3, "kv_service", name, 131);
+    cfg.leader_preference = true;
+    let mut k = KvCluster::new(cfg);
+    let gid = k.sim.gid();
+    let preferred = shardkv_host::leader_preference::preferred_leader(gid.0, k.sim.ids())
+        .expect("a group has voters");
+    let checker = k.add_clerk(Workload::Script(VecDeque::new()));
+    let workers: Vec<usize> = (0..3).map(|_| k.add_clerk(Workload::OwnKey)).collect();
+    k.start_clients();
+    let settled = |k: &KvCluster| k.sim.leader() == Some(preferred);
+    if !run_clients_until(&mut k, 20_000, settled) {
+        k.sim.fail(&format!(
+            "leadership did not settle on {preferred} within 20 s"
+        ));
+    }
+    k.sim.crash(preferred);
+    if !run_clients_until(&mut k, 10_000, |k| {
+        k.sim.leader().is_some_and(|l| l != preferred)
+    }) {
+        k.sim.fail("no other member took over within 10 s");
+    }
+    k.run_for(2_000);
+    k.sim.restart(preferred);
+    if !run_clients_until(&mut k, 30_000, settled) {
+        k.sim.fail(&format!(
+            "leadership did not return to {preferred} within 30 s"
+        ));
+    }
+    k.run_for(1_000);
+    k.stop_clients();
+    if !k.run_until_idle(30_000) {
+        k.sim
+            .fail("clients did not finish their last operation within 30 s");
+    }
+    for &w in &workers {
+        let index = k.clerks[w].index;
+        let v = value(k.op(checker, get(&index.to_string()), 30_000));
+        k.check_appends(index, &v, k.clerks[w].appends);
+    }
+    let transfers: u64 = k
+        .sim
+        .ids()
+        .into_iter()
+        .filter_map(|id| {
+            k.sim.nodes[&id]
+                .host()
+                .map(|h| h.counters().preferred_transfers)
+        })
+        .sum();
+    assert!(transfers >= 1, "leadership came back without a transfer");
+    k.check_linearizable();
+}
+
+/// Runs the clerks in 50 ms slices of virtual time until `done` holds, for at most `ms`.
+fn run_clients_until(k: &mut KvCluster, ms: u64, done: impl Fn(&KvCluster) -> bool) -> bool {
+    for _ in 0..ms / 50 {
+        if done(k) {
+            return true;
+        }
+        k.run_for(50);
+    }
+    done(k)
+}

@@ -1,0 +1,230 @@
+//! What a connection needs from the server process: the cluster view, a way to run data
+//! operations (each one operation of the KV state machine, so each is atomic and
+//! linearizable) and facts for `INFO` / `CONFIG GET`.
+
+use crate::cluster::ClusterView;
+use crate::command::{Command, SetAnswer, SetWhen};
+use crate::session::Shape;
+use bytes::Bytes;
+use shardkv_rsm::Error;
+use std::future::Future;
+use std::sync::Arc;
+
+/// A data operation: every key in one slot, mastered by this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataOp {
+    Get(Bytes),
+    /// Set `key` to `value` when `when` holds; answers whether it did and the old value.
+    Set {
+        key: Bytes,
+        value: Bytes,
+        when: SetWhen,
+    },
+    /// Delete the key and answer its value.
+    GetDel(Bytes),
+    /// Append; answers the new length.
+    Append(Bytes, Bytes),
+    StrLen(Bytes),
+    /// Delete the keys; answers how many existed.
+    Del(Vec<Bytes>),
+    /// How many of the keys exist (a key named twice counts twice, as in Redis).
+    Exists(Vec<Bytes>),
+    /// Add to the integer at the key (absent: 0); answers the new value.
+    IncrBy(Bytes, i64),
+    MGet(Vec<Bytes>),
+    /// Set every pair, atomically.
+    MSet(Vec<(Bytes, Bytes)>),
+}
+
+/// What a data operation answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataOut {
+    Value(Option<Bytes>),
+    Values(Vec<Option<Bytes>>),
+    Int(i64),
+    Set {
+        applied: bool,
+        old: Option<Bytes>,
+    },
+    Done,
+    /// `IncrBy` on a value that is not a 64-bit integer in Redis's canonical form.
+    NotAnInteger,
+    /// `IncrBy` past the range of a 64-bit integer.
+    Overflow,
+}
+
+impl DataOp {
+    /// The operation behind a data command, and how its output is answered.
+    ///
+    /// # Panics
+    /// If `cmd` is not a data command (one with keys).
+    pub fn of(cmd: Command) -> (DataOp, Shape) {
+        match cmd {
+            Command::Get(k) => (DataOp::Get(k), Shape::Value),
+            Command::Set {
+                key,
+                value,
+                when,
+                answer,
+            } => (DataOp::Set { key, value, when }, Shape::Set(answer)),
+            Command::GetDel(k) => (DataOp::GetDel(k), Shape::Value),
+            Command::Append(k, v) => (DataOp::Append(k, v), Shape::Int),
+            Command::StrLen(k) => (DataOp::StrLen(k), Shape::Int),
+            Command::Del(ks) => (DataOp::Del(ks), Shape::Int),
+            Command::Exists(ks) => (DataOp::Exists(ks), Shape::Int),
+            Command::IncrBy(k, by) => (DataOp::IncrBy(k, by), Shape::Int),
+            Command::MGet(ks) => (DataOp::MGet(ks), Shape::Values),
+            Command::MSet(pairs) => (DataOp::MSet(pairs), Shape::Set(SetAnswer::Ok)),
+            other => panic!("{other:?} is not a data command"),
+        }
+    }
+}
+
+/// Facts about the server for `INFO`, `HELLO` and `CONFIG GET`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The Redis version clients are told (the command set it follows).
+    pub redis_version: String,
+    pub shardkv_version: String,
+    pub port: u16,
+    pub uptime_secs: u64,
+    pub connected_clients: usize,
+    pub max_clients: usize,
+    pub max_bulk: usize,
+    /// Keys held by the groups this process masters, if known.
+    pub keys: Option<u64>,
+}
+
+/// The server side of a connection. One per connection: it holds the connection's client
+/// session, so its writes are applied at most once however often it retries them.
+pub trait Backend {
+    /// The cluster as this process knows it now.
+    fn view(&self) -> Arc<ClusterView>;
+
+    fn info(&self) -> ServerInfo;
+
+    /// Runs one operation to its end: its output, or the error that ended it (after the
+    /// backend's own retries).
+    fn run(&mut self, op: DataOp) -> impl Future<Output = Result<DataOut, Error>>;
+
+    /// The number of keys in the slots this process masters.
+    fn dbsize(&mut self) -> impl Future<Output = Result<i64, Error>>;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cluster::{Node, node_id};
+    use std::collections::BTreeMap;
+
+    /// An in-memory backend for the dispatch tests.
+    pub struct Memory {
+        view: Arc<ClusterView>,
+        map: BTreeMap<Bytes, Bytes>,
+    }
+
+    impl Memory {
+        fn with(master: usize) -> Memory {
+            let nodes = (0..2)
+                .map(|i| Node {
+                    id: node_id(1, i + 1),
+                    host: "127.0.0.1".into(),
+                    port: 7101 + i as u16,
+                    myself: i == 0,
+                })
+                .collect();
+            Memory {
+                view: Arc::new(ClusterView::new(nodes, &[Some(master); 4], 1)),
+                map: BTreeMap::new(),
+            }
+        }
+
+        /// This process masters every slot.
+        pub fn mastering_all() -> Memory {
+            Memory::with(0)
+        }
+
+        /// Another process masters every slot.
+        pub fn mastering_none() -> Memory {
+            Memory::with(1)
+        }
+    }
+
+    impl Backend for Memory {
+        fn view(&self) -> Arc<ClusterView> {
+            self.view.clone()
+        }
+
+        fn info(&self) -> ServerInfo {
+            ServerInfo {
+                redis_version: "7.0.0".into(),
+                shardkv_version: "0".into(),
+                port: 7101,
+                uptime_secs: 1,
+                connected_clients: 1,
+                max_clients: 10,
+                max_bulk: 1 << 20,
+                keys: Some(self.map.len() as u64),
+            }
+        }
+
+        async fn run(&mut self, op: DataOp) -> Result<DataOut, Error> {
+            let m = &mut self.map;
+            Ok(match op {
+                DataOp::Get(k) => DataOut::Value(m.get(&k).cloned()),
+                DataOp::Set { key, value, when } => {
+                    let old = m.get(&key).cloned();
+                    let applied = match when {
+                        SetWhen::Always => true,
+                        SetWhen::Absent => old.is_none(),
+                        SetWhen::Present => old.is_some(),
+                    };
+                    if applied {
+                        m.insert(key, value);
+                    }
+                    DataOut::Set { applied, old }
+                }
+                DataOp::GetDel(k) => DataOut::Value(m.remove(&k)),
+                DataOp::Append(k, v) => {
+                    let mut cur = m.get(&k).map(|b| b.to_vec()).unwrap_or_default();
+                    cur.extend_from_slice(&v);
+                    let n = cur.len() as i64;
+                    m.insert(k, cur.into());
+                    DataOut::Int(n)
+                }
+                DataOp::StrLen(k) => DataOut::Int(m.get(&k).map_or(0, |v| v.len() as i64)),
+                DataOp::Del(ks) => {
+                    DataOut::Int(ks.iter().filter(|k| m.remove(*k).is_some()).count() as i64)
+                }
+                DataOp::Exists(ks) => {
+                    DataOut::Int(ks.iter().filter(|k| m.contains_key(*k)).count() as i64)
+                }
+                DataOp::IncrBy(k, by) => {
+                    let cur = match m.get(&k) {
+                        None => 0,
+                        Some(v) => match crate::command::parse_i64(v) {
+                            Some(n) => n,
+                            None => return Ok(DataOut::NotAnInteger),
+                        },
+                    };
+                    match cur.checked_add(by) {
+                        Some(n) => {
+                            m.insert(k, n.to_string().into());
+                            DataOut::Int(n)
+                        }
+                        None => DataOut::Overflow,
+                    }
+                }
+                DataOp::MGet(ks) => DataOut::Values(ks.iter().map(|k| m.get(k).cloned()).collect()),
+                DataOp::MSet(pairs) => {
+                    m.extend(pairs);
+                    DataOut::Done
+                }
+            })
+        }
+
+        async fn dbsize(&mut self) -> Result<i64, Error> {
+            Ok(self.map.len() as i64)
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Serving one connection: read, answer every complete request in order (pipelining), write
+//! the replies in batches, read again.
+//!
+//! Memory is bounded per connection: the read buffer holds at most one incomplete request
+//! (whose declared lengths [`take_request`] has already checked against [`Limits`]) plus one
+//! read, and the reply buffer is written out whenever it passes [`REPLY_FLUSH_BYTES`], so
+//! 10,000 pipelined commands cost no more than a few.
+
+use crate::backend::Backend;
+use crate::reply::Reply;
+use crate::request::{Limits, take_request};
+use crate::session::{After, Session};
+use bytes::BytesMut;
+use std::io;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Replies are written once this many bytes of them are waiting, or when no complete
+/// request is left to answer.
+pub const REPLY_FLUSH_BYTES: usize = 64 << 10;
+
+/// Bytes asked of the socket per read.
+const READ_BYTES: usize = 16 << 10;
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed it.
+    Closed,
+    /// `QUIT`.
+    Quit,
+    /// A request could not be framed; the client was told why.
+    ProtocolError(String),
+}
+
+/// Serves `stream` until the client closes it, quits or breaks the protocol. `Err` is an
+/// I/O error of the socket.
+pub async fn serve<S, B>(
+    stream: S,
+    session: &mut Session,
+    backend: &mut B,
+    limits: &Limits,
+) -> io::Result<Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    B: Backend,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut input = BytesMut::with_capacity(READ_BYTES);
+    let mut output = BytesMut::new();
+    loop {
+        loop {
+            let args = match take_request(&mut input, limits) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    Reply::err(e.to_string()).encode(session.protocol(), &mut output);
+                    wr.write_all(&output).await?;
+                    wr.shutdown().await?;
+                    return Ok(Ended::ProtocolError(e.to_string()));
+                }
+            };
+            let (reply, after) = session.handle(&args, backend).await;
+            reply.encode(session.protocol(), &mut output);
+            if after == After::Close {
+                wr.write_all(&output).await?;
+                wr.shutdown().await?;
+                return Ok(Ended::Quit);
+            }
+            if output.len() >= REPLY_FLUSH_BYTES {
+                wr.write_all(&output).await?;
+                output.clear();
+            }
+        }
+        if !output.is_empty() {
+            wr.write_all(&output).await?;
+            output.clear();
+        }
+        input.reserve(READ_BYTES);
+        if rd.read_buf(&mut input).await? == 0 {
+            return Ok(Ended::Closed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::tests::Memory;
+    use tokio::io::duplex;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Sends `input`, closes the sending side, and returns what came back and how the
+    /// server side ended.
+    async fn exchange(input: Vec<u8>) -> (Vec<u8>, io::Result<Ended>) {
+        let (client, server) = duplex(64 << 10);
+        let serving = tokio::spawn(async move {
+            let mut b = Memory::mastering_all();
+            serve(server, &mut Session::new(1), &mut b, &Limits::default()).await
+        });
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let writing = tokio::spawn(async move {
+            // The server may close first (a protocol error): a failed write is expected then.
+            let _ = wr.write_all(&input).await;
+            let _ = wr.shutdown().await;
+        });
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.unwrap();
+        writing.await.unwrap();
+        (got, serving.await.unwrap())
+    }
+
+    #[test]
+    fn ten_thousand_pipelined_commands_are_answered_in_order() {
+        rt().block_on(async {
+            let mut input = Vec::new();
+            for i in 0..10_000 {
+                if i % 2 == 0 {
+                    input.extend_from_slice(
+                        format!(
+                            "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{i}\r\n",
+                            i.to_string().len()
+                        )
+                        .as_bytes(),
+                    );
+                } else {
+                    input.extend_from_slice(b"GET k\r\n");
+                }
+            }
+            let (got, ended) = exchange(input).await;
+            assert_eq!(ended.unwrap(), Ended::Closed);
+            let mut want = Vec::new();
+            for i in 0..10_000 {
+                if i % 2 == 0 {
+                    want.extend_from_slice(b"+OK\r\n");
+                } else {
+                    let v = (i - 1).to_string();
+                    want.extend_from_slice(format!("${}\r\n{v}\r\n", v.len()).as_bytes());
+                }
+            }
+            assert_eq!(got, want);
+        });
+    }
+
+    #[test]
+    fn a_protocol_error_is_answered_then_the_connection_closes() {
+        rt().block_on(async {
+            let (got, ended) = exchange(b"PING\r\n*1\r\n$2147483648\r\nSET k v\r\n".to_vec()).await;
+            let text = String::from_utf8(got).unwrap();
+            assert!(
+                text.starts_with("+PONG\r\n-ERR Protocol error: invalid bulk length"),
+                "{text}"
+            );
+            assert!(matches!(ended.unwrap(), Ended::ProtocolError(_)));
+        });
+    }
+
+    #[test]
+    fn an_endless_inline_line_is_refused_once_it_passes_the_limit() {
+        rt().block_on(async {
+            let (got, ended) = exchange(vec![b'x'; 200 << 10]).await;
+            assert_eq!(got, b"-ERR Protocol error: too big inline request\r\n");
+            assert!(matches!(ended.unwrap(), Ended::ProtocolError(_)));
+        });
+    }
+
+    #[test]
+    fn garbage_in_an_array_is_a_protocol_error() {
+        rt().block_on(async {
+            let (got, _) = exchange(b"*2\r\n$3\r\nGET\r\n+k\r\n".to_vec()).await;
+            assert_eq!(got, b"-ERR Protocol error: expected '$', got '+'\r\n");
+        });
+    }
+
+    #[test]
+    fn unknown_commands_keep_the_connection_open() {
+        rt().block_on(async {
+            let (got, ended) = exchange(b"FLUSHALL\r\nPING\r\nQUIT\r\nPING\r\n".to_vec()).await;
+            let text = String::from_utf8(got).unwrap();
+            assert_eq!(
+                text,
+                "-ERR unknown command 'FLUSHALL', with args beginning with: \r\n+PONG\r\n+OK\r\n"
+            );
+            assert_eq!(ended.unwrap(), Ended::Quit);
+        });
+    }
+}

@@ -46,8 +46,13 @@
 //!   reaches the port is trusted ([`tls::PeerAuth::Open`]).
 //! - A reply's error is `shardkv_rsm::Error`, the one error type from the replica to the
 //!   client; [`convert`] maps it to the wire's `Error` message and back without loss.
+//! - Leader hints carry an address ([`hint`]): a `NotLeader` or `LostLeadership` answer on
+//!   the Kv and Ctrl services names the leader's node id and, when the answering server's
+//!   handler knows it ([`Handler::member_addr`], [`CtrlHandler::member_addr`]), the
+//!   `HOST:PORT` its clients reach it at, so a client given one member finds the leader.
 
 pub mod convert;
+pub mod hint;
 pub mod members;
 pub mod services;
 mod status;

@@ -158,8 +158,19 @@ impl Client {
         self.write(KvCommand::Append { key, value }).await
     }
 
-    pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<(), Error> {
-        self.write(KvCommand::Delete { key: key.into() }).await
+    /// Deletes `key`: `Some(true)` if it existed (and was removed), `Some(false)` if it
+    /// did not. `None` only from a server of a build before Delete said so (it answers
+    /// `Done`). A retry of a Delete that applied gets the first answer (the session
+    /// record), not the outcome of deleting again. (Changed from `Result<(), Error>`.)
+    pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<bool>, Error> {
+        match self
+            .execute(Op::Write(KvCommand::Delete { key: key.into() }))
+            .await?
+        {
+            KvOutput::Deleted { existed } => Ok(Some(existed)),
+            KvOutput::Done => Ok(None),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Sets `key` to `new` iff its current value is `expected` (`None`: iff absent).

@@ -33,6 +33,11 @@
 //! cacert = "/etc/shardkv/ca.pem"
 //! ```
 //!
+//! Addresses are `HOST:PORT`, `HOST` an IP address, `[IPv6]` or a DNS name: `peers` and
+//! `ctrl` are checked and kept as given (the peer transport and clients resolve them on
+//! every connect; the identity file stores them unresolved), `listen` and `admin-listen`
+//! are resolved once, here ([`resolve_listen`]); a name that does not resolve is refused.
+//!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
 //! each with its own Raft state, WAL and snapshots under `data-dir/g<gid>/`, all behind one
 //! port; every group has the same members (`peers`).

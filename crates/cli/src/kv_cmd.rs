@@ -174,15 +174,21 @@ pub fn write(kind: WriteKind, args: WriteArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints `OK` whether or not the key existed: the state machine answers a Delete with
-/// `KvOutput::Done`, which does not say (use `cas` or `get` first to know).
+/// Prints what etcdctl prints: `1` if the key existed (and was deleted), `0` if it did
+/// not; `-w json`: `{"ok": true, "deleted": 1}` (or 0). Exit 0 either way. A server of a
+/// build before Delete said so answers `OK` (`"deleted": null`).
 pub fn del(args: DelArgs) -> Result<ExitCode> {
     let key = args.key.into_bytes();
     let recorded = command("del", &[("key", Some(&key))]);
-    send_write(&args.conn, &args.session, recorded, async |c| {
+    let existed = send_write(&args.conn, &args.session, recorded, async |c| {
         c.delete(key).await
     })?;
-    print_ok(args.conn.write_out);
+    let deleted = existed.map(u8::from);
+    match (args.conn.write_out, deleted) {
+        (WriteOut::Text, Some(n)) => println!("{n}"),
+        (WriteOut::Text, None) => println!("OK"),
+        (WriteOut::Json, n) => println!("{}", serde_json::json!({ "ok": true, "deleted": n })),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -60,7 +60,7 @@ fn cli_commands_read_and_write_a_three_member_group() {
     assert!(stderr(&lost).contains("not swapped"));
     assert_eq!(ok(&["cas", "--absent", "fresh", "new"]), "OK\n");
 
-    ok(&["del", "greeting"]);
+    assert_eq!(ok(&["del", "greeting"]), "1\n");
     let missing = c.cli(&["get", "greeting"], None);
     assert!(
         !missing.status.success(),

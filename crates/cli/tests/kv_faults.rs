@@ -44,7 +44,8 @@ fn operations_survive_restarting_every_member_gracefully_and_by_kill_9() {
         let cas = client.cas("a", None, "4").await.expect("cas");
         assert!(!cas.swapped, "cas expecting absence fails on a present key");
         client.put("gone", "x").await.expect("put");
-        client.delete("gone").await.expect("delete");
+        assert_eq!(client.delete("gone").await.expect("delete"), Some(true));
+        assert_eq!(client.delete("gone").await.expect("delete"), Some(false));
         assert_eq!(client.get("gone").await.expect("get"), None);
         for i in 0..100 {
             client.append("log", format!("{i},")).await.expect("append");

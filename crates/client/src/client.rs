@@ -9,7 +9,7 @@
 //! config from the controller when it has none or a group answers `WrongGroup`, and keeps
 //! one sequence stream across groups (exactly-once survives shard moves).
 
-use crate::driver::{CallFailure, ClientOptions, Driver, Service};
+use crate::driver::{CallFailure, ClientOptions, Driver, Hinted, Service};
 use crate::topology::Sharded;
 use crate::{CtrlClient, Error, KvOp, Naming, Op, ShardRouter};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest, KvStore};
@@ -41,6 +41,15 @@ impl Service for KvService {
         group: Gid,
         req: KvRequest,
     ) -> Result<(NodeId, Reply<KvOutput>), CallFailure> {
+        let (from, reply, _) = Self::call_hinted(channel, group, req).await?;
+        Ok((from, reply))
+    }
+
+    async fn call_hinted(
+        channel: Channel,
+        group: Gid,
+        req: KvRequest,
+    ) -> Result<Hinted<KvOutput>, CallFailure> {
         let mut client = KvClient::new(channel)
             .max_decoding_message_size(KV_FRAME_BYTES_MAX)
             .max_encoding_message_size(usize::MAX);
@@ -52,7 +61,9 @@ impl Service for KvService {
             WireRequest::Cas(r) => client.cas(r).await,
         };
         let reply: pb::KvReply = reply.map_err(CallFailure::Status)?.into_inner();
-        convert::reply_from_wire(reply).map_err(CallFailure::Malformed)
+        let hint = shardkv_net::hint::read_kv(&reply);
+        let (from, reply) = convert::reply_from_wire(reply).map_err(CallFailure::Malformed)?;
+        Ok((from, reply, hint))
     }
 }
 
@@ -161,8 +172,19 @@ impl Client {
         self.write(KvCommand::Append { key, value }).await
     }
 
-    pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<(), Error> {
-        self.write(KvCommand::Delete { key: key.into() }).await
+    /// Deletes `key`: `Some(true)` if it existed (and was removed), `Some(false)` if it
+    /// did not. `None` only from a server of a build before Delete said so (it answers
+    /// `Done`). A retry of a Delete that applied gets the first answer (the session
+    /// record), not the outcome of deleting again. (Changed from `Result<(), Error>`.)
+    pub async fn delete(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<bool>, Error> {
+        match self
+            .execute(Op::Write(KvCommand::Delete { key: key.into() }))
+            .await?
+        {
+            KvOutput::Deleted { existed } => Ok(Some(existed)),
+            KvOutput::Done => Ok(None),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Sets `key` to `new` iff its current value is `expected` (`None`: iff absent).

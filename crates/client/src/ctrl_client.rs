@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::driver::{CallFailure, ClientOptions, Driver, Service};
+use crate::driver::{CallFailure, ClientOptions, Driver, Hinted, Service};
 use crate::{CtrlOp, Error, Op};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, ShardCtrl};
 use shardkv_net::convert::{self, CtrlRequest, WireCtrlRequest};
@@ -42,9 +42,18 @@ impl Service for CtrlService {
     /// The controller is one group per cluster: `group` is not sent.
     async fn call(
         channel: Channel,
-        _group: Gid,
+        group: Gid,
         req: CtrlRequest,
     ) -> Result<(NodeId, Reply<CtrlOutput>), CallFailure> {
+        let (from, reply, _) = Self::call_hinted(channel, group, req).await?;
+        Ok((from, reply))
+    }
+
+    async fn call_hinted(
+        channel: Channel,
+        _group: Gid,
+        req: CtrlRequest,
+    ) -> Result<Hinted<CtrlOutput>, CallFailure> {
         let mut client = PbCtrlClient::new(channel)
             .max_decoding_message_size(CTRL_FRAME_BYTES_MAX)
             .max_encoding_message_size(usize::MAX);
@@ -56,7 +65,9 @@ impl Service for CtrlService {
             WireCtrlRequest::Servers(r) => client.servers(r).await,
         };
         let reply: pb::CtrlReply = reply.map_err(CallFailure::Status)?.into_inner();
-        convert::ctrl_reply_from_wire(reply).map_err(CallFailure::Malformed)
+        let hint = shardkv_net::hint::read_ctrl(&reply);
+        let (from, reply) = convert::ctrl_reply_from_wire(reply).map_err(CallFailure::Malformed)?;
+        Ok((from, reply, hint))
     }
 }
 

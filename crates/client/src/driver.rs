@@ -10,7 +10,8 @@
 //! The core decides (which server, whether to retry, what "may have applied" means); this
 //! loop only executes its decisions against the wall clock: it sleeps the backoff, bounds
 //! each attempt and the whole operation, opens and resets connections, maps the servers'
-//! node ids in leader hints onto endpoint slots, and turns transport failures into the
+//! node ids in leader hints onto endpoint slots (adding a slot for a hinted leader whose
+//! address the endpoints of a fixed group lack, see [`Endpoints::learn_addr`]), and turns transport failures into the
 //! core's events (`on_unreachable` when nothing was sent, `on_timeout` when a request may
 //! have reached a server, `on_unreadable` when an answer exceeds the frame limit). An
 //! attempt silent for the hedge delay stays open (at most one per server, each bounded by
@@ -127,7 +128,25 @@ pub(crate) trait Service {
         group: Gid,
         req: Req<Self>,
     ) -> impl Future<Output = Result<(NodeId, Reply<Out<Self>>), CallFailure>> + Send;
+
+    /// [`Service::call`], and the leader (id and address) a `NotLeader` or
+    /// `LostLeadership` answer hints at, when it carries an address
+    /// (`shardkv_net::hint`). By default no address.
+    fn call_hinted(
+        channel: Channel,
+        group: Gid,
+        req: Req<Self>,
+    ) -> impl Future<Output = Result<Hinted<Out<Self>>, CallFailure>> + Send {
+        async move {
+            let (from, reply) = Self::call(channel, group, req).await?;
+            Ok((from, reply, None))
+        }
+    }
 }
+
+/// Who answered, the answer, and the leader it names with its address (see
+/// [`Service::call_hinted`]).
+pub(crate) type Hinted<O> = (NodeId, Reply<O>, Option<(NodeId, String)>);
 
 /// Where a driver's requests go, for its router `R`.
 pub(crate) trait Topology<R>: Sized + Send {
@@ -146,6 +165,11 @@ pub(crate) trait Topology<R>: Sized + Send {
 
     /// The same topology for another session (sharing connections).
     fn session(&self) -> Self;
+
+    /// `endpoints` may have grown (a leader hint named an address they lacked): make
+    /// `router` route to their new slots too. By default nothing (a topology whose
+    /// endpoints do not learn).
+    fn learned(&self, _router: &mut R, _endpoints: &Endpoints) {}
 }
 
 /// One fixed group at known endpoints.
@@ -165,6 +189,14 @@ impl Topology<SingleGroup> for Fixed {
 
     fn session(&self) -> Self {
         Fixed(self.0.clone())
+    }
+
+    /// Slot `i` is the clerk's `NodeId(i + 1)`: the group's servers are all the slots.
+    fn learned(&self, router: &mut SingleGroup, endpoints: &Endpoints) {
+        let servers = &mut router.0.servers;
+        if servers.len() < endpoints.len() {
+            *servers = (1..=endpoints.len() as u64).map(NodeId).collect();
+        }
     }
 }
 
@@ -240,7 +272,8 @@ pub(crate) struct Driver<S: Service, R = SingleGroup, T = Fixed> {
 impl<S: Service> Driver<S> {
     /// A session for the group at `endpoints` (parsed; connections open lazily).
     pub(crate) fn connect(endpoints: &[String], opts: ClientOptions) -> Result<Self, Error> {
-        let endpoints = Arc::new(Endpoints::parse(endpoints, opts.dial())?);
+        // A leader hint naming a member not in `endpoints` adds it (see `Fixed::learned`).
+        let endpoints = Arc::new(Endpoints::parse(endpoints, opts.dial())?.learning());
         let servers = (1..=endpoints.len() as u64).map(NodeId).collect();
         let router = SingleGroup::new(opts.group, servers);
         Ok(Driver::on(Fixed(endpoints), router, opts))
@@ -390,6 +423,8 @@ where
         let now = self.now_ticks();
         match landed.attempt {
             Attempt::Reply(reply) => {
+                self.topology
+                    .learned(self.clerk.router_mut(), &landed.endpoints);
                 let reply = reply.map_err(|e| clerk_hint(&landed.endpoints, e));
                 self.clerk.on_response(now, landed.to, reply)
             }
@@ -456,9 +491,12 @@ async fn attempt<S: Service>(
         Ok(Err(reason)) => return Attempt::NotSent(reason),
         Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
     };
-    match tokio::time::timeout(timeout, S::call(channel, group, req)).await {
-        Ok(Ok((from, reply))) => {
+    match tokio::time::timeout(timeout, S::call_hinted(channel, group, req)).await {
+        Ok(Ok((from, reply, hint))) => {
             endpoints.learn(slot, from);
+            if let Some((leader, leader_addr)) = hint {
+                endpoints.learn_addr(leader, &leader_addr);
+            }
             Attempt::Reply(reply)
         }
         Ok(Err(CallFailure::Malformed(e))) => {

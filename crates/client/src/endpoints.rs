@@ -8,7 +8,8 @@ use shardkv_net::pb::kv_client::KvClient;
 use shardkv_net::{MembershipDone, NodeStatus, convert, members, pb};
 use shardkv_types::{ConfChange, Gid, NodeId};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -28,12 +29,23 @@ impl Dial {
     }
 }
 
+/// The most endpoints a client adds to the ones it was given, from leader hints (see
+/// [`Endpoints::learn_addr`]): a group has a handful of members, so this covers one whose
+/// members were all replaced more than once, while a server naming ever new addresses
+/// cannot make the client hold an unbounded list.
+pub const LEARNED_ENDPOINTS_MAX: usize = 16;
+
 /// The endpoints of one group. Slot `i` (0-based) is `NodeId(i + 1)` for the clerk core.
+/// Slots past the given endpoints are filled by leader hints naming an address the client
+/// lacks (only on endpoints made [`Endpoints::learning`]), at most
+/// [`LEARNED_ENDPOINTS_MAX`] of them; a slot, once filled, keeps its address.
 #[derive(Debug)]
 pub struct Endpoints {
-    addrs: Vec<String>,
+    /// One per slot the list may grow to; the first `len` are set.
+    addrs: Vec<OnceLock<String>>,
+    len: AtomicUsize,
     channels: Vec<Mutex<Option<Channel>>>,
-    /// Real node id (as servers report it) → slot.
+    /// Real node id (as servers report it) → slot. Also taken while a slot is added.
     slots: Mutex<BTreeMap<NodeId, usize>>,
     dial: Dial,
 }
@@ -41,6 +53,8 @@ pub struct Endpoints {
 impl Endpoints {
     /// Parses endpoints: `HOST:PORT` items (the i-th is assumed to be node i+1 until a
     /// server says otherwise) or `ID=HOST:PORT` items, one string each or comma-separated.
+    /// `HOST` may be a name: it is resolved on every connect. The list does not grow (see
+    /// [`Endpoints::learning`]).
     pub fn parse(items: &[String], dial: Dial) -> Result<Endpoints, Error> {
         let mut addrs = Vec::new();
         let mut slots = BTreeMap::new();
@@ -62,7 +76,7 @@ impl Endpoints {
             if !addr.contains(':') {
                 return Err(invalid(item));
             }
-            addrs.push(addr.to_string());
+            addrs.push(OnceLock::from(addr.to_string()));
         }
         if addrs.is_empty() {
             return Err(Error::Unavailable {
@@ -70,6 +84,7 @@ impl Endpoints {
             });
         }
         Ok(Endpoints {
+            len: AtomicUsize::new(addrs.len()),
             channels: addrs.iter().map(|_| Mutex::new(None)).collect(),
             addrs,
             slots: Mutex::new(slots),
@@ -77,16 +92,30 @@ impl Endpoints {
         })
     }
 
+    /// These endpoints, with room for [`LEARNED_ENDPOINTS_MAX`] more from leader hints. For
+    /// a group whose members the client does not all know (a fixed `--endpoints` list); a
+    /// sharded cluster's groups come with every member from the controller's config.
+    pub fn learning(mut self) -> Endpoints {
+        let room = self.addrs.len() + LEARNED_ENDPOINTS_MAX;
+        self.addrs.resize_with(room, OnceLock::new);
+        self.channels.resize_with(room, || Mutex::new(None));
+        self
+    }
+
     pub fn len(&self) -> usize {
-        self.addrs.len()
+        self.len.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.addrs.is_empty()
+        self.len() == 0
     }
 
+    /// # Panics
+    /// If `slot` is not below [`Endpoints::len`].
     pub fn addr(&self, slot: usize) -> &str {
-        &self.addrs[slot]
+        self.addrs[slot]
+            .get()
+            .expect("a slot below len has an address")
     }
 
     /// Remembers that the server at `slot` is node `id`.
@@ -96,6 +125,32 @@ impl Endpoints {
             slots.retain(|_, s| *s != slot);
             slots.insert(id, slot);
         }
+    }
+
+    /// A leader hint said node `id` is reached at `addr`: its slot, added if the client
+    /// has no slot for `id` and none at `addr` (then `id` is mapped to that one), while
+    /// there is room. `None`: no room (or endpoints that do not learn); the hint is then
+    /// of no use, as before.
+    pub fn learn_addr(&self, id: NodeId, addr: &str) -> Option<usize> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&slot) = slots.get(&id) {
+            return Some(slot);
+        }
+        let len = self.len();
+        let slot = match (0..len).find(|&s| self.addr(s) == addr) {
+            Some(existing) => existing,
+            None if len < self.addrs.len() => {
+                self.addrs[len]
+                    .set(addr.to_string())
+                    .expect("slots past len are empty, and added under the lock");
+                self.len.store(len + 1, Ordering::Release);
+                len
+            }
+            None => return None,
+        };
+        slots.retain(|_, s| *s != slot);
+        slots.insert(id, slot);
+        Some(slot)
     }
 
     /// The slot of node `id`, if known.
@@ -114,7 +169,7 @@ impl Endpoints {
         if let Some(c) = cached {
             return Ok(c);
         }
-        let c = connect(&self.addrs[slot], &self.dial).await?;
+        let c = connect(self.addr(slot), &self.dial).await?;
         *self.channels[slot]
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
@@ -271,6 +326,41 @@ mod tests {
         assert!(Endpoints::parse(&[], t.clone()).is_err());
         assert!(Endpoints::parse(&["x=127.0.0.1:1".into()], t.clone()).is_err());
         assert!(Endpoints::parse(&["nohost".into()], t.clone()).is_err());
+    }
+
+    #[test]
+    fn a_leader_hint_adds_an_endpoint_within_the_bound() {
+        // Goal: a hint naming an unknown member at a new address becomes a slot (that
+        // member's), one naming a known address maps the id to it, and the list stops
+        // growing at the bound; endpoints that do not learn never grow.
+        let t = Dial::plain(Duration::from_secs(1));
+        let fixed = Endpoints::parse(&["127.0.0.1:1".into()], t.clone()).expect("valid");
+        assert_eq!(fixed.learn_addr(NodeId(3), "127.0.0.1:3"), None);
+        assert_eq!(fixed.len(), 1);
+        let e = fixed.learning();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e.learn_addr(NodeId(3), "127.0.0.1:3"), Some(1));
+        assert_eq!(
+            (e.len(), e.addr(1), e.slot_of(NodeId(3))),
+            (2, "127.0.0.1:3", Some(1))
+        );
+        assert_eq!(
+            e.learn_addr(NodeId(3), "127.0.0.1:9"),
+            Some(1),
+            "a known id stays"
+        );
+        assert_eq!(
+            e.learn_addr(NodeId(5), "127.0.0.1:1"),
+            Some(0),
+            "a known address"
+        );
+        assert_eq!(e.slot_of(NodeId(5)), Some(0));
+        assert_eq!(e.slot_of(NodeId(1)), None, "a slot has one id");
+        for i in 0..LEARNED_ENDPOINTS_MAX as u64 + 4 {
+            e.learn_addr(NodeId(100 + i), &format!("10.0.0.1:{}", 100 + i));
+        }
+        assert_eq!(e.len(), 1 + LEARNED_ENDPOINTS_MAX);
+        assert_eq!(e.learn_addr(NodeId(999), "10.9.9.9:1"), None, "full");
     }
 
     #[test]

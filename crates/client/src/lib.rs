@@ -23,7 +23,14 @@
 //! from the servers' state machines to here) whose [`Error::outcome`] is [`Outcome::Failed`]
 //! (surely not applied) or [`Outcome::Unknown`] (may have applied: `Timeout`, `Stale`,
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
-//! `outcome()`.
+//! `outcome()`. `delete` answers whether the key existed (`Some(bool)`; `None` only from
+//! servers of a build before Delete said so).
+//!
+//! Any one member of a group is enough: a `NotLeader` or `LostLeadership` answer carries the
+//! leader's address (`shardkv_net::hint`), and a client of a fixed endpoint list
+//! ([`Client::connect`], [`CtrlClient`]) adds an address it lacks as a new endpoint, at most
+//! [`LEARNED_ENDPOINTS_MAX`] of them, and tries it next. A sharded client's
+//! groups come with every member from the controller's config and learn nothing.
 //!
 //! Connections are plaintext unless [`ClientOptions::tls`] is set (from
 //! [`tls::client_config`]: the cluster CA and a client certificate; a server with TLS on
@@ -82,8 +89,8 @@ pub use ctrl_client::CtrlClient;
 pub use driver::ClientOptions;
 #[cfg(feature = "grpc")]
 pub use endpoints::{
-    Dial, Endpoints, change_membership_with, fetch_group_status, fetch_group_status_with,
-    fetch_status,
+    Dial, Endpoints, LEARNED_ENDPOINTS_MAX, change_membership_with, fetch_group_status,
+    fetch_group_status_with, fetch_status,
 };
 pub use router::{Route, Router, SingleGroup};
 pub use shard_router::{Naming, ShardRouter};

@@ -77,7 +77,7 @@ impl KvQuery {
 pub enum KvOutput {
     /// Get: the value, `None` if absent.
     Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
-    /// Put, Append, Delete.
+    /// Put, Append (and Delete in builds before `Deleted`: see there).
     Done,
     /// CAS: whether it swapped, and the value it found.
     Cas {
@@ -88,12 +88,16 @@ pub enum KvOutput {
     /// Only in a session's record, never answered: a CAS that did not swap and found a
     /// value of `bytes` bytes, too large to keep; its retry is answered `Error::CasFailed`.
     CasFailed { bytes: u64 },
+    /// Delete: whether the key existed (and so was removed). Appended last, so the
+    /// encodings of the variants before it are unchanged; a session record of a Delete
+    /// applied by an older build holds `Done`, and its retry is answered `Done`.
+    Deleted { existed: bool },
 }
 
 impl KvOutput {
     /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
-    /// the same way ([`KvOutput::replay`]), without the data. Put, Append and Delete answer
-    /// `Done`; a CAS that swapped found exactly `expected`, which the retry carries; a CAS
+    /// the same way ([`KvOutput::replay`]), without the data. Put and Append answer
+    /// `Done`, Delete whether the key existed (`Deleted`, kept whole); a CAS that swapped found exactly `expected`, which the retry carries; a CAS
     /// that failed keeps the value it found only up to [`RECORDED_VALUE_BYTES_MAX`].
     pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
         match (cmd, out) {

@@ -99,10 +99,9 @@ impl KvStore {
                     .extend_from_slice(value);
                 KvOutput::Done
             }
-            KvCommand::Delete { key } => {
-                self.map.remove(key);
-                KvOutput::Done
-            }
+            KvCommand::Delete { key } => KvOutput::Deleted {
+                existed: self.map.remove(key).is_some(),
+            },
             KvCommand::Cas { key, expected, new } => {
                 let current = self.map.get(key).cloned();
                 let swapped = current == *expected;
@@ -227,6 +226,24 @@ mod tests {
             KvOutput::Value(Some(vec![])),
             "empty value is not absent"
         );
+    }
+
+    #[test]
+    fn a_delete_answers_whether_the_key_existed() {
+        let mut s = KvStore::default();
+        let del = KvCommand::Delete { key: k("a") };
+        assert_eq!(s.execute(&del), KvOutput::Deleted { existed: false });
+        s.execute(&KvCommand::Put {
+            key: k("a"),
+            value: vec![],
+        });
+        assert_eq!(
+            s.execute(&del),
+            KvOutput::Deleted { existed: true },
+            "an empty value is a key"
+        );
+        assert_eq!(s.get(b"a"), None);
+        assert_eq!(s.execute(&del), KvOutput::Deleted { existed: false });
     }
 
     #[test]

@@ -155,3 +155,17 @@ fn a_store_as_a_snapshot_holds_it_encodes_as_before() {
     store.insert(Vec::new(), b"empty key".to_vec());
     same_as_stored("store", &store, STORE);
 }
+
+/// The answer a Delete gives since it says whether the key existed: appended as the last
+/// variant, so every older output keeps its encoding (the case above) and this one is
+/// pinned here.
+const DELETED: &str = "0204010400";
+
+#[test]
+fn a_delete_answer_encodes_after_every_older_output() {
+    let outputs = vec![
+        KvOutput::Deleted { existed: true },
+        KvOutput::Deleted { existed: false },
+    ];
+    same_as_stored("deleted", &outputs, DELETED);
+}

@@ -164,3 +164,30 @@ fn appends_past_the_value_limit_are_refused_and_the_key_stays_readable() {
     }
     assert_eq!(g.r.state_machine().get(&key()), Some(&mib));
 }
+
+#[test]
+fn a_delete_says_whether_the_key_existed_and_its_retry_says_the_same() {
+    // Goal: `del` can tell the user whether it deleted, and a retried Delete (same session
+    // and seq) is answered from the session record, not re-executed: the key is gone by
+    // then, so re-executing would answer "did not exist" to a delete that removed it.
+    let mut g = One::new();
+    let put = KvCommand::Put {
+        key: key(),
+        value: b"v".to_vec(),
+    };
+    assert_eq!(g.write(1, 1, false, put), Ok(KvOutput::Done));
+    let del = KvCommand::Delete { key: key() };
+    let first = g.write(2, 1, false, del.clone());
+    assert_eq!(first, Ok(KvOutput::Deleted { existed: true }));
+    assert_eq!(g.write(2, 1, true, del.clone()), first, "the retry replays");
+    assert_eq!(
+        g.write(3, 1, false, del.clone()),
+        Ok(KvOutput::Deleted { existed: false }),
+        "a new delete of the absent key"
+    );
+    assert_eq!(
+        g.write(2, 1, true, del),
+        first,
+        "the record outlives the other session's delete"
+    );
+}

@@ -12,7 +12,7 @@
 //! | `key` | the key (UTF-8) |
 //! | `value` | put / append: the value; cas: the new value; absent otherwise |
 //! | `expected` | cas only: the expected value, `null` = the key must be absent |
-//! | `output` | status ok only: get: the value read or `null` (missing key); cas: `true` if swapped; absent (or `null`) for put / append / del |
+//! | `output` | status ok only: get: the value read or `null` (missing key); cas: `true` if swapped; del: `true` if the key existed, `false` if not, absent (or `null`) if not known; absent (or `null`) for put / append |
 //! | `start_ns`, `end_ns` | call and return times, ns on one monotonic clock |
 //! | `status` | `ok`; `failed` (surely not applied: dropped on read); `unknown` (timed out: may have applied; `end_ns` is ignored) |
 //!
@@ -60,7 +60,8 @@ pub enum Status {
     Unknown,
 }
 
-/// The `output` field: a bool for cas, a string or `null` for get.
+/// The `output` field: a bool for cas (swapped) and del (the key existed), a string or
+/// `null` for get.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecordOutput {
@@ -213,6 +214,7 @@ impl HistoryRecord {
                         v.as_deref().map(|v| text(v, "output")).transpose()?,
                     )),
                     Output::Cas { swapped } => Some(RecordOutput::Swapped(*swapped)),
+                    Output::Deleted { existed } => Some(RecordOutput::Swapped(*existed)),
                     Output::Put | Output::Append | Output::Delete => None,
                 };
                 (Status::Ok, output, *return_ns)
@@ -294,6 +296,9 @@ impl HistoryRecord {
             }
             (OpKind::Cas, _) => {
                 Err("ok cas needs \"output\": true if it swapped, else false".into())
+            }
+            (OpKind::Del, Some(RecordOutput::Swapped(existed))) => {
+                Ok(Output::Deleted { existed: *existed })
             }
             (kind, None | Some(RecordOutput::Value(None))) => Ok(match kind {
                 OpKind::Put => Output::Put,

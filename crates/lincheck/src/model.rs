@@ -32,10 +32,16 @@ pub enum Output {
     Get(Option<Vec<u8>>),
     Put,
     Append,
+    /// A Delete whose answer does not say whether the key existed (older servers).
     Delete,
     /// Whether the compare matched and the swap took effect.
     Cas {
         swapped: bool,
+    },
+    /// A Delete that says whether the key existed: it may only be linearized where the
+    /// key is present (`true`) or absent (`false`).
+    Deleted {
+        existed: bool,
     },
 }
 
@@ -139,10 +145,9 @@ impl Op {
                 state.get_or_insert_with(Vec::new).extend_from_slice(value);
                 Output::Append
             }
-            Op::Delete { .. } => {
-                *state = None;
-                Output::Delete
-            }
+            Op::Delete { .. } => Output::Deleted {
+                existed: state.take().is_some(),
+            },
             Op::Cas { expected, new, .. } => {
                 let swapped = state == expected;
                 if swapped {
@@ -161,7 +166,7 @@ impl Output {
             Output::Get(_) => "get",
             Output::Put => "put",
             Output::Append => "append",
-            Output::Delete => "del",
+            Output::Delete | Output::Deleted { .. } => "del",
             Output::Cas { .. } => "cas",
         }
     }
@@ -172,7 +177,7 @@ impl Output {
             (Op::Get { .. }, Output::Get(_))
                 | (Op::Put { .. }, Output::Put)
                 | (Op::Append { .. }, Output::Append)
-                | (Op::Delete { .. }, Output::Delete)
+                | (Op::Delete { .. }, Output::Delete | Output::Deleted { .. })
                 | (Op::Cas { .. }, Output::Cas { .. })
         )
     }
@@ -250,6 +255,7 @@ impl fmt::Display for Operation {
                 match output {
                     Output::Get(value) => write!(f, " -> {}", show_state(value.as_deref()))?,
                     Output::Cas { swapped } => write!(f, " -> swapped={swapped}")?,
+                    Output::Deleted { existed } => write!(f, " -> existed={existed}")?,
                     Output::Put | Output::Append | Output::Delete => write!(f, " -> ok")?,
                 }
                 write!(f, " [call {} ns, return {return_ns} ns]", self.call_ns)

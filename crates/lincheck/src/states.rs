@@ -32,8 +32,9 @@ enum Step {
     Put { to: StateId },
     /// Append (any outcome): moves to the current value followed by the op's value.
     Append,
-    /// Delete (any outcome): moves to absent.
-    Delete,
+    /// Delete: moves to absent; `existed` (when the answer says) is allowed only in a
+    /// present (`true`) or absent (`false`) state.
+    Delete { existed: Option<bool> },
     /// CAS: swaps to `new` iff the state is `expected`; `swapped` is `None` when the
     /// outcome is unknown (both branches are allowed).
     Cas {
@@ -90,7 +91,10 @@ impl<'h> StateTable<'h> {
                 to: self.intern(value),
             },
             (Op::Append { .. }, None | Some(Output::Append)) => Step::Append,
-            (Op::Delete { .. }, None | Some(Output::Delete)) => Step::Delete,
+            (Op::Delete { .. }, None | Some(Output::Delete)) => Step::Delete { existed: None },
+            (Op::Delete { .. }, Some(Output::Deleted { existed })) => Step::Delete {
+                existed: Some(*existed),
+            },
             (Op::Cas { expected, new, .. }, None | Some(Output::Cas { .. })) => Step::Cas {
                 expected: self.intern_state(expected.as_deref()),
                 new: self.intern(new),
@@ -130,7 +134,10 @@ impl<'h> StateTable<'h> {
         match self.steps[op as usize] {
             Step::Get { seen } => (seen == state).then_some(state),
             Step::Put { to } => Some(to),
-            Step::Delete => Some(StateId::ABSENT),
+            Step::Delete { existed } => match existed {
+                Some(reported) if reported != (state != StateId::ABSENT) => None,
+                _ => Some(StateId::ABSENT),
+            },
             Step::Append => Some(self.append(state, op)),
             Step::Cas {
                 expected,
@@ -147,7 +154,8 @@ impl<'h> StateTable<'h> {
     }
 
     /// Whether op `op` may be linearized in `state` and leaves every state unchanged: a read
-    /// that saw `state`, or a CAS known to have failed whose comparison fails in `state`.
+    /// that saw `state`, a CAS known to have failed whose comparison fails in `state`, or a
+    /// Delete known to have found no key in the absent state.
     /// Such an op can always go first (see `Search`), so the search never branches on it.
     pub(crate) fn is_observer_now(&self, state: StateId, op: u32) -> bool {
         match self.steps[op as usize] {
@@ -157,6 +165,9 @@ impl<'h> StateTable<'h> {
                 swapped: Some(false),
                 ..
             } => expected != state,
+            Step::Delete {
+                existed: Some(false),
+            } => state == StateId::ABSENT,
             _ => false,
         }
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{append, cas, del, get, put, unknown};
+use common::{append, cas, del, deleted, get, put, unknown};
 use shardkv_lincheck::{Budget, KeyOutcome, Operation, Verdict, check, check_report};
 
 fn linearizable(history: &[Operation]) -> bool {
@@ -476,4 +476,50 @@ fn a_value_that_splits_two_ways_is_not_pinned_to_one_split() {
     let mut without_ab = history.clone();
     without_ab[2] = append(1, "k", "c", 4, 5);
     assert!(!linearizable(&without_ab));
+}
+
+#[test]
+fn a_delete_must_say_whether_the_key_existed_where_it_linearizes() {
+    // Goal: the answer of a Delete is checked like a read of presence. Method: deletes that
+    // claim a key existed when it cannot have (never written, or deleted before), and one
+    // that claims it did not when it must have; then the same where a concurrent write
+    // makes either answer possible.
+    assert!(
+        !linearizable(&[deleted(1, "k", 0, 1, true)]),
+        "never written"
+    );
+    assert!(linearizable(&[deleted(1, "k", 0, 1, false)]));
+    assert!(!linearizable(&[
+        put(1, "k", "v", 0, 1),
+        deleted(2, "k", 2, 3, false)
+    ]));
+    assert!(linearizable(&[
+        put(1, "k", "v", 0, 1),
+        deleted(2, "k", 2, 3, true)
+    ]));
+    // Two deletes of one value in a row: only the first can have found it.
+    assert!(!linearizable(&[
+        put(1, "k", "v", 0, 1),
+        deleted(2, "k", 2, 3, true),
+        deleted(3, "k", 4, 5, true),
+    ]));
+    // Concurrent with the put: either answer.
+    for existed in [true, false] {
+        assert!(linearizable(&[
+            put(1, "k", "v", 0, 10),
+            deleted(2, "k", 5, 6, existed)
+        ]));
+    }
+    // Concurrent with each other: one of the two found it, not both, and not neither.
+    let both = |a, b| {
+        linearizable(&[
+            put(1, "k", "v", 0, 1),
+            deleted(2, "k", 2, 10, a),
+            deleted(3, "k", 2, 10, b),
+        ])
+    };
+    assert!(both(true, false) && both(false, true));
+    assert!(!both(true, true) && !both(false, false));
+    // An answer that does not say (older servers) constrains nothing.
+    assert!(linearizable(&[del(1, "k", 0, 1), del(2, "k", 2, 3)]));
 }

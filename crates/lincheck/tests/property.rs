@@ -291,7 +291,9 @@ fn tiny_op() -> impl Strategy<Value = Operation> {
                 ),
                 2 => (Op::Put { key, value }, Output::Put),
                 3 => (Op::Append { key, value }, Output::Append),
-                4 => (Op::Delete { key }, Output::Delete),
+                // A delete that says whether the key existed, or (older servers) not.
+                4 if unknown == 1 => (Op::Delete { key }, Output::Delete),
+                4 => (Op::Delete { key }, Output::Deleted { existed: swapped }),
                 _ => (
                     Op::Cas {
                         key,
@@ -365,6 +367,11 @@ fn replays(history: &[Operation], order: &[usize]) -> bool {
     order.iter().all(|&i| {
         let output = history[i].op.apply(&mut state);
         match &history[i].result {
+            // A delete whose answer does not say whether the key existed fits either.
+            OpResult::Ok {
+                output: Output::Delete,
+                ..
+            } => matches!(output, Output::Deleted { .. }),
             OpResult::Ok {
                 output: recorded, ..
             } => *recorded == output,

@@ -123,7 +123,10 @@ pub fn cas_from_wire(r: pb::CasRequest) -> KvRequest {
 pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvReply {
     let result = match reply {
         Ok(KvOutput::Value(value)) => PbResult::Value(pb::Value { value }),
-        Ok(KvOutput::Done) => PbResult::Done(pb::Done {}),
+        Ok(KvOutput::Done) => PbResult::Done(pb::Done { existed: None }),
+        Ok(KvOutput::Deleted { existed }) => PbResult::Done(pb::Done {
+            existed: Some(existed),
+        }),
         Ok(KvOutput::Cas { swapped, current }) => PbResult::Cas(pb::CasResult { swapped, current }),
         // Only a session record holds it; answered as the error a retry gets.
         Ok(KvOutput::CasFailed { bytes }) => {
@@ -210,7 +213,10 @@ pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error
     let server = NodeId(r.server);
     let reply = match r.result.ok_or("reply without a result")? {
         PbResult::Value(v) => Ok(KvOutput::Value(v.value)),
-        PbResult::Done(_) => Ok(KvOutput::Done),
+        PbResult::Done(pb::Done { existed: None }) => Ok(KvOutput::Done),
+        PbResult::Done(pb::Done {
+            existed: Some(existed),
+        }) => Ok(KvOutput::Deleted { existed }),
         PbResult::Cas(c) => Ok(KvOutput::Cas {
             swapped: c.swapped,
             current: c.current,
@@ -567,6 +573,8 @@ mod tests {
             Ok(KvOutput::Value(None)),
             Ok(KvOutput::Value(Some(vec![]))),
             Ok(KvOutput::Done),
+            Ok(KvOutput::Deleted { existed: true }),
+            Ok(KvOutput::Deleted { existed: false }),
             Ok(KvOutput::Cas {
                 swapped: false,
                 current: Some(b"x".to_vec()),

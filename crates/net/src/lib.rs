@@ -36,7 +36,10 @@
 //!   [`SHARD_FRAME_BYTES_MAX`] on the Shard service and [`RAFT_FRAME_BYTES_MAX`] on the Raft service. A Raft message that does not decode is dropped with a log line, never a panic.
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
-//!   loss). A broken stream is reopened with exponential backoff.
+//!   loss). A broken stream is reopened with exponential backoff, dialling the peer's
+//!   `HOST:PORT` anew (a name is resolved again on every attempt); failed attempts are
+//!   counted and logged at most once per [`UNREACHABLE_LOG_INTERVAL`] per peer, never
+//!   fatal.
 //! - Authentication (TLS on, [`tls`]): every connection presents a certificate signed by the
 //!   cluster CA (the TLS layer refuses others). The Raft and Shard services refuse a
 //!   connection whose certificate names no member (`shardkv://node/<id>`, PERMISSION_DENIED),
@@ -46,13 +49,21 @@
 //!   reaches the port is trusted ([`tls::PeerAuth::Open`]).
 //! - A reply's error is `shardkv_rsm::Error`, the one error type from the replica to the
 //!   client; [`convert`] maps it to the wire's `Error` message and back without loss.
+//! - Leader hints carry an address ([`hint`]): a `NotLeader` or `LostLeadership` answer on
+//!   the Kv and Ctrl services names the leader's node id and, when the answering server's
+//!   handler knows it ([`Handler::member_addr`], [`CtrlHandler::member_addr`]), the
+//!   `HOST:PORT` its clients reach it at, so a client given one member finds the leader.
 
+mod connect_log;
 pub mod convert;
+pub mod hint;
 pub mod members;
 pub mod services;
 mod status;
 pub mod tls;
 mod transport;
+
+pub use connect_log::UNREACHABLE_LOG_INTERVAL;
 
 /// The generated protobuf messages, clients and servers.
 #[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]

@@ -74,6 +74,13 @@ pub trait Handler: Send + Sync + 'static {
             })
         }
     }
+
+    /// Where clients reach member `id` of `group` (as [`Handler::request`] routes it), if
+    /// this server knows: filled into the leader hints of `NotLeader` and `LostLeadership`
+    /// answers (see [`crate::hint`]).
+    fn member_addr(&self, _group: Gid, _id: NodeId) -> Option<String> {
+        None
+    }
 }
 
 /// Where the Raft traffic of a port goes, by group id: the seam between the peer service
@@ -138,10 +145,9 @@ pub struct KvService<H> {
 impl<H: Handler> KvService<H> {
     async fn serve(&self, group: u64, req: KvRequest) -> Result<Response<pb::KvReply>, Status> {
         let reply = self.handler.request(Gid(group), req).await;
-        Ok(Response::new(convert::reply_to_wire(
-            self.handler.node_id(),
-            reply,
-        )))
+        let mut wire = convert::reply_to_wire(self.handler.node_id(), reply);
+        crate::hint::fill_kv(&mut wire, |l| self.handler.member_addr(Gid(group), l));
+        Ok(Response::new(wire))
     }
 }
 
@@ -211,6 +217,12 @@ pub trait CtrlHandler: Send + Sync + 'static {
         &self,
         req: CtrlRequest,
     ) -> impl Future<Output = Result<CtrlOutput, Error>> + Send;
+
+    /// Where clients reach member `id` of the controller group, if this server knows (see
+    /// [`Handler::member_addr`]).
+    fn member_addr(&self, _id: NodeId) -> Option<String> {
+        None
+    }
 }
 
 /// The Ctrl service for `handler`, with the frame limits set. A server that hosts no
@@ -238,10 +250,9 @@ pub struct CtrlService<H> {
 impl<H: CtrlHandler> CtrlService<H> {
     async fn serve(&self, req: CtrlRequest) -> Result<Response<pb::CtrlReply>, Status> {
         let reply = self.handler.ctrl_request(req).await;
-        Ok(Response::new(convert::ctrl_reply_to_wire(
-            self.handler.node_id(),
-            reply,
-        )))
+        let mut wire = convert::ctrl_reply_to_wire(self.handler.node_id(), reply);
+        crate::hint::fill_ctrl(&mut wire, |l| self.handler.member_addr(l));
+        Ok(Response::new(wire))
     }
 }
 

@@ -5,6 +5,7 @@
 //! when it can send, so a message crosses no task between the node thread and the
 //! connection besides the one that writes the stream.
 
+use crate::connect_log::{ConnectLog, Say};
 use crate::convert::encode_message;
 use crate::pb::{self, raft_client::RaftClient};
 use crate::{
@@ -57,6 +58,8 @@ pub struct PeerTransport {
     queues: BTreeMap<NodeId, (mpsc::Sender<Message>, Arc<AtomicU64>)>,
     /// Messages dropped because a queue was full or the peer unknown.
     dropped: Arc<AtomicU64>,
+    /// Failed connection attempts to any peer (a metric).
+    connect_failures: Arc<AtomicU64>,
     /// Messages queued for a peer (a metric).
     sent: AtomicU64,
     /// What a sender task started later ([`PeerTransport::add_peer`]) needs.
@@ -86,6 +89,7 @@ impl PeerTransport {
             identity,
             queues: BTreeMap::new(),
             dropped: Arc::new(AtomicU64::new(0)),
+            connect_failures: Arc::new(AtomicU64::new(0)),
             sent: AtomicU64::new(0),
             opts,
             runtime: runtime.clone(),
@@ -115,6 +119,7 @@ impl PeerTransport {
             addr: addr.to_string(),
             opts: self.opts.clone(),
             dropped: self.dropped.clone(),
+            connect_failures: self.connect_failures.clone(),
         };
         self.runtime.spawn(sender.run(rx));
         self.queues.insert(peer, (tx, queued));
@@ -164,6 +169,11 @@ impl PeerTransport {
         self.identity
     }
 
+    /// Failed connection attempts to any peer so far (each is retried with backoff).
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_failures.load(Ordering::Relaxed)
+    }
+
     /// Messages dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -192,6 +202,7 @@ struct PeerSender {
     addr: String,
     opts: TransportOptions,
     dropped: Arc<AtomicU64>,
+    connect_failures: Arc<AtomicU64>,
     /// The bytes queued for this peer ([`message_bytes`]), released as messages leave.
     queued: Arc<AtomicU64>,
 }
@@ -200,18 +211,30 @@ impl PeerSender {
     async fn run(self, rx: mpsc::Receiver<Message>) {
         let rx = Arc::new(Mutex::new(rx));
         let mut backoff = self.opts.backoff_min;
+        let mut log = ConnectLog::default();
         loop {
+            // A new endpoint each time: a name is resolved again on every attempt.
             match self.connect().await {
                 Ok(channel) => {
                     tracing::debug!(node = %self.me, peer = %self.peer, "peer stream open");
+                    if let Say::Reachable { failures } = log.connected() {
+                        tracing::info!(node = %self.me, peer = %self.peer, addr = %self.addr,
+                            failures, "peer reachable again");
+                    }
                     backoff = self.opts.backoff_min;
                     if let StreamEnd::Closed = self.pump(channel, &rx).await {
                         return;
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(node = %self.me, peer = %self.peer, addr = %self.addr,
-                        error = %e, "cannot reach peer");
+                    self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    if let Say::Unreachable { failures } = log.failed(std::time::Instant::now()) {
+                        tracing::warn!(node = %self.me, peer = %self.peer, addr = %self.addr,
+                            error = %crate::connect_log::chain(&e),
+                            failures_since_last_report = failures,
+                            "cannot connect to peer (a name is resolved again on every \
+                             attempt); retrying with backoff");
+                    }
                     backoff = (backoff * 2).min(self.opts.backoff_max);
                 }
             }
@@ -438,6 +461,42 @@ mod tests {
             (fit as u64 + 1, 2),
             "an unknown peer"
         );
+    }
+
+    #[test]
+    fn a_peer_whose_name_does_not_resolve_is_retried_not_fatal() {
+        // Goal: a member named by DNS that does not resolve (yet) is dialled again and
+        // again, with backoff, and the transport keeps working for the others. Method: a
+        // transport with an unresolvable peer name; wait (bounded) for several failed
+        // attempts; sending to it stays a non-blocking queue push. The log line per
+        // attempt is rate-limited (`connect_log`'s test).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let peers = BTreeMap::from([(NodeId(2), "no-such-peer.invalid:7001".to_string())]);
+        let identity = PeerIdentity {
+            cluster_id: 1,
+            group_id: Gid(1),
+        };
+        let opts = TransportOptions {
+            backoff_min: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+            ..TransportOptions::default()
+        };
+        let t = PeerTransport::start(NodeId(1), identity, &peers, opts, rt.handle());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while t.connect_failures() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} attempts in 60 s",
+                t.connect_failures()
+            );
+            t.send(append(NodeId(2), 0));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(t.peers()[&NodeId(2)], "no-such-peer.invalid:7001");
     }
 
     #[test]

@@ -33,6 +33,11 @@
 //! cacert = "/etc/shardkv/ca.pem"
 //! ```
 //!
+//! Addresses are `HOST:PORT`, `HOST` an IP address, `[IPv6]` or a DNS name: `peers` and
+//! `ctrl` are checked and kept as given (the peer transport and clients resolve them on
+//! every connect; the identity file stores them unresolved), `listen` and `admin-listen`
+//! are resolved once, here ([`resolve_listen`]); a name that does not resolve is refused.
+//!
 //! A process hosts one replica of each group in `groups` (a controller group and KV groups),
 //! each with its own Raft state, WAL and snapshots under `data-dir/g<gid>/`, all behind one
 //! port; every group has the same members (`peers`).
@@ -110,10 +115,9 @@ impl AdminListen {
     pub fn resolve(given: Option<&str>, grpc: SocketAddr) -> Result<AdminListen, String> {
         match given.map(str::trim) {
             Some("off" | "none") => Ok(AdminListen::Off),
-            Some(s) => s
-                .parse()
+            Some(s) => resolve_listen(s)
                 .map(AdminListen::Given)
-                .map_err(|e| format!("bad admin listen address {s:?}: {e}")),
+                .map_err(|e| format!("bad admin listen address: {e}")),
             None => Ok(grpc
                 .port()
                 .checked_add(ADMIN_PORT_OFFSET)
@@ -154,10 +158,13 @@ pub const CLUSTER_TOKEN_BYTES_MAX: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     pub id: NodeId,
-    /// Where the gRPC port (clients and peers) listens.
+    /// Where the gRPC port (clients and peers) listens: `--listen` (or this member's
+    /// `--peers` address), a name resolved once, here.
     pub listen: SocketAddr,
-    /// Every member of the group, this one included, with its address.
-    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Every member of the group, this one included, with its address as given:
+    /// `HOST:PORT`, `HOST` an IP literal or a name, which the peer transport resolves on
+    /// every (re)connect and the identity file stores unresolved.
+    pub peers: BTreeMap<NodeId, String>,
     /// This member's own directory; a directory of another node id is refused.
     pub data_dir: PathBuf,
     /// Snapshot when the persisted Raft state exceeds this many bytes; never when `None`.
@@ -313,14 +320,14 @@ impl ConfigLayer {
             parse_peers(self.peers.as_deref().ok_or(
                 "missing the group's members (--peers 1=HOST:PORT,2=... or SHARDKV_PEERS)",
             )?)?;
-        let own = *peers
+        let own = peers
             .get(&id)
             .ok_or_else(|| format!("--peers does not list this node ({id})"))?;
-        let listen = match self.listen {
-            Some(s) => s
-                .parse()
-                .map_err(|e| format!("bad listen address {s:?}: {e}"))?,
-            None => own,
+        let listen = match self.listen.as_deref() {
+            Some(s) => resolve_listen(s).map_err(|e| format!("bad listen address: {e}"))?,
+            None => resolve_listen(own).map_err(|e| {
+                format!("cannot listen on this node's --peers address (or give --listen): {e}")
+            })?,
         };
         let data_dir = self
             .data_dir
@@ -444,7 +451,7 @@ fn resolve_tls(
 fn resolve_ctrl(
     given: Option<&str>,
     groups: &BTreeMap<Gid, Service>,
-    peers: &BTreeMap<NodeId, SocketAddr>,
+    peers: &BTreeMap<NodeId, String>,
 ) -> Result<Vec<String>, String> {
     if !groups.values().any(|s| *s == Service::Shard) {
         return Ok(Vec::new());
@@ -458,11 +465,11 @@ fn resolve_ctrl(
             .collect();
         // `HOST:PORT` (the i-th is node i+1) or `ID=HOST:PORT`.
         let addr_of = |a: &String| a.split_once('=').map_or(a.clone(), |(_, x)| x.to_string());
-        if let Some(bad) = addrs
+        if let Some((bad, e)) = addrs
             .iter()
-            .find(|a| addr_of(a).trim().parse::<SocketAddr>().is_err())
+            .find_map(|a| host_port(addr_of(a).trim()).err().map(|e| (a, e)))
         {
-            return Err(format!("bad controller address {bad:?} in --ctrl"));
+            return Err(format!("bad controller address {bad:?} in --ctrl: {e}"));
         }
         if addrs.is_empty() {
             return Err("--ctrl lists no addresses".into());
@@ -529,8 +536,62 @@ pub fn parse_groups(s: &str) -> Result<BTreeMap<Gid, Service>, String> {
     Ok(groups)
 }
 
-/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
-pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+/// Checks that `s` is `HOST:PORT` (`HOST` an IPv4 literal, `[IPv6]` or a DNS name, `PORT`
+/// 1 to 65535) without resolving it; returns it trimmed, as given.
+pub fn host_port(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(format!("{s:?}: bad port {port:?} (1 to 65535)")),
+    }
+    let v6 = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let ok = match v6 {
+        Some(ip) => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            // A DNS name (RFC 1123 labels; `_` allowed, as some service names use it) or
+            // an IPv4 literal, which is made of the same characters.
+            host.len() <= 253
+                && host.split('.').all(|label| {
+                    (1..=63).contains(&label.len())
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                })
+        }
+    };
+    if !ok {
+        return Err(format!(
+            "{s:?}: bad host {host:?} (an IP address, [IPv6] or a DNS name)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Resolves a listen address `HOST:PORT` (an IP literal, or a name resolved now, once: the
+/// first address it resolves to). Port 0 asks the system for a free port.
+pub fn resolve_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port0 = s.strip_suffix(":0").map(|h| format!("{h}:1"));
+    host_port(port0.as_deref().unwrap_or(s))?;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+/// Parses `1=127.0.0.1:7001,2=db-2.example:7001`: addresses are checked, not resolved.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut peers = BTreeMap::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (id, addr) = item
@@ -543,10 +604,7 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
         if id == 0 {
             return Err(format!("peer {item:?}: node id 0 is reserved"));
         }
-        let addr: SocketAddr = addr
-            .trim()
-            .parse()
-            .map_err(|e| format!("bad peer address in {item:?}: {e}"))?;
+        let addr = host_port(addr).map_err(|e| format!("bad peer address in {item:?}: {e}"))?;
         if peers.insert(NodeId(id), addr).is_some() {
             return Err(format!("peer {id} is listed twice"));
         }
@@ -734,6 +792,67 @@ mod tests {
         assert!(parse_peers("1:127.0.0.1:1").is_err());
         let unknown: Result<ConfigLayer, _> = toml::from_str("colour = \"blue\"");
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn addresses_may_be_names_kept_as_given_and_listen_resolves_once() {
+        // Goal: --peers and --ctrl take DNS names (Kubernetes, compose), stored as given
+        // for the transport to resolve on every connect; --listen (or this member's peer
+        // address) is resolved at start; bad ones are refused with the reason.
+        let peers = parse_peers("1=localhost:7001, 2=db-2.shardkv.svc:7001,3=[::1]:7003")
+            .expect("names and literals");
+        assert_eq!(peers[&NodeId(2)], "db-2.shardkv.svc:7001");
+        assert_eq!(peers[&NodeId(3)], "[::1]:7003");
+        for bad in [
+            "1=db:0",
+            "1=db:x",
+            "1=db",
+            "1=-db:1",
+            "1=d b:1",
+            "1=[nope]:1",
+            "1=a..b:1",
+        ] {
+            let e = parse_peers(bad).unwrap_err();
+            assert!(e.contains("bad peer address"), "{bad}: {e}");
+        }
+        let named = ConfigLayer {
+            id: Some(1),
+            peers: Some("1=localhost:7001,2=db-2.shardkv.svc:7001".into()),
+            data_dir: Some("/tmp/x".into()),
+            groups: Some("0=ctrl,1=shard".into()),
+            ..ConfigLayer::default()
+        };
+        let c = named.clone().resolve().expect("a name in --peers");
+        assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+        assert_eq!(c.listen.port(), 7001);
+        assert_eq!(c.ctrl, ["1=localhost:7001", "2=db-2.shardkv.svc:7001"]);
+        let unresolvable = ConfigLayer {
+            listen: Some("no-such-host.invalid:7001".into()),
+            ..named.clone()
+        };
+        let e = unresolvable.resolve().unwrap_err();
+        assert!(
+            e.contains("cannot resolve") && e.contains("no-such-host.invalid"),
+            "{e}"
+        );
+        let ctrl = ConfigLayer {
+            id: Some(1),
+            peers: Some("1=127.0.0.1:7001".into()),
+            data_dir: Some("/tmp/x".into()),
+            groups: Some("1=shard".into()),
+            ctrl: Some("ctrl-0.example:7001,ctrl-1.example:7001".into()),
+            ..ConfigLayer::default()
+        };
+        assert_eq!(ctrl.clone().resolve().expect("named ctrl").ctrl.len(), 2);
+        let bad_ctrl = ConfigLayer {
+            ctrl: Some("ctrl 0:7001".into()),
+            ..ctrl
+        };
+        assert!(bad_ctrl.resolve().unwrap_err().contains("--ctrl"));
+        assert_eq!(
+            resolve_listen("127.0.0.1:0").expect("port 0"),
+            "127.0.0.1:0".parse::<SocketAddr>().expect("addr")
+        );
     }
 
     #[test]

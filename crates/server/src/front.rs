@@ -49,6 +49,14 @@ impl KvGroup {
         }
     }
 
+    /// Where clients reach member `id` of this group, if known.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        match self {
+            KvGroup::Kv(h) => h.addrs.get(id),
+            KvGroup::Shard(h) => h.addrs.get(id),
+        }
+    }
+
     pub async fn change_membership(&self, change: ConfChange) -> ChangeReply {
         match self {
             KvGroup::Kv(h) => h.change_membership(change).await,
@@ -149,6 +157,12 @@ impl Handler for KvFront {
         // Raft traffic goes through the process's RaftRouter, never through the Kv front.
     }
 
+    /// From the address book of the group the request was routed to.
+    fn member_addr(&self, group: Gid, id: NodeId) -> Option<String> {
+        let (_, target) = self.route(group).ok()?;
+        target.member_addr(id)
+    }
+
     /// Routed like [`Handler::group_status`].
     async fn change_membership(&self, group: Option<Gid>, change: ConfChange) -> ChangeReply {
         let no_ctrl = || Error::Unavailable {
@@ -190,6 +204,10 @@ impl CtrlHandler for CtrlFront {
         let out = self.handler.submit(req).await;
         self.metrics.observe_request(op, &out, start.elapsed());
         out
+    }
+
+    fn member_addr(&self, id: NodeId) -> Option<String> {
+        self.handler.addrs.get(id)
     }
 }
 

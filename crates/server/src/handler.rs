@@ -132,6 +132,8 @@ pub struct NodeHandler<A: Member> {
     pub inbox_bytes: Arc<AtomicU64>,
     /// The server-side request deadline.
     pub request_timeout: Duration,
+    /// The group's member addresses, for leader hints.
+    pub addrs: crate::membership::AddressBook,
 }
 
 impl<A: Member> NodeHandler<A> {

@@ -7,7 +7,9 @@
 //!   to the learner at once). After every drive the transport is made to send to exactly
 //!   the members of the log's membership whose address is known; a member without one is
 //!   logged (a member that caught up from a snapshot missed the entry: restart it with
-//!   `--peers` naming the new member).
+//!   `--peers` naming the new member). The addresses are also published in an
+//!   [`AddressBook`] that the client-facing services read to tell clients where the leader
+//!   is (a leader hint with an address, `shardkv_net::hint`).
 //! - **The identity file follows the log.** When the log's membership changes (an entry
 //!   appended or truncated, a snapshot installed) and the member is not stalled on a full
 //!   disk, the identity file's members are rewritten, so the next start checks `--peers`
@@ -36,6 +38,7 @@ use shardkv_types::{
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -52,6 +55,27 @@ struct Pending {
     term: Term,
     change: ConfChange,
     reply: oneshot::Sender<ChangeReply>,
+}
+
+/// A group's member addresses as the node thread last published them, read by the
+/// client-facing services to put the leader's address into leader hints
+/// (`shardkv_net::hint`). Cheap to clone; a read never waits for the node thread.
+#[derive(Clone, Debug, Default)]
+pub struct AddressBook(Arc<RwLock<BTreeMap<NodeId, String>>>);
+
+impl AddressBook {
+    /// Where clients reach member `id`, if known.
+    pub fn get(&self, id: NodeId) -> Option<String> {
+        let book = self.0.read().unwrap_or_else(|p| p.into_inner());
+        book.get(&id).cloned()
+    }
+
+    fn publish(&self, addrs: &BTreeMap<NodeId, String>) {
+        let mut book = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if *book != *addrs {
+            *book = addrs.clone();
+        }
+    }
 }
 
 /// One member's view of its group's membership, as the shell keeps it (see the module docs).
@@ -74,6 +98,8 @@ pub struct Members {
     /// The membership the transport was last pointed at (`None`: not yet). The transport is
     /// re-pointed only when it or the addresses change, not on every drive.
     pointed: Option<Membership>,
+    /// `addrs`, published for the client-facing services.
+    book: AddressBook,
 }
 
 impl Members {
@@ -100,7 +126,19 @@ impl Members {
             unaddressed: BTreeMap::new(),
             removed: false,
             pointed: None,
+            book: AddressBook::default(),
         }
+        .published()
+    }
+
+    fn published(self) -> Members {
+        self.book.publish(&self.addrs);
+        self
+    }
+
+    /// The address book this member publishes (every member's address, its own included).
+    pub fn book(&self) -> AddressBook {
+        self.book.clone()
     }
 
     /// Every other member's known address (where the transport starts sending).
@@ -148,6 +186,7 @@ impl Members {
                     // At once: the leader replicates to the learner from its next message.
                     transport.add_peer(change.node, &addr);
                     self.addrs.insert(change.node, addr);
+                    self.book.publish(&self.addrs);
                     self.pointed = None;
                 }
                 self.pending.push(Pending {
@@ -177,6 +216,7 @@ impl Members {
             if entry.change.kind == ConfChangeKind::AddLearner && !entry.change.addr.is_empty() {
                 self.addrs
                     .insert(entry.change.node, entry.change.addr.clone());
+                self.book.publish(&self.addrs);
                 self.pointed = None;
             }
         }

@@ -402,6 +402,7 @@ fn start_node<A: Member>(
     } = *env;
     let _enter = span.enter();
     let peers = members.addresses();
+    let book = members.book();
     let rt = tokio::runtime::Handle::current();
     let transport = PeerTransport::start(
         cfg.id,
@@ -459,6 +460,7 @@ fn start_node<A: Member>(
         inbox: inbox_tx.clone(),
         inbox_bytes: Default::default(),
         request_timeout: cfg.request_timeout,
+        addrs: book,
     });
     let raft_handler = handler.clone();
     let received = metrics.clone();

@@ -136,6 +136,9 @@ fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
         (Op::Write(KvCommand::Put { .. }), KvOutput::Done) => lin::Output::Put,
         (Op::Write(KvCommand::Append { .. }), KvOutput::Done) => lin::Output::Append,
         (Op::Write(KvCommand::Delete { .. }), KvOutput::Done) => lin::Output::Delete,
+        (Op::Write(KvCommand::Delete { .. }), KvOutput::Deleted { existed }) => {
+            lin::Output::Deleted { existed: *existed }
+        }
         (Op::Write(KvCommand::Cas { .. }), KvOutput::Cas { swapped, .. }) => {
             lin::Output::Cas { swapped: *swapped }
         }

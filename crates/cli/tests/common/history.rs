@@ -64,6 +64,7 @@ pub async fn record(
                 (Op::Put { .. }, KvOutput::Done) => Output::Put,
                 (Op::Append { .. }, KvOutput::Done) => Output::Append,
                 (Op::Delete { .. }, KvOutput::Done) => Output::Delete,
+                (Op::Delete { .. }, KvOutput::Deleted { existed }) => Output::Deleted { existed },
                 (Op::Cas { .. }, KvOutput::Cas { swapped, .. }) => Output::Cas { swapped },
                 (op, out) => panic!("{op:?} answered with {out:?}"),
             };

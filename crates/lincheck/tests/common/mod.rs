@@ -51,6 +51,17 @@ pub fn del(client: u64, key: &str, call: u64, ret: u64) -> Operation {
     )
 }
 
+/// A completed delete that said whether the key existed.
+pub fn deleted(client: u64, key: &str, call: u64, ret: u64, existed: bool) -> Operation {
+    done(
+        client,
+        Op::Delete { key: bytes(key) },
+        call,
+        ret,
+        Output::Deleted { existed },
+    )
+}
+
 /// A completed CAS from `expected` (`None` = must be missing) to `new`.
 pub fn cas(
     client: u64,

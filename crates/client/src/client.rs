@@ -13,9 +13,8 @@ use crate::driver::{CallFailure, ClientOptions, Driver, Service};
 use crate::topology::Sharded;
 use crate::{CtrlClient, Error, KvOp, Naming, Op, ShardRouter};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest, KvStore};
-use shardkv_net::convert::{self, WireRequest};
-use shardkv_net::pb::kv_client::KvClient;
-use shardkv_net::{KV_FRAME_BYTES_MAX, pb};
+use crate::endpoints::Endpoints;
+use shardkv_net::KV_FRAME_BYTES_MAX;
 use shardkv_rsm::Reply;
 use shardkv_types::{ClientId, Gid, NodeId};
 use tonic::transport::Channel;
@@ -36,23 +35,15 @@ impl Service for KvService {
     const WHAT: &'static str = "the KV service";
     const FRAME_BYTES_MAX: usize = KV_FRAME_BYTES_MAX;
 
+    /// On the slot's Batch stream (unary when the server does not serve it).
     async fn call(
+        endpoints: &Endpoints,
+        slot: usize,
         channel: Channel,
         group: Gid,
         req: KvRequest,
     ) -> Result<(NodeId, Reply<KvOutput>), CallFailure> {
-        let mut client = KvClient::new(channel)
-            .max_decoding_message_size(KV_FRAME_BYTES_MAX)
-            .max_encoding_message_size(usize::MAX);
-        let reply = match convert::request_to_wire(group, req) {
-            WireRequest::Get(r) => client.get(r).await,
-            WireRequest::Put(r) => client.put(r).await,
-            WireRequest::Append(r) => client.append(r).await,
-            WireRequest::Delete(r) => client.delete(r).await,
-            WireRequest::Cas(r) => client.cas(r).await,
-        };
-        let reply: pb::KvReply = reply.map_err(CallFailure::Status)?.into_inner();
-        convert::reply_from_wire(reply).map_err(CallFailure::Malformed)
+        endpoints.batch().call(slot, channel, group, req).await
     }
 }
 

@@ -21,6 +21,7 @@
 //! ```
 
 use crate::driver::{CallFailure, ClientOptions, Driver, Service};
+use crate::endpoints::Endpoints;
 use crate::{CtrlOp, Error, Op};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, ShardCtrl};
 use shardkv_net::convert::{self, CtrlRequest, WireCtrlRequest};
@@ -41,6 +42,8 @@ impl Service for CtrlService {
 
     /// The controller is one group per cluster: `group` is not sent.
     async fn call(
+        _endpoints: &Endpoints,
+        _slot: usize,
         channel: Channel,
         _group: Gid,
         req: CtrlRequest,

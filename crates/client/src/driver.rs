@@ -121,8 +121,11 @@ pub(crate) trait Service {
     /// it is decoded: surely not applied).
     const FRAME_BYTES_MAX: usize;
 
-    /// Sends `req` for `group` on `channel` once; on an answer, who answered and what.
+    /// Sends `req` for `group` on `channel`, the connection of `endpoints`' `slot`, once;
+    /// on an answer, who answered and what.
     fn call(
+        endpoints: &Endpoints,
+        slot: usize,
         channel: Channel,
         group: Gid,
         req: Req<Self>,
@@ -446,7 +449,7 @@ async fn attempt<S: Service>(
         Ok(Err(reason)) => return Attempt::NotSent(reason),
         Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
     };
-    match tokio::time::timeout(timeout, S::call(channel, group, req)).await {
+    match tokio::time::timeout(timeout, S::call(endpoints, slot, channel, group, req)).await {
         Ok(Ok((from, reply))) => {
             endpoints.learn(slot, from);
             Attempt::Reply(reply)

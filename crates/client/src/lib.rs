@@ -57,6 +57,8 @@
 //! ```
 
 #[cfg(feature = "grpc")]
+mod batcher;
+#[cfg(feature = "grpc")]
 mod cause;
 mod clerk;
 #[cfg(feature = "grpc")]

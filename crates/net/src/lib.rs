@@ -2,8 +2,9 @@
 //!
 //! One gRPC port per server carries two or three services (`proto/shardkv.proto`):
 //! - **Kv**, for clients: Get, Put, Append, Delete, Cas (writes carry the client's session id,
-//!   sequence number and `first_attempt`; unset, a write is taken as a possible retry) and
-//!   Status;
+//!   sequence number and `first_attempt`; unset, a write is taken as a possible retry),
+//!   Status, and Batch, a bidirectional stream carrying many of those requests per message
+//!   each way, each served as its unary call is ([`batch`], bounded per stream);
 //! - **Ctrl**, the shard controller's, only on a server that hosts a controller replica:
 //!   Join, Leave, Move (with session id and sequence number) and Query, over a
 //!   [`CtrlHandler`] ([`with_ctrl`] adds it to the [`router`]); elsewhere it is
@@ -47,6 +48,7 @@
 //! - A reply's error is `shardkv_rsm::Error`, the one error type from the replica to the
 //!   client; [`convert`] maps it to the wire's `Error` message and back without loss.
 
+pub mod batch;
 pub mod convert;
 pub mod members;
 pub mod services;
@@ -62,7 +64,7 @@ pub mod pb {
 
 pub use members::MembershipDone;
 pub use services::{
-    CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
+    Answer, CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
     RaftService, ShardHandler, ShardService, ctrl_service, router, with_ctrl, with_shard,
 };
 /// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).

@@ -1,0 +1,251 @@
+//! The Kv service's Batch stream: many requests per message each way.
+//!
+//! The client tags each request with an id and sends as many as are waiting in one
+//! [`pb::KvBatch`]; the server hands all requests of a message to its [`Handler`] in one
+//! step ([`Handler::requests`]) and writes the answers back as they complete, several per
+//! [`pb::KvBatchReply`] when several are ready, in any order. Each request is served
+//! exactly as its unary call is (same conversion, same handler, same answers), so sessions,
+//! sequence numbers and errors mean what they mean there.
+//!
+//! Bounds: a message carries at most [`BATCH_ENTRIES_MAX`] requests (within the Kv frame
+//! limit tonic enforces); a stream has at most [`BATCH_IN_FLIGHT_MAX`] requests in flight,
+//! and the server stops reading it while a further message could pass that (backpressure
+//! through HTTP/2 flow control, not a queue); while the client does not read answers, the
+//! server stops both answering and reading. A bad entry (no request, an id already in
+//! flight, past the per-message cap) is answered `INVALID` with its id; the rest of the
+//! message and the stream go on.
+
+use crate::pb;
+use crate::services::{Answer, Handler};
+use crate::{KV_FRAME_BYTES_MAX, convert};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, Stream, StreamExt};
+use prost::Message as _;
+use shardkv_kv::{KvOutput, KvRequest};
+use shardkv_rsm::Error;
+use shardkv_types::Gid;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// The most requests one Batch message may carry; more are answered `INVALID`.
+pub const BATCH_ENTRIES_MAX: usize = 512;
+
+/// The most requests of one Batch stream in flight on the server: it reads the next
+/// message only while that message cannot take the stream past this.
+pub const BATCH_IN_FLIGHT_MAX: usize = 4096;
+
+/// The most encoded bytes of answers put in one reply message (a single larger answer
+/// still goes alone: it fits in the frame limit, as its unary answer does).
+pub const BATCH_REPLY_BYTES_MAX: usize = 4 << 20;
+
+/// Reply messages written but not yet taken by the transport.
+const REPLY_QUEUE: usize = 2;
+
+/// The wire entry of request `id` for KV group `group`.
+pub fn entry_to_wire(id: u64, group: Gid, req: KvRequest) -> pb::KvBatchEntry {
+    use pb::kv_batch_entry::Request as R;
+    let request = match convert::request_to_wire(group, req) {
+        convert::WireRequest::Get(r) => R::Get(r),
+        convert::WireRequest::Put(r) => R::Put(r),
+        convert::WireRequest::Append(r) => R::Append(r),
+        convert::WireRequest::Delete(r) => R::Delete(r),
+        convert::WireRequest::Cas(r) => R::Cas(r),
+    };
+    pb::KvBatchEntry {
+        id,
+        request: Some(request),
+    }
+}
+
+/// The request of a wire entry and the group it names; `None` when it carries none.
+pub fn entry_from_wire(e: pb::KvBatchEntry) -> Option<(Gid, KvRequest)> {
+    use pb::kv_batch_entry::Request as R;
+    Some(match e.request? {
+        R::Get(r) => (Gid(r.group), convert::get_from_wire(r)),
+        R::Put(r) => (Gid(r.group), convert::put_from_wire(r)),
+        R::Append(r) => (Gid(r.group), convert::append_from_wire(r)),
+        R::Delete(r) => (Gid(r.group), convert::delete_from_wire(r)),
+        R::Cas(r) => (Gid(r.group), convert::cas_from_wire(r)),
+    })
+}
+
+/// The encoded size of an entry within its message (the field's tag and length included).
+pub fn entry_bytes(e: &pb::KvBatchEntry) -> usize {
+    let len = e.encoded_len();
+    len + prost::length_delimiter_len(len) + 1
+}
+
+fn reply_entry_bytes(e: &pb::KvBatchReplyEntry) -> usize {
+    let len = e.encoded_len();
+    len + prost::length_delimiter_len(len) + 1
+}
+
+/// Serves one Batch stream for `handler`: the stream of reply messages. The work runs on
+/// a task of its own, which ends when the client closed its side and every request in
+/// flight was answered, or when the client stopped reading.
+pub fn serve<H, S>(
+    handler: Arc<H>,
+    inbound: S,
+) -> impl Stream<Item = Result<pb::KvBatchReply, Status>> + Send + 'static
+where
+    H: Handler,
+    S: Stream<Item = Result<pb::KvBatch, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+    tokio::spawn(run(handler, inbound, tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// An answer on its way: the request's id and its future.
+struct InFlight {
+    id: u64,
+    answer: Answer,
+}
+
+impl std::future::Future for InFlight {
+    type Output = (u64, Result<KvOutput, Error>);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let id = self.id;
+        self.answer.as_mut().poll(cx).map(|r| (id, r))
+    }
+}
+
+/// One stream's state: the ids in flight and their answers to come.
+struct BatchStream<H> {
+    handler: Arc<H>,
+    ids: HashSet<u64>,
+    answers: FuturesUnordered<InFlight>,
+}
+
+impl<H: Handler> BatchStream<H> {
+    /// Whether the stream may read another message: even a full one stays within the cap.
+    fn has_room(&self) -> bool {
+        self.ids.len() + BATCH_ENTRIES_MAX <= BATCH_IN_FLIGHT_MAX
+    }
+
+    /// Hands the good entries of `batch` to the handler in one step; the bad ones'
+    /// answers, at once.
+    fn admit(&mut self, batch: pb::KvBatch) -> Vec<(u64, Result<KvOutput, Error>)> {
+        let mut refused = Vec::new();
+        let mut ids = Vec::with_capacity(batch.entries.len().min(BATCH_ENTRIES_MAX));
+        let mut reqs = Vec::with_capacity(ids.capacity());
+        let entries = batch.entries.len();
+        for (i, e) in batch.entries.into_iter().enumerate() {
+            let id = e.id;
+            let invalid = |reason: String| (id, Err(Error::Invalid { reason }));
+            if i >= BATCH_ENTRIES_MAX {
+                refused.push(invalid(format!(
+                    "a Batch message carries at most {BATCH_ENTRIES_MAX} requests; this one \
+                     carried {entries}"
+                )));
+            } else if self.ids.contains(&id) || ids.contains(&id) {
+                refused.push(invalid(format!(
+                    "request id {id} is already in flight on this stream"
+                )));
+            } else {
+                match entry_from_wire(e) {
+                    Some(req) => {
+                        ids.push(id);
+                        reqs.push(req);
+                    }
+                    None => refused.push(invalid(format!("entry {id} carries no request"))),
+                }
+            }
+        }
+        let answers = H::requests(&self.handler, reqs);
+        assert_eq!(answers.len(), ids.len(), "one answer per request");
+        for (id, answer) in ids.into_iter().zip(answers) {
+            self.ids.insert(id);
+            self.answers.push(InFlight { id, answer });
+        }
+        refused
+    }
+
+    /// The answers ready now besides `first`, each leaving the in-flight set.
+    fn ready(&mut self, first: (u64, Result<KvOutput, Error>)) -> Vec<(u64, Result<KvOutput, Error>)> {
+        let mut done = vec![first];
+        while let Some(Some(more)) = self.answers.next().now_or_never() {
+            done.push(more);
+        }
+        for (id, _) in &done {
+            self.ids.remove(id);
+        }
+        done
+    }
+}
+
+/// Writes `answers` as reply messages of at most [`BATCH_REPLY_BYTES_MAX`] each (bounded
+/// by the Kv frame limit). False when the client is gone.
+async fn send(
+    server: shardkv_types::NodeId,
+    answers: Vec<(u64, Result<KvOutput, Error>)>,
+    tx: &mpsc::Sender<Result<pb::KvBatchReply, Status>>,
+) -> bool {
+    let budget = BATCH_REPLY_BYTES_MAX.min(KV_FRAME_BYTES_MAX);
+    let mut msg = pb::KvBatchReply::default();
+    let mut bytes = 0;
+    for (id, reply) in answers {
+        let entry = pb::KvBatchReplyEntry {
+            id,
+            reply: Some(convert::reply_to_wire(server, reply)),
+        };
+        let size = reply_entry_bytes(&entry);
+        if !msg.replies.is_empty() && bytes + size > budget {
+            if tx.send(Ok(std::mem::take(&mut msg))).await.is_err() {
+                return false;
+            }
+            bytes = 0;
+        }
+        bytes += size;
+        msg.replies.push(entry);
+    }
+    msg.replies.is_empty() || tx.send(Ok(msg)).await.is_ok()
+}
+
+async fn run<H, S>(
+    handler: Arc<H>,
+    mut inbound: S,
+    tx: mpsc::Sender<Result<pb::KvBatchReply, Status>>,
+) where
+    H: Handler,
+    S: Stream<Item = Result<pb::KvBatch, Status>> + Unpin,
+{
+    let server = handler.node_id();
+    let mut stream = BatchStream {
+        handler,
+        ids: HashSet::new(),
+        answers: FuturesUnordered::new(),
+    };
+    let mut reading = true;
+    loop {
+        let can_read = reading && stream.has_room();
+        tokio::select! {
+            msg = inbound.next(), if can_read => match msg {
+                Some(Ok(batch)) => {
+                    let refused = stream.admit(batch);
+                    if !send(server, refused, &tx).await {
+                        return;
+                    }
+                }
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "a Batch stream broke on the client's side");
+                    reading = false;
+                }
+                None => reading = false,
+            },
+            Some(first) = stream.answers.next(), if !stream.answers.is_empty() => {
+                let done = stream.ready(first);
+                if !send(server, done, &tx).await {
+                    return;
+                }
+            }
+            else => return,
+        }
+    }
+}

@@ -17,9 +17,7 @@
 
 use crate::driver::CallFailure;
 use shardkv_kv::{KvOutput, KvRequest};
-use shardkv_net::batch::{
-    BATCH_ENTRIES_MAX, BATCH_IN_FLIGHT_MAX, entry_bytes, entry_to_wire,
-};
+use shardkv_net::batch::{BATCH_ENTRIES_MAX, BATCH_IN_FLIGHT_MAX, entry_bytes, entry_to_wire};
 use shardkv_net::pb::kv_client::KvClient;
 use shardkv_net::{KV_FRAME_BYTES_MAX, convert, pb};
 use shardkv_rsm::Reply;
@@ -45,6 +43,9 @@ enum Outcome {
     Done(CallResult),
     /// The server does not serve Batch: the request was not sent, and comes back.
     Unsupported(KvRequest),
+    /// The stream closed (or failed to open, for the reason given) before taking the
+    /// request: it was not sent, and comes back.
+    NotSent(KvRequest, tonic::Status),
 }
 
 /// A request queued for the writer.
@@ -73,6 +74,8 @@ struct Conn {
     queue: mpsc::Sender<Call>,
     /// The stream broke or ended (the slot opens a new one on next use).
     dead: Arc<AtomicBool>,
+    /// The server answered `UNIMPLEMENTED` when the stream opened.
+    unsupported: Arc<AtomicBool>,
 }
 
 /// The Batch streams of a group's endpoint slots.
@@ -114,7 +117,8 @@ impl Batchers {
     }
 
     /// Sends `req` for `group` to `slot` on its Batch stream over `channel` (opened if
-    /// there is none or it broke), or unary if the server does not serve Batch.
+    /// there is none or it broke), or unary if the server does not serve Batch. A request
+    /// a stream never took (it closed first) is offered to one new stream.
     pub(crate) async fn call(
         &self,
         slot: usize,
@@ -122,30 +126,38 @@ impl Batchers {
         group: Gid,
         req: KvRequest,
     ) -> CallResult {
-        let conn = {
-            let mut s = self.lock(slot);
-            if s.unary {
-                None
-            } else {
-                let live = s.conn.as_ref().filter(|c| !c.dead.load(Ordering::Acquire));
-                let conn = match live {
-                    Some(c) => c.clone(),
-                    None => Arc::new(Conn::open(channel.clone())),
-                };
-                s.conn = Some(conn.clone());
-                Some(conn)
-            }
-        };
-        let Some(conn) = conn else {
-            return unary(channel, group, req).await;
-        };
-        match conn.call(group, req).await {
-            Outcome::Done(r) => r,
-            Outcome::Unsupported(req) => {
-                self.lock(slot).unary = true;
-                unary(channel, group, req).await
+        let mut req = req;
+        let mut why = stream_lost("is closed");
+        for _ in 0..2 {
+            let Some(conn) = self.conn(slot, &channel) else {
+                return unary(channel, group, req).await;
+            };
+            match conn.call(group, req).await {
+                Outcome::Done(r) => return r,
+                Outcome::Unsupported(back) => {
+                    self.lock(slot).unary = true;
+                    return unary(channel, group, back).await;
+                }
+                Outcome::NotSent(back, status) => (req, why) = (back, status),
             }
         }
+        Err(CallFailure::Status(why))
+    }
+
+    /// The live stream of `slot`, opened over `channel` if there is none; `None` when the
+    /// server is called unary.
+    fn conn(&self, slot: usize, channel: &Channel) -> Option<Arc<Conn>> {
+        let mut s = self.lock(slot);
+        if s.unary {
+            return None;
+        }
+        let live = s.conn.as_ref().filter(|c| !c.dead.load(Ordering::Acquire));
+        let conn = match live {
+            Some(c) => c.clone(),
+            None => Arc::new(Conn::open(channel.clone())),
+        };
+        s.conn = Some(conn.clone());
+        Some(conn)
     }
 }
 
@@ -175,14 +187,24 @@ impl Conn {
     fn open(channel: Channel) -> Conn {
         let (queue, calls) = mpsc::channel(QUEUE_MAX);
         let dead = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run(channel, calls, dead.clone()));
-        Conn { queue, dead }
+        let unsupported = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run(channel, calls, dead.clone(), unsupported.clone()));
+        Conn {
+            queue,
+            dead,
+            unsupported,
+        }
     }
 
     async fn call(&self, group: Gid, req: KvRequest) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        if self.queue.send(Call { group, req, reply }).await.is_err() {
-            return Outcome::Done(Err(CallFailure::Status(stream_lost("is closed"))));
+        if let Err(refused) = self.queue.send(Call { group, req, reply }).await {
+            let req = refused.0.req;
+            return if self.unsupported.load(Ordering::Acquire) {
+                Outcome::Unsupported(req)
+            } else {
+                Outcome::NotSent(req, stream_lost("is closed"))
+            };
         }
         answer.await.unwrap_or_else(|_| {
             Outcome::Done(Err(CallFailure::Status(stream_lost(
@@ -193,7 +215,12 @@ impl Conn {
 }
 
 /// Opens the stream, then runs its writer here and its reader on a task of its own.
-async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>, dead: Arc<AtomicBool>) {
+async fn run(
+    channel: Channel,
+    mut calls: mpsc::Receiver<Call>,
+    dead: Arc<AtomicBool>,
+    unsupported: Arc<AtomicBool>,
+) {
     let mut client = KvClient::new(channel)
         .max_decoding_message_size(KV_FRAME_BYTES_MAX)
         .max_encoding_message_size(usize::MAX);
@@ -204,14 +231,16 @@ async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>, dead: Arc<Atomic
     let replies = match opened {
         Ok(r) => r.into_inner(),
         Err(status) => {
+            // Nothing was sent: every request queued comes back.
+            let unimplemented = status.code() == tonic::Code::Unimplemented;
+            unsupported.store(unimplemented, Ordering::Release);
             dead.store(true, Ordering::Release);
             calls.close();
-            let unsupported = status.code() == tonic::Code::Unimplemented;
             while let Some(call) = calls.recv().await {
-                let outcome = if unsupported {
+                let outcome = if unimplemented {
                     Outcome::Unsupported(call.req)
                 } else {
-                    Outcome::Done(Err(CallFailure::Status(status.clone())))
+                    Outcome::NotSent(call.req, status.clone())
                 };
                 let _ = call.reply.send(outcome);
             }
@@ -220,7 +249,7 @@ async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>, dead: Arc<Atomic
     };
     let waiters = Arc::new(Mutex::new(Waiters::default()));
     tokio::spawn(read(replies, waiters.clone(), dead));
-    write(calls, out, &waiters, BATCH_IN_FLIGHT_MAX).await;
+    write(calls, out, waiters, BATCH_IN_FLIGHT_MAX).await;
 }
 
 fn lock(waiters: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
@@ -228,11 +257,12 @@ fn lock(waiters: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
 }
 
 /// The writer: takes what is queued, one message per send, until every caller is gone or
-/// the stream is over. At most `in_flight_max` requests are in flight.
+/// the stream is over. A request is taken only with one of `in_flight_max` permits in hand,
+/// so at most that many are in flight and every request taken goes out in the next send.
 async fn write(
     mut calls: mpsc::Receiver<Call>,
     out: mpsc::Sender<pb::KvBatch>,
-    waiters: &Mutex<Waiters>,
+    waiters: Arc<Mutex<Waiters>>,
     in_flight_max: usize,
 ) {
     let permits = Arc::new(Semaphore::new(in_flight_max));
@@ -240,18 +270,20 @@ async fn write(
     // A request taken but left for the next message (it would have made this one too big).
     let mut carry: Option<(oneshot::Sender<Outcome>, pb::KvBatchEntry)> = None;
     loop {
-        let (first, entry) = match carry.take() {
+        let permit = acquire(&permits, &waiters).await;
+        let (reply, entry) = match carry.take() {
             Some(c) => c,
-            None => {
-                let Some(call) = calls.recv().await else {
-                    return;
-                };
-                tag(call, &mut next_id)
-            }
+            None => match calls.recv().await {
+                Some(call) => tag(call, &mut next_id),
+                None => return,
+            },
         };
         let mut bytes = entry_bytes(&entry);
-        let mut taken = vec![(first, entry)];
+        let mut taken = vec![(reply, entry, permit)];
         while taken.len() < BATCH_ENTRIES_MAX {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
             let Ok(call) = calls.try_recv() else {
                 break;
             };
@@ -262,29 +294,42 @@ async fn write(
                 break;
             }
             bytes += size;
-            taken.push((reply, entry));
+            taken.push((reply, entry, permit));
         }
-        let mut entries = Vec::with_capacity(taken.len());
-        for (reply, entry) in taken {
-            let permit = acquire(&permits, waiters).await;
-            let mut w = lock(waiters);
-            if let Some(status) = &w.broken {
-                let _ = reply.send(Outcome::Done(Err(CallFailure::Status(status.clone()))));
-                continue;
-            }
-            let waiter = Waiter {
-                reply,
-                _permit: permit,
-            };
-            let fresh = w.by_id.insert(entry.id, waiter).is_none();
-            assert!(fresh, "request ids are never reused on a stream");
-            entries.push(entry);
-        }
+        let entries = register(&waiters, taken);
         if !entries.is_empty() && out.send(pb::KvBatch { entries }).await.is_err() {
             // The transport dropped the stream: the reader sees why and fails the waiters.
             return;
         }
     }
+}
+
+/// Registers the waiters of the requests about to be sent, and returns their entries; on a
+/// stream already over, fails them instead.
+fn register(
+    waiters: &Mutex<Waiters>,
+    taken: Vec<(
+        oneshot::Sender<Outcome>,
+        pb::KvBatchEntry,
+        OwnedSemaphorePermit,
+    )>,
+) -> Vec<pb::KvBatchEntry> {
+    let mut w = lock(waiters);
+    let mut entries = Vec::with_capacity(taken.len());
+    for (reply, entry, permit) in taken {
+        if let Some(status) = &w.broken {
+            let _ = reply.send(Outcome::Done(Err(CallFailure::Status(status.clone()))));
+            continue;
+        }
+        let waiter = Waiter {
+            reply,
+            _permit: permit,
+        };
+        let fresh = w.by_id.insert(entry.id, waiter).is_none();
+        assert!(fresh, "request ids are never reused on a stream");
+        entries.push(entry);
+    }
+    entries
 }
 
 /// A queued call as a wire entry with the next id, and where its answer goes.
@@ -358,4 +403,196 @@ fn fail_all(waiters: &Mutex<Waiters>, dead: &AtomicBool, status: tonic::Status) 
             .send(Outcome::Done(Err(CallFailure::Status(status.clone()))));
     }
     w.broken = Some(status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::kv_batch_entry::Request as WireReq;
+    use shardkv_kv::KvQuery;
+    use shardkv_rsm::Request;
+
+    fn get(key: &str) -> KvRequest {
+        Request::Read(KvQuery::Get {
+            key: key.as_bytes().to_vec(),
+        })
+    }
+
+    /// Queues a Get of each key; where each answer will come.
+    async fn queue(calls: &mpsc::Sender<Call>, keys: &[&str]) -> Vec<oneshot::Receiver<Outcome>> {
+        let mut answers = Vec::new();
+        for key in keys {
+            let (reply, answer) = oneshot::channel();
+            let call = Call {
+                group: Gid(1),
+                req: get(key),
+                reply,
+            };
+            calls.send(call).await.expect("the writer runs");
+            answers.push(answer);
+        }
+        answers
+    }
+
+    fn key_of(e: &pb::KvBatchEntry) -> Vec<u8> {
+        match &e.request {
+            Some(WireReq::Get(g)) => g.key.clone(),
+            other => panic!("expected a Get, got {other:?}"),
+        }
+    }
+
+    /// The server's answer to entry `e`: its own key as the value.
+    fn echo(e: &pb::KvBatchEntry) -> pb::KvBatchReplyEntry {
+        let value = Ok(KvOutput::Value(Some(key_of(e))));
+        pb::KvBatchReplyEntry {
+            id: e.id,
+            reply: Some(convert::reply_to_wire(NodeId(2), value)),
+        }
+    }
+
+    fn value(outcome: Outcome) -> Vec<u8> {
+        match outcome {
+            Outcome::Done(Ok((NodeId(2), Ok(KvOutput::Value(Some(v)))))) => v,
+            Outcome::Done(Ok((from, reply))) => {
+                panic!("expected a value, got {reply:?} from {from}")
+            }
+            Outcome::Done(Err(_)) => panic!("expected a value, got a failed call"),
+            Outcome::Unsupported(_) | Outcome::NotSent(..) => panic!("expected a value"),
+        }
+    }
+
+    /// Lets the spawned tasks run until they wait (a current-thread runtime: no clock).
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    struct Rig {
+        calls: mpsc::Sender<Call>,
+        sent: mpsc::Receiver<pb::KvBatch>,
+        waiters: Arc<Mutex<Waiters>>,
+    }
+
+    /// A writer with `in_flight_max` permits whose messages land in `sent`; the calls
+    /// queued by `before` are there when it starts.
+    async fn rig(in_flight_max: usize, before: &[&str]) -> (Rig, Vec<oneshot::Receiver<Outcome>>) {
+        let (calls, rx) = mpsc::channel(QUEUE_MAX);
+        let (out, sent) = mpsc::channel(1);
+        let waiters = Arc::new(Mutex::new(Waiters::default()));
+        let answers = queue(&calls, before).await;
+        tokio::spawn(write(rx, out, waiters.clone(), in_flight_max));
+        let rig = Rig {
+            calls,
+            sent,
+            waiters,
+        };
+        (rig, answers)
+    }
+
+    #[tokio::test]
+    async fn what_queued_goes_in_one_message_and_each_answer_reaches_its_own_caller() {
+        let keys = ["a", "b", "c", "d"];
+        let (mut rig, answers) = rig(16, &keys).await;
+        let msg = rig.sent.recv().await.expect("a message");
+        assert_eq!(msg.entries.len(), 4, "coalesced: {msg:?}");
+        let ids: std::collections::HashSet<u64> = msg.entries.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 4, "distinct ids");
+        // The server answers in another order, over two messages.
+        let mut replies: Vec<_> = msg.entries.iter().rev().map(echo).collect();
+        let rest = replies.split_off(1);
+        deliver(&rig.waiters, pb::KvBatchReply { replies });
+        deliver(&rig.waiters, pb::KvBatchReply { replies: rest });
+        for (key, answer) in keys.iter().zip(answers) {
+            assert_eq!(value(answer.await.expect("answered")), key.as_bytes());
+        }
+        assert!(lock(&rig.waiters).by_id.is_empty(), "no waiter left");
+        // Idle again: the next request goes alone, at once, with a new id.
+        let late = queue(&rig.calls, &["e"]).await;
+        let msg = rig.sent.recv().await.expect("a message");
+        assert_eq!(msg.entries.len(), 1);
+        assert!(!ids.contains(&msg.entries[0].id), "ids are not reused");
+        deliver(
+            &rig.waiters,
+            pb::KvBatchReply {
+                replies: vec![echo(&msg.entries[0])],
+            },
+        );
+        let late = late.into_iter().next().expect("one");
+        assert_eq!(value(late.await.expect("answered")), b"e");
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_fails_every_waiter_and_every_later_call_as_possibly_applied() {
+        let (mut rig, answers) = rig(16, &["a", "b"]).await;
+        let msg = rig.sent.recv().await.expect("a message");
+        assert_eq!(msg.entries.len(), 2);
+        let dead = AtomicBool::new(false);
+        let reset = tonic::Status::unavailable("connection reset");
+        fail_all(&rig.waiters, &dead, reset);
+        assert!(
+            dead.load(Ordering::Acquire),
+            "the slot opens a new stream next time"
+        );
+        let later = queue(&rig.calls, &["c"]).await;
+        for answer in answers.into_iter().chain(later) {
+            match answer.await.expect("answered") {
+                // The driver resets the connection on UNAVAILABLE and hands the clerk a
+                // lost attempt (`on_timeout`): a write may have applied and is resent with
+                // its sequence number.
+                Outcome::Done(Err(CallFailure::Status(s))) => {
+                    assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                }
+                _ => panic!("expected the stream's failure"),
+            }
+        }
+        // A late answer for a request already failed is ignored.
+        deliver(
+            &rig.waiters,
+            pb::KvBatchReply {
+                replies: vec![echo(&msg.entries[0])],
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_flight_bound_holds_requests_back_until_answers_free_room() {
+        let (mut rig, mut answers) = rig(2, &["a", "b", "c", "d", "e"]).await;
+        let first = rig.sent.recv().await.expect("a message");
+        assert_eq!(first.entries.len(), 2, "the bound: {first:?}");
+        settle().await;
+        assert!(
+            rig.sent.try_recv().is_err(),
+            "nothing more while 2 are in flight"
+        );
+        deliver(
+            &rig.waiters,
+            pb::KvBatchReply {
+                replies: vec![echo(&first.entries[1])],
+            },
+        );
+        let second = rig.sent.recv().await.expect("room for one");
+        assert_eq!(second.entries.len(), 1);
+        assert_eq!(key_of(&second.entries[0]), b"c");
+        settle().await;
+        assert!(rig.sent.try_recv().is_err(), "full again");
+        // A caller that gave up ("a", its attempt timed out) frees its room when the
+        // writer next needs room.
+        drop(answers.remove(0));
+        deliver(
+            &rig.waiters,
+            pb::KvBatchReply {
+                replies: vec![echo(&second.entries[0])],
+            },
+        );
+        let third = rig.sent.recv().await.expect("room");
+        assert_eq!(key_of(&third.entries[0]), b"d");
+        let fourth = rig
+            .sent
+            .recv()
+            .await
+            .expect("room, after dropping the abandoned one");
+        assert_eq!(key_of(&fourth.entries[0]), b"e");
+        assert_eq!(lock(&rig.waiters).by_id.len(), 2);
+    }
 }

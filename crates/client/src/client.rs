@@ -10,10 +10,10 @@
 //! one sequence stream across groups (exactly-once survives shard moves).
 
 use crate::driver::{CallFailure, ClientOptions, Driver, Service};
+use crate::endpoints::Endpoints;
 use crate::topology::Sharded;
 use crate::{CtrlClient, Error, KvOp, Naming, Op, ShardRouter};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest, KvStore};
-use crate::endpoints::Endpoints;
 use shardkv_net::KV_FRAME_BYTES_MAX;
 use shardkv_rsm::Reply;
 use shardkv_types::{ClientId, Gid, NodeId};

@@ -24,6 +24,11 @@
 //! `LostLeadership`). A history recorder maps `Ok` to [`Outcome::Ok`] and each error through
 //! `outcome()`.
 //!
+//! Sessions share one connection per server and one Batch stream on it
+//! (`batcher`): every request waiting when the connection can send goes in one message, no
+//! timer; a broken stream fails its requests as lost answers (a write may have applied and
+//! is resent with its sequence number); a server without Batch is called unary.
+//!
 //! Connections are plaintext unless [`ClientOptions::tls`] is set (from
 //! [`tls::client_config`]: the cluster CA and a client certificate; a server with TLS on
 //! refuses a client without one). A failed call's message carries its causes (a refused

@@ -94,7 +94,7 @@ where
     S: Stream<Item = Result<pb::KvBatch, Status>> + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel(REPLY_QUEUE);
-    tokio::spawn(run(handler, inbound, tx));
+    tokio::spawn(run(handler, inbound, tx, BATCH_IN_FLIGHT_MAX));
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
@@ -119,6 +119,7 @@ impl std::future::Future for InFlight {
 /// One stream's state: the ids in flight and their answers to come.
 struct BatchStream<H> {
     handler: Arc<H>,
+    in_flight_max: usize,
     ids: HashSet<u64>,
     answers: FuturesUnordered<InFlight>,
 }
@@ -126,7 +127,7 @@ struct BatchStream<H> {
 impl<H: Handler> BatchStream<H> {
     /// Whether the stream may read another message: even a full one stays within the cap.
     fn has_room(&self) -> bool {
-        self.ids.len() + BATCH_ENTRIES_MAX <= BATCH_IN_FLIGHT_MAX
+        self.ids.len() + BATCH_ENTRIES_MAX <= self.in_flight_max
     }
 
     /// Hands the good entries of `batch` to the handler in one step; the bad ones'
@@ -168,7 +169,10 @@ impl<H: Handler> BatchStream<H> {
     }
 
     /// The answers ready now besides `first`, each leaving the in-flight set.
-    fn ready(&mut self, first: (u64, Result<KvOutput, Error>)) -> Vec<(u64, Result<KvOutput, Error>)> {
+    fn ready(
+        &mut self,
+        first: (u64, Result<KvOutput, Error>),
+    ) -> Vec<(u64, Result<KvOutput, Error>)> {
         let mut done = vec![first];
         while let Some(Some(more)) = self.answers.next().now_or_never() {
             done.push(more);
@@ -212,6 +216,7 @@ async fn run<H, S>(
     handler: Arc<H>,
     mut inbound: S,
     tx: mpsc::Sender<Result<pb::KvBatchReply, Status>>,
+    in_flight_max: usize,
 ) where
     H: Handler,
     S: Stream<Item = Result<pb::KvBatch, Status>> + Unpin,
@@ -219,6 +224,7 @@ async fn run<H, S>(
     let server = handler.node_id();
     let mut stream = BatchStream {
         handler,
+        in_flight_max,
         ids: HashSet::new(),
         answers: FuturesUnordered::new(),
     };
@@ -247,5 +253,213 @@ async fn run<H, S>(
             }
             else => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeStatus;
+    use shardkv_kv::KvQuery;
+    use shardkv_rsm::Request;
+    use shardkv_types::NodeId;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+
+    /// A handler that records each hand-off, answers a Get with its key and a write with
+    /// Done; with `hold`, each answer waits until the test releases it.
+    #[derive(Default)]
+    struct Fake {
+        handoffs: Mutex<Vec<usize>>,
+        hold: bool,
+        held: Mutex<Vec<oneshot::Sender<()>>>,
+    }
+
+    fn output(req: KvRequest) -> Result<KvOutput, Error> {
+        match req {
+            Request::Read(KvQuery::Get { key }) => Ok(KvOutput::Value(Some(key))),
+            Request::Write { .. } => Ok(KvOutput::Done),
+        }
+    }
+
+    impl Handler for Fake {
+        fn node_id(&self) -> NodeId {
+            NodeId(7)
+        }
+
+        async fn request(&self, _: Gid, req: KvRequest) -> Result<KvOutput, Error> {
+            output(req)
+        }
+
+        fn requests(this: &Arc<Self>, reqs: Vec<(Gid, KvRequest)>) -> Vec<Answer> {
+            this.handoffs.lock().unwrap().push(reqs.len());
+            reqs.into_iter()
+                .map(|(_, req)| {
+                    let out = output(req);
+                    if !this.hold {
+                        return Box::pin(std::future::ready(out)) as Answer;
+                    }
+                    let (release, released) = oneshot::channel();
+                    this.held.lock().unwrap().push(release);
+                    Box::pin(async move {
+                        let _ = released.await;
+                        out
+                    }) as Answer
+                })
+                .collect()
+        }
+
+        async fn status(&self) -> Result<NodeStatus, Error> {
+            Err(Error::Busy)
+        }
+
+        fn raft_messages(&self, _: NodeId, _: Vec<shardkv_raft::Message>) {}
+    }
+
+    fn get(id: u64, key: &str) -> pb::KvBatchEntry {
+        let req = Request::Read(KvQuery::Get {
+            key: key.as_bytes().to_vec(),
+        });
+        entry_to_wire(id, Gid(0), req)
+    }
+
+    /// The answers of a finished stream, by id (an id answered twice keeps both).
+    async fn answers(
+        replies: impl Stream<Item = Result<pb::KvBatchReply, Status>>,
+    ) -> BTreeMap<u64, Vec<Result<KvOutput, Error>>> {
+        let mut by_id: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        let mut replies = std::pin::pin!(replies);
+        while let Some(msg) = replies.next().await {
+            for e in msg.expect("no stream error").replies {
+                let (server, reply) =
+                    convert::reply_from_wire(e.reply.expect("a reply")).expect("well-formed");
+                assert_eq!(server, NodeId(7));
+                by_id.entry(e.id).or_default().push(reply);
+            }
+        }
+        by_id
+    }
+
+    fn value(key: &str) -> Result<KvOutput, Error> {
+        Ok(KvOutput::Value(Some(key.as_bytes().to_vec())))
+    }
+
+    #[tokio::test]
+    async fn the_requests_of_a_message_reach_the_handler_in_one_step_and_each_is_answered() {
+        let fake = Arc::new(Fake::default());
+        let mut entries: Vec<_> = (1..=100).map(|i| get(i, &format!("k{i}"))).collect();
+        let put = Request::Write {
+            client: shardkv_types::ClientId(9),
+            seq: shardkv_types::Seq(1),
+            retry: false,
+            cmd: shardkv_kv::KvCommand::Put {
+                key: b"p".to_vec(),
+                value: b"v".to_vec(),
+            },
+        };
+        entries.push(entry_to_wire(101, Gid(0), put));
+        let inbound = tokio_stream::iter(vec![Ok(pb::KvBatch { entries })]);
+        let got = answers(serve(fake.clone(), inbound)).await;
+        assert_eq!(*fake.handoffs.lock().unwrap(), vec![101], "one hand-off");
+        assert_eq!(got.len(), 101);
+        for i in 1..=100 {
+            assert_eq!(got[&i], vec![value(&format!("k{i}"))]);
+        }
+        assert_eq!(got[&101], vec![Ok(KvOutput::Done)]);
+    }
+
+    #[tokio::test]
+    async fn a_bad_entry_is_answered_invalid_and_the_rest_and_the_stream_go_on() {
+        let fake = Arc::new(Fake::default());
+        let empty = pb::KvBatchEntry {
+            id: 2,
+            request: None,
+        };
+        let first = vec![get(1, "a"), empty, get(1, "again"), get(3, "b")];
+        let mut oversized: Vec<_> = (10..10 + BATCH_ENTRIES_MAX as u64)
+            .map(|i| get(i, "x"))
+            .collect();
+        oversized.push(get(5_000, "one too many"));
+        let inbound = tokio_stream::iter(vec![
+            Ok(pb::KvBatch { entries: first }),
+            Ok(pb::KvBatch { entries: oversized }),
+            Ok(pb::KvBatch {
+                entries: vec![get(4, "c")],
+            }),
+        ]);
+        let got = answers(serve(fake.clone(), inbound)).await;
+        let invalid = |r: &Result<KvOutput, Error>| matches!(r, Err(Error::Invalid { .. }));
+        assert_eq!(
+            got[&1].len(),
+            2,
+            "the request and its duplicate: {:?}",
+            got[&1]
+        );
+        assert!(got[&1].contains(&value("a")));
+        assert!(got[&1].iter().any(invalid), "the duplicate id is refused");
+        assert!(invalid(&got[&2][0]), "no request: {:?}", got[&2]);
+        assert_eq!(got[&3], vec![value("b")]);
+        assert!(invalid(&got[&5_000][0]), "past the per-message cap");
+        assert_eq!(got[&10], vec![value("x")]);
+        assert_eq!(got[&4], vec![value("c")], "the stream goes on");
+        assert_eq!(
+            *fake.handoffs.lock().unwrap(),
+            vec![2, BATCH_ENTRIES_MAX, 1],
+            "bad entries never reach the handler"
+        );
+    }
+
+    /// Lets the spawned tasks run until they wait (a current-thread runtime: no clock).
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_in_flight_cap_the_server_stops_reading_until_answers_go_out() {
+        let fake = Arc::new(Fake {
+            hold: true,
+            ..Fake::default()
+        });
+        let full = |base: u64| pb::KvBatch {
+            entries: (base..base + BATCH_ENTRIES_MAX as u64)
+                .map(|i| get(i, "k"))
+                .collect(),
+        };
+        let (client, inbound) = mpsc::channel(4);
+        let (tx, mut replies) = mpsc::channel(REPLY_QUEUE);
+        let cap = 2 * BATCH_ENTRIES_MAX;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(inbound);
+        tokio::spawn(run(fake.clone(), stream, tx, cap));
+        for m in 0..3 {
+            client.send(Ok(full(m * 10_000))).await.expect("open");
+        }
+        settle().await;
+        let handoffs = || fake.handoffs.lock().unwrap().clone();
+        assert_eq!(handoffs(), vec![BATCH_ENTRIES_MAX; 2], "the third waits");
+        // Answers go out: room again, and the third message is read.
+        let released: Vec<_> = fake
+            .held
+            .lock()
+            .unwrap()
+            .drain(..BATCH_ENTRIES_MAX)
+            .collect();
+        for r in released {
+            r.send(()).expect("waiting");
+        }
+        let mut answered = 0;
+        while answered < BATCH_ENTRIES_MAX {
+            answered += replies
+                .recv()
+                .await
+                .expect("open")
+                .expect("ok")
+                .replies
+                .len();
+        }
+        settle().await;
+        assert_eq!(handoffs(), vec![BATCH_ENTRIES_MAX; 3]);
     }
 }

@@ -279,7 +279,9 @@ async fn answer<A: Member>(rx: oneshot::Receiver<A::Response>, timeout: Duration
         // The node took the request and then stopped, or the deadline passed: the request
         // may have been proposed, so its outcome is unknown.
         Ok(Err(_)) | Err(_) => A::refusal(Error::Timeout {
-            detail: format!("the server's deadline of {timeout:?} passed before the outcome was known"),
+            detail: format!(
+                "the server's deadline of {timeout:?} passed before the outcome was known"
+            ),
         }),
     }
 }
@@ -340,6 +342,51 @@ mod tests {
         assert!(Charge::take(&held, 1).is_some());
         drop(b);
         assert_eq!(held.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_batch_is_one_inbox_item_and_is_refused_whole_when_the_inbox_is_full() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let (inbox, taken) = std::sync::mpsc::sync_channel(1);
+        let h: NodeHandler<Replica<KvStore>> = NodeHandler {
+            id: NodeId(1),
+            inbox,
+            inbox_bytes: Arc::new(AtomicU64::new(0)),
+            request_timeout: Duration::from_secs(60),
+        };
+        let get = |i: u8| shardkv_rsm::Request::Read(shardkv_kv::KvQuery::Get { key: vec![i] });
+        let answers = h.submit_many((0..3).map(get).collect());
+        let Ok(Inbound::Requests { reqs, .. }) = taken.try_recv() else {
+            panic!("one Requests item");
+        };
+        assert!(taken.try_recv().is_err(), "and nothing else");
+        assert_eq!(reqs.len(), 3);
+        // The node answers out of order; each future gets its own request's answer.
+        for (req, reply) in reqs.into_iter().rev() {
+            let shardkv_rsm::Request::Read(shardkv_kv::KvQuery::Get { key }) = req else {
+                panic!("a get");
+            };
+            let _ = reply.send(Ok(KvOutput::Value(Some(key))));
+        }
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(
+                rt.block_on(answer),
+                Ok(KvOutput::Value(Some(vec![i as u8])))
+            );
+        }
+        assert_eq!(
+            h.inbox_bytes.load(Ordering::Acquire),
+            0,
+            "the charge went with the item"
+        );
+        // A full inbox refuses the whole batch: surely not applied.
+        let _occupied = h.submit_many(vec![get(9)]);
+        for answer in h.submit_many((0..2).map(get).collect()) {
+            assert_eq!(rt.block_on(answer), Err(Error::Busy));
+        }
     }
 
     #[test]

@@ -159,6 +159,14 @@ impl<H: Handler> BatchStream<H> {
                 }
             }
         }
+        if !refused.is_empty() {
+            // Answered to the client; at debug level, as a client could send many.
+            tracing::debug!(
+                refused = refused.len(),
+                entries,
+                "refused bad entries of a Batch message"
+            );
+        }
         let answers = H::requests(&self.handler, reqs);
         assert_eq!(answers.len(), ids.len(), "one answer per request");
         for (id, answer) in ids.into_iter().zip(answers) {

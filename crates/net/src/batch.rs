@@ -12,8 +12,9 @@
 //! and the server stops reading it while a further message could pass that (backpressure
 //! through HTTP/2 flow control, not a queue); while the client does not read answers, the
 //! server stops both answering and reading. A bad entry (no request, an id already in
-//! flight, past the per-message cap) is answered `INVALID` with its id; the rest of the
-//! message and the stream go on.
+//! flight) is answered `INVALID` with its id; the rest of the message and the stream go
+//! on. A message over the per-message cap ends the stream with `INVALID_ARGUMENT` (none of
+//! it served; like a frame over the size limit, which tonic refuses).
 
 use crate::pb;
 use crate::services::{Answer, Handler};
@@ -29,7 +30,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-/// The most requests one Batch message may carry; more are answered `INVALID`.
+/// The most requests one Batch message may carry; a message with more ends its stream
+/// (`INVALID_ARGUMENT`).
 pub const BATCH_ENTRIES_MAX: usize = 512;
 
 /// The most requests of one Batch stream in flight on the server: it reads the next
@@ -98,6 +100,9 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// The answer to the request of an id.
+type Answered = (u64, Result<KvOutput, Error>);
+
 /// An answer on its way: the request's id and its future.
 struct InFlight {
     id: u64,
@@ -105,7 +110,7 @@ struct InFlight {
 }
 
 impl std::future::Future for InFlight {
-    type Output = (u64, Result<KvOutput, Error>);
+    type Output = Answered;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -131,31 +136,31 @@ impl<H: Handler> BatchStream<H> {
     }
 
     /// Hands the good entries of `batch` to the handler in one step; the bad ones'
-    /// answers, at once.
-    fn admit(&mut self, batch: pb::KvBatch) -> Vec<(u64, Result<KvOutput, Error>)> {
-        let mut refused = Vec::new();
-        let mut ids = Vec::with_capacity(batch.entries.len().min(BATCH_ENTRIES_MAX));
-        let mut reqs = Vec::with_capacity(ids.capacity());
+    /// answers, at once. A message over [`BATCH_ENTRIES_MAX`] is refused whole (`Err`,
+    /// nothing of it served): the stream ends with that status.
+    fn admit(&mut self, batch: pb::KvBatch) -> Result<Vec<Answered>, Status> {
         let entries = batch.entries.len();
-        for (i, e) in batch.entries.into_iter().enumerate() {
+        if entries > BATCH_ENTRIES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "a Batch message carries at most {BATCH_ENTRIES_MAX} requests; this one \
+                 carried {entries}"
+            )));
+        }
+        let mut refused = Vec::new();
+        let mut ids = Vec::with_capacity(entries);
+        let mut reqs = Vec::with_capacity(entries);
+        for e in batch.entries {
             let id = e.id;
             let invalid = |reason: String| (id, Err(Error::Invalid { reason }));
-            if i >= BATCH_ENTRIES_MAX {
-                refused.push(invalid(format!(
-                    "a Batch message carries at most {BATCH_ENTRIES_MAX} requests; this one \
-                     carried {entries}"
-                )));
-            } else if self.ids.contains(&id) || ids.contains(&id) {
-                refused.push(invalid(format!(
+            match entry_from_wire(e) {
+                None => refused.push(invalid(format!("entry {id} carries no request"))),
+                // In flight from now on (or already: refused).
+                Some(_) if !self.ids.insert(id) => refused.push(invalid(format!(
                     "request id {id} is already in flight on this stream"
-                )));
-            } else {
-                match entry_from_wire(e) {
-                    Some(req) => {
-                        ids.push(id);
-                        reqs.push(req);
-                    }
-                    None => refused.push(invalid(format!("entry {id} carries no request"))),
+                ))),
+                Some(req) => {
+                    ids.push(id);
+                    reqs.push(req);
                 }
             }
         }
@@ -170,17 +175,13 @@ impl<H: Handler> BatchStream<H> {
         let answers = H::requests(&self.handler, reqs);
         assert_eq!(answers.len(), ids.len(), "one answer per request");
         for (id, answer) in ids.into_iter().zip(answers) {
-            self.ids.insert(id);
             self.answers.push(InFlight { id, answer });
         }
-        refused
+        Ok(refused)
     }
 
     /// The answers ready now besides `first`, each leaving the in-flight set.
-    fn ready(
-        &mut self,
-        first: (u64, Result<KvOutput, Error>),
-    ) -> Vec<(u64, Result<KvOutput, Error>)> {
+    fn ready(&mut self, first: Answered) -> Vec<Answered> {
         let mut done = vec![first];
         while let Some(Some(more)) = self.answers.next().now_or_never() {
             done.push(more);
@@ -196,7 +197,7 @@ impl<H: Handler> BatchStream<H> {
 /// by the Kv frame limit). False when the client is gone.
 async fn send(
     server: shardkv_types::NodeId,
-    answers: Vec<(u64, Result<KvOutput, Error>)>,
+    answers: Vec<Answered>,
     tx: &mpsc::Sender<Result<pb::KvBatchReply, Status>>,
 ) -> bool {
     let budget = BATCH_REPLY_BYTES_MAX.min(KV_FRAME_BYTES_MAX);
@@ -241,12 +242,18 @@ async fn run<H, S>(
         let can_read = reading && stream.has_room();
         tokio::select! {
             msg = inbound.next(), if can_read => match msg {
-                Some(Ok(batch)) => {
-                    let refused = stream.admit(batch);
-                    if !send(server, refused, &tx).await {
+                Some(Ok(batch)) => match stream.admit(batch) {
+                    Ok(refused) => {
+                        if !send(server, refused, &tx).await {
+                            return;
+                        }
+                    }
+                    Err(status) => {
+                        tracing::debug!(%status, "ending a Batch stream");
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
-                }
+                },
                 Some(Err(status)) => {
                     tracing::debug!(%status, "a Batch stream broke on the client's side");
                     reading = false;
@@ -385,13 +392,8 @@ mod tests {
             request: None,
         };
         let first = vec![get(1, "a"), empty, get(1, "again"), get(3, "b")];
-        let mut oversized: Vec<_> = (10..10 + BATCH_ENTRIES_MAX as u64)
-            .map(|i| get(i, "x"))
-            .collect();
-        oversized.push(get(5_000, "one too many"));
         let inbound = tokio_stream::iter(vec![
             Ok(pb::KvBatch { entries: first }),
-            Ok(pb::KvBatch { entries: oversized }),
             Ok(pb::KvBatch {
                 entries: vec![get(4, "c")],
             }),
@@ -408,13 +410,43 @@ mod tests {
         assert!(got[&1].iter().any(invalid), "the duplicate id is refused");
         assert!(invalid(&got[&2][0]), "no request: {:?}", got[&2]);
         assert_eq!(got[&3], vec![value("b")]);
-        assert!(invalid(&got[&5_000][0]), "past the per-message cap");
-        assert_eq!(got[&10], vec![value("x")]);
         assert_eq!(got[&4], vec![value("c")], "the stream goes on");
         assert_eq!(
             *fake.handoffs.lock().unwrap(),
-            vec![2, BATCH_ENTRIES_MAX, 1],
+            vec![2, 1],
             "bad entries never reach the handler"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_cap_ends_the_stream_and_none_of_it_is_served() {
+        let fake = Arc::new(Fake::default());
+        let oversized: Vec<_> = (0..=BATCH_ENTRIES_MAX as u64)
+            .map(|i| get(i, "x"))
+            .collect();
+        let inbound = tokio_stream::iter(vec![
+            Ok(pb::KvBatch {
+                entries: vec![get(1_000, "before")],
+            }),
+            Ok(pb::KvBatch { entries: oversized }),
+            Ok(pb::KvBatch {
+                entries: vec![get(2_000, "after")],
+            }),
+        ]);
+        let mut replies = std::pin::pin!(serve(fake.clone(), inbound));
+        let mut ended = None;
+        while let Some(msg) = replies.next().await {
+            if let Err(status) = msg {
+                ended = Some(status);
+            }
+        }
+        let status = ended.expect("the stream ends with a status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("at most 512"), "{status:?}");
+        assert_eq!(
+            *fake.handoffs.lock().unwrap(),
+            vec![1],
+            "nothing of it or after"
         );
     }
 

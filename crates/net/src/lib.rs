@@ -37,9 +37,10 @@
 //!   [`SHARD_FRAME_BYTES_MAX`] on the Shard service and [`RAFT_FRAME_BYTES_MAX`] on the Raft service. A Raft message that does not decode is dropped with a log line, never a panic.
 //! - A Batch stream ([`batch`]) holds at most [`batch::BATCH_IN_FLIGHT_MAX`] requests in
 //!   flight: the server reads its next message only while that message (at most
-//!   [`batch::BATCH_ENTRIES_MAX`] requests; more are answered `INVALID`) cannot pass the
-//!   bound, and stops reading while the client does not read answers. A bad entry (no
-//!   request, an id already in flight) is answered `INVALID`; the stream goes on.
+//!   [`batch::BATCH_ENTRIES_MAX`] requests; a message with more ends the stream with
+//!   `INVALID_ARGUMENT`) cannot pass the bound, and stops reading while the client does not
+//!   read answers. A bad entry (no request, an id already in flight) is answered
+//!   `INVALID`; the stream goes on.
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
 //!   loss). A broken stream is reopened with exponential backoff.

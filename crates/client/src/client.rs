@@ -10,14 +10,12 @@
 //! one sequence stream across groups (exactly-once survives shard moves).
 
 use crate::driver::{CallFailure, ClientOptions, Driver, Hinted, Service};
+use crate::endpoints::Endpoints;
 use crate::topology::Sharded;
 use crate::{CtrlClient, Error, KvOp, Naming, Op, ShardRouter};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest, KvStore};
-use shardkv_net::convert::{self, WireRequest};
-use shardkv_net::pb::kv_client::KvClient;
-use shardkv_net::{KV_FRAME_BYTES_MAX, pb};
-use shardkv_rsm::Reply;
-use shardkv_types::{ClientId, Gid, NodeId};
+use shardkv_net::KV_FRAME_BYTES_MAX;
+use shardkv_types::{ClientId, Gid};
 use tonic::transport::Channel;
 
 /// The result of a compare-and-swap.
@@ -36,34 +34,15 @@ impl Service for KvService {
     const WHAT: &'static str = "the KV service";
     const FRAME_BYTES_MAX: usize = KV_FRAME_BYTES_MAX;
 
+    /// On the slot's Batch stream (unary when the server does not serve it).
     async fn call(
-        channel: Channel,
-        group: Gid,
-        req: KvRequest,
-    ) -> Result<(NodeId, Reply<KvOutput>), CallFailure> {
-        let (from, reply, _) = Self::call_hinted(channel, group, req).await?;
-        Ok((from, reply))
-    }
-
-    async fn call_hinted(
+        endpoints: &Endpoints,
+        slot: usize,
         channel: Channel,
         group: Gid,
         req: KvRequest,
     ) -> Result<Hinted<KvOutput>, CallFailure> {
-        let mut client = KvClient::new(channel)
-            .max_decoding_message_size(KV_FRAME_BYTES_MAX)
-            .max_encoding_message_size(usize::MAX);
-        let reply = match convert::request_to_wire(group, req) {
-            WireRequest::Get(r) => client.get(r).await,
-            WireRequest::Put(r) => client.put(r).await,
-            WireRequest::Append(r) => client.append(r).await,
-            WireRequest::Delete(r) => client.delete(r).await,
-            WireRequest::Cas(r) => client.cas(r).await,
-        };
-        let reply: pb::KvReply = reply.map_err(CallFailure::Status)?.into_inner();
-        let hint = shardkv_net::hint::read_kv(&reply);
-        let (from, reply) = convert::reply_from_wire(reply).map_err(CallFailure::Malformed)?;
-        Ok((from, reply, hint))
+        endpoints.batch().call(slot, channel, group, req).await
     }
 }
 

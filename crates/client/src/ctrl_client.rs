@@ -21,13 +21,13 @@
 //! ```
 
 use crate::driver::{CallFailure, ClientOptions, Driver, Hinted, Service};
+use crate::endpoints::Endpoints;
 use crate::{CtrlOp, Error, Op};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply, ShardCtrl};
 use shardkv_net::convert::{self, CtrlRequest, WireCtrlRequest};
 use shardkv_net::pb::ctrl_client::CtrlClient as PbCtrlClient;
 use shardkv_net::{CTRL_FRAME_BYTES_MAX, pb};
-use shardkv_rsm::Reply;
-use shardkv_types::{ClientId, ConfigNum, Gid, NodeId, ShardId};
+use shardkv_types::{ClientId, ConfigNum, Gid, ShardId};
 use std::collections::BTreeMap;
 use tonic::transport::Channel;
 
@@ -41,15 +41,8 @@ impl Service for CtrlService {
 
     /// The controller is one group per cluster: `group` is not sent.
     async fn call(
-        channel: Channel,
-        group: Gid,
-        req: CtrlRequest,
-    ) -> Result<(NodeId, Reply<CtrlOutput>), CallFailure> {
-        let (from, reply, _) = Self::call_hinted(channel, group, req).await?;
-        Ok((from, reply))
-    }
-
-    async fn call_hinted(
+        _endpoints: &Endpoints,
+        _slot: usize,
         channel: Channel,
         _group: Gid,
         req: CtrlRequest,

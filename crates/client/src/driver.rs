@@ -122,30 +122,20 @@ pub(crate) trait Service {
     /// it is decoded: surely not applied).
     const FRAME_BYTES_MAX: usize;
 
-    /// Sends `req` for `group` on `channel` once; on an answer, who answered and what.
+    /// Sends `req` for `group` on `channel`, the connection of `endpoints`' `slot`, once;
+    /// on an answer, who answered, what, and the leader (id and address) a `NotLeader` or
+    /// `LostLeadership` answer hints at when it carries an address (`shardkv_net::hint`).
     fn call(
+        endpoints: &Endpoints,
+        slot: usize,
         channel: Channel,
         group: Gid,
         req: Req<Self>,
-    ) -> impl Future<Output = Result<(NodeId, Reply<Out<Self>>), CallFailure>> + Send;
-
-    /// [`Service::call`], and the leader (id and address) a `NotLeader` or
-    /// `LostLeadership` answer hints at, when it carries an address
-    /// (`shardkv_net::hint`). By default no address.
-    fn call_hinted(
-        channel: Channel,
-        group: Gid,
-        req: Req<Self>,
-    ) -> impl Future<Output = Result<Hinted<Out<Self>>, CallFailure>> + Send {
-        async move {
-            let (from, reply) = Self::call(channel, group, req).await?;
-            Ok((from, reply, None))
-        }
-    }
+    ) -> impl Future<Output = Result<Hinted<Out<Self>>, CallFailure>> + Send;
 }
 
 /// Who answered, the answer, and the leader it names with its address (see
-/// [`Service::call_hinted`]).
+/// [`Service::call`]).
 pub(crate) type Hinted<O> = (NodeId, Reply<O>, Option<(NodeId, String)>);
 
 /// Where a driver's requests go, for its router `R`.
@@ -491,7 +481,7 @@ async fn attempt<S: Service>(
         Ok(Err(reason)) => return Attempt::NotSent(reason),
         Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
     };
-    match tokio::time::timeout(timeout, S::call_hinted(channel, group, req)).await {
+    match tokio::time::timeout(timeout, S::call(endpoints, slot, channel, group, req)).await {
         Ok(Ok((from, reply, hint))) => {
             endpoints.learn(slot, from);
             if let Some((leader, leader_addr)) = hint {

@@ -4,6 +4,7 @@
 //! to the client's endpoint slots.
 
 use crate::Error;
+use crate::batcher::Batchers;
 use shardkv_net::pb::kv_client::KvClient;
 use shardkv_net::{MembershipDone, NodeStatus, convert, members, pb};
 use shardkv_types::{ConfChange, Gid, NodeId};
@@ -48,6 +49,8 @@ pub struct Endpoints {
     /// Real node id (as servers report it) → slot. Also taken while a slot is added.
     slots: Mutex<BTreeMap<NodeId, usize>>,
     dial: Dial,
+    /// Each slot's Batch stream (see [`crate::batcher`]).
+    batch: Batchers,
 }
 
 impl Endpoints {
@@ -86,6 +89,7 @@ impl Endpoints {
         Ok(Endpoints {
             len: AtomicUsize::new(addrs.len()),
             channels: addrs.iter().map(|_| Mutex::new(None)).collect(),
+            batch: Batchers::new(addrs.len()),
             addrs,
             slots: Mutex::new(slots),
             dial,
@@ -183,8 +187,15 @@ impl Endpoints {
         explain(self.addr(slot), status, &self.dial)
     }
 
-    /// Drops the connection of `slot` after a failure, so the next use reconnects.
+    /// The Batch streams of the slots.
+    pub(crate) fn batch(&self) -> &Batchers {
+        &self.batch
+    }
+
+    /// Drops the connection of `slot` after a failure, so the next use reconnects (and
+    /// opens a new Batch stream).
     pub fn reset(&self, slot: usize) {
+        self.batch.reset(slot);
         *self.channels[slot]
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;

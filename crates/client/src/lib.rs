@@ -32,6 +32,11 @@
 //! [`LEARNED_ENDPOINTS_MAX`] of them, and tries it next. A sharded client's
 //! groups come with every member from the controller's config and learn nothing.
 //!
+//! Sessions share one connection per server and one Batch stream on it
+//! (`batcher`): every request waiting when the connection can send goes in one message, no
+//! timer; a broken stream fails its requests as lost answers (a write may have applied and
+//! is resent with its sequence number); a server without Batch is called unary.
+//!
 //! Connections are plaintext unless [`ClientOptions::tls`] is set (from
 //! [`tls::client_config`]: the cluster CA and a client certificate; a server with TLS on
 //! refuses a client without one). A failed call's message carries its causes (a refused
@@ -64,6 +69,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "grpc")]
+mod batcher;
 #[cfg(feature = "grpc")]
 mod cause;
 mod clerk;

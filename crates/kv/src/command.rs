@@ -90,17 +90,26 @@ pub enum KvOutput {
     CasFailed { bytes: u64 },
     /// Delete: whether the key existed (and so was removed). Appended last, so the
     /// encodings of the variants before it are unchanged; a session record of a Delete
-    /// applied by an older build holds `Done`, and its retry is answered `Done`.
+    /// applied by an older build holds `Done`, and its retry is answered `Done`. Only ever
+    /// answered, never recorded: a session record (which travels in snapshots and shard
+    /// moves) holds it as `Cas { swapped: existed, current: None }`, a shape every build
+    /// decodes, so members of an older build in a rolling upgrade can still read them.
     Deleted { existed: bool },
 }
 
 impl KvOutput {
     /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
     /// the same way ([`KvOutput::replay`]), without the data. Put and Append answer
-    /// `Done`, Delete whether the key existed (`Deleted`, kept whole); a CAS that swapped found exactly `expected`, which the retry carries; a CAS
-    /// that failed keeps the value it found only up to [`RECORDED_VALUE_BYTES_MAX`].
+    /// `Done`; Delete whether the key existed (as a `Cas` record: see
+    /// [`KvOutput::Deleted`]); a CAS that swapped found exactly `expected`, which the retry
+    /// carries; a CAS that failed keeps the value it found only up to
+    /// [`RECORDED_VALUE_BYTES_MAX`].
     pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
         match (cmd, out) {
+            (KvCommand::Delete { .. }, KvOutput::Deleted { existed }) => KvOutput::Cas {
+                swapped: *existed,
+                current: None,
+            },
             (KvCommand::Cas { .. }, KvOutput::Cas { swapped: true, .. }) => KvOutput::Cas {
                 swapped: true,
                 current: None,
@@ -121,6 +130,9 @@ impl KvOutput {
     /// The answer to a retry of `cmd` from its session record.
     pub fn replay(cmd: &KvCommand, recorded: &KvOutput) -> Result<KvOutput, Error> {
         match (cmd, recorded) {
+            (KvCommand::Delete { .. }, KvOutput::Cas { swapped, .. }) => {
+                Ok(KvOutput::Deleted { existed: *swapped })
+            }
             (KvCommand::Cas { expected, .. }, KvOutput::Cas { swapped: true, .. }) => {
                 Ok(KvOutput::Cas {
                     swapped: true,
@@ -193,6 +205,28 @@ mod tests {
             retry: false,
             cmd,
         }
+    }
+
+    #[test]
+    fn a_delete_is_recorded_in_a_shape_older_builds_decode_and_replayed_as_deleted() {
+        let del = KvCommand::Delete { key: b"k".to_vec() };
+        for existed in [true, false] {
+            let rec = KvOutput::record(&del, &KvOutput::Deleted { existed });
+            assert_eq!(
+                rec,
+                KvOutput::Cas {
+                    swapped: existed,
+                    current: None
+                },
+                "no variant an older build lacks"
+            );
+            assert_eq!(
+                KvOutput::replay(&del, &rec),
+                Ok(KvOutput::Deleted { existed })
+            );
+        }
+        // A record of an older build's Delete answers as it did.
+        assert_eq!(KvOutput::replay(&del, &KvOutput::Done), Ok(KvOutput::Done));
     }
 
     #[test]

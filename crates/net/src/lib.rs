@@ -2,8 +2,9 @@
 //!
 //! One gRPC port per server carries two or three services (`proto/shardkv.proto`):
 //! - **Kv**, for clients: Get, Put, Append, Delete, Cas (writes carry the client's session id,
-//!   sequence number and `first_attempt`; unset, a write is taken as a possible retry) and
-//!   Status;
+//!   sequence number and `first_attempt`; unset, a write is taken as a possible retry),
+//!   Status, and Batch, a bidirectional stream carrying many of those requests per message
+//!   each way, each served as its unary call is ([`batch`], bounded per stream);
 //! - **Ctrl**, the shard controller's, only on a server that hosts a controller replica:
 //!   Join, Leave, Move (with session id and sequence number) and Query, over a
 //!   [`CtrlHandler`] ([`with_ctrl`] adds it to the [`router`]); elsewhere it is
@@ -34,6 +35,12 @@
 //! - Every incoming frame is size-checked by tonic before it is decoded: at most
 //!   [`KV_FRAME_BYTES_MAX`] on the Kv service, [`CTRL_FRAME_BYTES_MAX`] on the Ctrl service,
 //!   [`SHARD_FRAME_BYTES_MAX`] on the Shard service and [`RAFT_FRAME_BYTES_MAX`] on the Raft service. A Raft message that does not decode is dropped with a log line, never a panic.
+//! - A Batch stream ([`batch`]) holds at most [`batch::BATCH_IN_FLIGHT_MAX`] requests in
+//!   flight: the server reads its next message only while that message (at most
+//!   [`batch::BATCH_ENTRIES_MAX`] requests; a message with more ends the stream with
+//!   `INVALID_ARGUMENT`) cannot pass the bound, and stops reading while the client does not
+//!   read answers. A bad entry (no request, an id already in flight) is answered
+//!   `INVALID`; the stream goes on.
 //! - The peer transport never blocks the caller: each peer has a queue of at most
 //!   [`PEER_QUEUE_MESSAGES_MAX`] messages and a full queue drops the message (Raft tolerates
 //!   loss). A broken stream is reopened with exponential backoff, dialling the peer's
@@ -54,6 +61,7 @@
 //!   handler knows it ([`Handler::member_addr`], [`CtrlHandler::member_addr`]), the
 //!   `HOST:PORT` its clients reach it at, so a client given one member finds the leader.
 
+pub mod batch;
 mod connect_log;
 pub mod convert;
 pub mod hint;
@@ -73,8 +81,9 @@ pub mod pb {
 
 pub use members::MembershipDone;
 pub use services::{
-    CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops, RaftRouter,
-    RaftService, ShardHandler, ShardService, ctrl_service, router, with_ctrl, with_shard,
+    Answer, CtrlHandler, CtrlService, DropReason, Handler, OneGroup, RaftDropCounts, RaftDrops,
+    RaftRouter, RaftService, ShardHandler, ShardService, ctrl_service, router, with_ctrl,
+    with_shard,
 };
 /// The Raft types of this crate's API ([`Handler`], [`RaftRouter`], [`convert`]).
 pub use shardkv_raft::{Body, Message, Role};

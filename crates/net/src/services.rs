@@ -28,6 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status, Streaming};
 
+/// The answer to come of one request of a Batch message ([`Handler::requests`]).
+pub type Answer = std::pin::Pin<Box<dyn Future<Output = Result<KvOutput, Error>> + Send>>;
+
 /// What a server does with what arrives on its port.
 pub trait Handler: Send + Sync + 'static {
     /// This server's node id (sent with every reply so clients learn who answered).
@@ -41,6 +44,22 @@ pub trait Handler: Send + Sync + 'static {
         group: Gid,
         req: KvRequest,
     ) -> impl Future<Output = Result<KvOutput, Error>> + Send;
+
+    /// Serves the requests of one Batch message (each with the group it names, as
+    /// `request` takes them): one future per request, in order, each resolving as
+    /// `request` would. The default serves each through `request`; a handler that can hand
+    /// them all to its node in one step does so.
+    fn requests(this: &Arc<Self>, reqs: Vec<(Gid, KvRequest)>) -> Vec<Answer>
+    where
+        Self: Sized,
+    {
+        reqs.into_iter()
+            .map(|(group, req)| {
+                let h = this.clone();
+                Box::pin(async move { h.request(group, req).await }) as Answer
+            })
+            .collect()
+    }
 
     /// This member's status.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, Error>> + Send;
@@ -176,6 +195,19 @@ impl<H: Handler> Kv for KvService<H> {
     async fn cas(&self, r: Request<pb::CasRequest>) -> Result<Response<pb::KvReply>, Status> {
         let r = r.into_inner();
         self.serve(r.group, convert::cas_from_wire(r)).await
+    }
+
+    type BatchStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::KvBatchReply, Status>> + Send>,
+    >;
+
+    /// See [`crate::batch`].
+    async fn batch(
+        &self,
+        r: Request<Streaming<pb::KvBatch>>,
+    ) -> Result<Response<Self::BatchStream>, Status> {
+        let replies = crate::batch::serve(self.handler.clone(), r.into_inner());
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn status(

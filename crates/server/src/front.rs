@@ -12,7 +12,7 @@ use crate::metrics::{GroupMetrics, ctrl_op_index, op_index};
 use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_net::convert::CtrlRequest;
-use shardkv_net::{CtrlHandler, Handler, NodeStatus, ShardHandler};
+use shardkv_net::{Answer, CtrlHandler, Handler, NodeStatus, ShardHandler};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Replica, Reply, Request};
 use shardkv_shardkv::{ShardGroup, ShardOutput, ShardQuery, ShardRequest};
@@ -33,12 +33,26 @@ impl KvGroup {
     pub async fn submit(&self, req: KvRequest) -> Reply<KvOutput> {
         match self {
             KvGroup::Kv(h) => h.submit(req).await,
-            KvGroup::Shard(h) => match h.submit(shardkv_shardkv::kv_request(req)).await? {
-                ShardOutput::Kv(out) => Ok(out),
-                other => Err(Error::Unavailable {
-                    reason: format!("a shard group answered a key request with {other:?}"),
-                }),
-            },
+            KvGroup::Shard(h) => kv_output(h.submit(shardkv_shardkv::kv_request(req)).await),
+        }
+    }
+
+    /// Serves the KV requests of one Batch message, handed to the node in one step: one
+    /// answer per request, in order.
+    pub fn submit_many(&self, reqs: Vec<KvRequest>) -> Vec<Answer> {
+        match self {
+            KvGroup::Kv(h) => h
+                .submit_many(reqs)
+                .into_iter()
+                .map(|f| Box::pin(f) as Answer)
+                .collect(),
+            KvGroup::Shard(h) => {
+                let reqs = reqs.into_iter().map(shardkv_shardkv::kv_request).collect();
+                h.submit_many(reqs)
+                    .into_iter()
+                    .map(|f| Box::pin(async move { kv_output(f.await) }) as Answer)
+                    .collect()
+            }
         }
     }
 
@@ -62,6 +76,16 @@ impl KvGroup {
             KvGroup::Kv(h) => h.change_membership(change).await,
             KvGroup::Shard(h) => h.change_membership(change).await,
         }
+    }
+}
+
+/// A shard group's answer to a key request, unwrapped.
+fn kv_output(reply: Reply<ShardOutput>) -> Reply<KvOutput> {
+    match reply? {
+        ShardOutput::Kv(out) => Ok(out),
+        other => Err(Error::Unavailable {
+            reason: format!("a shard group answered a key request with {other:?}"),
+        }),
     }
 }
 
@@ -131,6 +155,40 @@ impl Handler for KvFront {
             m.observe_request(op, &out, start.elapsed());
         }
         out
+    }
+
+    /// Routed and counted like [`Handler::request`]; the requests for one group go to its
+    /// node in one hand-off.
+    fn requests(this: &Arc<Self>, reqs: Vec<(Gid, KvRequest)>) -> Vec<Answer> {
+        let mut answers: Vec<Option<Answer>> = (0..reqs.len()).map(|_| None).collect();
+        let mut by_group: BTreeMap<Gid, Vec<(usize, KvRequest)>> = BTreeMap::new();
+        for (i, (group, req)) in reqs.into_iter().enumerate() {
+            match this.route(group) {
+                Ok((gid, _)) => by_group.entry(gid).or_default().push((i, req)),
+                Err(e) => answers[i] = Some(Box::pin(std::future::ready(Err(e)))),
+            }
+        }
+        let start = Instant::now();
+        for (gid, reqs) in by_group {
+            let metrics = this.metrics.get(&gid).cloned();
+            let (slots, reqs): (Vec<usize>, Vec<KvRequest>) = reqs.into_iter().unzip();
+            let ops: Vec<_> = reqs.iter().map(op_index).collect();
+            let futs = this.kv[&gid].submit_many(reqs);
+            for ((slot, op), fut) in slots.into_iter().zip(ops).zip(futs) {
+                let metrics = metrics.clone();
+                answers[slot] = Some(Box::pin(async move {
+                    let out = fut.await;
+                    if let Some(m) = metrics {
+                        m.observe_request(op, &out, start.elapsed());
+                    }
+                    out
+                }));
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.expect("every request has its answer"))
+            .collect()
     }
 
     /// The status of the first KV (or shard) group hosted here, else the controller's.

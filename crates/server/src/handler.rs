@@ -11,7 +11,7 @@ use crate::membership::ChangeReply;
 use shardkv_ctrl::{CtrlOutput, ShardCtrl};
 use shardkv_kv::{KvOutput, KvRequest, KvStore};
 use shardkv_net::convert::CtrlRequest;
-use shardkv_net::{CtrlHandler, Handler, NodeStatus};
+use shardkv_net::{Answer, CtrlHandler, Handler, NodeStatus};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Replica};
 use shardkv_shardkv::DutyAnswer;
@@ -104,6 +104,12 @@ pub enum Inbound<A: Member> {
         reply: oneshot::Sender<A::Response>,
         charge: Charge,
     },
+    /// The client requests of one Batch message, handed over in one step, and their
+    /// share of the inbox's bytes.
+    Requests {
+        reqs: Vec<(A::Request, oneshot::Sender<A::Response>)>,
+        charge: Charge,
+    },
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
@@ -161,17 +167,53 @@ impl<A: Member> NodeHandler<A> {
                 });
             }
         }
-        match tokio::time::timeout(self.request_timeout, rx).await {
-            Ok(Ok(reply)) => reply,
-            // The node took the request and then stopped, or the deadline passed: the request
-            // may have been proposed, so its outcome is unknown.
-            Ok(Err(_)) | Err(_) => A::refusal(Error::Timeout {
-                detail: format!(
-                    "the server's deadline of {:?} passed before the outcome was known",
-                    self.request_timeout
-                ),
-            }),
-        }
+        answer::<A>(rx, self.request_timeout).await
+    }
+
+    /// Hands the requests of one Batch message to the node thread as one inbox item (one
+    /// wake-up, one charge) and returns a future per request, in order, each resolving as
+    /// [`NodeHandler::submit`] would (refused together: `Busy` when the inbox is full).
+    pub fn submit_many(
+        &self,
+        reqs: Vec<A::Request>,
+    ) -> Vec<impl Future<Output = A::Response> + Send + 'static + use<A>>
+    where
+        A::Request: serde::Serialize,
+    {
+        let timeout = self.request_timeout;
+        let bytes = reqs.iter().map(request_bytes).sum();
+        let (items, rxs): (Vec<_>, Vec<_>) = reqs
+            .into_iter()
+            .map(|req| {
+                let (tx, rx) = oneshot::channel();
+                ((req, tx), rx)
+            })
+            .unzip();
+        let refusal = match Charge::take(&self.inbox_bytes, bytes) {
+            None => Some(Error::Busy),
+            Some(charge) => match self.inbox.try_send(Inbound::Requests {
+                reqs: items,
+                charge,
+            }) {
+                Ok(()) => None,
+                Err(TrySendError::Full(_)) => Some(Error::Busy),
+                Err(TrySendError::Disconnected(_)) => Some(Error::Unavailable {
+                    reason: "shutting down".into(),
+                }),
+            },
+        };
+        // Refused: the senders went with the item, so each answer is made here instead.
+        rxs.into_iter()
+            .map(move |rx| {
+                let refusal = refusal.clone();
+                async move {
+                    match refusal {
+                        Some(e) => A::refusal(e),
+                        None => answer::<A>(rx, timeout).await,
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The member's status, from the node thread.
@@ -231,6 +273,21 @@ impl<A: Member> NodeHandler<A> {
     }
 }
 
+/// The node's answer to a request handed over, within the server's deadline (`Timeout`,
+/// may have applied, when it passes).
+async fn answer<A: Member>(rx: oneshot::Receiver<A::Response>, timeout: Duration) -> A::Response {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(reply)) => reply,
+        // The node took the request and then stopped, or the deadline passed: the request
+        // may have been proposed, so its outcome is unknown.
+        Ok(Err(_)) | Err(_) => A::refusal(Error::Timeout {
+            detail: format!(
+                "the server's deadline of {timeout:?} passed before the outcome was known"
+            ),
+        }),
+    }
+}
+
 impl Handler for NodeHandler<Replica<KvStore>> {
     fn node_id(&self) -> NodeId {
         self.id
@@ -239,6 +296,14 @@ impl Handler for NodeHandler<Replica<KvStore>> {
     /// A server of one group serves every request it gets, whatever group it names.
     async fn request(&self, _group: shardkv_types::Gid, req: KvRequest) -> KvReply {
         self.submit(req).await
+    }
+
+    fn requests(this: &Arc<Self>, reqs: Vec<(shardkv_types::Gid, KvRequest)>) -> Vec<Answer> {
+        let reqs = reqs.into_iter().map(|(_, req)| req).collect();
+        this.submit_many(reqs)
+            .into_iter()
+            .map(|f| Box::pin(f) as Answer)
+            .collect()
     }
 
     async fn status(&self) -> Result<NodeStatus, Error> {
@@ -279,6 +344,52 @@ mod tests {
         assert!(Charge::take(&held, 1).is_some());
         drop(b);
         assert_eq!(held.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_batch_is_one_inbox_item_and_is_refused_whole_when_the_inbox_is_full() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let (inbox, taken) = std::sync::mpsc::sync_channel(1);
+        let h: NodeHandler<Replica<KvStore>> = NodeHandler {
+            id: NodeId(1),
+            inbox,
+            inbox_bytes: Arc::new(AtomicU64::new(0)),
+            request_timeout: Duration::from_secs(60),
+            addrs: crate::membership::AddressBook::default(),
+        };
+        let get = |i: u8| shardkv_rsm::Request::Read(shardkv_kv::KvQuery::Get { key: vec![i] });
+        let answers = h.submit_many((0..3).map(get).collect());
+        let Ok(Inbound::Requests { reqs, .. }) = taken.try_recv() else {
+            panic!("one Requests item");
+        };
+        assert!(taken.try_recv().is_err(), "and nothing else");
+        assert_eq!(reqs.len(), 3);
+        // The node answers out of order; each future gets its own request's answer.
+        for (req, reply) in reqs.into_iter().rev() {
+            let shardkv_rsm::Request::Read(shardkv_kv::KvQuery::Get { key }) = req else {
+                panic!("a get");
+            };
+            let _ = reply.send(Ok(KvOutput::Value(Some(key))));
+        }
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(
+                rt.block_on(answer),
+                Ok(KvOutput::Value(Some(vec![i as u8])))
+            );
+        }
+        assert_eq!(
+            h.inbox_bytes.load(Ordering::Acquire),
+            0,
+            "the charge went with the item"
+        );
+        // A full inbox refuses the whole batch: surely not applied.
+        let _occupied = h.submit_many(vec![get(9)]);
+        for answer in h.submit_many((0..2).map(get).collect()) {
+            assert_eq!(rt.block_on(answer), Err(Error::Busy));
+        }
     }
 
     #[test]

@@ -192,6 +192,11 @@ impl<A: Member> Node<A> {
                 }
             }
             Inbound::Request { req, reply, .. } => self.request(req, reply),
+            Inbound::Requests { reqs, .. } => {
+                for (req, reply) in reqs {
+                    self.request(req, reply);
+                }
+            }
             Inbound::Status { reply } => {
                 let _ = reply.send(self.status());
             }

@@ -17,6 +17,7 @@ mod bench;
 mod certs;
 mod check_history;
 mod conn;
+mod env_flags;
 mod kv_cmd;
 mod member;
 mod mr;
@@ -86,7 +87,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(hoist_global_flags(std::env::args_os().collect()));
+    let cli = parse(hoist_global_flags(std::env::args_os().collect()));
     let format = match &cli.command {
         Command::Server(args) => args.log_format(),
         _ => LogFormat::Text,
@@ -114,6 +115,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with a variable for every flag ([`env_flags`]); a usage error exits 2
+/// with clap's message.
+fn parse(args: Vec<OsString>) -> Cli {
+    use clap::FromArgMatches;
+    let matches = env_flags::with_env_for_every_flag(Cli::command()).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// `args` with the global flags given before the subcommand moved to just after it, where

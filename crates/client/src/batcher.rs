@@ -29,7 +29,7 @@ use tonic::transport::Channel;
 
 /// The most encoded bytes of requests in one message (a single larger request still goes
 /// alone: within the Kv frame limit, as its unary call).
-pub(crate) const BATCH_MESSAGE_BYTES_MAX: usize = 4 << 20;
+pub(crate) const BATCH_MESSAGE_BYTES_MAX: usize = KV_FRAME_BYTES_MAX - (64 << 10);
 
 /// Calls queued for a connection's writer; more callers wait to queue.
 const QUEUE_MAX: usize = 1024;
@@ -277,11 +277,17 @@ async fn write(
     let mut carry: Option<(oneshot::Sender<Outcome>, pb::KvBatchEntry)> = None;
     loop {
         let permit = acquire(&permits, &waiters).await;
-        let (reply, entry) = match carry.take() {
+        // A call whose caller gave up (its attempt timed out) is never sent: the caller
+        // counted it as possibly applied and may have resent it as a retry since, which
+        // this stale first attempt must not overtake.
+        let (reply, entry) = match carry.take().filter(|(r, _)| !r.is_closed()) {
             Some(c) => c,
-            None => match calls.recv().await {
-                Some(call) => tag(call, &mut next_id),
-                None => return,
+            None => loop {
+                match calls.recv().await {
+                    Some(call) if call.reply.is_closed() => continue,
+                    Some(call) => break tag(call, &mut next_id),
+                    None => return,
+                }
             },
         };
         let mut bytes = entry_bytes(&entry);
@@ -293,6 +299,9 @@ async fn write(
             let Ok(call) = calls.try_recv() else {
                 break;
             };
+            if call.reply.is_closed() {
+                continue;
+            }
             let (reply, entry) = tag(call, &mut next_id);
             let size = entry_bytes(&entry);
             if bytes + size > BATCH_MESSAGE_BYTES_MAX {
@@ -370,8 +379,17 @@ async fn read(
         match replies.message().await {
             Ok(Some(msg)) => deliver(&waiters, msg),
             Ok(None) => break stream_lost("was ended by the server"),
-            // UNIMPLEMENTED after the stream opened is no statement about the service.
-            Err(s) if s.code() == tonic::Code::Unimplemented => {
+            // UNIMPLEMENTED after the stream opened is no statement about the service, and
+            // a size or resource refusal of the stream is none about its requests: the
+            // stream is lost, its requests are retried.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unimplemented
+                        | tonic::Code::OutOfRange
+                        | tonic::Code::ResourceExhausted
+                ) =>
+            {
                 break stream_lost(&format!("broke: {}", s.message()));
             }
             Err(s) => break s,

@@ -103,6 +103,8 @@ impl Endpoints {
         let room = self.addrs.len() + LEARNED_ENDPOINTS_MAX;
         self.addrs.resize_with(room, OnceLock::new);
         self.channels.resize_with(room, || Mutex::new(None));
+        // Every slot, learned ones too, has its Batch stream.
+        self.batch = Batchers::new(room);
         self
     }
 
@@ -355,6 +357,8 @@ mod tests {
             (e.len(), e.addr(1), e.slot_of(NodeId(3))),
             (2, "127.0.0.1:3", Some(1))
         );
+        // A learned slot is a whole slot: its connection and its Batch stream.
+        e.reset(1);
         assert_eq!(
             e.learn_addr(NodeId(3), "127.0.0.1:9"),
             Some(1),

@@ -13,17 +13,22 @@ const COMMAND_LINE_ONLY: &[&str] = &["absent", "help", "version"];
 
 /// `cmd` with a variable for every flag that has none, through all its subcommands.
 pub fn with_env_for_every_flag(cmd: Command) -> Command {
-    let prefix = "SHARDKV".to_string();
+    name_subcommands(cmd, "SHARDKV")
+}
+
+/// Each subcommand of `cmd` with its flags named `<prefix>_<SUBCOMMAND>_<FLAG>`.
+fn name_subcommands(cmd: Command, prefix: &str) -> Command {
     let subs: Vec<String> = cmd
         .get_subcommands()
         .map(|s| s.get_name().to_string())
         .collect();
     subs.into_iter().fold(cmd, |cmd, name| {
         let p = format!("{prefix}_{}", upper(&name));
-        cmd.mut_subcommand(&name, |sub| name_flags(sub, &p))
+        cmd.mut_subcommand(&name, |sub| name_subcommands(name_flags(sub, &p), &p))
     })
 }
 
+/// `cmd`'s own flags without a variable, named `<prefix>_<FLAG>`.
 fn name_flags(cmd: Command, prefix: &str) -> Command {
     let ids: Vec<(String, String)> = cmd
         .get_arguments()
@@ -31,17 +36,9 @@ fn name_flags(cmd: Command, prefix: &str) -> Command {
         .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_string())))
         .filter(|(_, long)| !COMMAND_LINE_ONLY.contains(&long.as_str()))
         .collect();
-    let cmd = ids.into_iter().fold(cmd, |cmd, (id, long)| {
+    ids.into_iter().fold(cmd, |cmd, (id, long)| {
         let var = format!("{prefix}_{}", upper(&long));
         cmd.mut_arg(id, |a| a.env(var))
-    });
-    let subs: Vec<String> = cmd
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    subs.into_iter().fold(cmd, |cmd, name| {
-        let p = format!("{prefix}_{}", upper(&name));
-        cmd.mut_subcommand(&name, |sub| name_flags(sub, &p))
     })
 }
 

@@ -158,6 +158,19 @@ struct Member {
 }
 
 impl Member {
+    /// `Err` naming the member and its last logged error if it exited during startup.
+    fn alive_or_error(&mut self) -> Result<()> {
+        if !self.check() {
+            bail!(
+                "member n{} exited during startup{}; see {}",
+                self.id,
+                last_error(&self.log).map_or(String::new(), |e| format!(": {e}")),
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Notes (and reports once) that the member exited.
     fn check(&mut self) -> bool {
         if self.exited.is_none()
@@ -474,14 +487,7 @@ async fn wait_for_own_ports(members: &mut [Member]) -> Result<()> {
             .and_then(|(_, p)| p.parse::<u16>().ok())
             .context("a member address without a port")?;
         loop {
-            if !m.check() {
-                bail!(
-                    "member n{} exited during startup{}; see {}",
-                    m.id,
-                    last_error(&m.log).map_or(String::new(), |e| format!(": {e}")),
-                    m.log.display()
-                );
-            }
+            m.alive_or_error()?;
             // Another listener on the port number (another address, or one that raced
             // up's check) does not end the wait at once: the member may not listen yet.
             let late = Instant::now() >= deadline;
@@ -512,14 +518,7 @@ async fn wait_for_leader(members: &mut [Member], started: &Started<'_>) -> Resul
     let deadline = Instant::now() + LEADER_WAIT;
     while Instant::now() < deadline {
         for m in members.iter_mut() {
-            if !m.check() {
-                bail!(
-                    "member n{} exited during startup{}; see {}",
-                    m.id,
-                    last_error(&m.log).map_or(String::new(), |e| format!(": {e}")),
-                    m.log.display()
-                );
-            }
+            m.alive_or_error()?;
             let dial = started.dial(Duration::from_millis(500));
             let ctrl = fetch_group_status_with(&m.addr, Some(Gid(0)), &dial);
             if let Ok(s) = ctrl.await

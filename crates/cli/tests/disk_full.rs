@@ -194,7 +194,7 @@ fn a_follower_with_a_full_disk_redirects_clients_logs_its_stall_rate_limited_and
     let Some(mut c) = cluster_on_tmpfs() else {
         return;
     };
-    let leader = c.leader();
+    let leader = c.settled_leader();
     let follower = (1..=3).find(|&i| i != leader).expect("a follower");
     let other = (1..=3)
         .find(|&i| i != leader && i != follower)
@@ -288,7 +288,7 @@ fn majority_full(with_leader: bool) {
     let Some(c) = cluster_on_tmpfs() else {
         return;
     };
-    let leader = c.leader();
+    let leader = c.settled_leader();
     let followers: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
     let full = if with_leader {
         vec![leader, followers[0]]

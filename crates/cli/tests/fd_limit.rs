@@ -89,7 +89,8 @@ fn newest_snapshot(c: &Cluster, id: u64) -> u64 {
 #[test]
 fn a_leader_out_of_descriptors_hands_leadership_off_and_the_group_keeps_serving() {
     let mut c = Cluster::start(3, &[]);
-    let leader = c.leader();
+    // Not the preferred leader's own hand-over: the next change must be the step-down.
+    let leader = c.settled_leader();
     let pid = pid_of(&c.member(leader).data_dir);
     let old = exhaust_descriptors(pid);
     // Connections the leader cannot accept wait in its listen backlog; one more each poll
@@ -139,7 +140,7 @@ fn a_leader_out_of_descriptors_hands_leadership_off_and_the_group_keeps_serving(
 #[test]
 fn a_follower_out_of_descriptors_survives_its_snapshot_and_saves_one_later() {
     let mut c = Cluster::start(3, &["--max-raft-state", "8KiB"]);
-    let leader = c.leader();
+    let leader = c.settled_leader();
     let follower = (1..=3).find(|&i| i != leader).expect("a follower");
     let pid = pid_of(&c.member(follower).data_dir);
     let before = newest_snapshot(&c, follower);

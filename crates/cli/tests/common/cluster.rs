@@ -345,6 +345,27 @@ impl Cluster {
             .ok()
     }
 
+    /// The leader once leadership has settled on the group's preferred member (the server
+    /// hands leadership to it a few election timeouts after an election:
+    /// `shardkv_host::leader_preference`), for tests whose own steps must cause the next
+    /// leader change. Group 1, voters 1..=n.
+    pub fn settled_leader(&self) -> u64 {
+        let ids = (1..=self.members.len() as u64).map(shardkv_types::NodeId);
+        let preferred = shardkv_host::leader_preference::preferred_leader(1, ids)
+            .expect("a group has voters")
+            .0;
+        wait_until(
+            "leadership to settle on the preferred member",
+            LEADER_WAIT,
+            || {
+                self.status(preferred).is_some_and(|s| {
+                    s.role == Role::Leader && s.leader.map(|l| l.0) == Some(preferred)
+                })
+            },
+        );
+        self.leader()
+    }
+
     /// Waits for a leader that every answering member agrees on (same term) and returns it.
     pub fn leader(&self) -> u64 {
         let mut found = 0;

@@ -88,19 +88,13 @@ done
 [ "$REPEATS" -ge 1 ] || { echo "--repeats must be at least 1" >&2; exit 2; }
 
 log() { echo "bench-growth: $*" >&2; }
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 # --- what it needs ---------------------------------------------------------------------
-if ! command -v jq >/dev/null 2>&1; then
-  log "installing jq"
-  apt-get update -qq && apt-get install -y -qq jq >/dev/null
-fi
+need_jq
 command -v curl >/dev/null 2>&1 || { echo "curl is needed" >&2; exit 1; }
-if [ -z "$BIN" ]; then
-  log "building the release binary"
-  cargo build --release -p shardkv >&2
-  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/shardkv"
-fi
-[ -x "$BIN" ] || { echo "no shardkv binary at $BIN" >&2; exit 1; }
+ensure_bin
 SECONDS=0
 
 # --- the cluster, stopped and deleted on any exit --------------------------------------
@@ -142,8 +136,6 @@ free_gib() { df -P -B1G / | awk 'NR == 2 { print $4 }'; }
 ) &
 WATCH_PID=$!
 
-# shellcheck source=scripts/lib/common.sh
-. "$(dirname "$0")/lib/common.sh"
 
 # start_cluster DIR GROUPS [UP ARGS...]: `shardkv up` on DIR (fresh or stopped before, on
 # the same ports), returns once it printed its endpoints. Sets UP_PID, BASE, EPS.

@@ -53,22 +53,16 @@ case "$REPEATS" in ''|*[!0-9]*|0) echo "--repeats must be a positive number" >&2
 case "$TIME_LIMIT" in ''|*[!0-9]*) echo "--time-limit must be seconds" >&2; exit 2 ;; esac
 
 log() { echo "bench-vs-etcd: $*" >&2; }
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 # --- what it needs ---------------------------------------------------------------------
 if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
   log "installing etcd from Debian's packages"
   apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
-if ! command -v jq >/dev/null 2>&1; then
-  log "installing jq"
-  apt-get update -qq && apt-get install -y -qq jq >/dev/null
-fi
-if [ -z "$BIN" ]; then
-  log "building the release binary"
-  cargo build --release -p shardkv >&2
-  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/shardkv"
-fi
-[ -x "$BIN" ] || { echo "no shardkv binary at $BIN" >&2; exit 1; }
+need_jq
+ensure_bin
 # --time-limit bounds what follows (the build above is cargo's business).
 SECONDS=0
 
@@ -95,8 +89,6 @@ wait_for() {
   return 1
 }
 
-# shellcheck source=scripts/lib/common.sh
-. "$(dirname "$0")/lib/common.sh"
 # 9 ports: 3 etcd client, 3 etcd peer, 3 shardkv members (and their admin ports, +1000).
 BASE=$(pick_base 0 1 2 3 4 5 6 7 8 1006 1007 1008) || { echo "no 9 free consecutive ports found" >&2; exit 1; }
 

@@ -46,17 +46,11 @@ done
 case "$TIME_LIMIT" in ''|*[!0-9]*) echo "--time-limit must be seconds" >&2; exit 2 ;; esac
 
 log() { echo "cpu-per-op: $*" >&2; }
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
-if ! command -v jq >/dev/null 2>&1; then
-  log "installing jq"
-  apt-get update -qq && apt-get install -y -qq jq >/dev/null
-fi
-if [ -z "$BIN" ]; then
-  log "building the release binary"
-  cargo build --release -p shardkv >&2
-  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/shardkv"
-fi
-[ -x "$BIN" ] || { echo "no shardkv binary at $BIN" >&2; exit 1; }
+need_jq
+ensure_bin
 SECONDS=0
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -74,8 +68,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=scripts/lib/common.sh
-. "$(dirname "$0")/lib/common.sh"
 BASE=$(pick_base 0 1 2 1000 1001 1002) || { echo "no 3 free consecutive ports found" >&2; exit 1; }
 EPS="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
 

@@ -32,3 +32,21 @@ pick_base() {
   done
   return 1
 }
+
+# jq, installed from Debian's packages when missing. Uses the script's log().
+need_jq() {
+  if ! command -v jq >/dev/null 2>&1; then
+    log "installing jq"
+    apt-get update -qq && apt-get install -y -qq jq >/dev/null
+  fi
+}
+
+# BIN: the shardkv binary to measure, as given, or a fresh release build (ROOT: the repo).
+ensure_bin() {
+  if [ -z "$BIN" ]; then
+    log "building the release binary"
+    cargo build --release -p shardkv >&2
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/shardkv"
+  fi
+  [ -x "$BIN" ] || { echo "no shardkv binary at $BIN" >&2; exit 1; }
+}

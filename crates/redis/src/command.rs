@@ -106,8 +106,8 @@ impl Command {
         }
     }
 
-    /// Whether the command changes data (not allowed on a `READONLY` ... it always is here:
-    /// used for metrics and for the docs' table).
+    /// Whether the command changes data: a write that may have applied is never answered
+    /// with an error a cluster client would retry on its own (`session::failure`).
     pub fn is_write(&self) -> bool {
         matches!(
             self,

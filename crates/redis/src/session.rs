@@ -26,8 +26,6 @@ pub struct Session {
     id: u64,
     name: Option<Bytes>,
     protocol: Protocol,
-    /// `ASKING` was the previous command (cleared by the next one).
-    asking: bool,
 }
 
 impl Session {
@@ -37,7 +35,6 @@ impl Session {
             id,
             name: None,
             protocol: Protocol::Resp2,
-            asking: false,
         }
     }
 
@@ -56,7 +53,6 @@ impl Session {
 
     /// Answers one request.
     pub async fn handle<B: Backend>(&mut self, args: &[Bytes], backend: &mut B) -> (Reply, After) {
-        let asking = std::mem::take(&mut self.asking);
         let cmd = match parse(args) {
             Ok(cmd) => cmd,
             Err(refusal) => return (refusal, After::Continue),
@@ -77,20 +73,16 @@ impl Session {
             Command::ClientSetInfo => Reply::OK,
             Command::Command(c) => command_table(&c),
             Command::ConfigGet(patterns) => config_get(&patterns, &backend.info()),
-            Command::Info(sections) => {
-                Reply::Text(info_text(&sections, &backend.info(), &backend.view()))
-            }
+            Command::Info(sections) => Reply::Text(info_text(&sections, &backend.info())),
             Command::DbSize => match backend.dbsize().await {
                 Ok(n) => Reply::Int(n),
                 Err(e) => failure(&e, false),
             },
             Command::Cluster(c) => cluster(&c, &backend.view()),
-            Command::Asking => {
-                self.asking = true;
-                Reply::OK
-            }
-            Command::ReadOnly | Command::ReadWrite => Reply::OK,
-            data => return (self.data(data, asking, backend).await, After::Continue),
+            // Slots move only with their shard, and a process masters a whole shard or none
+            // of it: ASKING (for a slot being imported) has nothing to override here.
+            Command::Asking | Command::ReadOnly | Command::ReadWrite => Reply::OK,
+            data => return (self.data(data, backend).await, After::Continue),
         };
         (reply, After::Continue)
     }
@@ -130,15 +122,12 @@ impl Session {
         ])
     }
 
-    async fn data<B: Backend>(&mut self, cmd: Command, asking: bool, backend: &mut B) -> Reply {
+    async fn data<B: Backend>(&mut self, cmd: Command, backend: &mut B) -> Reply {
         let keys = cmd.keys();
         let slot = key_slot(keys[0]);
         if keys[1..].iter().any(|k| key_slot(k) != slot) {
             return Reply::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
         }
-        // Slots only move with their shard, and a process either masters a whole shard or
-        // none of it: ASKING (for a slot being imported) has nothing to override here.
-        let _ = asking;
         if let Some(redirect) = backend.view().redirect(slot) {
             return redirect;
         }
@@ -315,7 +304,7 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 /// `INFO [section ...]`: server, clients, cluster and keyspace.
-fn info_text(sections: &[Bytes], info: &ServerInfo, view: &ClusterView) -> String {
+fn info_text(sections: &[Bytes], info: &ServerInfo) -> String {
     let wanted = |s: &str| {
         sections.is_empty()
             || sections.iter().any(|w| {
@@ -346,7 +335,6 @@ fn info_text(sections: &[Bytes], info: &ServerInfo, view: &ClusterView) -> Strin
         }
         out.push_str("\r\n");
     }
-    let _ = view;
     out
 }
 

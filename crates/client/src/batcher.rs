@@ -172,6 +172,7 @@ pub(crate) async fn unary(channel: Channel, group: Gid, req: KvRequest) -> CallR
         WireRequest::Append(r) => client.append(r).await,
         WireRequest::Delete(r) => client.delete(r).await,
         WireRequest::Cas(r) => client.cas(r).await,
+        WireRequest::Op(r) => client.op(r).await,
     };
     let reply: pb::KvReply = reply.map_err(CallFailure::Status)?.into_inner();
     hinted(reply)

@@ -108,6 +108,10 @@ impl Kv for Fake {
         Err(Status::unimplemented("not in this fake"))
     }
 
+    async fn op(&self, _: Request<pb::OpRequest>) -> Result<Response<pb::KvReply>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
     async fn status(
         &self,
         _: Request<pb::StatusRequest>,

@@ -1,12 +1,18 @@
 //! The KV protocol: commands, queries, outputs, and their size limits.
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use shardkv_rsm::{Error, Request};
 
 /// The largest key accepted, in bytes.
 pub const KEY_BYTES_MAX: usize = 64 << 10;
 /// The largest value accepted, in bytes.
 pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// The most keys one multi-key operation (`DeleteMany`, `PutMany`, `GetMany`, `Exists`)
+/// names.
+pub const MANY_KEYS_MAX: usize = 1024;
+/// The most bytes (keys and values together) one multi-key operation carries.
+pub const MANY_BYTES_MAX: usize = 2 << 20;
 /// The largest value a client session keeps to answer a retry of a failed CAS with the
 /// value it found; a larger one is answered `Error::CasFailed` (read the key instead).
 pub const RECORDED_VALUE_BYTES_MAX: usize = 128;
@@ -40,16 +46,95 @@ pub enum KvCommand {
         #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
+    // The variants below were added after the ones above (for the Redis front end); each is
+    // appended, so the encodings of the ones before are unchanged. A member of an older
+    // build cannot decode them: use them only once every member runs a build that has them.
+    /// Set `key` to `value` if `when` holds. Answers `Set { applied, old }`, with the value
+    /// it found in `old` only when `get` is set.
+    Set {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        when: SetWhen,
+        get: bool,
+    },
+    /// Delete the key; answers the value it had (`Value`).
+    GetDel {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    /// Append (as `Append`); answers the value's new length (`Int`).
+    AppendLen {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Add `by` to the integer the key holds (a missing key holds 0) and store the sum in
+    /// canonical decimal; answers the sum (`Int`), or `NotAnInteger` / `Overflow` and
+    /// changes nothing.
+    IncrBy {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        by: i64,
+    },
+    /// Delete every key; answers how many existed (`Int`). Atomic.
+    DeleteMany { keys: Vec<ByteBuf> },
+    /// Set every pair, in order (a key named twice ends with its last value); answers
+    /// `Done`. Atomic.
+    PutMany { pairs: Vec<(ByteBuf, ByteBuf)> },
+}
+
+/// When a `Set` applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetWhen {
+    Always,
+    /// Only if the key is absent (Redis `NX`).
+    Absent,
+    /// Only if the key exists (Redis `XX`).
+    Present,
 }
 
 impl KvCommand {
-    /// The key the command writes.
+    /// The key the command writes: the first one of a multi-key command (every key of which
+    /// must be in one shard).
     pub fn key(&self) -> &[u8] {
+        self.keys().next().unwrap_or_default()
+    }
+
+    /// Every key the command writes, in order.
+    pub fn keys(&self) -> Keys<'_> {
         match self {
             KvCommand::Put { key, .. }
             | KvCommand::Append { key, .. }
             | KvCommand::Delete { key }
-            | KvCommand::Cas { key, .. } => key,
+            | KvCommand::Cas { key, .. }
+            | KvCommand::Set { key, .. }
+            | KvCommand::GetDel { key }
+            | KvCommand::AppendLen { key, .. }
+            | KvCommand::IncrBy { key, .. } => Keys::One(Some(key)),
+            KvCommand::DeleteMany { keys } => Keys::Many(keys.iter()),
+            KvCommand::PutMany { pairs } => Keys::Pairs(pairs.iter()),
+        }
+    }
+}
+
+/// The keys of a command or query, in order.
+pub enum Keys<'a> {
+    One(Option<&'a [u8]>),
+    Many(std::slice::Iter<'a, ByteBuf>),
+    Pairs(std::slice::Iter<'a, (ByteBuf, ByteBuf)>),
+}
+
+impl<'a> Iterator for Keys<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Keys::One(k) => k.take(),
+            Keys::Many(ks) => ks.next().map(|k| k.as_slice()),
+            Keys::Pairs(ps) => ps.next().map(|(k, _)| k.as_slice()),
         }
     }
 }
@@ -61,13 +146,30 @@ pub enum KvQuery {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
+    // Appended after `Get`, as the commands after `Cas` are.
+    /// The values of the keys, in order (`Values`).
+    GetMany { keys: Vec<ByteBuf> },
+    /// How many of the keys exist, a key named twice counting twice (`Int`).
+    Exists { keys: Vec<ByteBuf> },
+    /// The length of the key's value, 0 if absent (`Int`).
+    StrLen {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
 }
 
 impl KvQuery {
-    /// The key the query reads.
+    /// The key the query reads: the first one of a multi-key query (every key of which must
+    /// be in one shard).
     pub fn key(&self) -> &[u8] {
+        self.keys().next().unwrap_or_default()
+    }
+
+    /// Every key the query reads, in order.
+    pub fn keys(&self) -> Keys<'_> {
         match self {
-            KvQuery::Get { key } => key,
+            KvQuery::Get { key } | KvQuery::StrLen { key } => Keys::One(Some(key)),
+            KvQuery::GetMany { keys } | KvQuery::Exists { keys } => Keys::Many(keys.iter()),
         }
     }
 }
@@ -95,6 +197,27 @@ pub enum KvOutput {
     /// moves) holds it as `Cas { swapped: existed, current: None }`, a shape every build
     /// decodes, so members of an older build in a rolling upgrade can still read them.
     Deleted { existed: bool },
+    // Appended after `Deleted`, for the commands and queries appended after `Cas` and `Get`.
+    /// AppendLen, IncrBy, DeleteMany, Exists, StrLen.
+    Int(i64),
+    /// GetMany: each key's value, `None` if absent.
+    Values(Vec<Option<ByteBuf>>),
+    /// Set: whether it applied, and (if asked for) the value it found.
+    Set {
+        applied: bool,
+        #[serde(with = "serde_bytes")]
+        old: Option<Vec<u8>>,
+    },
+    /// IncrBy on a value that is not a 64-bit integer in canonical decimal (Redis's rule:
+    /// optional `-`, no `+`, no leading zeros, no spaces, no `-0`). Nothing changed.
+    NotAnInteger,
+    /// IncrBy whose sum passes the range of a 64-bit integer. Nothing changed.
+    Overflow,
+    /// Only in a session's record, never answered: a Set with `get` or a GetDel that found
+    /// a value of `bytes` bytes, too large to keep; its retry is answered
+    /// `Error::SessionExpired` (it applied, and is not applied again, but its answer is
+    /// gone).
+    Unrecorded { bytes: u64 },
 }
 
 impl KvOutput {
@@ -123,6 +246,14 @@ impl KvOutput {
             ) if v.len() > RECORDED_VALUE_BYTES_MAX => KvOutput::CasFailed {
                 bytes: v.len() as u64,
             },
+            (KvCommand::Set { .. }, KvOutput::Set { old: Some(v), .. })
+            | (KvCommand::GetDel { .. }, KvOutput::Value(Some(v)))
+                if v.len() > RECORDED_VALUE_BYTES_MAX =>
+            {
+                KvOutput::Unrecorded {
+                    bytes: v.len() as u64,
+                }
+            }
             _ => out.clone(),
         }
     }
@@ -140,6 +271,7 @@ impl KvOutput {
                 })
             }
             (_, KvOutput::CasFailed { bytes }) => Err(Error::CasFailed { bytes: *bytes }),
+            (_, KvOutput::Unrecorded { .. }) => Err(Error::SessionExpired),
             _ => Ok(recorded.clone()),
         }
     }
@@ -173,8 +305,30 @@ pub fn validate(req: &KvRequest) -> Result<(), Error> {
 /// Checks a read's sizes against the limits.
 pub fn validate_query(q: &KvQuery) -> Result<(), Error> {
     match q {
-        KvQuery::Get { key } => check(key.len(), KEY_BYTES_MAX),
+        KvQuery::Get { key } | KvQuery::StrLen { key } => check(key.len(), KEY_BYTES_MAX),
+        KvQuery::GetMany { keys } | KvQuery::Exists { keys } => {
+            check_many(keys.iter().map(|k| (k.as_slice(), &[][..])))
+        }
     }
+}
+
+/// Checks a multi-key operation: 1 to [`MANY_KEYS_MAX`] keys, each within the key and value
+/// limits, within [`MANY_BYTES_MAX`] in all.
+fn check_many<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) -> Result<(), Error> {
+    let n = pairs.len();
+    if n == 0 {
+        return Err(Error::Invalid {
+            reason: "a multi-key operation needs at least one key".into(),
+        });
+    }
+    check(n, MANY_KEYS_MAX)?;
+    let mut total = 0;
+    for (k, v) in pairs {
+        check(k.len(), KEY_BYTES_MAX)?;
+        check(v.len(), VALUE_BYTES_MAX)?;
+        total += k.len() + v.len();
+    }
+    check(total, MANY_BYTES_MAX)
 }
 
 /// Checks a write's sizes against the limits.
@@ -184,7 +338,17 @@ pub fn validate_command(cmd: &KvCommand) -> Result<(), Error> {
             check(key.len(), KEY_BYTES_MAX)?;
             check(value.len(), VALUE_BYTES_MAX)
         }
-        KvCommand::Delete { key } => check(key.len(), KEY_BYTES_MAX),
+        KvCommand::Delete { key } | KvCommand::GetDel { key } | KvCommand::IncrBy { key, .. } => {
+            check(key.len(), KEY_BYTES_MAX)
+        }
+        KvCommand::Set { key, value, .. } | KvCommand::AppendLen { key, value } => {
+            check(key.len(), KEY_BYTES_MAX)?;
+            check(value.len(), VALUE_BYTES_MAX)
+        }
+        KvCommand::DeleteMany { keys } => check_many(keys.iter().map(|k| (k.as_slice(), &[][..]))),
+        KvCommand::PutMany { pairs } => {
+            check_many(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        }
         KvCommand::Cas { key, expected, new } => {
             check(key.len(), KEY_BYTES_MAX)?;
             check(expected.as_ref().map_or(0, Vec::len), VALUE_BYTES_MAX)?;

@@ -14,6 +14,17 @@
 //! CAS found only up to [`RECORDED_VALUE_BYTES_MAX`] bytes (a retry of one that found more
 //! is answered `CasFailed`).
 //!
+//! For the Redis front end (appended, so older encodings are unchanged): `Set` (with a
+//! condition, optionally answering the old value), `GetDel`, `AppendLen` (answers the new
+//! length), `IncrBy` (Redis's integer rules: [`parse_canonical_i64`]; `NotAnInteger` and
+//! `Overflow` change nothing), `DeleteMany` and `PutMany` (atomic), and the queries
+//! `GetMany`, `Exists` and `StrLen`. A multi-key operation names 1 to [`MANY_KEYS_MAX`]
+//! keys within [`MANY_BYTES_MAX`]; a sharded store refuses one whose keys span shards. A
+//! Set's or GetDel's found value is kept for retries only up to
+//! [`RECORDED_VALUE_BYTES_MAX`] bytes (a retry of one that found more is answered
+//! `SessionExpired`: applied once, its answer gone). Members of a build without them
+//! cannot decode them: use them only once every member has been upgraded.
+//!
 //! [`KvStore::execute`] is the sequential semantics alone, so a sharded store can keep one
 //! `KvStore` per shard and reuse it.
 //!
@@ -23,12 +34,16 @@
 //! checks both directions. A change to these types must keep those bytes.
 
 mod command;
+mod int;
 mod store;
 
 pub use command::{
-    KEY_BYTES_MAX, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, RECORDED_VALUE_BYTES_MAX,
-    VALUE_BYTES_MAX, validate, validate_command, validate_query,
+    KEY_BYTES_MAX, Keys, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, MANY_BYTES_MAX,
+    MANY_KEYS_MAX, RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX, validate, validate_command,
+    validate_query,
 };
+pub use int::parse_canonical_i64;
+pub use serde_bytes::ByteBuf;
 pub use store::KvStore;
 
 /// A replica of the KV store.

@@ -1,7 +1,9 @@
 //! `KvStore`: an ordered map from key to value, and its sequential semantics.
 
-use crate::{KvCommand, KvOutput, KvQuery, KvRequest};
+use crate::int::parse_canonical_i64;
+use crate::{KvCommand, KvOutput, KvQuery, KvRequest, SetWhen};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use shardkv_rsm::{Applying, Error, NoInternal, Sessions, StateMachine};
 use std::collections::BTreeMap;
 
@@ -73,7 +75,7 @@ impl KvStore {
     /// large value): `TooLarge`, and nothing changes. Every value then fits in a reply, a
     /// session and a moving shard's chunk.
     pub fn check_growth(&self, cmd: &KvCommand) -> Result<(), Error> {
-        let KvCommand::Append { key, value } = cmd else {
+        let (KvCommand::Append { key, value } | KvCommand::AppendLen { key, value }) = cmd else {
             return Ok(());
         };
         let now = self.map.get(key).map_or(0, Vec::len);
@@ -93,12 +95,10 @@ impl KvStore {
                 KvOutput::Done
             }
             KvCommand::Append { key, value } => {
-                self.map
-                    .entry(key.clone())
-                    .or_default()
-                    .extend_from_slice(value);
+                self.append(key, value);
                 KvOutput::Done
             }
+            KvCommand::AppendLen { key, value } => KvOutput::Int(self.append(key, value) as i64),
             KvCommand::Delete { key } => KvOutput::Deleted {
                 existed: self.map.remove(key).is_some(),
             },
@@ -110,13 +110,79 @@ impl KvStore {
                 }
                 KvOutput::Cas { swapped, current }
             }
+            KvCommand::Set {
+                key,
+                value,
+                when,
+                get,
+            } => {
+                let found = self.map.get(key);
+                let applied = match when {
+                    SetWhen::Always => true,
+                    SetWhen::Absent => found.is_none(),
+                    SetWhen::Present => found.is_some(),
+                };
+                let old = if *get { found.cloned() } else { None };
+                if applied {
+                    self.map.insert(key.clone(), value.clone());
+                }
+                KvOutput::Set { applied, old }
+            }
+            KvCommand::GetDel { key } => KvOutput::Value(self.map.remove(key)),
+            KvCommand::IncrBy { key, by } => {
+                let now = match self.map.get(key) {
+                    None => 0,
+                    Some(v) => match parse_canonical_i64(v) {
+                        Some(n) => n,
+                        None => return KvOutput::NotAnInteger,
+                    },
+                };
+                match now.checked_add(*by) {
+                    Some(sum) => {
+                        self.map.insert(key.clone(), sum.to_string().into_bytes());
+                        KvOutput::Int(sum)
+                    }
+                    None => KvOutput::Overflow,
+                }
+            }
+            KvCommand::DeleteMany { keys } => KvOutput::Int(
+                keys.iter()
+                    .filter(|k| self.map.remove(k.as_slice()).is_some())
+                    .count() as i64,
+            ),
+            KvCommand::PutMany { pairs } => {
+                for (k, v) in pairs {
+                    self.map.insert(k.to_vec(), v.to_vec());
+                }
+                KvOutput::Done
+            }
         }
+    }
+
+    /// Appends `value` to the key's value (creating it); answers the new length.
+    fn append(&mut self, key: &[u8], value: &[u8]) -> usize {
+        let v = self.map.entry(key.to_vec()).or_default();
+        v.extend_from_slice(value);
+        v.len()
     }
 
     /// Answers a read.
     pub fn read(&self, q: &KvQuery) -> KvOutput {
         match q {
             KvQuery::Get { key } => KvOutput::Value(self.map.get(key).cloned()),
+            KvQuery::GetMany { keys } => KvOutput::Values(
+                keys.iter()
+                    .map(|k| self.map.get(k.as_slice()).cloned().map(ByteBuf::from))
+                    .collect(),
+            ),
+            KvQuery::Exists { keys } => KvOutput::Int(
+                keys.iter()
+                    .filter(|k| self.map.contains_key(k.as_slice()))
+                    .count() as i64,
+            ),
+            KvQuery::StrLen { key } => {
+                KvOutput::Int(self.map.get(key).map_or(0, |v| v.len() as i64))
+            }
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn entry_to_wire(id: u64, group: Gid, req: KvRequest) -> pb::KvBatchEntry {
         convert::WireRequest::Append(r) => R::Append(r),
         convert::WireRequest::Delete(r) => R::Delete(r),
         convert::WireRequest::Cas(r) => R::Cas(r),
+        convert::WireRequest::Op(r) => R::Op(r),
     };
     pb::KvBatchEntry {
         id,
@@ -61,16 +62,24 @@ pub fn entry_to_wire(id: u64, group: Gid, req: KvRequest) -> pb::KvBatchEntry {
     }
 }
 
-/// The request of a wire entry and the group it names; `None` when it carries none.
-pub fn entry_from_wire(e: pb::KvBatchEntry) -> Option<(Gid, KvRequest)> {
+/// The request of a wire entry and the group it names; `Err` names what is malformed (no
+/// request, a malformed operation).
+pub fn entry_from_wire(e: pb::KvBatchEntry) -> Result<(Gid, KvRequest), String> {
     use pb::kv_batch_entry::Request as R;
-    Some(match e.request? {
-        R::Get(r) => (Gid(r.group), convert::get_from_wire(r)),
-        R::Put(r) => (Gid(r.group), convert::put_from_wire(r)),
-        R::Append(r) => (Gid(r.group), convert::append_from_wire(r)),
-        R::Delete(r) => (Gid(r.group), convert::delete_from_wire(r)),
-        R::Cas(r) => (Gid(r.group), convert::cas_from_wire(r)),
-    })
+    let id = e.id;
+    Ok(
+        match e
+            .request
+            .ok_or_else(|| format!("entry {id} carries no request"))?
+        {
+            R::Get(r) => (Gid(r.group), convert::get_from_wire(r)),
+            R::Put(r) => (Gid(r.group), convert::put_from_wire(r)),
+            R::Append(r) => (Gid(r.group), convert::append_from_wire(r)),
+            R::Delete(r) => (Gid(r.group), convert::delete_from_wire(r)),
+            R::Cas(r) => (Gid(r.group), convert::cas_from_wire(r)),
+            R::Op(r) => (Gid(r.group), convert::op_from_wire(r)?),
+        },
+    )
 }
 
 /// The encoded size of an entry within its message (the field's tag and length included).
@@ -155,12 +164,12 @@ impl<H: Handler> BatchStream<H> {
             let id = e.id;
             let invalid = |reason: String| (id, None, Err(Error::Invalid { reason }));
             match entry_from_wire(e) {
-                None => refused.push(invalid(format!("entry {id} carries no request"))),
+                Err(reason) => refused.push(invalid(reason)),
                 // In flight from now on (or already: refused).
-                Some(_) if !self.ids.insert(id) => refused.push(invalid(format!(
+                Ok(_) if !self.ids.insert(id) => refused.push(invalid(format!(
                     "request id {id} is already in flight on this stream"
                 ))),
-                Some(req) => {
+                Ok(req) => {
                     ids.push(id);
                     reqs.push(req);
                 }
@@ -301,6 +310,7 @@ mod tests {
     fn output(req: KvRequest) -> Result<KvOutput, Error> {
         match req {
             Request::Read(KvQuery::Get { key }) => Ok(KvOutput::Value(Some(key))),
+            Request::Read(q) => Ok(KvOutput::Int(q.keys().count() as i64)),
             Request::Write { .. } => Ok(KvOutput::Done),
         }
     }

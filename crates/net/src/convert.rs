@@ -4,7 +4,7 @@
 use crate::pb::{self, ctrl_reply::Result as PbCtrlResult, kv_reply::Result as PbResult};
 use crate::{NodeStatus, ShardPhase, ShardsHeld, status};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
-use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest};
+use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvRequest, SetWhen};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Request};
 use shardkv_types::{
@@ -20,6 +20,7 @@ pub enum WireRequest {
     Append(pb::AppendRequest),
     Delete(pb::DeleteRequest),
     Cas(pb::CasRequest),
+    Op(pb::OpRequest),
 }
 
 /// The wire form of a request for KV group `group` (`Gid(0)`: the server's only KV group).
@@ -27,6 +28,11 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
     let group = group.0;
     match req {
         Request::Read(KvQuery::Get { key }) => WireRequest::Get(pb::GetRequest { key, group }),
+        Request::Read(q) => WireRequest::Op(pb::OpRequest {
+            op: Some(query_op_to_wire(q)),
+            group,
+            ..Default::default()
+        }),
         Request::Write {
             client,
             seq,
@@ -67,9 +73,126 @@ pub fn request_to_wire(group: Gid, req: KvRequest) -> WireRequest {
                     new,
                     group,
                 }),
+                cmd => WireRequest::Op(pb::OpRequest {
+                    client,
+                    seq,
+                    first_attempt: !retry,
+                    op: Some(command_op_to_wire(cmd)),
+                    group,
+                }),
             }
         }
     }
+}
+
+fn keys_to_wire(keys: Vec<ByteBuf>) -> pb::Keys {
+    pb::Keys {
+        keys: keys.into_iter().map(ByteBuf::into_vec).collect(),
+    }
+}
+
+fn keys_from_wire(keys: pb::Keys) -> Vec<ByteBuf> {
+    keys.keys.into_iter().map(ByteBuf::from).collect()
+}
+
+/// The wire form of a query other than Get.
+fn query_op_to_wire(q: KvQuery) -> pb::op_request::Op {
+    use pb::op_request::Op;
+    match q {
+        KvQuery::Get { .. } => unreachable!("a Get travels as a GetRequest"),
+        KvQuery::GetMany { keys } => Op::GetMany(keys_to_wire(keys)),
+        KvQuery::Exists { keys } => Op::Exists(keys_to_wire(keys)),
+        KvQuery::StrLen { key } => Op::StrLen(key),
+    }
+}
+
+/// The wire form of a command added for the Redis front end (`Set` and after).
+fn command_op_to_wire(cmd: KvCommand) -> pb::op_request::Op {
+    use pb::op_request::Op;
+    match cmd {
+        KvCommand::Set {
+            key,
+            value,
+            when,
+            get,
+        } => Op::Set(pb::SetOp {
+            key,
+            value,
+            when: match when {
+                SetWhen::Always => pb::SetWhen::Always,
+                SetWhen::Absent => pb::SetWhen::Absent,
+                SetWhen::Present => pb::SetWhen::Present,
+            } as i32,
+            get,
+        }),
+        KvCommand::GetDel { key } => Op::GetDel(key),
+        KvCommand::AppendLen { key, value } => Op::AppendLen(pb::KeyValue { key, value }),
+        KvCommand::IncrBy { key, by } => Op::IncrBy(pb::IncrByOp { key, by }),
+        KvCommand::DeleteMany { keys } => Op::DeleteMany(keys_to_wire(keys)),
+        KvCommand::PutMany { pairs } => Op::PutMany(pb::Pairs {
+            pairs: pairs
+                .into_iter()
+                .map(|(k, v)| pb::KeyValue {
+                    key: k.into_vec(),
+                    value: v.into_vec(),
+                })
+                .collect(),
+        }),
+        KvCommand::Put { .. }
+        | KvCommand::Append { .. }
+        | KvCommand::Delete { .. }
+        | KvCommand::Cas { .. } => unreachable!("{cmd:?} has a request message of its own"),
+    }
+}
+
+/// The request an `OpRequest` carries; `Err` names what is malformed (an unknown or missing
+/// operation, an unknown `SetWhen`).
+pub fn op_from_wire(r: pb::OpRequest) -> Result<KvRequest, String> {
+    use pb::op_request::Op;
+    let cmd = match r.op.ok_or("an OpRequest without an operation")? {
+        Op::GetMany(keys) => {
+            return Ok(Request::Read(KvQuery::GetMany {
+                keys: keys_from_wire(keys),
+            }));
+        }
+        Op::Exists(keys) => {
+            return Ok(Request::Read(KvQuery::Exists {
+                keys: keys_from_wire(keys),
+            }));
+        }
+        Op::StrLen(key) => return Ok(Request::Read(KvQuery::StrLen { key })),
+        Op::Set(s) => KvCommand::Set {
+            when: match pb::SetWhen::try_from(s.when) {
+                Ok(pb::SetWhen::Always) => SetWhen::Always,
+                Ok(pb::SetWhen::Absent) => SetWhen::Absent,
+                Ok(pb::SetWhen::Present) => SetWhen::Present,
+                Err(_) => return Err(format!("unknown SetWhen {}", s.when)),
+            },
+            key: s.key,
+            value: s.value,
+            get: s.get,
+        },
+        Op::GetDel(key) => KvCommand::GetDel { key },
+        Op::AppendLen(kv) => KvCommand::AppendLen {
+            key: kv.key,
+            value: kv.value,
+        },
+        Op::IncrBy(i) => KvCommand::IncrBy {
+            key: i.key,
+            by: i.by,
+        },
+        Op::DeleteMany(keys) => KvCommand::DeleteMany {
+            keys: keys_from_wire(keys),
+        },
+        Op::PutMany(p) => KvCommand::PutMany {
+            pairs: p
+                .pairs
+                .into_iter()
+                .map(|kv| (ByteBuf::from(kv.key), ByteBuf::from(kv.value)))
+                .collect(),
+        },
+    };
+    Ok(write(r.client, r.seq, !r.first_attempt, cmd))
 }
 
 pub fn get_from_wire(r: pb::GetRequest) -> KvRequest {
@@ -128,6 +251,19 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
             existed: Some(existed),
         }),
         Ok(KvOutput::Cas { swapped, current }) => PbResult::Cas(pb::CasResult { swapped, current }),
+        Ok(KvOutput::Int(value)) => PbResult::Int(pb::Int { value }),
+        Ok(KvOutput::Values(values)) => PbResult::Values(pb::Values {
+            values: values
+                .into_iter()
+                .map(|v| pb::Value {
+                    value: v.map(ByteBuf::into_vec),
+                })
+                .collect(),
+        }),
+        Ok(KvOutput::Set { applied, old }) => PbResult::Set(pb::SetResult { applied, old }),
+        Ok(KvOutput::NotAnInteger) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }),
+        Ok(KvOutput::Overflow) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }),
+        Ok(KvOutput::Unrecorded { .. }) => PbResult::Error(error_to_wire(&Error::SessionExpired)),
         // Only a session record holds it; answered as the error a retry gets.
         Ok(KvOutput::CasFailed { bytes }) => {
             PbResult::Error(error_to_wire(&Error::CasFailed { bytes }))
@@ -221,6 +357,19 @@ pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error
             swapped: c.swapped,
             current: c.current,
         }),
+        PbResult::Int(i) => Ok(KvOutput::Int(i.value)),
+        PbResult::Values(v) => Ok(KvOutput::Values(
+            v.values
+                .into_iter()
+                .map(|v| v.value.map(ByteBuf::from))
+                .collect(),
+        )),
+        PbResult::Set(s) => Ok(KvOutput::Set {
+            applied: s.applied,
+            old: s.old,
+        }),
+        PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }) => Ok(KvOutput::NotAnInteger),
+        PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }) => Ok(KvOutput::Overflow),
         PbResult::Error(e) => Err(error_from_wire(e)?),
     };
     Ok((server, reply))

@@ -197,6 +197,21 @@ impl<H: Handler> Kv for KvService<H> {
         self.serve(r.group, convert::cas_from_wire(r)).await
     }
 
+    async fn op(&self, r: Request<pb::OpRequest>) -> Result<Response<pb::KvReply>, Status> {
+        let r = r.into_inner();
+        let group = r.group;
+        match convert::op_from_wire(r) {
+            Ok(req) => self.serve(group, req).await,
+            Err(reason) => {
+                let reply = Err(Error::Invalid { reason });
+                Ok(Response::new(convert::reply_to_wire(
+                    self.handler.node_id(),
+                    reply,
+                )))
+            }
+        }
+    }
+
     type BatchStream = std::pin::Pin<
         Box<dyn tokio_stream::Stream<Item = Result<pb::KvBatchReply, Status>> + Send>,
     >;

@@ -4,7 +4,7 @@ use crate::command::{ShardInternal, ShardOutput, ShardQuery, ShardRequest};
 use crate::shard::{Shard, ShardState, Source};
 use serde::{Deserialize, Serialize};
 use shardkv_ctrl::Config;
-use shardkv_kv::{KvCommand, KvOutput, KvQuery};
+use shardkv_kv::{Keys, KvCommand, KvOutput};
 use shardkv_rsm::{Applying, Error, Request, Sessions, StateMachine};
 use shardkv_types::{Gid, ShardId, shard_of_key};
 use std::collections::BTreeMap;
@@ -73,16 +73,32 @@ impl ShardKv {
         shard_of_key(key, self.config.shard_count())
     }
 
-    /// The serving shard of `key`, or `WrongGroup`.
-    fn serving(&self, key: &[u8]) -> Result<&Shard, Error> {
-        match self.shards.get(&self.shard_of(key)) {
+    /// The one shard of all of `keys`; `Invalid` if they span shards (a multi-key
+    /// operation is atomic only within a shard).
+    fn shard_of_all(&self, mut keys: Keys<'_>) -> Result<ShardId, Error> {
+        let first = self.shard_of(keys.next().unwrap_or_default());
+        match keys.map(|k| self.shard_of(k)).find(|s| *s != first) {
+            None => Ok(first),
+            Some(other) => Err(Error::Invalid {
+                reason: format!(
+                    "the keys of one operation span shards {} and {}; a multi-key operation \
+                     must keep to one shard (keys of one slot always do)",
+                    first.0, other.0
+                ),
+            }),
+        }
+    }
+
+    /// The serving shard of all of `keys`, or `WrongGroup` (or `Invalid`: they span shards).
+    fn serving(&self, keys: Keys<'_>) -> Result<&Shard, Error> {
+        match self.shards.get(&self.shard_of_all(keys)?) {
             Some(s) if s.state == ShardState::Serving => Ok(s),
             _ => Err(Error::WrongGroup { gid: self.gid }),
         }
     }
 
-    fn serving_mut(&mut self, key: &[u8]) -> Result<&mut Shard, Error> {
-        let shard = self.shard_of(key);
+    fn serving_mut(&mut self, keys: Keys<'_>) -> Result<&mut Shard, Error> {
+        let shard = self.shard_of_all(keys)?;
         match self.shards.get_mut(&shard) {
             Some(s) if s.state == ShardState::Serving => Ok(s),
             _ => Err(Error::WrongGroup { gid: self.gid }),
@@ -105,7 +121,7 @@ impl StateMachine for ShardKv {
     }
 
     fn admits(&self, cmd: &KvCommand) -> Result<(), Error> {
-        self.serving(cmd.key()).map(|_| ())
+        self.serving(cmd.keys()).map(|_| ())
     }
 
     /// A write of a key whose shard is not `Serving` here now is refused with `WrongGroup`
@@ -116,7 +132,7 @@ impl StateMachine for ShardKv {
         cmd: &KvCommand,
         _: &mut Applying<'_, ShardOutput>,
     ) -> Result<ShardOutput, Error> {
-        let shard = self.serving_mut(cmd.key())?;
+        let shard = self.serving_mut(cmd.keys())?;
         shard.store.check_growth(cmd)?;
         Ok(ShardOutput::Kv(shard.store.execute(cmd)))
     }
@@ -156,12 +172,7 @@ impl StateMachine for ShardKv {
         sessions: &Sessions<ShardOutput>,
     ) -> Result<ShardOutput, Error> {
         match q {
-            ShardQuery::Kv(KvQuery::Get { key }) => {
-                let shard = self.serving(key)?;
-                Ok(ShardOutput::Kv(
-                    shard.store.read(&KvQuery::Get { key: key.clone() }),
-                ))
-            }
+            ShardQuery::Kv(q) => Ok(ShardOutput::Kv(self.serving(q.keys())?.store.read(q))),
             ShardQuery::Pull {
                 num,
                 shard,

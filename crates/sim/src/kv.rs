@@ -127,6 +127,7 @@ fn to_lin_op(op: &KvOp) -> lin::Op {
         Op::Write(KvCommand::Append { key, value }) => lin::Op::Append { key, value },
         Op::Write(KvCommand::Delete { key }) => lin::Op::Delete { key },
         Op::Write(KvCommand::Cas { key, expected, new }) => lin::Op::Cas { key, expected, new },
+        other => panic!("the simulated workload does not draw {other:?}"),
     }
 }
 

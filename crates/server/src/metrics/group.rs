@@ -4,7 +4,7 @@
 //! router counts peer messages as they arrive; a scrape or a health check only reads.
 
 use super::histogram::{DISK_BUCKETS, Histogram, REQUEST_BUCKETS};
-use shardkv_kv::{KvCommand, KvRequest};
+use shardkv_kv::{KvCommand, KvQuery, KvRequest};
 use shardkv_rsm::{Error, Request};
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeSet;
@@ -13,9 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Client operations, as the `op` label names them.
-pub const OPS: [&str; 5] = ["get", "put", "append", "delete", "cas"];
+pub const OPS: [&str; 13] = [
+    "get", "put", "append", "delete", "cas", "set", "getdel", "incrby", "mdel", "mset", "mget",
+    "exists", "strlen",
+];
 /// The shard controller's request ops, as the `op` label names them (indexed like
-/// [`OPS`]: a controller group counts these in the same slots).
+/// [`OPS`]: a controller group counts these in the first slots).
 pub const CTRL_OPS: [&str; 5] = ["query", "join", "leave", "move", "servers"];
 
 /// Request outcomes, as the `outcome` label names them: `ok` or an error's kind.
@@ -210,10 +213,9 @@ impl GroupMetrics {
         counter.fetch_add(messages, Ordering::Relaxed);
     }
 
-    /// A client request answered after `took`.
     /// The names of the ops this group counts: [`CTRL_OPS`] for the controller, else
     /// [`OPS`].
-    pub fn ops(&self) -> &'static [&'static str; 5] {
+    pub fn ops(&self) -> &'static [&'static str] {
         if self.service == "ctrl" {
             &CTRL_OPS
         } else {
@@ -221,6 +223,7 @@ impl GroupMetrics {
         }
     }
 
+    /// A client request answered after `took`.
     pub fn observe_request<T>(&self, op: usize, outcome: &Result<T, Error>, took: Duration) {
         self.requests[op][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
         self.latency[op].observe(took);
@@ -315,12 +318,20 @@ pub fn ctrl_op_index(req: &shardkv_net::convert::CtrlRequest) -> usize {
 /// The index in [`OPS`] of a KV request.
 pub fn op_index(req: &KvRequest) -> usize {
     match req {
-        Request::Read(_) => 0,
+        Request::Read(KvQuery::Get { .. }) => 0,
+        Request::Read(KvQuery::GetMany { .. }) => 10,
+        Request::Read(KvQuery::Exists { .. }) => 11,
+        Request::Read(KvQuery::StrLen { .. }) => 12,
         Request::Write { cmd, .. } => match cmd {
             KvCommand::Put { .. } => 1,
-            KvCommand::Append { .. } => 2,
+            KvCommand::Append { .. } | KvCommand::AppendLen { .. } => 2,
             KvCommand::Delete { .. } => 3,
             KvCommand::Cas { .. } => 4,
+            KvCommand::Set { .. } => 5,
+            KvCommand::GetDel { .. } => 6,
+            KvCommand::IncrBy { .. } => 7,
+            KvCommand::DeleteMany { .. } => 8,
+            KvCommand::PutMany { .. } => 9,
         },
     }
 }

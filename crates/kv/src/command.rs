@@ -213,68 +213,6 @@ pub enum KvOutput {
     NotAnInteger,
     /// IncrBy whose sum passes the range of a 64-bit integer. Nothing changed.
     Overflow,
-    /// Only in a session's record, never answered: a Set with `get` or a GetDel that found
-    /// a value of `bytes` bytes, too large to keep; its retry is answered
-    /// `Error::SessionExpired` (it applied, and is not applied again, but its answer is
-    /// gone).
-    Unrecorded { bytes: u64 },
-}
-
-impl KvOutput {
-    /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
-    /// the same way ([`KvOutput::replay`]), without the data. Put and Append answer
-    /// `Done`; Delete whether the key existed (as a `Cas` record: see
-    /// [`KvOutput::Deleted`]); a CAS that swapped found exactly `expected`, which the retry
-    /// carries; a CAS that failed keeps the value it found only up to
-    /// [`RECORDED_VALUE_BYTES_MAX`].
-    pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
-        match (cmd, out) {
-            (KvCommand::Delete { .. }, KvOutput::Deleted { existed }) => KvOutput::Cas {
-                swapped: *existed,
-                current: None,
-            },
-            (KvCommand::Cas { .. }, KvOutput::Cas { swapped: true, .. }) => KvOutput::Cas {
-                swapped: true,
-                current: None,
-            },
-            (
-                KvCommand::Cas { .. },
-                KvOutput::Cas {
-                    swapped: false,
-                    current: Some(v),
-                },
-            ) if v.len() > RECORDED_VALUE_BYTES_MAX => KvOutput::CasFailed {
-                bytes: v.len() as u64,
-            },
-            (KvCommand::Set { .. }, KvOutput::Set { old: Some(v), .. })
-            | (KvCommand::GetDel { .. }, KvOutput::Value(Some(v)))
-                if v.len() > RECORDED_VALUE_BYTES_MAX =>
-            {
-                KvOutput::Unrecorded {
-                    bytes: v.len() as u64,
-                }
-            }
-            _ => out.clone(),
-        }
-    }
-
-    /// The answer to a retry of `cmd` from its session record.
-    pub fn replay(cmd: &KvCommand, recorded: &KvOutput) -> Result<KvOutput, Error> {
-        match (cmd, recorded) {
-            (KvCommand::Delete { .. }, KvOutput::Cas { swapped, .. }) => {
-                Ok(KvOutput::Deleted { existed: *swapped })
-            }
-            (KvCommand::Cas { expected, .. }, KvOutput::Cas { swapped: true, .. }) => {
-                Ok(KvOutput::Cas {
-                    swapped: true,
-                    current: expected.clone(),
-                })
-            }
-            (_, KvOutput::CasFailed { bytes }) => Err(Error::CasFailed { bytes: *bytes }),
-            (_, KvOutput::Unrecorded { .. }) => Err(Error::SessionExpired),
-            _ => Ok(recorded.clone()),
-        }
-    }
 }
 
 /// A client request as it travels to a server.
@@ -321,7 +259,11 @@ fn check_many<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) ->
             reason: "a multi-key operation needs at least one key".into(),
         });
     }
-    check(n, MANY_KEYS_MAX)?;
+    if n > MANY_KEYS_MAX {
+        return Err(Error::Invalid {
+            reason: format!("{n} keys in one operation; at most {MANY_KEYS_MAX} are accepted"),
+        });
+    }
     let mut total = 0;
     for (k, v) in pairs {
         check(k.len(), KEY_BYTES_MAX)?;

@@ -166,9 +166,25 @@ impl KvStore {
         v.len()
     }
 
-    /// Answers a read.
-    pub fn read(&self, q: &KvQuery) -> KvOutput {
-        match q {
+    /// Answers a read; `TooLarge` for a GetMany whose values add up to more than
+    /// [`MANY_BYTES_MAX`](crate::MANY_BYTES_MAX) (so every answer fits in a reply frame),
+    /// counted before anything is copied.
+    pub fn read(&self, q: &KvQuery) -> Result<KvOutput, Error> {
+        if let KvQuery::GetMany { keys } = q {
+            let bytes: usize = keys
+                .iter()
+                .filter_map(|k| self.map.get(k.as_slice()))
+                .map(Vec::len)
+                .sum();
+            let max = crate::MANY_BYTES_MAX;
+            if bytes > max {
+                return Err(Error::TooLarge {
+                    bytes: bytes as u64,
+                    max: max as u64,
+                });
+            }
+        }
+        Ok(match q {
             KvQuery::Get { key } => KvOutput::Value(self.map.get(key).cloned()),
             KvQuery::GetMany { keys } => KvOutput::Values(
                 keys.iter()
@@ -183,7 +199,7 @@ impl KvStore {
             KvQuery::StrLen { key } => {
                 KvOutput::Int(self.map.get(key).map_or(0, |v| v.len() as i64))
             }
-        }
+        })
     }
 }
 
@@ -219,7 +235,7 @@ impl StateMachine for KvStore {
     }
 
     fn query(&self, q: &KvQuery, _: &Sessions<KvOutput>) -> Result<KvOutput, Error> {
-        Ok(self.read(q))
+        self.read(q)
     }
 }
 
@@ -234,7 +250,7 @@ mod tests {
     #[test]
     fn operations_follow_their_sequential_semantics() {
         let mut s = KvStore::default();
-        let get = |s: &KvStore, key: &str| s.read(&KvQuery::Get { key: k(key) });
+        let get = |s: &KvStore, key: &str| s.read(&KvQuery::Get { key: k(key) }).unwrap();
         assert_eq!(get(&s, "a"), KvOutput::Value(None));
         s.execute(&KvCommand::Append {
             key: k("a"),

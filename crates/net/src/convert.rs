@@ -263,7 +263,6 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
         Ok(KvOutput::Set { applied, old }) => PbResult::Set(pb::SetResult { applied, old }),
         Ok(KvOutput::NotAnInteger) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }),
         Ok(KvOutput::Overflow) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }),
-        Ok(KvOutput::Unrecorded { .. }) => PbResult::Error(error_to_wire(&Error::SessionExpired)),
         // Only a session record holds it; answered as the error a retry gets.
         Ok(KvOutput::CasFailed { bytes }) => {
             PbResult::Error(error_to_wire(&Error::CasFailed { bytes }))

@@ -127,6 +127,19 @@ pub fn append_value(client: u64, j: u64) -> Vec<u8> {
     format!("x {client} {j} y").into_bytes()
 }
 
+impl Workload {
+    /// The random-keys workload of fuzz seed `seed`: [`Workload::RedisKeys`] for a third of
+    /// the seeds, else [`Workload::RandomKeys`]. Drawn from its own generator, so the
+    /// seed's other picks stay as they were.
+    pub fn fuzz_random_keys(seed: u64, keys: u64) -> Workload {
+        if Rng::new(seed ^ 0x4ed1_5c0d).chance(333) {
+            Workload::RedisKeys { keys }
+        } else {
+            Workload::RandomKeys { keys }
+        }
+    }
+}
+
 /// Keys that share a hash tag in [`Workload::RedisKeys`].
 pub const REDIS_KEYS_PER_TAG: u64 = 3;
 

@@ -58,6 +58,9 @@ pub enum Op {
     Exists { keys: Vec<Vec<u8>> },
 }
 
+/// The key-value pairs of a PutMany.
+type Pairs = [(Vec<u8>, Vec<u8>)];
+
 /// When a [`Op::Set`] applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SetWhen {
@@ -172,7 +175,7 @@ impl Op {
 
     /// Every key the operation touches, in order (a key named twice comes twice).
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        let (one, many, pairs): (Option<&[u8]>, &[Vec<u8>], &[(Vec<u8>, Vec<u8>)]) = match self {
+        let (keys, pairs): (&[Vec<u8>], &Pairs) = match self {
             Op::Get { key }
             | Op::Put { key, .. }
             | Op::Append { key, .. }
@@ -182,14 +185,12 @@ impl Op {
             | Op::GetDel { key }
             | Op::AppendLen { key, .. }
             | Op::IncrBy { key, .. }
-            | Op::StrLen { key } => (Some(key), &[], &[]),
-            Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => {
-                (None, keys, &[])
-            }
-            Op::PutMany { pairs } => (None, &[], pairs),
+            | Op::StrLen { key } => (std::slice::from_ref(key), &[]),
+            Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => (keys, &[]),
+            Op::PutMany { pairs } => (&[], pairs),
         };
-        one.into_iter()
-            .chain(many.iter().map(Vec::as_slice))
+        keys.iter()
+            .map(Vec::as_slice)
             .chain(pairs.iter().map(|(k, _)| k.as_slice()))
     }
 

@@ -5,7 +5,7 @@
 
 use shardkv_client::KvOp;
 use shardkv_kv::{KvCommand, KvOutput, KvQuery};
-use shardkv_sim::{ClusterConfig, KvCluster, NetConfig, RaftApp, Workload};
+use shardkv_sim::{ClusterConfig, KvCluster, NetConfig, Workload};
 use shardkv_types::NodeId;
 use std::collections::VecDeque;
 

@@ -10,7 +10,6 @@ mod common;
 
 use common::redis::{master_port, redis_cli, redis_ports, run_tool, settled_masters};
 use common::up::Up;
-use common::wait::wait_until;
 use shardkv_types::key_slot;
 use std::io::{Read, Write};
 use std::time::Duration;

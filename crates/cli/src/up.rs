@@ -22,7 +22,8 @@
 //! (`--redis-listen`; 9001-9003 for the default ports), so `redis-cli -c -p 9001` and
 //! `redis-benchmark --cluster -p 9001` work against the cluster (docs/redis.md); `up` waits
 //! until the first member's Redis port reports every slot served, and prints the
-//! `redis-cli` line to try. `--no-redis` starts the members without it.
+//! `redis-cli` line to try. `--no-redis` starts the members without it, and so does `--tls`
+//! (the Redis port is plaintext only).
 //!
 //! Ports: before it creates or starts anything, `up` binds every member's gRPC, admin and
 //! (unless `--no-redis`) Redis port on loopback; when one is in use (another cluster, another program) it exits 1 naming
@@ -118,9 +119,16 @@ pub struct UpArgs {
     #[arg(long, env = "SHARDKV_UP_TLS")]
     tls: bool,
     /// Start the members without their Redis Cluster port (by default each serves one on
-    /// its gRPC port + 2000).
+    /// its gRPC port + 2000; never with --tls: it is plaintext only).
     #[arg(long, env = "SHARDKV_UP_NO_REDIS")]
     no_redis: bool,
+}
+
+impl UpArgs {
+    /// Whether the members serve Redis: unless `--no-redis`, or `--tls` (plaintext only).
+    fn redis(&self) -> bool {
+        !self.no_redis && !self.tls
+    }
 }
 
 /// The file in `up`'s data directory that keeps the cluster token between runs.
@@ -200,7 +208,7 @@ impl Member {
 }
 
 pub fn run(args: UpArgs) -> Result<ExitCode> {
-    crate::ports::check_free(args.base_port, args.replicas, !args.no_redis)?;
+    crate::ports::check_free(args.base_port, args.replicas, args.redis())?;
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = fs::canonicalize(&args.data_dir)?;
@@ -292,9 +300,9 @@ fn spawn(
         cmd.arg("--bootstrap");
     }
     // Explicitly off, too: the members inherit up's environment (SHARDKV_REDIS_LISTEN).
-    let redis = match args.no_redis {
-        true => None,
-        false => crate::ports::member_ports(args.base_port, id - 1)?.redis,
+    let redis = match args.redis() {
+        true => crate::ports::member_ports(args.base_port, id - 1)?.redis,
+        false => None,
     };
     match redis {
         Some(port) => cmd.args(["--redis-listen", &format!("127.0.0.1:{port}")]),

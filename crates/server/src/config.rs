@@ -386,6 +386,14 @@ impl ConfigLayer {
                 Some(resolve_listen(s).map_err(|e| format!("bad redis listen address: {e}"))?)
             }
         };
+        if redis_listen.is_some() && tls.is_some() {
+            // Plaintext RESP beside mutual TLS would let anyone without a certificate in.
+            return Err(
+                "the Redis port does not serve TLS: give --redis-listen off (or none) \
+                        with --cert, --key and --cacert"
+                    .into(),
+            );
+        }
         let (bootstrap, join) = (self.bootstrap.unwrap_or(false), self.join.unwrap_or(false));
         if bootstrap && join {
             return Err(
@@ -918,6 +926,19 @@ mod tests {
             ..layer()
         };
         assert!(bad.resolve().unwrap_err().contains("redis listen"));
+        let with_tls = ConfigLayer {
+            redis_listen: Some("127.0.0.1:9002".into()),
+            cert: Some("c.pem".into()),
+            key: Some("k.pem".into()),
+            cacert: Some("ca.pem".into()),
+            ..layer()
+        };
+        assert!(
+            with_tls
+                .resolve()
+                .unwrap_err()
+                .contains("does not serve TLS")
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   process masters the slots of the shards whose group leader it hosts; other keys are
 //!   answered `MOVED` to the process hosting their group's leader, as that process
 //!   advertises itself in its status (`StatusReply.redis_addr`).
+//! - Plaintext only: a member with TLS on refuses `--redis-listen` (config), since a
+//!   plaintext port would let in clients without a certificate.
 //! - A process without a RESP port answers Status with no `redis_addr` and is no node of
 //!   the view; slots whose group leader it hosts are answered `CLUSTERDOWN` by the others
 //!   until leadership moves.

@@ -155,13 +155,13 @@ fn nothing_listening_fails_at_once_naming_every_address() {
 }
 
 /// Goal: `shardkv up` on a busy port exits non-zero naming it, before claiming anything.
-/// Method: hold a member's gRPC port (n1's, n3's) or admin HTTP port (gRPC + 1000: n1's,
-/// n3's) with a listener and run `up` there (its base port by flag, or for the admin ports
+/// Method: hold a member's gRPC port (n1's, n3's), admin HTTP port (gRPC + 1000: n1's,
+/// n3's) or Redis port (gRPC + 2000: n2's) with a listener and run `up` there (its base port by flag, or for the admin ports
 /// by `SHARDKV_UP_BASE_PORT`): exit 1, the port on stderr, no "members up" and no "leader"
 /// line, no data directory.
 #[test]
 fn up_on_a_busy_port_exits_non_zero_naming_it() {
-    for busy_offset in [0u16, 2, 1000, 1002] {
+    for busy_offset in [0u16, 2, 1000, 1002, 2001] {
         let base = common::up::free_base_port();
         let busy = base + busy_offset;
         // If something else holds it already, the port is just as busy.

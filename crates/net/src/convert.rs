@@ -668,6 +668,8 @@ pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
             .map(crate::members::member_to_wire)
             .collect(),
         hosted_groups: s.hosted.iter().map(|g| g.0).collect(),
+        redis_addr: s.redis_addr.clone().unwrap_or_default(),
+        shard_keys: s.shards.as_ref().map_or(0, |h| h.keys),
     }
 }
 
@@ -686,6 +688,7 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
         group: Gid(s.group),
         shards: s.sharded.then(|| ShardsHeld {
             config: ConfigNum(s.config_num),
+            keys: s.shard_keys,
             shards: s
                 .shards
                 .iter()
@@ -698,6 +701,7 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
             .map(crate::members::member_from_wire)
             .collect(),
         hosted: s.hosted_groups.into_iter().map(Gid).collect(),
+        redis_addr: (!s.redis_addr.is_empty()).then_some(s.redis_addr),
     }
 }
 
@@ -1157,6 +1161,7 @@ mod tests {
             group: Gid(2),
             shards: Some(ShardsHeld {
                 config: ConfigNum(4),
+                keys: 12,
                 shards: vec![
                     (ShardId(0), ShardPhase::Serving),
                     (ShardId(5), ShardPhase::Pulling),
@@ -1170,9 +1175,15 @@ mod tests {
                 matched: Some(LogIndex(7)),
             }],
             hosted: vec![Gid(0), Gid(2)],
+            redis_addr: Some("h:9001".into()),
         };
         assert_eq!(status_from_wire(status_to_wire(&s)), s);
         s.shards = None;
-        assert_eq!(status_from_wire(status_to_wire(&s)), s, "not a shard group");
+        s.redis_addr = None;
+        assert_eq!(
+            status_from_wire(status_to_wire(&s)),
+            s,
+            "not a shard group, no RESP"
+        );
     }
 }

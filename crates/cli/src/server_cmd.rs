@@ -81,7 +81,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SHARDKV_JOIN", conflicts_with = "bootstrap")]
     join: bool,
     /// The most open client and peer connections (default 4096, lowered to stay below the
-    /// descriptor limit); further ones are closed at once and logged.
+    /// descriptor limit); further ones are closed at once and logged. With --redis-listen
+    /// the gRPC and RESP ports share it, half each.
     #[arg(long, env = "SHARDKV_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// A connection whose peer sends nothing for this long is closed (default 5m).

@@ -6,6 +6,9 @@
 //! read, and the reply buffer is written out whenever it passes [`REPLY_FLUSH_BYTES`], so
 //! 10,000 pipelined commands cost no more than a few.
 //!
+//! Every write of replies is bounded by [`Limits::write_timeout`]: a client that sends
+//! requests and never reads the replies is disconnected (`TimedOut`), not served forever.
+//!
 //! After a protocol error the error is written, the sending side shut down, and what the
 //! client still sends is read and dropped (at most [`LINGER_BYTES_MAX`] for at most
 //! [`LINGER`]) before the socket closes: closing with unread input would reset the
@@ -65,7 +68,7 @@ where
                 Ok(None) => break,
                 Err(e) => {
                     Reply::err(e.to_string()).encode(session.protocol(), &mut output);
-                    wr.write_all(&output).await?;
+                    write(&mut wr, &output, limits).await?;
                     wr.shutdown().await?;
                     linger(&mut rd).await;
                     return Ok(Ended::ProtocolError(e.to_string()));
@@ -74,23 +77,37 @@ where
             let (reply, after) = session.handle(&args, backend).await;
             reply.encode(session.protocol(), &mut output);
             if after == After::Close {
-                wr.write_all(&output).await?;
+                write(&mut wr, &output, limits).await?;
                 wr.shutdown().await?;
                 return Ok(Ended::Quit);
             }
             if output.len() >= REPLY_FLUSH_BYTES {
-                wr.write_all(&output).await?;
+                write(&mut wr, &output, limits).await?;
                 output.clear();
             }
         }
         if !output.is_empty() {
-            wr.write_all(&output).await?;
+            write(&mut wr, &output, limits).await?;
             output.clear();
         }
         input.reserve(READ_BYTES);
         if rd.read_buf(&mut input).await? == 0 {
             return Ok(Ended::Closed);
         }
+    }
+}
+
+/// Writes `bytes` within the write timeout; `TimedOut` when the client does not read.
+async fn write<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8], limits: &Limits) -> io::Result<()> {
+    match tokio::time::timeout(limits.write_timeout, wr.write_all(bytes)).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client read no reply for {:?}: closing the connection",
+                limits.write_timeout
+            ),
+        )),
     }
 }
 
@@ -171,6 +188,36 @@ mod tests {
                 }
             }
             assert_eq!(got, want);
+        });
+    }
+
+    /// Goal: a client that pipelines and never reads its replies is disconnected once the
+    /// write timeout passes, instead of holding the connection forever. Method: a 1 KiB
+    /// pipe, 20,000 PINGs written and nothing read, a 200 ms write timeout, on the
+    /// runtime's paused clock (virtual time: no wall-clock wait).
+    #[test]
+    fn a_client_that_never_reads_is_disconnected_after_the_write_timeout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, server) = duplex(1 << 10);
+            let limits = Limits {
+                write_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            };
+            let serving = tokio::spawn(async move {
+                let mut b = Memory::mastering_all();
+                serve(server, &mut Session::new(1), &mut b, &limits).await
+            });
+            let (_rd, mut wr) = tokio::io::split(client);
+            let pings = b"PING\r\n".repeat(20_000);
+            // The server stops reading once its replies back up: the write may not finish.
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&pings)).await;
+            let ended = serving.await.unwrap();
+            assert_eq!(ended.unwrap_err().kind(), io::ErrorKind::TimedOut);
         });
     }
 

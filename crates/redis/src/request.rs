@@ -27,6 +27,9 @@ pub struct Limits {
     pub request_bytes_max: usize,
     /// Bytes of one inline command line.
     pub inline_bytes_max: usize,
+    /// How long writing replies may wait on a client that does not read them; past it the
+    /// connection is closed (a client pipelining without reading holds nothing forever).
+    pub write_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -34,8 +37,11 @@ impl Default for Limits {
         Limits {
             args_max: 1 << 16,
             bulk_bytes_max: shardkv_kv::VALUE_BYTES_MAX,
-            request_bytes_max: 16 << 20,
+            // The largest request that can succeed (an MSET of MANY_BYTES_MAX) with room
+            // for its headers; a larger one could only be refused.
+            request_bytes_max: shardkv_kv::MANY_BYTES_MAX + (1 << 20),
             inline_bytes_max: 64 << 10,
+            write_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -198,7 +198,7 @@ pub struct ServerConfig {
     pub join: bool,
     // Connections (see `listen`).
     /// The most open client and peer connections (lowered to stay below the descriptor
-    /// limit).
+    /// limit), of the gRPC and RESP ports together.
     pub max_connections: usize,
     /// A connection whose peer sends nothing for this long is closed.
     pub idle_timeout: Duration,

@@ -132,6 +132,21 @@ pub fn effective_max_connections(configured: usize, nofile: Option<u64>, groups:
     configured.min(room).max(MAX_CONNECTIONS_FLOOR)
 }
 
+/// The limits of the gRPC port and of a second (RESP) port sharing one connection budget:
+/// with a second port, half each (at least [`MAX_CONNECTIONS_FLOOR`] each); without, all
+/// of it for gRPC (the second is unused).
+pub fn split_connections(all: ListenOptions, second: bool) -> (ListenOptions, ListenOptions) {
+    if !second {
+        return (all, all);
+    }
+    let half = |n: usize| ListenOptions {
+        max_connections: n.max(MAX_CONNECTIONS_FLOOR),
+        ..all
+    };
+    let grpc = all.max_connections.div_ceil(2);
+    (half(grpc), half(all.max_connections - grpc))
+}
+
 /// Sets the per-connection HTTP/2 limits on a server builder.
 pub fn limit_http2(builder: tonic::transport::Server) -> tonic::transport::Server {
     builder
@@ -419,5 +434,26 @@ mod tests {
         assert_eq!(r.allow(t + Duration::from_secs(1)), None);
         assert_eq!(r.allow(t + Duration::from_secs(2)), None);
         assert_eq!(r.allow(t + LOG_EVERY), Some(2));
+    }
+
+    #[test]
+    fn a_second_port_takes_half_of_the_connection_budget() {
+        let all = ListenOptions {
+            max_connections: 101,
+            idle_timeout: Duration::from_secs(9),
+        };
+        assert_eq!(split_connections(all, false).0, all);
+        let (grpc, resp) = split_connections(all, true);
+        assert_eq!((grpc.max_connections, resp.max_connections), (51, 50));
+        assert_eq!(grpc.idle_timeout, all.idle_timeout);
+        let tiny = ListenOptions {
+            max_connections: MAX_CONNECTIONS_FLOOR,
+            ..all
+        };
+        let (grpc, resp) = split_connections(tiny, true);
+        assert_eq!(
+            (grpc.max_connections, resp.max_connections),
+            (MAX_CONNECTIONS_FLOOR, MAX_CONNECTIONS_FLOOR)
+        );
     }
 }

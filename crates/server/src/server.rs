@@ -243,6 +243,8 @@ async fn serve(
             "connection limit lowered to stay below the descriptor limit"
         );
     }
+    // One descriptor budget for both ports: with a RESP port, each gets half of it.
+    let (limits, redis_limits) = listen::split_connections(limits, redis_listener.is_some());
     let incoming = listen::incoming(listener, limits, step_down.clone());
     let redis = match redis_listener {
         Some(l) => {
@@ -251,7 +253,7 @@ async fn serve(
             Some(RedisFront::start(
                 &cfg,
                 l,
-                limits,
+                redis_limits,
                 step_down.clone(),
                 client_tls,
                 groups,

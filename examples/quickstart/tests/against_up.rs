@@ -17,6 +17,8 @@ const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 const LIMIT: Duration = Duration::from_secs(60);
 /// A member's admin HTTP port is its gRPC port + this (`up` needs both free).
 const ADMIN_PORT_OFFSET: u16 = 1000;
+/// Where `shardkv up` puts each member's Redis (RESP) port: its gRPC port + 2000.
+const REDIS_PORT_OFFSET: u16 = 2000;
 
 fn shardkv() -> PathBuf {
     let bin = PathBuf::from(QUICKSTART).with_file_name("shardkv");
@@ -38,7 +40,12 @@ fn free_base_port() -> u16 {
         drop(probe);
         let ok = (0..3).all(|i| {
             base.checked_add(i)
-                .is_some_and(|p| free(p) && p.checked_add(ADMIN_PORT_OFFSET).is_some_and(free))
+                .is_some_and(|p| {
+                    free(p)
+                        && [ADMIN_PORT_OFFSET, REDIS_PORT_OFFSET]
+                            .iter()
+                            .all(|&o| p.checked_add(o).is_some_and(free))
+                })
         });
         if ok {
             return base;

@@ -55,9 +55,18 @@ impl Backend for ServerBackend {
 
     async fn run(&mut self, op: DataOp) -> Result<DataOut, Error> {
         let out = self.client.execute(op.into_kv()).await;
-        if out.is_err() {
+        let moved = matches!(
+            out,
+            Err(Error::NotLeader { .. }
+                | Error::LostLeadership { .. }
+                | Error::WrongGroup { .. }
+                | Error::Timeout { .. }
+                | Error::Unavailable { .. })
+        );
+        if moved {
             // A leader or a shard may have moved: look again now rather than at the next
-            // poll, so the next MOVED names where the slot went.
+            // poll, so the next MOVED names where the slot went. (Refusals such as a full
+            // disk or a value too large say nothing about where slots are.)
             self.shared.poke.notify_one();
         }
         DataOut::from_kv(out?)

@@ -20,6 +20,9 @@ use tokio::task::JoinSet;
 
 /// How often the view is refreshed without a surprise.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// The least time between two polls, however often connections poke the poller (every
+/// failed command of every connection may).
+pub const POLL_GAP_MIN: Duration = Duration::from_millis(100);
 /// The bound on each status call and controller query of one poll.
 pub const POLL_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -60,8 +63,9 @@ impl ViewPoller {
             if self.tx.send(Arc::new(survey.view())).is_err() {
                 return;
             }
+            tokio::time::sleep(POLL_GAP_MIN).await;
             tokio::select! {
-                () = tokio::time::sleep(POLL_EVERY) => {}
+                () = tokio::time::sleep(POLL_EVERY - POLL_GAP_MIN) => {}
                 () = self.poke.notified() => {}
             }
         }

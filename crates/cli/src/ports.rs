@@ -1,7 +1,8 @@
 //! The loopback ports `shardkv up` needs, and who holds them.
 //!
 //! Before `up` creates or starts anything, [`check_free`] binds every port a member will
-//! listen on (its gRPC port and its admin HTTP port, the gRPC port + 1000) and fails naming
+//! listen on (its gRPC port, its admin HTTP port, the gRPC port + 1000, and unless `up` runs
+//! without Redis its Redis port, the gRPC port + [`REDIS_PORT_OFFSET`]) and fails naming
 //! the first busy one. The ports are released again before the members start, so another
 //! program may take one in between; before `up` reads anything from a port (a leader, a
 //! shard map) it waits until the listener there is its own member's ([`owner`]), and
@@ -15,8 +16,21 @@ use anyhow::{Context, Result, bail};
 use shardkv_server::config::ADMIN_PORT_OFFSET;
 use std::collections::BTreeSet;
 
-/// A member's ports: its gRPC port and its admin HTTP port.
-pub fn member_ports(base: u16, index: u64) -> Result<(u16, u16)> {
+/// A member's Redis (RESP) port is its gRPC port + this (`up`'s members on 7001-7003 serve
+/// Redis on 9001-9003).
+pub const REDIS_PORT_OFFSET: u16 = 2000;
+
+/// A member's ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberPorts {
+    pub grpc: u16,
+    pub admin: u16,
+    /// `None` past 65535 (an error only where Redis is on: [`check_free`]).
+    pub redis: Option<u16>,
+}
+
+/// Member `index`'s ports (member n`index+1`).
+pub fn member_ports(base: u16, index: u64) -> Result<MemberPorts> {
     let id = index + 1;
     let grpc = u16::try_from(u64::from(base) + index)
         .ok()
@@ -24,25 +38,50 @@ pub fn member_ports(base: u16, index: u64) -> Result<(u16, u16)> {
     let admin = grpc.checked_add(ADMIN_PORT_OFFSET).with_context(|| {
         format!("--base-port {base}: member n{id}'s admin port ({grpc} + {ADMIN_PORT_OFFSET}) is past 65535")
     })?;
-    Ok((grpc, admin))
+    Ok(MemberPorts {
+        grpc,
+        admin,
+        redis: grpc.checked_add(REDIS_PORT_OFFSET),
+    })
 }
 
-/// Fails, naming the port and whose it is, unless every member's gRPC and admin port can be
-/// bound on loopback now.
-pub fn check_free(base: u16, replicas: u64) -> Result<()> {
+/// Fails, naming the port and whose it is, unless every member's gRPC, admin and (with
+/// `redis`) Redis port can be bound on loopback now.
+pub fn check_free(base: u16, replicas: u64, redis: bool) -> Result<()> {
     let last = u64::from(base) + replicas - 1;
+    let range = |offset: u16| {
+        let o = u64::from(offset);
+        format!("{}..={}", u64::from(base) + o, last + o)
+    };
+    let mut needs = format!("{base}..={last} and {}", range(ADMIN_PORT_OFFSET));
+    if redis {
+        needs.push_str(&format!(" and {}", range(REDIS_PORT_OFFSET)));
+    }
     for i in 0..replicas {
         let id = i + 1;
-        let (grpc, admin) = member_ports(base, i)?;
-        for (port, what) in [(grpc, "gRPC"), (admin, "admin HTTP")] {
+        let p = member_ports(base, i)?;
+        let mut ports = vec![(p.grpc, "gRPC"), (p.admin, "admin HTTP")];
+        if redis {
+            let port = p.redis.with_context(|| {
+                format!(
+                    "--base-port {base}: member n{id}'s redis port ({} + {REDIS_PORT_OFFSET}) is \
+                     past 65535; use a lower --base-port or --no-redis",
+                    p.grpc
+                )
+            })?;
+            ports.push((port, "redis"));
+        }
+        for (port, what) in ports {
             if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                let hint = if what == "redis" {
+                    " or --no-redis"
+                } else {
+                    ""
+                };
                 bail!(
                     "port 127.0.0.1:{port} (member n{id}'s {what} port) is not free: {e}; is \
                      another cluster running there? Stop it, or start on other ports with \
-                     --base-port (this one needs {base}..={last} and {}..={}); nothing was \
-                     started",
-                    u64::from(base) + u64::from(ADMIN_PORT_OFFSET),
-                    last + u64::from(ADMIN_PORT_OFFSET)
+                     --base-port{hint} (this one needs {needs}); nothing was started"
                 );
             }
         }
@@ -134,8 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn member_ports_are_base_plus_index_and_that_plus_1000() {
-        assert_eq!(member_ports(7001, 2).expect("in range"), (7003, 8003));
+    fn member_ports_are_base_plus_index_and_that_plus_1000_and_2000() {
+        let p = member_ports(7001, 2).expect("in range");
+        assert_eq!((p.grpc, p.admin, p.redis), (7003, 8003, Some(9003)));
+        assert_eq!(member_ports(64000, 0).expect("admin fits").redis, None);
         assert!(member_ports(65000, 0).is_err(), "admin port past 65535");
         assert!(member_ports(65535, 1).is_err(), "gRPC port past 65535");
     }

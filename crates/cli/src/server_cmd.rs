@@ -98,6 +98,12 @@ pub struct ServerArgs {
     /// a warning if taken); `off` serves none.
     #[arg(long, env = "SHARDKV_ADMIN_LISTEN")]
     admin_listen: Option<String>,
+    /// A Redis Cluster (RESP) port for `redis-cli -c`, `redis-benchmark --cluster` and Redis
+    /// client libraries (docs/redis.md): HOST:PORT, or `off` (the default). Each connection
+    /// is its own shardkv client session; slots are mastered by the process hosting the
+    /// leader of their shard's group, other keys are answered MOVED.
+    #[arg(long, env = "SHARDKV_REDIS_LISTEN")]
+    redis_listen: Option<String>,
     /// Log lines as `text` (default) or `json` (one object per line; a replica's lines carry
     /// its node id, group and term in their spans).
     #[arg(long, env = "SHARDKV_LOG_FORMAT")]
@@ -134,6 +140,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout,
         admin_listen: args.admin_listen,
+        redis_listen: args.redis_listen,
         log_format: args.log_format,
         cert: args.cert,
         key: args.key,

@@ -18,8 +18,14 @@
 //! Each member serves its admin HTTP port (metrics, health; docs/operations.md) on its
 //! gRPC port + 1000, which `up` prints (`off` when that port was taken after `up` checked).
 //!
-//! Ports: before it creates or starts anything, `up` binds every member's gRPC and admin
-//! port on loopback; when one is in use (another cluster, another program) it exits 1 naming
+//! Redis: each member serves a Redis Cluster (RESP) port on its gRPC port + 2000
+//! (`--redis-listen`; 9001-9003 for the default ports), so `redis-cli -c -p 9001` and
+//! `redis-benchmark --cluster -p 9001` work against the cluster (docs/redis.md); `up` waits
+//! until the first member's Redis port reports every slot served, and prints the
+//! `redis-cli` line to try. `--no-redis` starts the members without it.
+//!
+//! Ports: before it creates or starts anything, `up` binds every member's gRPC, admin and
+//! (unless `--no-redis`) Redis port on loopback; when one is in use (another cluster, another program) it exits 1 naming
 //! that port. Before it reads anything from its members' ports it checks (on Linux) that
 //! each one's listener belongs to its own member process, and exits 1 otherwise, so it never
 //! reports another cluster's members or leader as its own ([`crate::ports`]).
@@ -111,6 +117,10 @@ pub struct UpArgs {
     /// <data-dir>/tls/ (kept for later runs) and print the client flags to use.
     #[arg(long, env = "SHARDKV_UP_TLS")]
     tls: bool,
+    /// Start the members without their Redis Cluster port (by default each serves one on
+    /// its gRPC port + 2000).
+    #[arg(long, env = "SHARDKV_UP_NO_REDIS")]
+    no_redis: bool,
 }
 
 /// The file in `up`'s data directory that keeps the cluster token between runs.
@@ -152,6 +162,8 @@ fn cluster_token(data_dir: &Path, given: Option<&str>) -> Result<String> {
 struct Member {
     id: u64,
     addr: String,
+    /// Its Redis port, unless `--no-redis`.
+    redis: Option<u16>,
     log: PathBuf,
     child: Child,
     exited: Option<ExitStatus>,
@@ -188,7 +200,7 @@ impl Member {
 }
 
 pub fn run(args: UpArgs) -> Result<ExitCode> {
-    crate::ports::check_free(args.base_port, args.replicas)?;
+    crate::ports::check_free(args.base_port, args.replicas, !args.no_redis)?;
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = fs::canonicalize(&args.data_dir)?;
@@ -279,6 +291,15 @@ fn spawn(
     if bootstrap {
         cmd.arg("--bootstrap");
     }
+    // Explicitly off, too: the members inherit up's environment (SHARDKV_REDIS_LISTEN).
+    let redis = match args.no_redis {
+        true => None,
+        false => crate::ports::member_ports(args.base_port, id - 1)?.redis,
+    };
+    match redis {
+        Some(port) => cmd.args(["--redis-listen", &format!("127.0.0.1:{port}")]),
+        None => cmd.args(["--redis-listen", "off"]),
+    };
     if let Some(certs) = certs {
         let own = certs
             .members
@@ -302,6 +323,7 @@ fn spawn(
     Ok(Member {
         id,
         addr: addr.to_string(),
+        redis,
         log,
         child,
         exited: None,
@@ -340,6 +362,10 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
     let leader = wait_for_leader(members, started).await?;
     let config = join_on_first_start(started).await?;
     wait_for_groups(members, &config, started).await?;
+    let redis = members.first().and_then(|m| m.redis);
+    if let Some(port) = redis {
+        wait_for_redis(port).await?;
+    }
     let endpoints = addrs.join(",");
     println!(
         "shardkv: {} members up, each hosting the shard controller (group 0) and shard groups \
@@ -353,8 +379,11 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
         } else {
             ""
         };
+        let redis = m
+            .redis
+            .map_or(String::new(), |p| format!("  redis 127.0.0.1:{p}"));
         println!(
-            "  n{}  {}  admin {}{mark}",
+            "  n{}  {}  admin {}{redis}{mark}",
             m.id,
             m.addr,
             admin_shown(&m.addr).await
@@ -392,6 +421,9 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
         groups + 1,
         groups + 1
     );
+    if let Some(port) = redis {
+        println!("redis:  redis-cli -c -p {port}   # a Redis Cluster client of the same data");
+    }
     println!("stop: Ctrl-C (running `shardkv up` again on the same --data-dir keeps the data)");
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -512,6 +544,31 @@ async fn wait_for_own_ports(members: &mut [Member]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until the Redis port at `port` answers `CLUSTER INFO` with every slot served (its
+/// view has learned every group's leader), so the first `redis-cli -c` command works.
+async fn wait_for_redis(port: u16) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + LEADER_WAIT;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        let ask = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            s.write_all(b"CLUSTER INFO\r\n").await?;
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+        match tokio::time::timeout(POLL * 5, ask).await {
+            Ok(Ok(text)) if text.contains("cluster_state:ok") => return Ok(()),
+            Ok(Ok(text)) => last = text,
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "no answer in time".into(),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    bail!("the Redis port 127.0.0.1:{port} did not serve every slot within {LEADER_WAIT:?}: {last}")
 }
 
 async fn wait_for_leader(members: &mut [Member], started: &Started<'_>) -> Result<Option<u64>> {

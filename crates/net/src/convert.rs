@@ -669,6 +669,7 @@ pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
             .map(crate::members::member_to_wire)
             .collect(),
         hosted_groups: s.hosted.iter().map(|g| g.0).collect(),
+        redis_addr: s.redis_addr.clone().unwrap_or_default(),
     }
 }
 
@@ -699,6 +700,7 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
             .map(crate::members::member_from_wire)
             .collect(),
         hosted: s.hosted_groups.into_iter().map(Gid).collect(),
+        redis_addr: (!s.redis_addr.is_empty()).then_some(s.redis_addr),
     }
 }
 
@@ -1027,9 +1029,15 @@ mod tests {
                 matched: Some(LogIndex(7)),
             }],
             hosted: vec![Gid(0), Gid(2)],
+            redis_addr: Some("h:9001".into()),
         };
         assert_eq!(status_from_wire(status_to_wire(&s)), s);
         s.shards = None;
-        assert_eq!(status_from_wire(status_to_wire(&s)), s, "not a shard group");
+        s.redis_addr = None;
+        assert_eq!(
+            status_from_wire(status_to_wire(&s)),
+            s,
+            "not a shard group, no RESP"
+        );
     }
 }

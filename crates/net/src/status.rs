@@ -28,6 +28,9 @@ pub struct NodeStatus {
     pub members: Vec<MemberInfo>,
     /// Every group the answering server hosts (empty from servers that do not say).
     pub hosted: Vec<Gid>,
+    /// The answering server's Redis (RESP) address, `HOST:PORT` as its clients reach it;
+    /// `None` when it serves none (or does not say).
+    pub redis_addr: Option<String>,
 }
 
 /// One member of a group, as a member's status reports it.

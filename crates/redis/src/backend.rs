@@ -1,11 +1,17 @@
 //! What a connection needs from the server process: the cluster view, a way to run data
 //! operations (each one operation of the KV state machine, so each is atomic and
 //! linearizable) and facts for `INFO` / `CONFIG GET`.
+//!
+//! [`DataOp::into_kv`] and [`DataOut::from_kv`] are the whole mapping between Redis's data
+//! commands and the KV state machine's operations: one command, one operation (reads are
+//! queries, served by ReadIndex; writes are commands, applied once per client session).
 
 use crate::cluster::ClusterView;
 use crate::command::{Command, SetAnswer, SetWhen};
 use crate::session::Shape;
 use bytes::Bytes;
+use shardkv_client::{KvOp, Op};
+use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery};
 use shardkv_rsm::Error;
 use std::future::Future;
 use std::sync::Arc;
@@ -14,11 +20,13 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataOp {
     Get(Bytes),
-    /// Set `key` to `value` when `when` holds; answers whether it did and the old value.
+    /// Set `key` to `value` when `when` holds; answers whether it did and, with `get`, the
+    /// value it found (only then: a found value is kept in the session table for retries).
     Set {
         key: Bytes,
         value: Bytes,
         when: SetWhen,
+        get: bool,
     },
     /// Delete the key and answer its value.
     GetDel(Bytes),
@@ -66,7 +74,16 @@ impl DataOp {
                 value,
                 when,
                 answer,
-            } => (DataOp::Set { key, value, when }, Shape::Set(answer)),
+            } => {
+                let get = answer == SetAnswer::Old;
+                let op = DataOp::Set {
+                    key,
+                    value,
+                    when,
+                    get,
+                };
+                (op, Shape::Set(answer))
+            }
             Command::GetDel(k) => (DataOp::GetDel(k), Shape::Value),
             Command::Append(k, v) => (DataOp::Append(k, v), Shape::Int),
             Command::StrLen(k) => (DataOp::StrLen(k), Shape::Int),
@@ -77,6 +94,73 @@ impl DataOp {
             Command::MSet(pairs) => (DataOp::MSet(pairs), Shape::Set(SetAnswer::Ok)),
             other => panic!("{other:?} is not a data command"),
         }
+    }
+
+    /// The KV state machine's operation for this one.
+    pub fn into_kv(self) -> KvOp {
+        let many = |ks: Vec<Bytes>| ks.into_iter().map(buf).collect();
+        match self {
+            DataOp::Get(k) => Op::Read(KvQuery::Get { key: k.into() }),
+            DataOp::StrLen(k) => Op::Read(KvQuery::StrLen { key: k.into() }),
+            DataOp::Exists(ks) => Op::Read(KvQuery::Exists { keys: many(ks) }),
+            DataOp::MGet(ks) => Op::Read(KvQuery::GetMany { keys: many(ks) }),
+            DataOp::Set {
+                key,
+                value,
+                when,
+                get,
+            } => Op::Write(KvCommand::Set {
+                key: key.into(),
+                value: value.into(),
+                when,
+                get,
+            }),
+            DataOp::GetDel(k) => Op::Write(KvCommand::GetDel { key: k.into() }),
+            DataOp::Append(k, v) => Op::Write(KvCommand::AppendLen {
+                key: k.into(),
+                value: v.into(),
+            }),
+            DataOp::Del(ks) => Op::Write(KvCommand::DeleteMany { keys: many(ks) }),
+            DataOp::IncrBy(k, by) => Op::Write(KvCommand::IncrBy { key: k.into(), by }),
+            DataOp::MSet(pairs) => Op::Write(KvCommand::PutMany {
+                pairs: pairs.into_iter().map(|(k, v)| (buf(k), buf(v))).collect(),
+            }),
+        }
+    }
+}
+
+fn buf(b: Bytes) -> ByteBuf {
+    ByteBuf::from(Vec::from(b))
+}
+
+impl DataOut {
+    /// The answer of a KV operation, as a data command's output. The KV outputs no data
+    /// command produces (`Cas`, `Deleted`, session records) are a server fault.
+    pub fn from_kv(out: KvOutput) -> Result<DataOut, Error> {
+        Ok(match out {
+            KvOutput::Value(v) => DataOut::Value(v.map(Bytes::from)),
+            KvOutput::Values(vs) => DataOut::Values(
+                vs.into_iter()
+                    .map(|v| v.map(|b| Bytes::from(b.into_vec())))
+                    .collect(),
+            ),
+            KvOutput::Int(n) => DataOut::Int(n),
+            KvOutput::Set { applied, old } => DataOut::Set {
+                applied,
+                old: old.map(Bytes::from),
+            },
+            KvOutput::Done => DataOut::Done,
+            KvOutput::NotAnInteger => DataOut::NotAnInteger,
+            KvOutput::Overflow => DataOut::Overflow,
+            other @ (KvOutput::Cas { .. }
+            | KvOutput::CasFailed { .. }
+            | KvOutput::Deleted { .. }
+            | KvOutput::Unrecorded { .. }) => {
+                return Err(Error::Unavailable {
+                    reason: format!("the server answered a Redis command with {other:?}"),
+                });
+            }
+        })
     }
 }
 
@@ -172,7 +256,9 @@ pub(crate) mod tests {
             let m = &mut self.map;
             Ok(match op {
                 DataOp::Get(k) => DataOut::Value(m.get(&k).cloned()),
-                DataOp::Set { key, value, when } => {
+                DataOp::Set {
+                    key, value, when, ..
+                } => {
                     let old = m.get(&key).cloned();
                     let applied = match when {
                         SetWhen::Always => true,
@@ -202,7 +288,7 @@ pub(crate) mod tests {
                 DataOp::IncrBy(k, by) => {
                     let cur = match m.get(&k) {
                         None => 0,
-                        Some(v) => match crate::command::parse_i64(v) {
+                        Some(v) => match shardkv_kv::parse_canonical_i64(v) {
                             Some(n) => n,
                             None => return Ok(DataOut::NotAnInteger),
                         },
@@ -225,6 +311,114 @@ pub(crate) mod tests {
 
         async fn dbsize(&mut self) -> Result<i64, Error> {
             Ok(self.map.len() as i64)
+        }
+    }
+
+    #[test]
+    fn every_data_command_is_one_kv_operation_reads_as_queries() {
+        // Goal: the Redis -> KV mapping is total and exact; method: each command's op.
+        let op = |line: &str| {
+            let args: Vec<Bytes> = line
+                .split(' ')
+                .map(|w| Bytes::from(w.to_string()))
+                .collect();
+            DataOp::of(crate::command::parse(&args).expect("parses"))
+                .0
+                .into_kv()
+        };
+        let b = |s: &str| ByteBuf::from(s.as_bytes().to_vec());
+        let k = || b"k".to_vec();
+        assert_eq!(op("get k"), Op::Read(KvQuery::Get { key: k() }));
+        assert_eq!(op("strlen k"), Op::Read(KvQuery::StrLen { key: k() }));
+        assert_eq!(
+            op("exists a a"),
+            Op::Read(KvQuery::Exists {
+                keys: vec![b("a"), b("a")]
+            })
+        );
+        assert_eq!(
+            op("mget a b"),
+            Op::Read(KvQuery::GetMany {
+                keys: vec![b("a"), b("b")]
+            })
+        );
+        let set = |when, get| {
+            Op::Write(KvCommand::Set {
+                key: k(),
+                value: b"v".to_vec(),
+                when,
+                get,
+            })
+        };
+        assert_eq!(op("set k v"), set(SetWhen::Always, false));
+        assert_eq!(op("set k v nx"), set(SetWhen::Absent, false));
+        assert_eq!(op("set k v xx get"), set(SetWhen::Present, true));
+        assert_eq!(op("setnx k v"), set(SetWhen::Absent, false));
+        assert_eq!(op("getset k v"), set(SetWhen::Always, true));
+        assert_eq!(op("getdel k"), Op::Write(KvCommand::GetDel { key: k() }));
+        assert_eq!(
+            op("append k v"),
+            Op::Write(KvCommand::AppendLen {
+                key: k(),
+                value: b"v".to_vec()
+            })
+        );
+        assert_eq!(
+            op("decrby k 3"),
+            Op::Write(KvCommand::IncrBy { key: k(), by: -3 })
+        );
+        assert_eq!(
+            op("del a b"),
+            Op::Write(KvCommand::DeleteMany {
+                keys: vec![b("a"), b("b")]
+            })
+        );
+        assert_eq!(
+            op("mset a 1 b 2"),
+            Op::Write(KvCommand::PutMany {
+                pairs: vec![(b("a"), b("1")), (b("b"), b("2"))]
+            })
+        );
+    }
+
+    #[test]
+    fn kv_outputs_map_to_data_outputs_and_foreign_ones_are_faults() {
+        // Goal: every output a data command can get maps one to one; the rest is an error.
+        let v = |s: &str| Some(s.as_bytes().to_vec());
+        assert_eq!(
+            DataOut::from_kv(KvOutput::Value(v("x"))),
+            Ok(DataOut::Value(Some(Bytes::from("x"))))
+        );
+        assert_eq!(
+            DataOut::from_kv(KvOutput::Values(vec![
+                None,
+                Some(ByteBuf::from(b"y".to_vec()))
+            ])),
+            Ok(DataOut::Values(vec![None, Some(Bytes::from("y"))]))
+        );
+        assert_eq!(DataOut::from_kv(KvOutput::Int(-4)), Ok(DataOut::Int(-4)));
+        assert_eq!(
+            DataOut::from_kv(KvOutput::Set {
+                applied: false,
+                old: v("o")
+            }),
+            Ok(DataOut::Set {
+                applied: false,
+                old: Some(Bytes::from("o"))
+            })
+        );
+        assert_eq!(DataOut::from_kv(KvOutput::Done), Ok(DataOut::Done));
+        assert_eq!(
+            DataOut::from_kv(KvOutput::NotAnInteger),
+            Ok(DataOut::NotAnInteger)
+        );
+        assert_eq!(DataOut::from_kv(KvOutput::Overflow), Ok(DataOut::Overflow));
+        for foreign in [
+            KvOutput::Deleted { existed: true },
+            KvOutput::Unrecorded { bytes: 1 },
+            KvOutput::CasFailed { bytes: 1 },
+        ] {
+            assert!(DataOut::from_kv(foreign).is_err());
         }
     }
 }

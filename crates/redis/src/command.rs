@@ -4,16 +4,11 @@
 
 use crate::reply::Reply;
 use bytes::Bytes;
+use shardkv_kv::parse_canonical_i64;
 
-/// What `SET` does when the key exists or not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SetWhen {
-    Always,
-    /// `NX`: only if the key does not exist.
-    Absent,
-    /// `XX`: only if the key exists.
-    Present,
-}
+/// What `SET` does when the key exists or not (`NX`: `Absent`, `XX`: `Present`): the KV
+/// state machine's own condition.
+pub use shardkv_kv::SetWhen;
 
 /// How a set-like command answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,23 +165,10 @@ pub fn not_an_integer() -> Reply {
     Reply::err("value is not an integer or out of range")
 }
 
-/// Parses a 64-bit integer as Redis does (`string2ll`): an optional `-`, no `+`, no blanks,
-/// no leading zeros.
-pub fn parse_i64(b: &[u8]) -> Option<i64> {
-    let digits = b.strip_prefix(b"-").unwrap_or(b);
-    let canonical = match digits {
-        [] => false,
-        [b'0'] => b.len() == 1,
-        [first, ..] => first.is_ascii_digit() && *first != b'0',
-    };
-    if !canonical || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
-
+/// An integer argument, parsed as Redis does (`string2ll`: an optional `-`, no `+`, no
+/// blanks, no leading zeros): the rule the KV state machine's `IncrBy` applies to values.
 fn int_arg(b: &Bytes) -> Result<i64, Reply> {
-    parse_i64(b).ok_or_else(not_an_integer)
+    parse_canonical_i64(b).ok_or_else(not_an_integer)
 }
 
 fn upper(b: &[u8]) -> String {
@@ -332,7 +314,7 @@ fn parse_hello(rest: &[Bytes]) -> Result<Command, Reply> {
             setname: None,
         });
     };
-    let protover = parse_i64(ver)
+    let protover = parse_canonical_i64(ver)
         .ok_or_else(|| Reply::err("Protocol version is not an integer or out of range"))?;
     let mut setname = None;
     let mut i = 0;
@@ -436,26 +418,6 @@ mod tests {
         match p(line) {
             Err(Reply::Error(e)) => e,
             other => panic!("{line}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn integers_parse_as_redis_parses_them() {
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"-12"), Some(-12));
-        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [
-            &b""[..],
-            b"+1",
-            b" 1",
-            b"01",
-            b"-0",
-            b"1.0",
-            b"9223372036854775808",
-            b"-",
-        ] {
-            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 

@@ -14,7 +14,9 @@
 //!   `MOVED`) and run by a [`Backend`], which holds the connection's shardkv client session.
 //! - [`cluster`]: the [`ClusterView`] — each server process a node, master for the slots
 //!   whose group leader it hosts — behind `CLUSTER SLOTS | SHARDS | NODES | INFO` and the
-//!   `MOVED` redirections.
+//!   `MOVED` redirections; [`survey`] builds it from what a process learned of its cluster.
+//! - [`backend`]: the [`Backend`] a connection runs data commands on, and the mapping of each
+//!   data command onto one operation of the KV state machine.
 //!
 //! Slots are shardkv's own (DESIGN.md §4): Redis's CRC16 hash slot of a key or of its hash
 //! tag, contiguous slot ranges per shard.
@@ -26,11 +28,13 @@ pub mod conn;
 pub mod reply;
 pub mod request;
 pub mod session;
+pub mod survey;
 
 pub use backend::{Backend, DataOp, DataOut, ServerInfo};
 pub use cluster::{ClusterView, Node, SlotRange, node_id};
-pub use command::{ClusterCmd, Command, CommandCmd, SetAnswer, SetWhen, parse, parse_i64};
+pub use command::{ClusterCmd, Command, CommandCmd, SetAnswer, SetWhen, parse};
 pub use conn::{Ended, serve};
 pub use reply::{Protocol, Reply};
 pub use request::{Limits, ProtocolError, take_request};
 pub use session::{After, Session};
+pub use survey::{LeaderClaim, Survey, latest_leader};

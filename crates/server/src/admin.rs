@@ -321,6 +321,7 @@ mod tests {
             shards: None,
             members: Vec::new(),
             hosted: Vec::new(),
+            redis_addr: None,
         }
     }
 

@@ -27,6 +27,7 @@
 //! admin-listen = "127.0.0.1:8001" # the admin HTTP port (metrics, health); "off": none;
 //!                               # default: the gRPC port + 1000 on the same address
 //! log-format = "json"           # or "text" (the default); read by the CLI
+//! redis-listen = "127.0.0.1:9001" # a Redis Cluster (RESP) port (crate::redis); default off
 //! # TLS (all three or none; docs/security.md):
 //! cert = "/etc/shardkv/n1.pem"  # this member's certificate (URI SAN shardkv://node/1)
 //! key = "/etc/shardkv/n1.key"
@@ -203,6 +204,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// The admin HTTP port (metrics, health, status).
     pub admin_listen: AdminListen,
+    /// The Redis Cluster (RESP) port ([`crate::redis`]); `None`: none (the default).
+    pub redis_listen: Option<SocketAddr>,
     // --- TLS (docs/security.md) ---
     /// The certificate (presented when serving and to other members), its key and the CA
     /// every connection's certificate must be signed by; `None`: plaintext.
@@ -256,6 +259,8 @@ pub struct ConfigLayer {
     pub idle_timeout: Option<String>,
     /// `HOST:PORT` or `off`.
     pub admin_listen: Option<String>,
+    /// `HOST:PORT` or `off` (the default).
+    pub redis_listen: Option<String>,
     /// `text` or `json`; read by the CLI before logging starts (see [`ConfigLayer::log_format`]).
     pub log_format: Option<String>,
     // --- TLS: `cert`, `key` and `cacert`, all three or none ---
@@ -293,6 +298,7 @@ impl ConfigLayer {
             max_connections: self.max_connections.or(lower.max_connections),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             admin_listen: self.admin_listen.or(lower.admin_listen),
+            redis_listen: self.redis_listen.or(lower.redis_listen),
             log_format: self.log_format.or(lower.log_format),
             // TLS
             cert: self.cert.or(lower.cert),
@@ -374,6 +380,12 @@ impl ConfigLayer {
             resolve_connections(self.max_connections, self.idle_timeout.as_deref())?;
         let tls = resolve_tls(self.cert, self.key, self.cacert)?;
         let admin_listen = AdminListen::resolve(self.admin_listen.as_deref(), listen)?;
+        let redis_listen = match self.redis_listen.as_deref().map(str::trim) {
+            None | Some("off" | "none") => None,
+            Some(s) => {
+                Some(resolve_listen(s).map_err(|e| format!("bad redis listen address: {e}"))?)
+            }
+        };
         let (bootstrap, join) = (self.bootstrap.unwrap_or(false), self.join.unwrap_or(false));
         if bootstrap && join {
             return Err(
@@ -404,6 +416,7 @@ impl ConfigLayer {
             max_connections,
             idle_timeout,
             admin_listen,
+            redis_listen,
             tls,
         })
     }
@@ -883,6 +896,28 @@ mod tests {
             ..layer()
         };
         assert!(bad.resolve().unwrap_err().contains("admin listen"));
+    }
+
+    #[test]
+    fn the_redis_port_is_off_unless_given() {
+        // Goal: no RESP port by default, a given one resolved, `off` and bad ones handled.
+        assert_eq!(layer().resolve().expect("valid").redis_listen, None);
+        let file: ConfigLayer = toml::from_str("redis-listen = \"127.0.0.1:9002\"").expect("toml");
+        let c = layer().over(file).resolve().expect("valid");
+        assert_eq!(
+            c.redis_listen,
+            Some("127.0.0.1:9002".parse().expect("addr"))
+        );
+        let off = ConfigLayer {
+            redis_listen: Some("off".into()),
+            ..layer()
+        };
+        assert_eq!(off.resolve().expect("valid").redis_listen, None);
+        let bad = ConfigLayer {
+            redis_listen: Some("nowhere".into()),
+            ..layer()
+        };
+        assert!(bad.resolve().unwrap_err().contains("redis listen"));
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct KvFront {
     pub ctrl: Option<Arc<NodeHandler<Replica<ShardCtrl>>>>,
     /// Each KV group's metrics: requests are counted by op and outcome, and timed.
     pub metrics: BTreeMap<Gid, Arc<GroupMetrics>>,
+    /// This process's Redis (RESP) address as clients reach it, told in every status so
+    /// the other processes can name it in `MOVED` (`crate::redis`).
+    pub redis_addr: Option<String>,
 }
 
 impl KvFront {
@@ -208,6 +211,7 @@ impl Handler for KvFront {
         let mut status = self.one_group_status(group).await?;
         let ctrl = self.ctrl.iter().map(|_| Gid(0));
         status.hosted = ctrl.chain(self.kv.keys().copied()).collect();
+        status.redis_addr = self.redis_addr.clone();
         Ok(status)
     }
 

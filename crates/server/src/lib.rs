@@ -31,6 +31,9 @@
 //!   group's [`metrics::GroupMetrics`] after every drive (atomic stores, no lock); the KV
 //!   front counts and times client requests; the store's disk ([`metrics::TimedDisk`])
 //!   times each fdatasync. Health and readiness read only what was published.
+//! - The Redis Cluster port ([`redis`], `--redis-listen`, off by default): RESP for Redis
+//!   clients, each connection its own client session of the cluster, bounded like the gRPC
+//!   port's connections.
 //! - Log lines of a node thread are inside the spans `node{id}`, `group{gid}` and
 //!   `raft{term}` (a new span when the term changes: see [`driver`]).
 //! - A shard group's node ([`member::Member`] for `ShardGroup`) drains its duties' requests
@@ -82,6 +85,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod redis;
 mod server;
 mod snapshot_writer;
 mod stall_log;

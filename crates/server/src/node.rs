@@ -305,6 +305,7 @@ impl<A: Member> Node<A> {
             shards: self.replica.shards_held(),
             members: self.members.infos(self.replica.raft()),
             hosted: Vec::new(),
+            redis_addr: None,
         }
     }
 

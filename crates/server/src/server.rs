@@ -26,6 +26,7 @@ use crate::membership::Members;
 use crate::metrics::{GroupMetrics, ProcessMetrics, TimedDisk};
 use crate::node::{Fatal, Node};
 use crate::outbox::Outbox;
+use crate::redis::RedisFront;
 use anyhow::{Context, Result, anyhow};
 use shardkv_client::RetryPolicy;
 use shardkv_ctrl::ShardCtrl;
@@ -105,6 +106,14 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let admin_listener = bind_admin(cfg.admin_listen).await?;
+    let redis_listener = match cfg.redis_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on the redis address {addr}"))?,
+        ),
+        None => None,
+    };
     refuse_single_group_layout(&cfg.data_dir)?;
     let tls = load_tls(&cfg)?;
     check_joins(&cfg, tls.as_ref()).await?;
@@ -124,6 +133,17 @@ async fn serve(
         kv: BTreeMap::new(),
         ctrl: None,
         metrics: BTreeMap::new(),
+        redis_addr: redis_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| {
+                let own = cfg.peers.get(&cfg.id).map_or("", String::as_str);
+                let (host, port) = crate::redis::advertised(a, own);
+                match host.contains(':') {
+                    true => format!("[{host}]:{port}"),
+                    false => format!("{host}:{port}"),
+                }
+            }),
     };
     let mut shard_front = ShardFront {
         id: cfg.id,
@@ -224,6 +244,19 @@ async fn serve(
         );
     }
     let incoming = listen::incoming(listener, limits, step_down.clone());
+    let redis = match redis_listener {
+        Some(l) => {
+            let client_tls = tls.as_ref().map(MemberTls::client_config);
+            Some(RedisFront::start(
+                &cfg,
+                l,
+                limits,
+                step_down.clone(),
+                client_tls,
+            )?)
+        }
+        None => None,
+    };
     let mut services = shardkv_net::router(&mut builder, front, raft);
     // Without a controller replica the Ctrl service is absent: clients are told so.
     if let Some(ctrl) = ctrl {
@@ -243,7 +276,10 @@ async fn serve(
         .map(|(g, s)| format!("{}={}", g.0, s.name()))
         .collect();
     let admin_shown = admin_addr.map_or("off".to_string(), |a| a.to_string());
-    tracing::info!(listen = %cfg.listen, admin = %admin_shown, tls = tls.is_some(), data_dir = %cfg.data_dir.display(),
+    let redis_shown = redis
+        .as_ref()
+        .map_or("off".to_string(), |r| r.addr.to_string());
+    tracing::info!(listen = %cfg.listen, admin = %admin_shown, redis = %redis_shown, tls = tls.is_some(), data_dir = %cfg.data_dir.display(),
         max_connections = limits.max_connections, idle_timeout = ?limits.idle_timeout,
         cluster = %shardkv_net::cluster_hex(cfg.cluster_id), groups = %groups.join(","), "serving");
     tokio::pin!(shutdown);
@@ -265,6 +301,9 @@ async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, serve).await;
     if let Some(admin) = admin {
         admin.abort();
+    }
+    if let Some(redis) = redis {
+        redis.stop();
     }
     log_drops(&drops);
     outcome

@@ -1,0 +1,71 @@
+//! [`ServerBackend`]: what one Redis connection runs its data commands on — its own client
+//! session of the cluster (a session of the process's one shared [`Client`], so connections
+//! share gRPC connections but not sequence numbers) and the process's current view.
+//!
+//! A write the session retries internally (a lost answer, a leader change) carries the same
+//! sequence number, so it applies at most once. An operation is bounded by the shared
+//! client's `op_timeout` ([`super::OP_TIMEOUT`]): a key whose shard is moving is retried
+//! (the client refreshes its config on `WrongGroup`) until then, and then answered with the
+//! last error — `TRYAGAIN` only when it surely did not apply (`shardkv_redis::session`).
+
+use super::RedisShared;
+use shardkv_client::Client;
+use shardkv_redis::{Backend, ClusterView, DataOp, DataOut, ServerInfo};
+use shardkv_rsm::Error;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::watch;
+
+/// One connection's backend.
+pub struct ServerBackend {
+    client: Client,
+    view: watch::Receiver<Arc<ClusterView>>,
+    shared: Arc<RedisShared>,
+}
+
+impl ServerBackend {
+    /// A backend with a new client session.
+    pub fn new(shared: Arc<RedisShared>) -> ServerBackend {
+        ServerBackend {
+            client: shared.client.session(),
+            view: shared.view.clone(),
+            shared,
+        }
+    }
+}
+
+impl Backend for ServerBackend {
+    fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+
+    fn info(&self) -> ServerInfo {
+        let s = &self.shared;
+        ServerInfo {
+            redis_version: super::REDIS_VERSION.into(),
+            shardkv_version: env!("CARGO_PKG_VERSION").into(),
+            port: s.port,
+            uptime_secs: s.started.elapsed().as_secs(),
+            connected_clients: s.connected.load(Ordering::Relaxed),
+            max_clients: s.max_clients,
+            max_bulk: s.limits.bulk_bytes_max,
+            keys: None,
+        }
+    }
+
+    async fn run(&mut self, op: DataOp) -> Result<DataOut, Error> {
+        let out = self.client.execute(op.into_kv()).await;
+        if out.is_err() {
+            // A leader or a shard may have moved: look again now rather than at the next
+            // poll, so the next MOVED names where the slot went.
+            self.shared.poke.notify_one();
+        }
+        DataOut::from_kv(out?)
+    }
+
+    async fn dbsize(&mut self) -> Result<i64, Error> {
+        Err(Error::Invalid {
+            reason: "DBSIZE is not supported by shardkv (its groups do not count keys)".into(),
+        })
+    }
+}

@@ -93,10 +93,31 @@ wait_for 600 grep -q '^stop:' "$TMP/up.log" \
 # up prints `redis:  redis-cli -c -p PORT`.
 SKV_PORT=$(sed -n 's/^redis:.*-p \([0-9][0-9]*\).*/\1/p' "$TMP/up.log" | head -n1)
 [ -n "$SKV_PORT" ] || { cat "$TMP/up.log" >&2; echo "shardkv up printed no redis: line" >&2; exit 1; }
-# redis-benchmark --cluster needs every slot served and at least two masters.
-cluster_ok() { redis-cli -p "$SKV_PORT" cluster info | grep -q '^cluster_state:ok'; }
-wait_for 300 cluster_ok \
-  || { redis-cli -p "$SKV_PORT" cluster nodes >&2 || true; echo "shardkv's cluster state is not ok" >&2; exit 1; }
+# redis-benchmark --cluster needs every slot served, and it cannot follow a slot to a node
+# it did not know as a master when it started (it skips masters without slots): wait until
+# every slot is served and the masters have not changed for 5 s. Right after an election
+# the servers hand each group's leadership to its preferred member (crates/host
+# leader_preference), which moves slots between processes.
+masters() { # the slot ranges of each node, one line per master with slots
+  redis-cli -p "$SKV_PORT" cluster nodes | awk 'NF > 8 { $4 = $5 = $6 = ""; print }' | sort
+}
+settled() {
+  local now last="" same=0
+  for _ in $(seq 600); do
+    now=$(masters 2>/dev/null || true)
+    if [ -n "$now" ] && [ "$now" = "$last" ] \
+      && redis-cli -p "$SKV_PORT" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
+      same=$((same + 1))
+      [ "$same" -ge 10 ] && return 0
+    else
+      same=0
+    fi
+    last=$now
+    sleep 0.5
+  done
+  return 1
+}
+settled || { redis-cli -p "$SKV_PORT" cluster nodes >&2 || true; echo "shardkv's slot masters did not settle" >&2; exit 1; }
 
 # --- runs ------------------------------------------------------------------------------
 # A generous bound per run: 200 requests/s at the least.

@@ -50,7 +50,7 @@ const SHARED_KEYS: usize = 4;
 /// The most operations one client issues (the loop also stops when the faults are over).
 const OPS_PER_CLIENT_MAX: usize = 3000;
 /// Acknowledged operations awaited between faults, so each fault hits a working cluster.
-const PROGRESS_OPS: u64 = 60;
+const PROGRESS_OPS: u64 = 150;
 /// Attempts of one operation the server refuses without applying it (MOVED, TRYAGAIN,
 /// CLUSTERDOWN, no connection to the slot's node) before it counts as failed.
 const ATTEMPTS_MAX: usize = 200;
@@ -493,6 +493,19 @@ fn redis_cluster_client_history_under_shard_moves_and_a_leader_kill_is_lineariza
     let args = members.kill(leader);
     let next = members.group_leader(Gid(2));
     assert_ne!(next, leader, "a killed leader is replaced");
+    // A Redis client reaches the moved key through the new leader while the old is down.
+    let mut probes = Recorded::empty();
+    let prober = CLIENTS as u64 + 2;
+    let mut conn = rt.block_on(connect(&client));
+    let probe = Op::Get {
+        key: moved.clone().into_bytes(),
+    };
+    let (outcome, _) = rt.block_on(record(&mut conn, &shared, &mut probes, prober, probe));
+    assert_eq!(
+        outcome,
+        Outcome::Ok,
+        "reading {moved} with group 2's leader down"
+    );
     await_progress(&shared, PROGRESS_OPS, "with group 2's leader killed");
     members.restart(leader, &args);
     await_progress(&shared, PROGRESS_OPS, "after the restart");
@@ -536,6 +549,7 @@ fn redis_cluster_client_history_under_shard_moves_and_a_leader_kill_is_lineariza
         assert_eq!(outcome, Outcome::Ok, "reading {key} back");
     }
     recorded.push(finals);
+    recorded.push(probes);
 
     let history: Vec<_> = recorded.iter().flat_map(|r| r.history.clone()).collect();
     let unknown = history

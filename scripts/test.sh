@@ -16,6 +16,13 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
   apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
 
+# The Redis front end's tests (crates/cli/tests/redis_*.rs) run the real redis-cli and
+# redis-benchmark against `shardkv up`.
+if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then
+  echo "installing redis-tools (redis-cli, redis-benchmark)" >&2
+  apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null
+fi
+
 # --workspace also runs the docs check (crates/cli/tests/docs_check.rs: every runnable block
 # of README.md and docs/*.md against a fresh `shardkv up`) and the client-library example
 # against one (examples/quickstart/tests/against_up.rs).

@@ -670,6 +670,7 @@ pub fn status_to_wire(s: &NodeStatus) -> pb::StatusReply {
             .collect(),
         hosted_groups: s.hosted.iter().map(|g| g.0).collect(),
         redis_addr: s.redis_addr.clone().unwrap_or_default(),
+        shard_keys: s.shards.as_ref().map_or(0, |h| h.keys),
     }
 }
 
@@ -688,6 +689,7 @@ pub fn status_from_wire(s: pb::StatusReply) -> NodeStatus {
         group: Gid(s.group),
         shards: s.sharded.then(|| ShardsHeld {
             config: ConfigNum(s.config_num),
+            keys: s.shard_keys,
             shards: s
                 .shards
                 .iter()
@@ -1016,6 +1018,7 @@ mod tests {
             group: Gid(2),
             shards: Some(ShardsHeld {
                 config: ConfigNum(4),
+                keys: 12,
                 shards: vec![
                     (ShardId(0), ShardPhase::Serving),
                     (ShardId(5), ShardPhase::Pulling),

@@ -50,6 +50,8 @@ pub struct ShardsHeld {
     pub config: ConfigNum,
     /// Ascending by shard.
     pub shards: Vec<(ShardId, ShardPhase)>,
+    /// The keys in the shards it serves (`Serving`), as this member has applied them.
+    pub keys: u64,
 }
 
 impl ShardsHeld {

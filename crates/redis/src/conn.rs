@@ -5,6 +5,11 @@
 //! (whose declared lengths [`take_request`] has already checked against [`Limits`]) plus one
 //! read, and the reply buffer is written out whenever it passes [`REPLY_FLUSH_BYTES`], so
 //! 10,000 pipelined commands cost no more than a few.
+//!
+//! After a protocol error the error is written, the sending side shut down, and what the
+//! client still sends is read and dropped (at most [`LINGER_BYTES_MAX`] for at most
+//! [`LINGER`]) before the socket closes: closing with unread input would reset the
+//! connection, and a reset can destroy the error reply before the client reads it.
 
 use crate::backend::Backend;
 use crate::reply::Reply;
@@ -12,6 +17,7 @@ use crate::request::{Limits, take_request};
 use crate::session::{After, Session};
 use bytes::BytesMut;
 use std::io;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Replies are written once this many bytes of them are waiting, or when no complete
@@ -20,6 +26,11 @@ pub const REPLY_FLUSH_BYTES: usize = 64 << 10;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 16 << 10;
+
+/// How long, and how many bytes, a connection that broke the protocol is read (and the
+/// bytes dropped) before it is closed.
+pub const LINGER: Duration = Duration::from_secs(1);
+pub const LINGER_BYTES_MAX: usize = 1 << 20;
 
 /// How a connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,6 +67,7 @@ where
                     Reply::err(e.to_string()).encode(session.protocol(), &mut output);
                     wr.write_all(&output).await?;
                     wr.shutdown().await?;
+                    linger(&mut rd).await;
                     return Ok(Ended::ProtocolError(e.to_string()));
                 }
             };
@@ -80,6 +92,21 @@ where
             return Ok(Ended::Closed);
         }
     }
+}
+
+/// Reads and drops what the client still sends, until it closes or the linger bounds pass.
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut left = LINGER_BYTES_MAX;
+    let drain = async {
+        while left > 0 {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 #[cfg(test)]

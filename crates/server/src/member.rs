@@ -99,8 +99,15 @@ impl Member for ShardGroup {
             ShardState::BePulled => ShardPhase::BePulled,
             ShardState::Parked => ShardPhase::Parked,
         };
+        let keys = sm
+            .shards()
+            .values()
+            .filter(|s| s.state == ShardState::Serving)
+            .map(|s| s.store.len() as u64)
+            .sum();
         Some(ShardsHeld {
             config: sm.config().num,
+            keys,
             shards: sm
                 .shards()
                 .iter()

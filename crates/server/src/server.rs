@@ -247,12 +247,14 @@ async fn serve(
     let redis = match redis_listener {
         Some(l) => {
             let client_tls = tls.as_ref().map(MemberTls::client_config);
+            let groups = front.kv.values().cloned().collect();
             Some(RedisFront::start(
                 &cfg,
                 l,
                 limits,
                 step_down.clone(),
                 client_tls,
+                groups,
             )?)
         }
         None => None,

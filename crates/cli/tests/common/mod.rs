@@ -3,5 +3,6 @@
 
 pub mod cluster;
 pub mod history;
+pub mod redis;
 pub mod up;
 pub mod wait;

@@ -25,6 +25,7 @@ pub use backend::ServerBackend;
 pub use poller::{Layout, POLL_EVERY, ViewPoller, split_addr};
 
 use crate::config::{CTRL_GID, ServerConfig, Service};
+use crate::front::KvGroup;
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use anyhow::{Result, bail};
 use shardkv_client::{Client, ClientOptions, ClientTlsConfig, CtrlClient, Dial, Gid};
@@ -47,6 +48,8 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RedisShared {
     /// The process's client of its own cluster; each connection takes a session of it.
     client: Client,
+    /// The KV and shard groups hosted here (for DBSIZE: the keys of those it leads).
+    groups: Vec<KvGroup>,
     view: watch::Receiver<Arc<ClusterView>>,
     poke: Arc<Notify>,
     limits: Limits,
@@ -121,6 +124,7 @@ impl RedisFront {
         limits: ListenOptions,
         step_down: Arc<StepDownSignal>,
         tls: Option<ClientTlsConfig>,
+        groups: Vec<KvGroup>,
     ) -> Result<RedisFront> {
         let addr = listener.local_addr()?;
         let opts = ClientOptions {
@@ -147,6 +151,7 @@ impl RedisFront {
         };
         let shared = Arc::new(RedisShared {
             client,
+            groups,
             view: rx,
             poke,
             limits: Limits::default(),

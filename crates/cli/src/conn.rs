@@ -187,41 +187,53 @@ pub fn strip_id(endpoint: &str) -> String {
 /// How long each address gets to accept a TCP connection in [`check_listening`].
 const LISTEN_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Fails at once, naming every address and how it failed, with a hint, when every one of
-/// `addrs` refuses a TCP connection (nothing listens there: retrying for the whole
-/// `--timeout` cannot help). Any other outcome (one accepts, one does not answer in time, a
-/// name does not resolve) passes: the operation's own retries handle it. `flag` names where
-/// the addresses came from. Must not be called inside a runtime.
+/// Fails at once, naming every address and how it failed, with a hint, when no address
+/// can be reached at all: each one refuses a TCP connection (nothing listens there) or its
+/// name does not resolve, so retrying for the whole `--timeout` cannot help. Any other
+/// outcome (one accepts, one does not answer in time) passes: the operation's own retries
+/// handle it. `flag` names where the addresses came from. Must not be called inside a
+/// runtime.
 pub fn check_listening(addrs: &[String], flag: &str) -> anyhow::Result<()> {
     use std::io::ErrorKind;
-    let refused = runtime()?.block_on(async {
+    let failures = runtime()?.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
-        for addr in addrs {
-            let connect = tokio::net::TcpStream::connect(addr.clone());
+        for (i, addr) in addrs.iter().enumerate() {
+            let addr = addr.clone();
             tasks.spawn(async move {
-                let r = tokio::time::timeout(LISTEN_CHECK_TIMEOUT, connect).await;
-                matches!(r, Ok(Err(e)) if e.kind() == ErrorKind::ConnectionRefused)
+                let attempt = async {
+                    let resolved: Vec<_> = match tokio::net::lookup_host(&addr).await {
+                        Ok(r) => r.collect(),
+                        Err(e) => return Some(format!("{addr} (does not resolve: {e})")),
+                    };
+                    match tokio::net::TcpStream::connect(&resolved[..]).await {
+                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                            Some(format!("{addr} (connection refused)"))
+                        }
+                        _ => None,
+                    }
+                };
+                let failed = tokio::time::timeout(LISTEN_CHECK_TIMEOUT, attempt).await;
+                (i, failed.ok().flatten())
             });
         }
-        let mut refused = 0;
+        let mut failures = vec![None; addrs.len()];
         while let Some(r) = tasks.join_next().await {
-            refused += usize::from(r.unwrap_or(false));
+            if let Ok((i, failure)) = r {
+                failures[i] = failure;
+            }
         }
-        refused
+        failures
     });
-    if addrs.is_empty() || refused < addrs.len() {
-        return Ok(());
+    let tried: Option<Vec<String>> = failures.into_iter().collect();
+    match tried {
+        Some(tried) if !tried.is_empty() => anyhow::bail!(
+            "unavailable: no endpoint could be reached, of the {} tried: {}; is the cluster \
+             running? Start a local one with `shardkv up`, or point {flag} at yours; not applied",
+            addrs.len(),
+            tried.join(", ")
+        ),
+        _ => Ok(()),
     }
-    let tried: Vec<String> = addrs
-        .iter()
-        .map(|a| format!("{a} (connection refused)"))
-        .collect();
-    anyhow::bail!(
-        "unavailable: nothing listens at any of the {} endpoints tried: {}; is the cluster running? Start \
-         a local one with `shardkv up`, or point {flag} at yours; not applied",
-        addrs.len(),
-        tried.join(", ")
-    )
 }
 
 /// A comma-separated list, trimmed, without empty items.

@@ -121,13 +121,15 @@ fn global_flags_work_before_the_subcommand_and_from_the_environment() {
     );
 }
 
-/// Goal: with nothing listening at any endpoint, a command fails at once, not after its
-/// `--timeout`, naming every address it tried and hinting at `shardkv up`. Method: closed
-/// ports and a one-hour timeout (the CLI runner kills anything past 30 s).
+/// Goal: with nothing listening at any endpoint (or a name that does not resolve), a
+/// command fails at once, not after its `--timeout`, naming every address it tried and
+/// hinting at `shardkv up`. Method: closed ports and a name under `.invalid` (RFC 6761: never
+/// resolves), a one-hour timeout (the CLI runner kills anything past 30 s).
 #[test]
 fn nothing_listening_fails_at_once_naming_every_address() {
     let ports = free_ports(2);
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    addrs.push("nosuchhost.invalid:7001".to_string());
     let endpoints = addrs.join(",");
     for (args, var) in [
         (&["--timeout", "1h", "get", "k"][..], "SHARDKV_ENDPOINTS"),
@@ -144,7 +146,9 @@ fn nothing_listening_fails_at_once_naming_every_address() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
-            addrs.iter().all(|a| err.contains(a.as_str())) && err.contains("shardkv up"),
+            addrs.iter().all(|a| err.contains(a.as_str()))
+                && err.contains("does not resolve")
+                && err.contains("shardkv up"),
             "{args:?}: {err}"
         );
     }

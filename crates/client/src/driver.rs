@@ -431,8 +431,12 @@ where
         if left.is_zero() {
             return self.clerk.expire(self.now_ticks());
         }
+        let started = tokio::time::Instant::now();
         let refreshed = self.topology.refresh(self.clerk.router_mut(), left).await;
         if let Err(e) = refreshed {
+            // The refresh may have used all the time left: then its error is the
+            // operation's (not the core's "no attempt made").
+            let left = left.saturating_sub(started.elapsed());
             let pause = self.opts.backoff_max.min(left);
             tokio::time::sleep(pause).await;
             if pause >= left {

@@ -213,68 +213,6 @@ pub enum KvOutput {
     NotAnInteger,
     /// IncrBy whose sum passes the range of a 64-bit integer. Nothing changed.
     Overflow,
-    /// Only in a session's record, never answered: a Set with `get` or a GetDel that found
-    /// a value of `bytes` bytes, too large to keep; its retry is answered
-    /// `Error::SessionExpired` (it applied, and is not applied again, but its answer is
-    /// gone).
-    Unrecorded { bytes: u64 },
-}
-
-impl KvOutput {
-    /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
-    /// the same way ([`KvOutput::replay`]), without the data. Put and Append answer
-    /// `Done`; Delete whether the key existed (as a `Cas` record: see
-    /// [`KvOutput::Deleted`]); a CAS that swapped found exactly `expected`, which the retry
-    /// carries; a CAS that failed keeps the value it found only up to
-    /// [`RECORDED_VALUE_BYTES_MAX`].
-    pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
-        match (cmd, out) {
-            (KvCommand::Delete { .. }, KvOutput::Deleted { existed }) => KvOutput::Cas {
-                swapped: *existed,
-                current: None,
-            },
-            (KvCommand::Cas { .. }, KvOutput::Cas { swapped: true, .. }) => KvOutput::Cas {
-                swapped: true,
-                current: None,
-            },
-            (
-                KvCommand::Cas { .. },
-                KvOutput::Cas {
-                    swapped: false,
-                    current: Some(v),
-                },
-            ) if v.len() > RECORDED_VALUE_BYTES_MAX => KvOutput::CasFailed {
-                bytes: v.len() as u64,
-            },
-            (KvCommand::Set { .. }, KvOutput::Set { old: Some(v), .. })
-            | (KvCommand::GetDel { .. }, KvOutput::Value(Some(v)))
-                if v.len() > RECORDED_VALUE_BYTES_MAX =>
-            {
-                KvOutput::Unrecorded {
-                    bytes: v.len() as u64,
-                }
-            }
-            _ => out.clone(),
-        }
-    }
-
-    /// The answer to a retry of `cmd` from its session record.
-    pub fn replay(cmd: &KvCommand, recorded: &KvOutput) -> Result<KvOutput, Error> {
-        match (cmd, recorded) {
-            (KvCommand::Delete { .. }, KvOutput::Cas { swapped, .. }) => {
-                Ok(KvOutput::Deleted { existed: *swapped })
-            }
-            (KvCommand::Cas { expected, .. }, KvOutput::Cas { swapped: true, .. }) => {
-                Ok(KvOutput::Cas {
-                    swapped: true,
-                    current: expected.clone(),
-                })
-            }
-            (_, KvOutput::CasFailed { bytes }) => Err(Error::CasFailed { bytes: *bytes }),
-            (_, KvOutput::Unrecorded { .. }) => Err(Error::SessionExpired),
-            _ => Ok(recorded.clone()),
-        }
-    }
 }
 
 /// A client request as it travels to a server.
@@ -321,7 +259,11 @@ fn check_many<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) ->
             reason: "a multi-key operation needs at least one key".into(),
         });
     }
-    check(n, MANY_KEYS_MAX)?;
+    if n > MANY_KEYS_MAX {
+        return Err(Error::Invalid {
+            reason: format!("{n} keys in one operation; at most {MANY_KEYS_MAX} are accepted"),
+        });
+    }
     let mut total = 0;
     for (k, v) in pairs {
         check(k.len(), KEY_BYTES_MAX)?;
@@ -421,5 +363,156 @@ mod tests {
             value: b"b".to_vec(),
         });
         assert!(validate(&ok).is_ok());
+    }
+    fn bufs(n: usize, bytes: usize) -> Vec<ByteBuf> {
+        (0..n)
+            .map(|i| ByteBuf::from(vec![i as u8; bytes]))
+            .collect()
+    }
+
+    #[test]
+    fn multi_key_operations_name_one_to_many_keys_max_within_many_bytes_max() {
+        // Goal: validate's multi-key limits; method: each op at and past each limit.
+        let read = |q: KvQuery| validate(&Request::Read(q));
+        let too_large = |bytes: usize, max: usize| {
+            Err(Error::TooLarge {
+                bytes: bytes as u64,
+                max: max as u64,
+            })
+        };
+        let none = bufs(0, 1);
+        assert!(matches!(
+            validate_command(&KvCommand::DeleteMany { keys: none.clone() }),
+            Err(Error::Invalid { .. })
+        ));
+        assert!(matches!(
+            read(KvQuery::GetMany { keys: none.clone() }),
+            Err(Error::Invalid { .. })
+        ));
+        assert!(matches!(
+            read(KvQuery::Exists { keys: none }),
+            Err(Error::Invalid { .. })
+        ));
+        assert!(matches!(
+            validate_command(&KvCommand::PutMany { pairs: Vec::new() }),
+            Err(Error::Invalid { .. })
+        ));
+        let most = bufs(MANY_KEYS_MAX, 1);
+        assert_eq!(read(KvQuery::GetMany { keys: most.clone() }), Ok(()));
+        assert_eq!(
+            validate(&write(KvCommand::DeleteMany { keys: most })),
+            Ok(())
+        );
+        let over = bufs(MANY_KEYS_MAX + 1, 1);
+        assert_eq!(
+            read(KvQuery::Exists { keys: over.clone() }),
+            too_large(MANY_KEYS_MAX + 1, MANY_KEYS_MAX)
+        );
+        let pairs: Vec<_> = over.into_iter().map(|k| (k, ByteBuf::new())).collect();
+        assert_eq!(
+            validate_command(&KvCommand::PutMany { pairs }),
+            too_large(MANY_KEYS_MAX + 1, MANY_KEYS_MAX)
+        );
+        // Three values of 1 MiB: each within VALUE_BYTES_MAX, together past MANY_BYTES_MAX.
+        let pairs: Vec<_> = bufs(3, 1)
+            .into_iter()
+            .map(|k| (k, ByteBuf::from(vec![0; VALUE_BYTES_MAX])))
+            .collect();
+        assert_eq!(
+            validate_command(&KvCommand::PutMany { pairs }),
+            too_large(3 + 3 * VALUE_BYTES_MAX, MANY_BYTES_MAX)
+        );
+        let pairs = vec![(
+            ByteBuf::from(&b"k"[..]),
+            ByteBuf::from(vec![0; VALUE_BYTES_MAX + 1]),
+        )];
+        assert_eq!(
+            validate_command(&KvCommand::PutMany { pairs }),
+            too_large(VALUE_BYTES_MAX + 1, VALUE_BYTES_MAX),
+            "each value within the value limit"
+        );
+        let keys = bufs(2, KEY_BYTES_MAX + 1);
+        assert_eq!(
+            read(KvQuery::GetMany { keys }),
+            too_large(KEY_BYTES_MAX + 1, KEY_BYTES_MAX),
+            "each key within the key limit"
+        );
+        let long_key = vec![0; KEY_BYTES_MAX + 1];
+        for cmd in [
+            KvCommand::GetDel {
+                key: long_key.clone(),
+            },
+            KvCommand::IncrBy {
+                key: long_key.clone(),
+                by: 1,
+            },
+            KvCommand::Set {
+                key: long_key.clone(),
+                value: Vec::new(),
+                when: SetWhen::Always,
+                get: false,
+            },
+        ] {
+            assert!(validate_command(&cmd).is_err(), "a key past KEY_BYTES_MAX");
+        }
+        assert!(read(KvQuery::StrLen { key: long_key }).is_err());
+        let big = KvCommand::AppendLen {
+            key: b"k".to_vec(),
+            value: vec![0; VALUE_BYTES_MAX + 1],
+        };
+        assert!(validate_command(&big).is_err());
+    }
+
+    #[test]
+    fn a_found_value_is_recorded_up_to_recorded_value_bytes_max() {
+        // Goal: record/replay of Set-with-get and GetDel: a small found value replays
+        // exactly, a larger one is recorded Unrecorded and its retry answers
+        // SessionExpired; every other new output is recorded as answered.
+        let set = KvCommand::Set {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            when: SetWhen::Always,
+            get: true,
+        };
+        let getdel = KvCommand::GetDel { key: b"k".to_vec() };
+        for bytes in [0, 1, RECORDED_VALUE_BYTES_MAX, RECORDED_VALUE_BYTES_MAX + 1] {
+            let found = Some(vec![b'x'; bytes]);
+            let large = bytes > RECORDED_VALUE_BYTES_MAX;
+            for (cmd, out) in [
+                (
+                    &set,
+                    KvOutput::Set {
+                        applied: true,
+                        old: found.clone(),
+                    },
+                ),
+                (&getdel, KvOutput::Value(found.clone())),
+            ] {
+                let rec = KvOutput::record(cmd, &out);
+                if large {
+                    assert_eq!(
+                        rec,
+                        KvOutput::Unrecorded {
+                            bytes: bytes as u64
+                        }
+                    );
+                    assert_eq!(KvOutput::replay(cmd, &rec), Err(Error::SessionExpired));
+                } else {
+                    assert_eq!(rec, out);
+                    assert_eq!(KvOutput::replay(cmd, &rec), Ok(out));
+                }
+            }
+        }
+        let incr = KvCommand::IncrBy {
+            key: b"n".to_vec(),
+            by: 1,
+        };
+        for out in [KvOutput::Int(7), KvOutput::NotAnInteger, KvOutput::Overflow] {
+            let rec = KvOutput::record(&incr, &out);
+            assert_eq!(KvOutput::replay(&incr, &rec), Ok(out));
+        }
+        let many = KvCommand::DeleteMany { keys: bufs(2, 1) };
+        let rec = KvOutput::record(&many, &KvOutput::Int(2));
+        assert_eq!(KvOutput::replay(&many, &rec), Ok(KvOutput::Int(2)));
     }
 }

@@ -22,8 +22,10 @@
 //! keys within [`MANY_BYTES_MAX`]; a sharded store refuses one whose keys span shards. A
 //! Set's or GetDel's found value is kept for retries only up to
 //! [`RECORDED_VALUE_BYTES_MAX`] bytes (a retry of one that found more is answered
-//! `SessionExpired`: applied once, its answer gone). Members of a build without them
-//! cannot decode them: use them only once every member has been upgraded.
+//! `SessionExpired`: applied once, its answer gone). Session records of every command keep
+//! to the shapes older builds decode (`record.rs`), so a shard handed to a group of an older
+//! build still moves; the commands themselves, in a group's log, cannot be decoded by a
+//! member of a build without them: use them only once every member has been upgraded.
 //!
 //! [`KvStore::execute`] is the sequential semantics alone, so a sharded store can keep one
 //! `KvStore` per shard and reuse it.
@@ -35,6 +37,7 @@
 
 mod command;
 mod int;
+mod record;
 mod store;
 
 pub use command::{

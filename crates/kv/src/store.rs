@@ -166,9 +166,25 @@ impl KvStore {
         v.len()
     }
 
-    /// Answers a read.
-    pub fn read(&self, q: &KvQuery) -> KvOutput {
-        match q {
+    /// Answers a read; `TooLarge` for a GetMany whose values add up to more than
+    /// [`MANY_BYTES_MAX`](crate::MANY_BYTES_MAX) (so every answer fits in a reply frame),
+    /// counted before anything is copied.
+    pub fn read(&self, q: &KvQuery) -> Result<KvOutput, Error> {
+        if let KvQuery::GetMany { keys } = q {
+            let bytes: usize = keys
+                .iter()
+                .filter_map(|k| self.map.get(k.as_slice()))
+                .map(Vec::len)
+                .sum();
+            let max = crate::MANY_BYTES_MAX;
+            if bytes > max {
+                return Err(Error::TooLarge {
+                    bytes: bytes as u64,
+                    max: max as u64,
+                });
+            }
+        }
+        Ok(match q {
             KvQuery::Get { key } => KvOutput::Value(self.map.get(key).cloned()),
             KvQuery::GetMany { keys } => KvOutput::Values(
                 keys.iter()
@@ -183,7 +199,7 @@ impl KvStore {
             KvQuery::StrLen { key } => {
                 KvOutput::Int(self.map.get(key).map_or(0, |v| v.len() as i64))
             }
-        }
+        })
     }
 }
 
@@ -219,7 +235,7 @@ impl StateMachine for KvStore {
     }
 
     fn query(&self, q: &KvQuery, _: &Sessions<KvOutput>) -> Result<KvOutput, Error> {
-        Ok(self.read(q))
+        self.read(q)
     }
 }
 
@@ -234,7 +250,7 @@ mod tests {
     #[test]
     fn operations_follow_their_sequential_semantics() {
         let mut s = KvStore::default();
-        let get = |s: &KvStore, key: &str| s.read(&KvQuery::Get { key: k(key) });
+        let get = |s: &KvStore, key: &str| s.read(&KvQuery::Get { key: k(key) }).unwrap();
         assert_eq!(get(&s, "a"), KvOutput::Value(None));
         s.execute(&KvCommand::Append {
             key: k("a"),
@@ -336,5 +352,167 @@ mod tests {
             Ok(()),
             "a put replaces, it does not grow"
         );
+    }
+    fn set(key: &str, value: &str, when: SetWhen, get: bool) -> KvCommand {
+        KvCommand::Set {
+            key: k(key),
+            value: k(value),
+            when,
+            get,
+        }
+    }
+
+    fn set_out(applied: bool, old: Option<&str>) -> KvOutput {
+        KvOutput::Set {
+            applied,
+            old: old.map(k),
+        }
+    }
+
+    #[test]
+    fn set_applies_by_its_condition_and_answers_the_value_found_if_asked() {
+        // Goal: SetWhen and `get`; method: each condition on a missing and a present key.
+        let mut s = KvStore::default();
+        assert_eq!(
+            s.execute(&set("a", "1", SetWhen::Present, true)),
+            set_out(false, None)
+        );
+        assert_eq!(s.get(b"a"), None, "XX on a missing key changes nothing");
+        assert_eq!(
+            s.execute(&set("a", "1", SetWhen::Absent, true)),
+            set_out(true, None)
+        );
+        assert_eq!(
+            s.execute(&set("a", "2", SetWhen::Absent, true)),
+            set_out(false, Some("1"))
+        );
+        assert_eq!(
+            s.get(b"a"),
+            Some(&k("1")),
+            "NX on a present key changes nothing"
+        );
+        assert_eq!(
+            s.execute(&set("a", "3", SetWhen::Present, false)),
+            set_out(true, None),
+            "without get, no old value"
+        );
+        assert_eq!(
+            s.execute(&set("a", "", SetWhen::Always, true)),
+            set_out(true, Some("3"))
+        );
+        assert_eq!(
+            s.execute(&set("a", "4", SetWhen::Absent, false)),
+            set_out(false, None),
+            "an empty value is a present key"
+        );
+    }
+
+    #[test]
+    fn getdel_appendlen_and_strlen_follow_their_semantics() {
+        // Goal: GetDel answers and removes, AppendLen answers the new length (and creates
+        // the key), StrLen answers 0 for a missing key; method: a short sequence.
+        let mut s = KvStore::default();
+        let getdel = KvCommand::GetDel { key: k("a") };
+        assert_eq!(s.execute(&getdel), KvOutput::Value(None));
+        let app = |v: &str| KvCommand::AppendLen {
+            key: k("a"),
+            value: k(v),
+        };
+        assert_eq!(s.execute(&app("xy")), KvOutput::Int(2));
+        assert_eq!(s.execute(&app("")), KvOutput::Int(2));
+        assert_eq!(s.execute(&app("z")), KvOutput::Int(3));
+        let strlen = |key: &str| s.read(&KvQuery::StrLen { key: k(key) });
+        assert_eq!(strlen("a"), KvOutput::Int(3));
+        assert_eq!(strlen("none"), KvOutput::Int(0));
+        assert_eq!(s.execute(&getdel), KvOutput::Value(Some(k("xyz"))));
+        assert_eq!(s.execute(&getdel), KvOutput::Value(None));
+        let half = vec![b'x'; crate::VALUE_BYTES_MAX / 2 + 1];
+        let big = KvCommand::AppendLen {
+            key: k("a"),
+            value: half.clone(),
+        };
+        assert_eq!(s.check_growth(&big), Ok(()));
+        s.execute(&big);
+        assert!(
+            matches!(s.check_growth(&big), Err(Error::TooLarge { .. })),
+            "AppendLen is held to the value limit as Append is"
+        );
+    }
+
+    #[test]
+    fn incrby_follows_redis_and_its_errors_change_nothing() {
+        // Goal: IncrBy from missing (0), canonical sums, NotAnInteger and Overflow at both
+        // ends of i64 leaving the value as it was; method: each case on one key.
+        let mut s = KvStore::default();
+        let incr = |by| KvCommand::IncrBy { key: k("n"), by };
+        assert_eq!(s.execute(&incr(-4)), KvOutput::Int(-4));
+        assert_eq!(s.get(b"n"), Some(&k("-4")), "stored in canonical decimal");
+        assert_eq!(s.execute(&incr(4)), KvOutput::Int(0));
+        assert_eq!(s.get(b"n"), Some(&k("0")), "zero, not -0");
+        for not_integer in [
+            "",
+            "x",
+            "01",
+            "+1",
+            " 1",
+            "-0",
+            "1.5",
+            "9223372036854775808",
+        ] {
+            s.insert(k("n"), k(not_integer));
+            assert_eq!(
+                s.execute(&incr(1)),
+                KvOutput::NotAnInteger,
+                "{not_integer:?}"
+            );
+            assert_eq!(s.get(b"n"), Some(&k(not_integer)), "changed nothing");
+        }
+        s.insert(k("n"), i64::MAX.to_string().into_bytes());
+        assert_eq!(s.execute(&incr(1)), KvOutput::Overflow);
+        assert_eq!(s.get(b"n"), Some(&i64::MAX.to_string().into_bytes()));
+        assert_eq!(s.execute(&incr(-1)), KvOutput::Int(i64::MAX - 1));
+        s.insert(k("n"), i64::MIN.to_string().into_bytes());
+        assert_eq!(s.execute(&incr(-1)), KvOutput::Overflow);
+        assert_eq!(s.get(b"n"), Some(&i64::MIN.to_string().into_bytes()));
+        assert_eq!(s.execute(&incr(i64::MAX)), KvOutput::Int(-1));
+    }
+
+    #[test]
+    fn multi_key_operations_count_as_they_execute() {
+        // Goal: DeleteMany counts each existing key once (a key named twice is gone the
+        // second time), Exists counts a key named twice twice, PutMany's last pair for a
+        // key wins, GetMany answers in order; method: one store.
+        let mut s = KvStore::default();
+        let bufs =
+            |ks: &[&str]| -> Vec<ByteBuf> { ks.iter().map(|x| ByteBuf::from(k(x))).collect() };
+        let pairs = [("a", "1"), ("b", "2"), ("a", "3")]
+            .iter()
+            .map(|(key, v)| (ByteBuf::from(k(key)), ByteBuf::from(k(v))))
+            .collect();
+        assert_eq!(s.execute(&KvCommand::PutMany { pairs }), KvOutput::Done);
+        assert_eq!(s.get(b"a"), Some(&k("3")), "the last pair wins");
+        assert_eq!(
+            s.read(&KvQuery::GetMany {
+                keys: bufs(&["b", "none", "a"])
+            }),
+            KvOutput::Values(vec![
+                Some(ByteBuf::from(k("2"))),
+                None,
+                Some(ByteBuf::from(k("3")))
+            ])
+        );
+        assert_eq!(
+            s.read(&KvQuery::Exists {
+                keys: bufs(&["a", "a", "none", "b"])
+            }),
+            KvOutput::Int(3)
+        );
+        assert_eq!(
+            s.execute(&KvCommand::DeleteMany {
+                keys: bufs(&["a", "a", "none", "b"])
+            }),
+            KvOutput::Int(2)
+        );
+        assert!(s.is_empty());
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shardkv_kv::{KvCommand, KvOutput, KvStore};
+use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvStore, SetWhen};
 use shardkv_raft::{Body, Message};
 use shardkv_rsm::{NoInternal, Proposal};
 use shardkv_types::{ClientId, Entry, EntryKind, LogIndex, NodeId, Seq, SnapshotMeta, Term};
@@ -168,4 +168,87 @@ fn a_delete_answer_encodes_after_every_older_output() {
         KvOutput::Deleted { existed: false },
     ];
     same_as_stored("deleted", &outputs, DELETED);
+}
+
+/// The Redis front end's commands, queries and outputs: appended after every older
+/// variant (so those keep their encodings, the cases above), and pinned here so later
+/// changes keep these bytes too.
+const REDIS_COMMANDS: &str = "090401730176000004017300010104017301780200050167060161047461696c07016e0307016efeffffffffffffffff010802047b747d61047b747d620902047b747d610131047b747d6200";
+const REDIS_QUERIES: &str = "03010201610162020201610161030173";
+const REDIS_OUTPUTS: &str = "08050105d804060201017600070100070001016f08090aac02";
+
+#[test]
+fn the_redis_commands_queries_and_outputs_encode_as_pinned() {
+    let bufs =
+        |ks: &[&str]| -> Vec<ByteBuf> { ks.iter().map(|k| ByteBuf::from(k.as_bytes())).collect() };
+    let commands = vec![
+        KvCommand::Set {
+            key: b"s".to_vec(),
+            value: b"v".to_vec(),
+            when: SetWhen::Always,
+            get: false,
+        },
+        KvCommand::Set {
+            key: b"s".to_vec(),
+            value: Vec::new(),
+            when: SetWhen::Absent,
+            get: true,
+        },
+        KvCommand::Set {
+            key: b"s".to_vec(),
+            value: b"x".to_vec(),
+            when: SetWhen::Present,
+            get: false,
+        },
+        KvCommand::GetDel { key: b"g".to_vec() },
+        KvCommand::AppendLen {
+            key: b"a".to_vec(),
+            value: b"tail".to_vec(),
+        },
+        KvCommand::IncrBy {
+            key: b"n".to_vec(),
+            by: -2,
+        },
+        KvCommand::IncrBy {
+            key: b"n".to_vec(),
+            by: i64::MAX,
+        },
+        KvCommand::DeleteMany {
+            keys: bufs(&["{t}a", "{t}b"]),
+        },
+        KvCommand::PutMany {
+            pairs: vec![
+                (ByteBuf::from(&b"{t}a"[..]), ByteBuf::from(&b"1"[..])),
+                (ByteBuf::from(&b"{t}b"[..]), ByteBuf::from(Vec::new())),
+            ],
+        },
+    ];
+    same_as_stored("redis commands", &commands, REDIS_COMMANDS);
+    let queries = vec![
+        KvQuery::GetMany {
+            keys: bufs(&["a", "b"]),
+        },
+        KvQuery::Exists {
+            keys: bufs(&["a", "a"]),
+        },
+        KvQuery::StrLen { key: b"s".to_vec() },
+    ];
+    same_as_stored("redis queries", &queries, REDIS_QUERIES);
+    let outputs = vec![
+        KvOutput::Int(-1),
+        KvOutput::Int(300),
+        KvOutput::Values(vec![Some(ByteBuf::from(&b"v"[..])), None]),
+        KvOutput::Set {
+            applied: true,
+            old: None,
+        },
+        KvOutput::Set {
+            applied: false,
+            old: Some(b"o".to_vec()),
+        },
+        KvOutput::NotAnInteger,
+        KvOutput::Overflow,
+        KvOutput::Unrecorded { bytes: 300 },
+    ];
+    same_as_stored("redis outputs", &outputs, REDIS_OUTPUTS);
 }

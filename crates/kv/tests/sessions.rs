@@ -1,9 +1,12 @@
 //! What a one-member KV group keeps of its clients: the snapshot stays small however large
 //! the values its clients' failed CASes found (issue 10's repro: 100 failed CASes on a
 //! 1 MiB value grew every snapshot by 105 MB), and an append past the value limit is
-//! refused with a clear error (3 × 1 MiB appends made the key unreadable).
+//! refused with a clear error (3 × 1 MiB appends made the key unreadable), and what a
+//! retry of each Redis-era write is answered.
 
-use shardkv_kv::{KvCommand, KvOutput, KvReplica, KvStore, VALUE_BYTES_MAX};
+use shardkv_kv::{
+    KvCommand, KvOutput, KvReplica, KvStore, RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX,
+};
 use shardkv_raft::{Config, Restored, Snapshot};
 use shardkv_rsm::{Error, ReplicaOptions, Request};
 use shardkv_types::{ClientId, NodeId, Seq};
@@ -190,4 +193,79 @@ fn a_delete_says_whether_the_key_existed_and_its_retry_says_the_same() {
         first,
         "the record outlives the other session's delete"
     );
+}
+
+#[test]
+fn a_retry_of_a_set_get_or_getdel_replays_a_small_value_and_expires_a_large_one() {
+    // Goal: a Set with `get` or a GetDel keeps the value it found for retries only up to
+    // RECORDED_VALUE_BYTES_MAX: a retry (same session and seq) of one that found a small
+    // value gets the same answer; of one that found a larger one, SessionExpired (applied
+    // once, answer gone); neither retry applies again. Method: a one-member group.
+    let mut g = One::new();
+    let small = vec![b's'; RECORDED_VALUE_BYTES_MAX];
+    let large = vec![b'l'; RECORDED_VALUE_BYTES_MAX + 1];
+    for (client, found, replayed) in [(10, &small, true), (20, &large, false)] {
+        let put = KvCommand::Put {
+            key: key(),
+            value: found.clone(),
+        };
+        assert_eq!(g.write(client, 1, false, put), Ok(KvOutput::Done));
+        let set = KvCommand::Set {
+            key: key(),
+            value: b"new".to_vec(),
+            when: SetWhen::Present,
+            get: true,
+        };
+        let first = g.write(client, 2, false, set.clone());
+        assert_eq!(
+            first,
+            Ok(KvOutput::Set {
+                applied: true,
+                old: Some(found.clone())
+            })
+        );
+        let retry = g.write(client, 2, true, set);
+        let wanted = if replayed {
+            first
+        } else {
+            Err(Error::SessionExpired)
+        };
+        assert_eq!(retry, wanted, "Set retry, {} bytes found", found.len());
+        let put = KvCommand::Put {
+            key: key(),
+            value: found.clone(),
+        };
+        assert_eq!(g.write(client, 3, false, put), Ok(KvOutput::Done));
+        let getdel = KvCommand::GetDel { key: key() };
+        let first = g.write(client, 4, false, getdel.clone());
+        assert_eq!(first, Ok(KvOutput::Value(Some(found.clone()))));
+        let retry = g.write(client, 4, true, getdel);
+        let wanted = if replayed {
+            first
+        } else {
+            Err(Error::SessionExpired)
+        };
+        assert_eq!(retry, wanted, "GetDel retry, {} bytes found", found.len());
+        assert_eq!(g.r.state_machine().get(&key()), None, "applied once");
+    }
+}
+
+#[test]
+fn a_retried_incrby_is_answered_from_the_session_and_applied_once() {
+    // Goal: exactly-once for IncrBy, and its errors are replayed too; method: retry each.
+    let mut g = One::new();
+    let incr = KvCommand::IncrBy { key: key(), by: 5 };
+    assert_eq!(g.write(1, 1, false, incr.clone()), Ok(KvOutput::Int(5)));
+    assert_eq!(g.write(1, 1, true, incr.clone()), Ok(KvOutput::Int(5)));
+    assert_eq!(g.r.state_machine().get(&key()), Some(&b"5".to_vec()));
+    let put = KvCommand::Put {
+        key: key(),
+        value: b"x".to_vec(),
+    };
+    assert_eq!(g.write(1, 2, false, put), Ok(KvOutput::Done));
+    assert_eq!(
+        g.write(1, 3, false, incr.clone()),
+        Ok(KvOutput::NotAnInteger)
+    );
+    assert_eq!(g.write(1, 3, true, incr), Ok(KvOutput::NotAnInteger));
 }

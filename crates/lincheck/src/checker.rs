@@ -1,19 +1,26 @@
-//! Entry points: partition a history by key and search each key.
+//! Entry points: partition a history by the keys its operations touch together and search
+//! each partition.
 
 use std::collections::BTreeMap;
 
 use crate::explain::{explain, explain_unproducible};
 use crate::model::{OpResult, Operation};
 use crate::producible::Producible;
+use crate::reach::Reach;
 use crate::search::{Order, Outcome, Search};
 use crate::states::StateTable;
 use crate::verdict::{Budget, KeyOutcome, KeyReport, Report, Verdict};
 
-/// Checks `history` for linearizability against the sequential KV model, one key at a time.
+/// Checks `history` for linearizability against the sequential KV model, one partition at a
+/// time.
 ///
-/// Keys are independent (every operation touches one key), so the history is linearizable
-/// iff each key's sub-history is. Keys are checked in byte order; the verdict names the
-/// first key that is not linearizable, else the first that ran out of budget.
+/// A partition is a connected component of keys touched together: a multi-key op on keys
+/// {a, b} joins a's and b's histories, and the component's state is the map of its keys.
+/// Partitions are independent (no op touches two), so the history is linearizable iff each
+/// partition's sub-history is (linearizability is local). A history of single-key ops has
+/// one partition per key, as fast as ever. Partitions are checked in the byte order of
+/// their first key; the verdict names the first key of the first partition that is not
+/// linearizable, else of the first that ran out of budget.
 ///
 /// # Panics
 /// If an operation is malformed (see [`Operation::validate`]): a programmer error. Validate
@@ -32,14 +39,7 @@ pub fn check_report(history: &[Operation], budget: Budget) -> Report {
             panic!("lincheck: history[{index}] is malformed: {error}");
         }
     }
-    let mut partitions: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-    for (index, operation) in history.iter().enumerate() {
-        partitions
-            .entry(operation.op.key())
-            .or_default()
-            .push(index);
-    }
-    let keys: Vec<KeyReport> = partitions
+    let keys: Vec<KeyReport> = partition(history)
         .into_iter()
         .map(|(key, indexes)| check_key(history, key, indexes, budget))
         .collect();
@@ -58,7 +58,54 @@ pub fn check_report(history: &[Operation], budget: Budget) -> Report {
     Report { verdict, keys }
 }
 
-/// Searches one key's ops, `indexes` into `history`.
+/// The partitions of `history`: each connected component of keys touched together, named
+/// by its first key, with the indexes of its ops in history order; in key order.
+fn partition(history: &[Operation]) -> BTreeMap<&[u8], Vec<usize>> {
+    let mut per_key: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    let mut joins = Vec::new();
+    for (index, operation) in history.iter().enumerate() {
+        let first = operation.op.key();
+        per_key.entry(first).or_default().push(index);
+        joins.extend(
+            operation
+                .op
+                .keys()
+                .filter(|k| *k != first)
+                .map(|k| (first, k)),
+        );
+    }
+    if joins.is_empty() {
+        return per_key;
+    }
+    // Union-find over the keys, each root the smallest key of its component.
+    let mut parent: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+    fn root<'h>(parent: &mut BTreeMap<&'h [u8], &'h [u8]>, key: &'h [u8]) -> &'h [u8] {
+        let mut at = key;
+        while let Some(up) = parent.get(at).copied().filter(|up| *up != at) {
+            at = up;
+        }
+        parent.insert(key, at);
+        at
+    }
+    for (a, b) in joins {
+        let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+        let (low, high) = if ra <= rb { (ra, rb) } else { (rb, ra) };
+        parent.insert(high, low);
+    }
+    let mut components: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    for (key, indexes) in per_key {
+        components
+            .entry(root(&mut parent, key))
+            .or_default()
+            .extend(indexes);
+    }
+    for indexes in components.values_mut() {
+        indexes.sort_unstable();
+    }
+    components
+}
+
+/// Searches one partition's ops, `indexes` into `history`; `key` names the partition.
 fn check_key(history: &[Operation], key: &[u8], indexes: Vec<usize>, budget: Budget) -> KeyReport {
     let ops_total = indexes.len();
     // A read with an unknown outcome constrains nothing: drop it.
@@ -87,16 +134,31 @@ fn check_key(history: &[Operation], key: &[u8], indexes: Vec<usize>, budget: Bud
     } else {
         &[Order::CallOrder]
     };
+    let look_ahead = Reach::applies(&ops);
     let mut searches: Vec<Search<'_>> = orders
         .iter()
-        .map(|order| Search::new(StateTable::new(ops.clone()), &times, known, *order))
+        .map(|order| {
+            Search::new(
+                StateTable::new(ops.clone()),
+                &times,
+                known,
+                *order,
+                look_ahead,
+            )
+        })
         .collect();
+    // The time-free refutation models the same ops as the look-ahead.
+    let first_impossible = || {
+        look_ahead
+            .then(|| Producible::new(&ops).first_impossible(&ops))
+            .flatten()
+    };
     let quick_steps_max = budget.steps_max_per_key.min(PRODUCIBLE_CHECK_AFTER_STEPS);
     let mut raced = race(&mut searches, quick_steps_max, budget);
     let mut impossible = None;
     if raced.0.is_none() {
         // The search is slow here: try the cheap time-free refutation before going on.
-        impossible = Producible::new(&ops).first_impossible(&ops);
+        impossible = first_impossible();
         if impossible.is_none() {
             raced = race(&mut searches, budget.steps_max_per_key, budget);
         }
@@ -104,7 +166,7 @@ fn check_key(history: &[Operation], key: &[u8], indexes: Vec<usize>, budget: Bud
         // A violation: a value that no write produces is the clearest explanation, and the
         // search's deepest prefix may end elsewhere (its look-ahead cuts a configuration as
         // soon as any pending read becomes unreachable, whichever read that is).
-        impossible = Producible::new(&ops).first_impossible(&ops);
+        impossible = first_impossible();
     }
     let outcome = match (impossible, raced) {
         (Some(op), _) => KeyOutcome::NotLinearizable {

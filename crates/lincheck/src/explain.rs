@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{Operation, show_bytes, show_state};
+use crate::model::{Operation, show_bytes};
 use crate::search::{Deepest, Search};
 
 /// Prefix ops shown before eliding: the end of the prefix is what matters.
@@ -42,15 +42,11 @@ pub(crate) fn explain(
             "  history[{}] {}  => state {}",
             origin[*op as usize],
             table.op(*op),
-            show_state(table.value(*after))
+            table.show(*after)
         );
     }
     let state = search.state_after(deepest);
-    let _ = writeln!(
-        text,
-        "State after the prefix: {}",
-        show_state(table.value(state))
-    );
+    let _ = writeln!(text, "State after the prefix: {}", table.show(state));
     let _ = writeln!(
         text,
         "Could not place: history[{}] {}",

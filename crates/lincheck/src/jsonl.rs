@@ -8,11 +8,16 @@
 //! | field | meaning |
 //! |---|---|
 //! | `client` | client id (u64) |
-//! | `op` | `get`, `put`, `append`, `del` or `cas` |
-//! | `key` | the key (UTF-8) |
-//! | `value` | put / append: the value; cas: the new value; absent otherwise |
+//! | `op` | `get`, `put`, `append`, `del`, `cas`; `set`, `getdel`, `appendlen`, `incrby`, `strlen`; multi-key: `delmany`, `putmany`, `getmany`, `exists` |
+//! | `key` | the key (UTF-8); absent (or `""`) for a multi-key op |
+//! | `keys` | multi-key ops only: the keys, in order |
+//! | `value` | put / append / set / appendlen: the value; cas: the new value; absent otherwise |
+//! | `values` | putmany only: the values, one per key of `keys` |
 //! | `expected` | cas only: the expected value, `null` = the key must be absent |
-//! | `output` | status ok only: get: the value read or `null` (missing key); cas: `true` if swapped; del: `true` if the key existed, `false` if not, absent (or `null`) if not known; absent (or `null`) for put / append |
+//! | `when` | set only: `always` (the default), `absent` (Redis NX) or `present` (XX) |
+//! | `get` | set only: whether it answers the value it found (default `false`) |
+//! | `by` | incrby only: the increment |
+//! | `output` | status ok only: get, getdel: the value read or `null` (missing key); cas: `true` if swapped; del: `true` if the key existed, `false` if not, absent (or `null`) if not known; absent (or `null`) for put / append / putmany; set: `{"applied": bool, "old": string or null}`; appendlen, strlen: the length; incrby: the sum, or `{"error": "not an integer"}` / `{"error": "overflow"}`; delmany, exists: the count; getmany: an array of strings and `null`s |
 //! | `start_ns`, `end_ns` | call and return times, ns on one monotonic clock |
 //! | `status` | `ok`; `failed` (surely not applied: dropped on read); `unknown` (timed out: may have applied; `end_ns` is ignored) |
 //!
@@ -23,7 +28,7 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{Op, OpResult, Operation, Output};
+use crate::model::{Op, OpResult, Operation, Output, SetWhen};
 
 /// The op kinds, spelled as in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +39,15 @@ pub enum OpKind {
     Append,
     Del,
     Cas,
+    Set,
+    GetDel,
+    AppendLen,
+    IncrBy,
+    StrLen,
+    DelMany,
+    PutMany,
+    GetMany,
+    Exists,
 }
 
 impl fmt::Display for OpKind {
@@ -44,8 +58,68 @@ impl fmt::Display for OpKind {
             OpKind::Append => "append",
             OpKind::Del => "del",
             OpKind::Cas => "cas",
+            OpKind::Set => "set",
+            OpKind::GetDel => "getdel",
+            OpKind::AppendLen => "appendlen",
+            OpKind::IncrBy => "incrby",
+            OpKind::StrLen => "strlen",
+            OpKind::DelMany => "delmany",
+            OpKind::PutMany => "putmany",
+            OpKind::GetMany => "getmany",
+            OpKind::Exists => "exists",
         })
     }
+}
+
+/// The `when` field of a set, spelled as in the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum When {
+    #[default]
+    Always,
+    Absent,
+    Present,
+}
+
+impl From<When> for SetWhen {
+    fn from(when: When) -> SetWhen {
+        match when {
+            When::Always => SetWhen::Always,
+            When::Absent => SetWhen::Absent,
+            When::Present => SetWhen::Present,
+        }
+    }
+}
+
+impl From<SetWhen> for When {
+    fn from(when: SetWhen) -> When {
+        match when {
+            SetWhen::Always => When::Always,
+            SetWhen::Absent => When::Absent,
+            SetWhen::Present => When::Present,
+        }
+    }
+}
+
+/// The fields of the Redis front end's operations (all absent for the older ones, so older
+/// files read and older writers need not know them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisFields {
+    /// Multi-key ops: the keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// putmany: the values, one per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    /// set: when it applies (absent: always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
+    /// set: whether it answers the value it found (absent: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<bool>,
+    /// incrby: the increment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<i64>,
 }
 
 /// How the operation ended, as the client saw it.
@@ -61,13 +135,23 @@ pub enum Status {
 }
 
 /// The `output` field: a bool for cas (swapped) and del (the key existed), a string or
-/// `null` for get.
+/// `null` for get and getdel, a number for the counts, lengths and sums, an array for
+/// getmany, an object for set and for incrby's errors.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecordOutput {
     Swapped(bool),
     Value(Option<String>),
+    Int(i64),
+    Values(Vec<Option<String>>),
+    Set { applied: bool, old: Option<String> },
+    Error { error: String },
 }
+
+/// The `error` of an incrby whose value is not an integer.
+const NOT_AN_INTEGER: &str = "not an integer";
+/// The `error` of an incrby whose sum overflows.
+const OVERFLOW: &str = "overflow";
 
 /// One line of a history file. Build one per operation and write it with
 /// [`write_record_jsonl`]; read a file with [`read_history_jsonl`].
@@ -75,6 +159,8 @@ pub enum RecordOutput {
 pub struct HistoryRecord {
     pub client: u64,
     pub op: OpKind,
+    /// Empty (and not written) for a multi-key op, which has `redis.keys`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
@@ -95,6 +181,9 @@ pub struct HistoryRecord {
     pub start_ns: u64,
     pub end_ns: u64,
     pub status: Status,
+    /// The fields only the Redis front end's ops have.
+    #[serde(flatten)]
+    pub redis: RedisFields,
 }
 
 /// Deserializes a field that is present (possibly `null`) as `Some`; absence is left to
@@ -190,6 +279,11 @@ impl HistoryRecord {
         let text = |bytes: &[u8], what: &str| {
             String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
         };
+        let texts = |all: &mut dyn Iterator<Item = &[u8]>, what: &str| {
+            all.map(|bytes| text(bytes, what))
+                .collect::<Result<Vec<String>, String>>()
+        };
+        let mut redis = RedisFields::default();
         let (op, value, expected) = match &operation.op {
             Op::Get { .. } => (OpKind::Get, None, None),
             Op::Put { value, .. } => (OpKind::Put, Some(text(value, "value")?), None),
@@ -205,17 +299,63 @@ impl HistoryRecord {
                         .transpose()?,
                 ),
             ),
+            Op::Set {
+                value, when, get, ..
+            } => {
+                redis.when = Some((*when).into());
+                redis.get = Some(*get);
+                (OpKind::Set, Some(text(value, "value")?), None)
+            }
+            Op::GetDel { .. } => (OpKind::GetDel, None, None),
+            Op::AppendLen { value, .. } => (OpKind::AppendLen, Some(text(value, "value")?), None),
+            Op::IncrBy { by, .. } => {
+                redis.by = Some(*by);
+                (OpKind::IncrBy, None, None)
+            }
+            Op::StrLen { .. } => (OpKind::StrLen, None, None),
+            Op::DeleteMany { .. } => (OpKind::DelMany, None, None),
+            Op::GetMany { .. } => (OpKind::GetMany, None, None),
+            Op::Exists { .. } => (OpKind::Exists, None, None),
+            Op::PutMany { pairs } => {
+                let mut values = pairs.iter().map(|(_, v)| v.as_slice());
+                redis.values = Some(texts(&mut values, "value")?);
+                (OpKind::PutMany, None, None)
+            }
+        };
+        let multi_key = matches!(
+            op,
+            OpKind::DelMany | OpKind::PutMany | OpKind::GetMany | OpKind::Exists
+        );
+        let key = if multi_key {
+            redis.keys = Some(texts(&mut operation.op.keys(), "key")?);
+            String::new()
+        } else {
+            text(operation.op.key(), "key")?
         };
         let (status, output, end_ns) = match &operation.result {
             OpResult::Unknown => (Status::Unknown, None, operation.call_ns),
             OpResult::Ok { output, return_ns } => {
+                let value =
+                    |v: &Option<Vec<u8>>| v.as_deref().map(|v| text(v, "output")).transpose();
                 let output = match output {
-                    Output::Get(v) => Some(RecordOutput::Value(
-                        v.as_deref().map(|v| text(v, "output")).transpose()?,
-                    )),
+                    Output::Get(v) => Some(RecordOutput::Value(value(v)?)),
                     Output::Cas { swapped } => Some(RecordOutput::Swapped(*swapped)),
                     Output::Deleted { existed } => Some(RecordOutput::Swapped(*existed)),
                     Output::Put | Output::Append | Output::Delete => None,
+                    Output::Set { applied, old } => Some(RecordOutput::Set {
+                        applied: *applied,
+                        old: value(old)?,
+                    }),
+                    Output::Int(n) => Some(RecordOutput::Int(*n)),
+                    Output::Values(values) => Some(RecordOutput::Values(
+                        values.iter().map(value).collect::<Result<_, _>>()?,
+                    )),
+                    Output::NotAnInteger => Some(RecordOutput::Error {
+                        error: NOT_AN_INTEGER.into(),
+                    }),
+                    Output::Overflow => Some(RecordOutput::Error {
+                        error: OVERFLOW.into(),
+                    }),
                 };
                 (Status::Ok, output, *return_ns)
             }
@@ -223,13 +363,14 @@ impl HistoryRecord {
         Ok(HistoryRecord {
             client: operation.client,
             op,
-            key: text(operation.op.key(), "key")?,
+            key,
             value,
             expected,
             output,
             start_ns: operation.call_ns,
             end_ns,
             status,
+            redis,
         })
     }
 
@@ -242,6 +383,14 @@ impl HistoryRecord {
                 .as_ref()
                 .map(|v| v.as_bytes().to_vec())
                 .ok_or_else(|| format!("{} needs a \"value\"", self.op))
+        };
+        let keys = || -> Result<Vec<Vec<u8>>, String> {
+            let keys = self
+                .redis
+                .keys
+                .as_ref()
+                .ok_or_else(|| format!("{} needs \"keys\"", self.op))?;
+            Ok(keys.iter().map(|k| k.as_bytes().to_vec()).collect())
         };
         let op = match self.op {
             OpKind::Get => Op::Get { key },
@@ -264,6 +413,44 @@ impl HistoryRecord {
                     new: value()?,
                 }
             }
+            OpKind::Set => Op::Set {
+                key,
+                value: value()?,
+                when: self.redis.when.unwrap_or_default().into(),
+                get: self.redis.get.unwrap_or(false),
+            },
+            OpKind::GetDel => Op::GetDel { key },
+            OpKind::AppendLen => Op::AppendLen {
+                key,
+                value: value()?,
+            },
+            OpKind::IncrBy => Op::IncrBy {
+                key,
+                by: self.redis.by.ok_or("incrby needs \"by\"")?,
+            },
+            OpKind::StrLen => Op::StrLen { key },
+            OpKind::DelMany => Op::DeleteMany { keys: keys()? },
+            OpKind::GetMany => Op::GetMany { keys: keys()? },
+            OpKind::Exists => Op::Exists { keys: keys()? },
+            OpKind::PutMany => {
+                let keys = keys()?;
+                let values = self
+                    .redis
+                    .values
+                    .as_ref()
+                    .ok_or("putmany needs \"values\"")?;
+                if values.len() != keys.len() {
+                    return Err(format!(
+                        "putmany has {} keys but {} values",
+                        keys.len(),
+                        values.len()
+                    ));
+                }
+                let values = values.iter().map(|v| v.as_bytes().to_vec());
+                Op::PutMany {
+                    pairs: keys.into_iter().zip(values).collect(),
+                }
+            }
         };
         let result = match self.status {
             Status::Failed => return Ok(None),
@@ -284,13 +471,15 @@ impl HistoryRecord {
     }
 
     fn ok_output(&self) -> Result<Output, String> {
+        let bytes = |v: &Option<String>| v.as_ref().map(|v| v.as_bytes().to_vec());
         match (self.op, &self.output) {
-            (OpKind::Get, Some(RecordOutput::Value(v))) => {
-                Ok(Output::Get(v.as_ref().map(|v| v.as_bytes().to_vec())))
+            (OpKind::Get | OpKind::GetDel, Some(RecordOutput::Value(v))) => {
+                Ok(Output::Get(bytes(v)))
             }
-            (OpKind::Get, _) => {
-                Err("ok get needs \"output\": a string, or null for a missing key".into())
-            }
+            (OpKind::Get | OpKind::GetDel, _) => Err(format!(
+                "ok {} needs \"output\": a string, or null for a missing key",
+                self.op
+            )),
             (OpKind::Cas, Some(RecordOutput::Swapped(swapped))) => {
                 Ok(Output::Cas { swapped: *swapped })
             }
@@ -300,8 +489,44 @@ impl HistoryRecord {
             (OpKind::Del, Some(RecordOutput::Swapped(existed))) => {
                 Ok(Output::Deleted { existed: *existed })
             }
+            (OpKind::Set, Some(RecordOutput::Set { applied, old })) => Ok(Output::Set {
+                applied: *applied,
+                old: bytes(old),
+            }),
+            (OpKind::Set, _) => {
+                Err("ok set needs \"output\": {\"applied\": bool, \"old\": string or null}".into())
+            }
+            (OpKind::IncrBy, Some(RecordOutput::Error { error })) => match error.as_str() {
+                NOT_AN_INTEGER => Ok(Output::NotAnInteger),
+                OVERFLOW => Ok(Output::Overflow),
+                other => Err(format!(
+                    "incrby error {other:?} is neither {NOT_AN_INTEGER:?} nor {OVERFLOW:?}"
+                )),
+            },
+            (
+                OpKind::AppendLen
+                | OpKind::StrLen
+                | OpKind::IncrBy
+                | OpKind::DelMany
+                | OpKind::Exists,
+                Some(RecordOutput::Int(n)),
+            ) => Ok(Output::Int(*n)),
+            (
+                OpKind::AppendLen
+                | OpKind::StrLen
+                | OpKind::IncrBy
+                | OpKind::DelMany
+                | OpKind::Exists,
+                _,
+            ) => Err(format!("ok {} needs \"output\": a number", self.op)),
+            (OpKind::GetMany, Some(RecordOutput::Values(values))) => {
+                Ok(Output::Values(values.iter().map(bytes).collect()))
+            }
+            (OpKind::GetMany, _) => {
+                Err("ok getmany needs \"output\": an array of strings and nulls".into())
+            }
             (kind, None | Some(RecordOutput::Value(None))) => Ok(match kind {
-                OpKind::Put => Output::Put,
+                OpKind::Put | OpKind::PutMany => Output::Put,
                 OpKind::Append => Output::Append,
                 _ => Output::Delete,
             }),

@@ -1,7 +1,9 @@
 //! A porcupine-style linearizability checker for shardkv's key-value model.
 //!
 //! **What it is.** Given a concurrent history of client operations (Get, Put, Append,
-//! Delete, CAS on byte keys and values), each with its call time and either its return time
+//! Delete, CAS on byte keys and values, and the Redis front end's Set with a condition,
+//! GetDel, AppendLen, IncrBy, StrLen and the multi-key DeleteMany, PutMany, GetMany,
+//! Exists), each with its call time and either its return time
 //! and output or an unknown outcome, [`check`] decides whether some total order of the
 //! operations (a) respects real time: an operation that returned before another was called
 //! comes first, and (b) replays through the sequential KV model with every recorded output.
@@ -11,9 +13,11 @@
 //!   verdict. The work is bounded by a deterministic [`Budget`] of search steps and memo
 //!   bytes per key (no clocks); running out gives [`Verdict::Unknown`], which claims
 //!   nothing. The same history and budget always give the same verdict and explanation.
-//! - The history is split per key (every op touches one key, keys are independent); keys are
-//!   checked in byte order and the verdict names the first failing key, with a human-readable
-//!   explanation (the longest linearizable prefix found and the op that could not be placed).
+//! - The history is split per key, or rather per connected component of keys touched
+//!   together by multi-key ops (whose state is the map of its keys); components are checked
+//!   in the byte order of their first key and the verdict names the first failing one's
+//!   first key, with a human-readable explanation (the longest linearizable prefix found and
+//!   the op that could not be placed). A history of single-key ops has one component per key.
 //! - An operation with [`OpResult::Unknown`] (a timeout) took effect once at some instant
 //!   after its call, or never: its return time is +infinity and it need not be linearized.
 //!   An unknown read constrains nothing and is dropped. Definitely-failed operations must
@@ -40,7 +44,10 @@
 //! appends linear: each order of them is a distinct state the memo cannot merge), and a
 //! time-free check refutes reads of values that no combination of the key's writes
 //! produces, each applied at most once (see the `search`, `cache`, `reach` and
-//! `producible` modules).
+//! `producible` modules). The look-ahead and the time-free check model the values of one
+//! key written by Put, CAS, Set, Append, AppendLen, Delete and GetDel; a component of
+//! several keys, or one with IncrBy, DeleteMany or PutMany, is searched without them (its
+//! states are then interned maps, or numbers, which the memo merges well).
 //!
 //! **Limits.** Checking is NP-complete in general. Keys with a handful of concurrent clients
 //! check in milliseconds per thousand ops; a single key hammered by ~15 fully overlapping
@@ -81,14 +88,16 @@ mod model;
 mod producible;
 mod reach;
 mod search;
+mod semantics;
 mod states;
 pub mod synth;
 mod verdict;
 
 pub use checker::{check, check_report};
 pub use jsonl::{
-    HistoryRecord, OpKind, ParseError, ParseErrorKind, RecordOutput, Status, read_history_jsonl,
-    write_op_jsonl, write_record_jsonl,
+    HistoryRecord, OpKind, ParseError, ParseErrorKind, RecordOutput, RedisFields, Status, When,
+    read_history_jsonl, write_op_jsonl, write_record_jsonl,
 };
-pub use model::{InvalidOperation, Op, OpResult, Operation, Output};
+pub use model::{InvalidOperation, Op, OpResult, Operation, Output, SetWhen};
+pub use semantics::{KeyValues, parse_canonical_i64};
 pub use verdict::{Budget, KeyOutcome, KeyReport, Report, Verdict};

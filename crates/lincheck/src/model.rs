@@ -1,11 +1,15 @@
-//! The operations of a history and the sequential semantics of one key.
+//! The operations of a history and their sequential semantics.
 //!
 //! A key's state is `Option<Vec<u8>>`: `None` is a missing key, `Some(vec![])` is a key that
-//! holds the empty value. The two are different states.
+//! holds the empty value. The two are different states. Most operations touch one key; the
+//! multi-key ones (`DeleteMany`, `PutMany`, `GetMany`, `Exists`) act on several keys at one
+//! instant, and their state is the map of those keys (see [`crate::semantics`]).
 
 use std::fmt;
 
-/// A client request on one key.
+/// A client request on one key, or (the `*Many` and `Exists` ops) on several at once.
+///
+/// Every operation names at least one key (checked by [`Operation::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Read the current value.
@@ -23,6 +27,48 @@ pub enum Op {
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     },
+    // The operations of the Redis front end (shardkv_kv's commands appended after Cas).
+    /// Set the value if `when` holds; answers whether it did and, if `get`, the value it
+    /// found ([`Output::Set`]).
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        when: SetWhen,
+        get: bool,
+    },
+    /// Remove the key; answers the value it had ([`Output::Get`]).
+    GetDel { key: Vec<u8> },
+    /// Append as `Append`; answers the new length ([`Output::Int`]).
+    AppendLen { key: Vec<u8>, value: Vec<u8> },
+    /// Add `by` to the integer the key holds in canonical decimal (a missing key holds 0)
+    /// and store the sum in canonical decimal; answers the sum ([`Output::Int`]), or
+    /// [`Output::NotAnInteger`] / [`Output::Overflow`], changing nothing.
+    IncrBy { key: Vec<u8>, by: i64 },
+    /// The length of the value, 0 if missing ([`Output::Int`]).
+    StrLen { key: Vec<u8> },
+    /// Remove every key; answers how many existed when removed, in order (a key named
+    /// twice counts once) ([`Output::Int`]).
+    DeleteMany { keys: Vec<Vec<u8>> },
+    /// Set every pair in order (a key named twice ends with its last value); answers
+    /// [`Output::Put`].
+    PutMany { pairs: Vec<(Vec<u8>, Vec<u8>)> },
+    /// Read every key, in order ([`Output::Values`]).
+    GetMany { keys: Vec<Vec<u8>> },
+    /// How many of the keys exist, a key named twice counting twice ([`Output::Int`]).
+    Exists { keys: Vec<Vec<u8>> },
+}
+
+/// The key-value pairs of a PutMany.
+type Pairs = [(Vec<u8>, Vec<u8>)];
+
+/// When a [`Op::Set`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetWhen {
+    Always,
+    /// Only if the key is missing (Redis `NX`).
+    Absent,
+    /// Only if the key exists (Redis `XX`).
+    Present,
 }
 
 /// What a completed operation returned.
@@ -43,6 +89,19 @@ pub enum Output {
     Deleted {
         existed: bool,
     },
+    /// Set: whether it applied, and the value it found (`None` also when not asked for).
+    Set {
+        applied: bool,
+        old: Option<Vec<u8>>,
+    },
+    /// AppendLen, StrLen: a length; IncrBy: the sum; DeleteMany, Exists: a count.
+    Int(i64),
+    /// GetMany: each key's value, in order, `None` for a missing key.
+    Values(Vec<Option<Vec<u8>>>),
+    /// IncrBy on a value that is not a 64-bit integer in canonical decimal.
+    NotAnInteger,
+    /// IncrBy whose sum passes the range of a 64-bit integer.
+    Overflow,
 }
 
 /// The outcome of an operation as the client saw it.
@@ -76,13 +135,17 @@ pub struct Operation {
 /// Why an [`Operation`] is malformed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidOperation {
-    /// The output kind does not belong to the op kind (e.g. a Get with `Output::Put`).
+    /// The output kind does not belong to the op kind (e.g. a Get with `Output::Put`, a
+    /// GetMany with another number of values than keys, a Set without `get` that answers
+    /// an old value).
     OutputMismatch {
         op: &'static str,
         output: &'static str,
     },
     /// The operation returned before it was called.
     ReturnBeforeCall { call_ns: u64, return_ns: u64 },
+    /// A multi-key operation that names no key.
+    NoKeys { op: &'static str },
 }
 
 impl fmt::Display for InvalidOperation {
@@ -97,6 +160,7 @@ impl fmt::Display for InvalidOperation {
                     "returned at {return_ns} ns, before its call at {call_ns} ns"
                 )
             }
+            InvalidOperation::NoKeys { op } => write!(f, "a {op} operation names no key"),
         }
     }
 }
@@ -104,15 +168,30 @@ impl fmt::Display for InvalidOperation {
 impl std::error::Error for InvalidOperation {}
 
 impl Op {
-    /// The key the operation touches.
+    /// The first key the operation touches (the only one, except for multi-key ops).
     pub fn key(&self) -> &[u8] {
-        match self {
+        self.keys().next().unwrap_or_default()
+    }
+
+    /// Every key the operation touches, in order (a key named twice comes twice).
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        let (keys, pairs): (&[Vec<u8>], &Pairs) = match self {
             Op::Get { key }
             | Op::Put { key, .. }
             | Op::Append { key, .. }
             | Op::Delete { key }
-            | Op::Cas { key, .. } => key,
-        }
+            | Op::Cas { key, .. }
+            | Op::Set { key, .. }
+            | Op::GetDel { key }
+            | Op::AppendLen { key, .. }
+            | Op::IncrBy { key, .. }
+            | Op::StrLen { key } => (std::slice::from_ref(key), &[]),
+            Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => (keys, &[]),
+            Op::PutMany { pairs } => (&[], pairs),
+        };
+        keys.iter()
+            .map(Vec::as_slice)
+            .chain(pairs.iter().map(|(k, _)| k.as_slice()))
     }
 
     /// Short lower-case name, as used in the JSONL history format.
@@ -123,38 +202,66 @@ impl Op {
             Op::Append { .. } => "append",
             Op::Delete { .. } => "del",
             Op::Cas { .. } => "cas",
+            Op::Set { .. } => "set",
+            Op::GetDel { .. } => "getdel",
+            Op::AppendLen { .. } => "appendlen",
+            Op::IncrBy { .. } => "incrby",
+            Op::StrLen { .. } => "strlen",
+            Op::DeleteMany { .. } => "delmany",
+            Op::PutMany { .. } => "putmany",
+            Op::GetMany { .. } => "getmany",
+            Op::Exists { .. } => "exists",
         }
     }
 
     /// Whether the operation can change the state. A read with an unknown result constrains
     /// nothing and is dropped by the checker.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Op::Get { .. })
+        !matches!(
+            self,
+            Op::Get { .. } | Op::StrLen { .. } | Op::GetMany { .. } | Op::Exists { .. }
+        )
     }
 
-    /// The sequential specification: applies the op to `state` in place and returns what a
-    /// sequential execution would output.
+    /// The sequential specification on one key: applies the op to `state` in place and
+    /// returns what a sequential execution would output. Every key the op names is taken
+    /// to be this one register, which is right for single-key ops (and multi-key ops that
+    /// name one key); [`Op::apply_to`] runs any op on a map.
     pub fn apply(&self, state: &mut Option<Vec<u8>>) -> Output {
+        self.apply_to(state)
+    }
+}
+
+/// How an op writes its one key, as the single-key look-ahead (`reach`) and time-free
+/// check (`producible`) see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writes<'a> {
+    /// Never changes the key.
+    Nothing,
+    /// May set the key to this value (Put, CAS, Set).
+    Base(&'a [u8]),
+    /// May append this value (Append, AppendLen).
+    Append(&'a [u8]),
+    /// May remove the key (Delete, GetDel).
+    Delete,
+    /// Writes what those checks do not model (IncrBy, DeleteMany, PutMany): a partition
+    /// holding one goes without them.
+    Opaque,
+}
+
+impl Op {
+    /// See [`Writes`].
+    pub(crate) fn writes(&self) -> Writes<'_> {
         match self {
-            Op::Get { .. } => Output::Get(state.clone()),
-            Op::Put { value, .. } => {
-                *state = Some(value.clone());
-                Output::Put
+            Op::Get { .. } | Op::StrLen { .. } | Op::GetMany { .. } | Op::Exists { .. } => {
+                Writes::Nothing
             }
-            Op::Append { value, .. } => {
-                state.get_or_insert_with(Vec::new).extend_from_slice(value);
-                Output::Append
+            Op::Put { value, .. } | Op::Cas { new: value, .. } | Op::Set { value, .. } => {
+                Writes::Base(value)
             }
-            Op::Delete { .. } => Output::Deleted {
-                existed: state.take().is_some(),
-            },
-            Op::Cas { expected, new, .. } => {
-                let swapped = state == expected;
-                if swapped {
-                    *state = Some(new.clone());
-                }
-                Output::Cas { swapped }
-            }
+            Op::Append { value, .. } | Op::AppendLen { value, .. } => Writes::Append(value),
+            Op::Delete { .. } | Op::GetDel { .. } => Writes::Delete,
+            Op::IncrBy { .. } | Op::DeleteMany { .. } | Op::PutMany { .. } => Writes::Opaque,
         }
     }
 }
@@ -168,18 +275,61 @@ impl Output {
             Output::Append => "append",
             Output::Delete | Output::Deleted { .. } => "del",
             Output::Cas { .. } => "cas",
+            Output::Set { .. } => "set",
+            Output::Int(_) => "int",
+            Output::Values(_) => "values",
+            Output::NotAnInteger => "notaninteger",
+            Output::Overflow => "overflow",
         }
     }
 
     fn matches(&self, op: &Op) -> bool {
-        matches!(
-            (op, self),
-            (Op::Get { .. }, Output::Get(_))
-                | (Op::Put { .. }, Output::Put)
-                | (Op::Append { .. }, Output::Append)
-                | (Op::Delete { .. }, Output::Delete | Output::Deleted { .. })
-                | (Op::Cas { .. }, Output::Cas { .. })
-        )
+        match (op, self) {
+            (Op::Set { get, .. }, Output::Set { old, .. }) => *get || old.is_none(),
+            (Op::GetMany { keys }, Output::Values(values)) => keys.len() == values.len(),
+            _ => matches!(
+                (op, self),
+                (Op::Get { .. } | Op::GetDel { .. }, Output::Get(_))
+                    | (Op::Put { .. } | Op::PutMany { .. }, Output::Put)
+                    | (Op::Append { .. }, Output::Append)
+                    | (Op::Delete { .. }, Output::Delete | Output::Deleted { .. })
+                    | (Op::Cas { .. }, Output::Cas { .. })
+                    | (
+                        Op::AppendLen { .. }
+                            | Op::StrLen { .. }
+                            | Op::DeleteMany { .. }
+                            | Op::Exists { .. },
+                        Output::Int(_)
+                    )
+                    | (
+                        Op::IncrBy { .. },
+                        Output::Int(_) | Output::NotAnInteger | Output::Overflow
+                    )
+            ),
+        }
+    }
+
+    /// Whether a recorded output admits `computed`, the output of a sequential execution:
+    /// equal, or a Delete's answer that does not say whether the key existed.
+    pub(crate) fn admits(&self, computed: &Output) -> bool {
+        self == computed || (*self == Output::Delete && matches!(computed, Output::Deleted { .. }))
+    }
+
+    /// Whether an op with this output changed nothing, wherever it can be linearized: a
+    /// read, or a write whose answer says it did not apply (a CAS that did not swap, a
+    /// Delete or GetDel of a missing key, a Set whose condition failed, an IncrBy error,
+    /// a DeleteMany that found no key). Such an op never needs to branch the search.
+    pub(crate) fn changes_nothing(&self, op: &Op) -> bool {
+        !op.is_write()
+            || matches!(
+                (op, self),
+                (Op::Cas { .. }, Output::Cas { swapped: false })
+                    | (Op::Delete { .. }, Output::Deleted { existed: false })
+                    | (Op::GetDel { .. }, Output::Get(None))
+                    | (Op::Set { .. }, Output::Set { applied: false, .. })
+                    | (Op::IncrBy { .. }, Output::NotAnInteger | Output::Overflow)
+                    | (Op::DeleteMany { .. }, Output::Int(0))
+            )
     }
 }
 
@@ -187,6 +337,9 @@ impl Operation {
     /// Checks the invariant of [`Operation`]: output kind matches op kind, and the operation
     /// did not return before it was called.
     pub fn validate(&self) -> Result<(), InvalidOperation> {
+        if self.op.keys().next().is_none() {
+            return Err(InvalidOperation::NoKeys { op: self.op.name() });
+        }
         let OpResult::Ok { output, return_ns } = &self.result else {
             return Ok(());
         };
@@ -235,12 +388,13 @@ pub(crate) fn show_bytes(bytes: &[u8]) -> String {
 }
 
 impl fmt::Display for Operation {
-    /// One line: `client 3 put "k" "v" -> ok [call 10 ns, return 20 ns]`.
+    /// One line: `client 3 put "v" -> ok [call 10 ns, return 20 ns]` (the key is named by
+    /// the explanation's header; a multi-key op lists its keys).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "client {} {}", self.client, self.op.name())?;
         match &self.op {
-            Op::Get { .. } | Op::Delete { .. } => {}
-            Op::Put { value, .. } | Op::Append { value, .. } => {
+            Op::Get { .. } | Op::Delete { .. } | Op::GetDel { .. } | Op::StrLen { .. } => {}
+            Op::Put { value, .. } | Op::Append { value, .. } | Op::AppendLen { value, .. } => {
                 write!(f, " {}", show_bytes(value))?;
             }
             Op::Cas { expected, new, .. } => write!(
@@ -249,6 +403,20 @@ impl fmt::Display for Operation {
                 show_state(expected.as_deref()),
                 show_bytes(new)
             )?,
+            Op::Set {
+                value, when, get, ..
+            } => write!(f, " {} {when:?} get={get}", show_bytes(value))?,
+            Op::IncrBy { by, .. } => write!(f, " {by}")?,
+            Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => {
+                for key in keys {
+                    write!(f, " {}", show_bytes(key))?;
+                }
+            }
+            Op::PutMany { pairs } => {
+                for (key, value) in pairs {
+                    write!(f, " {}={}", show_bytes(key), show_bytes(value))?;
+                }
+            }
         }
         match &self.result {
             OpResult::Ok { output, return_ns } => {
@@ -257,6 +425,20 @@ impl fmt::Display for Operation {
                     Output::Cas { swapped } => write!(f, " -> swapped={swapped}")?,
                     Output::Deleted { existed } => write!(f, " -> existed={existed}")?,
                     Output::Put | Output::Append | Output::Delete => write!(f, " -> ok")?,
+                    Output::Set { applied, old } => write!(
+                        f,
+                        " -> applied={applied} old={}",
+                        show_state(old.as_deref())
+                    )?,
+                    Output::Int(n) => write!(f, " -> {n}")?,
+                    Output::Values(values) => {
+                        write!(f, " ->")?;
+                        for value in values {
+                            write!(f, " {}", show_state(value.as_deref()))?;
+                        }
+                    }
+                    Output::NotAnInteger => write!(f, " -> not an integer")?,
+                    Output::Overflow => write!(f, " -> overflow")?,
                 }
                 write!(f, " [call {} ns, return {return_ns} ns]", self.call_ns)
             }

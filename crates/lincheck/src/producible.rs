@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// unique, self-delimiting pieces split in one attempt per piece.
 const SPLIT_STEPS_MAX_PER_VALUE: u64 = 100_000;
 
-use crate::model::{Op, OpResult, Operation, Output};
+use crate::model::{Op, OpResult, Operation, Output, Writes};
 
 /// Byte strings grouped by length, so that matching at a position costs one lookup per
 /// distinct length.
@@ -53,6 +53,10 @@ pub(crate) struct Producible<'h> {
 
 impl<'h> Producible<'h> {
     /// Collects the values written by `ops` (completed or unknown: either may have applied).
+    ///
+    /// # Panics
+    /// If an op writes what the check does not model: call it only where
+    /// `Reach::applies` (one key, no [`Writes::Opaque`]).
     pub(crate) fn new(ops: &[&'h Operation]) -> Producible<'h> {
         let mut producible = Producible {
             bases: ByLength::default(),
@@ -60,15 +64,16 @@ impl<'h> Producible<'h> {
             append_counts: HashMap::new(),
         };
         for operation in ops {
-            match &operation.op {
-                Op::Put { value, .. } | Op::Cas { new: value, .. } => {
-                    producible.bases.insert(value)
-                }
-                Op::Append { value, .. } => {
+            match operation.op.writes() {
+                Writes::Base(value) => producible.bases.insert(value),
+                Writes::Append(value) => {
                     producible.appends.insert(value);
                     *producible.append_counts.entry(value).or_default() += 1;
                 }
-                Op::Get { .. } | Op::Delete { .. } => {}
+                Writes::Nothing | Writes::Delete => {}
+                Writes::Opaque => {
+                    panic!("lincheck: Producible of a partition it does not apply to")
+                }
             }
         }
         producible

@@ -69,7 +69,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{Op, OpResult, Operation, Output};
+use crate::model::{Op, OpResult, Operation, Output, Writes};
 use crate::states::{StateId, StateTable};
 
 /// Writers (Puts, CAS and Appends whose value is a prefix) tracked per required value;
@@ -169,8 +169,18 @@ pub(crate) struct Reach {
 }
 
 impl Reach {
-    /// Indexes the ops of one partition (indexes as in the search).
-    pub(crate) fn new(ops: &[&Operation]) -> Reach {
+    /// Whether the look-ahead applies to a partition of `ops`: one key, and no op whose
+    /// writes it does not model ([`Writes::Opaque`]). Where it does not, the partition's
+    /// search goes without it ([`Reach::new`] with `applies` false), which only costs time.
+    pub(crate) fn applies(ops: &[&Operation]) -> bool {
+        let key = ops.first().map(|o| o.op.key());
+        ops.iter()
+            .all(|o| o.op.writes() != Writes::Opaque && o.op.keys().all(|k| Some(k) == key))
+    }
+
+    /// Indexes the ops of one partition (indexes as in the search); with `applies` false
+    /// (see [`Reach::applies`]) tracks nothing and never cuts.
+    pub(crate) fn new(ops: &[&Operation], applies: bool) -> Reach {
         let mut reach = Reach {
             needs: vec![None; ops.len()],
             required: Vec::new(),
@@ -185,6 +195,9 @@ impl Reach {
             needers: Vec::new(),
             linearized: vec![false; ops.len()],
         };
+        if !applies {
+            return reach;
+        }
         let mut ids: HashMap<Option<&[u8]>, u32> = HashMap::new();
         for (op, operation) in ops.iter().enumerate() {
             let needed = match (&operation.op, &operation.result) {
@@ -226,28 +239,25 @@ impl Reach {
         let mut writers: HashMap<&[u8], Vec<(usize, bool)>> = HashMap::new();
         let mut lengths: BTreeMap<usize, ()> = BTreeMap::new();
         for (op, operation) in ops.iter().enumerate() {
-            let (value, is_base) = match (&operation.op, &operation.result) {
-                (Op::Put { value, .. }, _) => (value, true),
-                (Op::Append { value, .. }, _) => (value, false),
+            let (value, is_base) = match (operation.op.writes(), &operation.result) {
                 (
-                    Op::Cas { .. },
+                    _,
                     OpResult::Ok {
                         output: Output::Cas { swapped: false },
                         ..
                     },
                 ) => continue,
-                (Op::Cas { new, .. }, _) => (new, true),
-                (Op::Delete { .. }, _) => {
+                (Writes::Base(value), _) => (value, true),
+                (Writes::Append(value), _) => (value, false),
+                (Writes::Delete, _) => {
                     reach.is_delete[op] = true;
                     reach.deletes_left += 1;
                     continue;
                 }
-                (Op::Get { .. }, _) => continue,
+                (Writes::Nothing, _) => continue,
+                (Writes::Opaque, _) => unreachable!("checked by Reach::applies"),
             };
-            writers
-                .entry(value.as_slice())
-                .or_default()
-                .push((op, is_base));
+            writers.entry(value).or_default().push((op, is_base));
             lengths.insert(value.len(), ());
         }
         let appends = AppendValues::new(ops);
@@ -416,6 +426,9 @@ impl Reach {
     /// An op outside L whose needed value no sequence of the ops outside L can produce from
     /// `state` (see the module docs), if any: then the configuration has no completion.
     pub(crate) fn unreachable(&self, table: &StateTable<'_>, state: StateId) -> Option<u32> {
+        if self.required.is_empty() {
+            return None;
+        }
         let current = table.value(state);
         let absent_reachable = state == StateId::ABSENT || self.deletes_left > 0;
         let bare = self.bare.members.iter();
@@ -485,10 +498,10 @@ impl<'h> AppendValues<'h> {
             lengths: Vec::new(),
         };
         for (op, operation) in ops.iter().enumerate() {
-            if let Op::Append { value, .. } = &operation.op
+            if let Writes::Append(value) = operation.op.writes()
                 && !value.is_empty()
             {
-                values.ops.entry(value.as_slice()).or_default().push(op);
+                values.ops.entry(value).or_default().push(op);
             }
         }
         let mut lengths: Vec<usize> = values.ops.keys().map(|v| v.len()).collect();

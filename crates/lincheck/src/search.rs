@@ -135,12 +135,13 @@ pub(crate) struct Search<'h> {
 
 impl<'h> Search<'h> {
     /// Prepares the search; `times[i]` are op i's call and return, with `None` (+infinity)
-    /// exactly for the unknown-outcome ops `known..`.
+    /// exactly for the unknown-outcome ops `known..`; `look_ahead` as [`Reach::applies`].
     pub(crate) fn new(
         table: StateTable<'h>,
         times: &[(u64, Option<u64>)],
         known: usize,
         order: Order,
+        look_ahead: bool,
     ) -> Search<'h> {
         assert!(
             times[..known].iter().all(|t| t.1.is_some()),
@@ -151,7 +152,7 @@ impl<'h> Search<'h> {
             "unknown ops last"
         );
         let ops: Vec<_> = (0..times.len()).map(|op| table.op(op as u32)).collect();
-        let reach = Reach::new(&ops);
+        let reach = Reach::new(&ops, look_ahead);
         Search {
             table,
             reach,

@@ -4,7 +4,7 @@
 use shardkv_lincheck::synth::{SynthConfig, linearizable_history};
 use shardkv_lincheck::{
     Budget, HistoryRecord, Op, OpKind, OpResult, Operation, Output, ParseErrorKind, RecordOutput,
-    Status, Verdict, check, read_history_jsonl, write_op_jsonl, write_record_jsonl,
+    RedisFields, Status, Verdict, check, read_history_jsonl, write_op_jsonl, write_record_jsonl,
 };
 
 fn read(text: &str) -> Result<Vec<Operation>, shardkv_lincheck::ParseError> {
@@ -157,6 +157,7 @@ fn records_written_by_a_bench_tool_read_back() {
         start_ns: 10,
         end_ns: 20,
         status: Status::Ok,
+        redis: RedisFields::default(),
     };
     let failed = HistoryRecord {
         op: OpKind::Put,

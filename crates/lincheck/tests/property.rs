@@ -9,7 +9,7 @@ use shardkv_lincheck::synth::{
     SplitMix64, SynthConfig, corrupt_a_read, duplicate_an_append, linearizable_history,
     make_a_read_stale,
 };
-use shardkv_lincheck::{Budget, Op, OpResult, Operation, Output, Verdict, check};
+use shardkv_lincheck::{Budget, Op, OpResult, Operation, Output, SetWhen, Verdict, check};
 
 /// Up to 8 clients and 90 ops over 1-3 keys, up to 20% unknown outcomes.
 fn synth_config() -> impl Strategy<Value = SynthConfig> {
@@ -108,6 +108,16 @@ proptest! {
     fn agrees_with_brute_force_on_tiny_histories(ops in prop::collection::vec(tiny_op(), 0..7)) {
         // Goal: exactness in both directions, including unknown outcomes; method: compare
         // with an enumeration of every order of every subset of the unknown writes.
+        let expected = brute_force_linearizable(&ops);
+        let verdict = check(&ops, Budget::default());
+        prop_assert_eq!(verdict.is_linearizable(), expected, "{:?}", verdict);
+        prop_assert!(!matches!(verdict, Verdict::Unknown { .. }), "out of budget");
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_tiny_redis_histories(ops in prop::collection::vec(redis_op(), 0..7)) {
+        // Goal: exactness for the Redis ops, single- and multi-key (components of two
+        // keys), with unknown outcomes; method: compare with enumeration over a map.
         let expected = brute_force_linearizable(&ops);
         let verdict = check(&ops, Budget::default());
         prop_assert_eq!(verdict.is_linearizable(), expected, "{:?}", verdict);
@@ -320,6 +330,93 @@ fn tiny_op() -> impl Strategy<Value = Operation> {
         })
 }
 
+/// A random Redis-era op (or Get) on keys "a" and "b", with values and outputs from small
+/// alphabets, so that both verdicts are common.
+fn redis_op() -> impl Strategy<Value = Operation> {
+    let value = || prop::sample::select(vec!["", "1", "x"]);
+    let seen = || prop::option::of(value());
+    let key = || prop::sample::select(vec!["a", "b"]);
+    let keys = || prop::collection::vec(key(), 1..3);
+    (
+        (0..10u8, key(), keys(), value(), value()),
+        (seen(), seen(), any::<bool>(), 0..3i64, 0..3u8),
+        (0..8u64, 0..5u64, 0..4u8),
+    )
+        .prop_map(|(op_args, out_args, times)| {
+            let (kind, key, keys, value, value2) = op_args;
+            let (seen, seen2, flag, int, when) = out_args;
+            let (call, length, unknown) = times;
+            let b = |s: &str| s.as_bytes().to_vec();
+            let key = b(key);
+            let keys: Vec<Vec<u8>> = keys.into_iter().map(b).collect();
+            let seen = seen.map(b);
+            let (op, output) = match kind {
+                0 => (Op::Get { key }, Output::Get(seen)),
+                1 => {
+                    let when = [SetWhen::Always, SetWhen::Absent, SetWhen::Present][when as usize];
+                    let get = int > 0;
+                    let op = Op::Set {
+                        key,
+                        value: b(value),
+                        when,
+                        get,
+                    };
+                    (
+                        op,
+                        Output::Set {
+                            applied: flag,
+                            old: seen.filter(|_| get),
+                        },
+                    )
+                }
+                2 => (Op::GetDel { key }, Output::Get(seen)),
+                3 => (
+                    Op::AppendLen {
+                        key,
+                        value: b(value),
+                    },
+                    Output::Int(int),
+                ),
+                4 => {
+                    let by = [1, -1, i64::MAX][when as usize];
+                    let output = match (flag, int) {
+                        (true, 0) => Output::NotAnInteger,
+                        (true, _) => Output::Overflow,
+                        (false, n) => Output::Int(n),
+                    };
+                    (Op::IncrBy { key, by }, output)
+                }
+                5 => (Op::StrLen { key }, Output::Int(int)),
+                6 => (Op::DeleteMany { keys }, Output::Int(int)),
+                7 => {
+                    let values = [value, value2];
+                    let pairs = keys.into_iter().zip(values.into_iter().map(b)).collect();
+                    (Op::PutMany { pairs }, Output::Put)
+                }
+                8 => {
+                    let seen = [seen, seen2.map(b)];
+                    let values = seen.into_iter().take(keys.len()).collect();
+                    (Op::GetMany { keys }, Output::Values(values))
+                }
+                _ => (Op::Exists { keys }, Output::Int(int)),
+            };
+            let result = if unknown == 0 {
+                OpResult::Unknown
+            } else {
+                OpResult::Ok {
+                    output,
+                    return_ns: call + length,
+                }
+            };
+            Operation {
+                client: 0,
+                op,
+                call_ns: call,
+                result,
+            }
+        })
+}
+
 /// Reference oracle: tries every subset of unknown ops and every order of the chosen ops.
 fn brute_force_linearizable(history: &[Operation]) -> bool {
     let unknown: Vec<usize> = (0..history.len())
@@ -363,9 +460,9 @@ fn some_order_works(history: &[Operation], remaining: &[usize], order: &mut Vec<
 }
 
 fn replays(history: &[Operation], order: &[usize]) -> bool {
-    let mut state = None;
+    let mut state = std::collections::BTreeMap::new();
     order.iter().all(|&i| {
-        let output = history[i].op.apply(&mut state);
+        let output = history[i].op.apply_to(&mut state);
         match &history[i].result {
             // A delete whose answer does not say whether the key existed fits either.
             OpResult::Ok {

@@ -235,9 +235,10 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// The answer the session table alone gives `r` (a retry of an applied write), if any:
-    /// what a member that cannot write still answers. Never `SessionExpired`: a lagging
-    /// member, or one whose group does not own the request, cannot decide that (see
-    /// [`Replica::propose`]).
+    /// what a member that cannot write still answers. Never `SessionExpired` for want of a
+    /// session: a lagging member, or one whose group does not own the request, cannot
+    /// decide that (see [`Replica::propose`]); a record whose answer was not kept can
+    /// replay as `SessionExpired` (the state machine's `replay`).
     pub fn session_answer(&self, r: &Request<SM::Command, SM::Query>) -> Option<Reply<SM::Output>> {
         let Request::Write {
             client,

@@ -172,7 +172,7 @@ impl StateMachine for ShardKv {
         sessions: &Sessions<ShardOutput>,
     ) -> Result<ShardOutput, Error> {
         match q {
-            ShardQuery::Kv(q) => Ok(ShardOutput::Kv(self.serving(q.keys())?.store.read(q))),
+            ShardQuery::Kv(q) => self.serving(q.keys())?.store.read(q).map(ShardOutput::Kv),
             ShardQuery::Pull {
                 num,
                 shard,

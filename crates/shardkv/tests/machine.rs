@@ -2,7 +2,7 @@
 //! pull, install with sessions, confirmation and deletion.
 
 use shardkv_ctrl::Config;
-use shardkv_kv::{KvCommand, KvOutput, KvQuery};
+use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery};
 use shardkv_rsm::{
     Applying, DROPPED_REMEMBERED, Error, Seen, SessionLimits, Sessions, StateMachine,
 };
@@ -472,4 +472,71 @@ fn a_retry_is_expired_when_its_write_applied_in_a_group_that_forgot_it() {
         "seq 7 may have applied in A: not applied again"
     );
     assert_eq!(b.sessions.check(ClientId(9), Seq(7), false), Seen::New);
+}
+
+#[test]
+fn a_multi_key_operation_spanning_two_shards_is_refused_invalid_and_changes_nothing() {
+    // Goal: atomicity only within a shard: a DeleteMany, PutMany, GetMany or Exists whose
+    // keys span shards is refused Invalid (at admission, at apply and as a query), even
+    // when one group serves both shards, and leaves data and sessions as they were; keys
+    // of one hash tag share a shard and are served. Method: one member owning every shard.
+    let mut a = Member::new(A);
+    a.internal(ShardInternal::Reconfigure(config(1, [A, A, A, A])));
+    let (k0, k1) = (key_in(0), key_in(1));
+    a.write(7, 1, put(&k0, b"v0")).unwrap();
+    a.write(7, 2, put(&k1, b"v1")).unwrap();
+    let spanning = || vec![ByteBuf::from(k0.clone()), ByteBuf::from(k1.clone())];
+    let invalid = |r: Result<ShardOutput, Error>| matches!(r, Err(Error::Invalid { .. }));
+    let writes = [
+        KvCommand::DeleteMany { keys: spanning() },
+        KvCommand::PutMany {
+            pairs: spanning()
+                .into_iter()
+                .map(|k| (k, ByteBuf::from(&b"new"[..])))
+                .collect(),
+        },
+    ];
+    for cmd in writes {
+        assert!(
+            matches!(a.sm.admits(&cmd), Err(Error::Invalid { .. })),
+            "refused before proposing: {cmd:?}"
+        );
+        assert!(
+            invalid(a.write(7, 3, cmd.clone())),
+            "refused at apply: {cmd:?}"
+        );
+    }
+    for q in [
+        KvQuery::GetMany { keys: spanning() },
+        KvQuery::Exists { keys: spanning() },
+    ] {
+        assert!(invalid(a.sm.query(&ShardQuery::Kv(q), &a.sessions)));
+    }
+    assert_eq!(
+        a.get(&k0),
+        Ok(ShardOutput::Kv(KvOutput::Value(Some(b"v0".to_vec()))))
+    );
+    assert_eq!(
+        a.get(&k1),
+        Ok(ShardOutput::Kv(KvOutput::Value(Some(b"v1".to_vec()))))
+    );
+    assert_eq!(
+        a.sessions.check(ClientId(7), Seq(3), false),
+        Seen::New,
+        "a refused write is not recorded"
+    );
+    let tagged = vec![ByteBuf::from(&b"{t}a"[..]), ByteBuf::from(&b"{t}b"[..])];
+    let pairs = tagged
+        .iter()
+        .map(|k| (k.clone(), ByteBuf::from(&b"1"[..])))
+        .collect();
+    assert_eq!(
+        a.write(7, 3, KvCommand::PutMany { pairs }),
+        Ok(ShardOutput::Kv(KvOutput::Done))
+    );
+    let exists = ShardQuery::Kv(KvQuery::Exists { keys: tagged });
+    assert_eq!(
+        a.sm.query(&exists, &a.sessions),
+        Ok(ShardOutput::Kv(KvOutput::Int(2)))
+    );
 }

@@ -8,7 +8,8 @@
 //! 2. a liveness phase: faults stop, everything restarts and reconnects, and every clerk's
 //!    operation in flight must complete;
 //!
-//! then checks the whole history for linearizability. In half the seeds clerks give up on
+//! then checks the whole history for linearizability. A third of the random-keys seeds run
+//! the Redis front end's operations instead (`Workload::fuzz_random_keys`). In half the seeds clerks give up on
 //! operations after a deadline, so the history holds writes of unknown outcome. The Raft invariant checker runs
 //! throughout. Any violation panics with the seed and the replay command.
 
@@ -81,7 +82,7 @@ pub fn run_kv_seed(seed: u64) -> KvFuzzReport {
     });
     for _ in 0..clerks {
         k.add_clerk(if random_keys {
-            Workload::RandomKeys { keys }
+            Workload::fuzz_random_keys(seed, keys)
         } else {
             Workload::OwnKey
         });

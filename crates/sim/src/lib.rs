@@ -82,7 +82,10 @@ pub use event::{ClientEvent, Origin};
 pub use faults::{FaultSchedule, Swarm};
 pub use group::{GroupKind, GroupSpec};
 pub use group_app::{GroupApp, GroupRequest, GroupResponse, Member};
-pub use kv::{KvClient, KvClients, KvCluster, KvSim, Workload, append_value};
+pub use kv::{
+    KvClient, KvClients, KvCluster, KvSim, REDIS_KEYS_PER_TAG, Workload, append_value, redis_key,
+    to_lin_op, to_lin_output,
+};
 pub use kv_clerk::{KvClerk, KvClerkIn};
 pub use net::{Fate, NetConfig, Network};
 pub use node::{Fault, SimNode};

@@ -86,7 +86,7 @@ pub fn run_shard_seed(seed: u64) -> ShardFuzzReport {
     let mut w = ShardWorld::with_config(cfg);
     schedule.install(&mut w.world.sim);
     let workload = if random_keys {
-        Workload::RandomKeys { keys }
+        Workload::fuzz_random_keys(seed, keys)
     } else {
         Workload::OwnKey
     };

@@ -85,7 +85,7 @@ pub fn run_world_seed(seed: u64) -> WorldFuzzReport {
         c.op_deadline_ms = deadline_ms;
     }
     let workload = if random_keys {
-        Workload::RandomKeys { keys }
+        Workload::fuzz_random_keys(seed, keys)
     } else {
         Workload::OwnKey
     };

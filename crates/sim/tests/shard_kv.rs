@@ -675,6 +675,50 @@ fn unreliable_3_random_ops_are_linearizable() {
     w.check_history();
 }
 
+/// Goal: the Redis front end's operations, single- and multi-key (within one hash tag, so
+/// one shard), stay linearizable and exactly-once while shards move under load. Method:
+/// unreliable network, max raft state 100; join 0; eight clerks run the RedisKeys workload
+/// on 12 keys (4 hash tags: Set, GetDel, AppendLen, IncrBy, StrLen, DeleteMany, PutMany,
+/// GetMany, Exists, Get, Put, Delete); the unreliable-2 churn moves every shard several
+/// times; the network turns reliable; leave 0, 1.5 s, join 0 and leave 2, 1.5 s; stop; the
+/// history is linearizable (an undecided check fails).
+#[test]
+fn redis_ops_while_shards_move_are_linearizable() {
+    let mut w = world(
+        "redis_ops_while_shards_move_are_linearizable",
+        14,
+        unreliable(),
+    );
+    w.add_clerks(8, Workload::RedisKeys { keys: 12 });
+    w.join(&[0]);
+    w.start_clerks();
+    churn(&mut w);
+    w.world.sim.net.config = shardkv_sim::NetConfig::reliable();
+    w.leave(&[0]);
+    w.run_for(1_500);
+    w.join(&[0]);
+    w.leave(&[2]);
+    w.run_for(1_500);
+    w.clerks().stop_clients();
+    assert!(
+        w.run_until(120_000, |k| k.shard.as_ref().is_some_and(|s| s.idle())),
+        "every clerk finishes"
+    );
+    let history = &w.clerks().history;
+    let multi = history
+        .iter()
+        .filter(|o| o.op.keys().nth(1).is_some())
+        .count();
+    assert!(
+        history.len() > 200,
+        "too little progress: {}",
+        history.len()
+    );
+    assert!(multi > 20, "too few multi-key operations: {multi}");
+    println!("{} operations, {multi} on several keys", history.len());
+    w.check_history();
+}
+
 /// Goal: challenge 1, deletion (TestChallenge1Delete) — moved shards are deleted at their
 /// old owner and logs are trimmed, so stored bytes stay near the data's size. Method: a
 /// snapshot after every entry (max raft state 1); join 0; put 30 keys of 1000 bytes; check

@@ -8,7 +8,7 @@ use super::report::{ErrorCounts, Report, RunShape};
 use super::target::{Op, OpError, OpOk, Session, Target};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
-use shardkv_lincheck::{HistoryRecord, OpKind, RecordOutput, Status};
+use shardkv_lincheck::{HistoryRecord, OpKind, RecordOutput, RedisFields, Status};
 use shardkv_types::Rng;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -259,6 +259,7 @@ fn history_record(
         start_ns: ns(start),
         end_ns: ns(end),
         status,
+        redis: RedisFields::default(),
     }
 }
 

@@ -53,6 +53,7 @@ pub async fn record(
         Op::Append { key, value } => KvOp::Write(KvCommand::Append { key, value }),
         Op::Delete { key } => KvOp::Write(KvCommand::Delete { key }),
         Op::Cas { key, expected, new } => KvOp::Write(KvCommand::Cas { key, expected, new }),
+        other => panic!("this workload draws Get, Put, Append, Delete and CAS, not {other:?}"),
     };
     let call_ns = shared.ns();
     let result = client.execute(kv_op).await;

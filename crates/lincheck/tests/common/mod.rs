@@ -3,11 +3,12 @@
 
 use shardkv_lincheck::{Op, OpResult, Operation, Output};
 
-fn bytes(s: &str) -> Vec<u8> {
+pub fn bytes(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-fn done(client: u64, op: Op, call: u64, ret: u64, output: Output) -> Operation {
+/// A completed `op` that answered `output`.
+pub fn done(client: u64, op: Op, call: u64, ret: u64, output: Output) -> Operation {
     Operation {
         client,
         op,

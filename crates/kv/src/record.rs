@@ -1,0 +1,210 @@
+//! What a client session keeps of a write's output, and how a retry is answered from it.
+//!
+//! A session record travels in snapshots and, in a sharded cluster, with every shard a group
+//! hands off (the group's whole session table goes along). So a record is always in a shape
+//! that builds before the Redis-era commands decode: `Done`, `Value`, `Cas` and `CasFailed`.
+//! Only the command (which the retry carries) tells how to read it back:
+//!
+//! | command | output | record |
+//! |---|---|---|
+//! | Put, Append, PutMany | `Done` | `Done` |
+//! | Delete | `Deleted { existed }` | `Cas { swapped: existed, current: None }` |
+//! | Cas, swapped | `Cas { true, expected }` | `Cas { true, None }` (the retry carries `expected`) |
+//! | Cas, not swapped | `Cas { false, found }` | itself, or `CasFailed` if found > [`RECORDED_VALUE_BYTES_MAX`] |
+//! | Set | `Set { applied, old }` | `Cas { swapped: applied, current: old }`, or `CasFailed` if old is too large |
+//! | GetDel | `Value(old)` | itself, or `CasFailed` if old is too large |
+//! | AppendLen, IncrBy, DeleteMany | `Int(n)` | `Value(n as 8 little-endian bytes)` |
+//! | IncrBy refused | `NotAnInteger` / `Overflow` | `Cas { swapped: false / true, current: None }` |
+//!
+//! A retry of a Cas whose found value was not kept is answered `CasFailed` (it surely did not
+//! apply); of a Set or GetDel whose found value was not kept, `SessionExpired` (it applied,
+//! once, and its answer is gone).
+
+use crate::{KvCommand, KvOutput, RECORDED_VALUE_BYTES_MAX};
+use shardkv_rsm::Error;
+
+/// A found value the record cannot keep: `CasFailed` with its size.
+fn too_large(v: &[u8]) -> Option<KvOutput> {
+    (v.len() > RECORDED_VALUE_BYTES_MAX).then_some(KvOutput::CasFailed {
+        bytes: v.len() as u64,
+    })
+}
+
+impl KvOutput {
+    /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
+    /// the same way ([`KvOutput::replay`]), in a shape every build decodes (module docs).
+    pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
+        use KvCommand as C;
+        use KvOutput as O;
+        match (cmd, out) {
+            (C::Delete { .. }, O::Deleted { existed }) => O::Cas {
+                swapped: *existed,
+                current: None,
+            },
+            (C::Cas { .. }, O::Cas { swapped: true, .. }) => O::Cas {
+                swapped: true,
+                current: None,
+            },
+            (
+                C::Cas { .. },
+                O::Cas {
+                    swapped: false,
+                    current: Some(v),
+                },
+            )
+            | (C::GetDel { .. }, O::Value(Some(v))) => too_large(v).unwrap_or_else(|| out.clone()),
+            (C::Set { .. }, O::Set { applied, old }) => old
+                .as_deref()
+                .and_then(too_large)
+                .unwrap_or_else(|| O::Cas {
+                    swapped: *applied,
+                    current: old.clone(),
+                }),
+            (C::AppendLen { .. } | C::IncrBy { .. } | C::DeleteMany { .. }, O::Int(n)) => {
+                O::Value(Some(n.to_le_bytes().to_vec()))
+            }
+            (C::IncrBy { .. }, O::NotAnInteger | O::Overflow) => O::Cas {
+                swapped: *out == O::Overflow,
+                current: None,
+            },
+            _ => out.clone(),
+        }
+    }
+
+    /// The answer to a retry of `cmd` from its session record.
+    pub fn replay(cmd: &KvCommand, recorded: &KvOutput) -> Result<KvOutput, Error> {
+        use KvCommand as C;
+        use KvOutput as O;
+        Ok(match (cmd, recorded) {
+            (C::Delete { .. }, O::Cas { swapped, .. }) => O::Deleted { existed: *swapped },
+            (C::Cas { expected, .. }, O::Cas { swapped: true, .. }) => O::Cas {
+                swapped: true,
+                current: expected.clone(),
+            },
+            (C::Set { .. } | C::GetDel { .. }, O::CasFailed { .. }) => {
+                return Err(Error::SessionExpired);
+            }
+            (_, O::CasFailed { bytes }) => return Err(Error::CasFailed { bytes: *bytes }),
+            (C::Set { .. }, O::Cas { swapped, current }) => O::Set {
+                applied: *swapped,
+                old: current.clone(),
+            },
+            (C::AppendLen { .. } | C::IncrBy { .. } | C::DeleteMany { .. }, O::Value(Some(b))) => {
+                let n: [u8; 8] = b.as_slice().try_into().map_err(|_| Error::Unavailable {
+                    reason: format!("a session record of {} bytes for an integer", b.len()),
+                })?;
+                O::Int(i64::from_le_bytes(n))
+            }
+            (C::IncrBy { .. }, O::Cas { swapped, .. }) => {
+                if *swapped {
+                    O::Overflow
+                } else {
+                    O::NotAnInteger
+                }
+            }
+            _ => recorded.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SetWhen;
+    use serde_bytes::ByteBuf;
+
+    fn old_shape(o: &KvOutput) -> bool {
+        matches!(
+            o,
+            KvOutput::Done | KvOutput::Value(_) | KvOutput::Cas { .. } | KvOutput::CasFailed { .. }
+        )
+    }
+
+    #[test]
+    fn every_record_has_an_old_shape_and_replays_the_answer() {
+        let k = || b"k".to_vec();
+        let set = |get| KvCommand::Set {
+            key: k(),
+            value: b"v".to_vec(),
+            when: SetWhen::Absent,
+            get,
+        };
+        let incr = KvCommand::IncrBy { key: k(), by: 1 };
+        let cases = [
+            (
+                set(false),
+                KvOutput::Set {
+                    applied: true,
+                    old: None,
+                },
+            ),
+            (
+                set(true),
+                KvOutput::Set {
+                    applied: false,
+                    old: Some(b"x".to_vec()),
+                },
+            ),
+            (
+                KvCommand::GetDel { key: k() },
+                KvOutput::Value(Some(b"x".to_vec())),
+            ),
+            (KvCommand::GetDel { key: k() }, KvOutput::Value(None)),
+            (
+                KvCommand::AppendLen {
+                    key: k(),
+                    value: k(),
+                },
+                KvOutput::Int(7),
+            ),
+            (incr.clone(), KvOutput::Int(i64::MIN)),
+            (incr.clone(), KvOutput::Int(-1)),
+            (incr.clone(), KvOutput::NotAnInteger),
+            (incr, KvOutput::Overflow),
+            (
+                KvCommand::DeleteMany {
+                    keys: vec![ByteBuf::from(k())],
+                },
+                KvOutput::Int(0),
+            ),
+            (KvCommand::PutMany { pairs: vec![] }, KvOutput::Done),
+        ];
+        for (cmd, out) in cases {
+            let rec = KvOutput::record(&cmd, &out);
+            assert!(old_shape(&rec), "{cmd:?}: {rec:?}");
+            assert_eq!(KvOutput::replay(&cmd, &rec), Ok(out), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn a_found_value_too_large_to_keep_replays_as_session_expired() {
+        let big = vec![b'x'; RECORDED_VALUE_BYTES_MAX + 1];
+        let set = KvCommand::Set {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            when: SetWhen::Always,
+            get: true,
+        };
+        let getdel = KvCommand::GetDel { key: b"k".to_vec() };
+        let cases = [
+            (
+                set,
+                KvOutput::Set {
+                    applied: true,
+                    old: Some(big.clone()),
+                },
+            ),
+            (getdel, KvOutput::Value(Some(big))),
+        ];
+        for (cmd, out) in cases {
+            let rec = KvOutput::record(&cmd, &out);
+            assert_eq!(
+                rec,
+                KvOutput::CasFailed {
+                    bytes: RECORDED_VALUE_BYTES_MAX as u64 + 1
+                }
+            );
+            assert_eq!(KvOutput::replay(&cmd, &rec), Err(Error::SessionExpired));
+        }
+    }
+}

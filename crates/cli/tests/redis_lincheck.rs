@@ -1,7 +1,8 @@
 //! The Redis Cluster front end judged by its history, through a Redis client nobody here
 //! wrote: the `redis` crate's async cluster client (slot map from `CLUSTER SLOTS`, one
-//! connection per node, `MOVED` refreshing the map) runs concurrent clients doing SET, GET,
-//! APPEND and DEL on a few keys against `shardkv up` (3 member processes, 2 shard groups)
+//! connection per node, `MOVED` refreshing the map) runs concurrent clients doing GET, SET
+//! (plain, `NX`, `XX GET`), APPEND, DEL, GETDEL and INCR / INCRBY on a few keys against
+//! `shardkv up` (3 member processes, 2 shard groups)
 //! while a shard moves between the groups and back, and the process hosting a group's
 //! leader is killed (SIGKILL) and restarted. Every operation is recorded with its call and
 //! return times: ok (with its reply), unknown (the client could not learn the outcome of a
@@ -16,8 +17,11 @@
 //! write could apply twice (docs/redis.md, "Exactly once"). The test retries only what the
 //! server refused without applying, and opens a new cluster connection after an unknown.
 //!
-//! SET maps to the checker's Put, GET to Get, APPEND to Append (the returned length is not
-//! checked), DEL of one key to Delete with whether it existed.
+//! Each command maps to the checker's model of the KV operation it runs: GET to Get, SET
+//! to Set (its condition, whether it applied, the old value when asked), APPEND to
+//! AppendLen (the returned length is checked), DEL of one key to Delete with whether it
+//! existed, GETDEL to GetDel, INCR / INCRBY to IncrBy (Redis's "not an integer" error is
+//! an output too). INCR runs on counter keys and, now and then, on the string keys.
 //!
 //! Outcomes only: every wait is a bounded poll; nothing depends on speed.
 
@@ -32,7 +36,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use shardkv_client::{
     ClientOptions, Config, ConfigNum, CtrlClient, Gid, Outcome, fetch_group_status,
 };
-use shardkv_lincheck::{Op, OpResult, Output};
+use shardkv_lincheck::{Op, OpResult, Output, SetWhen};
 use shardkv_types::{Rng, shard_of_key};
 use std::ffi::OsString;
 use std::fs;
@@ -47,6 +51,8 @@ use std::time::Duration;
 const CLIENTS: usize = 4;
 /// Shared keys, half of them in each group's shards at the start.
 const SHARED_KEYS: usize = 4;
+/// Counter keys (INCR and GET only), half in each group's shards at the start.
+const COUNTER_KEYS: usize = 2;
 /// The most operations one client issues (the loop also stops when the faults are over).
 const OPS_PER_CLIENT_MAX: usize = 3000;
 /// Acknowledged operations awaited between faults, so each fault hits a working cluster.
@@ -74,32 +80,95 @@ enum Reply {
 
 /// The Redis command for a model operation.
 fn command(op: &Op) -> redis::Cmd {
+    let mut cmd;
     match op {
-        Op::Get { key } => redis::cmd("GET").arg(key.as_slice()).clone(),
-        Op::Put { key, value } => redis::cmd("SET")
-            .arg(key.as_slice())
-            .arg(value.as_slice())
-            .clone(),
-        Op::Append { key, value } => redis::cmd("APPEND")
-            .arg(key.as_slice())
-            .arg(value.as_slice())
-            .clone(),
-        Op::Delete { key } => redis::cmd("DEL").arg(key.as_slice()).clone(),
-        other => panic!("this workload draws GET, SET, APPEND and DEL, not {other:?}"),
+        Op::Get { key } => cmd = redis::cmd("GET").arg(key.as_slice()).clone(),
+        Op::Set {
+            key,
+            value,
+            when,
+            get,
+        } => {
+            cmd = redis::cmd("SET")
+                .arg(key.as_slice())
+                .arg(value.as_slice())
+                .clone();
+            match when {
+                SetWhen::Always => {}
+                SetWhen::Absent => _ = cmd.arg("NX"),
+                SetWhen::Present => _ = cmd.arg("XX"),
+            }
+            if *get {
+                cmd.arg("GET");
+            }
+        }
+        Op::AppendLen { key, value } => {
+            cmd = redis::cmd("APPEND")
+                .arg(key.as_slice())
+                .arg(value.as_slice())
+                .clone()
+        }
+        Op::Delete { key } => cmd = redis::cmd("DEL").arg(key.as_slice()).clone(),
+        Op::GetDel { key } => cmd = redis::cmd("GETDEL").arg(key.as_slice()).clone(),
+        Op::IncrBy { key, by: 1 } => cmd = redis::cmd("INCR").arg(key.as_slice()).clone(),
+        Op::IncrBy { key, by } => cmd = redis::cmd("INCRBY").arg(key.as_slice()).arg(*by).clone(),
+        other => panic!("this workload does not draw {other:?}"),
     }
+    cmd
 }
 
 /// The model's output for a reply. A reply of the wrong shape is a bug of the front end.
 fn output(op: &Op, value: Value) -> Output {
     match (op, value) {
-        (Op::Get { .. }, Value::Nil) => Output::Get(None),
-        (Op::Get { .. }, Value::BulkString(v)) => Output::Get(Some(v)),
-        (Op::Put { .. }, Value::Okay) => Output::Put,
-        (Op::Append { .. }, Value::Int(_)) => Output::Append,
+        (Op::Get { .. } | Op::GetDel { .. }, Value::Nil) => Output::Get(None),
+        (Op::Get { .. } | Op::GetDel { .. }, Value::BulkString(v)) => Output::Get(Some(v)),
+        (Op::Set { get: false, .. }, Value::Okay) => Output::Set {
+            applied: true,
+            old: None,
+        },
+        (Op::Set { get: false, .. }, Value::Nil) => Output::Set {
+            applied: false,
+            old: None,
+        },
+        (
+            Op::Set {
+                when, get: true, ..
+            },
+            found @ (Value::Nil | Value::BulkString(_)),
+        ) => {
+            let old = match found {
+                Value::BulkString(v) => Some(v),
+                _ => None,
+            };
+            let applied = match when {
+                SetWhen::Always => true,
+                SetWhen::Absent => old.is_none(),
+                SetWhen::Present => old.is_some(),
+            };
+            Output::Set { applied, old }
+        }
+        (Op::AppendLen { .. } | Op::IncrBy { .. }, Value::Int(n)) => Output::Int(n),
         (Op::Delete { .. }, Value::Int(n)) if n == 0 || n == 1 => {
             Output::Deleted { existed: n == 1 }
         }
         (op, value) => panic!("{op:?} answered {value:?}"),
+    }
+}
+
+/// Redis's errors that are an IncrBy's output (it changed nothing), not a failure.
+fn incr_refusal(op: &Op, e: &RedisError) -> Option<Output> {
+    if !matches!(op, Op::IncrBy { .. })
+        || e.kind() != ErrorKind::Server(ServerErrorKind::ResponseError)
+    {
+        return None;
+    }
+    let text = e.to_string();
+    if text.contains("value is not an integer or out of range") {
+        Some(Output::NotAnInteger)
+    } else if text.contains("increment or decrement would overflow") {
+        Some(Output::Overflow)
+    } else {
+        None
     }
 }
 
@@ -126,6 +195,9 @@ async fn send(conn: &mut ClusterConnection, op: &Op) -> Reply {
     match got {
         Ok(value) => Reply::Done(output(op, value)),
         Err(e) if refused(&e) => Reply::Refused,
+        Err(e) if incr_refusal(op, &e).is_some() => {
+            Reply::Done(incr_refusal(op, &e).expect("just matched"))
+        }
         Err(e) => Reply::Lost(e),
     }
 }
@@ -181,12 +253,18 @@ async fn connect(client: &ClusterClient) -> ClusterConnection {
     }
 }
 
-/// One client: appends unique tokens to a key of its own and runs SET / GET / APPEND / DEL
-/// on the shared keys, until told to stop or [`OPS_PER_CLIENT_MAX`] operations.
+/// The keys the clients share: string keys and counter keys.
+struct Keys {
+    strings: Vec<String>,
+    counters: Vec<String>,
+}
+
+/// One client: appends unique tokens to a key of its own and runs the other commands on
+/// the shared keys, until told to stop or [`OPS_PER_CLIENT_MAX`] operations.
 async fn run_client(
     client: ClusterClient,
     w: usize,
-    keys: Arc<Vec<String>>,
+    keys: Arc<Keys>,
     shared: Arc<Shared>,
 ) -> Recorded {
     let id = w as u64 + 1;
@@ -198,36 +276,54 @@ async fn run_client(
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        let key = keys[rng.range(0, keys.len() as u64) as usize]
-            .clone()
-            .into_bytes();
-        let unique = format!("{w}.{i};").into_bytes();
+        let pick =
+            |rng: &mut Rng, of: &[String]| of[rng.range(0, of.len() as u64) as usize].clone();
+        let key = pick(&mut rng, &keys.strings).into_bytes();
+        let counter = pick(&mut rng, &keys.counters).into_bytes();
+        let value = format!("{w}.{i};").into_bytes();
         let own = rec.own_key.clone().into_bytes();
-        let (outcome, _) = match rng.range(0, 100) {
-            0..30 => {
+        let set = |when, get| Op::Set {
+            key: key.clone(),
+            value: value.clone(),
+            when,
+            get,
+        };
+        let op = match rng.range(0, 100) {
+            0..25 => {
                 let token = format!("<{w}.{i}>");
-                let op = Op::Append {
+                let op = Op::AppendLen {
                     key: own,
                     value: token.clone().into_bytes(),
                 };
                 let done = record(&mut conn, &shared, &mut rec, id, op).await;
                 rec.appends.push((token, done.0));
-                done
+                if done.0 == Outcome::Unknown {
+                    conn = connect(&client).await;
+                }
+                continue;
             }
             // Reading its own key often keeps the checker's search short: an append of
             // unknown outcome can only be placed between the reads that do not and do show it.
-            30..40 => record(&mut conn, &shared, &mut rec, id, Op::Get { key: own }).await,
-            40..60 => record(&mut conn, &shared, &mut rec, id, Op::Get { key }).await,
-            60..78 => {
-                let op = Op::Put { key, value: unique };
-                record(&mut conn, &shared, &mut rec, id, op).await
-            }
-            78..90 => {
-                let op = Op::Append { key, value: unique };
-                record(&mut conn, &shared, &mut rec, id, op).await
-            }
-            _ => record(&mut conn, &shared, &mut rec, id, Op::Delete { key }).await,
+            25..33 => Op::Get { key: own },
+            33..46 => Op::Get { key },
+            46..56 => set(SetWhen::Always, false),
+            56..60 => set(SetWhen::Absent, false),
+            60..64 => set(SetWhen::Present, true),
+            64..72 => Op::AppendLen {
+                key: key.clone(),
+                value,
+            },
+            72..78 => Op::Delete { key },
+            78..81 => Op::GetDel { key },
+            // Now and then on a string key: Redis's "not an integer" error is an output.
+            81..83 => Op::IncrBy { key, by: 1 },
+            83..93 => Op::IncrBy {
+                key: counter,
+                by: rng.range(1, 4) as i64,
+            },
+            _ => Op::Get { key: counter },
         };
+        let (outcome, _) = record(&mut conn, &shared, &mut rec, id, op).await;
         if outcome == Outcome::Unknown {
             // The connection that lost a reply may be to a dead node: start afresh.
             conn = connect(&client).await;
@@ -236,16 +332,15 @@ async fn run_client(
     rec
 }
 
-/// The shared keys: `s0`, `s1`, ... chosen so that half are in shards of group 1 and half
-/// in shards of group 2 under `config`.
-fn shared_keys(config: &Config) -> Vec<String> {
+/// `n` keys `{prefix}0`, `{prefix}1`, ... chosen so that half are in shards of group 1 and
+/// half in shards of group 2 under `config`.
+fn keys_of_both_groups(config: &Config, prefix: &str, n: usize) -> Vec<String> {
     let mut picked: Vec<String> = Vec::new();
     for g in [Gid(1), Gid(2)] {
         let of_group = (0..)
-            .map(|i| format!("s{i}"))
+            .map(|i| format!("{prefix}{i}"))
             .filter(|k| config.owner(shard_of_key(k.as_bytes(), SHARDS)) == Some(g))
-            .filter(|k| !picked.contains(k))
-            .take(SHARED_KEYS / 2);
+            .take(n / 2);
         picked.extend(of_group.collect::<Vec<_>>());
     }
     picked
@@ -467,7 +562,10 @@ fn redis_cluster_client_history_under_shard_moves_and_a_leader_kill_is_lineariza
         .block_on(ctrl.query(None))
         .expect("the controller answers");
     assert_eq!(config.shards.len(), SHARDS as usize, "{config:?}");
-    let keys = Arc::new(shared_keys(&config));
+    let keys = Arc::new(Keys {
+        strings: keys_of_both_groups(&config, "s", SHARED_KEYS),
+        counters: keys_of_both_groups(&config, "c", COUNTER_KEYS),
+    });
 
     let client = ClusterClientBuilder::new(redis_nodes(&up))
         .retries(0)
@@ -482,7 +580,7 @@ fn redis_cluster_client_history_under_shard_moves_and_a_leader_kill_is_lineariza
 
     // (a) The shard of a group-1 key moves to group 2 under load.
     await_progress(&shared, PROGRESS_OPS, "before the first move");
-    let moved = &keys[0];
+    let moved = &keys.strings[0];
     let num = move_shard(&rt, &mut ctrl, moved, Gid(2));
     members.wait_settled(Gid(2), num);
     members.wait_settled(Gid(1), num);
@@ -541,7 +639,7 @@ fn redis_cluster_client_history_under_shard_moves_and_a_leader_kill_is_lineariza
         let value = String::from_utf8(value.unwrap_or_default()).expect("tokens are UTF-8");
         check_own_key(rec, &value);
     }
-    for key in keys.iter() {
+    for key in keys.strings.iter().chain(&keys.counters) {
         let op = Op::Get {
             key: key.clone().into_bytes(),
         };
@@ -559,10 +657,12 @@ fn redis_cluster_client_history_under_shard_moves_and_a_leader_kill_is_lineariza
     let failed: usize = recorded.iter().map(|r| r.failed).sum();
     println!(
         "redis history: {} operations ({} ok, {unknown} unknown, {failed} failed) on keys \
-         {keys:?}; {moved} moved to group 2 and back; n{leader} (group 2's leader) killed \
-         and restarted",
+         {:?} and {:?}; {moved} moved to group 2 and back; n{leader} (group 2's leader) \
+         killed and restarted",
         history.len() + failed,
         history.len() - unknown,
+        keys.strings,
+        keys.counters,
     );
     assert_linearizable_in(&base, &history);
     drop(members);

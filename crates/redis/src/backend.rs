@@ -154,8 +154,7 @@ impl DataOut {
             KvOutput::Overflow => DataOut::Overflow,
             other @ (KvOutput::Cas { .. }
             | KvOutput::CasFailed { .. }
-            | KvOutput::Deleted { .. }
-            | KvOutput::Unrecorded { .. }) => {
+            | KvOutput::Deleted { .. }) => {
                 return Err(Error::Unavailable {
                     reason: format!("the server answered a Redis command with {other:?}"),
                 });

@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(s.execute(&app("xy")), KvOutput::Int(2));
         assert_eq!(s.execute(&app("")), KvOutput::Int(2));
         assert_eq!(s.execute(&app("z")), KvOutput::Int(3));
-        let strlen = |key: &str| s.read(&KvQuery::StrLen { key: k(key) });
+        let strlen = |key: &str| s.read(&KvQuery::StrLen { key: k(key) }).unwrap();
         assert_eq!(strlen("a"), KvOutput::Int(3));
         assert_eq!(strlen("none"), KvOutput::Int(0));
         assert_eq!(s.execute(&getdel), KvOutput::Value(Some(k("xyz"))));
@@ -495,17 +495,17 @@ mod tests {
             s.read(&KvQuery::GetMany {
                 keys: bufs(&["b", "none", "a"])
             }),
-            KvOutput::Values(vec![
+            Ok(KvOutput::Values(vec![
                 Some(ByteBuf::from(k("2"))),
                 None,
                 Some(ByteBuf::from(k("3")))
-            ])
+            ]))
         );
         assert_eq!(
             s.read(&KvQuery::Exists {
                 keys: bufs(&["a", "a", "none", "b"])
             }),
-            KvOutput::Int(3)
+            Ok(KvOutput::Int(3))
         );
         assert_eq!(
             s.execute(&KvCommand::DeleteMany {
@@ -514,5 +514,36 @@ mod tests {
             KvOutput::Int(2)
         );
         assert!(s.is_empty());
+    }
+
+    /// Goal: a GetMany whose answer could not fit a reply frame is refused before anything
+    /// is copied, and one within the bound is answered.
+    #[test]
+    fn a_get_many_of_values_past_the_bound_is_refused_too_large() {
+        let mut s = KvStore::default();
+        let big = vec![b'v'; crate::VALUE_BYTES_MAX];
+        for key in ["a", "b", "c"] {
+            s.insert(k(key), big.clone());
+        }
+        let keys = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| ByteBuf::from(k(n)))
+                .collect::<Vec<_>>()
+        };
+        let three = s.read(&KvQuery::GetMany {
+            keys: keys(&["a", "b", "c"]),
+        });
+        assert_eq!(
+            three,
+            Err(Error::TooLarge {
+                bytes: 3 * crate::VALUE_BYTES_MAX as u64,
+                max: crate::MANY_BYTES_MAX as u64
+            })
+        );
+        let two = s.read(&KvQuery::GetMany {
+            keys: keys(&["a", "b"]),
+        });
+        assert!(matches!(two, Ok(KvOutput::Values(v)) if v.len() == 2));
     }
 }

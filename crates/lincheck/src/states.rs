@@ -200,7 +200,10 @@ impl<'h> StateTable<'h> {
                 if let Some(next) = self.stepped.get(&(state, op)) {
                     return *next;
                 }
-                let next = self.run_model(state, op);
+                let next = match self.steps[op as usize] {
+                    Step::Append => Some(self.append(state, op)),
+                    _ => self.run_model(state, op),
+                };
                 self.stepped.insert((state, op), next);
                 next
             }
@@ -216,6 +219,19 @@ impl<'h> StateTable<'h> {
                 }
             }
         }
+    }
+
+    /// The value of `state` followed by op `op`'s (an Append of a one-key partition): the
+    /// model's Append, without materializing the state twice (appends grow long values).
+    fn append(&mut self, state: StateId, op: u32) -> StateId {
+        let Op::Append { value, .. } = &self.ops[op as usize].op else {
+            unreachable!("Step::Append is compiled only from Op::Append");
+        };
+        let before = self.value_of(state).unwrap_or_default();
+        let mut bytes = Vec::with_capacity(before.len() + value.len());
+        bytes.extend_from_slice(before);
+        bytes.extend_from_slice(value);
+        self.intern(&bytes)
     }
 
     /// Runs op `op` of the model on `state`: the state after it, if its recorded output (or

@@ -5,8 +5,9 @@
 pub enum Verdict {
     /// Every key's history has a linearization.
     Linearizable,
-    /// The history of `key` has no linearization. When several keys fail, this is the first
-    /// in byte order.
+    /// The history of `key` (with the keys multi-key ops join to it: its partition, named
+    /// by its first key) has no linearization. When several fail, this is the first in byte
+    /// order.
     NotLinearizable {
         key: Vec<u8>,
         /// Human-readable: the longest linearizable prefix the search found, the state after
@@ -75,9 +76,11 @@ impl Default for Budget {
     }
 }
 
-/// What happened to one key, with the work it took.
+/// What happened to one partition (a key, or the keys multi-key ops join), with the work it
+/// took.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyReport {
+    /// The partition's first key in byte order.
     pub key: Vec<u8>,
     /// Operations searched (unknown-outcome reads are dropped and not counted).
     pub ops: usize,

@@ -871,11 +871,6 @@ mod tests {
             assert_eq!(from, NodeId(3));
             assert_eq!(back, c);
         }
-        let unrecorded = reply_to_wire(NodeId(3), Ok(KvOutput::Unrecorded { bytes: 300 }));
-        assert_eq!(
-            reply_from_wire(unrecorded).expect("decodes").1,
-            Err(Error::SessionExpired)
-        );
     }
 
     /// Goal: a malformed `OpRequest` is refused with a reason, never a panic or a guess.

@@ -414,7 +414,6 @@ pub(crate) mod tests {
         assert_eq!(DataOut::from_kv(KvOutput::Overflow), Ok(DataOut::Overflow));
         for foreign in [
             KvOutput::Deleted { existed: true },
-            KvOutput::Unrecorded { bytes: 1 },
             KvOutput::CasFailed { bytes: 1 },
         ] {
             assert!(DataOut::from_kv(foreign).is_err());

@@ -72,22 +72,11 @@ PIDS=()
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
   if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Polls "$@" until it succeeds, at most $1 tenths of a second.
-wait_for() {
-  local tenths=$1; shift
-  for _ in $(seq "$tenths"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
-}
 
 # 9 ports: 3 etcd client, 3 etcd peer, 3 shardkv members (and their admin ports, +1000).
 BASE=$(pick_base 0 1 2 3 4 5 6 7 8 1006 1007 1008) || { echo "no 9 free consecutive ports found" >&2; exit 1; }

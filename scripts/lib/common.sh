@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by the benchmark scripts (bench-vs-etcd.sh, cpu-per-op.sh,
-# bench-growth.sh): sourced, never run.
+# Helpers shared by the benchmark scripts (bench-vs-etcd.sh, bench-vs-redis.sh,
+# cpu-per-op.sh, bench-growth.sh): sourced, never run.
 
 # The 1-minute load average.
 load1() { cut -d' ' -f1 /proc/loadavg; }
@@ -49,4 +49,21 @@ ensure_bin() {
     BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/shardkv"
   fi
   [ -x "$BIN" ] || { echo "no shardkv binary at $BIN" >&2; exit 1; }
+}
+
+# wait_for TENTHS CMD...: polls CMD until it succeeds, at most TENTHS tenths of a second.
+wait_for() {
+  local tenths=$1; shift
+  for _ in $(seq "$tenths"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+# stop_pid PID [TENTHS]: SIGTERM, a bounded wait (default 10 s: `up` gives its members 5 s
+# before it kills them), then SIGKILL; reaps it. For the script's own children.
+stop_pid() {
+  local pid=$1 tenths=${2:-100}
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq "$tenths"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 }

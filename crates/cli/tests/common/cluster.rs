@@ -323,16 +323,7 @@ impl Cluster {
                 let all: Vec<NodeStatus> = (1..=self.members.len() as u64)
                     .filter_map(|id| self.group_status(id, group))
                     .collect();
-                let top = all.iter().map(|s| s.term).max();
-                let leaders: Vec<&NodeStatus> =
-                    all.iter().filter(|s| s.role == Role::Leader).collect();
-                match leaders.as_slice() {
-                    [l] if Some(l.term) == top => {
-                        found = l.id.0;
-                        true
-                    }
-                    _ => false,
-                }
+                agreed_leader(&all).inspect(|&l| found = l).is_some()
             },
         );
         found
@@ -373,15 +364,7 @@ impl Cluster {
             let all: Vec<NodeStatus> = (1..=self.members.len() as u64)
                 .filter_map(|id| self.status(id))
                 .collect();
-            let leaders: Vec<&NodeStatus> = all.iter().filter(|s| s.role == Role::Leader).collect();
-            let top = all.iter().map(|s| s.term).max();
-            match leaders.as_slice() {
-                [l] if Some(l.term) == top => {
-                    found = l.id.0;
-                    true
-                }
-                _ => false,
-            }
+            agreed_leader(&all).inspect(|&l| found = l).is_some()
         });
         found
     }
@@ -396,6 +379,17 @@ impl Cluster {
     /// Runs the CLI against this group with `args` and `stdin`, bounded by [`CLI_LIMIT`].
     pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         run_cli(args, &[("SHARDKV_ENDPOINTS", &self.endpoints())], stdin)
+    }
+}
+
+/// The leader that the answering members of a group agree on: the only one reporting
+/// itself leader, in the highest term any of them reports; `None` while there is none.
+pub fn agreed_leader(all: &[NodeStatus]) -> Option<u64> {
+    let top = all.iter().map(|s| s.term).max();
+    let leaders: Vec<&NodeStatus> = all.iter().filter(|s| s.role == Role::Leader).collect();
+    match leaders.as_slice() {
+        [l] if Some(l.term) == top => Some(l.id.0),
+        _ => None,
     }
 }
 

@@ -74,24 +74,13 @@ pub async fn record(
         }
         Err(e) => (e.outcome(), None),
     };
-    let result = match (&outcome, &output) {
-        (Outcome::Ok, Some(o)) => Some(OpResult::Ok {
-            output: o.clone(),
-            return_ns,
-        }),
-        (Outcome::Unknown, _) => Some(OpResult::Unknown),
-        _ => None,
-    };
-    match result {
-        Some(result) => rec.history.push(Operation {
-            client: client.id().0,
-            op,
-            call_ns,
-            result,
-        }),
-        // Surely not applied: not part of the history.
-        None => rec.failed += 1,
-    }
+    rec.push(
+        client.id().0,
+        op,
+        call_ns,
+        (outcome, output.clone()),
+        return_ns,
+    );
     (outcome, output)
 }
 
@@ -206,8 +195,8 @@ pub fn check_own_key(rec: &Recorded, value: &str) {
 }
 
 /// Keeps the history next to the members' data (kept when the test fails).
-pub fn write_history(c: &Cluster, history: &[Operation]) {
-    let path = c.dir.join("history.jsonl");
+pub fn write_history(dir: &std::path::Path, history: &[Operation]) {
+    let path = dir.join("history.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("history file"));
     for op in history {
         shardkv_lincheck::write_op_jsonl(&mut out, op).expect("write history");
@@ -226,6 +215,34 @@ impl Shared {
 }
 
 impl Recorded {
+    /// Records one operation of `client` called at `call_ns`: ok (with its output, returned
+    /// at `return_ns`) or unknown go into the history; failed (surely not applied) is only
+    /// counted. An ok operation has an output.
+    pub fn push(
+        &mut self,
+        client: u64,
+        op: Op,
+        call_ns: u64,
+        (outcome, output): (Outcome, Option<Output>),
+        return_ns: u64,
+    ) {
+        let result = match (outcome, output) {
+            (Outcome::Ok, Some(output)) => OpResult::Ok { output, return_ns },
+            (Outcome::Ok, None) => panic!("{op:?} ok without an output"),
+            (Outcome::Unknown, _) => OpResult::Unknown,
+            (Outcome::Failed, _) => {
+                self.failed += 1;
+                return;
+            }
+        };
+        self.history.push(Operation {
+            client,
+            op,
+            call_ns,
+            result,
+        });
+    }
+
     /// An empty record (for reads the test makes itself).
     pub fn empty() -> Recorded {
         Recorded {
@@ -240,7 +257,13 @@ impl Recorded {
 /// Checks the whole history (kept next to the members' data first): linearizable, and
 /// decided within the checker's default budget.
 pub fn assert_linearizable(c: &Cluster, history: &[Operation]) {
-    write_history(c, history);
+    assert_linearizable_in(&c.dir, history);
+}
+
+/// [`assert_linearizable`], keeping the history in `dir` (for a cluster that is not a
+/// [`Cluster`]).
+pub fn assert_linearizable_in(dir: &std::path::Path, history: &[Operation]) {
+    write_history(dir, history);
     match check(history, Budget::default()) {
         Verdict::Linearizable => {}
         Verdict::NotLinearizable { key, explanation } => panic!(

@@ -39,13 +39,12 @@ fn free_base_port() -> u16 {
         let base = probe.local_addr().expect("addr").port();
         drop(probe);
         let ok = (0..3).all(|i| {
-            base.checked_add(i)
-                .is_some_and(|p| {
-                    free(p)
-                        && [ADMIN_PORT_OFFSET, REDIS_PORT_OFFSET]
-                            .iter()
-                            .all(|&o| p.checked_add(o).is_some_and(free))
-                })
+            base.checked_add(i).is_some_and(|p| {
+                free(p)
+                    && [ADMIN_PORT_OFFSET, REDIS_PORT_OFFSET]
+                        .iter()
+                        .all(|&o| p.checked_add(o).is_some_and(free))
+            })
         });
         if ok {
             return base;

@@ -198,12 +198,13 @@ pub trait Backend {
 pub(crate) mod tests {
     use super::*;
     use crate::cluster::{Node, node_id};
-    use std::collections::BTreeMap;
+    use shardkv_kv::KvStore;
 
-    /// An in-memory backend for the dispatch tests.
+    /// An in-memory backend for the dispatch tests: one `KvStore`, reached through the
+    /// same Redis -> KV mapping as the server's backend.
     pub struct Memory {
         view: Arc<ClusterView>,
-        map: BTreeMap<Bytes, Bytes>,
+        store: KvStore,
     }
 
     impl Memory {
@@ -218,7 +219,7 @@ pub(crate) mod tests {
                 .collect();
             Memory {
                 view: Arc::new(ClusterView::new(nodes, &[Some(master); 4], 1)),
-                map: BTreeMap::new(),
+                store: KvStore::default(),
             }
         }
 
@@ -247,69 +248,24 @@ pub(crate) mod tests {
                 connected_clients: 1,
                 max_clients: 10,
                 max_bulk: 1 << 20,
-                keys: Some(self.map.len() as u64),
+                keys: Some(self.store.len() as u64),
             }
         }
 
+        /// The real KV state machine, through the same mapping the server uses.
         async fn run(&mut self, op: DataOp) -> Result<DataOut, Error> {
-            let m = &mut self.map;
-            Ok(match op {
-                DataOp::Get(k) => DataOut::Value(m.get(&k).cloned()),
-                DataOp::Set {
-                    key, value, when, ..
-                } => {
-                    let old = m.get(&key).cloned();
-                    let applied = match when {
-                        SetWhen::Always => true,
-                        SetWhen::Absent => old.is_none(),
-                        SetWhen::Present => old.is_some(),
-                    };
-                    if applied {
-                        m.insert(key, value);
-                    }
-                    DataOut::Set { applied, old }
+            let out = match op.into_kv() {
+                Op::Read(q) => self.store.read(&q)?,
+                Op::Write(cmd) => {
+                    self.store.check_growth(&cmd)?;
+                    self.store.execute(&cmd)
                 }
-                DataOp::GetDel(k) => DataOut::Value(m.remove(&k)),
-                DataOp::Append(k, v) => {
-                    let mut cur = m.get(&k).map(|b| b.to_vec()).unwrap_or_default();
-                    cur.extend_from_slice(&v);
-                    let n = cur.len() as i64;
-                    m.insert(k, cur.into());
-                    DataOut::Int(n)
-                }
-                DataOp::StrLen(k) => DataOut::Int(m.get(&k).map_or(0, |v| v.len() as i64)),
-                DataOp::Del(ks) => {
-                    DataOut::Int(ks.iter().filter(|k| m.remove(*k).is_some()).count() as i64)
-                }
-                DataOp::Exists(ks) => {
-                    DataOut::Int(ks.iter().filter(|k| m.contains_key(*k)).count() as i64)
-                }
-                DataOp::IncrBy(k, by) => {
-                    let cur = match m.get(&k) {
-                        None => 0,
-                        Some(v) => match shardkv_kv::parse_canonical_i64(v) {
-                            Some(n) => n,
-                            None => return Ok(DataOut::NotAnInteger),
-                        },
-                    };
-                    match cur.checked_add(by) {
-                        Some(n) => {
-                            m.insert(k, n.to_string().into());
-                            DataOut::Int(n)
-                        }
-                        None => DataOut::Overflow,
-                    }
-                }
-                DataOp::MGet(ks) => DataOut::Values(ks.iter().map(|k| m.get(k).cloned()).collect()),
-                DataOp::MSet(pairs) => {
-                    m.extend(pairs);
-                    DataOut::Done
-                }
-            })
+            };
+            DataOut::from_kv(out)
         }
 
         async fn dbsize(&mut self) -> Result<i64, Error> {
-            Ok(self.map.len() as i64)
+            Ok(self.store.len() as i64)
         }
     }
 

@@ -13,6 +13,8 @@ pub const VALUE_BYTES_MAX: usize = 1 << 20;
 pub const MANY_KEYS_MAX: usize = 1024;
 /// The most bytes (keys and values together) one multi-key operation carries.
 pub const MANY_BYTES_MAX: usize = 2 << 20;
+/// The most sub-operations one `Pipeline` command or query carries.
+pub const PIPELINE_OPS_MAX: usize = 64;
 /// The largest value a client session keeps to answer a retry of a failed CAS with the
 /// value it found; a larger one is answered `Error::CasFailed` (read the key instead).
 pub const RECORDED_VALUE_BYTES_MAX: usize = 128;
@@ -84,6 +86,14 @@ pub enum KvCommand {
     /// Set every pair, in order (a key named twice ends with its last value); answers
     /// `Done`. Atomic.
     PutMany { pairs: Vec<(ByteBuf, ByteBuf)> },
+    // Appended after `PutMany`.
+    /// A client's pipelined writes as one log entry: every command applied at one index,
+    /// in order, with nothing between them; answers `Outputs`, one per command, each what
+    /// that command alone would answer at that point. 1 to [`PIPELINE_OPS_MAX`] commands,
+    /// none a `Pipeline`, every key in one shard (as for the other multi-key commands).
+    /// Refused as a whole (`TooLarge`, nothing changed) if one of its appends would grow a
+    /// value past [`VALUE_BYTES_MAX`].
+    Pipeline { cmds: Vec<KvCommand> },
 }
 
 /// When a `Set` applies.
@@ -116,6 +126,28 @@ impl KvCommand {
             | KvCommand::IncrBy { key, .. } => Keys::One(Some(key)),
             KvCommand::DeleteMany { keys } => Keys::Many(keys.iter()),
             KvCommand::PutMany { pairs } => Keys::Pairs(pairs.iter()),
+            KvCommand::Pipeline { cmds } => {
+                Keys::Nested(Box::new(cmds.iter().flat_map(Self::keys)))
+            }
+        }
+    }
+
+    /// The bytes the command carries: its keys and values.
+    fn bytes(&self) -> usize {
+        match self {
+            KvCommand::Put { key, value }
+            | KvCommand::Append { key, value }
+            | KvCommand::Set { key, value, .. }
+            | KvCommand::AppendLen { key, value } => key.len() + value.len(),
+            KvCommand::Delete { key }
+            | KvCommand::GetDel { key }
+            | KvCommand::IncrBy { key, .. } => key.len(),
+            KvCommand::Cas { key, expected, new } => {
+                key.len() + expected.as_ref().map_or(0, Vec::len) + new.len()
+            }
+            KvCommand::DeleteMany { keys } => keys.iter().map(|k| k.len()).sum(),
+            KvCommand::PutMany { pairs } => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            KvCommand::Pipeline { cmds } => cmds.iter().map(Self::bytes).sum(),
         }
     }
 }
@@ -125,6 +157,8 @@ pub enum Keys<'a> {
     One(Option<&'a [u8]>),
     Many(std::slice::Iter<'a, ByteBuf>),
     Pairs(std::slice::Iter<'a, (ByteBuf, ByteBuf)>),
+    /// A pipeline's: every sub-operation's keys, in order.
+    Nested(Box<dyn Iterator<Item = &'a [u8]> + 'a>),
 }
 
 impl<'a> Iterator for Keys<'a> {
@@ -135,6 +169,7 @@ impl<'a> Iterator for Keys<'a> {
             Keys::One(k) => k.take(),
             Keys::Many(ks) => ks.next().map(|k| k.as_slice()),
             Keys::Pairs(ps) => ps.next().map(|(k, _)| k.as_slice()),
+            Keys::Nested(ks) => ks.next(),
         }
     }
 }
@@ -156,6 +191,12 @@ pub enum KvQuery {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
+    // Appended after `StrLen`.
+    /// A client's pipelined reads: every query answered at the one index of the read, in
+    /// order (`Outputs`). 1 to [`PIPELINE_OPS_MAX`] queries, none a `Pipeline`, every key in
+    /// one shard; `TooLarge` if the values it would answer add up to more than
+    /// [`MANY_BYTES_MAX`].
+    Pipeline { queries: Vec<KvQuery> },
 }
 
 impl KvQuery {
@@ -170,7 +211,15 @@ impl KvQuery {
         match self {
             KvQuery::Get { key } | KvQuery::StrLen { key } => Keys::One(Some(key)),
             KvQuery::GetMany { keys } | KvQuery::Exists { keys } => Keys::Many(keys.iter()),
+            KvQuery::Pipeline { queries } => {
+                Keys::Nested(Box::new(queries.iter().flat_map(Self::keys)))
+            }
         }
+    }
+
+    /// The bytes the query carries: its keys.
+    fn bytes(&self) -> usize {
+        self.keys().map(<[u8]>::len).sum()
     }
 }
 
@@ -213,6 +262,10 @@ pub enum KvOutput {
     NotAnInteger,
     /// IncrBy whose sum passes the range of a 64-bit integer. Nothing changed.
     Overflow,
+    // Appended after `Overflow`.
+    /// Pipeline (command or query): one output per sub-operation, in order. Never
+    /// recorded as itself (`record.rs`).
+    Outputs(Vec<KvOutput>),
 }
 
 /// A client request as it travels to a server.
@@ -247,7 +300,37 @@ pub fn validate_query(q: &KvQuery) -> Result<(), Error> {
         KvQuery::GetMany { keys } | KvQuery::Exists { keys } => {
             check_many(keys.iter().map(|k| (k.as_slice(), &[][..])))
         }
+        KvQuery::Pipeline { queries } => check_pipeline(
+            queries,
+            |q| matches!(q, KvQuery::Pipeline { .. }),
+            validate_query,
+            KvQuery::bytes,
+        ),
     }
+}
+
+/// Checks a pipeline: 1 to [`PIPELINE_OPS_MAX`] operations, none itself a pipeline
+/// (`nested`), each within its own limits (`each`), within [`MANY_BYTES_MAX`] in all
+/// (`bytes`).
+fn check_pipeline<T>(
+    ops: &[T],
+    nested: impl Fn(&T) -> bool,
+    each: impl Fn(&T) -> Result<(), Error>,
+    bytes: impl Fn(&T) -> usize,
+) -> Result<(), Error> {
+    let n = ops.len();
+    if n == 0 || n > PIPELINE_OPS_MAX {
+        return Err(Error::Invalid {
+            reason: format!("a pipeline of {n} operations; 1 to {PIPELINE_OPS_MAX} are accepted"),
+        });
+    }
+    if ops.iter().any(nested) {
+        return Err(Error::Invalid {
+            reason: "a pipeline within a pipeline".into(),
+        });
+    }
+    ops.iter().try_for_each(each)?;
+    check(ops.iter().map(bytes).sum(), MANY_BYTES_MAX)
 }
 
 /// Checks a multi-key operation: 1 to [`MANY_KEYS_MAX`] keys, each within the key and value
@@ -296,6 +379,12 @@ pub fn validate_command(cmd: &KvCommand) -> Result<(), Error> {
             check(expected.as_ref().map_or(0, Vec::len), VALUE_BYTES_MAX)?;
             check(new.len(), VALUE_BYTES_MAX)
         }
+        KvCommand::Pipeline { cmds } => check_pipeline(
+            cmds,
+            |c| matches!(c, KvCommand::Pipeline { .. }),
+            validate_command,
+            KvCommand::bytes,
+        ),
     }
 }
 

@@ -27,6 +27,14 @@
 //! build still moves; the commands themselves, in a group's log, cannot be decoded by a
 //! member of a build without them: use them only once every member has been upgraded.
 //!
+//! A client's pipelined operations travel as one (appended after those): `Pipeline`, of 1
+//! to [`PIPELINE_OPS_MAX`] writes applied at one log index in order, or of reads answered
+//! at one read index; it answers `Outputs`, one per operation, each what that operation
+//! alone would answer at that point. Its keys are all its operations' keys (one shard),
+//! its bytes within [`MANY_BYTES_MAX`], and a read pipeline's answer within
+//! [`MANY_BYTES_MAX`] as GetMany's is. Its session record is a `Value` holding its
+//! commands' records (`record.rs`).
+//!
 //! [`KvStore::execute`] is the sequential semantics alone, so a sharded store can keep one
 //! `KvStore` per shard and reuse it.
 //!
@@ -42,8 +50,8 @@ mod store;
 
 pub use command::{
     KEY_BYTES_MAX, Keys, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, MANY_BYTES_MAX,
-    MANY_KEYS_MAX, RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX, validate, validate_command,
-    validate_query,
+    MANY_KEYS_MAX, PIPELINE_OPS_MAX, RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX, validate,
+    validate_command, validate_query,
 };
 pub use int::parse_canonical_i64;
 pub use serde_bytes::ByteBuf;

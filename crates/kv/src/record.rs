@@ -15,11 +15,21 @@
 //! | GetDel | `Value(old)` | itself, or `CasFailed` if old is too large |
 //! | AppendLen, IncrBy, DeleteMany | `Int(n)` | `Value(n as 8 little-endian bytes)` |
 //! | IncrBy refused | `NotAnInteger` / `Overflow` | `Cas { swapped: false / true, current: None }` |
+//! | Pipeline | `Outputs(outs)` | `Value(postcard of the list of each command's own record)` |
+//!
+//! A pipeline's record is the postcard encoding of the list of its commands' records, each
+//! one of the rows above, held as bytes: so it is at most [`PIPELINE_OPS_MAX`] times the
+//! largest other record (a few bytes plus a found value of at most
+//! [`RECORDED_VALUE_BYTES_MAX`]), under 10 KiB. Its retry decodes the list and replays
+//! each command from its own record; if one of those answers an error (`SessionExpired`,
+//! `CasFailed`), the whole retry is answered with that error.
 //!
 //! A retry of a Cas whose found value was not kept is answered `CasFailed` (it surely did not
 //! apply); of a Set or GetDel whose found value was not kept, `SessionExpired` (it applied,
 //! once, and its answer is gone).
 
+#[cfg(doc)]
+use crate::PIPELINE_OPS_MAX;
 use crate::{KvCommand, KvOutput, RECORDED_VALUE_BYTES_MAX};
 use shardkv_rsm::Error;
 
@@ -67,6 +77,21 @@ impl KvOutput {
                 swapped: *out == O::Overflow,
                 current: None,
             },
+            (C::Pipeline { cmds }, O::Outputs(outs)) => {
+                assert_eq!(
+                    cmds.len(),
+                    outs.len(),
+                    "one output per command of a pipeline"
+                );
+                let records: Vec<KvOutput> = cmds
+                    .iter()
+                    .zip(outs)
+                    .map(|(c, o)| KvOutput::record(c, o))
+                    .collect();
+                O::Value(Some(
+                    postcard::to_allocvec(&records).expect("a list of records encodes"),
+                ))
+            }
             _ => out.clone(),
         }
     }
@@ -94,6 +119,27 @@ impl KvOutput {
                     reason: format!("a session record of {} bytes for an integer", b.len()),
                 })?;
                 O::Int(i64::from_le_bytes(n))
+            }
+            (C::Pipeline { cmds }, O::Value(Some(b))) => {
+                let records: Vec<KvOutput> =
+                    postcard::from_bytes(b).map_err(|e| Error::Unavailable {
+                        reason: format!("a pipeline's session record does not decode: {e}"),
+                    })?;
+                if records.len() != cmds.len() {
+                    return Err(Error::Unavailable {
+                        reason: format!(
+                            "a pipeline of {} commands has a session record of {}",
+                            cmds.len(),
+                            records.len()
+                        ),
+                    });
+                }
+                O::Outputs(
+                    cmds.iter()
+                        .zip(&records)
+                        .map(|(c, r)| KvOutput::replay(c, r))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             (C::IncrBy { .. }, O::Cas { swapped, .. }) => {
                 if *swapped {

@@ -74,7 +74,15 @@ impl KvStore {
     /// Refuses a write whose result would be larger than any value may be (an append onto a
     /// large value): `TooLarge`, and nothing changes. Every value then fits in a reply, a
     /// session and a moving shard's chunk.
+    ///
+    /// A pipeline is checked as it will execute: if it appends, its commands run in order
+    /// on a scratch copy of the keys it names, each checked, so an append onto what an
+    /// earlier command of it wrote is held to the limit too; a refusal refuses the whole
+    /// pipeline.
     pub fn check_growth(&self, cmd: &KvCommand) -> Result<(), Error> {
+        if let KvCommand::Pipeline { cmds } = cmd {
+            return self.check_pipeline_growth(cmds);
+        }
         let (KvCommand::Append { key, value } | KvCommand::AppendLen { key, value }) = cmd else {
             return Ok(());
         };
@@ -83,6 +91,29 @@ impl KvStore {
         let max = crate::VALUE_BYTES_MAX as u64;
         if bytes > max {
             return Err(Error::TooLarge { bytes, max });
+        }
+        Ok(())
+    }
+
+    fn check_pipeline_growth(&self, cmds: &[KvCommand]) -> Result<(), Error> {
+        let appends = |c: &KvCommand| {
+            matches!(
+                c,
+                KvCommand::Append { .. } | KvCommand::AppendLen { .. } | KvCommand::Pipeline { .. }
+            )
+        };
+        if !cmds.iter().any(appends) {
+            return Ok(());
+        }
+        let mut scratch = KvStore::default();
+        for key in cmds.iter().flat_map(KvCommand::keys) {
+            if let Some(v) = self.map.get(key) {
+                scratch.map.insert(key.to_vec(), v.clone());
+            }
+        }
+        for c in cmds {
+            scratch.check_growth(c)?;
+            scratch.execute(c);
         }
         Ok(())
     }
@@ -156,6 +187,9 @@ impl KvStore {
                 }
                 KvOutput::Done
             }
+            KvCommand::Pipeline { cmds } => {
+                KvOutput::Outputs(cmds.iter().map(|c| self.execute(c)).collect())
+            }
         }
     }
 
@@ -166,16 +200,23 @@ impl KvStore {
         v.len()
     }
 
-    /// Answers a read; `TooLarge` for a GetMany whose values add up to more than
-    /// [`MANY_BYTES_MAX`](crate::MANY_BYTES_MAX) (so every answer fits in a reply frame),
-    /// counted before anything is copied.
+    /// The bytes of the values `q` answers.
+    fn answer_bytes(&self, q: &KvQuery) -> usize {
+        let value = |k: &[u8]| self.map.get(k).map_or(0, Vec::len);
+        match q {
+            KvQuery::Get { key } => value(key),
+            KvQuery::GetMany { keys } => keys.iter().map(|k| value(k)).sum(),
+            KvQuery::Exists { .. } | KvQuery::StrLen { .. } => 0,
+            KvQuery::Pipeline { queries } => queries.iter().map(|q| self.answer_bytes(q)).sum(),
+        }
+    }
+
+    /// Answers a read; `TooLarge` for a GetMany (or a pipeline of reads) whose values add
+    /// up to more than [`MANY_BYTES_MAX`](crate::MANY_BYTES_MAX) (so every answer fits in a
+    /// reply frame), counted before anything is copied.
     pub fn read(&self, q: &KvQuery) -> Result<KvOutput, Error> {
-        if let KvQuery::GetMany { keys } = q {
-            let bytes: usize = keys
-                .iter()
-                .filter_map(|k| self.map.get(k.as_slice()))
-                .map(Vec::len)
-                .sum();
+        if let KvQuery::GetMany { .. } | KvQuery::Pipeline { .. } = q {
+            let bytes = self.answer_bytes(q);
             let max = crate::MANY_BYTES_MAX;
             if bytes > max {
                 return Err(Error::TooLarge {
@@ -199,6 +240,12 @@ impl KvStore {
             KvQuery::StrLen { key } => {
                 KvOutput::Int(self.map.get(key).map_or(0, |v| v.len() as i64))
             }
+            KvQuery::Pipeline { queries } => KvOutput::Outputs(
+                queries
+                    .iter()
+                    .map(|q| self.read(q))
+                    .collect::<Result<_, _>>()?,
+            ),
         })
     }
 }

@@ -251,3 +251,34 @@ fn the_redis_commands_queries_and_outputs_encode_as_pinned() {
     ];
     same_as_stored("redis outputs", &outputs, REDIS_OUTPUTS);
 }
+
+/// Pipelines (appended after every older variant of each type), pinned.
+const PIPELINE_COMMAND: &str = "0a02000161013107016e02";
+const PIPELINE_QUERY: &str = "040200016103016e";
+const PIPELINE_OUTPUT: &str = "0a02010502";
+
+#[test]
+fn pipelines_encode_as_pinned() {
+    let command = KvCommand::Pipeline {
+        cmds: vec![
+            KvCommand::Put {
+                key: b"a".to_vec(),
+                value: b"1".to_vec(),
+            },
+            KvCommand::IncrBy {
+                key: b"n".to_vec(),
+                by: 1,
+            },
+        ],
+    };
+    same_as_stored("pipeline command", &command, PIPELINE_COMMAND);
+    let query = KvQuery::Pipeline {
+        queries: vec![
+            KvQuery::Get { key: b"a".to_vec() },
+            KvQuery::StrLen { key: b"n".to_vec() },
+        ],
+    };
+    same_as_stored("pipeline query", &query, PIPELINE_QUERY);
+    let output = KvOutput::Outputs(vec![KvOutput::Done, KvOutput::Int(1)]);
+    same_as_stored("pipeline output", &output, PIPELINE_OUTPUT);
+}

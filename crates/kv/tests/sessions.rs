@@ -269,3 +269,55 @@ fn a_retried_incrby_is_answered_from_the_session_and_applied_once() {
     );
     assert_eq!(g.write(1, 3, true, incr), Ok(KvOutput::NotAnInteger));
 }
+
+#[test]
+fn a_retried_pipeline_is_answered_from_its_record_and_applied_once() {
+    // Goal: a pipeline is one write for exactly-once: its retry (same session and seq)
+    // answers every command as the first attempt did, from a record in a shape older
+    // builds decode, and applies nothing again; a sub-command whose answer was not kept
+    // makes the retry SessionExpired. Method: a one-member group, retries of two pipelines.
+    let mut g = One::new();
+    let incr = KvCommand::IncrBy { key: key(), by: 2 };
+    let pipeline = KvCommand::Pipeline {
+        cmds: vec![
+            incr.clone(),
+            KvCommand::AppendLen {
+                key: key(),
+                value: b"0".to_vec(),
+            },
+            incr.clone(),
+            KvCommand::Delete {
+                key: b"other".to_vec(),
+            },
+        ],
+    };
+    let first = g.write(1, 1, false, pipeline.clone());
+    let want = KvOutput::Outputs(vec![
+        KvOutput::Int(2),
+        KvOutput::Int(2),
+        KvOutput::Int(22),
+        KvOutput::Deleted { existed: false },
+    ]);
+    assert_eq!(first, Ok(want));
+    assert_eq!(g.write(1, 1, true, pipeline), first, "the retry replays");
+    assert_eq!(g.r.state_machine().get(&key()), Some(&b"22".to_vec()));
+    let put = KvCommand::Put {
+        key: key(),
+        value: vec![b'l'; RECORDED_VALUE_BYTES_MAX + 1],
+    };
+    let getdel = KvCommand::Pipeline {
+        cmds: vec![put, KvCommand::GetDel { key: key() }, incr],
+    };
+    let first = g.write(1, 2, false, getdel.clone()).expect("applies");
+    assert!(matches!(&first, KvOutput::Outputs(outs) if outs.len() == 3));
+    assert_eq!(
+        g.write(1, 2, true, getdel),
+        Err(Error::SessionExpired),
+        "a found value too large to keep"
+    );
+    assert_eq!(
+        g.r.state_machine().get(&key()),
+        Some(&b"2".to_vec()),
+        "applied once"
+    );
+}

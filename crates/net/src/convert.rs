@@ -4,7 +4,7 @@
 use crate::pb::{self, ctrl_reply::Result as PbCtrlResult, kv_reply::Result as PbResult};
 use crate::{NodeStatus, ShardPhase, ShardsHeld, status};
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
-use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvRequest, SetWhen};
+use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvRequest, PIPELINE_OPS_MAX, SetWhen};
 use shardkv_raft::Message;
 use shardkv_rsm::{Error, Request};
 use shardkv_types::{
@@ -95,18 +95,35 @@ fn keys_from_wire(keys: pb::Keys) -> Vec<ByteBuf> {
     keys.keys.into_iter().map(ByteBuf::from).collect()
 }
 
-/// The wire form of a query other than Get.
+/// The wire form of a query (a Get only as a pipeline's operation: alone it travels as a
+/// GetRequest).
 fn query_op_to_wire(q: KvQuery) -> pb::op_request::Op {
     use pb::op_request::Op;
     match q {
-        KvQuery::Get { .. } => unreachable!("a Get travels as a GetRequest"),
+        KvQuery::Get { key } => Op::Get(key),
         KvQuery::GetMany { keys } => Op::GetMany(keys_to_wire(keys)),
         KvQuery::Exists { keys } => Op::Exists(keys_to_wire(keys)),
         KvQuery::StrLen { key } => Op::StrLen(key),
+        KvQuery::Pipeline { queries } => {
+            pipeline_to_wire(queries.into_iter().map(query_op_to_wire))
+        }
     }
 }
 
-/// The wire form of a command added for the Redis front end (`Set` and after).
+/// A pipeline's operations, each an `OpRequest` holding only its `op`.
+fn pipeline_to_wire(ops: impl Iterator<Item = pb::op_request::Op>) -> pb::op_request::Op {
+    pb::op_request::Op::Pipeline(pb::Pipeline {
+        ops: ops
+            .map(|op| pb::OpRequest {
+                op: Some(op),
+                ..Default::default()
+            })
+            .collect(),
+    })
+}
+
+/// The wire form of a command (Put, Append, Delete and Cas only as a pipeline's
+/// operations: alone each travels as its own request message).
 fn command_op_to_wire(cmd: KvCommand) -> pb::op_request::Op {
     use pb::op_request::Op;
     match cmd {
@@ -138,29 +155,59 @@ fn command_op_to_wire(cmd: KvCommand) -> pb::op_request::Op {
                 })
                 .collect(),
         }),
-        KvCommand::Put { .. }
-        | KvCommand::Append { .. }
-        | KvCommand::Delete { .. }
-        | KvCommand::Cas { .. } => unreachable!("{cmd:?} has a request message of its own"),
+        KvCommand::Pipeline { cmds } => pipeline_to_wire(cmds.into_iter().map(command_op_to_wire)),
+        KvCommand::Put { key, value } => Op::Put(pb::KeyValue { key, value }),
+        KvCommand::Append { key, value } => Op::Append(pb::KeyValue { key, value }),
+        KvCommand::Delete { key } => Op::Delete(key),
+        KvCommand::Cas { key, expected, new } => Op::Cas(pb::CasOp { key, expected, new }),
     }
 }
 
+/// An operation from the wire: a read or a write.
+enum WireOp {
+    Read(KvQuery),
+    Write(KvCommand),
+}
+
 /// The request an `OpRequest` carries; `Err` names what is malformed (an unknown or missing
-/// operation, an unknown `SetWhen`).
+/// operation, an unknown `SetWhen`, a pipeline of no or more than [`PIPELINE_OPS_MAX`]
+/// operations, one within a pipeline, one mixing reads and writes).
 pub fn op_from_wire(r: pb::OpRequest) -> Result<KvRequest, String> {
+    let op = r.op.ok_or("an OpRequest without an operation")?;
+    Ok(match wire_op(op, false)? {
+        WireOp::Read(q) => Request::Read(q),
+        WireOp::Write(cmd) => write(r.client, r.seq, !r.first_attempt, cmd),
+    })
+}
+
+/// One operation from the wire; `in_pipeline` for a pipeline's operation (which may be one
+/// of the operations with their own request message, and not a pipeline).
+fn wire_op(op: pb::op_request::Op, in_pipeline: bool) -> Result<WireOp, String> {
     use pb::op_request::Op;
-    let cmd = match r.op.ok_or("an OpRequest without an operation")? {
+    let own_message = matches!(
+        op,
+        Op::Put(_) | Op::Append(_) | Op::Delete(_) | Op::Cas(_) | Op::Get(_)
+    );
+    if own_message && !in_pipeline {
+        return Err(
+            "an OpRequest carries a Put, Append, Delete, Cas or Get only within a pipeline".into(),
+        );
+    }
+    let cmd = match op {
         Op::GetMany(keys) => {
-            return Ok(Request::Read(KvQuery::GetMany {
+            return Ok(WireOp::Read(KvQuery::GetMany {
                 keys: keys_from_wire(keys),
             }));
         }
         Op::Exists(keys) => {
-            return Ok(Request::Read(KvQuery::Exists {
+            return Ok(WireOp::Read(KvQuery::Exists {
                 keys: keys_from_wire(keys),
             }));
         }
-        Op::StrLen(key) => return Ok(Request::Read(KvQuery::StrLen { key })),
+        Op::StrLen(key) => return Ok(WireOp::Read(KvQuery::StrLen { key })),
+        Op::Get(key) => return Ok(WireOp::Read(KvQuery::Get { key })),
+        Op::Pipeline(_) if in_pipeline => return Err("a pipeline within a pipeline".into()),
+        Op::Pipeline(p) => return pipeline_from_wire(p),
         Op::Set(s) => KvCommand::Set {
             when: match pb::SetWhen::try_from(s.when) {
                 Ok(pb::SetWhen::Always) => SetWhen::Always,
@@ -191,8 +238,47 @@ pub fn op_from_wire(r: pb::OpRequest) -> Result<KvRequest, String> {
                 .map(|kv| (ByteBuf::from(kv.key), ByteBuf::from(kv.value)))
                 .collect(),
         },
+        Op::Put(kv) => KvCommand::Put {
+            key: kv.key,
+            value: kv.value,
+        },
+        Op::Append(kv) => KvCommand::Append {
+            key: kv.key,
+            value: kv.value,
+        },
+        Op::Delete(key) => KvCommand::Delete { key },
+        Op::Cas(c) => KvCommand::Cas {
+            key: c.key,
+            expected: c.expected,
+            new: c.new,
+        },
     };
-    Ok(write(r.client, r.seq, !r.first_attempt, cmd))
+    Ok(WireOp::Write(cmd))
+}
+
+/// A pipeline from the wire: its count checked before any operation is converted.
+fn pipeline_from_wire(p: pb::Pipeline) -> Result<WireOp, String> {
+    let n = p.ops.len();
+    if n == 0 || n > PIPELINE_OPS_MAX {
+        return Err(format!(
+            "a pipeline of {n} operations; 1 to {PIPELINE_OPS_MAX} are accepted"
+        ));
+    }
+    let (mut queries, mut cmds) = (Vec::new(), Vec::new());
+    for r in p.ops {
+        match wire_op(
+            r.op.ok_or("a pipeline operation without an operation")?,
+            true,
+        )? {
+            WireOp::Read(q) => queries.push(q),
+            WireOp::Write(c) => cmds.push(c),
+        }
+    }
+    match (queries.is_empty(), cmds.is_empty()) {
+        (false, true) => Ok(WireOp::Read(KvQuery::Pipeline { queries })),
+        (true, false) => Ok(WireOp::Write(KvCommand::Pipeline { cmds })),
+        _ => Err("a pipeline mixing reads and writes".into()),
+    }
 }
 
 pub fn get_from_wire(r: pb::GetRequest) -> KvRequest {
@@ -263,6 +349,12 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
         Ok(KvOutput::Set { applied, old }) => PbResult::Set(pb::SetResult { applied, old }),
         Ok(KvOutput::NotAnInteger) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }),
         Ok(KvOutput::Overflow) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }),
+        Ok(KvOutput::Outputs(outs)) => PbResult::Outputs(pb::Outputs {
+            replies: outs
+                .into_iter()
+                .map(|o| reply_to_wire(NodeId(0), Ok(o)))
+                .collect(),
+        }),
         // Only a session record holds it; answered as the error a retry gets.
         Ok(KvOutput::CasFailed { bytes }) => {
             PbResult::Error(error_to_wire(&Error::CasFailed { bytes }))
@@ -343,35 +435,68 @@ pub(crate) fn error_from_wire(e: pb::Error) -> Result<Error, String> {
     })
 }
 
-/// A server's answer from the wire: who answered, and what. `Err` for a malformed reply.
+/// A server's answer from the wire: who answered, and what. `Err` for a malformed reply
+/// (among them a pipeline's answer of more than [`PIPELINE_OPS_MAX`] outputs, or holding
+/// an error or another pipeline's answer).
 pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error>), String> {
     let server = NodeId(r.server);
-    let reply = match r.result.ok_or("reply without a result")? {
-        PbResult::Value(v) => Ok(KvOutput::Value(v.value)),
-        PbResult::Done(pb::Done { existed: None }) => Ok(KvOutput::Done),
+    let result = r.result.ok_or("reply without a result")?;
+    let reply = match result {
+        PbResult::Error(e) => Err(error_from_wire(e)?),
+        PbResult::Outputs(o) => {
+            if o.replies.len() > PIPELINE_OPS_MAX {
+                return Err(format!(
+                    "a pipeline's answer of {} outputs; at most {PIPELINE_OPS_MAX}",
+                    o.replies.len()
+                ));
+            }
+            let outs = o
+                .replies
+                .into_iter()
+                .map(|r| match r.result {
+                    Some(PbResult::Error(_) | PbResult::Outputs(_)) => {
+                        Err("a pipeline's output that is an error or a pipeline's answer".into())
+                    }
+                    Some(result) => output_from_wire(result),
+                    None => Err("a pipeline's output without a result".into()),
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(KvOutput::Outputs(outs))
+        }
+        result => Ok(output_from_wire(result)?),
+    };
+    Ok((server, reply))
+}
+
+/// An output from the wire, other than an error or a pipeline's answer.
+fn output_from_wire(result: PbResult) -> Result<KvOutput, String> {
+    Ok(match result {
+        PbResult::Value(v) => KvOutput::Value(v.value),
+        PbResult::Done(pb::Done { existed: None }) => KvOutput::Done,
         PbResult::Done(pb::Done {
             existed: Some(existed),
-        }) => Ok(KvOutput::Deleted { existed }),
-        PbResult::Cas(c) => Ok(KvOutput::Cas {
+        }) => KvOutput::Deleted { existed },
+        PbResult::Cas(c) => KvOutput::Cas {
             swapped: c.swapped,
             current: c.current,
-        }),
-        PbResult::Int(i) => Ok(KvOutput::Int(i.value)),
-        PbResult::Values(v) => Ok(KvOutput::Values(
+        },
+        PbResult::Int(i) => KvOutput::Int(i.value),
+        PbResult::Values(v) => KvOutput::Values(
             v.values
                 .into_iter()
                 .map(|v| v.value.map(ByteBuf::from))
                 .collect(),
-        )),
-        PbResult::Set(s) => Ok(KvOutput::Set {
+        ),
+        PbResult::Set(s) => KvOutput::Set {
             applied: s.applied,
             old: s.old,
-        }),
-        PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }) => Ok(KvOutput::NotAnInteger),
-        PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }) => Ok(KvOutput::Overflow),
-        PbResult::Error(e) => Err(error_from_wire(e)?),
-    };
-    Ok((server, reply))
+        },
+        PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }) => KvOutput::NotAnInteger,
+        PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }) => KvOutput::Overflow,
+        PbResult::Error(_) | PbResult::Outputs(_) => {
+            return Err("an error or a pipeline's answer where an output was expected".into());
+        }
+    })
 }
 
 /// The wire form of a shard group's answer on the Shard service: a postcard-encoded

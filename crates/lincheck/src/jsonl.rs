@@ -8,8 +8,8 @@
 //! | field | meaning |
 //! |---|---|
 //! | `client` | client id (u64) |
-//! | `op` | `get`, `put`, `append`, `del`, `cas`; `set`, `getdel`, `appendlen`, `incrby`, `strlen`; multi-key: `delmany`, `putmany`, `getmany`, `exists` |
-//! | `key` | the key (UTF-8); absent (or `""`) for a multi-key op |
+//! | `op` | `get`, `put`, `append`, `del`, `cas`; `set`, `getdel`, `appendlen`, `incrby`, `strlen`; multi-key: `delmany`, `putmany`, `getmany`, `exists`; `pipeline` |
+//! | `key` | the key (UTF-8); absent (or `""`) for a multi-key op and a pipeline |
 //! | `keys` | multi-key ops only: the keys, in order |
 //! | `value` | put / append / set / appendlen: the value; cas: the new value; absent otherwise |
 //! | `values` | putmany only: the values, one per key of `keys` |
@@ -17,6 +17,7 @@
 //! | `when` | set only: `always` (the default), `absent` (Redis NX) or `present` (XX) |
 //! | `get` | set only: whether it answers the value it found (default `false`) |
 //! | `by` | incrby only: the increment |
+//! | `ops` | pipeline only: its operations, in order, each a record of this format (its `client`, times and `status` those of the pipeline; none a pipeline) holding its own `output` |
 //! | `output` | status ok only: get, getdel: the value read or `null` (missing key); cas: `true` if swapped; del: `true` if the key existed, `false` if not, absent (or `null`) if not known; absent (or `null`) for put / append / putmany; set: `{"applied": bool, "old": string or null}`; appendlen, strlen: the length; incrby: the sum, or `{"error": "not an integer"}` / `{"error": "overflow"}`; delmany, exists: the count; getmany: an array of strings and `null`s |
 //! | `start_ns`, `end_ns` | call and return times, ns on one monotonic clock |
 //! | `status` | `ok`; `failed` (surely not applied: dropped on read); `unknown` (timed out: may have applied; `end_ns` is ignored) |
@@ -48,6 +49,7 @@ pub enum OpKind {
     PutMany,
     GetMany,
     Exists,
+    Pipeline,
 }
 
 impl fmt::Display for OpKind {
@@ -67,6 +69,7 @@ impl fmt::Display for OpKind {
             OpKind::PutMany => "putmany",
             OpKind::GetMany => "getmany",
             OpKind::Exists => "exists",
+            OpKind::Pipeline => "pipeline",
         })
     }
 }
@@ -120,6 +123,9 @@ pub struct RedisFields {
     /// incrby: the increment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<i64>,
+    /// pipeline: its operations (absent in files written before pipelines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<Vec<HistoryRecord>>,
 }
 
 /// How the operation ended, as the client saw it.
@@ -273,6 +279,39 @@ pub fn write_op_jsonl<W: Write>(writer: W, operation: &Operation) -> io::Result<
     write_record_jsonl(writer, &record)
 }
 
+/// The records of a pipeline's operations, each with the pipeline's client, times and
+/// status, and its own output.
+fn pipeline_records(operation: &Operation, ops: &[Op]) -> Result<Vec<HistoryRecord>, String> {
+    let outputs: Vec<Option<&Output>> = match &operation.result {
+        OpResult::Ok {
+            output: Output::Outputs(outs),
+            ..
+        } => outs.iter().map(Some).collect(),
+        OpResult::Ok { output, .. } => {
+            return Err(format!("a pipeline with a {} output", output.name()));
+        }
+        OpResult::Unknown => ops.iter().map(|_| None).collect(),
+    };
+    ops.iter()
+        .zip(outputs)
+        .map(|(op, output)| {
+            let result = match (output, &operation.result) {
+                (Some(output), OpResult::Ok { return_ns, .. }) => OpResult::Ok {
+                    output: output.clone(),
+                    return_ns: *return_ns,
+                },
+                _ => OpResult::Unknown,
+            };
+            HistoryRecord::from_operation(&Operation {
+                client: operation.client,
+                op: op.clone(),
+                call_ns: operation.call_ns,
+                result,
+            })
+        })
+        .collect()
+}
+
 impl HistoryRecord {
     /// The record of a known-ok or unknown operation. Errors if bytes are not UTF-8.
     pub fn from_operation(operation: &Operation) -> Result<HistoryRecord, String> {
@@ -285,6 +324,10 @@ impl HistoryRecord {
         };
         let mut redis = RedisFields::default();
         let (op, value, expected) = match &operation.op {
+            Op::Pipeline { ops } => {
+                redis.ops = Some(pipeline_records(operation, ops)?);
+                (OpKind::Pipeline, None, None)
+            }
             Op::Get { .. } => (OpKind::Get, None, None),
             Op::Put { value, .. } => (OpKind::Put, Some(text(value, "value")?), None),
             Op::Append { value, .. } => (OpKind::Append, Some(text(value, "value")?), None),
@@ -326,7 +369,9 @@ impl HistoryRecord {
             op,
             OpKind::DelMany | OpKind::PutMany | OpKind::GetMany | OpKind::Exists
         );
-        let key = if multi_key {
+        let key = if op == OpKind::Pipeline {
+            String::new()
+        } else if multi_key {
             redis.keys = Some(texts(&mut operation.op.keys(), "key")?);
             String::new()
         } else {
@@ -356,6 +401,8 @@ impl HistoryRecord {
                     Output::Overflow => Some(RecordOutput::Error {
                         error: OVERFLOW.into(),
                     }),
+                    // Each operation's output is in its own record (`ops`).
+                    Output::Outputs(_) => None,
                 };
                 (Status::Ok, output, *return_ns)
             }
@@ -377,6 +424,9 @@ impl HistoryRecord {
     /// The operation this record describes, `None` for a `failed` one; `Err` names what is
     /// missing or inconsistent.
     pub fn to_operation(&self) -> Result<Option<Operation>, String> {
+        if self.op == OpKind::Pipeline {
+            return self.pipeline_to_operation();
+        }
         let key = self.key.as_bytes().to_vec();
         let value = || {
             self.value
@@ -432,6 +482,7 @@ impl HistoryRecord {
             OpKind::DelMany => Op::DeleteMany { keys: keys()? },
             OpKind::GetMany => Op::GetMany { keys: keys()? },
             OpKind::Exists => Op::Exists { keys: keys()? },
+            OpKind::Pipeline => unreachable!("taken apart above"),
             OpKind::PutMany => {
                 let keys = keys()?;
                 let values = self
@@ -463,6 +514,48 @@ impl HistoryRecord {
         let operation = Operation {
             client: self.client,
             op,
+            call_ns: self.start_ns,
+            result,
+        };
+        operation.validate().map_err(|e| e.to_string())?;
+        Ok(Some(operation))
+    }
+
+    /// A pipeline's operation: each of `ops` read as a record with the pipeline's client,
+    /// times and status.
+    fn pipeline_to_operation(&self) -> Result<Option<Operation>, String> {
+        let records = self.redis.ops.as_ref().ok_or("pipeline needs \"ops\"")?;
+        let (mut ops, mut outputs) = (Vec::new(), Vec::new());
+        for record in records {
+            if record.op == OpKind::Pipeline {
+                return Err("a pipeline within a pipeline".into());
+            }
+            let record = HistoryRecord {
+                client: self.client,
+                start_ns: self.start_ns,
+                end_ns: self.end_ns,
+                status: self.status,
+                ..record.clone()
+            };
+            let Some(operation) = record.to_operation()? else {
+                return Ok(None);
+            };
+            ops.push(operation.op);
+            if let OpResult::Ok { output, .. } = operation.result {
+                outputs.push(output);
+            }
+        }
+        let result = match self.status {
+            Status::Failed => return Ok(None),
+            Status::Unknown => OpResult::Unknown,
+            Status::Ok => OpResult::Ok {
+                output: Output::Outputs(outputs),
+                return_ns: self.end_ns,
+            },
+        };
+        let operation = Operation {
+            client: self.client,
+            op: Op::Pipeline { ops },
             call_ns: self.start_ns,
             result,
         };

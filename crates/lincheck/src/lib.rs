@@ -3,7 +3,9 @@
 //! **What it is.** Given a concurrent history of client operations (Get, Put, Append,
 //! Delete, CAS on byte keys and values, and the Redis front end's Set with a condition,
 //! GetDel, AppendLen, IncrBy, StrLen and the multi-key DeleteMany, PutMany, GetMany,
-//! Exists), each with its call time and either its return time
+//! Exists, and a Pipeline of any of them: one operation whose effect is its operations
+//! applied in order at one instant, linking all their keys), each with its call time and
+//! either its return time
 //! and output or an unknown outcome, [`check`] decides whether some total order of the
 //! operations (a) respects real time: an operation that returned before another was called
 //! comes first, and (b) replays through the sequential KV model with every recorded output.
@@ -46,7 +48,8 @@
 //! produces, each applied at most once (see the `search`, `cache`, `reach` and
 //! `producible` modules). The look-ahead and the time-free check model the values of one
 //! key written by Put, CAS, Set, Append, AppendLen, Delete and GetDel; a component of
-//! several keys, or one with IncrBy, DeleteMany or PutMany, is searched without them (its
+//! several keys, or one with IncrBy, DeleteMany, PutMany or a pipeline that writes, is
+//! searched without them (its
 //! states are then interned maps, or numbers, which the memo merges well).
 //!
 //! **Limits.** Checking is NP-complete in general. Keys with a handful of concurrent clients

@@ -56,6 +56,10 @@ pub enum Op {
     GetMany { keys: Vec<Vec<u8>> },
     /// How many of the keys exist, a key named twice counting twice ([`Output::Int`]).
     Exists { keys: Vec<Vec<u8>> },
+    /// A client's pipelined operations as one (shardkv_kv's `Pipeline`): applied at one
+    /// instant, in order, nothing between them; answers one output per operation
+    /// ([`Output::Outputs`]). None of them is itself a pipeline.
+    Pipeline { ops: Vec<Op> },
 }
 
 /// The key-value pairs of a PutMany.
@@ -102,6 +106,8 @@ pub enum Output {
     NotAnInteger,
     /// IncrBy whose sum passes the range of a 64-bit integer.
     Overflow,
+    /// Pipeline: each operation's output, in order.
+    Outputs(Vec<Output>),
 }
 
 /// The outcome of an operation as the client saw it.
@@ -146,6 +152,8 @@ pub enum InvalidOperation {
     ReturnBeforeCall { call_ns: u64, return_ns: u64 },
     /// A multi-key operation that names no key.
     NoKeys { op: &'static str },
+    /// A pipeline holding a pipeline.
+    NestedPipeline,
 }
 
 impl fmt::Display for InvalidOperation {
@@ -161,6 +169,7 @@ impl fmt::Display for InvalidOperation {
                 )
             }
             InvalidOperation::NoKeys { op } => write!(f, "a {op} operation names no key"),
+            InvalidOperation::NestedPipeline => write!(f, "a pipeline within a pipeline"),
         }
     }
 }
@@ -173,9 +182,11 @@ impl Op {
         self.keys().next().unwrap_or_default()
     }
 
-    /// Every key the operation touches, in order (a key named twice comes twice).
-    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+    /// Every key the operation touches, in order (a key named twice comes twice; a
+    /// pipeline's are its operations' keys).
+    pub fn keys(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
         let (keys, pairs): (&[Vec<u8>], &Pairs) = match self {
+            Op::Pipeline { ops } => return Box::new(ops.iter().flat_map(Op::keys)),
             Op::Get { key }
             | Op::Put { key, .. }
             | Op::Append { key, .. }
@@ -189,9 +200,11 @@ impl Op {
             Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => (keys, &[]),
             Op::PutMany { pairs } => (&[], pairs),
         };
-        keys.iter()
-            .map(Vec::as_slice)
-            .chain(pairs.iter().map(|(k, _)| k.as_slice()))
+        Box::new(
+            keys.iter()
+                .map(Vec::as_slice)
+                .chain(pairs.iter().map(|(k, _)| k.as_slice())),
+        )
     }
 
     /// Short lower-case name, as used in the JSONL history format.
@@ -211,16 +224,20 @@ impl Op {
             Op::PutMany { .. } => "putmany",
             Op::GetMany { .. } => "getmany",
             Op::Exists { .. } => "exists",
+            Op::Pipeline { .. } => "pipeline",
         }
     }
 
     /// Whether the operation can change the state. A read with an unknown result constrains
     /// nothing and is dropped by the checker.
     pub fn is_write(&self) -> bool {
-        !matches!(
-            self,
-            Op::Get { .. } | Op::StrLen { .. } | Op::GetMany { .. } | Op::Exists { .. }
-        )
+        match self {
+            Op::Pipeline { ops } => ops.iter().any(Op::is_write),
+            _ => !matches!(
+                self,
+                Op::Get { .. } | Op::StrLen { .. } | Op::GetMany { .. } | Op::Exists { .. }
+            ),
+        }
     }
 
     /// The sequential specification on one key: applies the op to `state` in place and
@@ -244,8 +261,8 @@ pub(crate) enum Writes<'a> {
     Append(&'a [u8]),
     /// May remove the key (Delete, GetDel).
     Delete,
-    /// Writes what those checks do not model (IncrBy, DeleteMany, PutMany): a partition
-    /// holding one goes without them.
+    /// Writes what those checks do not model (IncrBy, DeleteMany, PutMany, a pipeline
+    /// that writes): a partition holding one goes without them.
     Opaque,
 }
 
@@ -262,6 +279,8 @@ impl Op {
             Op::Append { value, .. } | Op::AppendLen { value, .. } => Writes::Append(value),
             Op::Delete { .. } | Op::GetDel { .. } => Writes::Delete,
             Op::IncrBy { .. } | Op::DeleteMany { .. } | Op::PutMany { .. } => Writes::Opaque,
+            Op::Pipeline { .. } if self.is_write() => Writes::Opaque,
+            Op::Pipeline { .. } => Writes::Nothing,
         }
     }
 }
@@ -280,11 +299,15 @@ impl Output {
             Output::Values(_) => "values",
             Output::NotAnInteger => "notaninteger",
             Output::Overflow => "overflow",
+            Output::Outputs(_) => "outputs",
         }
     }
 
     fn matches(&self, op: &Op) -> bool {
         match (op, self) {
+            (Op::Pipeline { ops }, Output::Outputs(outs)) => {
+                ops.len() == outs.len() && ops.iter().zip(outs).all(|(o, out)| out.matches(o))
+            }
             (Op::Set { get, .. }, Output::Set { old, .. }) => *get || old.is_none(),
             (Op::GetMany { keys }, Output::Values(values)) => keys.len() == values.len(),
             _ => matches!(
@@ -312,7 +335,16 @@ impl Output {
     /// Whether a recorded output admits `computed`, the output of a sequential execution:
     /// equal, or a Delete's answer that does not say whether the key existed.
     pub(crate) fn admits(&self, computed: &Output) -> bool {
-        self == computed || (*self == Output::Delete && matches!(computed, Output::Deleted { .. }))
+        match (self, computed) {
+            (Output::Outputs(recorded), Output::Outputs(computed)) => {
+                recorded.len() == computed.len()
+                    && recorded.iter().zip(computed).all(|(r, c)| r.admits(c))
+            }
+            _ => {
+                self == computed
+                    || (*self == Output::Delete && matches!(computed, Output::Deleted { .. }))
+            }
+        }
     }
 
     /// Whether an op with this output changed nothing, wherever it can be linearized: a
@@ -320,6 +352,9 @@ impl Output {
     /// Delete or GetDel of a missing key, a Set whose condition failed, an IncrBy error,
     /// a DeleteMany that found no key). Such an op never needs to branch the search.
     pub(crate) fn changes_nothing(&self, op: &Op) -> bool {
+        if let (Op::Pipeline { ops }, Output::Outputs(outs)) = (op, self) {
+            return ops.iter().zip(outs).all(|(o, out)| out.changes_nothing(o));
+        }
         !op.is_write()
             || matches!(
                 (op, self),
@@ -337,6 +372,14 @@ impl Operation {
     /// Checks the invariant of [`Operation`]: output kind matches op kind, and the operation
     /// did not return before it was called.
     pub fn validate(&self) -> Result<(), InvalidOperation> {
+        if let Op::Pipeline { ops } = &self.op {
+            if ops.iter().any(|o| matches!(o, Op::Pipeline { .. })) {
+                return Err(InvalidOperation::NestedPipeline);
+            }
+            if let Some(o) = ops.iter().find(|o| o.keys().next().is_none()) {
+                return Err(InvalidOperation::NoKeys { op: o.name() });
+            }
+        }
         if self.op.keys().next().is_none() {
             return Err(InvalidOperation::NoKeys { op: self.op.name() });
         }
@@ -389,60 +432,95 @@ pub(crate) fn show_bytes(bytes: &[u8]) -> String {
 
 impl fmt::Display for Operation {
     /// One line: `client 3 put "v" -> ok [call 10 ns, return 20 ns]` (the key is named by
-    /// the explanation's header; a multi-key op lists its keys).
+    /// the explanation's header; a multi-key op lists its keys; a pipeline lists its ops
+    /// and their outputs in brackets, `; ` between them).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "client {} {}", self.client, self.op.name())?;
-        match &self.op {
-            Op::Get { .. } | Op::Delete { .. } | Op::GetDel { .. } | Op::StrLen { .. } => {}
-            Op::Put { value, .. } | Op::Append { value, .. } | Op::AppendLen { value, .. } => {
-                write!(f, " {}", show_bytes(value))?;
-            }
-            Op::Cas { expected, new, .. } => write!(
-                f,
-                " expected {} new {}",
-                show_state(expected.as_deref()),
-                show_bytes(new)
-            )?,
-            Op::Set {
-                value, when, get, ..
-            } => write!(f, " {} {when:?} get={get}", show_bytes(value))?,
-            Op::IncrBy { by, .. } => write!(f, " {by}")?,
-            Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => {
-                for key in keys {
-                    write!(f, " {}", show_bytes(key))?;
-                }
-            }
-            Op::PutMany { pairs } => {
-                for (key, value) in pairs {
-                    write!(f, " {}={}", show_bytes(key), show_bytes(value))?;
-                }
-            }
-        }
+        write!(f, "client {} ", self.client)?;
+        fmt_op(&self.op, f)?;
         match &self.result {
             OpResult::Ok { output, return_ns } => {
-                match output {
-                    Output::Get(value) => write!(f, " -> {}", show_state(value.as_deref()))?,
-                    Output::Cas { swapped } => write!(f, " -> swapped={swapped}")?,
-                    Output::Deleted { existed } => write!(f, " -> existed={existed}")?,
-                    Output::Put | Output::Append | Output::Delete => write!(f, " -> ok")?,
-                    Output::Set { applied, old } => write!(
-                        f,
-                        " -> applied={applied} old={}",
-                        show_state(old.as_deref())
-                    )?,
-                    Output::Int(n) => write!(f, " -> {n}")?,
-                    Output::Values(values) => {
-                        write!(f, " ->")?;
-                        for value in values {
-                            write!(f, " {}", show_state(value.as_deref()))?;
-                        }
-                    }
-                    Output::NotAnInteger => write!(f, " -> not an integer")?,
-                    Output::Overflow => write!(f, " -> overflow")?,
-                }
+                write!(f, " ->")?;
+                fmt_output(output, f)?;
                 write!(f, " [call {} ns, return {return_ns} ns]", self.call_ns)
             }
             OpResult::Unknown => write!(f, " -> unknown [call {} ns, no return]", self.call_ns),
+        }
+    }
+}
+
+fn fmt_op(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{}", op.name())?;
+    match op {
+        Op::Get { .. } | Op::Delete { .. } | Op::GetDel { .. } | Op::StrLen { .. } => Ok(()),
+        Op::Put { value, .. } | Op::Append { value, .. } | Op::AppendLen { value, .. } => {
+            write!(f, " {}", show_bytes(value))
+        }
+        Op::Cas { expected, new, .. } => write!(
+            f,
+            " expected {} new {}",
+            show_state(expected.as_deref()),
+            show_bytes(new)
+        ),
+        Op::Set {
+            value, when, get, ..
+        } => write!(f, " {} {when:?} get={get}", show_bytes(value)),
+        Op::IncrBy { by, .. } => write!(f, " {by}"),
+        Op::DeleteMany { keys } | Op::GetMany { keys } | Op::Exists { keys } => {
+            for key in keys {
+                write!(f, " {}", show_bytes(key))?;
+            }
+            Ok(())
+        }
+        Op::PutMany { pairs } => {
+            for (key, value) in pairs {
+                write!(f, " {}={}", show_bytes(key), show_bytes(value))?;
+            }
+            Ok(())
+        }
+        Op::Pipeline { ops } => {
+            write!(f, " [")?;
+            for (i, op) in ops.iter().enumerate() {
+                if i > 0 {
+                    write!(f, ";")?;
+                }
+                write!(f, " ")?;
+                fmt_op(op, f)?;
+                if op.keys().nth(1).is_none() {
+                    write!(f, " @{}", show_bytes(op.key()))?;
+                }
+            }
+            write!(f, " ]")
+        }
+    }
+}
+
+fn fmt_output(output: &Output, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match output {
+        Output::Get(value) => write!(f, " {}", show_state(value.as_deref())),
+        Output::Cas { swapped } => write!(f, " swapped={swapped}"),
+        Output::Deleted { existed } => write!(f, " existed={existed}"),
+        Output::Put | Output::Append | Output::Delete => write!(f, " ok"),
+        Output::Set { applied, old } => {
+            write!(f, " applied={applied} old={}", show_state(old.as_deref()))
+        }
+        Output::Int(n) => write!(f, " {n}"),
+        Output::Values(values) => {
+            for value in values {
+                write!(f, " {}", show_state(value.as_deref()))?;
+            }
+            Ok(())
+        }
+        Output::NotAnInteger => write!(f, " not an integer"),
+        Output::Overflow => write!(f, " overflow"),
+        Output::Outputs(outs) => {
+            write!(f, " [")?;
+            for (i, out) in outs.iter().enumerate() {
+                if i > 0 {
+                    write!(f, ";")?;
+                }
+                fmt_output(out, f)?;
+            }
+            write!(f, " ]")
         }
     }
 }

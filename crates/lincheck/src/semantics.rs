@@ -145,6 +145,9 @@ impl Op {
             Op::Exists { keys } => Output::Int(to_i64(
                 keys.iter().filter(|key| store.value(key).is_some()).count(),
             )),
+            Op::Pipeline { ops } => {
+                Output::Outputs(ops.iter().map(|op| op.apply_to(store)).collect())
+            }
         }
     }
 }

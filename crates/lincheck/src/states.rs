@@ -148,7 +148,8 @@ impl<'h> StateTable<'h> {
                 | Op::DeleteMany { .. }
                 | Op::PutMany { .. }
                 | Op::GetMany { .. }
-                | Op::Exists { .. },
+                | Op::Exists { .. }
+                | Op::Pipeline { .. },
                 _,
             ) => Step::Model,
             (op, output) => panic!(

@@ -5,13 +5,18 @@
 //! [`DataOp::into_kv`] and [`DataOut::from_kv`] are the whole mapping between Redis's data
 //! commands and the KV state machine's operations: one command, one operation (reads are
 //! queries, served by ReadIndex; writes are commands, applied once per client session).
+//! [`DataOp::pipeline_into_kv`] and [`DataOut::from_kv_outputs`] map a run of pipelined
+//! commands (all reads or all writes, one slot) onto one KV `Pipeline` operation: one
+//! proposal, or one read, for the whole run.
 
 use crate::cluster::ClusterView;
 use crate::command::{Command, SetAnswer, SetWhen};
 use crate::session::Shape;
 use bytes::Bytes;
 use shardkv_client::{KvOp, Op};
-use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery};
+use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, VALUE_BYTES_MAX};
+#[cfg(doc)]
+use shardkv_kv::{MANY_BYTES_MAX, PIPELINE_OPS_MAX};
 use shardkv_rsm::Error;
 use std::future::Future;
 use std::sync::Arc;
@@ -96,6 +101,65 @@ impl DataOp {
         }
     }
 
+    /// Whether the operation changes data.
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            DataOp::Get(_) | DataOp::StrLen(_) | DataOp::Exists(_) | DataOp::MGet(_)
+        )
+    }
+
+    /// The bytes the operation carries (keys and values), and for a write that answers a
+    /// value it found (`GETDEL`, `SET ... GET`) the most that value can be: what a run of
+    /// pipelined commands is bounded by ([`MANY_BYTES_MAX`] in all), so that its request
+    /// and its answer each stay within one operation's limits.
+    pub fn bytes(&self) -> usize {
+        let keys = |ks: &[Bytes]| ks.iter().map(Bytes::len).sum::<usize>();
+        match self {
+            DataOp::Get(k) | DataOp::StrLen(k) | DataOp::IncrBy(k, _) => k.len(),
+            DataOp::GetDel(k) => k.len() + VALUE_BYTES_MAX,
+            DataOp::Set {
+                key, value, get, ..
+            } => key.len() + value.len() + if *get { VALUE_BYTES_MAX } else { 0 },
+            DataOp::Append(k, v) => k.len() + v.len(),
+            DataOp::Del(ks) | DataOp::Exists(ks) | DataOp::MGet(ks) => keys(ks),
+            DataOp::MSet(pairs) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        }
+    }
+
+    /// One KV `Pipeline` operation for `ops`, applied (or read) at one index, in order.
+    ///
+    /// # Panics
+    /// If `ops` is empty or mixes reads and writes.
+    pub fn pipeline_into_kv(ops: Vec<DataOp>) -> KvOp {
+        assert!(!ops.is_empty(), "a pipeline of no operation");
+        let write = ops[0].is_write();
+        assert!(
+            ops.iter().all(|op| op.is_write() == write),
+            "a pipeline mixing reads and writes"
+        );
+        let kv = ops.into_iter().map(DataOp::into_kv);
+        if write {
+            Op::Write(KvCommand::Pipeline {
+                cmds: kv
+                    .map(|op| match op {
+                        Op::Write(cmd) => cmd,
+                        Op::Read(q) => unreachable!("{q:?} is a write"),
+                    })
+                    .collect(),
+            })
+        } else {
+            Op::Read(KvQuery::Pipeline {
+                queries: kv
+                    .map(|op| match op {
+                        Op::Read(q) => q,
+                        Op::Write(cmd) => unreachable!("{cmd:?} is a read"),
+                    })
+                    .collect(),
+            })
+        }
+    }
+
     /// The KV state machine's operation for this one.
     pub fn into_kv(self) -> KvOp {
         let many = |ks: Vec<Bytes>| ks.into_iter().map(buf).collect();
@@ -134,6 +198,18 @@ fn buf(b: Bytes) -> ByteBuf {
 }
 
 impl DataOut {
+    /// The answer of a KV `Pipeline` of `n` operations, one output each.
+    pub fn from_kv_outputs(out: KvOutput, n: usize) -> Result<Vec<DataOut>, Error> {
+        match out {
+            KvOutput::Outputs(outs) if outs.len() == n => {
+                outs.into_iter().map(DataOut::from_kv).collect()
+            }
+            other => Err(Error::Unavailable {
+                reason: format!("the server answered a pipeline of {n} commands with {other:?}"),
+            }),
+        }
+    }
+
     /// The answer of a KV operation, as a data command's output. The KV outputs no data
     /// command produces (`Cas`, `Deleted`, session records) are a server fault.
     pub fn from_kv(out: KvOutput) -> Result<DataOut, Error> {
@@ -154,7 +230,8 @@ impl DataOut {
             KvOutput::Overflow => DataOut::Overflow,
             other @ (KvOutput::Cas { .. }
             | KvOutput::CasFailed { .. }
-            | KvOutput::Deleted { .. }) => {
+            | KvOutput::Deleted { .. }
+            | KvOutput::Outputs(_)) => {
                 return Err(Error::Unavailable {
                     reason: format!("the server answered a Redis command with {other:?}"),
                 });
@@ -190,6 +267,14 @@ pub trait Backend {
     /// backend's own retries).
     fn run(&mut self, op: DataOp) -> impl Future<Output = Result<DataOut, Error>>;
 
+    /// Runs `ops` (2 to [`PIPELINE_OPS_MAX`], all reads or all writes, every key in one
+    /// slot) as one operation ([`DataOp::pipeline_into_kv`]) to its end: one output per
+    /// operation, or the error that ended the whole pipeline.
+    fn run_pipeline(
+        &mut self,
+        ops: Vec<DataOp>,
+    ) -> impl Future<Output = Result<Vec<DataOut>, Error>>;
+
     /// The number of keys in the slots this process masters.
     fn dbsize(&mut self) -> impl Future<Output = Result<i64, Error>>;
 }
@@ -205,10 +290,33 @@ pub(crate) mod tests {
     pub struct Memory {
         view: Arc<ClusterView>,
         store: KvStore,
+        /// How many data operations each call ran: 1 for `run`, n for a pipeline of n.
+        pub calls: Vec<usize>,
+        /// When set, every pipeline fails with this error, changing nothing.
+        pub pipelines_fail: Option<Error>,
+    }
+
+    /// A minimal executor for futures that never wait (the memory backend answers at once).
+    pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..1000 {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+        panic!("the future did not finish");
     }
 
     impl Memory {
         fn with(master: usize) -> Memory {
+            Memory::mastering_shards([master; 4])
+        }
+
+        /// Of the 4 shards, shard `s` is mastered by node `masters[s]` (node 0 is this
+        /// process, node 1 another).
+        pub fn mastering_shards(masters: [usize; 4]) -> Memory {
             let nodes = (0..2)
                 .map(|i| Node {
                     id: node_id(1, i + 1),
@@ -218,8 +326,10 @@ pub(crate) mod tests {
                 })
                 .collect();
             Memory {
-                view: Arc::new(ClusterView::new(nodes, &[Some(master); 4], 1)),
+                view: Arc::new(ClusterView::new(nodes, &masters.map(Some), 1)),
                 store: KvStore::default(),
+                calls: Vec::new(),
+                pipelines_fail: None,
             }
         }
 
@@ -254,18 +364,38 @@ pub(crate) mod tests {
 
         /// The real KV state machine, through the same mapping the server uses.
         async fn run(&mut self, op: DataOp) -> Result<DataOut, Error> {
-            let out = match op.into_kv() {
-                Op::Read(q) => self.store.read(&q)?,
-                Op::Write(cmd) => {
-                    self.store.check_growth(&cmd)?;
-                    self.store.execute(&cmd)
-                }
-            };
-            DataOut::from_kv(out)
+            self.calls.push(1);
+            DataOut::from_kv(self.kv(op.into_kv())?)
+        }
+
+        async fn run_pipeline(&mut self, ops: Vec<DataOp>) -> Result<Vec<DataOut>, Error> {
+            self.calls.push(ops.len());
+            if let Some(e) = &self.pipelines_fail {
+                return Err(e.clone());
+            }
+            let n = ops.len();
+            DataOut::from_kv_outputs(self.kv(DataOp::pipeline_into_kv(ops))?, n)
         }
 
         async fn dbsize(&mut self) -> Result<i64, Error> {
             Ok(self.store.len() as i64)
+        }
+    }
+
+    impl Memory {
+        /// One KV operation on the store, as a replica validates and applies (or reads) it.
+        fn kv(&mut self, op: KvOp) -> Result<KvOutput, Error> {
+            Ok(match op {
+                Op::Read(q) => {
+                    shardkv_kv::validate_query(&q)?;
+                    self.store.read(&q)?
+                }
+                Op::Write(cmd) => {
+                    shardkv_kv::validate_command(&cmd)?;
+                    self.store.check_growth(&cmd)?;
+                    self.store.execute(&cmd)
+                }
+            })
         }
     }
 

@@ -1,10 +1,13 @@
 //! Serving one connection: read, answer every complete request in order (pipelining), write
-//! the replies in batches, read again.
+//! the replies in batches, read again. The complete requests are taken [`PIPELINE_OPS_MAX`]
+//! at a time and answered by [`Session::step`], which runs each run of data commands that
+//! can share one operation as one (`pipeline.rs`).
 //!
 //! Memory is bounded per connection: the read buffer holds at most one incomplete request
 //! (whose declared lengths [`take_request`] has already checked against [`Limits`]) plus one
-//! read, and the reply buffer is written out whenever it passes [`REPLY_FLUSH_BYTES`], so
-//! 10,000 pipelined commands cost no more than a few.
+//! read, at most [`PIPELINE_OPS_MAX`] requests wait to be answered, one step's replies are
+//! bounded as one operation's answer is, and the reply buffer is written out whenever it
+//! passes [`REPLY_FLUSH_BYTES`], so 10,000 pipelined commands cost no more than a few.
 //!
 //! Every write of replies is bounded by [`Limits::write_timeout`]: a client that sends
 //! requests and never reads the replies is disconnected (`TimedOut`), not served forever.
@@ -19,6 +22,8 @@ use crate::reply::Reply;
 use crate::request::{Limits, take_request};
 use crate::session::{After, Session};
 use bytes::BytesMut;
+use shardkv_kv::PIPELINE_OPS_MAX;
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,29 +66,47 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(READ_BYTES);
     let mut output = BytesMut::new();
+    let mut pending = VecDeque::with_capacity(PIPELINE_OPS_MAX);
+    let mut replies = Vec::with_capacity(PIPELINE_OPS_MAX);
     loop {
         loop {
-            let args = match take_request(&mut input, limits) {
-                Ok(Some(args)) => args,
-                Ok(None) => break,
-                Err(e) => {
-                    Reply::err(e.to_string()).encode(session.protocol(), &mut output);
+            // The requests already complete, at most PIPELINE_OPS_MAX at a time; a
+            // protocol error is answered once the requests before it are.
+            let mut broken = None;
+            while pending.len() < PIPELINE_OPS_MAX {
+                match take_request(&mut input, limits) {
+                    Ok(Some(args)) => pending.push_back(args),
+                    Ok(None) => break,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
+                    }
+                }
+            }
+            if pending.is_empty() && broken.is_none() {
+                break;
+            }
+            while !pending.is_empty() {
+                let after = session.step(&mut pending, backend, &mut replies).await;
+                for reply in replies.drain(..) {
+                    reply.encode(session.protocol(), &mut output);
+                }
+                if after == After::Close {
                     write(&mut wr, &output, limits).await?;
                     wr.shutdown().await?;
-                    linger(&mut rd).await;
-                    return Ok(Ended::ProtocolError(e.to_string()));
+                    return Ok(Ended::Quit);
                 }
-            };
-            let (reply, after) = session.handle(&args, backend).await;
-            reply.encode(session.protocol(), &mut output);
-            if after == After::Close {
+                if output.len() >= REPLY_FLUSH_BYTES {
+                    write(&mut wr, &output, limits).await?;
+                    output.clear();
+                }
+            }
+            if let Some(e) = broken {
+                Reply::err(e.to_string()).encode(session.protocol(), &mut output);
                 write(&mut wr, &output, limits).await?;
                 wr.shutdown().await?;
-                return Ok(Ended::Quit);
-            }
-            if output.len() >= REPLY_FLUSH_BYTES {
-                write(&mut wr, &output, limits).await?;
-                output.clear();
+                linger(&mut rd).await;
+                return Ok(Ended::ProtocolError(e.to_string()));
             }
         }
         if !output.is_empty() {

@@ -12,6 +12,9 @@
 //! - [`session`]: one connection's state (protocol, name, id) and the dispatch of its
 //!   commands; data commands are checked (one slot, mastered here, else `CROSSSLOT` /
 //!   `MOVED`) and run by a [`Backend`], which holds the connection's shardkv client session.
+//! - [`pipeline`]: the requests a connection has already sent, answered in order, each
+//!   run of data commands of one slot and kind as one KV operation (one proposal or one
+//!   read).
 //! - [`cluster`]: the [`ClusterView`] — each server process a node, master for the slots
 //!   whose group leader it hosts — behind `CLUSTER SLOTS | SHARDS | NODES | INFO` and the
 //!   `MOVED` redirections; [`survey`] builds it from what a process learned of its cluster.
@@ -25,6 +28,7 @@ pub mod backend;
 pub mod cluster;
 pub mod command;
 pub mod conn;
+pub mod pipeline;
 pub mod reply;
 pub mod request;
 pub mod session;

@@ -53,10 +53,18 @@ impl Session {
 
     /// Answers one request.
     pub async fn handle<B: Backend>(&mut self, args: &[Bytes], backend: &mut B) -> (Reply, After) {
-        let cmd = match parse(args) {
-            Ok(cmd) => cmd,
-            Err(refusal) => return (refusal, After::Continue),
-        };
+        match parse(args) {
+            Ok(cmd) => self.answer(cmd, backend).await,
+            Err(refusal) => (refusal, After::Continue),
+        }
+    }
+
+    /// Answers one parsed command.
+    pub(crate) async fn answer<B: Backend>(
+        &mut self,
+        cmd: Command,
+        backend: &mut B,
+    ) -> (Reply, After) {
         let reply = match cmd {
             Command::Quit => return (Reply::OK, After::Close),
             Command::Ping(None) => Reply::Status("PONG"),
@@ -123,20 +131,28 @@ impl Session {
     }
 
     async fn data<B: Backend>(&mut self, cmd: Command, backend: &mut B) -> Reply {
-        let keys = cmd.keys();
-        let slot = key_slot(keys[0]);
-        if keys[1..].iter().any(|k| key_slot(k) != slot) {
-            return Reply::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
-        }
-        if let Some(redirect) = backend.view().redirect(slot) {
-            return redirect;
+        if let Err(refusal) = admit(&cmd, &backend.view()) {
+            return refusal;
         }
         let write = cmd.is_write();
         let (op, shape) = DataOp::of(cmd);
-        match backend.run(op).await {
-            Ok(out) => shape.reply(out),
-            Err(e) => failure(&e, write),
-        }
+        shape.answer(backend.run(op).await, write)
+    }
+}
+
+/// The slot of a data command this process may run: all its keys in one slot (else
+/// `CROSSSLOT`), a slot this process masters (else the `MOVED` redirection).
+pub(crate) fn admit(cmd: &Command, view: &ClusterView) -> Result<u16, Reply> {
+    let keys = cmd.keys();
+    let slot = key_slot(keys[0]);
+    if keys[1..].iter().any(|k| key_slot(k) != slot) {
+        return Err(Reply::Error(
+            "CROSSSLOT Keys in request don't hash to the same slot".into(),
+        ));
+    }
+    match view.redirect(slot) {
+        Some(redirect) => Err(redirect),
+        None => Ok(slot),
     }
 }
 
@@ -150,6 +166,15 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// The reply to a data command of this shape that ended with `out` (`write`: whether
+    /// it is a write, for [`failure`]).
+    pub(crate) fn answer(self, out: Result<DataOut, Error>, write: bool) -> Reply {
+        match out {
+            Ok(out) => self.reply(out),
+            Err(e) => failure(&e, write),
+        }
+    }
+
     fn reply(self, out: DataOut) -> Reply {
         match (self, out) {
             (Shape::Value, DataOut::Value(v)) => Reply::maybe(v),
@@ -341,7 +366,7 @@ fn info_text(sections: &[Bytes], info: &ServerInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::tests::Memory;
+    use crate::backend::tests::{Memory, block_on};
 
     async fn run(s: &mut Session, b: &mut Memory, line: &str) -> Reply {
         let args: Vec<Bytes> = crate::request::split_words(line.as_bytes())
@@ -350,19 +375,6 @@ mod tests {
             .map(Bytes::from)
             .collect();
         s.handle(&args, b).await.0
-    }
-
-    /// A minimal executor for futures that never wait (the memory backend answers at once).
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        use std::task::{Context, Poll, Waker};
-        let mut f = std::pin::pin!(f);
-        let mut cx = Context::from_waker(Waker::noop());
-        for _ in 0..1000 {
-            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-                return v;
-            }
-        }
-        panic!("the future did not finish");
     }
 
     #[test]

@@ -13,9 +13,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Client operations, as the `op` label names them.
-pub const OPS: [&str; 13] = [
-    "get", "put", "append", "delete", "cas", "set", "getdel", "incrby", "mdel", "mset", "mget",
-    "exists", "strlen",
+pub const OPS: [&str; 15] = [
+    "get",
+    "put",
+    "append",
+    "delete",
+    "cas",
+    "set",
+    "getdel",
+    "incrby",
+    "mdel",
+    "mset",
+    "mget",
+    "exists",
+    "strlen",
+    "pipeline_write",
+    "pipeline_read",
 ];
 /// The shard controller's request ops, as the `op` label names them (indexed like
 /// [`OPS`]: a controller group counts these in the first slots).
@@ -322,6 +335,7 @@ pub fn op_index(req: &KvRequest) -> usize {
         Request::Read(KvQuery::GetMany { .. }) => 10,
         Request::Read(KvQuery::Exists { .. }) => 11,
         Request::Read(KvQuery::StrLen { .. }) => 12,
+        Request::Read(KvQuery::Pipeline { .. }) => 14,
         Request::Write { cmd, .. } => match cmd {
             KvCommand::Put { .. } => 1,
             KvCommand::Append { .. } | KvCommand::AppendLen { .. } => 2,
@@ -332,6 +346,7 @@ pub fn op_index(req: &KvRequest) -> usize {
             KvCommand::IncrBy { .. } => 7,
             KvCommand::DeleteMany { .. } => 8,
             KvCommand::PutMany { .. } => 9,
+            KvCommand::Pipeline { .. } => 13,
         },
     }
 }

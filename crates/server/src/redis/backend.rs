@@ -6,10 +6,12 @@
 //! sequence number, so it applies at most once. An operation is bounded by the shared
 //! client's `op_timeout` ([`super::OP_TIMEOUT`]): a key whose shard is moving is retried
 //! (the client refreshes its config on `WrongGroup`) until then, and then answered with the
-//! last error — `TRYAGAIN` only when it surely did not apply (`shardkv_redis::session`).
+//! last error — `TRYAGAIN` only when it surely did not apply (`shardkv_redis::session`). A run
+//! of pipelined commands (`shardkv_redis::pipeline`) is one such operation, a KV `Pipeline`.
 
 use super::RedisShared;
-use shardkv_client::{Client, Role};
+use shardkv_client::{Client, KvOp, Role};
+use shardkv_kv::KvOutput;
 use shardkv_redis::{Backend, ClusterView, DataOp, DataOut, ServerInfo};
 use shardkv_rsm::Error;
 use std::sync::Arc;
@@ -34,6 +36,28 @@ impl ServerBackend {
     }
 }
 
+impl ServerBackend {
+    /// Runs one KV operation on the connection's session.
+    async fn execute(&mut self, op: KvOp) -> Result<KvOutput, Error> {
+        let out = self.client.execute(op).await;
+        let moved = matches!(
+            out,
+            Err(Error::NotLeader { .. }
+                | Error::LostLeadership { .. }
+                | Error::WrongGroup { .. }
+                | Error::Timeout { .. }
+                | Error::Unavailable { .. })
+        );
+        if moved {
+            // A leader or a shard may have moved: look again now rather than at the next
+            // poll, so the next MOVED names where the slot went. (Refusals such as a full
+            // disk or a value too large say nothing about where slots are.)
+            self.shared.poke.notify_one();
+        }
+        out
+    }
+}
+
 impl Backend for ServerBackend {
     fn view(&self) -> Arc<ClusterView> {
         self.view.borrow().clone()
@@ -54,22 +78,14 @@ impl Backend for ServerBackend {
     }
 
     async fn run(&mut self, op: DataOp) -> Result<DataOut, Error> {
-        let out = self.client.execute(op.into_kv()).await;
-        let moved = matches!(
-            out,
-            Err(Error::NotLeader { .. }
-                | Error::LostLeadership { .. }
-                | Error::WrongGroup { .. }
-                | Error::Timeout { .. }
-                | Error::Unavailable { .. })
-        );
-        if moved {
-            // A leader or a shard may have moved: look again now rather than at the next
-            // poll, so the next MOVED names where the slot went. (Refusals such as a full
-            // disk or a value too large say nothing about where slots are.)
-            self.shared.poke.notify_one();
-        }
-        DataOut::from_kv(out?)
+        DataOut::from_kv(self.execute(op.into_kv()).await?)
+    }
+
+    /// One operation for the whole run: one proposal (or one read) of this connection's
+    /// session, retried with its sequence number as any write is.
+    async fn run_pipeline(&mut self, ops: Vec<DataOp>) -> Result<Vec<DataOut>, Error> {
+        let n = ops.len();
+        DataOut::from_kv_outputs(self.execute(DataOp::pipeline_into_kv(ops)).await?, n)
     }
 
     /// The keys of the shard groups whose leader this process hosts (the slots it

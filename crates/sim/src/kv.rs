@@ -48,8 +48,9 @@ pub enum Workload {
     /// [`REDIS_KEYS_PER_TAG`] keys share a hash tag, so a multi-key op on keys of one tag
     /// stays in one shard): Get, Put, Delete, Set (any condition, with or without the
     /// found value; sometimes an integer), GetDel, AppendLen, IncrBy, StrLen, and the
-    /// multi-key DeleteMany, PutMany, GetMany and Exists on 1 to 3 keys of one tag;
-    /// checked by lincheck only.
+    /// multi-key DeleteMany, PutMany, GetMany and Exists on 1 to 3 keys of one tag, and
+    /// pipelines of 2 to [`REDIS_PIPELINE_OPS_MAX`] of them (all writes or all reads, on
+    /// keys of one tag); checked by lincheck only.
     RedisKeys { keys: u64 },
     /// These operations in order, then idle.
     Script(VecDeque<KvOp>),
@@ -174,6 +175,9 @@ fn component<'h>(history: &'h [lin::Operation], key: &[u8]) -> Vec<&'h lin::Oper
 /// Keys that share a hash tag in [`Workload::RedisKeys`].
 pub const REDIS_KEYS_PER_TAG: u64 = 3;
 
+/// The most ops of a pipeline [`Workload::RedisKeys`] draws.
+pub const REDIS_PIPELINE_OPS_MAX: usize = 4;
+
 /// Key `i` of [`Workload::RedisKeys`]: `{t<tag>}<i>`, with [`REDIS_KEYS_PER_TAG`] keys per
 /// tag.
 pub fn redis_key(i: u64) -> Vec<u8> {
@@ -226,6 +230,28 @@ pub fn to_lin_op(op: &KvOp) -> lin::Op {
                 .map(|(k, v)| (k.into_vec(), v.into_vec()))
                 .collect(),
         },
+        Op::Write(KvCommand::Pipeline { cmds }) => lin::Op::Pipeline {
+            ops: cmds.into_iter().map(|c| to_lin_op(&Op::Write(c))).collect(),
+        },
+        Op::Read(KvQuery::Pipeline { queries }) => lin::Op::Pipeline {
+            ops: queries
+                .into_iter()
+                .map(|q| to_lin_op(&Op::Read(q)))
+                .collect(),
+        },
+    }
+}
+
+/// A pipeline's operations, each as a `KvOp`.
+fn pipeline_ops(op: &KvOp) -> Option<Vec<KvOp>> {
+    match op {
+        Op::Write(KvCommand::Pipeline { cmds }) => {
+            Some(cmds.iter().cloned().map(Op::Write).collect())
+        }
+        Op::Read(KvQuery::Pipeline { queries }) => {
+            Some(queries.iter().cloned().map(Op::Read).collect())
+        }
+        _ => None,
     }
 }
 
@@ -233,6 +259,13 @@ pub fn to_lin_op(op: &KvOp) -> lin::Op {
 pub fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
     use KvCommand as C;
     use KvQuery as Q;
+    if let (Some(ops), KvOutput::Outputs(outs)) = (pipeline_ops(op), out) {
+        if ops.len() != outs.len() {
+            return None;
+        }
+        let outs = ops.iter().zip(outs).map(|(o, out)| to_lin_output(o, out));
+        return Some(lin::Output::Outputs(outs.collect::<Option<_>>()?));
+    }
     Some(match (op, out) {
         (Op::Read(Q::Get { .. }) | Op::Write(C::GetDel { .. }), KvOutput::Value(v)) => {
             lin::Output::Get(v.clone())
@@ -330,11 +363,64 @@ impl<C> KvClient<C> {
         }
     }
 
-    /// The next op of [`Workload::RedisKeys`]: 15% Get, 3% Put, 3% Delete, 15% Set, 5%
-    /// GetDel, 5% AppendLen, 15% IncrBy, 4% StrLen, 7% DeleteMany, 10% PutMany, 12% GetMany,
-    /// 6% Exists. Values are unique, or (a third of Sets) a small integer for IncrBy.
+    /// The next op of [`Workload::RedisKeys`]: one time in ten a pipeline
+    /// ([`KvClient::redis_pipeline`]), else one op ([`KvClient::redis_single`]).
     fn redis_op(&mut self, keys: u64) -> KvOp {
         let i = self.rng.range(0, keys);
+        if self.rng.chance(100) {
+            return self.redis_pipeline(keys, i);
+        }
+        self.redis_single(keys, i)
+    }
+
+    /// A pipeline of 2 to [`REDIS_PIPELINE_OPS_MAX`] ops on the keys of key `i`'s tag (so
+    /// in one shard), all writes or (one time in three) all reads, drawn as single ops are.
+    fn redis_pipeline(&mut self, keys: u64, i: u64) -> KvOp {
+        let reads = self.rng.chance(333);
+        let tag_first = i - i % REDIS_KEYS_PER_TAG;
+        let tag_keys = (tag_first + REDIS_KEYS_PER_TAG).min(keys) - tag_first;
+        let n = self.rng.range(2, REDIS_PIPELINE_OPS_MAX as u64 + 1);
+        let mut ops = Vec::new();
+        // Reads are 37% of single ops: 16 draws miss them all with odds under 1e-3.
+        for _ in 0..16 * n {
+            if ops.len() as u64 == n {
+                break;
+            }
+            let j = tag_first + self.rng.range(0, tag_keys);
+            let op = self.redis_single(keys, j);
+            if matches!(op, Op::Read(_)) == reads {
+                ops.push(op);
+            }
+        }
+        if ops.is_empty() {
+            return self.redis_single(keys, i);
+        }
+        if reads {
+            let queries = ops
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Read(q) => Some(q),
+                    Op::Write(_) => None,
+                })
+                .collect();
+            Op::Read(KvQuery::Pipeline { queries })
+        } else {
+            let cmds = ops
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Write(c) => Some(c),
+                    Op::Read(_) => None,
+                })
+                .collect();
+            Op::Write(KvCommand::Pipeline { cmds })
+        }
+    }
+
+    /// One op of [`Workload::RedisKeys`] on key `i` (and keys of its tag): 15% Get, 3% Put,
+    /// 3% Delete, 15% Set, 5% GetDel, 5% AppendLen, 15% IncrBy, 4% StrLen, 7% DeleteMany,
+    /// 10% PutMany, 12% GetMany, 6% Exists. Values are unique, or (a third of Sets) a small
+    /// integer for IncrBy.
+    fn redis_single(&mut self, keys: u64, i: u64) -> KvOp {
         let key = redis_key(i);
         self.values_made += 1;
         let value = append_value(self.index, self.values_made);

@@ -1,7 +1,8 @@
 //! The Redis front end's operations (Set with a condition, GetDel, AppendLen, IncrBy,
-//! StrLen, DeleteMany, PutMany, GetMany, Exists) through a replicated KV group in the
-//! simulator: under partitions, crashes and snapshots they stay linearizable, and an IncrBy
-//! retried across a leader change applies exactly once. Virtual time throughout.
+//! StrLen, DeleteMany, PutMany, GetMany, Exists, and pipelines of them) through a
+//! replicated KV group in the simulator: under partitions, crashes and snapshots they stay
+//! linearizable, and an IncrBy or a pipeline retried across a leader change, or across a
+//! snapshot and a restart of every server, applies exactly once. Virtual time throughout.
 
 use shardkv_client::KvOp;
 use shardkv_kv::{KvCommand, KvOutput, KvQuery};
@@ -72,6 +73,11 @@ fn redis_ops_under_partitions_crashes_and_snapshots_are_linearizable() {
         .iter()
         .filter(|o| o.op.keys().nth(1).is_some())
         .count();
+    let pipelines = k
+        .history
+        .iter()
+        .filter(|o| matches!(o.op, shardkv_lincheck::Op::Pipeline { .. }))
+        .count();
     let unknown = k
         .history
         .iter()
@@ -79,28 +85,26 @@ fn redis_ops_under_partitions_crashes_and_snapshots_are_linearizable() {
         .count();
     assert!(ops > 200, "too little progress: {ops} operations");
     assert!(multi > 20, "too few multi-key operations: {multi}");
-    println!("{ops} operations, {multi} on several keys, {unknown} of unknown outcome");
+    assert!(pipelines > 10, "too few pipelines: {pipelines}");
+    println!(
+        "{ops} operations, {multi} on several keys, {pipelines} pipelines, {unknown} of unknown outcome"
+    );
     k.check_linearizable();
 }
 
-/// Goal: an IncrBy whose reply was lost, retried (same client, same sequence number) to a
-/// new leader after the old one crashed, is answered from its session record and applied
-/// exactly once. Method: the clerk reads (learning the leader), reaches only the leader
-/// when it sends the IncrBy, then
-/// nothing (the reply is lost); another clerk reads 1 (applied); the leader crashes; the
-/// clerk reaches the others, retries, and is answered 1; the key still holds 1; a next
-/// IncrBy answers 2; lincheck agrees.
-#[test]
-fn an_incrby_retried_across_a_leader_change_applies_exactly_once() {
-    let name = "an_incrby_retried_across_a_leader_change_applies_exactly_once";
-    let mut k = KvCluster::new(ClusterConfig::scenario(3, "kv_redis", name, 1402));
-    let reader = k.add_clerk(Workload::Script(VecDeque::new()));
+/// A clerk that knows the leader sends `op` reaching only the leader; once the leader has
+/// the entry the clerk is cut off (the reply is lost); `between` runs (the first attempt
+/// applied by then); the clerk then reaches every server and retries until answered.
+/// Returns the cluster and the clerk, whose `results` hold the read and `op`'s answer.
+fn lose_the_reply_then_retry(
+    mut k: KvCluster,
+    op: KvOp,
+    between: impl FnOnce(&mut KvCluster, NodeId),
+) -> (KvCluster, usize) {
     let c = k.add_clerk(Workload::Script(VecDeque::new()));
     let addr = k.clerks[c].addr;
     let leader = k.sim.check_one_leader();
-    let ids = k.sim.ids();
-    let others: Vec<NodeId> = ids.iter().copied().filter(|&i| i != leader).collect();
-    // A read first, so the clerk knows the leader and sends the IncrBy there at once.
+    // A read first, so the clerk knows the leader and sends `op` there at once.
     assert_eq!(value(k.op(c, get("n"), 10_000)), None);
     k.sim.client_reach(addr, &[leader]);
     let last_index = |k: &KvCluster| {
@@ -108,7 +112,7 @@ fn an_incrby_retried_across_a_leader_change_applies_exactly_once() {
         app.raft().log().last_index()
     };
     let before = last_index(&k);
-    k.begin(c, incr("n", 1));
+    k.begin(c, op);
     // Once the leader has the entry (it replies only once it commits), cut the clerk off,
     // so the reply is lost.
     for _ in 0..1_000 {
@@ -117,19 +121,39 @@ fn an_incrby_retried_across_a_leader_change_applies_exactly_once() {
         }
         k.sim.run_for(1);
     }
-    assert!(last_index(&k) > before, "the leader got the IncrBy");
+    assert!(last_index(&k) > before, "the leader got the operation");
     k.sim.client_reach(addr, &[]);
     k.run_for(1_000);
     assert!(!k.clerks[c].is_idle(), "the reply was lost");
-    assert_eq!(
-        value(k.op(reader, get("n"), 10_000)),
-        Some(b"1".to_vec()),
-        "the first attempt applied"
-    );
-    k.sim.crash(leader);
-    k.sim.client_reach(addr, &others);
+    between(&mut k, leader);
+    let ids = k.sim.ids();
+    k.sim.client_reach(addr, &ids);
     assert!(k.run_until_idle(30_000), "the retry completed");
     assert_eq!(k.clerks[c].results.len(), 2);
+    (k, c)
+}
+
+/// Goal: an IncrBy whose reply was lost, retried (same client, same sequence number) to a
+/// new leader after the old one crashed, is answered from its session record and applied
+/// exactly once. Method: [`lose_the_reply_then_retry`]; another clerk reads 1 (applied);
+/// the leader crashes; the clerk retries to the others and is answered 1; the key still
+/// holds 1; a next IncrBy answers 2; lincheck agrees.
+#[test]
+fn an_incrby_retried_across_a_leader_change_applies_exactly_once() {
+    let name = "an_incrby_retried_across_a_leader_change_applies_exactly_once";
+    let mut k = KvCluster::new(ClusterConfig::scenario(3, "kv_redis", name, 1402));
+    let reader = k.add_clerk(Workload::Script(VecDeque::new()));
+    let mut old_leader = None;
+    let (mut k, c) = lose_the_reply_then_retry(k, incr("n", 1), |k, leader| {
+        assert_eq!(
+            value(k.op(reader, get("n"), 10_000)),
+            Some(b"1".to_vec()),
+            "the first attempt applied"
+        );
+        k.sim.crash(leader);
+        old_leader = Some(leader);
+    });
+    let leader = old_leader.expect("crashed");
     assert_eq!(
         k.clerks[c].results[1].1,
         KvOutput::Int(1),
@@ -139,6 +163,113 @@ fn an_incrby_retried_across_a_leader_change_applies_exactly_once() {
     assert_eq!(value(k.op(reader, get("n"), 10_000)), Some(b"1".to_vec()));
     assert_eq!(k.op(c, incr("n", 1), 10_000), Some(KvOutput::Int(2)));
     k.sim.restart(leader);
+    k.check_linearizable();
+}
+
+/// A write pipeline over two keys of one tag: IncrBy n, AppendLen n, IncrBy {n}m.
+fn pipeline() -> KvOp {
+    KvOp::Write(KvCommand::Pipeline {
+        cmds: vec![
+            KvCommand::IncrBy {
+                key: "n".into(),
+                by: 1,
+            },
+            KvCommand::AppendLen {
+                key: "n".into(),
+                value: "0".into(),
+            },
+            KvCommand::IncrBy {
+                key: "{n}m".into(),
+                by: 5,
+            },
+        ],
+    })
+}
+
+fn pipeline_answer() -> KvOutput {
+    KvOutput::Outputs(vec![KvOutput::Int(1), KvOutput::Int(2), KvOutput::Int(5)])
+}
+
+/// Goal: a pipeline is one write for exactly-once: retried across a leader change, it is
+/// answered from its session record (every command's answer) and applied once. Method:
+/// [`lose_the_reply_then_retry`] with a pipeline of three writes on two keys; another
+/// clerk reads "10" (applied); the leader crashes; the retry is answered as the first
+/// attempt was; the keys hold "10" and "5"; lincheck agrees.
+#[test]
+fn a_pipeline_retried_across_a_leader_change_applies_exactly_once() {
+    let name = "a_pipeline_retried_across_a_leader_change_applies_exactly_once";
+    let mut k = KvCluster::new(ClusterConfig::scenario(3, "kv_redis", name, 1404));
+    let reader = k.add_clerk(Workload::Script(VecDeque::new()));
+    let mut old_leader = None;
+    let (mut k, c) = lose_the_reply_then_retry(k, pipeline(), |k, leader| {
+        assert_eq!(value(k.op(reader, get("n"), 10_000)), Some(b"10".to_vec()));
+        k.sim.crash(leader);
+        old_leader = Some(leader);
+    });
+    assert_eq!(k.clerks[c].results[1].1, pipeline_answer());
+    assert_eq!(value(k.op(reader, get("n"), 10_000)), Some(b"10".to_vec()));
+    assert_eq!(
+        value(k.op(reader, get("{n}m"), 10_000)),
+        Some(b"5".to_vec())
+    );
+    k.sim.restart(old_leader.expect("crashed"));
+    k.check_linearizable();
+}
+
+/// Goal: a pipeline's session record survives a snapshot and a restart of every server:
+/// the retry after them is answered from it and applies nothing again. Method: max raft
+/// state 500; [`lose_the_reply_then_retry`] with the pipeline; meanwhile another clerk
+/// puts 40 keys (the log is compacted into a snapshot past the pipeline's entry), then
+/// every server crashes and restarts (from snapshot and log); the retry is answered as
+/// the first attempt was; the keys hold "10" and "5"; lincheck agrees.
+#[test]
+fn a_pipeline_retried_across_a_snapshot_and_a_full_restart_applies_exactly_once() {
+    let name = "a_pipeline_retried_across_a_snapshot_and_a_full_restart_applies_exactly_once";
+    let mut cfg = ClusterConfig::scenario(3, "kv_redis", name, 1405);
+    cfg.max_raft_state = Some(500);
+    let mut k = KvCluster::new(cfg);
+    let writer = k.add_clerk(Workload::Script(VecDeque::new()));
+    let (mut k, c) = lose_the_reply_then_retry(k, pipeline(), |k, leader| {
+        let entry = k.sim.nodes[&leader]
+            .app
+            .as_ref()
+            .expect("up")
+            .raft()
+            .log()
+            .last_index();
+        for i in 0..40 {
+            let put = KvOp::Write(KvCommand::Put {
+                key: format!("w{i}").into_bytes(),
+                value: vec![b'v'; 20],
+            });
+            assert_eq!(k.op(writer, put, 10_000), Some(KvOutput::Done));
+        }
+        for id in k.sim.ids() {
+            let first = k.sim.nodes[&id]
+                .app
+                .as_ref()
+                .expect("up")
+                .raft()
+                .log()
+                .first_index();
+            assert!(
+                first > entry,
+                "server {id:?} compacted past the pipeline's entry"
+            );
+        }
+        for id in k.sim.ids() {
+            k.sim.crash(id);
+        }
+        for id in k.sim.ids() {
+            k.sim.restart(id);
+        }
+    });
+    assert_eq!(k.clerks[c].results[1].1, pipeline_answer());
+    assert_eq!(value(k.op(writer, get("n"), 10_000)), Some(b"10".to_vec()));
+    assert_eq!(
+        value(k.op(writer, get("{n}m"), 10_000)),
+        Some(b"5".to_vec())
+    );
     k.check_linearizable();
 }
 

@@ -476,8 +476,8 @@ fn a_retry_is_expired_when_its_write_applied_in_a_group_that_forgot_it() {
 
 #[test]
 fn a_multi_key_operation_spanning_two_shards_is_refused_invalid_and_changes_nothing() {
-    // Goal: atomicity only within a shard: a DeleteMany, PutMany, GetMany or Exists whose
-    // keys span shards is refused Invalid (at admission, at apply and as a query), even
+    // Goal: atomicity only within a shard: a DeleteMany, PutMany, GetMany, Exists or
+    // Pipeline (of writes or of reads) whose keys span shards is refused Invalid (at admission, at apply and as a query), even
     // when one group serves both shards, and leaves data and sessions as they were; keys
     // of one hash tag share a shard and are served. Method: one member owning every shard.
     let mut a = Member::new(A);
@@ -487,7 +487,17 @@ fn a_multi_key_operation_spanning_two_shards_is_refused_invalid_and_changes_noth
     a.write(7, 2, put(&k1, b"v1")).unwrap();
     let spanning = || vec![ByteBuf::from(k0.clone()), ByteBuf::from(k1.clone())];
     let invalid = |r: Result<ShardOutput, Error>| matches!(r, Err(Error::Invalid { .. }));
+    let put_each = |ks: Vec<ByteBuf>| KvCommand::Pipeline {
+        cmds: ks
+            .into_iter()
+            .map(|k| KvCommand::Put {
+                key: k.into_vec(),
+                value: b"new".to_vec(),
+            })
+            .collect(),
+    };
     let writes = [
+        put_each(spanning()),
         KvCommand::DeleteMany { keys: spanning() },
         KvCommand::PutMany {
             pairs: spanning()
@@ -509,6 +519,12 @@ fn a_multi_key_operation_spanning_two_shards_is_refused_invalid_and_changes_noth
     for q in [
         KvQuery::GetMany { keys: spanning() },
         KvQuery::Exists { keys: spanning() },
+        KvQuery::Pipeline {
+            queries: spanning()
+                .into_iter()
+                .map(|k| KvQuery::Get { key: k.into_vec() })
+                .collect(),
+        },
     ] {
         assert!(invalid(a.sm.query(&ShardQuery::Kv(q), &a.sessions)));
     }
@@ -534,9 +550,19 @@ fn a_multi_key_operation_spanning_two_shards_is_refused_invalid_and_changes_noth
         a.write(7, 3, KvCommand::PutMany { pairs }),
         Ok(ShardOutput::Kv(KvOutput::Done))
     );
-    let exists = ShardQuery::Kv(KvQuery::Exists { keys: tagged });
+    let exists = ShardQuery::Kv(KvQuery::Exists {
+        keys: tagged.clone(),
+    });
     assert_eq!(
         a.sm.query(&exists, &a.sessions),
         Ok(ShardOutput::Kv(KvOutput::Int(2)))
+    );
+    assert_eq!(
+        a.write(7, 4, put_each(tagged)),
+        Ok(ShardOutput::Kv(KvOutput::Outputs(vec![
+            KvOutput::Done,
+            KvOutput::Done
+        ]))),
+        "a pipeline within one hash tag is served"
     );
 }

@@ -81,6 +81,8 @@ pub struct KvClient<C = SimClerk<KvStore>> {
     started: bool,
     /// Outputs of completed operations, in order (for scripted checks).
     pub results: Vec<(KvOp, KvOutput)>,
+    /// Operations that surely did not take effect, with the error that said so, in order.
+    pub failures: Vec<(KvOp, shardkv_rsm::Error)>,
     /// RandomKeys: the value this clerk last observed per key (what its CAS expects).
     last_seen: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     rng: Rng,
@@ -519,6 +521,7 @@ impl<C: KvClerk> KvClients<C> {
             model_exact: true,
             started: false,
             results: Vec::new(),
+            failures: Vec::new(),
             last_seen: std::collections::BTreeMap::new(),
             rng,
         });
@@ -571,12 +574,13 @@ impl<C: KvClerk> KvClients<C> {
             Some(Ended::Done { op, call_ns, out }) => self.complete(sim, c, op, call_ns, out),
             // May have applied: a write enters the history as unknown.
             Some(Ended::Unknown { op, call_ns }) => self.record_unknown(c, op, call_ns),
-            Some(Ended::Failed { op, .. }) => {
+            Some(Ended::Failed { op, error, .. }) => {
                 // Surely not applied: not part of the history. (The own-key model assumed
                 // the first Put, so a failed write leaves it to lincheck.)
                 if matches!(op, Op::Write(_)) {
                     self.clerks[c].model_exact = false;
                 }
+                self.clerks[c].failures.push((op, error));
             }
         }
         self.kick(sim, c);

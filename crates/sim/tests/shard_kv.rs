@@ -6,6 +6,8 @@
 //! most one group serves a shard) throughout, and ends with the clerks' history checked
 //! for linearizability (an undecided check fails).
 
+use shardkv_kv::{KvCommand, KvOutput, KvQuery};
+use shardkv_rsm::Error;
 use shardkv_sim::{OP_MS_MAX, ShardWorld, ShardWorldOptions, Workload, get};
 use shardkv_types::shard_of_key;
 use shardkv_types::{LogIndex, NodeId};
@@ -249,21 +251,11 @@ fn join_leave_values_move_with_their_shards() {
     w.check_history();
 }
 
-/// Goal: exactly once across a move — a write applied by the old owner whose reply was
-/// lost is not applied again when the clerk retries it at the new owner (the session table
-/// moves with the shard). Method: join 0; put key "k"; the clerk sends an Append to group
-/// 0's leader, and group 0 is cut off from the clerk as soon as the leader has the entry
-/// (the group still commits and applies it; the reply is lost, and no retry reaches group
-/// 0); group 1 joins and group 0 leaves, so the shard moves; the clerk retries until it
-/// reaches group 1. "k" holds the append once.
-#[test]
-fn exactly_once_a_retry_after_the_shard_moved_is_not_applied_again() {
-    let mut w = world(
-        "exactly_once_a_retry_after_the_shard_moved_is_not_applied_again",
-        15,
-        ShardWorldOptions::default(),
-    );
-    let c = scripted(&mut w);
+/// Join 0; put "k" = "a"; clerk `c` sends `op` to group 0's leader, and group 0 is cut off
+/// from the clerk as soon as the leader has the entry (the group still commits and applies
+/// it; the reply is lost, and no retry reaches group 0); group 1 joins and group 0 leaves,
+/// so the shard moves (with its session table); the clerk retries until it reaches group 1.
+fn retry_after_the_shard_moved(w: &mut ShardWorld, c: usize, op: shardkv_client::KvOp) {
     w.join(&[0]);
     w.put(c, "k", "a");
     let leader = w
@@ -284,15 +276,11 @@ fn exactly_once_a_retry_after_the_shard_moved_is_not_applied_again() {
             .and_then(|a| a.shard_group())
             .map_or(LogIndex(0), |g| g.replica.raft().log().last_index())
     };
-    let before = last(&w);
-    let append = shardkv_client::Op::Write(shardkv_kv::KvCommand::Append {
-        key: "k".into(),
-        value: "b".into(),
-    });
+    let before = last(w);
     {
         let sw = &mut w.world;
         let s = sw.clients.shard.as_mut().expect("shard clerks");
-        s.begin(&mut sw.sim, c, append);
+        s.begin(&mut sw.sim, c, op);
     }
     let addr = w.clerks().clerks[c].addr;
     assert!(
@@ -303,7 +291,7 @@ fn exactly_once_a_retry_after_the_shard_moved_is_not_applied_again() {
                 .and_then(|a| a.shard_group())
                 .is_some_and(|g| g.replica.raft().log().last_index() > before)
         }),
-        "the append reached group 0's leader"
+        "the operation reached group 0's leader"
     );
     let group0 = w.members(0);
     let others: Vec<NodeId> = w
@@ -321,10 +309,123 @@ fn exactly_once_a_retry_after_the_shard_moved_is_not_applied_again() {
             .shard
             .as_ref()
             .is_some_and(|s| s.clerks[c].is_idle())),
-        "the append completes at the new owner"
+        "the operation completes at the new owner"
     );
-    assert!(last(&w) > before, "group 0 had the entry");
+    assert!(last(w) > before, "group 0 had the entry");
+}
+
+/// Goal: exactly once across a move — a write applied by the old owner whose reply was
+/// lost is not applied again when the clerk retries it at the new owner (the session table
+/// moves with the shard). Method: [`retry_after_the_shard_moved`] with an Append of "b";
+/// "k" holds the append once.
+#[test]
+fn exactly_once_a_retry_after_the_shard_moved_is_not_applied_again() {
+    let mut w = world(
+        "exactly_once_a_retry_after_the_shard_moved_is_not_applied_again",
+        15,
+        ShardWorldOptions::default(),
+    );
+    let c = scripted(&mut w);
+    let append = shardkv_client::Op::Write(KvCommand::Append {
+        key: "k".into(),
+        value: "b".into(),
+    });
+    retry_after_the_shard_moved(&mut w, c, append);
     w.check(c, "k", "ab");
+    w.check_history();
+}
+
+/// Goal: a pipeline is one write for exactly-once across a move too: applied by the old
+/// owner, its reply lost, its retry at the new owner is answered from the session record
+/// that moved with the shard, every command's answer as the first attempt's, and applies
+/// nothing again. Method: [`retry_after_the_shard_moved`] with a pipeline of an Append of
+/// "b" to "k" and an AppendLen of "z" to "{k}2" (one hash tag, so one shard); the answer
+/// is (done, 1); "k" holds "ab" and "{k}2" holds "z".
+#[test]
+fn exactly_once_a_pipeline_retried_after_its_shard_moved_is_not_applied_again() {
+    let mut w = world(
+        "exactly_once_a_pipeline_retried_after_its_shard_moved_is_not_applied_again",
+        16,
+        ShardWorldOptions::default(),
+    );
+    let c = scripted(&mut w);
+    let pipeline = shardkv_client::Op::Write(KvCommand::Pipeline {
+        cmds: vec![
+            KvCommand::Append {
+                key: "k".into(),
+                value: "b".into(),
+            },
+            KvCommand::AppendLen {
+                key: "{k}2".into(),
+                value: "z".into(),
+            },
+        ],
+    });
+    retry_after_the_shard_moved(&mut w, c, pipeline);
+    let answers = &w.clerks().clerks[c].results;
+    assert_eq!(
+        answers.last().map(|(_, out)| out.clone()),
+        Some(KvOutput::Outputs(vec![KvOutput::Done, KvOutput::Int(1)]))
+    );
+    w.check(c, "k", "ab");
+    w.check(c, "{k}2", "z");
+    w.check_history();
+}
+
+/// Goal: a pipeline whose keys span shards is refused Invalid as a whole (atomicity holds
+/// only within a shard) and changes nothing, read or write, even when one group serves
+/// both shards. Method: join 0; put two keys of different shards; a write pipeline setting
+/// both and a read pipeline of both each fail Invalid; both keys hold their values.
+#[test]
+fn a_pipeline_spanning_shards_is_refused_and_changes_nothing() {
+    let mut w = world(
+        "a_pipeline_spanning_shards_is_refused_and_changes_nothing",
+        17,
+        ShardWorldOptions::default(),
+    );
+    let c = scripted(&mut w);
+    w.join(&[0]);
+    let shards = w.latest_config().shard_count();
+    let ks = keys(64);
+    let a = ks[0].clone();
+    let b = ks
+        .iter()
+        .find(|k| shard_of_key(k.as_bytes(), shards) != shard_of_key(a.as_bytes(), shards))
+        .expect("two keys of different shards")
+        .clone();
+    w.put(c, &a, "1");
+    w.put(c, &b, "2");
+    let put = |k: &str| KvCommand::Put {
+        key: k.into(),
+        value: "new".into(),
+    };
+    let write = shardkv_client::Op::Write(KvCommand::Pipeline {
+        cmds: vec![put(&a), put(&b)],
+    });
+    let read = shardkv_client::Op::Read(KvQuery::Pipeline {
+        queries: vec![
+            KvQuery::Get {
+                key: a.clone().into(),
+            },
+            KvQuery::Get {
+                key: b.clone().into(),
+            },
+        ],
+    });
+    for op in [write, read] {
+        assert_eq!(
+            w.try_op(c, op.clone(), OP_MS_MAX),
+            None,
+            "{op:?} has no answer"
+        );
+        let failures = &w.clerks().clerks[c].failures;
+        assert!(
+            matches!(failures.last(), Some((failed, Error::Invalid { .. })) if *failed == op),
+            "{op:?} refused Invalid: {failures:?}"
+        );
+    }
+    w.check(c, &a, "1");
+    w.check(c, &b, "2");
     w.check_history();
 }
 
@@ -679,7 +780,7 @@ fn unreliable_3_random_ops_are_linearizable() {
 /// one shard), stay linearizable and exactly-once while shards move under load. Method:
 /// unreliable network, max raft state 100; join 0; eight clerks run the RedisKeys workload
 /// on 12 keys (4 hash tags: Set, GetDel, AppendLen, IncrBy, StrLen, DeleteMany, PutMany,
-/// GetMany, Exists, Get, Put, Delete); the unreliable-2 churn moves every shard several
+/// GetMany, Exists, Get, Put, Delete, and pipelines of them); the unreliable-2 churn moves every shard several
 /// times; the network turns reliable; leave 0, 1.5 s, join 0 and leave 2, 1.5 s; stop; the
 /// history is linearizable (an undecided check fails).
 #[test]
@@ -714,8 +815,16 @@ fn redis_ops_while_shards_move_are_linearizable() {
         "too little progress: {}",
         history.len()
     );
+    let pipelines = history
+        .iter()
+        .filter(|o| matches!(o.op, shardkv_lincheck::Op::Pipeline { .. }))
+        .count();
     assert!(multi > 20, "too few multi-key operations: {multi}");
-    println!("{} operations, {multi} on several keys", history.len());
+    assert!(pipelines > 20, "too few pipelines: {pipelines}");
+    println!(
+        "{} operations, {multi} on several keys, {pipelines} pipelines",
+        history.len()
+    );
     w.check_history();
 }
 

@@ -26,6 +26,7 @@ use crate::membership::Members;
 use crate::metrics::{GroupMetrics, ProcessMetrics, TimedDisk};
 use crate::node::{Fatal, Node};
 use crate::outbox::Outbox;
+use crate::in_process::OwnKv;
 use crate::redis::RedisFront;
 use anyhow::{Context, Result, anyhow};
 use shardkv_client::RetryPolicy;
@@ -250,6 +251,7 @@ async fn serve(
         Some(l) => {
             let client_tls = tls.as_ref().map(MemberTls::client_config);
             let groups = front.kv.values().cloned().collect();
+            let own = OwnKv::new(front.clone(), own_grpc_addrs(&cfg));
             Some(RedisFront::start(
                 &cfg,
                 l,
@@ -257,6 +259,7 @@ async fn serve(
                 step_down.clone(),
                 client_tls,
                 groups,
+                Arc::new(own),
             )?)
         }
         None => None,
@@ -535,6 +538,16 @@ fn status_fn<A: Member>(handler: Arc<NodeHandler<A>>) -> StatusFn {
 
 /// Binds the admin port: a configured address must bind; the default one (next to the
 /// gRPC port) is skipped with a warning when taken.
+/// The `HOST:PORT` strings that name this process's gRPC port in endpoint lists and
+/// configs: its `--peers` entry, and its listen address unless that is unspecified.
+fn own_grpc_addrs(cfg: &ServerConfig) -> Vec<String> {
+    let mut addrs: Vec<String> = cfg.peers.get(&cfg.id).cloned().into_iter().collect();
+    if !cfg.listen.ip().is_unspecified() {
+        addrs.push(cfg.listen.to_string());
+    }
+    addrs
+}
+
 async fn bind_admin(listen: AdminListen) -> Result<Option<TcpListener>> {
     let bind = |addr: SocketAddr| TcpListener::bind(addr);
     match listen {

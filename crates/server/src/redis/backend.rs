@@ -24,13 +24,18 @@ pub struct ServerBackend {
 }
 
 impl ServerBackend {
-    /// A backend with a new client session.
-    pub fn new(shared: Arc<RedisShared>) -> ServerBackend {
+    /// A backend running its operations on `session`, a client session of its own.
+    pub fn new(shared: Arc<RedisShared>, session: Client) -> ServerBackend {
         ServerBackend {
-            client: shared.client.session(),
+            client: session,
             view: shared.view.clone(),
             shared,
         }
+    }
+
+    /// The client session, for the next connection.
+    pub fn into_session(self) -> Client {
+        self.client
     }
 }
 

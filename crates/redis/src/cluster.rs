@@ -26,8 +26,9 @@ pub struct Node {
     pub myself: bool,
 }
 
-/// Redis node ids are 40 hex digits; this one is made of the cluster id and the member id,
-/// so it is the same on every process and across restarts.
+/// Redis node ids are 40 hex digits; this one is made of the cluster id and a number that
+/// names the process (`crate::survey::node_id_of`: a hash of its RESP address), so it is
+/// the same on every process and across restarts.
 pub fn node_id(cluster_id: u64, member: u64) -> String {
     // A 64-bit mix, so ids of neighbouring members do not share their first digits (Redis
     // tools shorten ids to a prefix).

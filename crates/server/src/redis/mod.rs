@@ -151,7 +151,6 @@ impl RedisFront {
         let poke = Arc::new(Notify::new());
         let poller = ViewPoller {
             cluster_id: cfg.cluster_id,
-            me: cfg.id,
             my_addr: advertised(addr, own_peer),
             peers: cfg.peers.clone(),
             layout,

@@ -19,13 +19,17 @@ const SHARDS: u32 = 16;
 /// The RESP port each member of `c` advertises in its status of `gid`.
 fn resp_ports(c: &Cluster, gid: Gid) -> BTreeSet<u16> {
     let mut ports = BTreeSet::new();
-    wait_until("every member to answer with its RESP address", LEADER_WAIT, || {
-        ports = (1..=3)
-            .filter_map(|id| c.group_status(id, gid)?.redis_addr)
-            .filter_map(|a| a.rsplit_once(':')?.1.parse().ok())
-            .collect();
-        ports.len() == 3
-    });
+    wait_until(
+        "every member to answer with its RESP address",
+        LEADER_WAIT,
+        || {
+            ports = (1..=3)
+                .filter_map(|id| c.group_status(id, gid)?.redis_addr)
+                .filter_map(|a| a.rsplit_once(':')?.1.parse().ok())
+                .collect();
+            ports.len() == 3
+        },
+    );
     ports
 }
 
@@ -38,11 +42,22 @@ fn resp_ports(c: &Cluster, gid: Gid) -> BTreeSet<u16> {
 fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
     let shards = SHARDS.to_string();
     let redis = ["--redis-listen", "127.0.0.1:0"];
-    let a_args = [&["--groups", "0=ctrl,1=shard", "--shards", &shards][..], &redis].concat();
+    let a_args = [
+        &["--groups", "0=ctrl,1=shard", "--shards", &shards][..],
+        &redis,
+    ]
+    .concat();
     let a = Cluster::start(3, &a_args);
     let ctrl_endpoints = a.endpoints();
     let b_args = [
-        &["--groups", "2=shard", "--shards", &shards, "--ctrl", &ctrl_endpoints][..],
+        &[
+            "--groups",
+            "2=shard",
+            "--shards",
+            &shards,
+            "--ctrl",
+            &ctrl_endpoints,
+        ][..],
         &redis,
     ]
     .concat();

@@ -32,9 +32,9 @@ impl InProcess for Fake {
     fn call(&self, _group: Gid, req: KvRequest) -> InProcessCall {
         *self.calls.lock().unwrap() += 1;
         let reply = match req {
-            Request::Read(KvQuery::Get { key }) => {
-                Ok(KvOutput::Value(self.data.lock().unwrap().get(&key).cloned()))
-            }
+            Request::Read(KvQuery::Get { key }) => Ok(KvOutput::Value(
+                self.data.lock().unwrap().get(&key).cloned(),
+            )),
             Request::Write {
                 seq,
                 retry,
@@ -99,7 +99,10 @@ fn requests_for_the_own_address_are_served_without_a_connection() {
     assert_eq!(*own.calls.lock().unwrap(), 3, "one call per operation");
     let writes = own.writes.lock().unwrap().clone();
     assert_eq!(writes.len(), 2);
-    assert!(writes[0].0 < writes[1].0, "each write has a new sequence number");
+    assert!(
+        writes[0].0 < writes[1].0,
+        "each write has a new sequence number"
+    );
 }
 
 #[test]
@@ -117,7 +120,10 @@ fn a_lost_in_process_answer_is_retried_with_the_same_sequence_number() {
     let writes = own.writes.lock().unwrap().clone();
     assert_eq!(writes.len(), 2, "the write and its retry: {writes:?}");
     assert_eq!(writes[0].0, writes[1].0, "the retry carries the same seq");
-    assert!(!writes[0].1 && writes[1].1, "only the retry is marked one: {writes:?}");
+    assert!(
+        !writes[0].1 && writes[1].1,
+        "only the retry is marked one: {writes:?}"
+    );
 }
 
 #[test]

@@ -227,7 +227,10 @@ mod tests {
         let a = ("127.0.0.1".to_string(), 9001);
         assert_eq!(node_id_of(9, &a), node_id_of(9, &a.clone()));
         assert_ne!(node_id_of(9, &a), node_id_of(8, &a));
-        assert_ne!(node_id_of(9, &a), node_id_of(9, &("127.0.0.1".into(), 9002)));
+        assert_ne!(
+            node_id_of(9, &a),
+            node_id_of(9, &("127.0.0.1".into(), 9002))
+        );
         assert_eq!(node_id_of(9, &a).len(), 40);
     }
 }

@@ -121,7 +121,9 @@ impl ViewPoller {
         for (gid, servers) in map.servers.iter().filter(|(g, _)| groups.contains(g)) {
             for server in servers {
                 let addr = server.split_once('=').map_or(server.as_str(), |(_, a)| a);
-                asks.entry(addr.trim().to_string()).or_default().insert(*gid);
+                asks.entry(addr.trim().to_string())
+                    .or_default()
+                    .insert(*gid);
             }
         }
         if asks.len() > POLL_PROCESSES_MAX {

@@ -212,6 +212,36 @@ impl Endpoints {
         &self.batch
     }
 
+    /// The status of `slot`'s replica of `group` (as [`fetch_group_status_with`] asks it),
+    /// over the slot's connection: opened on first use, kept for the next call, dropped
+    /// after a failure. Bounded by the dial timeout.
+    pub async fn group_status(&self, slot: usize, group: Option<Gid>) -> Result<NodeStatus, Error> {
+        let timeout = self.dial.timeout;
+        let ask = async {
+            let channel = self.channel(slot).await?;
+            KvClient::new(channel)
+                .status(pb::StatusRequest {
+                    group: group.map(|g| g.0),
+                })
+                .await
+                .map(|r| convert::status_from_wire(r.into_inner()))
+                .map_err(|s| {
+                    self.reset(slot);
+                    self.explain(slot, &s)
+                })
+        };
+        match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(reason)) => Err(Error::Unavailable { reason }),
+            Err(_) => {
+                self.reset(slot);
+                Err(Error::Unavailable {
+                    reason: format!("{} did not answer within {timeout:?}", self.addr(slot)),
+                })
+            }
+        }
+    }
+
     /// Drops the connection of `slot` after a failure, so the next use reconnects (and
     /// opens a new Batch stream).
     pub fn reset(&self, slot: usize) {

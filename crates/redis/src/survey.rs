@@ -42,21 +42,39 @@ pub struct Survey {
 }
 
 /// One member's report of its group's leadership: its term and the leader it knows of, by
-/// the leader's gRPC address (the answering member's own address when it leads).
+/// the leader's gRPC address (the answering member's own address when it leads: `own`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderClaim {
     pub term: u64,
     pub leader: Option<String>,
+    /// The answering member leads (its claim names the address it was asked at).
+    pub own: bool,
 }
 
-/// The leader named in the highest term among `claims` (Raft has at most one leader per
-/// term, so reports of older terms are outdated); `None` when no report names one.
-pub fn latest_leader(claims: impl IntoIterator<Item = LeaderClaim>) -> Option<String> {
-    claims
+/// The leader of the highest term any of `claims` names (Raft has at most one leader per
+/// term, so reports of older terms are outdated): a leader's own claim at that term if
+/// there is one, else the least address that other members name at that term and `known`
+/// accepts (an address the survey asked, so the view can find that process); `None` when
+/// there is neither. The answer does not depend on the order of `claims`.
+pub fn latest_leader(
+    claims: impl IntoIterator<Item = LeaderClaim>,
+    known: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let named: Vec<(u64, String, bool)> = claims
         .into_iter()
-        .filter_map(|c| Some((c.term, c.leader?)))
-        .max_by_key(|(term, _)| *term)
-        .map(|(_, leader)| leader)
+        .filter_map(|c| Some((c.term, c.leader?, c.own)))
+        .collect();
+    let term = named.iter().map(|(t, _, _)| *t).max()?;
+    let at_term = named.into_iter().filter(|(t, _, _)| *t == term);
+    let (own, others): (Vec<_>, Vec<_>) = at_term.partition(|(_, _, own)| *own);
+    if let Some((_, leader, _)) = own.into_iter().min_by(|a, b| a.1.cmp(&b.1)) {
+        return Some(leader);
+    }
+    others
+        .into_iter()
+        .map(|(_, leader, _)| leader)
+        .filter(|l| known(l))
+        .min()
 }
 
 /// A 64-bit FNV-1a hash: fixed across builds and platforms, unlike std's hasher.
@@ -209,17 +227,53 @@ mod tests {
     }
 
     #[test]
-    fn the_leader_of_the_highest_term_wins() {
-        let claim = |term, leader: Option<&str>| LeaderClaim {
+    fn the_leader_of_the_highest_term_wins_and_its_own_claim_first() {
+        let claim = |term, leader: Option<&str>, own| LeaderClaim {
             term,
             leader: leader.map(String::from),
+            own,
         };
+        let any = |_: &str| true;
         assert_eq!(
-            latest_leader([claim(3, Some("a:1")), claim(5, Some("b:1")), claim(6, None)]),
+            latest_leader(
+                [
+                    claim(3, Some("a:1"), true),
+                    claim(5, Some("b:1"), false),
+                    claim(6, None, false)
+                ],
+                any
+            ),
             Some("b:1".to_string())
         );
-        assert_eq!(latest_leader([claim(1, None)]), None);
-        assert_eq!(latest_leader([]), None);
+        assert_eq!(latest_leader([claim(1, None, false)], any), None);
+        assert_eq!(latest_leader([], any), None);
+        // Followers name the leader by another spelling of its address: the leader's own
+        // claim wins, in whatever order the claims came.
+        let claims = [
+            claim(7, Some("10.0.0.4:7001"), false),
+            claim(7, Some("host1:7001"), true),
+            claim(7, Some("10.0.0.4:7001"), false),
+        ];
+        for order in [[0, 1, 2], [1, 0, 2], [2, 0, 1]] {
+            let c = order.map(|i| claims[i].clone());
+            assert_eq!(latest_leader(c, any), Some("host1:7001".to_string()));
+        }
+        // Without the leader's own claim, only an address the survey knows is named.
+        let known = |a: &str| a == "host1:7001";
+        assert_eq!(
+            latest_leader([claim(7, Some("10.0.0.4:7001"), false)], known),
+            None
+        );
+        assert_eq!(
+            latest_leader(
+                [
+                    claim(7, Some("10.0.0.4:7001"), false),
+                    claim(7, Some("host1:7001"), false)
+                ],
+                known
+            ),
+            Some("host1:7001".to_string())
+        );
     }
 
     #[test]

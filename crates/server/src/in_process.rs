@@ -31,10 +31,23 @@ impl InProcess for OwnKv {
         self.addrs.iter().any(|a| a == addr)
     }
 
+    /// The request runs in a task of its own, so it is served (and counted in the
+    /// group's metrics) to its end even when the caller stops waiting, as the gRPC
+    /// service serves a request whose client went away.
     fn call(&self, group: Gid, req: KvRequest) -> InProcessCall {
         let front = self.front.clone();
         Box::pin(async move {
-            let reply = front.request(group, req).await;
+            let serving = {
+                let front = front.clone();
+                tokio::spawn(async move { front.request(group, req).await })
+            };
+            // A request that ended without an answer may have been handed to the node:
+            // "may have applied", never "surely not".
+            let reply = serving.await.unwrap_or_else(|e| {
+                Err(Error::Timeout {
+                    detail: format!("the in-process request ended without an answer: {e}"),
+                })
+            });
             let hint = match &reply {
                 Err(Error::NotLeader { leader: Some(l) })
                 | Err(Error::LostLeadership { leader: Some(l) }) => {

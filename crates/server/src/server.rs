@@ -252,6 +252,7 @@ async fn serve(
             let client_tls = tls.as_ref().map(MemberTls::client_config);
             let groups = front.kv.values().cloned().collect();
             let own = OwnKv::new(front.clone(), own_grpc_addrs(&cfg));
+            let own_addrs = own_grpc_addrs(&cfg);
             Some(RedisFront::start(
                 &cfg,
                 l,
@@ -260,6 +261,7 @@ async fn serve(
                 client_tls,
                 groups,
                 Arc::new(own),
+                own_addrs,
             )?)
         }
         None => None,
@@ -536,8 +538,6 @@ fn status_fn<A: Member>(handler: Arc<NodeHandler<A>>) -> StatusFn {
     })
 }
 
-/// Binds the admin port: a configured address must bind; the default one (next to the
-/// gRPC port) is skipped with a warning when taken.
 /// The `HOST:PORT` strings that name this process's gRPC port in endpoint lists and
 /// configs: its `--peers` entry, and its listen address unless that is unspecified.
 fn own_grpc_addrs(cfg: &ServerConfig) -> Vec<String> {
@@ -548,6 +548,8 @@ fn own_grpc_addrs(cfg: &ServerConfig) -> Vec<String> {
     addrs
 }
 
+/// Binds the admin port: a configured address must bind; the default one (next to the
+/// gRPC port) is skipped with a warning when taken.
 async fn bind_admin(listen: AdminListen) -> Result<Option<TcpListener>> {
     let bind = |addr: SocketAddr| TcpListener::bind(addr);
     match listen {

@@ -135,6 +135,7 @@ impl RedisFront {
         tls: Option<ClientTlsConfig>,
         groups: Vec<KvGroup>,
         own: Arc<dyn InProcess>,
+        own_grpc: Vec<String>,
     ) -> Result<RedisFront> {
         let addr = listener.local_addr()?;
         // A key whose group leader is in this process (the usual case: clients follow
@@ -152,6 +153,7 @@ impl RedisFront {
         let poller = ViewPoller {
             cluster_id: cfg.cluster_id,
             my_addr: advertised(addr, own_peer),
+            my_grpc: own_grpc,
             peers: cfg.peers.clone(),
             layout,
             dial: Dial {
@@ -160,6 +162,7 @@ impl RedisFront {
             },
             tx,
             poke: poke.clone(),
+            ctrl_failing: false,
         };
         let shared = Arc::new(RedisShared {
             sessions: SessionPool::new(client),

@@ -140,7 +140,7 @@ fn requests_for_other_addresses_still_travel_by_connection() {
         ..ClientOptions::default()
     };
     let err = rt().block_on(async {
-        let mut c = Client::connect_with(&[addr.clone()], opts).expect("client");
+        let mut c = Client::connect_with(std::slice::from_ref(&addr), opts).expect("client");
         c.put("k", "v").await.expect_err("nothing listens there")
     });
     assert_eq!(err.outcome(), Outcome::Failed, "never sent: {err}");

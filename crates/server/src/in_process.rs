@@ -24,6 +24,11 @@ impl OwnKv {
     pub fn new(front: Arc<KvFront>, addrs: Vec<String>) -> OwnKv {
         OwnKv { front, addrs }
     }
+
+    /// The `HOST:PORT` strings that name this process's gRPC port.
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
 }
 
 impl InProcess for OwnKv {

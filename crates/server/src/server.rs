@@ -252,7 +252,6 @@ async fn serve(
             let client_tls = tls.as_ref().map(MemberTls::client_config);
             let groups = front.kv.values().cloned().collect();
             let own = OwnKv::new(front.clone(), own_grpc_addrs(&cfg));
-            let own_addrs = own_grpc_addrs(&cfg);
             Some(RedisFront::start(
                 &cfg,
                 l,
@@ -261,7 +260,6 @@ async fn serve(
                 client_tls,
                 groups,
                 Arc::new(own),
-                own_addrs,
             )?)
         }
         None => None,

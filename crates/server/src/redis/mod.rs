@@ -34,9 +34,10 @@ pub use sessions::{IDLE_SESSIONS_MAX, SessionPool};
 
 use crate::config::{CTRL_GID, ServerConfig, Service};
 use crate::front::KvGroup;
+use crate::in_process::OwnKv;
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use anyhow::{Result, bail};
-use shardkv_client::in_process::{InProcess, Local};
+use shardkv_client::in_process::Local;
 use shardkv_client::{Client, ClientOptions, ClientTlsConfig, CtrlClient, Dial, Gid};
 use shardkv_redis::{ClusterView, Limits, Session};
 use std::net::SocketAddr;
@@ -134,8 +135,7 @@ impl RedisFront {
         step_down: Arc<StepDownSignal>,
         tls: Option<ClientTlsConfig>,
         groups: Vec<KvGroup>,
-        own: Arc<dyn InProcess>,
-        own_grpc: Vec<String>,
+        own: Arc<OwnKv>,
     ) -> Result<RedisFront> {
         let addr = listener.local_addr()?;
         // A key whose group leader is in this process (the usual case: clients follow
@@ -143,7 +143,7 @@ impl RedisFront {
         let opts = ClientOptions {
             op_timeout: OP_TIMEOUT,
             tls: tls.clone(),
-            in_process: Some(Local(own)),
+            in_process: Some(Local(own.clone())),
             ..ClientOptions::default()
         };
         let (client, layout) = layout_of(cfg, &opts)?;
@@ -153,7 +153,7 @@ impl RedisFront {
         let poller = ViewPoller {
             cluster_id: cfg.cluster_id,
             my_addr: advertised(addr, own_peer),
-            my_grpc: own_grpc,
+            my_grpc: own.addrs().to_vec(),
             peers: cfg.peers.clone(),
             layout,
             dial: Dial {

@@ -45,9 +45,10 @@ use crate::server_cmd::shutdown_signal;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use shardkv_client::{
-    ClientOptions, ClientTlsConfig, Config, CtrlClient, Dial, Gid, NodeStatus, Role,
+    ClientOptions, ClientTlsConfig, Config, CtrlClient, Dial, Gid, NodeId, NodeStatus, Role,
     fetch_group_status_with,
 };
+use shardkv_host::leader_preference::preferred_leader;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
@@ -88,6 +89,9 @@ const LEADER_WAIT: Duration = Duration::from_secs(20);
 /// How long members get to exit after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(100);
+/// How long `up` waits for the groups' leadership to reach their preferred members before
+/// it shows the Redis line anyway.
+const PREFERRED_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -372,6 +376,7 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
     wait_for_groups(members, &config, started).await?;
     let redis = members.first().and_then(|m| m.redis);
     if let Some(port) = redis {
+        wait_for_preferred_leaders(members, &config, started).await;
         wait_for_redis(port).await?;
     }
     let endpoints = addrs.join(",");
@@ -552,6 +557,36 @@ async fn wait_for_own_ports(members: &mut [Member]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits, at most [`PREFERRED_WAIT`], until each shard group is led by its preferred member
+/// (`shardkv_host::leader_preference`: the servers hand leadership there a few election
+/// timeouts after an election), so the Redis slot masters `up` shows next stay where they
+/// are: `redis-benchmark --cluster` stops when a master changes under it. Past the wait
+/// `up` goes on; leadership still settles there later.
+async fn wait_for_preferred_leaders(
+    members: &mut [Member],
+    config: &Config,
+    started: &Started<'_>,
+) {
+    let deadline = Instant::now() + PREFERRED_WAIT;
+    let voters: Vec<NodeId> = members.iter().map(|m| NodeId(m.id)).collect();
+    for &gid in config.groups.keys() {
+        let Some(preferred) = preferred_leader(gid.0, voters.iter().copied()) else {
+            continue;
+        };
+        let Some(m) = members.iter().find(|m| m.id == preferred.0) else {
+            continue;
+        };
+        while Instant::now() < deadline {
+            let dial = started.dial(POLL * 5);
+            let status = fetch_group_status_with(&m.addr, Some(gid), &dial).await;
+            if status.is_ok_and(|s| s.role == Role::Leader) {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
 }
 
 /// Waits until the Redis port at `port` answers `CLUSTER INFO` with every slot served (its

@@ -11,6 +11,7 @@
 
 use crate::driver::{CallFailure, ClientOptions, Driver, Hinted, Service};
 use crate::endpoints::Endpoints;
+use crate::in_process::InProcessCall;
 use crate::topology::Sharded;
 use crate::{CtrlClient, Error, KvOp, Naming, Op, ShardRouter};
 use shardkv_kv::{KvCommand, KvOutput, KvQuery, KvRequest, KvStore};
@@ -43,6 +44,19 @@ impl Service for KvService {
         req: KvRequest,
     ) -> Result<Hinted<KvOutput>, CallFailure> {
         endpoints.batch().call(slot, channel, group, req).await
+    }
+
+    /// To the server of this process, when `slot` is its address.
+    fn call_in_process(
+        endpoints: &Endpoints,
+        slot: usize,
+        group: Gid,
+        req: KvRequest,
+    ) -> Result<InProcessCall, KvRequest> {
+        match endpoints.local(slot) {
+            Some(local) => Ok(local.call(group, req)),
+            None => Err(req),
+        }
     }
 }
 
@@ -85,7 +99,7 @@ impl Client {
         opts: ClientOptions,
     ) -> Result<Client, Error> {
         let ctrl = CtrlClient::connect_with(ctrl_endpoints, opts.clone())?;
-        let topology = Sharded::new(ctrl, opts.dial());
+        let topology = Sharded::new(ctrl, opts.dial(), opts.in_process.clone());
         let router = ShardRouter::new(Naming::Position);
         Ok(Client {
             driver: Mode::Sharded(Box::new(Driver::on(topology, router, opts))),

@@ -21,6 +21,7 @@
 //! decodes the answer.
 
 use crate::endpoints::{Dial, Endpoints};
+use crate::in_process::Local;
 use crate::{CLERK_TICK_MS, ClerkCore, Error, Next, Op, RetryPolicy, Router, SingleGroup};
 use shardkv_rsm::{Reply, Request, StateMachine};
 use shardkv_types::{ClientId, Gid, NodeId, Rng};
@@ -56,6 +57,9 @@ pub struct ClientOptions {
     pub group: Gid,
     /// Connect with TLS (`shardkv_net::tls::client_config`); `None`: plaintext.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// The server of the process this client runs in, if any: KV requests for its own
+    /// address are handed to it without a connection ([`crate::in_process`]).
+    pub in_process: Option<Local>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +73,7 @@ impl Default for ClientOptions {
             backoff_max: Duration::from_millis(200),
             group: Gid(0),
             tls: None,
+            in_process: None,
         }
     }
 }
@@ -132,7 +137,22 @@ pub(crate) trait Service {
         group: Gid,
         req: Req<Self>,
     ) -> impl Future<Output = Result<Hinted<Out<Self>>, CallFailure>> + Send;
+
+    /// Serves `req` in this process when `endpoints`' `slot` is this process's own address
+    /// ([`crate::in_process`]); `Err(req)` hands it back to travel by connection. By
+    /// default every request travels.
+    fn call_in_process(
+        _endpoints: &Endpoints,
+        _slot: usize,
+        _group: Gid,
+        req: Req<Self>,
+    ) -> Result<LocalAnswer<Out<Self>>, Req<Self>> {
+        Err(req)
+    }
 }
+
+/// An in-process call's answer, in flight.
+pub(crate) type LocalAnswer<O> = Pin<Box<dyn Future<Output = Hinted<O>> + Send>>;
 
 /// Who answered, the answer, and the leader it names with its address (see
 /// [`Service::call`]).
@@ -263,7 +283,8 @@ impl<S: Service> Driver<S> {
     /// A session for the group at `endpoints` (parsed; connections open lazily).
     pub(crate) fn connect(endpoints: &[String], opts: ClientOptions) -> Result<Self, Error> {
         // A leader hint naming a member not in `endpoints` adds it (see `Fixed::learned`).
-        let endpoints = Arc::new(Endpoints::parse(endpoints, opts.dial())?.learning());
+        let endpoints = Endpoints::parse(endpoints, opts.dial())?.learning();
+        let endpoints = Arc::new(endpoints.in_process(opts.in_process.clone()));
         let servers = (1..=endpoints.len() as u64).map(NodeId).collect();
         let router = SingleGroup::new(opts.group, servers);
         Ok(Driver::on(Fixed(endpoints), router, opts))
@@ -479,6 +500,17 @@ async fn attempt<S: Service>(
     timeout: Duration,
 ) -> Attempt<Out<S>> {
     let addr = endpoints.addr(slot);
+    let req = match S::call_in_process(endpoints, slot, group, req) {
+        Ok(call) => {
+            return match tokio::time::timeout(timeout, call).await {
+                Ok(hinted) => answered(endpoints, slot, hinted),
+                Err(_) => Attempt::Lost(format!(
+                    "this process ({addr}) did not answer within {timeout:?}"
+                )),
+            };
+        }
+        Err(req) => req,
+    };
     let connect = tokio::time::timeout(timeout, endpoints.channel(slot)).await;
     let channel = match connect {
         Ok(Ok(c)) => c,
@@ -486,19 +518,22 @@ async fn attempt<S: Service>(
         Err(_) => return Attempt::NotSent(format!("connecting to {addr} timed out")),
     };
     match tokio::time::timeout(timeout, S::call(endpoints, slot, channel, group, req)).await {
-        Ok(Ok((from, reply, hint))) => {
-            endpoints.learn(slot, from);
-            if let Some((leader, leader_addr)) = hint {
-                endpoints.learn_addr(leader, &leader_addr);
-            }
-            Attempt::Reply(reply)
-        }
+        Ok(Ok(hinted)) => answered(endpoints, slot, hinted),
         Ok(Err(CallFailure::Malformed(e))) => {
             Attempt::Lost(format!("malformed reply from {addr}: {e}"))
         }
         Ok(Err(CallFailure::Status(status))) => on_status::<S>(endpoints, slot, status),
         Err(_) => Attempt::Lost(format!("{addr} did not answer within {timeout:?}")),
     }
+}
+
+/// A server's answer: who answered (and the leader it hints at) is learned.
+fn answered<O>(endpoints: &Endpoints, slot: usize, (from, reply, hint): Hinted<O>) -> Attempt<O> {
+    endpoints.learn(slot, from);
+    if let Some((leader, leader_addr)) = hint {
+        endpoints.learn_addr(leader, &leader_addr);
+    }
+    Attempt::Reply(reply)
 }
 
 fn on_status<S: Service>(

@@ -5,6 +5,7 @@
 
 use crate::Error;
 use crate::batcher::Batchers;
+use crate::in_process::{InProcess, Local};
 use shardkv_net::pb::kv_client::KvClient;
 use shardkv_net::{MembershipDone, NodeStatus, convert, members, pb};
 use shardkv_types::{ConfChange, Gid, NodeId};
@@ -51,6 +52,9 @@ pub struct Endpoints {
     dial: Dial,
     /// Each slot's Batch stream (see [`crate::batcher`]).
     batch: Batchers,
+    /// The server of this process, when the client runs in one: requests for a slot whose
+    /// address is its own are handed to it directly (see [`crate::in_process`]).
+    local: Option<Local>,
 }
 
 impl Endpoints {
@@ -93,7 +97,21 @@ impl Endpoints {
             addrs,
             slots: Mutex::new(slots),
             dial,
+            local: None,
         })
+    }
+
+    /// These endpoints, handing requests for `local`'s own address to it (see
+    /// [`crate::in_process`]); `None` changes nothing.
+    pub fn in_process(mut self, local: Option<Local>) -> Endpoints {
+        self.local = local;
+        self
+    }
+
+    /// The server of this process, if `slot` is its address.
+    pub(crate) fn local(&self, slot: usize) -> Option<&dyn InProcess> {
+        let local = self.local.as_ref()?;
+        local.0.is_me(self.addr(slot)).then_some(&*local.0)
     }
 
     /// These endpoints, with room for [`LEARNED_ENDPOINTS_MAX`] more from leader hints. For
@@ -192,6 +210,36 @@ impl Endpoints {
     /// The Batch streams of the slots.
     pub(crate) fn batch(&self) -> &Batchers {
         &self.batch
+    }
+
+    /// The status of `slot`'s replica of `group` (as [`fetch_group_status_with`] asks it),
+    /// over the slot's connection: opened on first use, kept for the next call, dropped
+    /// after a failure. Bounded by the dial timeout.
+    pub async fn group_status(&self, slot: usize, group: Option<Gid>) -> Result<NodeStatus, Error> {
+        let timeout = self.dial.timeout;
+        let ask = async {
+            let channel = self.channel(slot).await?;
+            KvClient::new(channel)
+                .status(pb::StatusRequest {
+                    group: group.map(|g| g.0),
+                })
+                .await
+                .map(|r| convert::status_from_wire(r.into_inner()))
+                .map_err(|s| {
+                    self.reset(slot);
+                    self.explain(slot, &s)
+                })
+        };
+        match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(reason)) => Err(Error::Unavailable { reason }),
+            Err(_) => {
+                self.reset(slot);
+                Err(Error::Unavailable {
+                    reason: format!("{} did not answer within {timeout:?}", self.addr(slot)),
+                })
+            }
+        }
     }
 
     /// Drops the connection of `slot` after a failure, so the next use reconnects (and

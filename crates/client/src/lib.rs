@@ -37,6 +37,11 @@
 //! timer; a broken stream fails its requests as lost answers (a write may have applied and
 //! is resent with its sequence number); a server without Batch is called unary.
 //!
+//! A client that runs inside a server process (the process's Redis front end) may set
+//! [`ClientOptions::in_process`]: its KV requests for that process's own address are then
+//! handed to the process's groups directly ([`in_process`]), with the same sessions,
+//! retries and hints as over a connection.
+//!
 //! Connections are plaintext unless [`ClientOptions::tls`] is set (from
 //! [`tls::client_config`]: the cluster CA and a client certificate; a server with TLS on
 //! refuses a client without one). A failed call's message carries its causes (a refused
@@ -82,6 +87,8 @@ mod ctrl_client;
 mod driver;
 #[cfg(feature = "grpc")]
 mod endpoints;
+#[cfg(feature = "grpc")]
+pub mod in_process;
 mod router;
 mod shard_router;
 #[cfg(feature = "grpc")]

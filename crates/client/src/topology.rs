@@ -6,6 +6,7 @@
 use crate::ctrl_client::CtrlClient;
 use crate::driver::Topology;
 use crate::endpoints::{Dial, Endpoints};
+use crate::in_process::Local;
 use crate::{Error, ShardRouter};
 use shardkv_types::Gid;
 use std::collections::BTreeMap;
@@ -21,14 +22,17 @@ pub(crate) struct Sharded {
     /// Each group's server list when its endpoints were made, and the endpoints.
     groups: GroupEndpoints,
     dial: Dial,
+    /// The server of this process, if the client runs in one (see [`crate::in_process`]).
+    local: Option<Local>,
 }
 
 impl Sharded {
-    pub(crate) fn new(ctrl: CtrlClient, dial: Dial) -> Sharded {
+    pub(crate) fn new(ctrl: CtrlClient, dial: Dial, local: Option<Local>) -> Sharded {
         Sharded {
             ctrl,
             groups: Arc::default(),
             dial,
+            local,
         }
     }
 }
@@ -49,7 +53,8 @@ impl Topology<ShardRouter> for Sharded {
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(Endpoints::parse(servers, self.dial.clone())?);
+        let e = Endpoints::parse(servers, self.dial.clone())?.in_process(self.local.clone());
+        let e = Arc::new(e);
         groups.insert(gid, (servers.clone(), e.clone()));
         Ok(e)
     }
@@ -70,6 +75,7 @@ impl Topology<ShardRouter> for Sharded {
             ctrl: self.ctrl.session(),
             groups: self.groups.clone(),
             dial: self.dial.clone(),
+            local: self.local.clone(),
         }
     }
 }

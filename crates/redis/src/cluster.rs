@@ -26,8 +26,9 @@ pub struct Node {
     pub myself: bool,
 }
 
-/// Redis node ids are 40 hex digits; this one is made of the cluster id and the member id,
-/// so it is the same on every process and across restarts.
+/// Redis node ids are 40 hex digits; this one is made of the cluster id and a number that
+/// names the process (`crate::survey::node_id_of`: a hash of its RESP address), so it is
+/// the same on every process and across restarts.
 pub fn node_id(cluster_id: u64, member: u64) -> String {
     // A 64-bit mix, so ids of neighbouring members do not share their first digits (Redis
     // tools shorten ids to a prefix).
@@ -190,7 +191,9 @@ impl ClusterView {
     }
 
     /// `CLUSTER NODES`: a line per node in the format `redis-benchmark --cluster` parses:
-    /// `id host:port@cport flags master ping pong epoch link slots...`.
+    /// `id host:port@cport flags master ping pong epoch link slots...`. The bus port
+    /// `cport` is Redis's convention, port + 10000 (nothing listens there: nodes do not
+    /// gossip), or 0 where that is past 65535.
     pub fn nodes_text(&self) -> String {
         let mut out = String::new();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -200,7 +203,7 @@ impl ClusterView {
                 n.id,
                 n.host,
                 n.port,
-                u32::from(n.port) + 10000,
+                n.port.checked_add(10000).unwrap_or(0),
                 self.epoch
             ));
             for r in self.ranges.iter().filter(|r| r.node == i) {
@@ -335,6 +338,22 @@ mod tests {
         assert!(lines[1].ends_with(" 4096-8191 12288-16383"), "{}", lines[1]);
         assert!(v.info_text().contains("cluster_state:ok"));
         assert!(v.info_text().contains("cluster_size:3"));
+    }
+
+    #[test]
+    fn a_port_whose_bus_port_would_pass_65535_shows_bus_port_0() {
+        let node = Node {
+            id: node_id(7, 1),
+            host: "127.0.0.1".into(),
+            port: 60000,
+            myself: true,
+        };
+        let v = ClusterView::new(vec![node], &[Some(0)], 1);
+        assert!(
+            v.nodes_text().contains(" 127.0.0.1:60000@0 "),
+            "{}",
+            v.nodes_text()
+        );
     }
 
     #[test]

@@ -41,4 +41,4 @@ pub use conn::{Ended, serve};
 pub use reply::{Protocol, Reply};
 pub use request::{Limits, ProtocolError, take_request};
 pub use session::{After, Session};
-pub use survey::{LeaderClaim, Survey, latest_leader};
+pub use survey::{LeaderClaim, RespAddr, Survey, latest_leader, node_id_of};

@@ -79,6 +79,7 @@ pub mod config;
 pub mod driver;
 mod front;
 pub mod handler;
+mod in_process;
 pub mod listen;
 pub mod member;
 pub mod membership;

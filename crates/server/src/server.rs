@@ -20,6 +20,7 @@ use crate::config::{AdminListen, CTRL_GID, ServerConfig, Service};
 use crate::driver::{self, DriverOptions};
 use crate::front::{CtrlFront, KvFront, KvGroup, ShardFront};
 use crate::handler::{INBOX_ITEMS_MAX, Inbound, NodeHandler};
+use crate::in_process::OwnKv;
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use crate::member::Member;
 use crate::membership::Members;
@@ -250,6 +251,7 @@ async fn serve(
         Some(l) => {
             let client_tls = tls.as_ref().map(MemberTls::client_config);
             let groups = front.kv.values().cloned().collect();
+            let own = OwnKv::new(front.clone(), own_grpc_addrs(&cfg));
             Some(RedisFront::start(
                 &cfg,
                 l,
@@ -257,6 +259,7 @@ async fn serve(
                 step_down.clone(),
                 client_tls,
                 groups,
+                Arc::new(own),
             )?)
         }
         None => None,
@@ -531,6 +534,16 @@ fn status_fn<A: Member>(handler: Arc<NodeHandler<A>>) -> StatusFn {
         let handler = handler.clone();
         Box::pin(async move { handler.status().await })
     })
+}
+
+/// The `HOST:PORT` strings that name this process's gRPC port in endpoint lists and
+/// configs: its `--peers` entry, and its listen address unless that is unspecified.
+fn own_grpc_addrs(cfg: &ServerConfig) -> Vec<String> {
+    let mut addrs: Vec<String> = cfg.peers.get(&cfg.id).cloned().into_iter().collect();
+    if !cfg.listen.ip().is_unspecified() {
+        addrs.push(cfg.listen.to_string());
+    }
+    addrs
 }
 
 /// Binds the admin port: a configured address must bind; the default one (next to the

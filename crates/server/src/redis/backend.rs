@@ -26,17 +26,20 @@ pub struct ServerBackend {
 }
 
 impl ServerBackend {
-    /// A backend with a new client session.
-    pub fn new(shared: Arc<RedisShared>) -> ServerBackend {
+    /// A backend running its operations on `session`, a client session of its own.
+    pub fn new(shared: Arc<RedisShared>, session: Client) -> ServerBackend {
         ServerBackend {
-            client: shared.client.session(),
+            client: session,
             view: shared.view.clone(),
             shared,
         }
     }
-}
 
-impl ServerBackend {
+    /// The client session, for the next connection.
+    pub fn into_session(self) -> Client {
+        self.client
+    }
+
     /// Runs one KV operation on the connection's session.
     async fn execute(&mut self, op: KvOp) -> Result<KvOutput, Error> {
         let out = self.client.execute(op).await;

@@ -6,10 +6,14 @@
 //! - Connections are accepted under the same bounds as the gRPC port's
 //!   ([`crate::listen`]: `--max-connections`, the idle and handshake timeouts, a refused
 //!   connection closed at once), counted separately from them.
-//! - Each connection is served by `shardkv_redis::serve` with a [`ServerBackend`]: its own
-//!   client session of the cluster (through the controller when the process hosts shard
-//!   groups, else its one KV group), so a write retried inside shardkv applies once. A
-//!   Redis client that retries on its own after a dropped connection sends a new write.
+//! - Each connection is served by `shardkv_redis::serve` with a [`ServerBackend`]: a client
+//!   session of the cluster of its own while it is open (through the controller when the
+//!   process hosts shard groups, else its one KV group), so a write retried inside shardkv
+//!   applies once; sessions are pooled across connections ([`SessionPool`]). A Redis client
+//!   that retries on its own after a dropped connection sends a new write.
+//! - A key whose group leader is in this process (the usual case: cluster clients follow
+//!   `MOVED` to the leader's process) is served in process, without a connection
+//!   (`shardkv_client::in_process`, [`crate::in_process`]); other attempts travel by gRPC.
 //! - The cluster view (which process masters which slots) is kept by a [`ViewPoller`]: a
 //!   process masters the slots of the shards whose group leader it hosts; other keys are
 //!   answered `MOVED` to the process hosting their group's leader, as that process
@@ -22,14 +26,18 @@
 
 mod backend;
 mod poller;
+mod sessions;
 
 pub use backend::ServerBackend;
 pub use poller::{Layout, POLL_EVERY, ViewPoller, split_addr};
+pub use sessions::{IDLE_SESSIONS_MAX, SessionPool};
 
 use crate::config::{CTRL_GID, ServerConfig, Service};
 use crate::front::KvGroup;
+use crate::in_process::OwnKv;
 use crate::listen::{self, ListenOptions, StepDownSignal};
 use anyhow::{Result, bail};
+use shardkv_client::in_process::Local;
 use shardkv_client::{Client, ClientOptions, ClientTlsConfig, CtrlClient, Dial, Gid};
 use shardkv_redis::{ClusterView, Limits, Session};
 use std::net::SocketAddr;
@@ -48,8 +56,8 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every connection of the process shares.
 pub struct RedisShared {
-    /// The process's client of its own cluster; each connection takes a session of it.
-    client: Client,
+    /// The client sessions of the process's own cluster; each connection takes one.
+    sessions: SessionPool,
     /// The KV and shard groups hosted here (for DBSIZE: the keys of those it leads).
     groups: Vec<KvGroup>,
     view: watch::Receiver<Arc<ClusterView>>,
@@ -127,11 +135,15 @@ impl RedisFront {
         step_down: Arc<StepDownSignal>,
         tls: Option<ClientTlsConfig>,
         groups: Vec<KvGroup>,
+        own: Arc<OwnKv>,
     ) -> Result<RedisFront> {
         let addr = listener.local_addr()?;
+        // A key whose group leader is in this process (the usual case: clients follow
+        // MOVED to the leader's process) is served without a connection.
         let opts = ClientOptions {
             op_timeout: OP_TIMEOUT,
             tls: tls.clone(),
+            in_process: Some(Local(own.clone())),
             ..ClientOptions::default()
         };
         let (client, layout) = layout_of(cfg, &opts)?;
@@ -140,8 +152,8 @@ impl RedisFront {
         let poke = Arc::new(Notify::new());
         let poller = ViewPoller {
             cluster_id: cfg.cluster_id,
-            me: cfg.id,
             my_addr: advertised(addr, own_peer),
+            my_grpc: own.addrs().to_vec(),
             peers: cfg.peers.clone(),
             layout,
             dial: Dial {
@@ -150,9 +162,10 @@ impl RedisFront {
             },
             tx,
             poke: poke.clone(),
+            ctrl_failing: false,
         };
         let shared = Arc::new(RedisShared {
-            client,
+            sessions: SessionPool::new(client),
             groups,
             view: rx,
             poke,
@@ -192,10 +205,11 @@ async fn accept(
         tokio::spawn(async move {
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             shared.connected.fetch_add(1, Ordering::Relaxed);
-            let mut backend = ServerBackend::new(shared.clone());
+            let mut backend = ServerBackend::new(shared.clone(), shared.sessions.take());
             let mut session = Session::new(id);
             let ended =
                 shardkv_redis::serve(conn, &mut session, &mut backend, &shared.limits).await;
+            shared.sessions.put(backend.into_session());
             shared.connected.fetch_sub(1, Ordering::Relaxed);
             tracing::debug!(client = id, ?ended, "redis connection ended");
         });

@@ -1,18 +1,25 @@
 //! [`ViewPoller`]: keeps this process's [`ClusterView`] current. Every [`POLL_EVERY`], and
 //! at once when a connection reports a surprise (an operation that failed: a leader moved,
 //! a shard moved), it asks the controller for its latest config (which group serves each
-//! shard) and every member process for the status of each group that serves shards (its
-//! leader, and the RESP address the process advertises), then publishes the view
-//! [`Survey::view`] builds from them.
+//! shard, and each group's servers) and then every server the config lists for the status
+//! of its group (its leader, and the RESP address the process advertises); a process of
+//! one unsharded group asks its `--peers` instead. It then publishes the view
+//! [`Survey::view`] builds from them. Processes are known by the gRPC address they were
+//! asked at (this process by its own addresses, always), and a leader a member names by
+//! id is found by the address the member's status gives for it: member ids repeat between
+//! groups on other machines. The calls of one poll are bounded ([`POLL_CALLS_MAX`]) and
+//! reuse their connections from poll to poll.
 //!
 //! What a poll cannot learn it does not guess: a process that does not answer has no RESP
 //! address in this poll, and a group whose members name no leader masters no slots, so
 //! their keys are answered `CLUSTERDOWN` until the next poll that learns them. A failed
 //! controller query keeps the shard map of the last poll.
 
-use shardkv_client::{CtrlClient, Dial, GID_NONE, Gid, NodeId, Role, fetch_group_status_with};
-use shardkv_redis::{ClusterView, LeaderClaim, Survey, latest_leader};
-use std::collections::BTreeMap;
+use shardkv_client::{
+    Config, CtrlClient, Dial, Endpoints, GID_NONE, Gid, NodeId, NodeStatus, Role,
+};
+use shardkv_redis::{ClusterView, LeaderClaim, RespAddr, Survey, latest_leader};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -34,12 +41,28 @@ pub enum Layout {
     Single(Gid),
 }
 
+/// The most status calls of one poll (one per server the config lists, for its group):
+/// a config names a handful of servers per group, so this bounds what a huge or malformed
+/// config can cost. This process's own addresses are asked first.
+pub const POLL_CALLS_MAX: usize = 1024;
+
+/// What the controller said at one poll: the group serving each shard, the config number,
+/// and each group's servers (gRPC addresses).
+#[derive(Clone, Debug, Default)]
+struct ShardMap {
+    owners: Vec<Option<Gid>>,
+    epoch: u64,
+    servers: BTreeMap<Gid, Vec<String>>,
+}
+
 /// The poller of one process.
 pub struct ViewPoller {
     pub cluster_id: u64,
-    pub me: NodeId,
     /// This process's own RESP address as clients reach it.
-    pub my_addr: (String, u16),
+    pub my_addr: RespAddr,
+    /// The gRPC addresses that name this process: it is always a node of its own view,
+    /// whether or not its status call to itself answers.
+    pub my_grpc: Vec<String>,
     /// Every member process by id, with its gRPC address.
     pub peers: BTreeMap<NodeId, String>,
     pub layout: Layout,
@@ -48,18 +71,20 @@ pub struct ViewPoller {
     pub tx: watch::Sender<Arc<ClusterView>>,
     /// Poked by connections after a surprise.
     pub poke: Arc<Notify>,
+    /// The controller did not answer the last poll (its failures are logged once at info).
+    pub ctrl_failing: bool,
 }
 
 impl ViewPoller {
     /// Polls until every receiver of the view is gone.
     pub async fn run(mut self) {
-        let mut owners: Vec<Option<Gid>> = Vec::new();
-        let mut epoch = 0;
+        let mut map = ShardMap::default();
+        let mut conns = Conns::default();
         loop {
-            if let Some((o, e)) = self.shard_map().await {
-                (owners, epoch) = (o, e);
+            if let Some(m) = self.shard_map().await {
+                map = m;
             }
-            let survey = self.survey(owners.clone(), epoch).await;
+            let survey = self.survey(&map, &mut conns).await;
             if self.tx.send(Arc::new(survey.view())).is_err() {
                 return;
             }
@@ -71,84 +96,198 @@ impl ViewPoller {
         }
     }
 
-    /// The group serving each shard and the config's number; `None` if the controller did
-    /// not answer in time.
-    async fn shard_map(&mut self) -> Option<(Vec<Option<Gid>>, u64)> {
+    /// The controller's latest config, as a [`ShardMap`]; `None` if the controller did not
+    /// answer in time (logged: the view then keeps the last map).
+    async fn shard_map(&mut self) -> Option<ShardMap> {
         let ctrl = match &mut self.layout {
-            Layout::Single(gid) => return Some((vec![Some(*gid)], 0)),
-            Layout::Sharded(ctrl) => ctrl,
-        };
-        match tokio::time::timeout(POLL_CALL_TIMEOUT, ctrl.query(None)).await {
-            Ok(Ok(config)) => {
-                let owners = config
-                    .shards
-                    .iter()
-                    .map(|&g| (g != GID_NONE).then_some(g))
-                    .collect();
-                Some((owners, config.num.0))
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis view: the controller did not answer");
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Asks every member for the status of every group in `owners`.
-    async fn survey(&self, owners: Vec<Option<Gid>>, epoch: u64) -> Survey {
-        let groups: Vec<Gid> = {
-            let mut g: Vec<Gid> = owners.iter().flatten().copied().collect();
-            g.sort();
-            g.dedup();
-            g
-        };
-        let mut calls = JoinSet::new();
-        for (&id, addr) in &self.peers {
-            for &gid in &groups {
-                let (addr, dial) = (addr.clone(), self.dial.clone());
-                calls.spawn(async move {
-                    (
-                        id,
-                        gid,
-                        fetch_group_status_with(&addr, Some(gid), &dial).await,
-                    )
+            Layout::Single(gid) => {
+                return Some(ShardMap {
+                    owners: vec![Some(*gid)],
+                    ..ShardMap::default()
                 });
             }
+            Layout::Sharded(ctrl) => ctrl,
+        };
+        let why = match tokio::time::timeout(POLL_CALL_TIMEOUT, ctrl.query(None)).await {
+            Ok(Ok(config)) => {
+                if std::mem::take(&mut self.ctrl_failing) {
+                    tracing::info!("redis view: the controller answers again");
+                }
+                return Some(shard_map(config));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {POLL_CALL_TIMEOUT:?}"),
+        };
+        // Once per outage at info (a poll runs up to 10 times a second), then at debug.
+        if std::mem::replace(&mut self.ctrl_failing, true) {
+            tracing::debug!(error = %why, "redis view: the controller gave no config");
+        } else {
+            tracing::info!(error = %why, "redis view: the controller gave no config; keeping the last one until it answers");
         }
-        let mut processes: BTreeMap<NodeId, Option<(String, u16)>> =
-            self.peers.keys().map(|&id| (id, None)).collect();
-        let mut claims: BTreeMap<Gid, Vec<LeaderClaim>> = BTreeMap::new();
-        while let Some(done) = calls.join_next().await {
-            let Ok((id, gid, Ok(status))) = done else {
+        None
+    }
+
+    /// Asks each process for the status of the groups of `map` it serves: each server the
+    /// config lists for a group is asked for that group; for one unsharded group (no
+    /// config), this process's peers are. Calls reuse their connections from poll to poll.
+    async fn survey(&self, map: &ShardMap, conns: &mut Conns) -> Survey {
+        let groups: BTreeSet<Gid> = map.owners.iter().flatten().copied().collect();
+        let mut asks: BTreeSet<(String, Gid)> = BTreeSet::new();
+        if map.servers.is_empty() {
+            for addr in self.peers.values() {
+                asks.extend(groups.iter().map(|&g| (addr.clone(), g)));
+            }
+        }
+        for (gid, servers) in map.servers.iter().filter(|(g, _)| groups.contains(g)) {
+            for server in servers {
+                let addr = server.split_once('=').map_or(server.as_str(), |(_, a)| a);
+                asks.insert((addr.trim().to_string(), *gid));
+            }
+        }
+        // This process's own addresses first, so the bound never drops them.
+        let (mine, theirs): (Vec<_>, Vec<_>) = asks
+            .into_iter()
+            .partition(|(a, _)| self.my_grpc.contains(a));
+        let total = mine.len() + theirs.len();
+        if total > POLL_CALLS_MAX {
+            tracing::warn!(
+                calls = total,
+                max = POLL_CALLS_MAX,
+                "redis view: the config lists too many servers; asking the first ones only"
+            );
+        }
+        let asks: Vec<(String, Gid)> = mine
+            .into_iter()
+            .chain(theirs)
+            .take(POLL_CALLS_MAX)
+            .collect();
+        let endpoints = conns.to(asks.iter().map(|(a, _)| a.clone()).collect(), &self.dial);
+        let mut calls = JoinSet::new();
+        for (addr, gid) in asks {
+            let Some(slot) = endpoints
+                .as_ref()
+                .and_then(|(addrs, _)| addrs.iter().position(|a| *a == addr))
+            else {
                 continue;
             };
-            if let Some(addr) = status.redis_addr.as_deref().and_then(split_addr) {
-                processes.insert(id, Some(addr));
-            }
-            let leader = match status.role {
-                Role::Leader => Some(status.id),
-                _ => status.leader,
-            };
-            claims.entry(gid).or_default().push(LeaderClaim {
-                term: status.term.0,
-                leader,
+            let e = endpoints
+                .as_ref()
+                .map(|(_, e)| e.clone())
+                .expect("endpoints for the asks");
+            calls.spawn(async move {
+                let status = e.group_status(slot, Some(gid)).await;
+                (addr, gid, status)
             });
         }
-        processes.insert(self.me, Some(self.my_addr.clone()));
+        let mut processes: BTreeMap<String, Option<RespAddr>> = BTreeMap::new();
+        let mut claims: BTreeMap<Gid, Vec<LeaderClaim>> = BTreeMap::new();
+        let mut failed = 0usize;
+        while let Some(done) = calls.join_next().await {
+            let Ok((addr, gid, status)) = done else {
+                continue;
+            };
+            let status = match status {
+                Ok(s) => s,
+                Err(_) => {
+                    failed += 1;
+                    processes.entry(addr).or_insert(None);
+                    continue;
+                }
+            };
+            let resp = status.redis_addr.as_deref().and_then(split_addr);
+            let known = processes.entry(addr.clone()).or_insert(None);
+            if resp.is_some() {
+                *known = resp;
+            }
+            claims.entry(gid).or_default().push(LeaderClaim {
+                term: status.term.0,
+                own: status.role == Role::Leader,
+                leader: leader_addr(&addr, &status),
+            });
+        }
+        if failed > 0 {
+            tracing::debug!(failed, "redis view: some status calls of this poll failed");
+        }
+        for addr in &self.my_grpc {
+            processes.insert(addr.clone(), Some(self.my_addr.clone()));
+        }
+        let known = |a: &str| processes.get(a).is_some_and(Option::is_some);
         let leaders = claims
             .into_iter()
-            .filter_map(|(gid, c)| Some((gid, latest_leader(c)?)))
+            .filter_map(|(gid, c)| Some((gid, latest_leader(c, known)?)))
             .collect();
         Survey {
             cluster_id: self.cluster_id,
-            me: self.me,
+            me: self.my_addr.clone(),
             processes,
-            owners,
+            owners: map.owners.clone(),
             leaders,
-            epoch,
+            epoch: map.epoch,
         }
     }
+}
+
+/// The poller's connections: one [`Endpoints`] over the addresses of the last poll, kept
+/// while the next poll asks the same addresses (a config change makes new ones).
+#[derive(Default)]
+struct Conns {
+    current: Option<(Vec<String>, Arc<Endpoints>)>,
+}
+
+impl Conns {
+    /// Endpoints over `addrs` (deduplicated, in order), reused when the addresses are the
+    /// same as last time; `None` when there are none or they do not parse.
+    fn to(&mut self, mut addrs: Vec<String>, dial: &Dial) -> Option<(Vec<String>, Arc<Endpoints>)> {
+        addrs.sort();
+        addrs.dedup();
+        if addrs.is_empty() {
+            return None;
+        }
+        if let Some((known, e)) = &self.current
+            && *known == addrs
+        {
+            return Some((known.clone(), e.clone()));
+        }
+        match Endpoints::parse(&addrs, dial.clone()) {
+            Ok(e) => {
+                let made = (addrs, Arc::new(e));
+                self.current = Some(made.clone());
+                Some(made)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis view: cannot use the servers' addresses");
+                None
+            }
+        }
+    }
+}
+
+/// The parts of a config the view needs.
+fn shard_map(config: Config) -> ShardMap {
+    ShardMap {
+        owners: config
+            .shards
+            .iter()
+            .map(|&g| (g != GID_NONE).then_some(g))
+            .collect(),
+        epoch: config.num.0,
+        servers: config.groups,
+    }
+}
+
+/// The gRPC address of the leader that `status` (answered by the process asked at `addr`)
+/// names: `addr` itself when it leads, else the address its group's member list gives for
+/// the leader's id (`None` when it names no leader or lists no address for it).
+fn leader_addr(addr: &str, status: &NodeStatus) -> Option<String> {
+    if status.role == Role::Leader {
+        return Some(addr.to_string());
+    }
+    let leader: NodeId = status.leader?;
+    status
+        .members
+        .iter()
+        .find(|m| m.id == leader && !m.addr.is_empty())
+        .map(|m| m.addr.clone())
 }
 
 /// `HOST:PORT` as (host, port); `None` if it is not one.

@@ -1,0 +1,106 @@
+//! The Redis Cluster view across process sets: a shard group on processes that are not in
+//! the other processes' `--peers` (added later on other machines, as docs/deploy.md shows,
+//! reusing member ids 1-3) is seen by every process through the controller's config, and
+//! its slots are mastered by its own processes.
+//!
+//! Outcomes only: the waits are bounded polls; no timing is asserted.
+
+mod common;
+
+use common::cluster::{Cluster, LEADER_WAIT, wait_until};
+use common::redis::{VIEW_WAIT, master_port, redis_cli};
+use shardkv_client::{ClientOptions, CtrlClient, Gid};
+use shardkv_types::{key_slot, shard_of_key};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const SHARDS: u32 = 16;
+
+/// The RESP port each member of `c` advertises in its status of `gid`.
+fn resp_ports(c: &Cluster, gid: Gid) -> BTreeSet<u16> {
+    let mut ports = BTreeSet::new();
+    wait_until(
+        "every member to answer with its RESP address",
+        LEADER_WAIT,
+        || {
+            ports = (1..=3)
+                .filter_map(|id| c.group_status(id, gid)?.redis_addr)
+                .filter_map(|a| a.rsplit_once(':')?.1.parse().ok())
+                .collect();
+            ports.len() == 3
+        },
+    );
+    ports
+}
+
+/// Goal: processes A (controller, group 1) and B (group 2 only, `--ctrl` at A, member ids
+/// 1-3 again) each list all six processes as nodes, group 2's slots are mastered by a
+/// process of B as seen from A, and `redis-cli -c` through A's port writes and reads a key
+/// of group 2. Before the view was built from the config, A's processes asked only their
+/// own peers and named one of their own as group 2's master (same member id as B's leader).
+#[test]
+fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
+    let shards = SHARDS.to_string();
+    let redis = ["--redis-listen", "127.0.0.1:0"];
+    let a_args = [
+        &["--groups", "0=ctrl,1=shard", "--shards", &shards][..],
+        &redis,
+    ]
+    .concat();
+    let a = Cluster::start(3, &a_args);
+    let ctrl_endpoints = a.endpoints();
+    let b_args = [
+        &[
+            "--groups",
+            "2=shard",
+            "--shards",
+            &shards,
+            "--ctrl",
+            &ctrl_endpoints,
+        ][..],
+        &redis,
+    ]
+    .concat();
+    let b = Cluster::start(3, &b_args);
+    let opts = ClientOptions {
+        op_timeout: Duration::from_secs(30),
+        ..ClientOptions::default()
+    };
+    let mut ctrl =
+        CtrlClient::connect_with(std::slice::from_ref(&ctrl_endpoints), opts).expect("endpoints");
+    let servers = |c: &Cluster| c.endpoints().split(',').map(String::from).collect();
+    a.block_on(ctrl.join([(Gid(1), servers(&a))].into()))
+        .expect("the controller answers")
+        .expect("group 1 joins");
+    a.block_on(ctrl.join([(Gid(2), servers(&b))].into()))
+        .expect("the controller answers")
+        .expect("group 2 joins");
+    let config = a.block_on(ctrl.query(None)).expect("config");
+    let key = (0..10_000)
+        .map(|i| format!("key{i}"))
+        .find(|k| config.shards[shard_of_key(k.as_bytes(), SHARDS).0 as usize] == Gid(2))
+        .expect("a key of group 2");
+    let slot = key_slot(key.as_bytes());
+    let a_ports = resp_ports(&a, Gid(1));
+    let b_ports = resp_ports(&b, Gid(2));
+    let a_port = *a_ports.first().expect("a port of A");
+
+    wait_until(
+        "A's view to list six nodes and master group 2's slots at a process of B",
+        VIEW_WAIT,
+        || {
+            let nodes = redis_cli(a_port, false, &["cluster", "nodes"]);
+            nodes.lines().count() == 6
+                && master_port(a_port, slot).is_some_and(|p| b_ports.contains(&p))
+        },
+    );
+    let b_port = *b_ports.first().expect("a port of B");
+    let nodes = redis_cli(b_port, false, &["cluster", "nodes"]);
+    assert_eq!(nodes.lines().count(), 6, "B lists every process:\n{nodes}");
+    let ids: BTreeSet<&str> = nodes.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(ids.len(), 6, "six distinct node ids:\n{nodes}");
+
+    assert_eq!(redis_cli(a_port, true, &["set", &key, "from-a"]), "OK");
+    assert_eq!(redis_cli(a_port, true, &["get", &key]), "from-a");
+    assert_eq!(redis_cli(b_port, true, &["get", &key]), "from-a");
+}

@@ -49,7 +49,7 @@ use shardkv_client::{
     fetch_group_status_with,
 };
 use shardkv_host::leader_preference::preferred_leader;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
@@ -376,8 +376,8 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
     wait_for_groups(members, &config, started).await?;
     let redis = members.first().and_then(|m| m.redis);
     if let Some(port) = redis {
-        wait_for_preferred_leaders(members, &config, started).await;
-        wait_for_redis(port).await?;
+        let masters = wait_for_preferred_leaders(members, &config, started).await;
+        wait_for_redis(port, masters).await?;
     }
     let endpoints = addrs.join(",");
     println!(
@@ -562,23 +562,24 @@ async fn wait_for_own_ports(members: &mut [Member]) -> Result<()> {
 /// Waits, at most [`PREFERRED_WAIT`], until each shard group is led by its preferred member
 /// (`shardkv_host::leader_preference`: the servers hand leadership there a few election
 /// timeouts after an election), so the Redis slot masters `up` shows next stay where they
-/// are: `redis-benchmark --cluster` stops when a master changes under it. Past the wait
-/// `up` goes on; leadership still settles there later.
+/// are: `redis-benchmark --cluster` stops when a master changes under it. Returns the Redis
+/// ports of the preferred members (the masters the view should show), or `None` past the
+/// wait: `up` goes on, and leadership still settles there later.
 async fn wait_for_preferred_leaders(
     members: &mut [Member],
     config: &Config,
     started: &Started<'_>,
-) {
+) -> Option<BTreeSet<u16>> {
     let deadline = Instant::now() + PREFERRED_WAIT;
     let voters: Vec<NodeId> = members.iter().map(|m| NodeId(m.id)).collect();
+    let mut masters = BTreeSet::new();
     for &gid in config.groups.keys() {
-        let Some(preferred) = preferred_leader(gid.0, voters.iter().copied()) else {
-            continue;
-        };
-        let Some(m) = members.iter().find(|m| m.id == preferred.0) else {
-            continue;
-        };
-        while Instant::now() < deadline {
+        let preferred = preferred_leader(gid.0, voters.iter().copied())?;
+        let m = members.iter().find(|m| m.id == preferred.0)?;
+        loop {
+            if Instant::now() >= deadline {
+                return None;
+            }
             let dial = started.dial(POLL * 5);
             let status = fetch_group_status_with(&m.addr, Some(gid), &dial).await;
             if status.is_ok_and(|s| s.role == Role::Leader) {
@@ -586,26 +587,55 @@ async fn wait_for_preferred_leaders(
             }
             tokio::time::sleep(POLL).await;
         }
+        masters.insert(m.redis?);
     }
+    Some(masters)
+}
+
+/// Asks the Redis port at `port` one inline command and returns what one read brings
+/// (the short replies `up` asks for fit in one).
+async fn redis_ask(port: u16, command: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("{command}\r\n").as_bytes()).await?;
+    let mut buf = vec![0u8; 16 << 10];
+    let n = s.read(&mut buf).await?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The ports of the nodes that master slots, in a `CLUSTER NODES` reply.
+fn master_ports(nodes: &str) -> BTreeSet<u16> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let addr = fields.get(1)?.split('@').next()?;
+            (fields.len() > 8).then(|| addr.rsplit_once(':')?.1.parse().ok())?
+        })
+        .collect()
 }
 
 /// Waits until the Redis port at `port` answers `CLUSTER INFO` with every slot served (its
-/// view has learned every group's leader), so the first `redis-cli -c` command works.
-async fn wait_for_redis(port: u16) -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// view has learned every group's leader) and, when `masters` is known, names exactly those
+/// ports as the masters in `CLUSTER NODES` (its view has caught up with the last leadership
+/// change), so the first `redis-cli -c` command works.
+async fn wait_for_redis(port: u16, masters: Option<BTreeSet<u16>>) -> Result<()> {
     let deadline = Instant::now() + LEADER_WAIT;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
         let ask = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-            s.write_all(b"CLUSTER INFO\r\n").await?;
-            let mut buf = vec![0u8; 4096];
-            let n = s.read(&mut buf).await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+            let info = redis_ask(port, "CLUSTER INFO").await?;
+            let nodes = redis_ask(port, "CLUSTER NODES").await?;
+            Ok::<_, std::io::Error>((info, nodes))
         };
         match tokio::time::timeout(POLL * 5, ask).await {
-            Ok(Ok(text)) if text.contains("cluster_state:ok") => return Ok(()),
-            Ok(Ok(text)) => last = text,
+            Ok(Ok((info, nodes))) if info.contains("cluster_state:ok") => {
+                if masters.as_ref().is_none_or(|m| *m == master_ports(&nodes)) {
+                    return Ok(());
+                }
+                last = format!("masters not yet the preferred ones: {nodes}");
+            }
+            Ok(Ok((info, _))) => last = info,
             Ok(Err(e)) => last = e.to_string(),
             Err(_) => last = "no answer in time".into(),
         }

@@ -1,7 +1,8 @@
 //! The Redis Cluster view across process sets: a shard group on processes that are not in
 //! the other processes' `--peers` (added later on other machines, as docs/deploy.md shows,
 //! reusing member ids 1-3) is seen by every process through the controller's config, and
-//! its slots are mastered by its own processes.
+//! its slots are mastered by its own processes, which count its keys (`DBSIZE`, `INFO
+//! keyspace`).
 //!
 //! Outcomes only: the waits are bounded polls; no timing is asserted.
 
@@ -103,4 +104,12 @@ fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
     assert_eq!(redis_cli(a_port, true, &["set", &key, "from-a"]), "OK");
     assert_eq!(redis_cli(a_port, true, &["get", &key]), "from-a");
     assert_eq!(redis_cli(b_port, true, &["get", &key]), "from-a");
+
+    // The master of group 2 counts the key in its INFO keyspace (its groups' keys, as its
+    // last poll of their statuses said) and in DBSIZE (asked of its groups at once).
+    let master = master_port(b_port, slot).expect("group 2's master");
+    assert_eq!(redis_cli(master, false, &["dbsize"]), "1");
+    wait_until("the master's INFO keyspace to count the key", VIEW_WAIT, || {
+        redis_cli(master, false, &["info", "keyspace"]).contains("db0:keys=1,expires=0")
+    });
 }

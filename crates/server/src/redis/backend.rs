@@ -76,7 +76,7 @@ impl Backend for ServerBackend {
             connected_clients: s.connected.load(Ordering::Relaxed),
             max_clients: s.max_clients,
             max_bulk: s.limits.bulk_bytes_max,
-            keys: None,
+            keys: *s.keys.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 

@@ -41,8 +41,8 @@ use shardkv_client::in_process::Local;
 use shardkv_client::{Client, ClientOptions, ClientTlsConfig, CtrlClient, Dial, Gid};
 use shardkv_redis::{ClusterView, Limits, Session};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -61,6 +61,8 @@ pub struct RedisShared {
     /// The KV and shard groups hosted here (for DBSIZE: the keys of those it leads).
     groups: Vec<KvGroup>,
     view: watch::Receiver<Arc<ClusterView>>,
+    /// The keys of the shard groups this process leads, as the poller last learned them.
+    keys: Arc<Mutex<Option<u64>>>,
     poke: Arc<Notify>,
     limits: Limits,
     port: u16,
@@ -150,6 +152,7 @@ impl RedisFront {
         let own_peer = cfg.peers.get(&cfg.id).map_or("", String::as_str);
         let (tx, rx) = watch::channel(Arc::new(ClusterView::new(Vec::new(), &[None], 0)));
         let poke = Arc::new(Notify::new());
+        let keys = Arc::new(Mutex::new(None));
         let poller = ViewPoller {
             cluster_id: cfg.cluster_id,
             my_addr: advertised(addr, own_peer),
@@ -163,11 +166,13 @@ impl RedisFront {
             tx,
             poke: poke.clone(),
             ctrl_failing: false,
+            keys: keys.clone(),
         };
         let shared = Arc::new(RedisShared {
             sessions: SessionPool::new(client),
             groups,
             view: rx,
+            keys,
             poke,
             limits: Limits::default(),
             port: addr.port(),

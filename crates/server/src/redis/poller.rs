@@ -20,7 +20,7 @@ use shardkv_client::{
 };
 use shardkv_redis::{ClusterView, LeaderClaim, RespAddr, Survey, latest_leader};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -73,6 +73,10 @@ pub struct ViewPoller {
     pub poke: Arc<Notify>,
     /// The controller did not answer the last poll (its failures are logged once at info).
     pub ctrl_failing: bool,
+    /// The keys held by the shard groups this process leads, as their statuses said at the
+    /// last poll (`INFO keyspace`); `None` when unknown (a group without a key count, such
+    /// as an unsharded one, or a status that did not answer).
+    pub keys: Arc<Mutex<Option<u64>>>,
 }
 
 impl ViewPoller {
@@ -84,7 +88,8 @@ impl ViewPoller {
             if let Some(m) = self.shard_map().await {
                 map = m;
             }
-            let survey = self.survey(&map, &mut conns).await;
+            let (survey, keys) = self.survey(&map, &mut conns).await;
+            *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = keys;
             if self.tx.send(Arc::new(survey.view())).is_err() {
                 return;
             }
@@ -130,7 +135,8 @@ impl ViewPoller {
     /// Asks each process for the status of the groups of `map` it serves: each server the
     /// config lists for a group is asked for that group; for one unsharded group (no
     /// config), this process's peers are. Calls reuse their connections from poll to poll.
-    async fn survey(&self, map: &ShardMap, conns: &mut Conns) -> Survey {
+    /// Also answers the keys of the shard groups this process leads (see [`Self::keys`]).
+    async fn survey(&self, map: &ShardMap, conns: &mut Conns) -> (Survey, Option<u64>) {
         let groups: BTreeSet<Gid> = map.owners.iter().flatten().copied().collect();
         let mut asks: BTreeSet<(String, Gid)> = BTreeSet::new();
         if map.servers.is_empty() {
@@ -182,6 +188,8 @@ impl ViewPoller {
         let mut processes: BTreeMap<String, Option<RespAddr>> = BTreeMap::new();
         let mut claims: BTreeMap<Gid, Vec<LeaderClaim>> = BTreeMap::new();
         let mut failed = 0usize;
+        let mut my_keys = Some(0u64);
+        let mut my_groups: BTreeSet<Gid> = BTreeSet::new();
         while let Some(done) = calls.join_next().await {
             let Ok((addr, gid, status)) = done else {
                 continue;
@@ -194,6 +202,10 @@ impl ViewPoller {
                     continue;
                 }
             };
+            if self.my_grpc.contains(&addr) && status.role == Role::Leader && my_groups.insert(gid)
+            {
+                my_keys = my_keys.zip(status.shards.as_ref()).map(|(n, h)| n + h.keys);
+            }
             let resp = status.redis_addr.as_deref().and_then(split_addr);
             let known = processes.entry(addr.clone()).or_insert(None);
             if resp.is_some() {
@@ -216,14 +228,15 @@ impl ViewPoller {
             .into_iter()
             .filter_map(|(gid, c)| Some((gid, latest_leader(c, known)?)))
             .collect();
-        Survey {
+        let survey = Survey {
             cluster_id: self.cluster_id,
             me: self.my_addr.clone(),
             processes,
             owners: map.owners.clone(),
             leaders,
             epoch: map.epoch,
-        }
+        };
+        (survey, my_keys)
     }
 }
 

@@ -349,6 +349,9 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
         Ok(KvOutput::Set { applied, old }) => PbResult::Set(pb::SetResult { applied, old }),
         Ok(KvOutput::NotAnInteger) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }),
         Ok(KvOutput::Overflow) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }),
+        Ok(KvOutput::TooLarge { bytes, max }) => {
+            PbResult::TooLarge(pb::TooLargeResult { bytes, max })
+        }
         Ok(KvOutput::Outputs(outs)) => PbResult::Outputs(pb::Outputs {
             replies: outs
                 .into_iter()
@@ -437,7 +440,7 @@ pub(crate) fn error_from_wire(e: pb::Error) -> Result<Error, String> {
 
 /// A server's answer from the wire: who answered, and what. `Err` for a malformed reply
 /// (among them a pipeline's answer of more than [`PIPELINE_OPS_MAX`] outputs, or holding
-/// an error or another pipeline's answer).
+/// an error or another pipeline's answer, and a `too_large` result outside one).
 pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error>), String> {
     let server = NodeId(r.server);
     let result = r.result.ok_or("reply without a result")?;
@@ -462,6 +465,9 @@ pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error
                 })
                 .collect::<Result<_, String>>()?;
             Ok(KvOutput::Outputs(outs))
+        }
+        PbResult::TooLarge(_) => {
+            return Err("a too_large result outside a pipeline's answer".into());
         }
         result => Ok(output_from_wire(result)?),
     };
@@ -493,6 +499,10 @@ fn output_from_wire(result: PbResult) -> Result<KvOutput, String> {
         },
         PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }) => KvOutput::NotAnInteger,
         PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }) => KvOutput::Overflow,
+        PbResult::TooLarge(t) => KvOutput::TooLarge {
+            bytes: t.bytes,
+            max: t.max,
+        },
         PbResult::Error(_) | PbResult::Outputs(_) => {
             return Err("an error or a pipeline's answer where an output was expected".into());
         }

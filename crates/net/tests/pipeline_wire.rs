@@ -119,6 +119,10 @@ fn pipelines_of_every_command_and_query_round_trip_through_the_wire() {
             current: None,
         },
         KvOutput::Overflow,
+        KvOutput::TooLarge {
+            bytes: 1 << 21,
+            max: 1 << 20,
+        },
     ]));
     let (from, back) = reply_from_wire(reply_to_wire(NodeId(2), answer.clone())).expect("decodes");
     assert_eq!((from, back), (NodeId(2), answer));
@@ -181,4 +185,9 @@ fn a_pipeline_answer_holding_an_error_or_too_many_outputs_is_malformed() {
     assert!(reply_from_wire(answer(vec![pb::KvReply::default()])).is_err());
     assert!(reply_from_wire(answer((0..=PIPELINE_OPS_MAX).map(|_| done()).collect())).is_err());
     assert!(reply_from_wire(answer((0..PIPELINE_OPS_MAX).map(|_| done()).collect())).is_ok());
+    let too_large = reply_to_wire(NodeId(1), Ok(KvOutput::TooLarge { bytes: 2, max: 1 }));
+    assert!(
+        reply_from_wire(too_large).is_err(),
+        "an append answers too_large only within a pipeline"
+    );
 }

@@ -14,12 +14,15 @@
 //! meaning; each is linearizable and a write applies exactly once (the run is one write
 //! of the connection's client session, retried with its sequence number).
 //!
-//! If the pipeline fails as a whole, every command of the run gets that failure's reply,
-//! as each would alone (`TRYAGAIN` only where surely nothing applied). A failure that is
-//! about the pipeline's own size or validity (`TooLarge`, `Invalid`: say one command's
-//! value is too large, or the values read add up past the answer bound) says nothing
-//! about the others: then the run's first command runs alone and the rest are taken
-//! again, so each gets the answer it would have got unpipelined.
+//! An `APPEND` of a write run that would grow its value past the limit is answered on its
+//! own (the KV pipeline answers it `TooLarge` and it changes nothing), with the reply a
+//! lone one gets; the run's other commands apply. If the pipeline fails as a whole, every
+//! command of the run gets that failure's reply, as each would alone (`TRYAGAIN` only
+//! where surely nothing applied). A failure that is about the pipeline's own size or
+//! validity (`TooLarge`, `Invalid`: say one command's key or value is too large, or the
+//! values read add up past the answer bound) says nothing about the others: then the
+//! run's first command runs alone and the rest are taken again, so each gets the answer it
+//! would have got unpipelined.
 
 use crate::backend::{Backend, DataOp};
 use crate::command::{Command, parse};
@@ -326,10 +329,11 @@ mod tests {
 
     #[test]
     fn a_pipeline_refused_for_its_size_answers_each_command_as_alone() {
-        // Goal: a refusal of the whole pipeline for its size (one append growing a value
-        // past the limit; reads answering past the answer bound) is not every command's
-        // answer: the first runs alone, the rest are taken again. Method: values near the
-        // limits, the memory backend counting operations.
+        // Goal: a refusal of the whole pipeline for its size (reads answering past the
+        // answer bound) is not every command's answer: the first runs alone, the rest are
+        // taken again; an append past the value limit in a run is answered in the run,
+        // exactly as a lone one, and the others apply. Method: values near the limits, the
+        // memory backend counting operations.
         let mut b = Memory::mastering_all();
         let big = |c: u8, n: usize| Bytes::from(vec![c; n]);
         let set = |k: &str, v: Bytes| vec![Bytes::from("set"), Bytes::from(k.to_string()), v];
@@ -371,7 +375,10 @@ mod tests {
                 Reply::Int(VALUE_BYTES_MAX as i64)
             ]
         );
-        assert_eq!(b.calls, [2, 1, 1, 2]);
+        assert_eq!(b.calls, [2, 2], "the append answered within its run");
+        let alone = answer(&mut b, lines(&["append {t}a x"]));
+        assert_eq!(alone[..], got[..1], "as a lone append is answered");
+        assert_eq!(b.calls, [2, 2, 1]);
     }
 
     #[test]

@@ -240,7 +240,11 @@ fn an_append_of_a_pipeline_answered_too_large_changed_nothing_and_only_past_the_
             10,
             vec![Output::Put, out, Output::Put],
         );
-        vec![p, get(2, "k", 11, 12, Some(&near)), get(2, "j", 13, 14, Some("1"))]
+        vec![
+            p,
+            get(2, "k", 11, 12, Some(&near)),
+            get(2, "j", 13, 14, Some("1")),
+        ]
     };
     assert!(linearizable(&with("xy", Output::TooLarge)));
     assert!(

@@ -292,6 +292,9 @@ pub fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
         ) => lin::Output::Int(*n),
         (Op::Write(C::IncrBy { .. }), KvOutput::NotAnInteger) => lin::Output::NotAnInteger,
         (Op::Write(C::IncrBy { .. }), KvOutput::Overflow) => lin::Output::Overflow,
+        (Op::Write(C::Append { .. } | C::AppendLen { .. }), KvOutput::TooLarge { .. }) => {
+            lin::Output::TooLarge
+        }
         (Op::Read(Q::GetMany { keys }), KvOutput::Values(values)) if values.len() == keys.len() => {
             lin::Output::Values(
                 values

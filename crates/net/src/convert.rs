@@ -3,6 +3,7 @@
 
 use crate::pb::{self, ctrl_reply::Result as PbCtrlResult, kv_reply::Result as PbResult};
 use crate::{NodeStatus, ShardPhase, ShardsHeld, status};
+use prost::Message as _;
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
 use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvRequest, PIPELINE_OPS_MAX, SetWhen};
 use shardkv_raft::Message;
@@ -114,9 +115,12 @@ fn query_op_to_wire(q: KvQuery) -> pb::op_request::Op {
 fn pipeline_to_wire(ops: impl Iterator<Item = pb::op_request::Op>) -> pb::op_request::Op {
     pb::op_request::Op::Pipeline(pb::Pipeline {
         ops: ops
-            .map(|op| pb::OpRequest {
-                op: Some(op),
-                ..Default::default()
+            .map(|op| {
+                pb::OpRequest {
+                    op: Some(op),
+                    ..Default::default()
+                }
+                .encode_to_vec()
             })
             .collect(),
     })
@@ -256,7 +260,7 @@ fn wire_op(op: pb::op_request::Op, in_pipeline: bool) -> Result<WireOp, String> 
     Ok(WireOp::Write(cmd))
 }
 
-/// A pipeline from the wire: its count checked before any operation is converted.
+/// A pipeline from the wire: its count checked before any operation is decoded.
 fn pipeline_from_wire(p: pb::Pipeline) -> Result<WireOp, String> {
     let n = p.ops.len();
     if n == 0 || n > PIPELINE_OPS_MAX {
@@ -265,7 +269,9 @@ fn pipeline_from_wire(p: pb::Pipeline) -> Result<WireOp, String> {
         ));
     }
     let (mut queries, mut cmds) = (Vec::new(), Vec::new());
-    for r in p.ops {
+    for bytes in p.ops {
+        let r = pb::OpRequest::decode(bytes.as_slice())
+            .map_err(|e| format!("a pipeline operation does not decode: {e}"))?;
         match wire_op(
             r.op.ok_or("a pipeline operation without an operation")?,
             true,

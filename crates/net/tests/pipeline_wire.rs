@@ -1,7 +1,8 @@
 //! A pipeline on the wire: an `OpRequest` whose `pipeline` holds one encoded `OpRequest`
-//! per operation (counted before any is decoded), answered with `outputs`. It round-trips exactly, and a frame a hostile
-//! client could send (no operations, too many, a pipeline within a pipeline, reads mixed
-//! with writes, an answer holding an error) is refused with a reason, never a panic.
+//! per operation (counted before any is decoded), answered with `outputs`. It round-trips
+//! exactly, and a frame a hostile client could send (no operations, too many, a pipeline
+//! within a pipeline, reads mixed with writes, an answer holding an error) is refused with
+//! a reason, never a panic.
 
 use prost::Message;
 use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvRequest, PIPELINE_OPS_MAX, SetWhen};

@@ -18,6 +18,10 @@ pub const PIPELINE_OPS_MAX: usize = 64;
 /// The largest value a client session keeps to answer a retry of a failed CAS with the
 /// value it found; a larger one is answered `Error::CasFailed` (read the key instead).
 pub const RECORDED_VALUE_BYTES_MAX: usize = 128;
+/// The most found-value bytes one pipeline's session record keeps, across its commands;
+/// a command whose found value would pass it is recorded `CasFailed` (its pipeline's retry
+/// is answered `Error::SessionExpired`).
+pub const PIPELINE_RECORD_VALUE_BYTES_MAX: usize = 1024;
 
 /// A write. Byte fields are encoded as byte strings (`serde_bytes`): in postcard the same
 /// bytes as a sequence of u8, so logs and snapshots of older builds still read
@@ -91,8 +95,11 @@ pub enum KvCommand {
     /// in order, with nothing between them; answers `Outputs`, one per command, each what
     /// that command alone would answer at that point. 1 to [`PIPELINE_OPS_MAX`] commands,
     /// none a `Pipeline`, every key in one shard (as for the other multi-key commands).
-    /// Refused as a whole (`TooLarge`, nothing changed) if one of its appends would grow a
-    /// value past [`VALUE_BYTES_MAX`].
+    /// Not a transaction, as Redis's pipelines are not: an Append or AppendLen of it that
+    /// would grow a value past [`VALUE_BYTES_MAX`] answers `KvOutput::TooLarge` and changes
+    /// nothing, and the others apply. Its bytes (within [`MANY_BYTES_MAX`]) count, for each
+    /// GetDel and `Set { get: true }`, the largest value it may answer
+    /// ([`VALUE_BYTES_MAX`]), so its answer fits a reply as its request does.
     Pipeline { cmds: Vec<KvCommand> },
 }
 
@@ -132,16 +139,19 @@ impl KvCommand {
         }
     }
 
-    /// The bytes the command carries: its keys and values.
+    /// The bytes the command carries (its keys and values) and, for one that answers a
+    /// value it found (GetDel, `Set { get: true }`), the most that value can be: what a
+    /// pipeline is bounded by, so its answer fits a reply as its request does.
     fn bytes(&self) -> usize {
         match self {
             KvCommand::Put { key, value }
             | KvCommand::Append { key, value }
-            | KvCommand::Set { key, value, .. }
             | KvCommand::AppendLen { key, value } => key.len() + value.len(),
-            KvCommand::Delete { key }
-            | KvCommand::GetDel { key }
-            | KvCommand::IncrBy { key, .. } => key.len(),
+            KvCommand::Set {
+                key, value, get, ..
+            } => key.len() + value.len() + if *get { VALUE_BYTES_MAX } else { 0 },
+            KvCommand::GetDel { key } => key.len() + VALUE_BYTES_MAX,
+            KvCommand::Delete { key } | KvCommand::IncrBy { key, .. } => key.len(),
             KvCommand::Cas { key, expected, new } => {
                 key.len() + expected.as_ref().map_or(0, Vec::len) + new.len()
             }
@@ -266,6 +276,11 @@ pub enum KvOutput {
     /// Pipeline (command or query): one output per sub-operation, in order. Never
     /// recorded as itself (`record.rs`).
     Outputs(Vec<KvOutput>),
+    // Appended after `Outputs`.
+    /// Only within `Outputs`: an Append or AppendLen of a pipeline whose result would be
+    /// `bytes` long, past `max` ([`VALUE_BYTES_MAX`]). Nothing changed. (A lone one is
+    /// refused with `Error::TooLarge` instead.)
+    TooLarge { bytes: u64, max: u64 },
 }
 
 /// A client request as it travels to a server.

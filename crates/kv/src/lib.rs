@@ -32,8 +32,13 @@
 //! at one read index; it answers `Outputs`, one per operation, each what that operation
 //! alone would answer at that point. Its keys are all its operations' keys (one shard),
 //! its bytes within [`MANY_BYTES_MAX`], and a read pipeline's answer within
-//! [`MANY_BYTES_MAX`] as GetMany's is. Its session record is a `Value` holding its
-//! commands' records (`record.rs`).
+//! [`MANY_BYTES_MAX`] as GetMany's is; a write pipeline's bytes count each GetDel's and
+//! `Set { get: true }`'s found value as [`VALUE_BYTES_MAX`], so its answer is bounded the
+//! same way. It is not a transaction (as Redis's pipelines are not): an append of it past
+//! [`VALUE_BYTES_MAX`] answers [`KvOutput::TooLarge`], changing nothing, and the others
+//! apply. Its session record is a `Value` holding its commands' records, keeping at most
+//! [`PIPELINE_RECORD_VALUE_BYTES_MAX`] bytes of found values (so under 2 KiB); a retry
+//! that cannot be answered from it is answered `SessionExpired` (`record.rs`).
 //!
 //! [`KvStore::execute`] is the sequential semantics alone, so a sharded store can keep one
 //! `KvStore` per shard and reuse it.
@@ -50,8 +55,8 @@ mod store;
 
 pub use command::{
     KEY_BYTES_MAX, Keys, KvCommand, KvOutput, KvQuery, KvRequest, KvResponse, MANY_BYTES_MAX,
-    MANY_KEYS_MAX, PIPELINE_OPS_MAX, RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX, validate,
-    validate_command, validate_query,
+    MANY_KEYS_MAX, PIPELINE_OPS_MAX, PIPELINE_RECORD_VALUE_BYTES_MAX, RECORDED_VALUE_BYTES_MAX,
+    SetWhen, VALUE_BYTES_MAX, validate, validate_command, validate_query,
 };
 pub use int::parse_canonical_i64;
 pub use serde_bytes::ByteBuf;

@@ -16,13 +16,18 @@
 //! | AppendLen, IncrBy, DeleteMany | `Int(n)` | `Value(n as 8 little-endian bytes)` |
 //! | IncrBy refused | `NotAnInteger` / `Overflow` | `Cas { swapped: false / true, current: None }` |
 //! | Pipeline | `Outputs(outs)` | `Value(postcard of the list of each command's own record)` |
+//! | Append, AppendLen in a pipeline, too large | `TooLarge { bytes, .. }` | `Cas { swapped: false, current: bytes as 8 little-endian bytes }` |
 //!
 //! A pipeline's record is the postcard encoding of the list of its commands' records, each
-//! one of the rows above, held as bytes: so it is at most [`PIPELINE_OPS_MAX`] times the
-//! largest other record (a few bytes plus a found value of at most
-//! [`RECORDED_VALUE_BYTES_MAX`]), under 10 KiB. Its retry decodes the list and replays
-//! each command from its own record; if one of those answers an error (`SessionExpired`,
-//! `CasFailed`), the whole retry is answered with that error.
+//! one of the rows above, held as bytes. The found values (of Cas, Set, GetDel) it keeps
+//! add up to at most [`PIPELINE_RECORD_VALUE_BYTES_MAX`]: a command whose found value
+//! would pass that is recorded `CasFailed`. Each other record is at most 12 bytes, so a
+//! pipeline's record is at most `PIPELINE_OPS_MAX * 12 + PIPELINE_RECORD_VALUE_BYTES_MAX`
+//! bytes and a few (under 2 KiB: `tests/sessions.rs`). Its retry decodes the list and
+//! replays each command from its own record; if anything of that fails (a record that
+//! does not decode or does not match the pipeline, a command whose record answers an
+//! error such as a `CasFailed` one), the retry is answered `SessionExpired`: the pipeline
+//! applied, once, and its answer is gone.
 //!
 //! A retry of a Cas whose found value was not kept is answered `CasFailed` (it surely did not
 //! apply); of a Set or GetDel whose found value was not kept, `SessionExpired` (it applied,
@@ -30,7 +35,9 @@
 
 #[cfg(doc)]
 use crate::PIPELINE_OPS_MAX;
-use crate::{KvCommand, KvOutput, RECORDED_VALUE_BYTES_MAX};
+use crate::{
+    KvCommand, KvOutput, PIPELINE_RECORD_VALUE_BYTES_MAX, RECORDED_VALUE_BYTES_MAX, VALUE_BYTES_MAX,
+};
 use shardkv_rsm::Error;
 
 /// A found value the record cannot keep: `CasFailed` with its size.
@@ -40,7 +47,45 @@ fn too_large(v: &[u8]) -> Option<KvOutput> {
     })
 }
 
+/// The 8 bytes of a recorded integer.
+fn eight(b: &[u8]) -> Result<[u8; 8], Error> {
+    b.try_into().map_err(|_| Error::Unavailable {
+        reason: format!("a session record of {} bytes for an integer", b.len()),
+    })
+}
+
+/// The answer to a retry of a pipeline from its record (`b`, the list of its commands'
+/// records); `None` if the record does not decode, does not match `cmds`, or one of its
+/// commands' records answers an error.
+fn replay_pipeline(cmds: &[KvCommand], b: &[u8]) -> Option<KvOutput> {
+    let records: Vec<KvOutput> = postcard::from_bytes(b).ok()?;
+    if records.len() != cmds.len() {
+        return None;
+    }
+    let outs = cmds
+        .iter()
+        .zip(&records)
+        .map(|(c, r)| KvOutput::replay(c, r).ok())
+        .collect::<Option<_>>()?;
+    Some(KvOutput::Outputs(outs))
+}
+
 impl KvOutput {
+    /// The bytes of the found value this record of `cmd` keeps (a Cas's, Set's or
+    /// GetDel's), 0 for any other.
+    fn found_bytes(&self, cmd: &KvCommand) -> usize {
+        match (cmd, self) {
+            (
+                KvCommand::Cas { .. } | KvCommand::Set { .. } | KvCommand::GetDel { .. },
+                KvOutput::Cas {
+                    current: Some(v), ..
+                }
+                | KvOutput::Value(Some(v)),
+            ) => v.len(),
+            _ => 0,
+        }
+    }
+
     /// What a client session keeps of `out`, the output of `cmd`: enough to answer a retry
     /// the same way ([`KvOutput::replay`]), in a shape every build decodes (module docs).
     pub fn record(cmd: &KvCommand, out: &KvOutput) -> KvOutput {
@@ -77,16 +122,31 @@ impl KvOutput {
                 swapped: *out == O::Overflow,
                 current: None,
             },
+            (C::Append { .. } | C::AppendLen { .. }, O::TooLarge { bytes, .. }) => O::Cas {
+                swapped: false,
+                current: Some(bytes.to_le_bytes().to_vec()),
+            },
             (C::Pipeline { cmds }, O::Outputs(outs)) => {
                 assert_eq!(
                     cmds.len(),
                     outs.len(),
                     "one output per command of a pipeline"
                 );
+                let mut kept = 0;
                 let records: Vec<KvOutput> = cmds
                     .iter()
                     .zip(outs)
-                    .map(|(c, o)| KvOutput::record(c, o))
+                    .map(|(c, o)| {
+                        let record = KvOutput::record(c, o);
+                        let found = record.found_bytes(c);
+                        if kept + found > PIPELINE_RECORD_VALUE_BYTES_MAX {
+                            return O::CasFailed {
+                                bytes: found as u64,
+                            };
+                        }
+                        kept += found;
+                        record
+                    })
                     .collect();
                 O::Value(Some(
                     postcard::to_allocvec(&records).expect("a list of records encodes"),
@@ -115,31 +175,19 @@ impl KvOutput {
                 old: current.clone(),
             },
             (C::AppendLen { .. } | C::IncrBy { .. } | C::DeleteMany { .. }, O::Value(Some(b))) => {
-                let n: [u8; 8] = b.as_slice().try_into().map_err(|_| Error::Unavailable {
-                    reason: format!("a session record of {} bytes for an integer", b.len()),
-                })?;
-                O::Int(i64::from_le_bytes(n))
+                O::Int(i64::from_le_bytes(eight(b)?))
             }
+            (
+                C::Append { .. } | C::AppendLen { .. },
+                O::Cas {
+                    current: Some(b), ..
+                },
+            ) => O::TooLarge {
+                bytes: u64::from_le_bytes(eight(b)?),
+                max: VALUE_BYTES_MAX as u64,
+            },
             (C::Pipeline { cmds }, O::Value(Some(b))) => {
-                let records: Vec<KvOutput> =
-                    postcard::from_bytes(b).map_err(|e| Error::Unavailable {
-                        reason: format!("a pipeline's session record does not decode: {e}"),
-                    })?;
-                if records.len() != cmds.len() {
-                    return Err(Error::Unavailable {
-                        reason: format!(
-                            "a pipeline of {} commands has a session record of {}",
-                            cmds.len(),
-                            records.len()
-                        ),
-                    });
-                }
-                O::Outputs(
-                    cmds.iter()
-                        .zip(&records)
-                        .map(|(c, r)| KvOutput::replay(c, r))
-                        .collect::<Result<_, _>>()?,
-                )
+                replay_pipeline(cmds, b).ok_or(Error::SessionExpired)?
             }
             (C::IncrBy { .. }, O::Cas { swapped, .. }) => {
                 if *swapped {
@@ -251,6 +299,40 @@ mod tests {
                 }
             );
             assert_eq!(KvOutput::replay(&cmd, &rec), Err(Error::SessionExpired));
+        }
+    }
+
+    #[test]
+    fn a_pipeline_record_that_does_not_decode_or_match_replays_as_session_expired() {
+        // Goal: a retry of a pipeline whose record cannot answer it says "may have
+        // applied" (SessionExpired), never "surely not" (Unavailable, CasFailed).
+        let one = KvCommand::Delete { key: b"k".to_vec() };
+        let pipeline = KvCommand::Pipeline {
+            cmds: vec![one.clone(), one],
+        };
+        let rec = KvOutput::record(
+            &pipeline,
+            &KvOutput::Outputs(vec![KvOutput::Deleted { existed: true }; 2]),
+        );
+        let KvOutput::Value(Some(list)) = &rec else {
+            panic!("{rec:?}");
+        };
+        let shorter = KvCommand::Pipeline {
+            cmds: vec![KvCommand::Delete { key: b"k".to_vec() }],
+        };
+        for (cmd, rec) in [
+            (&shorter, rec.clone()),
+            (
+                &pipeline,
+                KvOutput::Value(Some(list[..list.len() - 1].to_vec())),
+            ),
+            (&pipeline, KvOutput::Value(Some(vec![0xff; 3]))),
+        ] {
+            assert_eq!(
+                KvOutput::replay(cmd, &rec),
+                Err(Error::SessionExpired),
+                "{rec:?}"
+            );
         }
     }
 }

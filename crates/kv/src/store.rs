@@ -75,50 +75,31 @@ impl KvStore {
     /// large value): `TooLarge`, and nothing changes. Every value then fits in a reply, a
     /// session and a moving shard's chunk.
     ///
-    /// A pipeline is checked as it will execute: if it appends, its commands run in order
-    /// on a scratch copy of the keys it names, each checked, so an append onto what an
-    /// earlier command of it wrote is held to the limit too; a refusal refuses the whole
-    /// pipeline.
+    /// A pipeline is not refused as a whole: each of its appends is held to the limit as it
+    /// executes ([`KvStore::execute`] answers it [`KvOutput::TooLarge`] and it changes
+    /// nothing), so nothing is checked, or copied, ahead of it.
     pub fn check_growth(&self, cmd: &KvCommand) -> Result<(), Error> {
-        if let KvCommand::Pipeline { cmds } = cmd {
-            return self.check_pipeline_growth(cmds);
+        match self.too_large(cmd) {
+            Some(KvOutput::TooLarge { bytes, max }) => Err(Error::TooLarge { bytes, max }),
+            _ => Ok(()),
         }
+    }
+
+    /// `TooLarge` for an Append or AppendLen whose result would pass
+    /// [`VALUE_BYTES_MAX`](crate::VALUE_BYTES_MAX); `None` for any other command.
+    fn too_large(&self, cmd: &KvCommand) -> Option<KvOutput> {
         let (KvCommand::Append { key, value } | KvCommand::AppendLen { key, value }) = cmd else {
-            return Ok(());
+            return None;
         };
         let now = self.map.get(key).map_or(0, Vec::len);
         let bytes = (now + value.len()) as u64;
         let max = crate::VALUE_BYTES_MAX as u64;
-        if bytes > max {
-            return Err(Error::TooLarge { bytes, max });
-        }
-        Ok(())
+        (bytes > max).then_some(KvOutput::TooLarge { bytes, max })
     }
 
-    fn check_pipeline_growth(&self, cmds: &[KvCommand]) -> Result<(), Error> {
-        let appends = |c: &KvCommand| {
-            matches!(
-                c,
-                KvCommand::Append { .. } | KvCommand::AppendLen { .. } | KvCommand::Pipeline { .. }
-            )
-        };
-        if !cmds.iter().any(appends) {
-            return Ok(());
-        }
-        let mut scratch = KvStore::default();
-        for key in cmds.iter().flat_map(KvCommand::keys) {
-            if let Some(v) = self.map.get(key) {
-                scratch.map.insert(key.to_vec(), v.clone());
-            }
-        }
-        for c in cmds {
-            scratch.check_growth(c)?;
-            scratch.execute(c);
-        }
-        Ok(())
-    }
-
-    /// Applies a write: the sequential semantics of every command.
+    /// Applies a write: the sequential semantics of every command. A lone Append or
+    /// AppendLen is not held to the value limit here ([`KvStore::check_growth`] refuses it
+    /// first); one within a pipeline is, and answers `TooLarge`, changing nothing.
     pub fn execute(&mut self, cmd: &KvCommand) -> KvOutput {
         match cmd {
             KvCommand::Put { key, value } => {
@@ -187,9 +168,14 @@ impl KvStore {
                 }
                 KvOutput::Done
             }
-            KvCommand::Pipeline { cmds } => {
-                KvOutput::Outputs(cmds.iter().map(|c| self.execute(c)).collect())
-            }
+            KvCommand::Pipeline { cmds } => KvOutput::Outputs(
+                cmds.iter()
+                    .map(|c| match self.too_large(c) {
+                        Some(refused) => refused,
+                        None => self.execute(c),
+                    })
+                    .collect(),
+            ),
         }
     }
 

@@ -256,6 +256,8 @@ fn the_redis_commands_queries_and_outputs_encode_as_pinned() {
 const PIPELINE_COMMAND: &str = "0a02000161013107016e02";
 const PIPELINE_QUERY: &str = "040200016103016e";
 const PIPELINE_OUTPUT: &str = "0a02010502";
+/// `KvOutput::TooLarge { bytes: 1 MiB + 1, max: 1 MiB }`, appended after `Outputs`.
+const TOO_LARGE_OUTPUT: &str = "0b818040808040";
 
 #[test]
 fn pipelines_encode_as_pinned() {
@@ -281,4 +283,13 @@ fn pipelines_encode_as_pinned() {
     same_as_stored("pipeline query", &query, PIPELINE_QUERY);
     let output = KvOutput::Outputs(vec![KvOutput::Done, KvOutput::Int(1)]);
     same_as_stored("pipeline output", &output, PIPELINE_OUTPUT);
+    let too_large = KvOutput::TooLarge {
+        bytes: (1 << 20) + 1,
+        max: 1 << 20,
+    };
+    same_as_stored(
+        "a pipeline's append too large",
+        &too_large,
+        TOO_LARGE_OUTPUT,
+    );
 }

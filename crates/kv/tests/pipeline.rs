@@ -2,8 +2,8 @@
 //! reads answered at one index, within the limits of a multi-key operation.
 
 use shardkv_kv::{
-    ByteBuf, KvCommand, KvOutput, KvQuery, KvStore, MANY_BYTES_MAX, PIPELINE_OPS_MAX,
-    VALUE_BYTES_MAX, validate_command, validate_query,
+    ByteBuf, KvCommand, KvOutput, KvQuery, KvStore, MANY_BYTES_MAX, MANY_KEYS_MAX,
+    PIPELINE_OPS_MAX, VALUE_BYTES_MAX, validate_command, validate_query,
 };
 use shardkv_rsm::Error;
 
@@ -55,39 +55,121 @@ fn a_pipeline_answers_each_command_as_it_alone_would_in_order() {
 }
 
 #[test]
-fn a_pipeline_that_would_grow_a_value_past_the_limit_changes_nothing() {
-    // Goal: growth is checked as the pipeline executes (an append onto an earlier
-    // command's put counts) and a refusal refuses the whole pipeline; method: check_growth
-    // before execute, as apply does.
-    let s = KvStore::default();
+fn an_append_of_a_pipeline_past_the_limit_answers_too_large_and_the_others_apply() {
+    // Goal: a pipeline is not refused as a whole (Redis's pipelines are not transactions):
+    // an append onto what an earlier command of it wrote is held to the limit as it
+    // executes, answers TooLarge and changes nothing, and the commands around it apply.
+    // Method: check_growth then execute, as apply does.
+    let mut s = KvStore::default();
     let half = vec![b'x'; VALUE_BYTES_MAX / 2 + 1];
-    let grows = KvCommand::Pipeline {
-        cmds: vec![
-            put("a", &half),
-            KvCommand::AppendLen {
-                key: k("a"),
-                value: half.clone(),
+    let append = |value: &[u8]| KvCommand::AppendLen {
+        key: k("a"),
+        value: value.to_vec(),
+    };
+    let cmds = vec![
+        put("a", &half),
+        append(&half),
+        put("b", b"1"),
+        KvCommand::Delete { key: k("a") },
+        append(&half),
+    ];
+    let pipeline = KvCommand::Pipeline { cmds };
+    assert_eq!(
+        s.check_growth(&pipeline),
+        Ok(()),
+        "never refused as a whole"
+    );
+    assert_eq!(
+        s.execute(&pipeline),
+        KvOutput::Outputs(vec![
+            KvOutput::Done,
+            KvOutput::TooLarge {
+                bytes: 2 * half.len() as u64,
+                max: VALUE_BYTES_MAX as u64
             },
-        ],
+            KvOutput::Done,
+            KvOutput::Deleted { existed: true },
+            KvOutput::Int(half.len() as i64),
+        ])
+    );
+    assert_eq!(s.get(b"a"), Some(&half), "the delete made room");
+    assert_eq!(s.get(b"b"), Some(&k("1")));
+}
+
+#[test]
+fn a_pipeline_naming_a_full_value_many_times_is_executed_without_copies() {
+    // Goal: the review's repro (a full value, an append onto it and 63 deletes naming it
+    // 1024 times each) answers at once: the append TooLarge, the first delete 1, the others
+    // 0 (it used to copy the value once per key named, ~63 GiB). Method: execute it.
+    let mut s = KvStore::default();
+    s.insert(k("a"), vec![b'v'; VALUE_BYTES_MAX]);
+    let mut cmds = vec![KvCommand::Append {
+        key: k("a"),
+        value: k("x"),
+    }];
+    let many = KvCommand::DeleteMany {
+        keys: vec![ByteBuf::from(k("a")); MANY_KEYS_MAX],
+    };
+    cmds.extend(std::iter::repeat_n(many, PIPELINE_OPS_MAX - 1));
+    let pipeline = KvCommand::Pipeline { cmds };
+    assert_eq!(validate_command(&pipeline), Ok(()));
+    assert_eq!(s.check_growth(&pipeline), Ok(()));
+    let KvOutput::Outputs(outs) = s.execute(&pipeline) else {
+        panic!("a pipeline answers Outputs");
     };
     assert_eq!(
-        s.check_growth(&grows),
-        Err(Error::TooLarge {
-            bytes: 2 * half.len() as u64,
+        outs[0],
+        KvOutput::TooLarge {
+            bytes: VALUE_BYTES_MAX as u64 + 1,
             max: VALUE_BYTES_MAX as u64
-        })
+        }
     );
-    let fits = KvCommand::Pipeline {
-        cmds: vec![
-            put("a", &half),
-            KvCommand::Delete { key: k("a") },
-            KvCommand::Append {
-                key: k("a"),
-                value: half,
-            },
-        ],
+    assert_eq!(outs[1], KvOutput::Int(1));
+    assert!(outs[2..].iter().all(|o| *o == KvOutput::Int(0)));
+    assert!(s.is_empty());
+}
+
+#[test]
+fn a_write_pipeline_counts_the_values_it_may_answer_within_many_bytes_max() {
+    // Goal: a write pipeline's answer fits a reply: each GetDel and Set with get counts
+    // VALUE_BYTES_MAX (the most it may find), as the Redis front end's runs do. Method:
+    // one such command fits, two are refused TooLarge.
+    let getdel = |key: &str| KvCommand::GetDel { key: k(key) };
+    let set_get = |key: &str| KvCommand::Set {
+        key: k(key),
+        value: k("v"),
+        when: shardkv_kv::SetWhen::Always,
+        get: true,
     };
-    assert_eq!(s.check_growth(&fits), Ok(()), "the delete made room");
+    let pipeline = |cmds| KvCommand::Pipeline { cmds };
+    assert_eq!(
+        validate_command(&pipeline(vec![getdel("a"), put("b", b"1")])),
+        Ok(())
+    );
+    for two in [
+        vec![getdel("a"), getdel("b")],
+        vec![set_get("a"), getdel("b")],
+        vec![set_get("a"), set_get("b")],
+    ] {
+        assert!(
+            matches!(
+                validate_command(&pipeline(two.clone())),
+                Err(Error::TooLarge { max, .. }) if max == MANY_BYTES_MAX as u64
+            ),
+            "{two:?}"
+        );
+    }
+    let set_no_get = KvCommand::Set {
+        key: k("a"),
+        value: k("v"),
+        when: shardkv_kv::SetWhen::Always,
+        get: false,
+    };
+    assert_eq!(
+        validate_command(&pipeline(vec![set_no_get.clone(), set_no_get])),
+        Ok(()),
+        "a Set without get answers no value"
+    );
 }
 
 #[test]

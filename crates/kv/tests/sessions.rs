@@ -5,7 +5,8 @@
 //! retry of each Redis-era write is answered.
 
 use shardkv_kv::{
-    KvCommand, KvOutput, KvReplica, KvStore, RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX,
+    KvCommand, KvOutput, KvReplica, KvStore, PIPELINE_OPS_MAX, PIPELINE_RECORD_VALUE_BYTES_MAX,
+    RECORDED_VALUE_BYTES_MAX, SetWhen, VALUE_BYTES_MAX,
 };
 use shardkv_raft::{Config, Restored, Snapshot};
 use shardkv_rsm::{Error, ReplicaOptions, Request};
@@ -320,4 +321,138 @@ fn a_retried_pipeline_is_answered_from_its_record_and_applied_once() {
         Some(&b"2".to_vec()),
         "applied once"
     );
+}
+
+/// A pipeline of `n` CASes on `key()` that do not swap (the key holds a value of `found`
+/// bytes, none of them expects it).
+fn failing_cases(n: usize) -> KvCommand {
+    KvCommand::Pipeline {
+        cmds: (0..n)
+            .map(|_| KvCommand::Cas {
+                key: key(),
+                expected: None,
+                new: b"n".to_vec(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_retried_pipeline_whose_command_failed_a_cas_on_a_large_value_is_session_expired() {
+    // Goal: a retry of an applied pipeline never answers "surely not applied": a CAS of it
+    // whose found value was too large to keep (alone answered CasFailed on retry) makes
+    // the pipeline's retry SessionExpired. Method: a one-member group, a retry.
+    let mut g = One::new();
+    let big = vec![b'l'; RECORDED_VALUE_BYTES_MAX + 1];
+    let pipeline = KvCommand::Pipeline {
+        cmds: vec![
+            KvCommand::Put {
+                key: key(),
+                value: big.clone(),
+            },
+            KvCommand::Cas {
+                key: key(),
+                expected: None,
+                new: b"n".to_vec(),
+            },
+            KvCommand::IncrBy {
+                key: b"n".to_vec(),
+                by: 1,
+            },
+        ],
+    };
+    let first = g.write(1, 1, false, pipeline.clone()).expect("applies");
+    assert!(matches!(&first, KvOutput::Outputs(outs) if outs.len() == 3));
+    let retry = g.write(1, 1, true, pipeline);
+    assert_eq!(retry, Err(Error::SessionExpired));
+    assert!(retry.unwrap_err().may_have_applied());
+    assert_eq!(g.r.state_machine().get(b"n"), Some(&b"1".to_vec()));
+}
+
+#[test]
+fn a_pipeline_record_keeps_a_bounded_total_of_found_values() {
+    // Goal: a pipeline's session record keeps at most PIPELINE_RECORD_VALUE_BYTES_MAX of
+    // found values (64 failed CASes each finding a keepable value used to keep 64 of them)
+    // and stays under 2 KiB; within the bound its retry replays every answer, past it the
+    // retry is SessionExpired. Method: records of pipelines of failed CASes.
+    let found = vec![b'f'; RECORDED_VALUE_BYTES_MAX];
+    let outs = |n: usize| {
+        KvOutput::Outputs(vec![
+            KvOutput::Cas {
+                swapped: false,
+                current: Some(found.clone()),
+            };
+            n
+        ])
+    };
+    let fits = PIPELINE_RECORD_VALUE_BYTES_MAX / found.len();
+    let small = failing_cases(fits);
+    let rec = KvOutput::record(&small, &outs(fits));
+    assert_eq!(KvOutput::replay(&small, &rec), Ok(outs(fits)));
+    let full = failing_cases(PIPELINE_OPS_MAX);
+    let rec = KvOutput::record(&full, &outs(PIPELINE_OPS_MAX));
+    let KvOutput::Value(Some(bytes)) = &rec else {
+        panic!("a pipeline's record is a Value: {rec:?}");
+    };
+    assert!(bytes.len() < 2048, "a record of {} bytes", bytes.len());
+    assert_eq!(KvOutput::replay(&full, &rec), Err(Error::SessionExpired));
+    let mut g = One::new();
+    g.write(
+        1,
+        1,
+        false,
+        KvCommand::Put {
+            key: key(),
+            value: found.clone(),
+        },
+    )
+    .expect("applies");
+    assert_eq!(
+        g.write(1, 2, false, full.clone()),
+        Ok(outs(PIPELINE_OPS_MAX))
+    );
+    assert_eq!(g.write(1, 2, true, full), Err(Error::SessionExpired));
+}
+
+#[test]
+fn a_retried_pipeline_replays_its_appends_answered_too_large() {
+    // Goal: an append of a pipeline answered TooLarge is recorded (in a shape older builds
+    // decode) and its retry answers it again, applying nothing twice. Method: a one-member
+    // group, a pipeline appending onto a full value, then its retry.
+    let mut g = One::new();
+    let full = vec![b'v'; VALUE_BYTES_MAX];
+    let pipeline = KvCommand::Pipeline {
+        cmds: vec![
+            KvCommand::Put {
+                key: key(),
+                value: full.clone(),
+            },
+            KvCommand::AppendLen {
+                key: key(),
+                value: b"x".to_vec(),
+            },
+            KvCommand::Append {
+                key: key(),
+                value: b"y".to_vec(),
+            },
+            KvCommand::IncrBy {
+                key: b"n".to_vec(),
+                by: 1,
+            },
+        ],
+    };
+    let too_large = KvOutput::TooLarge {
+        bytes: VALUE_BYTES_MAX as u64 + 1,
+        max: VALUE_BYTES_MAX as u64,
+    };
+    let want = KvOutput::Outputs(vec![
+        KvOutput::Done,
+        too_large.clone(),
+        too_large,
+        KvOutput::Int(1),
+    ]);
+    assert_eq!(g.write(1, 1, false, pipeline.clone()), Ok(want.clone()));
+    assert_eq!(g.write(1, 1, true, pipeline), Ok(want), "the retry replays");
+    assert_eq!(g.r.state_machine().get(&key()), Some(&full));
+    assert_eq!(g.r.state_machine().get(b"n"), Some(&b"1".to_vec()));
 }

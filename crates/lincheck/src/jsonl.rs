@@ -18,7 +18,7 @@
 //! | `get` | set only: whether it answers the value it found (default `false`) |
 //! | `by` | incrby only: the increment |
 //! | `ops` | pipeline only: its operations, in order, each a record of this format (its `client`, times and `status` those of the pipeline; none a pipeline) holding its own `output` |
-//! | `output` | status ok only: get, getdel: the value read or `null` (missing key); cas: `true` if swapped; del: `true` if the key existed, `false` if not, absent (or `null`) if not known; absent (or `null`) for put / append / putmany; set: `{"applied": bool, "old": string or null}`; appendlen, strlen: the length; incrby: the sum, or `{"error": "not an integer"}` / `{"error": "overflow"}`; delmany, exists: the count; getmany: an array of strings and `null`s |
+//! | `output` | status ok only: get, getdel: the value read or `null` (missing key); cas: `true` if swapped; del: `true` if the key existed, `false` if not, absent (or `null`) if not known; absent (or `null`) for put / append / putmany; set: `{"applied": bool, "old": string or null}`; appendlen, strlen: the length; incrby: the sum, or `{"error": "not an integer"}` / `{"error": "overflow"}`; append / appendlen of a pipeline past the value limit: `{"error": "too large"}`; delmany, exists: the count; getmany: an array of strings and `null`s |
 //! | `start_ns`, `end_ns` | call and return times, ns on one monotonic clock |
 //! | `status` | `ok`; `failed` (surely not applied: dropped on read); `unknown` (timed out: may have applied; `end_ns` is ignored) |
 //!
@@ -158,6 +158,8 @@ pub enum RecordOutput {
 const NOT_AN_INTEGER: &str = "not an integer";
 /// The `error` of an incrby whose sum overflows.
 const OVERFLOW: &str = "overflow";
+/// The `error` of an append or appendlen (of a pipeline) past the value limit.
+const TOO_LARGE: &str = "too large";
 
 /// One line of a history file. Build one per operation and write it with
 /// [`write_record_jsonl`]; read a file with [`read_history_jsonl`].
@@ -401,6 +403,9 @@ impl HistoryRecord {
                     Output::Overflow => Some(RecordOutput::Error {
                         error: OVERFLOW.into(),
                     }),
+                    Output::TooLarge => Some(RecordOutput::Error {
+                        error: TOO_LARGE.into(),
+                    }),
                     // Each operation's output is in its own record (`ops`).
                     Output::Outputs(_) => None,
                 };
@@ -588,6 +593,12 @@ impl HistoryRecord {
             }),
             (OpKind::Set, _) => {
                 Err("ok set needs \"output\": {\"applied\": bool, \"old\": string or null}".into())
+            }
+            (OpKind::Append | OpKind::AppendLen, Some(RecordOutput::Error { error })) => {
+                match error.as_str() {
+                    TOO_LARGE => Ok(Output::TooLarge),
+                    other => Err(format!("{} error {other:?} is not {TOO_LARGE:?}", self.op)),
+                }
             }
             (OpKind::IncrBy, Some(RecordOutput::Error { error })) => match error.as_str() {
                 NOT_AN_INTEGER => Ok(Output::NotAnInteger),

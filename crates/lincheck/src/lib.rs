@@ -102,5 +102,5 @@ pub use jsonl::{
     read_history_jsonl, write_op_jsonl, write_record_jsonl,
 };
 pub use model::{InvalidOperation, Op, OpResult, Operation, Output, SetWhen};
-pub use semantics::{KeyValues, parse_canonical_i64};
+pub use semantics::{KeyValues, VALUE_BYTES_MAX, parse_canonical_i64};
 pub use verdict::{Budget, KeyOutcome, KeyReport, Report, Verdict};

@@ -108,6 +108,10 @@ pub enum Output {
     Overflow,
     /// Pipeline: each operation's output, in order.
     Outputs(Vec<Output>),
+    /// An Append or AppendLen (of a pipeline) whose result would pass
+    /// [`VALUE_BYTES_MAX`](crate::VALUE_BYTES_MAX): it changed nothing. Admitted only
+    /// where the value and the appended bytes together pass that.
+    TooLarge,
 }
 
 /// The outcome of an operation as the client saw it.
@@ -300,6 +304,7 @@ impl Output {
             Output::NotAnInteger => "notaninteger",
             Output::Overflow => "overflow",
             Output::Outputs(_) => "outputs",
+            Output::TooLarge => "toolarge",
         }
     }
 
@@ -315,6 +320,7 @@ impl Output {
                 (Op::Get { .. } | Op::GetDel { .. }, Output::Get(_))
                     | (Op::Put { .. } | Op::PutMany { .. }, Output::Put)
                     | (Op::Append { .. }, Output::Append)
+                    | (Op::Append { .. } | Op::AppendLen { .. }, Output::TooLarge)
                     | (Op::Delete { .. }, Output::Delete | Output::Deleted { .. })
                     | (Op::Cas { .. }, Output::Cas { .. })
                     | (
@@ -350,7 +356,7 @@ impl Output {
     /// Whether an op with this output changed nothing, wherever it can be linearized: a
     /// read, or a write whose answer says it did not apply (a CAS that did not swap, a
     /// Delete or GetDel of a missing key, a Set whose condition failed, an IncrBy error,
-    /// a DeleteMany that found no key). Such an op never needs to branch the search.
+    /// a DeleteMany that found no key, an append answered too large). Such an op never needs to branch the search.
     pub(crate) fn changes_nothing(&self, op: &Op) -> bool {
         if let (Op::Pipeline { ops }, Output::Outputs(outs)) = (op, self) {
             return ops.iter().zip(outs).all(|(o, out)| out.changes_nothing(o));
@@ -364,6 +370,7 @@ impl Output {
                     | (Op::Set { .. }, Output::Set { applied: false, .. })
                     | (Op::IncrBy { .. }, Output::NotAnInteger | Output::Overflow)
                     | (Op::DeleteMany { .. }, Output::Int(0))
+                    | (Op::Append { .. } | Op::AppendLen { .. }, Output::TooLarge)
             )
     }
 }
@@ -512,6 +519,7 @@ fn fmt_output(output: &Output, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         }
         Output::NotAnInteger => write!(f, " not an integer"),
         Output::Overflow => write!(f, " overflow"),
+        Output::TooLarge => write!(f, " too large"),
         Output::Outputs(outs) => {
             write!(f, " [")?;
             for (i, out) in outs.iter().enumerate() {

@@ -9,6 +9,12 @@ use std::collections::BTreeMap;
 
 use crate::model::{Op, Output, SetWhen};
 
+/// The largest value, in bytes (`shardkv_kv::VALUE_BYTES_MAX`): an Append or AppendLen
+/// whose result would pass it answers [`Output::TooLarge`] and changes nothing. (The store
+/// answers that only within a pipeline and refuses a lone one, which then is not in a
+/// history: either way it changed nothing.)
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+
 /// A store of keys the semantics read and write.
 pub trait KeyValues {
     /// The value of `key`, `None` if it is missing.
@@ -74,6 +80,11 @@ impl Op {
             Op::Put { key, value } => {
                 store.put(key, value.clone());
                 Output::Put
+            }
+            Op::Append { key, value } | Op::AppendLen { key, value }
+                if store.value(key).map_or(0, <[u8]>::len) + value.len() > VALUE_BYTES_MAX =>
+            {
+                Output::TooLarge
             }
             Op::Append { key, value } => {
                 append(store, key, value);

@@ -7,8 +7,8 @@ mod common;
 
 use common::{bytes, done, get};
 use shardkv_lincheck::{
-    Budget, Op, OpResult, Operation, Output, SetWhen, Verdict, check, read_history_jsonl,
-    write_op_jsonl,
+    Budget, Op, OpResult, Operation, Output, SetWhen, VALUE_BYTES_MAX, Verdict, check,
+    read_history_jsonl, write_op_jsonl,
 };
 
 fn linearizable(history: &[Operation]) -> bool {
@@ -216,4 +216,49 @@ fn pipelines_round_trip_through_jsonl_and_nested_ones_are_refused() {
     let e = read_history_jsonl(format!("\n{nested}\n").as_bytes()).unwrap_err();
     assert_eq!(e.line, 2);
     assert!(e.to_string().contains("pipeline within a pipeline"), "{e}");
+}
+
+#[test]
+fn an_append_of_a_pipeline_answered_too_large_changed_nothing_and_only_past_the_limit() {
+    // Goal: the model's TooLarge: an append of a pipeline whose result would pass
+    // VALUE_BYTES_MAX changed nothing while the pipeline's other operations applied, and
+    // that answer is admitted only where the value and the appended bytes pass the limit.
+    // Method: a nearly full value, pipelines appending one byte too many and one that fits.
+    let near = "v".repeat(VALUE_BYTES_MAX - 1);
+    let with = |appended: &str, out: Output| {
+        let p = pipeline(
+            1,
+            vec![
+                put_op("k", &near),
+                Op::AppendLen {
+                    key: bytes("k"),
+                    value: bytes(appended),
+                },
+                put_op("j", "1"),
+            ],
+            0,
+            10,
+            vec![Output::Put, out, Output::Put],
+        );
+        vec![
+            p,
+            get(2, "k", 11, 12, Some(&near)),
+            get(2, "j", 13, 14, Some("1")),
+        ]
+    };
+    assert!(linearizable(&with("xy", Output::TooLarge)));
+    assert!(
+        !linearizable(&with("x", Output::TooLarge)),
+        "one byte fits: not too large"
+    );
+    assert!(
+        !linearizable(&with("xy", Output::Int(VALUE_BYTES_MAX as i64 + 1))),
+        "past the limit nothing is appended"
+    );
+    let mut file = Vec::new();
+    let history = with("xy", Output::TooLarge);
+    write_op_jsonl(&mut file, &history[0]).unwrap();
+    let text = String::from_utf8(file.clone()).unwrap();
+    assert!(text.contains(r#"{"error":"too large"}"#), "{text}");
+    assert_eq!(read_history_jsonl(&file[..]).unwrap(), history[..1]);
 }

@@ -3,6 +3,7 @@
 
 use crate::pb::{self, ctrl_reply::Result as PbCtrlResult, kv_reply::Result as PbResult};
 use crate::{NodeStatus, ShardPhase, ShardsHeld, status};
+use prost::Message as _;
 use shardkv_ctrl::{Config, CtrlCommand, CtrlError, CtrlOutput, CtrlQuery, CtrlReply};
 use shardkv_kv::{ByteBuf, KvCommand, KvOutput, KvQuery, KvRequest, PIPELINE_OPS_MAX, SetWhen};
 use shardkv_raft::Message;
@@ -114,9 +115,12 @@ fn query_op_to_wire(q: KvQuery) -> pb::op_request::Op {
 fn pipeline_to_wire(ops: impl Iterator<Item = pb::op_request::Op>) -> pb::op_request::Op {
     pb::op_request::Op::Pipeline(pb::Pipeline {
         ops: ops
-            .map(|op| pb::OpRequest {
-                op: Some(op),
-                ..Default::default()
+            .map(|op| {
+                pb::OpRequest {
+                    op: Some(op),
+                    ..Default::default()
+                }
+                .encode_to_vec()
             })
             .collect(),
     })
@@ -256,7 +260,7 @@ fn wire_op(op: pb::op_request::Op, in_pipeline: bool) -> Result<WireOp, String> 
     Ok(WireOp::Write(cmd))
 }
 
-/// A pipeline from the wire: its count checked before any operation is converted.
+/// A pipeline from the wire: its count checked before any operation is decoded.
 fn pipeline_from_wire(p: pb::Pipeline) -> Result<WireOp, String> {
     let n = p.ops.len();
     if n == 0 || n > PIPELINE_OPS_MAX {
@@ -265,7 +269,9 @@ fn pipeline_from_wire(p: pb::Pipeline) -> Result<WireOp, String> {
         ));
     }
     let (mut queries, mut cmds) = (Vec::new(), Vec::new());
-    for r in p.ops {
+    for bytes in p.ops {
+        let r = pb::OpRequest::decode(bytes.as_slice())
+            .map_err(|e| format!("a pipeline operation does not decode: {e}"))?;
         match wire_op(
             r.op.ok_or("a pipeline operation without an operation")?,
             true,
@@ -349,6 +355,9 @@ pub fn reply_to_wire(server: NodeId, reply: Result<KvOutput, Error>) -> pb::KvRe
         Ok(KvOutput::Set { applied, old }) => PbResult::Set(pb::SetResult { applied, old }),
         Ok(KvOutput::NotAnInteger) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }),
         Ok(KvOutput::Overflow) => PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }),
+        Ok(KvOutput::TooLarge { bytes, max }) => {
+            PbResult::TooLarge(pb::TooLargeResult { bytes, max })
+        }
         Ok(KvOutput::Outputs(outs)) => PbResult::Outputs(pb::Outputs {
             replies: outs
                 .into_iter()
@@ -437,7 +446,7 @@ pub(crate) fn error_from_wire(e: pb::Error) -> Result<Error, String> {
 
 /// A server's answer from the wire: who answered, and what. `Err` for a malformed reply
 /// (among them a pipeline's answer of more than [`PIPELINE_OPS_MAX`] outputs, or holding
-/// an error or another pipeline's answer).
+/// an error or another pipeline's answer, and a `too_large` result outside one).
 pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error>), String> {
     let server = NodeId(r.server);
     let result = r.result.ok_or("reply without a result")?;
@@ -462,6 +471,9 @@ pub fn reply_from_wire(r: pb::KvReply) -> Result<(NodeId, Result<KvOutput, Error
                 })
                 .collect::<Result<_, String>>()?;
             Ok(KvOutput::Outputs(outs))
+        }
+        PbResult::TooLarge(_) => {
+            return Err("a too_large result outside a pipeline's answer".into());
         }
         result => Ok(output_from_wire(result)?),
     };
@@ -493,6 +505,10 @@ fn output_from_wire(result: PbResult) -> Result<KvOutput, String> {
         },
         PbResult::NotAnInteger(pb::NotAnInteger { overflow: false }) => KvOutput::NotAnInteger,
         PbResult::NotAnInteger(pb::NotAnInteger { overflow: true }) => KvOutput::Overflow,
+        PbResult::TooLarge(t) => KvOutput::TooLarge {
+            bytes: t.bytes,
+            max: t.max,
+        },
         PbResult::Error(_) | PbResult::Outputs(_) => {
             return Err("an error or a pipeline's answer where an output was expected".into());
         }

@@ -64,6 +64,12 @@ pub enum DataOut {
     NotAnInteger,
     /// `IncrBy` past the range of a 64-bit integer.
     Overflow,
+    /// An `APPEND` of a pipelined run that would grow its value past the limit, answered
+    /// as a lone one is refused (`Error::TooLarge`); it changed nothing.
+    TooLarge {
+        bytes: u64,
+        max: u64,
+    },
 }
 
 impl DataOp {
@@ -198,15 +204,19 @@ fn buf(b: Bytes) -> ByteBuf {
 }
 
 impl DataOut {
-    /// The answer of a KV `Pipeline` of `n` operations, one output each.
+    /// The answer of a KV `Pipeline` of `n` operations, one output each. An answer that is
+    /// not that (a server fault) is an error that leaves open whether the pipeline applied
+    /// (`Timeout`), so a write run is answered "outcome unknown", never `TRYAGAIN`.
     pub fn from_kv_outputs(out: KvOutput, n: usize) -> Result<Vec<DataOut>, Error> {
+        let fault = |what: String| Error::Timeout {
+            detail: format!("the server answered a pipeline of {n} commands with {what}"),
+        };
         match out {
-            KvOutput::Outputs(outs) if outs.len() == n => {
-                outs.into_iter().map(DataOut::from_kv).collect()
-            }
-            other => Err(Error::Unavailable {
-                reason: format!("the server answered a pipeline of {n} commands with {other:?}"),
-            }),
+            KvOutput::Outputs(outs) if outs.len() == n => outs
+                .into_iter()
+                .map(|o| DataOut::from_kv(o).map_err(|e| fault(e.to_string())))
+                .collect(),
+            other => Err(fault(format!("{other:?}"))),
         }
     }
 
@@ -228,6 +238,7 @@ impl DataOut {
             KvOutput::Done => DataOut::Done,
             KvOutput::NotAnInteger => DataOut::NotAnInteger,
             KvOutput::Overflow => DataOut::Overflow,
+            KvOutput::TooLarge { bytes, max } => DataOut::TooLarge { bytes, max },
             other @ (KvOutput::Cas { .. }
             | KvOutput::CasFailed { .. }
             | KvOutput::Deleted { .. }
@@ -498,11 +509,40 @@ pub(crate) mod tests {
             Ok(DataOut::NotAnInteger)
         );
         assert_eq!(DataOut::from_kv(KvOutput::Overflow), Ok(DataOut::Overflow));
+        assert_eq!(
+            DataOut::from_kv(KvOutput::TooLarge { bytes: 3, max: 2 }),
+            Ok(DataOut::TooLarge { bytes: 3, max: 2 })
+        );
         for foreign in [
             KvOutput::Deleted { existed: true },
             KvOutput::CasFailed { bytes: 1 },
         ] {
             assert!(DataOut::from_kv(foreign).is_err());
         }
+    }
+
+    #[test]
+    fn a_pipeline_answer_that_does_not_match_may_have_applied() {
+        // Goal: a server's answer to a write run that is not one data output per command
+        // is "outcome unknown" to the client (the run may have applied), never TRYAGAIN.
+        let ok = || KvOutput::Int(1);
+        for wrong in [
+            KvOutput::Outputs(vec![ok()]),
+            KvOutput::Outputs(vec![ok(), ok(), ok()]),
+            KvOutput::Outputs(vec![ok(), KvOutput::Deleted { existed: true }]),
+            ok(),
+        ] {
+            let e = DataOut::from_kv_outputs(wrong.clone(), 2).expect_err("a fault");
+            assert!(e.may_have_applied(), "{wrong:?}: {e:?}");
+            let reply = crate::session::failure(&e, true);
+            assert!(
+                matches!(&reply, crate::reply::Reply::Error(m) if m.contains("outcome is unknown")),
+                "{reply:?}"
+            );
+        }
+        assert_eq!(
+            DataOut::from_kv_outputs(KvOutput::Outputs(vec![ok(), ok()]), 2),
+            Ok(vec![DataOut::Int(1); 2])
+        );
     }
 }

@@ -184,6 +184,9 @@ impl Shape {
             (Shape::Int, DataOut::Int(n)) => Reply::Int(n),
             (Shape::Int, DataOut::NotAnInteger) => crate::command::not_an_integer(),
             (Shape::Int, DataOut::Overflow) => Reply::err("increment or decrement would overflow"),
+            (Shape::Int, DataOut::TooLarge { bytes, max }) => {
+                failure(&Error::TooLarge { bytes, max }, true)
+            }
             (Shape::Set(SetAnswer::Ok), DataOut::Set { applied, .. }) => {
                 if applied {
                     Reply::OK

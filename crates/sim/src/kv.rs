@@ -292,6 +292,9 @@ pub fn to_lin_output(op: &KvOp, out: &KvOutput) -> Option<lin::Output> {
         ) => lin::Output::Int(*n),
         (Op::Write(C::IncrBy { .. }), KvOutput::NotAnInteger) => lin::Output::NotAnInteger,
         (Op::Write(C::IncrBy { .. }), KvOutput::Overflow) => lin::Output::Overflow,
+        (Op::Write(C::Append { .. } | C::AppendLen { .. }), KvOutput::TooLarge { .. }) => {
+            lin::Output::TooLarge
+        }
         (Op::Read(Q::GetMany { keys }), KvOutput::Values(values)) if values.len() == keys.len() => {
             lin::Output::Values(
                 values
@@ -376,7 +379,10 @@ impl<C> KvClient<C> {
     }
 
     /// A pipeline of 2 to [`REDIS_PIPELINE_OPS_MAX`] ops on the keys of key `i`'s tag (so
-    /// in one shard), all writes or (one time in three) all reads, drawn as single ops are.
+    /// in one shard), all writes or (one time in three) all reads, drawn as single ops are;
+    /// at most one of them a GetDel or a Set answering the value it found (each counts the
+    /// largest value in the pipeline's bytes, so two would be refused, as the Redis front
+    /// end never groups them).
     fn redis_pipeline(&mut self, keys: u64, i: u64) -> KvOp {
         let reads = self.rng.chance(333);
         let tag_first = i - i % REDIS_KEYS_PER_TAG;
@@ -390,6 +396,15 @@ impl<C> KvClient<C> {
             }
             let j = tag_first + self.rng.range(0, tag_keys);
             let op = self.redis_single(keys, j);
+            let answers_value = |op: &KvOp| {
+                matches!(
+                    op,
+                    Op::Write(KvCommand::GetDel { .. } | KvCommand::Set { get: true, .. })
+                )
+            };
+            if answers_value(&op) && ops.iter().any(answers_value) {
+                continue;
+            }
             if matches!(op, Op::Read(_)) == reads {
                 ops.push(op);
             }

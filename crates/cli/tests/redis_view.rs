@@ -109,7 +109,9 @@ fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
     // last poll of their statuses said) and in DBSIZE (asked of its groups at once).
     let master = master_port(b_port, slot).expect("group 2's master");
     assert_eq!(redis_cli(master, false, &["dbsize"]), "1");
-    wait_until("the master's INFO keyspace to count the key", VIEW_WAIT, || {
-        redis_cli(master, false, &["info", "keyspace"]).contains("db0:keys=1,expires=0")
-    });
+    wait_until(
+        "the master's INFO keyspace to count the key",
+        VIEW_WAIT,
+        || redis_cli(master, false, &["info", "keyspace"]).contains("db0:keys=1,expires=0"),
+    );
 }

@@ -140,8 +140,9 @@ impl KvCommand {
     }
 
     /// The bytes the command carries (its keys and values) and, for one that answers a
-    /// value it found (GetDel, `Set { get: true }`), the most that value can be: what a
-    /// pipeline is bounded by, so its answer fits a reply as its request does.
+    /// value it found (GetDel, `Set { get: true }`, Cas, which answers the value it found
+    /// when it does not swap), the most that value can be: what a pipeline is bounded by,
+    /// so its answer fits a reply as its request does.
     fn bytes(&self) -> usize {
         match self {
             KvCommand::Put { key, value }
@@ -153,7 +154,7 @@ impl KvCommand {
             KvCommand::GetDel { key } => key.len() + VALUE_BYTES_MAX,
             KvCommand::Delete { key } | KvCommand::IncrBy { key, .. } => key.len(),
             KvCommand::Cas { key, expected, new } => {
-                key.len() + expected.as_ref().map_or(0, Vec::len) + new.len()
+                key.len() + expected.as_ref().map_or(0, Vec::len) + new.len() + VALUE_BYTES_MAX
             }
             KvCommand::DeleteMany { keys } => keys.iter().map(|k| k.len()).sum(),
             KvCommand::PutMany { pairs } => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),

@@ -131,7 +131,7 @@ fn a_pipeline_naming_a_full_value_many_times_is_executed_without_copies() {
 
 #[test]
 fn a_write_pipeline_counts_the_values_it_may_answer_within_many_bytes_max() {
-    // Goal: a write pipeline's answer fits a reply: each GetDel and Set with get counts
+    // Goal: a write pipeline's answer fits a reply: each GetDel, Set with get and Cas counts
     // VALUE_BYTES_MAX (the most it may find), as the Redis front end's runs do. Method:
     // one such command fits, two are refused TooLarge.
     let getdel = |key: &str| KvCommand::GetDel { key: k(key) };
@@ -146,10 +146,22 @@ fn a_write_pipeline_counts_the_values_it_may_answer_within_many_bytes_max() {
         validate_command(&pipeline(vec![getdel("a"), put("b", b"1")])),
         Ok(())
     );
+    let cas = |key: &str| KvCommand::Cas {
+        key: k(key),
+        expected: None,
+        new: k("x"),
+    };
+    assert_eq!(
+        validate_command(&pipeline(vec![cas("a"), put("b", b"1")])),
+        Ok(())
+    );
+    // A Cas that does not swap answers the value it found.
     for two in [
         vec![getdel("a"), getdel("b")],
         vec![set_get("a"), getdel("b")],
         vec![set_get("a"), set_get("b")],
+        vec![cas("a"), cas("b")],
+        vec![cas("a"), getdel("b")],
     ] {
         assert!(
             matches!(

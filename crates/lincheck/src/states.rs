@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use crate::model::{Op, OpResult, Operation, Output, show_bytes, show_state};
-use crate::semantics::KeyValues;
+use crate::semantics::{KeyValues, VALUE_BYTES_MAX};
 
 /// Id of an interned state. Invariant: `StateId::ABSENT` is the initial state (every key
 /// missing); in a one-key partition every other id names one distinct byte string of its
@@ -127,6 +127,9 @@ impl<'h> StateTable<'h> {
                 to: self.intern(value),
             },
             (Op::Append { .. }, None | Some(Output::Append)) => Step::Append,
+            // Answered only past the value limit (and then it changed nothing): the model
+            // decides whether the value it appended to was that large.
+            (Op::Append { .. }, Some(Output::TooLarge)) => Step::Model,
             (Op::Delete { .. }, None | Some(Output::Delete)) => Step::Delete { existed: None },
             (Op::Delete { .. }, Some(Output::Deleted { existed })) => Step::Delete {
                 existed: Some(*existed),
@@ -202,7 +205,7 @@ impl<'h> StateTable<'h> {
                     return *next;
                 }
                 let next = match self.steps[op as usize] {
-                    Step::Append => Some(self.append(state, op)),
+                    Step::Append => self.append(state, op),
                     _ => self.run_model(state, op),
                 };
                 self.stepped.insert((state, op), next);
@@ -224,15 +227,25 @@ impl<'h> StateTable<'h> {
 
     /// The value of `state` followed by op `op`'s (an Append of a one-key partition): the
     /// model's Append, without materializing the state twice (appends grow long values).
-    fn append(&mut self, state: StateId, op: u32) -> StateId {
-        let Op::Append { value, .. } = &self.ops[op as usize].op else {
+    /// The state after Append op `op` on `state`: the value with the bytes appended; past
+    /// [`VALUE_BYTES_MAX`] the store refuses the append, so an acknowledged one is not
+    /// admitted there (`None`) and one of unknown outcome changed nothing.
+    fn append(&mut self, state: StateId, op: u32) -> Option<StateId> {
+        let operation = self.ops[op as usize];
+        let Op::Append { value, .. } = &operation.op else {
             unreachable!("Step::Append is compiled only from Op::Append");
         };
         let before = self.value_of(state).unwrap_or_default();
+        if before.len() + value.len() > VALUE_BYTES_MAX {
+            return match operation.result {
+                OpResult::Ok { .. } => None,
+                _ => Some(state),
+            };
+        }
         let mut bytes = Vec::with_capacity(before.len() + value.len());
         bytes.extend_from_slice(before);
         bytes.extend_from_slice(value);
-        self.intern(&bytes)
+        Some(self.intern(&bytes))
     }
 
     /// Runs op `op` of the model on `state`: the state after it, if its recorded output (or

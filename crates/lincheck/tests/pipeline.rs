@@ -262,3 +262,33 @@ fn an_append_of_a_pipeline_answered_too_large_changed_nothing_and_only_past_the_
     assert!(text.contains(r#"{"error":"too large"}"#), "{text}");
     assert_eq!(read_history_jsonl(&file[..]).unwrap(), history[..1]);
 }
+
+#[test]
+fn a_lone_append_past_the_limit_is_refused_when_acknowledged_and_admitted_answered_too_large() {
+    // Goal: one key's fast path (Step::Append) keeps the store's limit: an append whose
+    // result would pass VALUE_BYTES_MAX is never acknowledged as applied, one of unknown
+    // outcome changed nothing, and one answered TooLarge is checked by the model (no panic).
+    // Method: a one-key history on a nearly full value, each kind of answer in turn.
+    let near = "v".repeat(VALUE_BYTES_MAX - 1);
+    let history = |last: Operation| {
+        vec![
+            common::put(1, "k", &near, 0, 1),
+            last,
+            get(3, "k", 20, 21, Some(&near)),
+        ]
+    };
+    assert!(
+        !linearizable(&history(common::append(2, "k", "xy", 2, 3))),
+        "an acknowledged append past the limit"
+    );
+    assert!(linearizable(&history(common::unknown(common::append(
+        2, "k", "xy", 2, 3
+    )))));
+    let too_large = done(2, append_op("k", "xy"), 2, 3, Output::TooLarge);
+    assert!(linearizable(&history(too_large)));
+    let fits = done(2, append_op("k", "x"), 2, 3, Output::TooLarge);
+    assert!(
+        !linearizable(&history(fits)),
+        "one byte fits: not too large"
+    );
+}

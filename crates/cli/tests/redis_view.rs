@@ -86,20 +86,35 @@ fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
     let b_ports = resp_ports(&b, Gid(2));
     let a_port = *a_ports.first().expect("a port of A");
 
+    // Group 2 takes its shards (a move, after the join) and every view converges: A's
+    // lists six nodes and names a process of B as the slot's master, and that process's
+    // own view agrees (the first `SET` below goes to A, then to the master A names).
+    let leader = b.group_leader(Gid(2));
+    wait_until("group 2 to take its shards", VIEW_WAIT, || {
+        b.group_status(leader, Gid(2))
+            .and_then(|s| s.shards)
+            .is_some_and(|h| h.config >= config.num && h.moving().next().is_none())
+    });
+    // Every process's view converges (each polls on its own): six nodes with six distinct
+    // ids, and the same process of B as the slot's master.
+    let all: Vec<u16> = a_ports.iter().chain(&b_ports).copied().collect();
+    let converged = || {
+        let master = master_port(a_port, slot).filter(|p| b_ports.contains(p))?;
+        all.iter()
+            .all(|&p| {
+                let nodes = redis_cli(p, false, &["cluster", "nodes"]);
+                let ids: BTreeSet<&str> =
+                    nodes.lines().filter_map(|l| l.split(' ').next()).collect();
+                ids.len() == 6 && nodes.lines().count() == 6 && master_port(p, slot) == Some(master)
+            })
+            .then_some(master)
+    };
     wait_until(
-        "A's view to list six nodes and master group 2's slots at a process of B",
+        "every view to list the six processes and name one of B's as the slot's master",
         VIEW_WAIT,
-        || {
-            let nodes = redis_cli(a_port, false, &["cluster", "nodes"]);
-            nodes.lines().count() == 6
-                && master_port(a_port, slot).is_some_and(|p| b_ports.contains(&p))
-        },
+        || converged().is_some(),
     );
     let b_port = *b_ports.first().expect("a port of B");
-    let nodes = redis_cli(b_port, false, &["cluster", "nodes"]);
-    assert_eq!(nodes.lines().count(), 6, "B lists every process:\n{nodes}");
-    let ids: BTreeSet<&str> = nodes.lines().filter_map(|l| l.split(' ').next()).collect();
-    assert_eq!(ids.len(), 6, "six distinct node ids:\n{nodes}");
 
     assert_eq!(redis_cli(a_port, true, &["set", &key, "from-a"]), "OK");
     assert_eq!(redis_cli(a_port, true, &["get", &key]), "from-a");

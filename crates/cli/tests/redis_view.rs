@@ -41,28 +41,8 @@ fn resp_ports(c: &Cluster, gid: Gid) -> BTreeSet<u16> {
 /// own peers and named one of their own as group 2's master (same member id as B's leader).
 #[test]
 fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
-    let shards = SHARDS.to_string();
-    let redis = ["--redis-listen", "127.0.0.1:0"];
-    let a_args = [
-        &["--groups", "0=ctrl,1=shard", "--shards", &shards][..],
-        &redis,
-    ]
-    .concat();
-    let a = Cluster::start(3, &a_args);
+    let (a, b) = Cluster::start_two_sets(SHARDS, &["--redis-listen", "127.0.0.1:0"]);
     let ctrl_endpoints = a.endpoints();
-    let b_args = [
-        &[
-            "--groups",
-            "2=shard",
-            "--shards",
-            &shards,
-            "--ctrl",
-            &ctrl_endpoints,
-        ][..],
-        &redis,
-    ]
-    .concat();
-    let b = Cluster::start(3, &b_args);
     let opts = ClientOptions {
         op_timeout: Duration::from_secs(30),
         ..ClientOptions::default()
@@ -86,15 +66,8 @@ fn a_group_outside_the_peers_is_mastered_by_its_own_processes() {
     let b_ports = resp_ports(&b, Gid(2));
     let a_port = *a_ports.first().expect("a port of A");
 
-    // Group 2 takes its shards (a move, after the join) and every view converges: A's
-    // lists six nodes and names a process of B as the slot's master, and that process's
-    // own view agrees (the first `SET` below goes to A, then to the master A names).
-    let leader = b.group_leader(Gid(2));
-    wait_until("group 2 to take its shards", VIEW_WAIT, || {
-        b.group_status(leader, Gid(2))
-            .and_then(|s| s.shards)
-            .is_some_and(|h| h.config >= config.num && h.moving().next().is_none())
-    });
+    // Group 2 takes its shards (a move, after the join).
+    b.wait_group_settled(Gid(2), config.num, VIEW_WAIT);
     // Every process's view converges (each polls on its own): six nodes with six distinct
     // ids, and the same process of B as the slot's master.
     let all: Vec<u16> = a_ports.iter().chain(&b_ports).copied().collect();

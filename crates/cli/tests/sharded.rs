@@ -87,16 +87,7 @@ fn kill_leader_of(c: &mut Cluster, shared: &Shared, group: Gid, num: ConfigNum, 
 /// Waits until group `gid`, hosted by `c`, reports config `num` (or later) with no shard in
 /// migration.
 fn wait_settled(c: &Cluster, gid: Gid, num: ConfigNum) {
-    wait_until(
-        &format!("group {} to take config {num} and finish moving", gid.0),
-        LEADER_WAIT,
-        || {
-            let leader = c.group_leader(gid);
-            c.group_status(leader, gid)
-                .and_then(|s| s.shards)
-                .is_some_and(|h| h.config >= num && h.moving().next().is_none())
-        },
-    );
+    c.wait_group_settled(gid, num, LEADER_WAIT);
 }
 
 /// Waits until every shard group of `groups` reports the latest config with no shard in
@@ -228,21 +219,8 @@ fn sharded_history_under_join_moves_kills_and_leave_is_linearizable() {
 /// join read back the same after `admin join 2=B...` and after `admin leave 1`.
 #[test]
 fn a_group_on_new_processes_joins_a_running_cluster_and_the_first_drains() {
-    let shards = SHARDS.to_string();
-    let a = Cluster::start(3, &["--groups", "0=ctrl,1=shard", "--shards", &shards]);
+    let (a, b) = Cluster::start_two_sets(SHARDS, &[]);
     let ctrl_endpoints = a.endpoints();
-    // The shard count is the cluster's: a group started with another one never takes a config.
-    let b = Cluster::start(
-        3,
-        &[
-            "--groups",
-            "2=shard",
-            "--shards",
-            &shards,
-            "--ctrl",
-            &ctrl_endpoints,
-        ],
-    );
     let mut ctrl = CtrlClient::connect_with(std::slice::from_ref(&ctrl_endpoints), ctrl_opts())
         .expect("endpoints");
     let servers = |c: &Cluster| {

@@ -216,30 +216,17 @@ impl Endpoints {
     /// over the slot's connection: opened on first use, kept for the next call, dropped
     /// after a failure. Bounded by the dial timeout.
     pub async fn group_status(&self, slot: usize, group: Option<Gid>) -> Result<NodeStatus, Error> {
-        let timeout = self.dial.timeout;
         let ask = async {
             let channel = self.channel(slot).await?;
-            KvClient::new(channel)
-                .status(pb::StatusRequest {
-                    group: group.map(|g| g.0),
-                })
+            status_on(channel, group)
                 .await
-                .map(|r| convert::status_from_wire(r.into_inner()))
-                .map_err(|s| {
-                    self.reset(slot);
-                    self.explain(slot, &s)
-                })
+                .map_err(|s| self.explain(slot, &s))
         };
-        match tokio::time::timeout(timeout, ask).await {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(reason)) => Err(Error::Unavailable { reason }),
-            Err(_) => {
-                self.reset(slot);
-                Err(Error::Unavailable {
-                    reason: format!("{} did not answer within {timeout:?}", self.addr(slot)),
-                })
-            }
+        let status = within(self.dial.timeout, self.addr(slot), ask).await;
+        if status.is_err() {
+            self.reset(slot);
         }
+        status
     }
 
     /// Drops the connection of `slot` after a failure, so the next use reconnects (and
@@ -319,20 +306,34 @@ pub async fn fetch_group_status_with(
     group: Option<Gid>,
     dial: &Dial,
 ) -> Result<NodeStatus, Error> {
-    let timeout = dial.timeout;
     let ask = async {
         let channel = connect(addr, dial).await?;
-        let mut client = KvClient::new(channel);
-        client
-            .status(pb::StatusRequest {
-                group: group.map(|g| g.0),
-            })
+        status_on(channel, group)
             .await
-            .map(|r| convert::status_from_wire(r.into_inner()))
             .map_err(|s| explain(addr, &s, dial))
     };
+    within(dial.timeout, addr, ask).await
+}
+
+/// One Status call of `group` on `channel`.
+async fn status_on(channel: Channel, group: Option<Gid>) -> Result<NodeStatus, tonic::Status> {
+    KvClient::new(channel)
+        .status(pb::StatusRequest {
+            group: group.map(|g| g.0),
+        })
+        .await
+        .map(|r| convert::status_from_wire(r.into_inner()))
+}
+
+/// `ask` (a call to `addr` whose failure is explained in a string) within `timeout`, its
+/// failure or silence as `Unavailable`.
+async fn within<T>(
+    timeout: Duration,
+    addr: &str,
+    ask: impl Future<Output = Result<T, String>>,
+) -> Result<T, Error> {
     match tokio::time::timeout(timeout, ask).await {
-        Ok(Ok(s)) => Ok(s),
+        Ok(Ok(t)) => Ok(t),
         Ok(Err(reason)) => Err(Error::Unavailable { reason }),
         Err(_) => Err(Error::Unavailable {
             reason: format!("{addr} did not answer within {timeout:?}"),

@@ -8,7 +8,7 @@
 //! to be correct.
 
 use shardkv_client::{
-    Client, ClientOptions, Gid, NodeStatus, Role, fetch_group_status, fetch_status,
+    Client, ClientOptions, ConfigNum, Gid, NodeStatus, Role, fetch_group_status, fetch_status,
 };
 use std::fs::{self, File};
 use std::future::Future;
@@ -65,6 +65,39 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 pub use super::wait::wait_until;
 
 impl Cluster {
+    /// Two process sets of one sharded cluster, as docs/deploy.md adds a group on other
+    /// machines: A hosts the controller and group 1, B only group 2, pointed at A's
+    /// controller with `--ctrl` (member ids 1-3 in both). Every member gets `--shards
+    /// shards` (the cluster's: a group started with another count never takes a config)
+    /// and `extra`. Nothing is joined yet.
+    pub fn start_two_sets(shards: u32, extra: &[&str]) -> (Cluster, Cluster) {
+        let shards = shards.to_string();
+        let with = |own: &[&str]| -> Vec<String> {
+            own.iter().chain(extra).map(|s| s.to_string()).collect()
+        };
+        let a_args = with(&["--groups", "0=ctrl,1=shard", "--shards", &shards]);
+        let a = Cluster::start(3, &a_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let ctrl = a.endpoints();
+        let b_args = with(&["--groups", "2=shard", "--shards", &shards, "--ctrl", &ctrl]);
+        let b = Cluster::start(3, &b_args.iter().map(String::as_str).collect::<Vec<_>>());
+        (a, b)
+    }
+
+    /// Waits, at most `limit`, until group `gid` (hosted here) reports config `num` or
+    /// later with no shard in migration.
+    pub fn wait_group_settled(&self, gid: Gid, num: ConfigNum, limit: Duration) {
+        wait_until(
+            &format!("group {} to take config {num} and finish moving", gid.0),
+            limit,
+            || {
+                let leader = self.group_leader(gid);
+                self.group_status(leader, gid)
+                    .and_then(|s| s.shards)
+                    .is_some_and(|h| h.config >= num && h.moving().next().is_none())
+            },
+        );
+    }
+
     /// Starts `n` members with the test defaults (no disk reserve, 2 s request deadline)
     /// plus `extra_args` for every member.
     pub fn start(n: usize, extra_args: &[&str]) -> Cluster {

@@ -12,7 +12,6 @@ use shardkv_client::{
 };
 use std::fs::{self, File};
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -51,17 +50,7 @@ pub struct Cluster {
     tmp: Option<tempfile::TempDir>,
 }
 
-/// `n` distinct free loopback ports (bound together, then released).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
-
+pub use super::ports::free_ports;
 pub use super::wait::wait_until;
 
 impl Cluster {

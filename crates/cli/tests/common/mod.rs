@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod history;
+pub mod ports;
 pub mod redis;
 pub mod up;
 pub mod wait;

@@ -1,7 +1,7 @@
 //! `shardkv up` as a child process for tests: start it on free ports in a temporary
 //! directory, wait (bounded) for its "stop:" line, stop it with SIGTERM when dropped.
 
-use super::cluster::{BIN, free_ports};
+use super::cluster::BIN;
 use super::wait::wait_until;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -80,26 +80,7 @@ impl Drop for Up {
     }
 }
 
-/// The offset of a member's admin HTTP port from its gRPC port (`shardkv server`'s default).
-pub const ADMIN_PORT_OFFSET: u16 = 1000;
-/// The offset of a member's Redis port from its gRPC port (`shardkv up`'s default).
-pub const REDIS_PORT_OFFSET: u16 = 2000;
-
-/// A base port for `shardkv up`: the three consecutive gRPC ports from it, and their admin
-/// and Redis ports (each + [`ADMIN_PORT_OFFSET`], + [`REDIS_PORT_OFFSET`]), are all free.
+/// A base port for `shardkv up`'s three members: their gRPC, admin and Redis ports are free.
 pub fn free_base_port() -> u16 {
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    let free_at = |p: u16, offset: u16| p.checked_add(offset).is_some_and(free);
-    for _ in 0..50 {
-        let base = free_ports(1)[0];
-        let all_free = (0..3).all(|i| {
-            base.checked_add(i).is_some_and(|p| {
-                free(p) && free_at(p, ADMIN_PORT_OFFSET) && free_at(p, REDIS_PORT_OFFSET)
-            })
-        });
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no three consecutive free ports (and their admin ports) found");
+    super::ports::free_base_port(3)
 }

@@ -5,8 +5,12 @@
 //! `shardkv` is the workspace's binary, next to this example's in the target directory:
 //! `cargo nextest run --workspace` builds both (alone: `cargo build -p shardkv` first).
 
+// The port picker of the shardkv crate's real-process tests (one rule for both).
+#[path = "../../../crates/cli/tests/common/ports.rs"]
+#[allow(dead_code)]
+mod ports;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -15,10 +19,6 @@ use std::time::{Duration, Instant};
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_quickstart");
 /// How long `shardkv up` may take to come up, and the example to run.
 const LIMIT: Duration = Duration::from_secs(60);
-/// A member's admin HTTP port is its gRPC port + this (`up` needs both free).
-const ADMIN_PORT_OFFSET: u16 = 1000;
-/// Where `shardkv up` puts each member's Redis (RESP) port: its gRPC port + 2000.
-const REDIS_PORT_OFFSET: u16 = 2000;
 
 fn shardkv() -> PathBuf {
     let bin = PathBuf::from(QUICKSTART).with_file_name("shardkv");
@@ -31,28 +31,6 @@ fn shardkv() -> PathBuf {
     bin
 }
 
-/// A base port whose three ports, and their admin ports, are free now.
-fn free_base_port() -> u16 {
-    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-    for _ in 0..50 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let base = probe.local_addr().expect("addr").port();
-        drop(probe);
-        let ok = (0..3).all(|i| {
-            base.checked_add(i).is_some_and(|p| {
-                free(p)
-                    && [ADMIN_PORT_OFFSET, REDIS_PORT_OFFSET]
-                        .iter()
-                        .all(|&o| p.checked_add(o).is_some_and(free))
-            })
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no free base port found");
-}
-
 /// A running `shardkv up`, killed when dropped (its members die with it).
 struct Up {
     child: Child,
@@ -61,7 +39,7 @@ struct Up {
 
 impl Up {
     fn start(dir: &std::path::Path) -> Up {
-        let base = free_base_port();
+        let base = ports::free_base_port(3);
         let mut child = Command::new(shardkv())
             .args(["up", "--base-port", &base.to_string(), "--data-dir"])
             .arg(dir)
@@ -160,10 +138,7 @@ fn the_example_runs_against_a_fresh_cluster() {
 /// saying which step failed and that it was not applied.
 #[test]
 fn the_example_exits_1_without_a_cluster() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = ports::free_ports(1)[0];
     let out = run(&[&format!("127.0.0.1:{port}")], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

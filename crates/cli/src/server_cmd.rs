@@ -105,6 +105,11 @@ pub struct ServerArgs {
     /// leader of their shard's group, other keys are answered MOVED.
     #[arg(long, env = "SHARDKV_REDIS_LISTEN")]
     redis_listen: Option<String>,
+    /// A file whose first line is the password clients of the Redis port must give (`AUTH
+    /// <password>`, `redis-cli -a`), as Redis's `requirepass`; default: none. Kept in a file
+    /// so that it is not in the process list.
+    #[arg(long, env = "SHARDKV_REDIS_PASSWORD_FILE")]
+    redis_password_file: Option<PathBuf>,
     /// Log lines as `text` (default) or `json` (one object per line; a replica's lines carry
     /// its node id, group and term in their spans).
     #[arg(long, env = "SHARDKV_LOG_FORMAT")]
@@ -142,6 +147,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
         idle_timeout: args.idle_timeout,
         admin_listen: args.admin_listen,
         redis_listen: args.redis_listen,
+        redis_password_file: args.redis_password_file,
         log_format: args.log_format,
         cert: args.cert,
         key: args.key,

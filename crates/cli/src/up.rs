@@ -49,6 +49,8 @@ use shardkv_client::{
     fetch_group_status_with,
 };
 use shardkv_host::leader_preference::preferred_leader;
+
+use shardkv_server::config::{Password, read_password};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
@@ -126,6 +128,10 @@ pub struct UpArgs {
     /// its gRPC port + 2000; never with --tls: it is plaintext only).
     #[arg(long, env = "SHARDKV_UP_NO_REDIS")]
     no_redis: bool,
+    /// A file whose first line is the password the Redis ports require (`AUTH`, `redis-cli
+    /// -a` or `--askpass`), passed to every member; default: none.
+    #[arg(long, env = "SHARDKV_REDIS_PASSWORD_FILE")]
+    redis_password_file: Option<PathBuf>,
 }
 
 impl UpArgs {
@@ -211,8 +217,21 @@ impl Member {
     }
 }
 
-pub fn run(args: UpArgs) -> Result<ExitCode> {
+pub fn run(mut args: UpArgs) -> Result<ExitCode> {
     crate::ports::check_free(args.base_port, args.replicas, args.redis())?;
+    // Read now (a bad file fails before anything starts), passed to the members by its
+    // absolute path (they run in other directories).
+    let redis_password = match (&args.redis_password_file, args.redis()) {
+        (None, _) => None,
+        (Some(_), false) => {
+            bail!("--redis-password-file needs the Redis ports (no --no-redis or --tls)")
+        }
+        (Some(path), true) => {
+            let password = read_password(path).map_err(|e| anyhow!(e))?;
+            args.redis_password_file = Some(fs::canonicalize(path)?);
+            Some(password)
+        }
+    };
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = fs::canonicalize(&args.data_dir)?;
@@ -267,6 +286,7 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
         groups: args.groups,
         tls: client_tls,
         certs: certs.as_ref(),
+        redis_password,
     };
     let outcome = rt.block_on(supervise(&mut members, &started));
     stop(&mut members);
@@ -312,6 +332,11 @@ fn spawn(
         Some(port) => cmd.args(["--redis-listen", &format!("127.0.0.1:{port}")]),
         None => cmd.args(["--redis-listen", "off"]),
     };
+    // The same for the password: given explicitly or not at all.
+    cmd.env_remove("SHARDKV_REDIS_PASSWORD_FILE");
+    if let (Some(_), Some(file)) = (redis, &args.redis_password_file) {
+        cmd.arg("--redis-password-file").arg(file);
+    }
     if let Some(certs) = certs {
         let own = certs
             .members
@@ -350,6 +375,8 @@ struct Started<'a> {
     /// How `up` itself connects with `--tls`.
     tls: Option<ClientTlsConfig>,
     certs: Option<&'a ClusterCerts>,
+    /// What `up` gives the Redis ports before asking them anything.
+    redis_password: Option<Password>,
 }
 
 impl Started<'_> {
@@ -377,7 +404,11 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
     let redis = members.first().and_then(|m| m.redis);
     if let Some(port) = redis {
         let masters = wait_for_preferred_leaders(members, &config, started).await;
-        wait_for_redis(port, masters).await?;
+        let ask = RedisAsk {
+            port,
+            password: started.redis_password.as_ref(),
+        };
+        wait_for_redis(&ask, masters).await?;
     }
     let endpoints = addrs.join(",");
     println!(
@@ -435,7 +466,13 @@ async fn supervise(members: &mut [Member], started: &Started<'_>) -> Result<Exit
         groups + 1
     );
     if let Some(port) = redis {
-        println!("redis:  redis-cli -c -p {port}   # a Redis Cluster client of the same data");
+        let auth = match started.redis_password {
+            Some(_) => " --askpass",
+            None => "",
+        };
+        println!(
+            "redis:  redis-cli -c -p {port}{auth}   # a Redis Cluster client of the same data"
+        );
     }
     println!("stop: Ctrl-C (running `shardkv up` again on the same --data-dir keeps the data)");
     let signal = shutdown_signal();
@@ -592,15 +629,36 @@ async fn wait_for_preferred_leaders(
     Some(masters)
 }
 
-/// Asks the Redis port at `port` one inline command and returns what one read brings
-/// (the short replies `up` asks for fit in one).
-async fn redis_ask(port: u16, command: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("{command}\r\n").as_bytes()).await?;
-    let mut buf = vec![0u8; 16 << 10];
-    let n = s.read(&mut buf).await?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+/// A Redis port `up` asks, and the password it requires.
+struct RedisAsk<'a> {
+    port: u16,
+    password: Option<&'a Password>,
+}
+
+impl RedisAsk<'_> {
+    /// Asks one inline command (after `AUTH` when a password is required) and returns what
+    /// one read brings (the short replies `up` asks for fit in one).
+    async fn ask(&self, command: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let mut buf = vec![0u8; 16 << 10];
+        if let Some(p) = self.password {
+            // As a RESP array: the password may hold blanks.
+            let secret = p.expose();
+            let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", secret.len()).into_bytes();
+            auth.extend_from_slice(secret);
+            auth.extend_from_slice(b"\r\n");
+            s.write_all(&auth).await?;
+            let n = s.read(&mut buf).await?;
+            if !buf[..n].starts_with(b"+OK") {
+                let answer = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+                return Err(std::io::Error::other(format!("AUTH answered {answer}")));
+            }
+        }
+        s.write_all(format!("{command}\r\n").as_bytes()).await?;
+        let n = s.read(&mut buf).await?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
 }
 
 /// The ports of the nodes that master slots, in a `CLUSTER NODES` reply.
@@ -619,13 +677,14 @@ fn master_ports(nodes: &str) -> BTreeSet<u16> {
 /// view has learned every group's leader) and, when `masters` is known, names exactly those
 /// ports as the masters in `CLUSTER NODES` (its view has caught up with the last leadership
 /// change), so the first `redis-cli -c` command works.
-async fn wait_for_redis(port: u16, masters: Option<BTreeSet<u16>>) -> Result<()> {
+async fn wait_for_redis(redis: &RedisAsk<'_>, masters: Option<BTreeSet<u16>>) -> Result<()> {
+    let port = redis.port;
     let deadline = Instant::now() + LEADER_WAIT;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
         let ask = async {
-            let info = redis_ask(port, "CLUSTER INFO").await?;
-            let nodes = redis_ask(port, "CLUSTER NODES").await?;
+            let info = redis.ask("CLUSTER INFO").await?;
+            let nodes = redis.ask("CLUSTER NODES").await?;
             Ok::<_, std::io::Error>((info, nodes))
         };
         match tokio::time::timeout(POLL * 5, ask).await {

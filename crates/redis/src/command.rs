@@ -2,6 +2,7 @@
 //! texts for a wrong argument count, a syntax error or a bad integer, so client libraries
 //! that match on them behave as against Redis.
 
+use crate::auth::Credentials;
 use crate::reply::Reply;
 use bytes::Bytes;
 use shardkv_kv::parse_canonical_i64;
@@ -47,9 +48,12 @@ pub enum CommandCmd {
 pub enum Command {
     Ping(Option<Bytes>),
     Echo(Bytes),
+    /// `AUTH [username] password`.
+    Auth(Credentials),
     /// `HELLO [protover [AUTH u p] [SETNAME name]]`.
     Hello {
         protover: Option<i64>,
+        auth: Option<Credentials>,
         setname: Option<Bytes>,
     },
     Select(i64),
@@ -122,6 +126,7 @@ impl Command {
 pub const COMMANDS: &[(&str, i64, bool)] = &[
     ("append", 3, true),
     ("asking", 1, false),
+    ("auth", -2, false),
     ("client", -2, false),
     ("cluster", -2, false),
     ("command", -1, false),
@@ -197,6 +202,17 @@ pub fn parse(args: &[Bytes]) -> Result<Command, Reply> {
             _ => return Err(arity_error("ping")),
         },
         "echo" => Command::Echo(key()),
+        "auth" => match rest {
+            [password] => Command::Auth(Credentials {
+                user: None,
+                password: password.clone(),
+            }),
+            [user, password] => Command::Auth(Credentials {
+                user: Some(user.clone()),
+                password: password.clone(),
+            }),
+            _ => return Err(syntax_error()),
+        },
         "hello" => parse_hello(rest)?,
         "select" => Command::Select(int_arg(&rest[0])?),
         "quit" => Command::Quit,
@@ -311,18 +327,24 @@ fn parse_hello(rest: &[Bytes]) -> Result<Command, Reply> {
     let Some((ver, opts)) = rest.split_first() else {
         return Ok(Command::Hello {
             protover: None,
+            auth: None,
             setname: None,
         });
     };
     let protover = parse_canonical_i64(ver)
         .ok_or_else(|| Reply::err("Protocol version is not an integer or out of range"))?;
     let mut setname = None;
+    let mut auth = None;
     let mut i = 0;
     while i < opts.len() {
         match upper(&opts[i]).as_str() {
-            // No users or passwords here: AUTH is accepted for any user when TLS or the
-            // network already decides who may connect (docs/redis.md).
-            "AUTH" if i + 2 < opts.len() => i += 3,
+            "AUTH" if i + 2 < opts.len() => {
+                auth = Some(Credentials {
+                    user: Some(opts[i + 1].clone()),
+                    password: opts[i + 2].clone(),
+                });
+                i += 3;
+            }
             "SETNAME" if i + 1 < opts.len() => {
                 setname = Some(opts[i + 1].clone());
                 i += 2;
@@ -337,6 +359,7 @@ fn parse_hello(rest: &[Bytes]) -> Result<Command, Reply> {
     }
     Ok(Command::Hello {
         protover: Some(protover),
+        auth,
         setname,
     })
 }
@@ -494,6 +517,7 @@ mod tests {
             p("hello 3 setname me"),
             Ok(Command::Hello {
                 protover: Some(3),
+                auth: None,
                 setname: Some("me".into())
             })
         );
@@ -501,9 +525,29 @@ mod tests {
             p("hello 3 auth default secret"),
             Ok(Command::Hello {
                 protover: Some(3),
+                auth: Some(Credentials {
+                    user: Some("default".into()),
+                    password: "secret".into()
+                }),
                 setname: None
             })
         );
+        assert_eq!(
+            p("auth secret"),
+            Ok(Command::Auth(Credentials {
+                user: None,
+                password: "secret".into()
+            }))
+        );
+        assert_eq!(
+            p("auth default secret"),
+            Ok(Command::Auth(Credentials {
+                user: Some("default".into()),
+                password: "secret".into()
+            }))
+        );
+        assert!(err("auth a b c").contains("syntax error"));
+        assert!(err("auth").contains("wrong number of arguments"));
         assert!(err("hello x").contains("Protocol version"));
         assert!(err("hello 3 bogus").contains("Syntax error in HELLO"));
     }

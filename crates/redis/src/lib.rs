@@ -9,7 +9,8 @@
 //!   its bytes are waited for; a protocol error ends the connection, as in Redis.
 //! - [`command`]: a request parsed into a [`Command`], with Redis's error texts.
 //! - [`reply`]: [`Reply`] values and their RESP2 / RESP3 encodings (`HELLO 3` switches).
-//! - [`session`]: one connection's state (protocol, name, id) and the dispatch of its
+//! - [`auth`]: password authentication (`AUTH`, `HELLO ... AUTH`), as Redis's `requirepass`.
+//! - [`session`]: one connection's state (protocol, name, id, access) and the dispatch of its
 //!   commands; data commands are checked (one slot, mastered here, else `CROSSSLOT` /
 //!   `MOVED`) and run by a [`Backend`], which holds the connection's shardkv client session.
 //! - [`pipeline`]: the requests a connection has already sent, answered in order, each
@@ -24,6 +25,7 @@
 //! Slots are shardkv's own (DESIGN.md §4): Redis's CRC16 hash slot of a key or of its hash
 //! tag, contiguous slot ranges per shard.
 
+pub mod auth;
 pub mod backend;
 pub mod cluster;
 pub mod command;
@@ -34,6 +36,7 @@ pub mod request;
 pub mod session;
 pub mod survey;
 
+pub use auth::{Access, Credentials, Password};
 pub use backend::{Backend, DataOp, DataOut, ServerInfo};
 pub use cluster::{ClusterView, Node, SlotRange, node_id};
 pub use command::{ClusterCmd, Command, CommandCmd, SetAnswer, SetWhen, parse};

@@ -147,7 +147,8 @@ impl Session {
                 return After::Continue;
             }
         };
-        let slot = match cmd.keys().is_empty() {
+        // Before the password every command goes alone (and is refused).
+        let slot = match cmd.keys().is_empty() || !self.authenticated() {
             true => None,
             false => admit(&cmd, &backend.view()).ok(),
         };
@@ -200,6 +201,42 @@ mod tests {
 
     fn lines(ls: &[&str]) -> Vec<Vec<Bytes>> {
         ls.iter().map(|l| words(l)).collect()
+    }
+
+    #[test]
+    fn a_pipeline_before_the_password_is_refused_command_by_command_and_changes_nothing() {
+        // Goal: pipelined writes sent before AUTH never run, and those after it do, in
+        // order. Method: a protected session; the memory backend counts operations.
+        let password = crate::auth::Password::new("pw").expect("not empty");
+        let access = crate::auth::Access::new(Some(std::sync::Arc::new(password)));
+        let mut s = Session::with_access(1, access);
+        let mut b = Memory::mastering_all();
+        let mut pending: VecDeque<_> = lines(&[
+            "set {t}a 1",
+            "incr {t}n",
+            "auth pw",
+            "set {t}a 2",
+            "get {t}a",
+        ])
+        .into();
+        let mut replies = Vec::new();
+        block_on(async {
+            while !pending.is_empty() {
+                s.step(&mut pending, &mut b, &mut replies).await;
+            }
+        });
+        let noauth = Reply::Error("NOAUTH Authentication required.".into());
+        assert_eq!(
+            replies,
+            vec![
+                noauth.clone(),
+                noauth,
+                Reply::OK,
+                Reply::OK,
+                Reply::bulk("2")
+            ]
+        );
+        assert_eq!(b.calls, vec![1, 1], "only the two commands after AUTH ran");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`Backend`], which owns the connection's shardkv client session — so a write the backend
 //! retries internally applies at most once.
 
+use crate::auth::{Access, hello_no_auth, no_auth};
 use crate::backend::{Backend, DataOp, DataOut, ServerInfo};
 use crate::cluster::ClusterView;
 use crate::command::{COMMANDS, ClusterCmd, Command, CommandCmd, SetAnswer, parse};
@@ -11,6 +12,11 @@ use crate::reply::{Protocol, Reply};
 use bytes::Bytes;
 use shardkv_rsm::Error;
 use shardkv_types::key_slot;
+
+/// Redis's answer to `HELLO` with a protocol version other than 2 or 3.
+fn no_proto() -> Reply {
+    Reply::Error("NOPROTO unsupported protocol version".into())
+}
 
 /// What the connection does after a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,16 +32,31 @@ pub struct Session {
     id: u64,
     name: Option<Bytes>,
     protocol: Protocol,
+    access: Access,
 }
 
 impl Session {
-    /// A connection with the server-unique `id` (`CLIENT ID`).
+    /// A connection with the server-unique `id` (`CLIENT ID`) to a server without a
+    /// password.
     pub fn new(id: u64) -> Session {
+        Session::with_access(id, Access::new(None))
+    }
+
+    /// A connection with the server-unique `id`, which may send commands as `access` allows
+    /// ([`crate::auth`]).
+    pub fn with_access(id: u64, access: Access) -> Session {
         Session {
             id,
             name: None,
             protocol: Protocol::Resp2,
+            access,
         }
+    }
+
+    /// Whether the connection may send any command (it gave the password, or none is
+    /// required).
+    pub fn authenticated(&self) -> bool {
+        self.access.passed()
     }
 
     pub fn id(&self) -> u64 {
@@ -67,9 +88,26 @@ impl Session {
     ) -> (Reply, After) {
         let reply = match cmd {
             Command::Quit => return (Reply::OK, After::Close),
+            Command::Auth(c) => match self.access.authenticate(&c) {
+                Ok(()) => Reply::OK,
+                Err(refusal) => refusal,
+            },
+            // The version is checked before the password, as Redis does.
+            Command::Hello {
+                protover: Some(v), ..
+            } if !(2..=3).contains(&v) => no_proto(),
+            Command::Hello { auth: None, .. } if !self.access.passed() => hello_no_auth(),
+            Command::Hello {
+                protover,
+                auth,
+                setname,
+            } => match auth.map_or(Ok(()), |c| self.access.authenticate(&c)) {
+                Ok(()) => self.hello(protover, setname, backend),
+                Err(refusal) => refusal,
+            },
+            _ if !self.access.passed() => no_auth(),
             Command::Ping(None) => Reply::Status("PONG"),
             Command::Ping(Some(m)) | Command::Echo(m) => Reply::Bulk(m),
-            Command::Hello { protover, setname } => self.hello(protover, setname, backend),
             Command::Select(0) => Reply::OK,
             Command::Select(_) => Reply::err("SELECT is not allowed in cluster mode"),
             Command::ClientSetName(name) => {
@@ -105,9 +143,7 @@ impl Session {
             None => {}
             Some(2) => self.protocol = Protocol::Resp2,
             Some(3) => self.protocol = Protocol::Resp3,
-            Some(_) => {
-                return Reply::Error("NOPROTO unsupported protocol version".into());
-            }
+            Some(_) => return no_proto(),
         }
         if let Some(name) = setname {
             self.name = Some(name);
@@ -480,6 +516,78 @@ mod tests {
             assert!(run(&mut s, &mut b, "flushall").await.is_error());
             assert_eq!(
                 s.handle(&[Bytes::from("quit")], &mut b).await.1,
+                After::Close
+            );
+        });
+    }
+
+    fn protected(id: u64) -> Session {
+        let password = crate::auth::Password::new("pw").expect("not empty");
+        Session::with_access(id, Access::new(Some(std::sync::Arc::new(password))))
+    }
+
+    fn error_code(r: Reply) -> String {
+        match r {
+            Reply::Error(e) => e.split(' ').next().unwrap_or_default().to_string(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_a_password_only_auth_hello_auth_and_quit_pass_before_it() {
+        // Goal: Redis's requirepass rules: NOAUTH for everything else, WRONGPASS for a
+        // wrong user or password, nothing read or written before the password. Method: a
+        // protected session against the memory backend.
+        block_on(async {
+            let (mut s, mut b) = (protected(3), Memory::mastering_all());
+            for line in [
+                "set k v",
+                "get k",
+                "ping",
+                "cluster slots",
+                "client id",
+                "info",
+            ] {
+                assert_eq!(
+                    error_code(run(&mut s, &mut b, line).await),
+                    "NOAUTH",
+                    "{line}"
+                );
+            }
+            assert_eq!(error_code(run(&mut s, &mut b, "hello 3").await), "NOAUTH");
+            assert_eq!(s.protocol(), Protocol::Resp2);
+            assert_eq!(
+                error_code(run(&mut s, &mut b, "hello 4 auth default pw").await),
+                "NOPROTO"
+            );
+            assert!(!s.authenticated());
+            assert_eq!(
+                error_code(run(&mut s, &mut b, "auth nope").await),
+                "WRONGPASS"
+            );
+            assert_eq!(
+                error_code(run(&mut s, &mut b, "auth admin pw").await),
+                "WRONGPASS"
+            );
+            assert_eq!(
+                error_code(run(&mut s, &mut b, "hello 3 auth default no").await),
+                "WRONGPASS"
+            );
+            assert!(b.calls.is_empty(), "ran {:?} before the password", b.calls);
+            assert_eq!(run(&mut s, &mut b, "auth pw").await, Reply::OK);
+            assert_eq!(run(&mut s, &mut b, "set k v").await, Reply::OK);
+            assert_eq!(run(&mut s, &mut b, "get k").await, Reply::bulk("v"));
+            // HELLO with AUTH authenticates and switches the protocol in one step.
+            let mut t = protected(4);
+            let Reply::Map(hello) = run(&mut t, &mut b, "hello 3 auth default pw").await else {
+                panic!()
+            };
+            assert!(hello.contains(&(Reply::text_bulk("proto"), Reply::Int(3))));
+            assert!(t.authenticated());
+            assert_eq!(run(&mut t, &mut b, "get k").await, Reply::bulk("v"));
+            let mut u = protected(5);
+            assert_eq!(
+                u.handle(&[Bytes::from("quit")], &mut b).await.1,
                 After::Close
             );
         });

@@ -28,6 +28,8 @@
 //!                               # default: the gRPC port + 1000 on the same address
 //! log-format = "json"           # or "text" (the default); read by the CLI
 //! redis-listen = "127.0.0.1:9001" # a Redis Cluster (RESP) port (crate::redis); default off
+//! redis-password-file = "/etc/shardkv/redis.pass" # clients of the RESP port must AUTH with
+//!                               # the file's first line (as Redis's requirepass); default none
 //! # TLS (all three or none; docs/security.md):
 //! cert = "/etc/shardkv/n1.pem"  # this member's certificate (URI SAN shardkv://node/1)
 //! key = "/etc/shardkv/n1.key"
@@ -47,10 +49,12 @@ use crate::units::{parse_bytes, parse_duration};
 use serde::Deserialize;
 use shardkv_net::tls::TlsFiles;
 use shardkv_net::{CLUSTER_TOKEN_DEFAULT, PeerIdentity, cluster_id_from_token};
+pub use shardkv_redis::Password;
 use shardkv_types::{Gid, NodeId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Snapshot when the persisted Raft state exceeds this, unless configured otherwise.
@@ -206,6 +210,9 @@ pub struct ServerConfig {
     pub admin_listen: AdminListen,
     /// The Redis Cluster (RESP) port ([`crate::redis`]); `None`: none (the default).
     pub redis_listen: Option<SocketAddr>,
+    /// The password the RESP port's clients must give (`AUTH`, as Redis's `requirepass`);
+    /// `None`: none.
+    pub redis_password: Option<Arc<Password>>,
     // --- TLS (docs/security.md) ---
     /// The certificate (presented when serving and to other members), its key and the CA
     /// every connection's certificate must be signed by; `None`: plaintext.
@@ -261,6 +268,8 @@ pub struct ConfigLayer {
     pub admin_listen: Option<String>,
     /// `HOST:PORT` or `off` (the default).
     pub redis_listen: Option<String>,
+    /// A file whose first line is the RESP port's password.
+    pub redis_password_file: Option<PathBuf>,
     /// `text` or `json`; read by the CLI before logging starts (see [`ConfigLayer::log_format`]).
     pub log_format: Option<String>,
     // --- TLS: `cert`, `key` and `cacert`, all three or none ---
@@ -299,6 +308,7 @@ impl ConfigLayer {
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             admin_listen: self.admin_listen.or(lower.admin_listen),
             redis_listen: self.redis_listen.or(lower.redis_listen),
+            redis_password_file: self.redis_password_file.or(lower.redis_password_file),
             log_format: self.log_format.or(lower.log_format),
             // TLS
             cert: self.cert.or(lower.cert),
@@ -394,6 +404,13 @@ impl ConfigLayer {
                     .into(),
             );
         }
+        let redis_password = match (&self.redis_password_file, redis_listen) {
+            (None, _) => None,
+            (Some(path), Some(_)) => Some(Arc::new(read_password(path)?)),
+            (Some(_), None) => {
+                return Err("--redis-password-file needs --redis-listen (the RESP port)".into());
+            }
+        };
         let (bootstrap, join) = (self.bootstrap.unwrap_or(false), self.join.unwrap_or(false));
         if bootstrap && join {
             return Err(
@@ -425,9 +442,29 @@ impl ConfigLayer {
             idle_timeout,
             admin_listen,
             redis_listen,
+            redis_password,
             tls,
         })
     }
+}
+
+/// The RESP port's password: the first line of `path` (its line ending dropped), which must
+/// not be empty.
+pub fn read_password(path: &Path) -> Result<Password, String> {
+    let text = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the Redis password file {}: {e}",
+            path.display()
+        )
+    })?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Password::new(line.to_vec()).ok_or_else(|| {
+        format!(
+            "the Redis password file {} has an empty first line",
+            path.display()
+        )
+    })
 }
 
 /// The connection limit and idle timeout, checked (both must be positive).
@@ -904,6 +941,41 @@ mod tests {
             ..layer()
         };
         assert!(bad.resolve().unwrap_err().contains("admin listen"));
+    }
+
+    #[test]
+    fn the_redis_password_is_the_files_first_line_and_needs_the_port() {
+        // Goal: no password by default; the first line of the file (without its line
+        // ending); an empty or missing file and a password without a port are refused.
+        let dir = tempfile::tempdir().expect("tmp");
+        let with = |content: &[u8], listen: Option<&str>| {
+            let path = dir.path().join("pass");
+            std::fs::write(&path, content).expect("write");
+            ConfigLayer {
+                redis_listen: listen.map(str::to_string),
+                redis_password_file: Some(path),
+                ..layer()
+            }
+            .resolve()
+        };
+        let port = Some("127.0.0.1:9002");
+        assert_eq!(layer().resolve().expect("valid").redis_password, None);
+        let c = with(b"s3cret\r\nignored\n", port).expect("valid");
+        let p = c.redis_password.expect("a password");
+        assert!(p.matches(b"s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(with(b"\nx", port).unwrap_err().contains("empty first line"));
+        assert!(
+            with(b"pw", None)
+                .unwrap_err()
+                .contains("needs --redis-listen")
+        );
+        let missing = ConfigLayer {
+            redis_listen: port.map(str::to_string),
+            redis_password_file: Some(dir.path().join("none")),
+            ..layer()
+        };
+        assert!(missing.resolve().unwrap_err().contains("cannot read"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::wait::wait_until;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long one `redis-cli` call may take.
@@ -74,13 +75,27 @@ pub fn run_tool(program: &str, args: &[&str], limit: Duration) -> (bool, String,
     (status.success(), out, err)
 }
 
+/// The password every later [`redis_cli`] call of this test process gives (`-a`).
+static PASSWORD: OnceLock<String> = OnceLock::new();
+
+/// Makes every later [`redis_cli`] call (and so [`master_port`], [`settled_masters`]) of
+/// this test process authenticate with `password`.
+pub fn use_password(password: &str) {
+    PASSWORD
+        .set(password.to_string())
+        .expect("one password per test process");
+}
+
 /// `redis-cli [-c] -p PORT ARGS`: what it printed, without trailing blanks (with `-c` it
-/// follows `MOVED` silently).
+/// follows `MOVED` silently). After [`use_password`] it authenticates first.
 pub fn redis_cli(port: u16, follow: bool, args: &[&str]) -> String {
     let port = port.to_string();
     let mut all = vec!["-p", port.as_str()];
     if follow {
         all.insert(0, "-c");
+    }
+    if let Some(p) = PASSWORD.get() {
+        all.extend(["-a", p.as_str(), "--no-auth-warning"]);
     }
     all.extend_from_slice(args);
     let (ok, out, err) = run_tool("redis-cli", &all, CLI_LIMIT);

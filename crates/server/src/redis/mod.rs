@@ -19,7 +19,9 @@
 //!   answered `MOVED` to the process hosting their group's leader, as that process
 //!   advertises itself in its status (`StatusReply.redis_addr`).
 //! - Plaintext only: a member with TLS on refuses `--redis-listen` (config), since a
-//!   plaintext port would let in clients without a certificate.
+//!   plaintext port would let in clients without a certificate. With
+//!   `--redis-password-file` a connection must `AUTH` before anything else
+//!   (`shardkv_redis::auth`).
 //! - A process without a RESP port answers Status with no `redis_addr` and is no node of
 //!   the view; slots whose group leader it hosts are answered `CLUSTERDOWN` by the others
 //!   until leadership moves.
@@ -39,7 +41,7 @@ use crate::listen::{self, ListenOptions, StepDownSignal};
 use anyhow::{Result, bail};
 use shardkv_client::in_process::Local;
 use shardkv_client::{Client, ClientOptions, ClientTlsConfig, CtrlClient, Dial, Gid};
-use shardkv_redis::{ClusterView, Limits, Session};
+use shardkv_redis::{Access, ClusterView, Limits, Password, Session};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,8 @@ pub struct RedisShared {
     keys: Arc<Mutex<Option<u64>>>,
     poke: Arc<Notify>,
     limits: Limits,
+    /// What a connection must give before any other command (`AUTH`).
+    password: Option<Arc<Password>>,
     port: u16,
     started: Instant,
     /// Connections open now.
@@ -175,6 +179,7 @@ impl RedisFront {
             keys,
             poke,
             limits: Limits::default(),
+            password: cfg.redis_password.clone(),
             port: addr.port(),
             started: Instant::now(),
             connected: AtomicUsize::new(0),
@@ -211,7 +216,7 @@ async fn accept(
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             shared.connected.fetch_add(1, Ordering::Relaxed);
             let mut backend = ServerBackend::new(shared.clone(), shared.sessions.take());
-            let mut session = Session::new(id);
+            let mut session = Session::with_access(id, Access::new(shared.password.clone()));
             let ended =
                 shardkv_redis::serve(conn, &mut session, &mut backend, &shared.limits).await;
             shared.sessions.put(backend.into_session());

@@ -130,7 +130,7 @@ pub struct UpArgs {
     no_redis: bool,
     /// A file whose first line is the password the Redis ports require (`AUTH`, `redis-cli
     /// -a` or `--askpass`), passed to every member; default: none.
-    #[arg(long, env = "SHARDKV_REDIS_PASSWORD_FILE")]
+    #[arg(long, env = "SHARDKV_UP_REDIS_PASSWORD_FILE")]
     redis_password_file: Option<PathBuf>,
 }
 
@@ -332,11 +332,11 @@ fn spawn(
         Some(port) => cmd.args(["--redis-listen", &format!("127.0.0.1:{port}")]),
         None => cmd.args(["--redis-listen", "off"]),
     };
-    // The same for the password: given explicitly or not at all.
-    cmd.env_remove("SHARDKV_REDIS_PASSWORD_FILE");
-    if let (Some(_), Some(file)) = (redis, &args.redis_password_file) {
-        cmd.arg("--redis-password-file").arg(file);
-    }
+    // The same for the password (over the environment and a config file alike).
+    match (redis, &args.redis_password_file) {
+        (Some(_), Some(file)) => cmd.arg("--redis-password-file").arg(file),
+        _ => cmd.args(["--redis-password-file", "off"]),
+    };
     if let Some(certs) = certs {
         let own = certs
             .members

@@ -7,10 +7,13 @@
 //!   passwordless `default` user accepts it.
 //! - With one, a connection may send only `AUTH`, `HELLO` with its `AUTH` option, and `QUIT`
 //!   until it has given the password (`AUTH <password>` or `AUTH default <password>`);
-//!   anything else is answered `-NOAUTH`, a wrong password `-WRONGPASS`. A failed attempt
-//!   leaves a connection that was authenticated authenticated, as in Redis.
-//! - The comparison takes the same time wherever the first difference is, and the password
-//!   never appears in `Debug` output.
+//!   anything else is answered `-NOAUTH` (after the command's name and argument count are
+//!   checked, before its arguments: `Session::gate`), a wrong password `-WRONGPASS`. A
+//!   failed attempt leaves a connection that was authenticated authenticated, as in Redis.
+//!   Until then the connection's requests are framed one at a time under
+//!   [`crate::Limits::unauthenticated`] (`conn.rs`).
+//! - The comparison takes a time that depends on the password's length only, and the
+//!   password never appears in `Debug` output.
 
 use crate::reply::Reply;
 use bytes::Bytes;
@@ -36,14 +39,15 @@ impl Password {
         &self.0
     }
 
-    /// Whether `given` is this password; the time taken depends only on the lengths.
+    /// Whether `given` is this password. The time taken depends on the password's length
+    /// only: every byte of it is compared, whatever `given` is.
     pub fn matches(&self, given: &[u8]) -> bool {
-        let diff = self
-            .0
-            .iter()
-            .zip(given)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        diff == 0 && self.0.len() == given.len()
+        let mut diff = usize::from(self.0.len() != given.len());
+        for (i, a) in self.0.iter().enumerate() {
+            let b = given.get(i).copied().unwrap_or(!a);
+            diff |= usize::from(a ^ b);
+        }
+        std::hint::black_box(diff) == 0
     }
 }
 

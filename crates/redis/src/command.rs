@@ -180,22 +180,31 @@ fn upper(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_ascii_uppercase()
 }
 
-/// Parses a request (`args[0]` is the command's name, any case). `Err` is the reply that
-/// refuses it; the connection stays open.
-pub fn parse(args: &[Bytes]) -> Result<Command, Reply> {
+/// The name of the command `args` asks for (lower case, from [`COMMANDS`]), once it is known
+/// and has an argument count its arity allows; else the reply that refuses it. The first
+/// check of [`parse`], and all Redis checks before it asks for a password.
+pub fn command_name(args: &[Bytes]) -> Result<&'static str, Reply> {
     let Some((name, rest)) = args.split_first() else {
         return Err(Reply::err("empty command"));
     };
     let lname = String::from_utf8_lossy(name).to_ascii_lowercase();
-    let Some(&(_, arity, _)) = COMMANDS.iter().find(|(n, _, _)| *n == lname) else {
+    let Some(&(known, arity, _)) = COMMANDS.iter().find(|(n, _, _)| *n == lname) else {
         return Err(unknown_command(name, rest));
     };
     let n = args.len() as i64;
     if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
-        return Err(arity_error(&lname));
+        return Err(arity_error(known));
     }
+    Ok(known)
+}
+
+/// Parses a request (`args[0]` is the command's name, any case). `Err` is the reply that
+/// refuses it; the connection stays open.
+pub fn parse(args: &[Bytes]) -> Result<Command, Reply> {
+    let lname = command_name(args)?;
+    let rest = &args[1..];
     let key = || rest[0].clone();
-    Ok(match lname.as_str() {
+    Ok(match lname {
         "ping" => match rest {
             [] => Command::Ping(None),
             [m] => Command::Ping(Some(m.clone())),

@@ -68,12 +68,20 @@ where
     let mut output = BytesMut::new();
     let mut pending = VecDeque::with_capacity(PIPELINE_OPS_MAX);
     let mut replies = Vec::with_capacity(PIPELINE_OPS_MAX);
+    let before_auth = limits.unauthenticated();
     loop {
         loop {
             // The requests already complete, at most PIPELINE_OPS_MAX at a time; a
-            // protocol error is answered once the requests before it are.
+            // protocol error is answered once the requests before it are. Before the
+            // password (when one is required) one at a time, under the small limits: an
+            // AUTH is answered before the next request is framed.
             let mut broken = None;
             while pending.len() < PIPELINE_OPS_MAX {
+                let limits = match session.authenticated() {
+                    true => limits,
+                    false if pending.is_empty() => &before_auth,
+                    false => break,
+                };
                 match take_request(&mut input, limits) {
                     Ok(Some(args)) => pending.push_back(args),
                     Ok(None) => break,
@@ -165,10 +173,15 @@ mod tests {
     /// Sends `input`, closes the sending side, and returns what came back and how the
     /// server side ended.
     async fn exchange(input: Vec<u8>) -> (Vec<u8>, io::Result<Ended>) {
+        exchange_with(Session::new(1), input).await
+    }
+
+    /// [`exchange`] on a connection whose state starts as `session`.
+    async fn exchange_with(mut session: Session, input: Vec<u8>) -> (Vec<u8>, io::Result<Ended>) {
         let (client, server) = duplex(64 << 10);
         let serving = tokio::spawn(async move {
             let mut b = Memory::mastering_all();
-            serve(server, &mut Session::new(1), &mut b, &Limits::default()).await
+            serve(server, &mut session, &mut b, &Limits::default()).await
         });
         let (mut rd, mut wr) = tokio::io::split(client);
         let writing = tokio::spawn(async move {
@@ -284,6 +297,61 @@ mod tests {
                 "-ERR unknown command 'FLUSHALL', with args beginning with: \r\n+PONG\r\n+OK\r\n"
             );
             assert_eq!(ended.unwrap(), Ended::Quit);
+        });
+    }
+
+    fn protected() -> Session {
+        let password = crate::auth::Password::new("pw").expect("not empty");
+        let access = crate::auth::Access::new(Some(std::sync::Arc::new(password)));
+        Session::with_access(1, access)
+    }
+
+    /// Goal: an AUTH pipelined with the commands after it (one read) lets them run, in
+    /// order, and the ones before it are refused. Method: one write of all of it.
+    #[test]
+    fn a_pipelined_auth_lets_the_commands_after_it_run() {
+        rt().block_on(async {
+            let input = b"SET k v\r\nAUTH pw\r\nSET k v\r\nGET k\r\nQUIT\r\n".to_vec();
+            let (got, ended) = exchange_with(protected(), input).await;
+            let text = String::from_utf8(got).unwrap();
+            assert_eq!(
+                text,
+                "-NOAUTH Authentication required.\r\n+OK\r\n+OK\r\n$1\r\nv\r\n+OK\r\n"
+            );
+            assert_eq!(ended.unwrap(), Ended::Quit);
+        });
+    }
+
+    /// Goal: before the password a request may hold at most 10 arguments of at most 16 KiB
+    /// (Redis's limits for unauthenticated clients); after it the usual limits apply.
+    /// Method: the same large SET before and after AUTH.
+    #[test]
+    fn before_the_password_requests_are_small() {
+        rt().block_on(async {
+            let big = format!(
+                "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n{}\r\n",
+                "x".repeat(20_000)
+            );
+            let (got, ended) = exchange_with(protected(), big.clone().into_bytes()).await;
+            let text = String::from_utf8(got).unwrap();
+            assert!(text.starts_with("-ERR Protocol error: "), "{text}");
+            assert!(matches!(ended.unwrap(), Ended::ProtocolError(_)));
+            let many = b"*11\r\n".to_vec();
+            let (got, _) = exchange_with(protected(), many).await;
+            assert!(
+                String::from_utf8(got)
+                    .unwrap()
+                    .starts_with("-ERR Protocol error: ")
+            );
+            let after = format!("AUTH pw\r\n{big}GET k\r\n");
+            let (got, ended) = exchange_with(protected(), after.into_bytes()).await;
+            let text = String::from_utf8(got).unwrap();
+            assert!(
+                text.starts_with("+OK\r\n+OK\r\n$20000\r\n"),
+                "{}",
+                &text[..40.min(text.len())]
+            );
+            assert_eq!(ended.unwrap(), Ended::Closed);
         });
     }
 }

@@ -140,6 +140,10 @@ impl Session {
         let Some(args) = pending.pop_front() else {
             return After::Continue;
         };
+        if let Err(refusal) = self.gate(&args) {
+            replies.push(refusal);
+            return After::Continue;
+        }
         let cmd = match parse(&args) {
             Ok(cmd) => cmd,
             Err(refusal) => {
@@ -147,7 +151,7 @@ impl Session {
                 return After::Continue;
             }
         };
-        // Before the password every command goes alone (and is refused).
+        // Before the password nothing but AUTH, HELLO and QUIT gets here, alone.
         let slot = match cmd.keys().is_empty() || !self.authenticated() {
             true => None,
             false => admit(&cmd, &backend.view()).ok(),

@@ -46,6 +46,21 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits of a connection that has not given the password yet (when one is
+    /// required), as Redis's for unauthenticated clients: at most 10 arguments of at most
+    /// 16 KiB, so a connection without the password holds little memory.
+    pub fn unauthenticated(&self) -> Limits {
+        Limits {
+            args_max: 10,
+            bulk_bytes_max: 16 << 10,
+            request_bytes_max: 10 * (16 << 10) + 1024,
+            inline_bytes_max: 16 << 10,
+            write_timeout: self.write_timeout,
+        }
+    }
+}
+
 /// A request the connection cannot frame; the text is what Redis answers (after `ERR`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolError(pub String);

@@ -7,7 +7,7 @@
 use crate::auth::{Access, hello_no_auth, no_auth};
 use crate::backend::{Backend, DataOp, DataOut, ServerInfo};
 use crate::cluster::ClusterView;
-use crate::command::{COMMANDS, ClusterCmd, Command, CommandCmd, SetAnswer, parse};
+use crate::command::{COMMANDS, ClusterCmd, Command, CommandCmd, SetAnswer, command_name, parse};
 use crate::reply::{Protocol, Reply};
 use bytes::Bytes;
 use shardkv_rsm::Error;
@@ -72,8 +72,24 @@ impl Session {
         self.name.as_ref()
     }
 
+    /// `Err` with the refusal when the connection may not send `args` yet: before the
+    /// password, Redis checks that the command exists and has its argument count, then
+    /// refuses everything but `AUTH`, `HELLO` and `QUIT` before looking at any argument.
+    pub(crate) fn gate(&self, args: &[Bytes]) -> Result<(), Reply> {
+        if self.access.passed() {
+            return Ok(());
+        }
+        match command_name(args)? {
+            "auth" | "hello" | "quit" => Ok(()),
+            _ => Err(no_auth()),
+        }
+    }
+
     /// Answers one request.
     pub async fn handle<B: Backend>(&mut self, args: &[Bytes], backend: &mut B) -> (Reply, After) {
+        if let Err(refusal) = self.gate(args) {
+            return (refusal, After::Continue);
+        }
         match parse(args) {
             Ok(cmd) => self.answer(cmd, backend).await,
             Err(refusal) => (refusal, After::Continue),
@@ -555,6 +571,19 @@ mod tests {
                 );
             }
             assert_eq!(error_code(run(&mut s, &mut b, "hello 3").await), "NOAUTH");
+            // Arguments are not looked at before the password; names and counts are.
+            assert_eq!(
+                error_code(run(&mut s, &mut b, "set k v ex x").await),
+                "NOAUTH"
+            );
+            assert_eq!(error_code(run(&mut s, &mut b, "select x").await), "NOAUTH");
+            assert_eq!(error_code(run(&mut s, &mut b, "flushall").await), "ERR");
+            assert_eq!(error_code(run(&mut s, &mut b, "get").await), "ERR");
+            assert_eq!(
+                error_code(run(&mut s, &mut b, "hello 3 setname me").await),
+                "NOAUTH"
+            );
+            assert_eq!(s.name(), None);
             assert_eq!(s.protocol(), Protocol::Resp2);
             assert_eq!(
                 error_code(run(&mut s, &mut b, "hello 4 auth default pw").await),

@@ -29,7 +29,8 @@
 //! log-format = "json"           # or "text" (the default); read by the CLI
 //! redis-listen = "127.0.0.1:9001" # a Redis Cluster (RESP) port (crate::redis); default off
 //! redis-password-file = "/etc/shardkv/redis.pass" # clients of the RESP port must AUTH with
-//!                               # the file's first line (as Redis's requirepass); default none
+//!                               # the file's first line (as Redis's requirepass); default
+//!                               # none ("off")
 //! # TLS (all three or none; docs/security.md):
 //! cert = "/etc/shardkv/n1.pem"  # this member's certificate (URI SAN shardkv://node/1)
 //! key = "/etc/shardkv/n1.key"
@@ -268,7 +269,7 @@ pub struct ConfigLayer {
     pub admin_listen: Option<String>,
     /// `HOST:PORT` or `off` (the default).
     pub redis_listen: Option<String>,
-    /// A file whose first line is the RESP port's password.
+    /// A file whose first line is the RESP port's password; `off` or `none`: no password.
     pub redis_password_file: Option<PathBuf>,
     /// `text` or `json`; read by the CLI before logging starts (see [`ConfigLayer::log_format`]).
     pub log_format: Option<String>,
@@ -404,7 +405,10 @@ impl ConfigLayer {
                     .into(),
             );
         }
-        let redis_password = match (&self.redis_password_file, redis_listen) {
+        let file = self
+            .redis_password_file
+            .filter(|p| !matches!(p.to_str(), Some("off" | "none")));
+        let redis_password = match (&file, redis_listen) {
             (None, _) => None,
             (Some(path), Some(_)) => Some(Arc::new(read_password(path)?)),
             (Some(_), None) => {
@@ -448,17 +452,32 @@ impl ConfigLayer {
     }
 }
 
+/// The longest Redis password accepted (Redis's own have no limit; 4 KiB is ample).
+pub const PASSWORD_LINE_MAX: usize = 4096;
+
 /// The RESP port's password: the first line of `path` (its line ending dropped), which must
 /// not be empty.
 pub fn read_password(path: &Path) -> Result<Password, String> {
-    let text = std::fs::read(path).map_err(|e| {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
         format!(
             "cannot read the Redis password file {}: {e}",
             path.display()
         )
-    })?;
+    };
+    // A bounded read: a wrong path (a device, a huge file) fails instead of filling memory.
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(PASSWORD_LINE_MAX as u64 + 2).read_to_end(&mut text))
+        .map_err(cannot)?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > PASSWORD_LINE_MAX {
+        return Err(format!(
+            "the first line of the Redis password file {} is longer than {PASSWORD_LINE_MAX} bytes",
+            path.display()
+        ));
+    }
     Password::new(line.to_vec()).ok_or_else(|| {
         format!(
             "the Redis password file {} has an empty first line",
@@ -961,7 +980,7 @@ mod tests {
         let port = Some("127.0.0.1:9002");
         assert_eq!(layer().resolve().expect("valid").redis_password, None);
         let c = with(b"s3cret\r\nignored\n", port).expect("valid");
-        let p = c.redis_password.expect("a password");
+        let p = c.redis_password.clone().expect("a password");
         assert!(p.matches(b"s3cret"));
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!(with(b"\nx", port).unwrap_err().contains("empty first line"));
@@ -976,6 +995,21 @@ mod tests {
             ..layer()
         };
         assert!(missing.resolve().unwrap_err().contains("cannot read"));
+        let long = vec![b'x'; PASSWORD_LINE_MAX + 1];
+        assert!(with(&long, port).unwrap_err().contains("longer than"));
+        let mut longest = vec![b'y'; PASSWORD_LINE_MAX];
+        longest.extend_from_slice(b"\r\n");
+        let c = with(&longest, port).expect("a password of the longest length");
+        assert!(
+            c.redis_password
+                .expect("set")
+                .matches(&longest[..PASSWORD_LINE_MAX])
+        );
+        let off = ConfigLayer {
+            redis_password_file: Some("off".into()),
+            ..layer()
+        };
+        assert_eq!(off.resolve().expect("valid").redis_password, None);
     }
 
     #[test]

@@ -50,7 +50,7 @@ use shardkv_client::{
 };
 use shardkv_host::leader_preference::preferred_leader;
 
-use shardkv_server::config::{Password, read_password};
+use shardkv_server::config::{Password, password_file, read_password};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
@@ -129,7 +129,8 @@ pub struct UpArgs {
     #[arg(long, env = "SHARDKV_UP_NO_REDIS")]
     no_redis: bool,
     /// A file whose first line is the password the Redis ports require (`AUTH`, `redis-cli
-    /// -a` or `--askpass`), passed to every member; default: none.
+    /// -a` or `--askpass`), passed to every member; default: none (`off`), or the server's
+    /// SHARDKV_REDIS_PASSWORD_FILE when that is set.
     #[arg(long, env = "SHARDKV_UP_REDIS_PASSWORD_FILE")]
     redis_password_file: Option<PathBuf>,
 }
@@ -140,6 +141,9 @@ impl UpArgs {
         !self.no_redis && !self.tls
     }
 }
+
+/// The environment variable `shardkv server` takes its Redis password file from.
+const SERVER_PASSWORD_ENV: &str = "SHARDKV_REDIS_PASSWORD_FILE";
 
 /// The file in `up`'s data directory that keeps the cluster token between runs.
 const CLUSTER_TOKEN_FILE: &str = "cluster-token";
@@ -220,13 +224,22 @@ impl Member {
 pub fn run(mut args: UpArgs) -> Result<ExitCode> {
     crate::ports::check_free(args.base_port, args.replicas, args.redis())?;
     // Read now (a bad file fails before anything starts), passed to the members by its
-    // absolute path (they run in other directories).
-    let redis_password = match (&args.redis_password_file, args.redis()) {
-        (None, _) => None,
+    // absolute path (they run in other directories). A SHARDKV_REDIS_PASSWORD_FILE exported
+    // for `shardkv server` counts too, so that it does not start an open cluster.
+    let own = password_file(args.redis_password_file.take());
+    let server_env =
+        std::env::var_os(SERVER_PASSWORD_ENV).and_then(|v| password_file(Some(v.into())));
+    args.redis_password_file = match (own, args.redis()) {
         (Some(_), false) => {
             bail!("--redis-password-file needs the Redis ports (no --no-redis or --tls)")
         }
-        (Some(path), true) => {
+        (Some(file), true) => Some(file),
+        (None, true) => server_env,
+        (None, false) => None,
+    };
+    let redis_password = match &args.redis_password_file {
+        None => None,
+        Some(path) => {
             let password = read_password(path).map_err(|e| anyhow!(e))?;
             args.redis_password_file = Some(fs::canonicalize(path)?);
             Some(password)

@@ -50,12 +50,13 @@ impl Limits {
     /// The limits of a connection that has not given the password yet (when one is
     /// required), as Redis's for unauthenticated clients: at most 10 arguments of at most
     /// 16 KiB, so a connection without the password holds little memory.
+    /// (Never above `self`'s.)
     pub fn unauthenticated(&self) -> Limits {
         Limits {
-            args_max: 10,
-            bulk_bytes_max: 16 << 10,
-            request_bytes_max: 10 * (16 << 10) + 1024,
-            inline_bytes_max: 16 << 10,
+            args_max: self.args_max.min(10),
+            bulk_bytes_max: self.bulk_bytes_max.min(16 << 10),
+            request_bytes_max: self.request_bytes_max.min(10 * (16 << 10) + 1024),
+            inline_bytes_max: self.inline_bytes_max.min(16 << 10),
             write_timeout: self.write_timeout,
         }
     }

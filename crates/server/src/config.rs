@@ -405,10 +405,7 @@ impl ConfigLayer {
                     .into(),
             );
         }
-        let file = self
-            .redis_password_file
-            .filter(|p| !matches!(p.to_str(), Some("off" | "none")));
-        let redis_password = match (&file, redis_listen) {
+        let redis_password = match (&password_file(self.redis_password_file), redis_listen) {
             (None, _) => None,
             (Some(path), Some(_)) => Some(Arc::new(read_password(path)?)),
             (Some(_), None) => {
@@ -450,6 +447,12 @@ impl ConfigLayer {
             tls,
         })
     }
+}
+
+/// A Redis password file as given (a flag, the environment, the TOML file): `None` for
+/// none, `off` or `none` (blanks around it ignored).
+pub fn password_file(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.filter(|p| !matches!(p.to_str().map(str::trim), Some("off" | "none" | "")))
 }
 
 /// The longest Redis password accepted (Redis's own have no limit; 4 KiB is ample).

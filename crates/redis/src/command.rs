@@ -269,7 +269,7 @@ pub fn parse(args: &[Bytes]) -> Result<Command, Reply> {
         }
         "mget" => Command::MGet(rest.to_vec()),
         "mset" => {
-            if rest.len() % 2 != 0 {
+            if !rest.len().is_multiple_of(2) {
                 return Err(arity_error("mset"));
             }
             Command::MSet(

@@ -151,8 +151,9 @@ impl Session {
                 return After::Continue;
             }
         };
-        // Before the password nothing but AUTH, HELLO and QUIT gets here, alone.
-        let slot = match cmd.keys().is_empty() || !self.authenticated() {
+        // Before the password only AUTH, HELLO and QUIT pass the gate: none has keys, so
+        // none starts a run.
+        let slot = match cmd.keys().is_empty() {
             true => None,
             false => admit(&cmd, &backend.view()).ok(),
         };

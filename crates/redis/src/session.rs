@@ -121,6 +121,7 @@ impl Session {
                 Ok(()) => self.hello(protover, setname, backend),
                 Err(refusal) => refusal,
             },
+            // `gate` refuses these before parsing; this arm keeps `answer` safe on its own.
             _ if !self.access.passed() => no_auth(),
             Command::Ping(None) => Reply::Status("PONG"),
             Command::Ping(Some(m)) | Command::Echo(m) => Reply::Bulk(m),
